@@ -1,0 +1,271 @@
+/**
+ * Gateway overhead, side by side in one run (issue 3, Performance): every server on 127.0.0.1 in its
+ * own process, an OpenAI-compatible upstream that answers at once, load from wrk (or autocannon when
+ * wrk is missing) in a separate process.
+ *
+ *   (a) direct to the upstream                      (b) bare graphql-yoga + undici.request (the floor)
+ *   (c) our GraphQL `infer`, api-key auth on        (d) our /v1/chat/completions, api-key auth on
+ *   (e) Portkey AI gateway 1.15.2 (installed into bench/.out/portkey on first run)
+ *
+ * Per target: req/s, CPU µs per request of the process in the middle (/proc/<pid>/stat utime+stime
+ * over the run), req/s per core (1e6 / CPU µs), p50/p99 under load, p50 at concurrency 1 (sequential
+ * requests on one keep-alive connection) and the p50 it adds over direct, and the RSS of the middle
+ * process under load. Medians of RUNS runs, interleaved.
+ *
+ *   npx tsx bench/overhead.ts [--duration=6] [--runs=3] [--connections=32] [--no-portkey] [--only=c,d] [--profile] [--no-recording]
+ *
+ * Our gateway runs as shipped, per-inference records (router.recording) included; --no-recording turns
+ * them off (with the embedded PGlite that database work runs inside the gateway process).
+ * --profile runs our gateway under `node --cpu-prof` (profiles in bench/.out/prof).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client } from 'undici';
+import { generateApiKey } from '../plugins/auth-api-key/index.ts';
+import { createTestDatabase } from '../test/support/gateway.ts';
+import { freeLoopbackPort } from '../test/support/loopback-server.ts';
+
+const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const OUT = join(ROOT, 'bench/.out');
+const arg = (name: string, dflt: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt;
+const DURATION = Number(arg('duration', '6'));
+const RUNS = Number(arg('runs', '3'));
+const CONNECTIONS = Number(arg('connections', '32'));
+const C1_REQUESTS = Number(arg('c1', '2000'));
+const ONLY = arg('only', 'a,b,c,d,e').split(',');
+const PORTKEY = !process.argv.includes('--no-portkey') && ONLY.includes('e');
+const PROFILE = process.argv.includes('--profile');
+const RECORDING = !process.argv.includes('--no-recording');
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+const HAS_WRK = (() => { try { execFileSync('wrk', ['--version'], { stdio: 'ignore' }); return true; } catch (e) { return (e as { status?: number }).status === 1; } })();
+
+mkdirSync(OUT, { recursive: true });
+const children: ChildProcess[] = [];
+process.on('exit', () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); });
+
+function startNode(file: string, env: Record<string, string> = {}, extraArgs: string[] = []): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [...extraArgs, '--import', 'tsx', file], {
+    cwd: ROOT, env: { ...process.env, ...env, NODE_ENV: 'production' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  children.push(child);
+  return new Promise((res, rej) => {
+    child.once('message', (m: { port: number }) => res({ child, port: m.port }));
+    child.once('exit', (code) => rej(new Error(`${file} exited with ${code}`)));
+  });
+}
+
+async function startPortkey(): Promise<{ child: ChildProcess; port: number }> {
+  const dir = join(OUT, 'portkey');
+  const entry = join(dir, 'node_modules/@portkey-ai/gateway/build/start-server.js');
+  if (!existsSync(entry)) {
+    mkdirSync(dir, { recursive: true });
+    if (!existsSync(join(dir, 'package.json'))) writeFileSync(join(dir, 'package.json'), '{"name":"portkey-bench","private":true}\n');
+    console.error('installing @portkey-ai/gateway@1.15.2 into bench/.out/portkey …');
+    execFileSync('npm', ['i', '--no-save', '--no-audit', '--no-fund', '@portkey-ai/gateway@1.15.2'], { cwd: dir, stdio: 'ignore' });
+  }
+  const port = await freeLoopbackPort();
+  const child = spawn(process.execPath, ['--import', join(ROOT, 'bench/overhead/loopback.mjs'), entry, `--port=${port}`, '--headless'], {
+    cwd: dir, env: { ...process.env, NODE_ENV: 'production' }, stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(child);
+  for (let i = 0; i < 200; i++) {
+    const ok = await fetch(`http://127.0.0.1:${port}/`).then(() => true, () => false);
+    if (ok) return { child, port };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('Portkey did not start');
+}
+
+interface Target {
+  key: string;
+  label: string;
+  pid: number;
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+  expect: string;
+}
+
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
+}
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : 0;
+}
+
+function toMs(v: string, unit: string): number {
+  const n = Number(v);
+  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : n;
+}
+
+interface LoadResult { requests: number; rps: number; p50: number; p99: number; errors: number }
+
+/** Runs wrk (or autocannon) against the target for DURATION seconds in a child process. */
+function load(t: Target, seconds: number): Promise<LoadResult> {
+  if (HAS_WRK) {
+    const lua = join(OUT, `wrk-${t.key}.lua`);
+    writeFileSync(lua, [
+      'wrk.method = "POST"',
+      `wrk.body = [==[${t.body}]==]`,
+      ...Object.entries({ 'content-type': 'application/json', ...t.headers }).map(([k, v]) => `wrk.headers["${k}"] = [==[${v}]==]`),
+    ].join('\n'));
+    return new Promise((res, rej) => {
+      const p = spawn('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', lua, t.url], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      p.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+      p.once('exit', (code) => {
+        if (code !== 0) return rej(new Error(`wrk exited ${code}: ${out}`));
+        const lat = (pct: string) => { const m = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out); return m ? toMs(m[1]!, m[2]!) : NaN; };
+        res({
+          requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
+          rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
+          p50: lat('50'), p99: lat('99'),
+          errors: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0) + Number(/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)?.slice(1).reduce((a, b) => a + Number(b), 0) ?? 0),
+        });
+      });
+    });
+  }
+  return new Promise((res, rej) => {
+    const p = spawn(process.execPath, [join(ROOT, 'node_modules/autocannon/autocannon.js'), '-j', '-c', String(CONNECTIONS), '-d', String(seconds), '-m', 'POST', '-b', t.body,
+      ...Object.entries({ 'content-type': 'application/json', ...t.headers }).flatMap(([k, v]) => ['-H', `${k}=${v}`]), t.url], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    p.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    p.once('exit', (code) => {
+      if (code !== 0) return rej(new Error(`autocannon exited ${code}`));
+      const j = JSON.parse(out) as { requests: { total: number; average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
+      res({ requests: j.requests.total, rps: j.requests.average, p50: j.latency.p50, p99: j.latency.p99, errors: j.non2xx + j.errors });
+    });
+  });
+}
+
+/** p50/p99 of sequential requests on one keep-alive connection (concurrency 1), ms. */
+async function latencyC1(t: Target, n: number): Promise<{ p50: number; p99: number }> {
+  const u = new URL(t.url);
+  const client = new Client(u.origin, { pipelining: 1 });
+  const headers = { 'content-type': 'application/json', ...t.headers };
+  const once = async () => {
+    const r = await client.request({ method: 'POST', path: u.pathname, headers, body: t.body });
+    await r.body.text();
+    if (r.statusCode !== 200) throw new Error(`${t.label}: status ${r.statusCode}`);
+  };
+  for (let i = 0; i < 200; i++) await once();
+  const xs: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = process.hrtime.bigint();
+    await once();
+    xs.push(Number(process.hrtime.bigint() - s) / 1e6);
+  }
+  await client.close();
+  xs.sort((a, b) => a - b);
+  return { p50: xs[Math.floor(n * 0.5)]!, p99: xs[Math.floor(n * 0.99)]! };
+}
+
+async function check(t: Target): Promise<void> {
+  const r = await fetch(t.url, { method: 'POST', headers: { 'content-type': 'application/json', ...t.headers }, body: t.body });
+  const text = await r.text();
+  if (r.status !== 200 || !text.includes(t.expect)) throw new Error(`${t.label}: sanity request failed: ${r.status} ${text.slice(0, 300)}`);
+}
+
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
+
+async function main(): Promise<void> {
+  const { key, sha256 } = generateApiKey();
+  const upstream = await startNode('bench/overhead/upstream.ts');
+  const upstreamV1 = `http://127.0.0.1:${upstream.port}/v1`;
+  const chatBody = (model: string) => JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] });
+  const targets: Target[] = [];
+  if (ONLY.includes('a')) targets.push({ key: 'a', label: '(a) direct to upstream', pid: upstream.child.pid!, url: `${upstreamV1}/chat/completions`, headers: {}, body: chatBody('fake-model'), expect: 'Hello, world!' });
+  if (ONLY.includes('b')) {
+    const floor = await startNode('bench/overhead/floor.ts', { UPSTREAM_URL: upstreamV1 });
+    targets.push({ key: 'b', label: '(b) graphql-yoga + undici.request (floor)', pid: floor.child.pid!, url: `http://127.0.0.1:${floor.port}/graphql`, headers: {},
+      body: JSON.stringify({ query: 'mutation { infer(model: "fake-model", prompt: "hi") { text } }' }), expect: 'Hello, world!' });
+  }
+  if (ONLY.includes('c') || ONLY.includes('d')) {
+    const profDir = join(OUT, 'prof');
+    // With DATABASE_URL: a throwaway database, so the seeded model points at this run's upstream.
+    const db = process.env.DATABASE_URL ? await createTestDatabase() : undefined;
+    if (db) cleanups.push(() => db.drop());
+    const gw = await startNode('bench/overhead/gateway.ts', { UPSTREAM_URL: upstreamV1, KEY_SHA256: sha256, RECORDING: RECORDING ? '1' : '0', ...(db ? { DATABASE_URL: db.url } : {}) }, PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+    const auth = { authorization: `Bearer ${key}` };
+    if (ONLY.includes('c')) targets.push({ key: 'c', label: '(c) capibara GraphQL infer, api-key on', pid: gw.child.pid!, url: `http://127.0.0.1:${gw.port}/graphql`, headers: auth,
+      body: JSON.stringify({ query: 'mutation { infer(model: "chat-model", input: { messages: [{ role: "user", content: "hi" }] }) { text } }' }), expect: 'Hello, world!' });
+    if (ONLY.includes('d')) targets.push({ key: 'd', label: '(d) capibara /v1/chat/completions, api-key on', pid: gw.child.pid!, url: `http://127.0.0.1:${gw.port}/v1/chat/completions`, headers: auth,
+      body: chatBody('chat-model'), expect: 'Hello, world!' });
+  }
+  if (PORTKEY) {
+    const pk = await startPortkey();
+    targets.push({ key: 'e', label: '(e) Portkey gateway 1.15.2', pid: pk.child.pid!, url: `http://127.0.0.1:${pk.port}/v1/chat/completions`,
+      headers: { 'x-portkey-provider': 'openai', 'x-portkey-custom-host': upstreamV1, authorization: 'Bearer sk-unused' }, body: chatBody('fake-model'), expect: 'Hello, world!' });
+  }
+  for (const t of targets) await check(t);
+
+  type Row = { rps: number[]; cpuUs: number[]; p50: number[]; p99: number[]; rss: number[]; c1p50: number[]; c1p99: number[]; errors: number };
+  const rows = new Map<string, Row>(targets.map((t) => [t.key, { rps: [], cpuUs: [], p50: [], p99: [], rss: [], c1p50: [], c1p99: [], errors: 0 }]));
+  // Warm-up: JIT, connection pools.
+  for (const t of targets) await load(t, 2);
+  for (let run = 0; run < RUNS; run++) {
+    for (const t of targets) {
+      const row = rows.get(t.key)!;
+      const before = cpuTicks(t.pid);
+      let rss = 0;
+      const sampler = setInterval(() => { rss = Math.max(rss, rssMb(t.pid)); }, 250);
+      const r = await load(t, DURATION);
+      clearInterval(sampler);
+      const cpuUs = ((cpuTicks(t.pid) - before) / CLK_TCK) * 1e6 / Math.max(1, r.requests);
+      row.rps.push(r.rps); row.cpuUs.push(cpuUs); row.p50.push(r.p50); row.p99.push(r.p99); row.rss.push(rss); row.errors += r.errors;
+      const c1 = await latencyC1(t, C1_REQUESTS);
+      row.c1p50.push(c1.p50); row.c1p99.push(c1.p99);
+      console.error(`run ${run + 1}/${RUNS} ${t.label}: ${r.rps.toFixed(0)} req/s, ${cpuUs.toFixed(0)} µs CPU/req, p50 ${r.p50.toFixed(2)} ms, c=1 p50 ${c1.p50.toFixed(3)} ms, RSS ${rss.toFixed(0)} MB${r.errors ? `, ${r.errors} errors` : ''}`);
+    }
+  }
+
+  const direct = rows.get('a');
+  const directC1 = direct ? median(direct.c1p50) : NaN;
+  const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '–');
+  const lines = [
+    `Overhead bench — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${(await import('node:os')).cpus().length} vCPU, load: ${HAS_WRK ? `wrk -t1 -c${CONNECTIONS}` : `autocannon -c${CONNECTIONS}`}, ${DURATION} s × ${RUNS} runs (medians), c=1: ${C1_REQUESTS} sequential requests, our gateway: storage ${process.env.DATABASE_URL ? 'PostgreSQL' : 'PGlite in-process'}, inference recording ${RECORDING ? 'on' : 'off'}`,
+    '',
+    '| in the middle | req/s | CPU µs/req | req/s per core | p50 ms | p99 ms | c=1 p50 ms | added p50 ms (c=1) | RSS MB (under load) | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  const perCore = new Map<string, number>();
+  for (const t of targets) {
+    const r = rows.get(t.key)!;
+    const cpu = median(r.cpuUs);
+    perCore.set(t.key, 1e6 / cpu);
+    const c1 = median(r.c1p50);
+    lines.push(`| ${t.label} | ${fmt(median(r.rps))} | ${fmt(cpu)} | ${fmt(1e6 / cpu)} | ${fmt(median(r.p50), 2)} | ${fmt(median(r.p99), 2)} | ${fmt(c1, 3)} | ${t.key === 'a' ? '–' : fmt(c1 - directC1, 3)} | ${fmt(Math.max(...r.rss))} | ${r.errors} |`);
+  }
+  const ratio = (k: string) => (perCore.get(k) ?? NaN) / (perCore.get('e') ?? NaN);
+  const added = (k: string) => (rows.get(k) ? median(rows.get(k)!.c1p50) - directC1 : NaN);
+  const rss = (k: string) => (rows.get(k) ? Math.max(...rows.get(k)!.rss) : NaN);
+  const mark = (ok: boolean) => (ok ? 'met' : 'MISSED');
+  lines.push('', 'Targets:', '');
+  if (PORTKEY) {
+    lines.push(`- GraphQL path req/s per core ≥ 2.5× Portkey: ${fmt(ratio('c'), 2)}× — ${mark(ratio('c') >= 2.5)}`);
+    lines.push(`- OpenAI path req/s per core ≥ 4× Portkey: ${fmt(ratio('d'), 2)}× — ${mark(ratio('d') >= 4)}`);
+  }
+  lines.push(`- added p50 at concurrency 1 ≤ 0.4 ms: GraphQL ${fmt(added('c'), 3)} ms — ${mark(added('c') <= 0.4)}; OpenAI ${fmt(added('d'), 3)} ms — ${mark(added('d') <= 0.4)}`);
+  lines.push(`- gateway RSS under load < 300 MB: ${fmt(Math.max(rss('c'), rss('d')))} MB — ${mark(Math.max(rss('c'), rss('d')) < 300)}`);
+  console.log(lines.join('\n'));
+  writeFileSync(join(OUT, 'overhead.md'), `${lines.join('\n')}\n`);
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+
+main().then(async () => {
+  for (const c of children) c.disconnect?.();
+  await new Promise((r) => setTimeout(r, 500));
+  for (const fn of cleanups) await fn().catch(() => {});
+  process.exit(0);
+}, async (err) => {
+  console.error(err);
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const fn of cleanups) await fn().catch(() => {});
+  process.exit(1);
+});

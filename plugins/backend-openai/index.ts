@@ -1,0 +1,265 @@
+/**
+ * `openai` backend: any OpenAI-compatible server (vLLM, TGI, Ollama, llama.cpp, TPU engines).
+ * Instance endpoint = base URL including `/v1`. chat → /chat/completions, generate → /completions,
+ * embed → /embeddings; streaming over SSE, token by token; health = GET {endpoint}/models.
+ */
+import { z, type ZodType } from 'zod';
+import type { Logger } from 'pino';
+import { McpError } from '../../src/errors.ts';
+import {
+  definePlugin, type Backend, type BackendCall, type HealthReport, type InstanceSpec, type LoadedInstance,
+} from '../../src/plugin/contract.ts';
+import type {
+  FinishReason, InferenceChunk, InferenceInput, InferenceOutput, InferenceTask, Usage,
+} from '../../src/inference/types.ts';
+import { UpstreamClient, joinUrl } from '../../src/upstream/client.ts';
+import { probeFailure } from '../../src/upstream/errors.ts';
+import { SseParser } from '../../src/upstream/sse.ts';
+import { clientOptionsFrom, upstreamPluginOptions } from '../../src/upstream/options.ts';
+
+const OPENAI_TASKS = ['chat', 'generate', 'embed'] as const satisfies readonly InferenceTask[];
+
+export const openaiInstanceOptions = z.object({
+  /** Upstream model name; default: the instance's model id. */
+  model: z.string().min(1).optional(),
+  /** Sent as `Authorization: Bearer …`. */
+  apiKey: z.string().min(1).optional(),
+  /** Extra headers for this instance. */
+  headers: z.record(z.string(), z.string()).default({}),
+  /** Tasks this server offers (e.g. only `embed` for an embedding server). */
+  tasks: z.array(z.enum(OPENAI_TASKS)).min(1).default([...OPENAI_TASKS]),
+});
+export type OpenAIInstanceOptions = z.output<typeof openaiInstanceOptions>;
+
+interface OpenAIUsage { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number }
+interface OpenAIChoice {
+  index?: number;
+  message?: { content?: string | null };
+  delta?: { content?: string | null };
+  text?: string;
+  finish_reason?: string | null;
+}
+interface OpenAIAnswer {
+  choices?: OpenAIChoice[];
+  usage?: OpenAIUsage | null;
+  data?: Array<{ index?: number; embedding?: number[] }>;
+  error?: { message?: string; type?: string; code?: string | number | null };
+}
+
+export function mapFinishReason(reason: string | null | undefined): FinishReason | undefined {
+  if (reason === null || reason === undefined) return undefined;
+  return reason === 'length' ? 'length' : 'stop';
+}
+
+export function mapUsage(u: OpenAIUsage | null | undefined): Usage | undefined {
+  if (!u || typeof u !== 'object') return undefined;
+  const promptTokens = u.prompt_tokens ?? 0;
+  const completionTokens = u.completion_tokens ?? 0;
+  return { promptTokens, completionTokens, totalTokens: u.total_tokens ?? promptTokens + completionTokens };
+}
+
+/** The request body for a chat or generate call (exported for tests). */
+export function buildCompletionBody(input: InferenceInput, model: string, stream: boolean): Record<string, unknown> {
+  const body: Record<string, unknown> = { ...(input.extra ?? {}) };
+  const p = input.parameters ?? {};
+  if (p.maxTokens !== undefined) body.max_tokens = p.maxTokens;
+  if (p.temperature !== undefined) body.temperature = p.temperature;
+  if (p.topP !== undefined) body.top_p = p.topP;
+  if (p.topK !== undefined) body.top_k = p.topK;
+  if (p.seed !== undefined) body.seed = p.seed;
+  if (p.stop !== undefined && p.stop.length > 0) body.stop = p.stop;
+  body.model = model;
+  if (input.task === 'chat') {
+    if (!Array.isArray(input.messages) || input.messages.length === 0) {
+      throw new McpError('MCP_BAD_REQUEST', 'a chat request needs at least one message', { details: { path: 'messages' } });
+    }
+    body.messages = input.messages;
+  } else {
+    if (typeof input.prompt !== 'string') {
+      throw new McpError('MCP_BAD_REQUEST', 'a generate request needs a prompt', { details: { path: 'prompt' } });
+    }
+    body.prompt = input.prompt;
+  }
+  if (stream) {
+    const extraOptions = typeof body.stream_options === 'object' && body.stream_options !== null ? body.stream_options : {};
+    body.stream = true;
+    body.stream_options = { ...extraOptions, include_usage: true };
+  } else {
+    delete body.stream;
+    delete body.stream_options;
+  }
+  return body;
+}
+
+function streamError(e: NonNullable<OpenAIAnswer['error']>): McpError {
+  return new McpError('MCP_UPSTREAM_ERROR', e.message ?? 'the model server reported an error mid-stream', {
+    details: { upstreamType: e.type, upstreamCode: e.code ?? undefined }, retryable: false,
+  });
+}
+
+class OpenAIInstance implements LoadedInstance {
+  readonly runtime = 'remote';
+  readonly device = 'remote';
+  readonly tasks: readonly InferenceTask[];
+  private unloaded = false;
+
+  constructor(
+    private readonly client: UpstreamClient,
+    private readonly endpoint: string,
+    private readonly model: string,
+    private readonly headers: Record<string, string>,
+    tasks: readonly InferenceTask[],
+  ) {
+    this.tasks = tasks;
+  }
+
+  private check(input: InferenceInput, streaming: boolean): void {
+    if (this.unloaded) throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'the instance was unloaded', { retryable: true });
+    if (!this.tasks.includes(input.task) || (streaming && input.task === 'embed')) {
+      throw new McpError('MCP_UNSUPPORTED_PARAMETER', `task '${input.task}' is not supported by this ${streaming ? 'streaming ' : ''}openai instance`, {
+        details: { parameter: 'task', task: input.task, supported: this.tasks },
+      });
+    }
+  }
+
+  async infer(input: InferenceInput, call: BackendCall): Promise<InferenceOutput> {
+    this.check(input, false);
+    if (input.task === 'embed') return this.embed(input, call);
+    const chat = input.task === 'chat';
+    const { data } = await this.client.json<OpenAIAnswer>({
+      url: joinUrl(this.endpoint, chat ? 'chat/completions' : 'completions'),
+      json: buildCompletionBody(input, this.model, false),
+      headers: this.headers,
+      call,
+    });
+    const choice = data?.choices?.[0];
+    if (!choice) throw new McpError('MCP_UPSTREAM_ERROR', 'the model server answered without choices');
+    const text = chat ? choice.message?.content ?? '' : choice.text ?? '';
+    const out: InferenceOutput = { text };
+    const finishReason = mapFinishReason(choice.finish_reason);
+    if (finishReason) out.finishReason = finishReason;
+    const usage = mapUsage(data.usage);
+    if (usage) out.usage = usage;
+    return out;
+  }
+
+  private async embed(input: InferenceInput, call: BackendCall): Promise<InferenceOutput> {
+    if (!Array.isArray(input.texts) || input.texts.length === 0) {
+      throw new McpError('MCP_BAD_REQUEST', 'an embed request needs at least one text', { details: { path: 'texts' } });
+    }
+    const body: Record<string, unknown> = { encoding_format: 'float', ...(input.extra ?? {}), model: this.model, input: input.texts };
+    const { data } = await this.client.json<OpenAIAnswer>({ url: joinUrl(this.endpoint, 'embeddings'), json: body, headers: this.headers, call });
+    if (!Array.isArray(data?.data)) throw new McpError('MCP_UPSTREAM_ERROR', 'the model server answered without embeddings');
+    const items = [...data.data].sort((a, b) => (a.index ?? 0) - (b.index ?? 0));
+    const embeddings = items.map((d) => {
+      if (!Array.isArray(d.embedding)) throw new McpError('MCP_UPSTREAM_ERROR', 'the model server sent an embedding that is not a float array');
+      return d.embedding;
+    });
+    const out: InferenceOutput = { embeddings };
+    const usage = mapUsage(data.usage);
+    if (usage) out.usage = usage;
+    return out;
+  }
+
+  async *stream(input: InferenceInput, call: BackendCall): AsyncGenerator<InferenceChunk> {
+    this.check(input, true);
+    const chat = input.task === 'chat';
+    const upstream = await this.client.open({
+      url: joinUrl(this.endpoint, chat ? 'chat/completions' : 'completions'),
+      json: buildCompletionBody(input, this.model, true),
+      headers: { ...this.headers, accept: 'text/event-stream' },
+      call,
+    });
+    const parser = new SseParser();
+    let finishReason: FinishReason | undefined;
+    let usage: Usage | undefined;
+    let done = false;
+    let finalSent = false;
+    const final = (): InferenceChunk => {
+      finalSent = true;
+      return usage ? { text: '', finishReason: finishReason ?? 'stop', usage } : { text: '', finishReason: finishReason ?? 'stop' };
+    };
+    try {
+      for await (const bytes of upstream.body) {
+        if (done) continue; // drain what follows [DONE] so the connection goes back to the pool
+        for (const ev of parser.push(bytes)) {
+          if (ev.data === '[DONE]') { done = true; break; }
+          let obj: OpenAIAnswer;
+          try { obj = JSON.parse(ev.data) as OpenAIAnswer; } catch (err) {
+            throw new McpError('MCP_UPSTREAM_ERROR', 'the model server sent an SSE event that is not JSON', { cause: err });
+          }
+          if (obj.error) throw streamError(obj.error);
+          const u = mapUsage(obj.usage);
+          if (u) usage = u;
+          const choice = obj.choices?.[0];
+          if (choice) {
+            const text = chat ? choice.delta?.content : choice.text;
+            if (typeof text === 'string' && text !== '') yield { text };
+            const fr = mapFinishReason(choice.finish_reason);
+            if (fr) finishReason = fr;
+          }
+        }
+        if (done) yield final();
+      }
+    } finally {
+      upstream.close();
+    }
+    if (finalSent) return;
+    if (!done && finishReason === undefined) {
+      throw new McpError('MCP_UPSTREAM_ERROR', 'the model server ended the stream before the answer was complete', { retryable: false });
+    }
+    yield final();
+  }
+
+  async health(signal: AbortSignal): Promise<HealthReport> {
+    try {
+      const { data } = await this.client.json<{ data?: Array<{ id?: string }> }>({
+        url: joinUrl(this.endpoint, 'models'), headers: this.headers, signal, timeoutMs: this.client.timeouts.healthMs,
+      });
+      const ids = Array.isArray(data?.data) ? data.data.map((m) => m.id) : [];
+      if (ids.length > 0 && !ids.includes(this.model)) return { ok: true, detail: `model '${this.model}' is not listed by the server` };
+      return { ok: true };
+    } catch (err) {
+      return probeFailure(err);
+    }
+  }
+
+  async unload(): Promise<void> {
+    this.unloaded = true;
+  }
+}
+
+/** The backend over a given client (one pooled Agent shared by all its instances). */
+export function createOpenAIBackend(client: UpstreamClient, logger?: Logger): Backend {
+  return {
+    instanceOptions: openaiInstanceOptions as unknown as ZodType<Record<string, unknown>>,
+    async load(spec: InstanceSpec): Promise<LoadedInstance> {
+      if (!spec.endpoint) {
+        throw new McpError('MCP_VALIDATION_FAILED', `openai instance '${spec.id}' needs an endpoint (base URL incl. /v1)`, { details: { path: 'endpoint' } });
+      }
+      const parsed = openaiInstanceOptions.safeParse(spec.options ?? {});
+      if (!parsed.success) {
+        throw new McpError('MCP_VALIDATION_FAILED', `invalid options for openai instance '${spec.id}': ${parsed.error.message}`, { details: { path: 'options' } });
+      }
+      const o = parsed.data;
+      const headers: Record<string, string> = { ...o.headers };
+      if (o.apiKey) headers.authorization = `Bearer ${o.apiKey}`;
+      logger?.debug({ instance: spec.id, endpoint: spec.endpoint }, 'openai instance loaded');
+      return new OpenAIInstance(client, spec.endpoint, o.model ?? spec.model, headers, o.tasks);
+    },
+    devices: () => [{ id: 'remote', kind: 'remote', name: 'OpenAI-compatible server' }],
+  };
+}
+
+export default definePlugin({
+  name: 'openai',
+  kind: 'backend',
+  apiVersion: '^1.0.0',
+  description: 'OpenAI-compatible model servers (vLLM, TGI, Ollama, llama.cpp, TPU engines) over HTTP',
+  options: upstreamPluginOptions,
+  setup(ctx, options) {
+    const client = new UpstreamClient(clientOptionsFrom(options));
+    ctx.onClose(() => client.close());
+    return createOpenAIBackend(client, ctx.logger);
+  },
+});

@@ -1,0 +1,217 @@
+/**
+ * `tfjs` backend: serves TensorFlow.js models (layers or graph format, model.json + weight
+ * shards) in-process. Instance endpoint = folder path, path of model.json, or a file:// /
+ * http(s):// URL. Two kinds of instance:
+ *  - `tensor`: task 'tensor', signature from the model, inputs checked before running;
+ *  - `char-lm`: character-level generative models with a tokenizer.json next to model.json
+ *    (capibara-mini), tasks 'generate' and 'chat', with streaming.
+ * Every instance has its own dynamic batcher (Triton-style); concurrent requests to one
+ * instance are concatenated along the batch dimension.
+ */
+import { cpus, totalmem } from 'node:os';
+import { z, type ZodType } from 'zod';
+import { Gauge, type Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import { McpError } from '../../src/errors.ts';
+import { definePlugin, type Backend, type DeviceInfo, type InstanceSpec, type LoadedInstance } from '../../src/plugin/contract.ts';
+import type { BatcherStats, DynamicBatcherOptions } from '../../src/inference/dynamic-batcher.ts';
+import { RUNTIME_CHOICES, selectRuntime, type TfRuntime } from './runtime.ts';
+import { loadModelFiles } from './io.ts';
+import { graphModelIo, layersModelIo } from './tensors.ts';
+import { TensorInstance } from './tensor-instance.ts';
+import { CharLmInstance } from './char-lm-instance.ts';
+import { CharTokenizer, type CharTokenizerJson } from './char-lm.ts';
+
+export { fileSaveHandler, loadModelFiles } from './io.ts';
+export { selectRuntime, type TfRuntime, type RuntimeChoice, type RuntimeName } from './runtime.ts';
+export { TensorInstance } from './tensor-instance.ts';
+export { CharLmInstance } from './char-lm-instance.ts';
+
+/** Dynamic batching settings (Triton names). Every field optional: unset ones fall back to the plugin's, then to the defaults. */
+export const batchingSchema = z.object({
+  /** Largest number of rows (requests × their batch dimension) run as one batch; 1 disables batching. Default 32. */
+  maxBatchSize: z.number().int().min(1).max(65_536).optional(),
+  /** Batch sizes dispatched without waiting for the queue delay. Default none. */
+  preferredBatchSizes: z.array(z.number().int().min(1)).max(32).optional(),
+  /** How long the oldest queued request may wait for a fuller batch, µs. Default 0 (requests that queue while a batch runs still batch together). */
+  maxQueueDelayMicros: z.number().int().min(0).max(10_000_000).optional(),
+  /** Most requests waiting per instance; more ⇒ MCP_QUEUE_FULL (retryable). Default 1024. */
+  maxQueueSize: z.number().int().min(1).max(1_000_000).optional(),
+}).strict();
+export type BatchingOptions = z.output<typeof batchingSchema>;
+
+export const tfjsPluginOptions = z.object({
+  /** Which TensorFlow.js runtime to use; `auto` = tfjs-node-gpu → tfjs-node → wasm → cpu. An explicit runtime that is unavailable fails setup. */
+  runtime: z.enum(RUNTIME_CHOICES).default('auto'),
+  /** Default batching for every instance of this backend. */
+  batching: batchingSchema.default({}),
+}).strict();
+export type TfjsPluginOptions = z.output<typeof tfjsPluginOptions>;
+
+export const tfjsInstanceOptions = z.object({
+  /** `auto` (default): `char-lm` when a char-lm tokenizer.json sits next to model.json, else `tensor`. */
+  kind: z.enum(['auto', 'tensor', 'char-lm']).default('auto'),
+  /** Per-instance batching overrides. */
+  batching: batchingSchema.optional(),
+  /** Run one dummy inference at load so the first request does not pay kernel set-up (default true). */
+  warmup: z.boolean().default(true),
+  /** char-lm: maxTokens when a request gives none (default 128). */
+  defaultMaxTokens: z.number().int().min(1).max(100_000).default(128),
+  /** char-lm: largest maxTokens accepted (default 2048). */
+  maxTokensLimit: z.number().int().min(1).max(100_000).default(2048),
+  /** char-lm: temperature when a request gives none (default 0.8). */
+  defaultTemperature: z.number().min(0).max(5).default(0.8),
+}).strict();
+export type TfjsInstanceOptions = z.output<typeof tfjsInstanceOptions>;
+
+export const DEFAULT_BATCHING: Required<BatchingOptions> = { maxBatchSize: 32, preferredBatchSizes: [], maxQueueDelayMicros: 0, maxQueueSize: 1024 };
+
+/** What every tfjs instance offers beyond LoadedInstance. */
+export type TfjsInstance = (TensorInstance | CharLmInstance) & { batcherStats(): BatcherStats };
+
+function mergeBatching(...layers: Array<BatchingOptions | undefined>): DynamicBatcherOptions {
+  const out: Required<BatchingOptions> = { ...DEFAULT_BATCHING };
+  for (const l of layers) {
+    if (!l) continue;
+    for (const [k, v] of Object.entries(l)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  }
+  return { ...out };
+}
+
+// ───────────── metrics ─────────────
+
+const metricSets = new WeakMap<Registry, Map<string, { spec: InstanceSpec; instance: TfjsInstance }>>();
+
+function instanceRegistry(registry: Registry): Map<string, { spec: InstanceSpec; instance: TfjsInstance }> {
+  let set = metricSets.get(registry);
+  if (set) return set;
+  const live = new Map<string, { spec: InstanceSpec; instance: TfjsInstance }>();
+  set = live;
+  metricSets.set(registry, set);
+  const labelNames = ['instance', 'model', 'version'] as const;
+  const gauge = (name: string, help: string, value: (s: BatcherStats) => number): void => {
+    if (registry.getSingleMetric(name)) return;
+    new Gauge({
+      name, help, labelNames, registers: [registry],
+      collect() {
+        this.reset();
+        for (const [id, { spec, instance }] of live) this.set({ instance: id, model: spec.model, version: spec.version }, value(instance.batcherStats()));
+      },
+    });
+  };
+  gauge('mcp_tfjs_batch_queue_depth', 'Requests waiting in the dynamic batcher of a tfjs instance.', (s) => s.queueDepth);
+  gauge('mcp_tfjs_batches_run', 'Batches run by a tfjs instance since it was loaded.', (s) => s.batchesRun);
+  gauge('mcp_tfjs_batch_size_avg', 'Average rows per batch of a tfjs instance since it was loaded.', (s) => s.averageBatchSize);
+  gauge('mcp_tfjs_batch_rejected_queue_full', 'Requests rejected with MCP_QUEUE_FULL by a tfjs instance.', (s) => s.rejectedQueueFull);
+  return set;
+}
+
+// ───────────── loading ─────────────
+
+async function loadInstance(rt: TfRuntime, spec: InstanceSpec, opts: TfjsInstanceOptions, pluginBatching: BatchingOptions, logger: Logger, signal: AbortSignal): Promise<TfjsInstance> {
+  const tf = rt.tf;
+  if (!spec.endpoint) {
+    throw new McpError('MCP_BAD_REQUEST', `tfjs instance ${spec.id} needs an endpoint: a folder with model.json, or a file:// / http(s):// URL`);
+  }
+  if (spec.device && spec.device !== rt.device) {
+    logger.warn({ instance: spec.id, requested: spec.device, actual: rt.device }, 'requested device not available on this tfjs runtime; using the runtime device');
+  }
+  const files = await loadModelFiles(spec.endpoint, signal);
+  let tokenizer: CharTokenizer | undefined;
+  if (opts.kind !== 'tensor') {
+    const text = await files.readSidecar('tokenizer.json');
+    const json = text ? safeJson(text) : (files.artifacts.userDefinedMetadata?.tokenizer as unknown);
+    if (json && (json as { type?: unknown }).type === 'char-lm') tokenizer = new CharTokenizer(json as CharTokenizerJson);
+    else if (opts.kind === 'char-lm') throw new McpError('MCP_BAD_REQUEST', `tfjs instance ${spec.id}: kind char-lm needs a char-lm tokenizer.json next to model.json (${files.baseUrl.href})`);
+  }
+  if (signal.aborted) throw new McpError('MCP_CANCELLED', 'loading was cancelled');
+
+  let instance: TfjsInstance;
+  try {
+    const handler = tf.io.fromMemory(files.artifacts);
+    if (files.format === 'layers') {
+      const model = await tf.loadLayersModel(handler);
+      try {
+        const batching = mergeBatching(pluginBatching, opts.batching);
+        instance = tokenizer
+          ? new CharLmInstance(spec.id, rt, model, layersModelIo(model, files.artifacts.modelTopology), tokenizer, batching, { defaultMaxTokens: opts.defaultMaxTokens, maxTokensLimit: opts.maxTokensLimit, defaultTemperature: opts.defaultTemperature })
+          : new TensorInstance(spec.id, rt, { kind: 'layers', model }, layersModelIo(model, files.artifacts.modelTopology), batching);
+      } catch (err) { model.dispose(); throw err; }
+    } else {
+      if (tokenizer) throw new McpError('MCP_BAD_REQUEST', `tfjs instance ${spec.id}: char-lm models must be layers models`);
+      const model = await tf.loadGraphModel(handler);
+      try {
+        instance = new TensorInstance(spec.id, rt, { kind: 'graph', model }, graphModelIo(model), mergeBatching(pluginBatching, opts.batching));
+      } catch (err) { model.dispose(); throw err; }
+    }
+  } catch (err) {
+    if (err instanceof McpError) throw err;
+    throw new McpError('MCP_BAD_REQUEST', `tfjs instance ${spec.id}: cannot load the model at ${files.baseUrl.href}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    if (opts.warmup) await instance.warmup();
+    if (signal.aborted) throw new McpError('MCP_CANCELLED', 'loading was cancelled');
+  } catch (err) {
+    await instance.unload();
+    throw err;
+  }
+  logger.info({ instance: spec.id, model: spec.model, version: spec.version, format: files.format, kind: tokenizer ? 'char-lm' : 'tensor', runtime: rt.name, device: rt.device }, 'tfjs instance loaded');
+  return instance;
+}
+
+function safeJson(text: string): unknown {
+  try { return JSON.parse(text); } catch { return undefined; }
+}
+
+function devicesOf(rt: TfRuntime): DeviceInfo[] {
+  const tf = rt.tf;
+  const cpuList = cpus();
+  const devices: DeviceInfo[] = [{
+    id: 'cpu', kind: 'cpu', name: `${cpuList[0]?.model?.trim() ?? 'cpu'} (${cpuList.length} cores, ${rt.name})`,
+    memoryTotalBytes: totalmem(),
+    memoryUsedBytes: rt.device === 'cpu' ? tf.memory().numBytes : process.memoryUsage().rss,
+  }];
+  if (rt.name === 'tfjs-node-gpu') devices.push({ id: 'gpu:0', kind: 'gpu', name: 'CUDA device 0 (tfjs-node-gpu)', memoryUsedBytes: tf.memory().numBytes });
+  return devices;
+}
+
+export default definePlugin({
+  name: 'tfjs',
+  kind: 'backend',
+  apiVersion: '^1.0.0',
+  description: 'Serves TensorFlow.js layers/graph models in-process (tfjs-node-gpu, tfjs-node, wasm or cpu) with dynamic batching',
+  options: tfjsPluginOptions,
+  async setup(ctx, options): Promise<Backend> {
+    const rt = await selectRuntime(options.runtime, ctx.logger);
+    const live = instanceRegistry(ctx.metrics);
+    const mine = new Map<string, TfjsInstance>();
+    ctx.onHealth(() => ({ ok: true, detail: `${rt.name} on ${rt.device}; ${mine.size} instance(s) loaded; ${rt.tf.memory().numTensors} tensors` }));
+    ctx.onClose(async () => {
+      await Promise.allSettled([...mine.values()].map((i) => i.unload()));
+      for (const id of mine.keys()) live.delete(id);
+      mine.clear();
+    });
+    return {
+      instanceOptions: tfjsInstanceOptions as unknown as ZodType<Record<string, unknown>>,
+      async load(spec: InstanceSpec, signal: AbortSignal): Promise<LoadedInstance> {
+        const parsed = tfjsInstanceOptions.safeParse(spec.options ?? {});
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0];
+          throw new McpError('MCP_VALIDATION_FAILED', `tfjs instance ${spec.id}: options.${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`, { details: { path: `options.${issue?.path.join('.') ?? ''}` } });
+        }
+        const instance = await loadInstance(rt, spec, parsed.data, options.batching, ctx.logger, signal);
+        const unload = instance.unload.bind(instance);
+        instance.unload = async () => {
+          mine.delete(spec.id);
+          if (live.get(spec.id)?.instance === instance) live.delete(spec.id);
+          await unload();
+        };
+        mine.set(spec.id, instance);
+        live.set(spec.id, { spec, instance });
+        return instance;
+      },
+      devices: () => devicesOf(rt),
+    };
+  },
+});
+

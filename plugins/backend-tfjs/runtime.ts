@@ -1,0 +1,132 @@
+/**
+ * Chooses and initialises the TensorFlow.js runtime, once per process (tfjs keeps one
+ * global engine): `@tensorflow/tfjs-node-gpu` (CUDA) → `@tensorflow/tfjs-node` →
+ * `@tensorflow/tfjs-backend-wasm` → the pure-JS `cpu` backend.
+ */
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import type { Logger } from 'pino';
+
+export type RuntimeChoice = 'auto' | 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
+export type RuntimeName = 'tfjs-node-gpu' | 'tfjs-node' | 'tfjs-wasm' | 'tfjs-cpu';
+
+export const RUNTIME_CHOICES = ['auto', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
+
+export interface TfRuntime {
+  /** Runtime name reported on every LoadedInstance. */
+  name: RuntimeName;
+  /** Device reported on every LoadedInstance. */
+  device: 'gpu:0' | 'cpu';
+  /** tfjs backend name (`tensorflow`, `wasm`, `cpu`). */
+  backend: string;
+  /** The tfjs namespace to use. */
+  tf: typeof tf;
+  /** Runtimes tried before this one and why they were skipped. */
+  skipped: Array<{ runtime: RuntimeName; reason: string }>;
+}
+
+const ORDER: RuntimeName[] = ['tfjs-node-gpu', 'tfjs-node', 'tfjs-wasm', 'tfjs-cpu'];
+const CHOICE_TO_NAME: Record<Exclude<RuntimeChoice, 'auto'>, RuntimeName> = {
+  'tfjs-node-gpu': 'tfjs-node-gpu', 'tfjs-node': 'tfjs-node', wasm: 'tfjs-wasm', cpu: 'tfjs-cpu',
+};
+
+let current: Promise<TfRuntime> | undefined;
+
+/** Folder holding the tfjs-backend-wasm `.wasm` files (with trailing slash). */
+export function wasmDistDir(): string {
+  try {
+    const require = createRequire(import.meta.url);
+    return join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + '/';
+  } catch {
+    // Packages that do not export package.json: resolve the main entry instead (it lives in dist/).
+    const main = fileURLToPath(import.meta.resolve('@tensorflow/tfjs-backend-wasm'));
+    let dir = dirname(main);
+    while (!dir.endsWith('dist') && dirname(dir) !== dir) dir = dirname(dir);
+    return dir + '/';
+  }
+}
+
+/** Dynamic import whose specifier TypeScript does not resolve (optional packages may be absent). */
+async function importOptional(specifier: string): Promise<unknown> {
+  return import(/* @vite-ignore */ specifier);
+}
+
+async function tryRuntime(name: RuntimeName): Promise<Omit<TfRuntime, 'skipped' | 'tf'>> {
+  switch (name) {
+    case 'tfjs-node-gpu':
+    case 'tfjs-node': {
+      await importOptional(name === 'tfjs-node-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node');
+      if (!(await tf.setBackend('tensorflow'))) throw new Error('the `tensorflow` backend failed to initialise');
+      await tf.ready();
+      return { name, device: name === 'tfjs-node-gpu' ? 'gpu:0' : 'cpu', backend: 'tensorflow' };
+    }
+    case 'tfjs-wasm': {
+      const wasm = (await import('@tensorflow/tfjs-backend-wasm')) as typeof import('@tensorflow/tfjs-backend-wasm');
+      wasm.setWasmPaths(wasmDistDir());
+      // The emscripten glue installs process-wide handlers that rethrow every uncaught
+      // exception / unhandled rejection; remove them so the host keeps its own policy.
+      const before = {
+        uncaughtException: new Set(process.listeners('uncaughtException')),
+        unhandledRejection: new Set(process.listeners('unhandledRejection')),
+      };
+      let ok: boolean;
+      try {
+        ok = await tf.setBackend('wasm');
+        if (ok) await tf.ready();
+      } finally {
+        for (const l of process.listeners('uncaughtException')) if (!before.uncaughtException.has(l)) process.removeListener('uncaughtException', l);
+        for (const l of process.listeners('unhandledRejection')) if (!before.unhandledRejection.has(l)) process.removeListener('unhandledRejection', l);
+      }
+      if (!ok || tf.getBackend() !== 'wasm') throw new Error('the wasm backend failed to initialise');
+      return { name, device: 'cpu', backend: 'wasm' };
+    }
+    case 'tfjs-cpu': {
+      if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend failed to initialise');
+      await tf.ready();
+      return { name, device: 'cpu', backend: 'cpu' };
+    }
+  }
+}
+
+async function init(choice: RuntimeChoice, logger?: Logger): Promise<TfRuntime> {
+  // tfjs prints a banner through console.warn unless in PROD mode; plugins never use console.
+  tf.env().set('PROD', true);
+  const candidates = choice === 'auto' ? ORDER : [CHOICE_TO_NAME[choice]];
+  const skipped: TfRuntime['skipped'] = [];
+  for (const name of candidates) {
+    try {
+      const rt = await tryRuntime(name);
+      logger?.info({ runtime: rt.name, device: rt.device, backend: rt.backend }, 'tfjs runtime selected');
+      return { ...rt, tf, skipped };
+    } catch (err) {
+      const reason = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+      skipped.push({ runtime: name, reason });
+      logger?.debug({ runtime: name, reason }, 'tfjs runtime unavailable, skipped');
+    }
+  }
+  const why = skipped.map((s) => `${s.runtime}: ${s.reason}`).join('; ');
+  throw new Error(choice === 'auto'
+    ? `no TensorFlow.js runtime could be initialised (${why})`
+    : `tfjs runtime '${choice}' was requested but is not available (${why}); install it or use runtime: auto`);
+}
+
+/**
+ * Initialises (once per process) and returns the runtime. `auto` accepts whatever was
+ * chosen first; an explicit choice that differs from the runtime already initialised, or
+ * that is unavailable, throws.
+ */
+export async function selectRuntime(choice: RuntimeChoice = 'auto', logger?: Logger): Promise<TfRuntime> {
+  if (!current) {
+    const p = init(choice, logger);
+    current = p;
+    p.catch(() => { if (current === p) current = undefined; });
+    return p;
+  }
+  const rt = await current;
+  if (choice !== 'auto' && CHOICE_TO_NAME[choice] !== rt.name) {
+    throw new Error(`tfjs runtime '${choice}' was requested but this process already runs TensorFlow.js on '${rt.name}' (tfjs has one engine per process)`);
+  }
+  return rt;
+}

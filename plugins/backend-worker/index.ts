@@ -1,0 +1,179 @@
+/**
+ * `worker` backend: the client of the worker wire protocol (src/workers/http-server.ts).
+ * Instance endpoint = worker base URL; `remoteInstanceId` (default: the instance id) names the
+ * instance on the worker. runtime/device/tasks/signature are the remote instance's, as reported
+ * by its health route (read at load and refreshed by every health probe).
+ */
+import { z, type ZodType } from 'zod';
+import type { Logger } from 'pino';
+import { ERROR_CODES, McpError, type ErrorCode } from '../../src/errors.ts';
+import {
+  definePlugin, type Backend, type BackendCall, type HealthReport, type InstanceSpec, type LoadedInstance, type ModelSignature,
+} from '../../src/plugin/contract.ts';
+import type { InferenceChunk, InferenceInput, InferenceOutput, InferenceTask } from '../../src/inference/types.ts';
+import { UpstreamClient, joinUrl } from '../../src/upstream/client.ts';
+import { mapHttpError, parseErrorBody, probeFailure } from '../../src/upstream/errors.ts';
+import { parseNdjson } from '../../src/upstream/ndjson.ts';
+import { clientOptionsFrom, upstreamPluginOptions } from '../../src/upstream/options.ts';
+import type { IncomingHttpHeaders } from 'node:http';
+
+export const workerInstanceOptions = z.object({
+  /** Instance id on the worker; default: this instance's id. */
+  remoteInstanceId: z.string().min(1).optional(),
+  /** Extra headers (e.g. a worker auth token). */
+  headers: z.record(z.string(), z.string()).default({}),
+});
+
+interface RemoteHealth {
+  ok?: boolean;
+  detail?: string;
+  runtime?: string;
+  device?: string;
+  tasks?: InferenceTask[];
+  signature?: ModelSignature;
+}
+
+function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, code);
+}
+
+/** Rebuilds the McpError a worker sent (`{error:{code,message,details,retryable}}`). */
+export function errorFromWorker(error: { code?: unknown; message?: unknown; details?: unknown; retryable?: unknown }, status?: number): McpError {
+  const code = isErrorCode(error.code) ? error.code : 'MCP_UPSTREAM_ERROR';
+  const details = typeof error.details === 'object' && error.details !== null ? error.details as Record<string, unknown> : undefined;
+  return new McpError(code, typeof error.message === 'string' ? error.message : undefined, {
+    details,
+    retryable: typeof error.retryable === 'boolean' ? error.retryable : status !== undefined && status >= 502 && status <= 504,
+    // keep the worker's HTTP status when it sent one for a known code (e.g. 405 for MCP_NOT_FOUND)
+    status: isErrorCode(error.code) && status !== undefined && status >= 400 ? status : undefined,
+  });
+}
+
+/** Maps a non-2xx worker answer: the worker's own McpError when the body carries an MCP_* code, else the generic mapping. */
+export function mapWorkerHttpError(status: number, headers: IncomingHttpHeaders, bodyText: string): McpError {
+  const body = parseErrorBody(bodyText);
+  if (isErrorCode(body.code)) {
+    return errorFromWorker({ code: body.code, message: body.message, details: body.details, retryable: body.retryable }, status);
+  }
+  return mapHttpError(status, headers, bodyText);
+}
+
+class WorkerInstance implements LoadedInstance {
+  private remote: Required<Pick<RemoteHealth, 'runtime' | 'device'>> & { tasks: readonly InferenceTask[]; signature?: ModelSignature };
+  private unloaded = false;
+
+  constructor(
+    private readonly client: UpstreamClient,
+    private readonly base: string,
+    private readonly headers: Record<string, string>,
+    initial: RemoteHealth,
+  ) {
+    this.remote = { runtime: 'remote', device: 'remote', tasks: [] };
+    this.update(initial);
+  }
+
+  get runtime(): string { return this.remote.runtime; }
+  get device(): string { return this.remote.device; }
+  get tasks(): readonly InferenceTask[] { return this.remote.tasks; }
+  get signature(): ModelSignature | undefined { return this.remote.signature; }
+
+  private update(h: RemoteHealth | undefined): void {
+    if (!h || typeof h !== 'object') return;
+    if (typeof h.runtime === 'string') this.remote.runtime = h.runtime;
+    if (typeof h.device === 'string') this.remote.device = h.device;
+    if (Array.isArray(h.tasks)) this.remote.tasks = h.tasks;
+    if (h.signature && typeof h.signature === 'object') this.remote.signature = h.signature;
+  }
+
+  private callHeaders(call: BackendCall): Record<string, string> {
+    return call.deadline !== undefined ? { ...this.headers, 'x-mcp-deadline': String(call.deadline) } : this.headers;
+  }
+
+  private check(): void {
+    if (this.unloaded) throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'the instance was unloaded', { retryable: true });
+  }
+
+  async infer(input: InferenceInput, call: BackendCall): Promise<InferenceOutput> {
+    this.check();
+    const { data } = await this.client.json<InferenceOutput>({
+      url: `${this.base}/infer`, json: input, headers: this.callHeaders(call), call, mapError: mapWorkerHttpError,
+    });
+    if (typeof data !== 'object' || data === null) throw new McpError('MCP_UPSTREAM_ERROR', 'the worker answered with an empty body');
+    return data;
+  }
+
+  async *stream(input: InferenceInput, call: BackendCall): AsyncGenerator<InferenceChunk> {
+    this.check();
+    const upstream = await this.client.open({
+      url: `${this.base}/stream`, json: input, headers: { ...this.callHeaders(call), accept: 'application/x-ndjson' }, call, mapError: mapWorkerHttpError,
+    });
+    let finished = false;
+    try {
+      for await (const line of parseNdjson(upstream.body)) {
+        const obj = line as InferenceChunk & { error?: Record<string, unknown> };
+        if (obj.error && typeof obj.error === 'object') throw errorFromWorker(obj.error);
+        if (typeof obj.text !== 'string') throw new McpError('MCP_UPSTREAM_ERROR', 'the worker sent a chunk without text');
+        if (obj.finishReason !== undefined) finished = true;
+        yield obj;
+      }
+    } finally {
+      upstream.close();
+    }
+    if (!finished) throw new McpError('MCP_UPSTREAM_ERROR', 'the worker ended the stream before the answer was complete');
+  }
+
+  async health(signal: AbortSignal): Promise<HealthReport> {
+    try {
+      const { data } = await this.client.json<RemoteHealth>({
+        url: `${this.base}/health`, headers: this.headers, signal, timeoutMs: this.client.timeouts.healthMs, mapError: mapWorkerHttpError,
+      });
+      this.update(data);
+      const report: HealthReport = { ok: data?.ok === true };
+      if (typeof data?.detail === 'string') report.detail = data.detail;
+      return report;
+    } catch (err) {
+      return probeFailure(err);
+    }
+  }
+
+  async unload(): Promise<void> {
+    this.unloaded = true;
+  }
+}
+
+export function createWorkerBackend(client: UpstreamClient, logger?: Logger): Backend {
+  return {
+    instanceOptions: workerInstanceOptions as unknown as ZodType<Record<string, unknown>>,
+    async load(spec: InstanceSpec, signal: AbortSignal): Promise<LoadedInstance> {
+      if (!spec.endpoint) {
+        throw new McpError('MCP_VALIDATION_FAILED', `worker instance '${spec.id}' needs an endpoint (worker base URL)`, { details: { path: 'endpoint' } });
+      }
+      const parsed = workerInstanceOptions.safeParse(spec.options ?? {});
+      if (!parsed.success) {
+        throw new McpError('MCP_VALIDATION_FAILED', `invalid options for worker instance '${spec.id}': ${parsed.error.message}`, { details: { path: 'options' } });
+      }
+      const o = parsed.data;
+      const remoteId = o.remoteInstanceId ?? spec.id;
+      const base = joinUrl(spec.endpoint, `worker/v1/instances/${encodeURIComponent(remoteId)}`);
+      const { data } = await client.json<RemoteHealth>({
+        url: `${base}/health`, headers: o.headers, signal, timeoutMs: client.timeouts.healthMs, mapError: mapWorkerHttpError,
+      });
+      logger?.debug({ instance: spec.id, remoteId, endpoint: spec.endpoint, runtime: data?.runtime }, 'worker instance connected');
+      return new WorkerInstance(client, base, o.headers, data ?? {});
+    },
+    devices: () => [{ id: 'remote', kind: 'remote', name: 'Capibara worker' }],
+  };
+}
+
+export default definePlugin({
+  name: 'worker',
+  kind: 'backend',
+  apiVersion: '^1.0.0',
+  description: 'Instances hosted by Capibara worker processes, over the worker HTTP protocol',
+  options: upstreamPluginOptions,
+  setup(ctx, options) {
+    const client = new UpstreamClient(clientOptionsFrom(options));
+    ctx.onClose(() => client.close());
+    return createWorkerBackend(client, ctx.logger);
+  },
+});

@@ -1,0 +1,94 @@
+import { boolean, index, integer, jsonb, pgTable, real, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+
+const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow();
+const updatedAt = () => timestamp('updated_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow();
+
+/** Routing settings stored on a model (traffic split, fallbacks, balancer). */
+export interface ModelRouting {
+  balancer?: string;
+  /** Version name → weight; empty means all traffic to the default version. */
+  split?: Record<string, number>;
+  /** Sticky assignment key: header name, `principal`, or none. */
+  sticky?: { by: 'principal' | 'header'; header?: string } | null;
+  /** A version that receives a copy of the traffic; its answers are recorded, never returned. */
+  shadow?: { version: string; fraction: number } | null;
+  /** Models tried in order when every instance of this one fails. */
+  fallbacks?: string[];
+  /** Automatic canary rollback. */
+  autoRollback?: { canary: string; maxErrorRateDelta: number; maxP95Ratio: number; minSamples: number } | null;
+  /** The default version before the last promoteVersion (what rollbackVersion restores). */
+  previousDefault?: string | null;
+  /** false: calls may have side effects; failures after the model may have run are not retried (default true). */
+  idempotent?: boolean;
+}
+
+export const models = pgTable('models', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  description: text('description').notNull().default(''),
+  task: text('task').notNull(),
+  labels: jsonb('labels').$type<Record<string, string>>().notNull().default({}),
+  defaultVersion: text('default_version'),
+  routing: jsonb('routing').$type<ModelRouting>().notNull().default({}),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+}, (t) => [index('models_created_at_id').on(t.createdAt, t.id)]);
+
+export const modelVersions = pgTable('model_versions', {
+  id: text('id').primaryKey(),
+  modelId: text('model_id').notNull().references(() => models.id, { onDelete: 'cascade' }),
+  version: text('version').notNull(),
+  description: text('description').notNull().default(''),
+  createdAt: createdAt(),
+}, (t) => [uniqueIndex('model_versions_model_version').on(t.modelId, t.version)]);
+
+export const workers = pgTable('workers', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  endpoint: text('endpoint').notNull(),
+  devices: jsonb('devices').$type<Array<{ id: string; kind: string; name?: string; memoryTotalBytes?: number }>>().notNull().default([]),
+  status: text('status').notNull().default('healthy'),
+  heartbeatIntervalMs: integer('heartbeat_interval_ms').notNull().default(5000),
+  lastHeartbeatAt: timestamp('last_heartbeat_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  createdAt: createdAt(),
+});
+
+export const instances = pgTable('instances', {
+  id: text('id').primaryKey(),
+  modelId: text('model_id').notNull().references(() => models.id, { onDelete: 'cascade' }),
+  versionId: text('version_id').notNull().references(() => modelVersions.id, { onDelete: 'cascade' }),
+  backend: text('backend').notNull(),
+  endpoint: text('endpoint'),
+  device: text('device'),
+  options: jsonb('options').$type<Record<string, unknown>>().notNull().default({}),
+  weight: real('weight').notNull().default(1),
+  /** registered | loading | ready | draining | failed | unloaded */
+  status: text('status').notNull().default('registered'),
+  statusReason: text('status_reason'),
+  runtime: text('runtime'),
+  workerId: text('worker_id').references(() => workers.id, { onDelete: 'set null' }),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+}, (t) => [index('instances_version').on(t.versionId), index('instances_model').on(t.modelId)]);
+
+/** One row per inference (usage, audit, per-variant accuracy through feedback). */
+export const inferences = pgTable('inferences', {
+  id: text('id').primaryKey(),
+  modelId: text('model_id').notNull(),
+  version: text('version').notNull(),
+  instanceId: text('instance_id'),
+  variant: text('variant'),
+  principalId: text('principal_id'),
+  entry: text('entry').notNull(),
+  ok: boolean('ok').notNull(),
+  errorCode: text('error_code'),
+  latencyMs: real('latency_ms').notNull(),
+  promptTokens: integer('prompt_tokens').notNull().default(0),
+  completionTokens: integer('completion_tokens').notNull().default(0),
+  shadow: boolean('shadow').notNull().default(false),
+  output: text('output'),
+  feedbackScore: real('feedback_score'),
+  feedbackLabel: text('feedback_label'),
+  createdAt: createdAt(),
+}, (t) => [index('inferences_model_created').on(t.modelId, t.createdAt)]);
+

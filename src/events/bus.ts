@@ -1,0 +1,63 @@
+import { EventEmitter, on } from 'node:events';
+
+/** Topics and their payloads. */
+export interface EventMap {
+  modelEvents: ModelEvent;
+  instanceHealth: InstanceHealthEvent;
+  workerCommands: WorkerCommand;
+}
+
+export interface ModelEvent {
+  type: 'MODEL_REGISTERED' | 'MODEL_UPDATED' | 'MODEL_DELETED' | 'VERSION_ADDED' | 'INSTANCE_ADDED' | 'INSTANCE_STATUS' | 'INSTANCE_REMOVED' | 'TRAFFIC_CHANGED';
+  modelId: string;
+  version?: string;
+  instanceId?: string;
+  status?: string;
+  at: Date;
+}
+
+export interface InstanceHealthEvent {
+  instanceId: string;
+  modelId: string;
+  version: string;
+  /** healthy | unhealthy | ejected | circuit-open | circuit-half-open */
+  state: string;
+  reason?: string;
+  at: Date;
+}
+
+export interface WorkerCommand {
+  workerId: string;
+  action: 'LOAD' | 'UNLOAD';
+  instanceId: string;
+  modelId: string;
+  version: string;
+  endpoint?: string;
+  options: Record<string, unknown>;
+}
+
+/**
+ * In-process publish/subscribe for live events (GraphQL subscriptions). One process: an
+ * EventEmitter. Several gateway replicas: a Redis-backed bus implements the same interface.
+ */
+export interface EventBus {
+  publish<T extends keyof EventMap>(topic: T, event: EventMap[T]): void;
+  subscribe<T extends keyof EventMap>(topic: T, signal?: AbortSignal): AsyncIterable<EventMap[T]>;
+}
+
+export function createLocalEventBus(): EventBus {
+  const emitter = new EventEmitter();
+  emitter.setMaxListeners(0);
+  return {
+    publish(topic, event) {
+      emitter.emit(topic, event);
+    },
+    async *subscribe(topic, signal) {
+      try {
+        for await (const [event] of on(emitter, topic, { signal })) yield event;
+      } catch (err) {
+        if ((err as Error).name !== 'AbortError') throw err;
+      }
+    },
+  };
+}

@@ -1,0 +1,131 @@
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { createLogger, flushLogs } from './logging.ts';
+import { Registry } from 'prom-client';
+import { AuthService } from './auth/auth-service.ts';
+import type { Config } from './config/schema.ts';
+import { openDatabase } from './db/client.ts';
+import { McpError } from './errors.ts';
+import { createLocalEventBus, type EventBus } from './events/bus.ts';
+import { createGraphQLServer } from './graphql/yoga.ts';
+import { createGatewayHttpServer, type HttpAdapter } from './http/server.ts';
+import { InferenceService } from './inference/service.ts';
+import { seedModels } from './models/seed.ts';
+import { Fleet } from './models/fleet.ts';
+import { ModelRegistry } from './models/registry.ts';
+import { GatewayMetrics } from './monitoring/metrics.ts';
+import { PluginHost } from './plugin/host.ts';
+import { InstanceHealth } from './router/instance-health.ts';
+import { Router } from './router/router.ts';
+import { TrafficManager } from './routing/traffic.ts';
+import type { Services } from './services.ts';
+import { WorkerRegistry } from './workers/worker-registry.ts';
+
+export interface GatewayOptions {
+  config: Config;
+  /** Folder relative paths in the config resolve against. */
+  baseDir?: string;
+  logger?: Logger;
+  /** Extra HTTP APIs (OpenAI, KServe v2 are added by default). */
+  adapters?: HttpAdapter[];
+}
+
+export interface Gateway {
+  services: Services;
+  /** http://host:port once listening. */
+  url: string;
+  close(): Promise<void>;
+}
+
+
+/** Wires storage, plugins, services and the HTTP/WebSocket server, and starts listening. */
+export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
+  const { config } = opts;
+  const baseDir = opts.baseDir ?? process.cwd();
+  const logger = opts.logger ?? createLogger(config.log.level);
+  const started = performance.now();
+  const dataDir = resolve(baseDir, config.storage.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const metricsRegistry = new Registry();
+  const closers: Array<() => Promise<unknown>> = [];
+  const closeAll = async () => {
+    for (const fn of closers.reverse()) await fn().catch((err) => logger.warn({ err }, 'error during shutdown'));
+    closers.length = 0;
+  };
+  try {
+    const database = await openDatabase({ url: config.storage.url, dataDir, inMemory: config.storage.inMemory });
+    closers.push(() => database.close());
+    await database.migrate();
+    const plugins = await PluginHost.start({ entries: config.plugins, defaultPlugins: config.defaultPlugins, baseDir, logger, dataDir, metrics: metricsRegistry });
+    closers.push(() => plugins.close());
+    if (!plugins.has('balancer', config.router.balancer)) {
+      throw new McpError('MCP_CONFIG_INVALID', `router.balancer: no balancer plugin named "${config.router.balancer}" (configured: ${plugins.names('balancer').join(', ') || 'none'})`, {
+        details: { paths: ['router.balancer'] },
+      });
+    }
+    let events: EventBus = createLocalEventBus();
+    if (config.events.redisUrl) {
+      const { createRedisEventBus } = await import('./events/redis-bus.ts');
+      const shared = await createRedisEventBus(config.events.redisUrl, config.events.channel, logger.child({ component: 'events' }));
+      closers.push(() => shared.close());
+      events = shared;
+    }
+    const registry = new ModelRegistry(database, plugins, events);
+    const fleet = new Fleet(registry, plugins, events, logger.child({ component: 'fleet' }));
+    closers.push(() => fleet.close());
+    const health = new InstanceHealth(fleet, events, config.router, logger.child({ component: 'health' }));
+    closers.push(async () => health.close());
+    const router = new Router(fleet, plugins, health, {
+      defaultBalancer: config.router.balancer, maxAttempts: config.router.maxAttempts, defaultTimeoutMs: config.router.defaultTimeoutMs,
+      hedging: config.router.hedging, retryNonIdempotent: config.router.retryNonIdempotent,
+    }, logger.child({ component: 'router' }));
+    const traffic = new TrafficManager({ database, registry, fleet, config: config.router, logger: logger.child({ component: 'traffic' }) });
+    closers.push(() => traffic.close());
+    router.setListener(traffic);
+    const inference = new InferenceService(router, logger);
+    const metrics = new GatewayMetrics(metricsRegistry);
+    inference.observe(metrics);
+    inference.observe(traffic);
+    const workers = new WorkerRegistry(database, registry, fleet, plugins, events, logger.child({ component: 'workers' }));
+    closers.push(() => workers.close());
+    const services: Services = {
+      config, logger, database, plugins, events, registry, instances: fleet, router, traffic, inference, metrics, metricsRegistry, workers,
+      auth: new AuthService(plugins),
+      async readiness() {
+        const checks: Record<string, { ok: boolean; detail?: string }> = { storage: { ok: await database.ping() } };
+        for (const p of await plugins.health()) if (p.required) checks[`plugin:${p.name}`] = { ok: p.ok, ...(p.detail ? { detail: p.detail } : {}) };
+        return { ready: Object.values(checks).every((c) => c.ok), checks };
+      },
+    };
+    await seedModels(services, baseDir);
+    await fleet.start();
+    const watch = new AbortController();
+    fleet.watch(watch.signal);
+    health.watch(watch.signal);
+    workers.startWatchdog();
+    closers.push(async () => watch.abort());
+
+    const { openAiAdapter } = await import('./http/openai.ts');
+    const { kserveAdapter } = await import('./http/kserve.ts');
+    const graphql = createGraphQLServer(services);
+    const http = createGatewayHttpServer(services, graphql, [openAiAdapter, kserveAdapter, ...(opts.adapters ?? [])]);
+    const ws = graphql.attachWebSocket(http.server);
+    await new Promise<void>((res, rej) => {
+      http.server.once('error', rej);
+      http.server.listen(config.server.port, config.server.host, () => res());
+    });
+    closers.push(() => http.shutdown(config.server.shutdownGraceMs));
+    closers.push(() => ws.close());
+    const addr = http.server.address() as AddressInfo;
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
+    logger.info({ url, storage: database.kind, startupMs: Math.round(performance.now() - started), plugins: plugins.list().length }, 'gateway ready');
+    flushLogs(logger);
+    return { services, url, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

@@ -1,0 +1,17 @@
+import type { Logger } from 'pino';
+import type { Principal } from '../inference/types.ts';
+import type { Services } from '../services.ts';
+
+/** Per-request GraphQL context. DataLoaders are created per context by the Pothos dataloader plugin. */
+export interface GraphQLContext {
+  requestId: string;
+  logger: Logger;
+  principal?: Principal;
+  services: Services;
+  /** Aborts when the client goes away. */
+  signal: AbortSignal;
+  /** Request headers (lower-case). */
+  headers: Record<string, string | undefined>;
+  /** The error to throw when a scope check fails (401 without principal, 403 otherwise). */
+  unauthorized(): Error;
+}

@@ -1,0 +1,303 @@
+import { modelStatus, INSTANCE_STATUSES, TASKS, type InstanceRow, type ModelRow, type VersionRow } from '../models/registry.ts';
+import { builder } from './builder.ts';
+import { compact } from './input.ts';
+
+export const InstanceStatusEnum = builder.enumType('InstanceStatus', {
+  values: INSTANCE_STATUSES.map((s) => s.toUpperCase()) as unknown as readonly string[],
+});
+export const TaskEnum = builder.enumType('Task', { values: TASKS.map((s) => s.toUpperCase()) as unknown as readonly string[] });
+
+const upper = (s: string) => s.toUpperCase();
+const lower = (s: string) => s.toLowerCase();
+
+export const InstanceRef = builder.objectRef<InstanceRow>('Instance');
+export const VersionRef = builder.objectRef<VersionRow>('ModelVersion');
+export const ModelRef = builder.objectRef<ModelRow>('Model');
+
+InstanceRef.implement({
+  description: 'Where a model version runs: a backend plugin, its endpoint and options, a device.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    modelId: t.exposeString('modelId'),
+    backend: t.exposeString('backend', { description: 'Backend plugin name.' }),
+    endpoint: t.exposeString('endpoint', { nullable: true }),
+    device: t.exposeString('device', { nullable: true, description: 'Device it runs on, as reported by the backend once loaded.' }),
+    runtime: t.exposeString('runtime', { nullable: true, description: 'Runtime that executes it (tfjs-node-gpu, tfjs-node, tfjs-wasm, tfjs-cpu, remote).' }),
+    weight: t.exposeFloat('weight'),
+    options: t.expose('options', { type: 'JSON' }),
+    status: t.field({ type: InstanceStatusEnum, resolve: (i) => upper(i.status) }),
+    statusReason: t.exposeString('statusReason', { nullable: true }),
+    workerId: t.exposeString('workerId', { nullable: true }),
+    health: t.string({
+      description: 'Router view: healthy, unhealthy, ejected, circuit-open, circuit-half-open, or unknown when not routed yet.',
+      resolve: (i, _a, ctx) => ctx.services.router.healthOf(i.id),
+    }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+  }),
+});
+
+VersionRef.implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    version: t.exposeString('version'),
+    description: t.exposeString('description'),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    instances: t.loadableList({
+      type: InstanceRef,
+      load: (ids: string[], ctx) => ctx.services.registry.instancesByVersion(ids),
+      resolve: (v) => v.id,
+    }),
+  }),
+});
+
+ModelRef.implement({
+  description: 'A registered model: versions, the instances that serve them, and routing.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    name: t.exposeString('name'),
+    description: t.exposeString('description'),
+    task: t.field({ type: TaskEnum, resolve: (m) => upper(m.task) }),
+    labels: t.expose('labels', { type: 'JSON' }),
+    defaultVersion: t.exposeString('defaultVersion', { nullable: true }),
+    routing: t.expose('routing', { type: 'JSON', description: 'Traffic split, sticky key, shadow, fallbacks, balancer.' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    versions: t.loadableList({
+      type: VersionRef,
+      load: (ids: string[], ctx) => ctx.services.registry.versionsByModel(ids),
+      resolve: (m) => m.id,
+    }),
+    status: t.field({
+      type: InstanceStatusEnum,
+      description: 'Derived from the instances: READY when any instance is ready (from the live fleet view, no SQL).',
+      resolve: async (m, _a, ctx) => {
+        const view = ctx.services.instances.view(m.id) ?? (await ctx.services.instances.refresh(m.id));
+        return upper(modelStatus(view ? [...view.versions.values()].flat() : []));
+      },
+    }),
+  }),
+});
+
+const PageInfo = builder.objectRef<{ endCursor: string | null; hasNextPage: boolean }>('PageInfo').implement({
+  fields: (t) => ({
+    endCursor: t.exposeString('endCursor', { nullable: true }),
+    hasNextPage: t.exposeBoolean('hasNextPage'),
+  }),
+});
+
+const ModelConnection = builder.objectRef<{ items: ModelRow[]; total: number; endCursor: string | null; hasNextPage: boolean }>('ModelConnection').implement({
+  fields: (t) => ({
+    nodes: t.field({ type: [ModelRef], resolve: (c) => c.items }),
+    totalCount: t.exposeInt('total'),
+    pageInfo: t.field({ type: PageInfo, resolve: (c) => c }),
+  }),
+});
+
+const LabelInput = builder.inputType('LabelInput', {
+  fields: (t) => ({ key: t.string({ required: true }), value: t.string({ required: true }) }),
+});
+
+const ModelFilter = builder.inputType('ModelFilter', {
+  fields: (t) => ({
+    task: t.field({ type: TaskEnum }),
+    search: t.string({ description: 'Substring of id or name, case-insensitive.' }),
+    labels: t.field({ type: [LabelInput], description: 'Every label must match.' }),
+  }),
+});
+
+export const InstanceInput = builder.inputType('InstanceInput', {
+  fields: (t) => ({
+    id: t.string(),
+    backend: t.string({ required: true, description: 'Backend plugin name (tfjs, openai, kserve-v2, worker, …).' }),
+    endpoint: t.string(),
+    device: t.string(),
+    weight: t.float(),
+    options: t.field({ type: 'JSON' }),
+  }),
+});
+
+const VersionInput = builder.inputType('ModelVersionInput', {
+  fields: (t) => ({
+    version: t.string({ required: true }),
+    description: t.string(),
+    instances: t.field({ type: [InstanceInput] }),
+  }),
+});
+
+const RegisterModelInput = builder.inputType('RegisterModelInput', {
+  fields: (t) => ({
+    id: t.string({ required: true, description: 'Lower-case id: letters, digits, ".", "_", "-".' }),
+    name: t.string(),
+    description: t.string(),
+    task: t.field({ type: TaskEnum, required: true }),
+    labels: t.field({ type: 'JSON' }),
+    defaultVersion: t.string(),
+    versions: t.field({ type: [VersionInput] }),
+  }),
+});
+
+const UpdateModelInput = builder.inputType('UpdateModelInput', {
+  fields: (t) => ({
+    name: t.string(),
+    description: t.string(),
+    labels: t.field({ type: 'JSON' }),
+    defaultVersion: t.string(),
+  }),
+});
+
+builder.queryFields((t) => ({
+  models: t.field({
+    type: ModelConnection,
+    description: 'Registered models, oldest first, with cursor pagination.',
+    authScopes: { authenticated: true },
+    args: {
+      filter: t.arg({ type: ModelFilter }),
+      first: t.arg.int({ defaultValue: 50, description: '1 to 500.' }),
+      after: t.arg.string({ description: 'endCursor of the previous page.' }),
+    },
+    resolve: (_r, args, ctx) => ctx.services.registry.list(
+      {
+        task: args.filter?.task ? lower(args.filter.task) : undefined,
+        search: args.filter?.search ?? undefined,
+        labels: args.filter?.labels ? Object.fromEntries(args.filter.labels.map((l) => [l.key, l.value])) : undefined,
+      },
+      { first: args.first ?? 50, after: args.after ?? undefined },
+    ),
+  }),
+  model: t.field({
+    type: ModelRef,
+    nullable: true,
+    authScopes: { authenticated: true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_r, args, ctx) => (await ctx.services.registry.get(String(args.id))) ?? null,
+  }),
+  instance: t.field({
+    type: InstanceRef,
+    nullable: true,
+    authScopes: { authenticated: true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_r, args, ctx) => (await ctx.services.registry.getInstance(String(args.id))) ?? null,
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  registerModel: t.field({
+    type: ModelRef,
+    authScopes: { role: 'admin' },
+    args: { input: t.arg({ type: RegisterModelInput, required: true }) },
+    resolve: async (_r, { input }, ctx) => {
+      const model = await ctx.services.registry.register(compact({ ...input, task: lower(input.task) }));
+      await ctx.services.instances.reconcileModel(model.id);
+      return model;
+    },
+  }),
+  updateModel: t.field({
+    type: ModelRef,
+    authScopes: { role: 'admin' },
+    args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateModelInput, required: true }) },
+    resolve: (_r, { id, input }, ctx) => ctx.services.registry.update(String(id), compact(input)),
+  }),
+  deleteModel: t.field({
+    type: ModelRef,
+    authScopes: { role: 'admin' },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_r, { id }, ctx) => {
+      await ctx.services.instances.unloadModel(String(id));
+      return ctx.services.registry.delete(String(id));
+    },
+  }),
+  addModelVersion: t.field({
+    type: VersionRef,
+    authScopes: { role: 'admin' },
+    args: { model: t.arg.id({ required: true }), input: t.arg({ type: VersionInput, required: true }) },
+    resolve: async (_r, { model, input }, ctx) => {
+      const v = await ctx.services.registry.addVersion(String(model), compact(input));
+      await ctx.services.instances.reconcileModel(String(model));
+      return v;
+    },
+  }),
+  addInstance: t.field({
+    type: InstanceRef,
+    authScopes: { role: 'admin' },
+    args: { model: t.arg.id({ required: true }), version: t.arg.string({ required: true }), input: t.arg({ type: InstanceInput, required: true }) },
+    resolve: async (_r, { model, version, input }, ctx) => {
+      const row = await ctx.services.registry.addInstance(String(model), version, compact(input));
+      await ctx.services.instances.load(row.id);
+      return (await ctx.services.registry.getInstance(row.id)) ?? row;
+    },
+  }),
+  loadInstance: t.field({
+    type: InstanceRef,
+    authScopes: { role: 'admin' },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_r, { id }, ctx) => {
+      await ctx.services.instances.load(String(id));
+      return ctx.services.registry.requireInstance(String(id));
+    },
+  }),
+  unloadInstance: t.field({
+    type: InstanceRef,
+    authScopes: { role: 'admin' },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_r, { id }, ctx) => {
+      await ctx.services.instances.unload(String(id));
+      return ctx.services.registry.requireInstance(String(id));
+    },
+  }),
+  drainInstance: t.field({
+    type: InstanceRef,
+    description: 'Stops new requests to the instance and waits for in-flight ones (up to timeoutMs), then marks it DRAINING; unload or remove it after.',
+    authScopes: { role: 'admin' },
+    args: { id: t.arg.id({ required: true }), timeoutMs: t.arg.int({ defaultValue: 30_000 }) },
+    resolve: async (_r, { id, timeoutMs }, ctx) => {
+      await ctx.services.instances.drain(String(id), timeoutMs ?? 30_000);
+      return ctx.services.registry.requireInstance(String(id));
+    },
+  }),
+  removeInstance: t.field({
+    type: InstanceRef,
+    authScopes: { role: 'admin' },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_r, { id }, ctx) => {
+      await ctx.services.instances.unload(String(id));
+      return ctx.services.registry.removeInstance(String(id));
+    },
+  }),
+}));
+
+const ModelEventType = builder.enumType('ModelEventType', {
+  values: ['MODEL_REGISTERED', 'MODEL_UPDATED', 'MODEL_DELETED', 'VERSION_ADDED', 'INSTANCE_ADDED', 'INSTANCE_STATUS', 'INSTANCE_REMOVED', 'TRAFFIC_CHANGED'] as const,
+});
+
+const ModelEvent = builder.objectRef<{ type: string; modelId: string; version?: string; instanceId?: string; status?: string; at: Date }>('ModelEvent').implement({
+  fields: (t) => ({
+    type: t.field({ type: ModelEventType, resolve: (e) => e.type as never }),
+    modelId: t.exposeString('modelId'),
+    version: t.exposeString('version', { nullable: true }),
+    instanceId: t.exposeString('instanceId', { nullable: true }),
+    status: t.string({ nullable: true, resolve: (e) => (e.status ? upper(e.status) : null) }),
+    at: t.expose('at', { type: 'DateTime' }),
+    model: t.field({
+      type: ModelRef,
+      nullable: true,
+      description: 'The model as it is now (null once deleted).',
+      resolve: async (e, _a, ctx) => (await ctx.services.registry.get(e.modelId)) ?? null,
+    }),
+  }),
+});
+
+builder.subscriptionFields((t) => ({
+  modelEvents: t.field({
+    type: ModelEvent,
+    description: 'Registry changes: registrations, updates, deletions, instance status. Optionally for one model.',
+    authScopes: { authenticated: true },
+    args: { modelId: t.arg.id() },
+    subscribe: async function* (_r, args, ctx) {
+      for await (const e of ctx.services.events.subscribe('modelEvents', ctx.signal)) {
+        if (!args.modelId || e.modelId === String(args.modelId)) yield e;
+      }
+    },
+    resolve: (e) => e,
+  }),
+}));

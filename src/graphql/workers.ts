@@ -1,0 +1,191 @@
+import type { WorkerCommand } from '../events/bus.ts';
+import type { WorkerCommandOptions, WorkerView } from '../workers/worker-registry.ts';
+import { builder } from './builder.ts';
+import { compact } from './input.ts';
+import { InstanceRef, TaskEnum } from './models.ts';
+
+const upper = (s: string) => s.toUpperCase();
+const lower = (s: string) => s.toLowerCase();
+
+const WorkerStatusEnum = builder.enumType('WorkerStatus', {
+  description: 'HEALTHY: heartbeating; UNHEALTHY: heartbeats lapsed, its instances get no traffic; STOPPED: deregistered.',
+  values: ['HEALTHY', 'UNHEALTHY', 'STOPPED'] as const,
+});
+
+const WorkerCommandActionEnum = builder.enumType('WorkerCommandAction', { values: ['LOAD', 'UNLOAD'] as const });
+
+type DeviceRow = WorkerView['devices'][number];
+
+const DeviceRef = builder.objectRef<DeviceRow>('WorkerDevice').implement({
+  fields: (t) => ({
+    id: t.exposeString('id', { description: 'cpu, gpu:0, tpu:0, …' }),
+    kind: t.exposeString('kind', { description: 'cpu, gpu, tpu or remote.' }),
+    name: t.string({ nullable: true, resolve: (d) => d.name ?? null }),
+    memoryTotalBytes: t.float({ nullable: true, resolve: (d) => d.memoryTotalBytes ?? null }),
+  }),
+});
+
+const WorkerLoadRef = builder.objectRef<NonNullable<WorkerView['load']>>('WorkerLoad').implement({
+  fields: (t) => ({
+    inflight: t.exposeInt('inflight', { description: 'Requests running on the worker at the last heartbeat.' }),
+    requestsTotal: t.exposeFloat('requestsTotal', { description: 'Requests served since the worker started.' }),
+    at: t.expose('at', { type: 'DateTime' }),
+  }),
+});
+
+const WorkerRef = builder.objectRef<WorkerView>('Worker').implement({
+  description: 'A process that serves models for the gateway: a `capibara-mcp worker`, or `embedded` (the gateway process itself).',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    name: t.exposeString('name'),
+    endpoint: t.exposeString('endpoint', { description: 'Base URL the gateway routes to (`in-process` for the embedded worker).' }),
+    embedded: t.exposeBoolean('embedded', { description: 'True for the built-in worker inside the gateway process.' }),
+    status: t.field({ type: WorkerStatusEnum, resolve: (w) => upper(w.status) as 'HEALTHY' }),
+    devices: t.field({ type: [DeviceRef], resolve: (w) => w.devices }),
+    heartbeatIntervalMs: t.exposeInt('heartbeatIntervalMs'),
+    lastHeartbeatAt: t.expose('lastHeartbeatAt', { type: 'DateTime' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    load: t.field({ type: WorkerLoadRef, nullable: true, resolve: (w) => w.load ?? null }),
+    instances: t.loadableList({
+      type: InstanceRef,
+      description: 'The gateway instances this worker serves.',
+      load: (ids: string[], ctx) => ctx.services.workers.instancesByWorker(ids),
+      resolve: (w) => w.id,
+    }),
+  }),
+});
+
+const WorkerCommandRef = builder.objectRef<WorkerCommand>('WorkerCommand').implement({
+  description: 'An order to a worker, delivered through the workerCommands subscription; the worker acts, then re-registers.',
+  fields: (t) => {
+    const opt = (c: WorkerCommand) => c.options as unknown as Partial<WorkerCommandOptions>;
+    return {
+      id: t.string({ resolve: (c) => opt(c).commandId ?? '' }),
+      workerId: t.exposeString('workerId'),
+      action: t.field({ type: WorkerCommandActionEnum, resolve: (c) => c.action }),
+      instanceId: t.exposeString('instanceId', { description: 'The instance id on the worker.' }),
+      model: t.string({ resolve: (c) => c.modelId }),
+      version: t.exposeString('version'),
+      source: t.string({ nullable: true, description: 'Where the backend finds the model (LOAD).', resolve: (c) => c.endpoint ?? null }),
+      backend: t.string({ nullable: true, description: 'Backend plugin on the worker (LOAD).', resolve: (c) => opt(c).backend ?? null }),
+      task: t.field({ type: TaskEnum, nullable: true, resolve: (c) => (opt(c).task ? upper(opt(c).task!) : null) }),
+      device: t.string({ nullable: true, resolve: (c) => opt(c).device ?? null }),
+      options: t.field({ type: 'JSON', nullable: true, description: 'Backend instance options (LOAD).', resolve: (c) => opt(c).instanceOptions ?? null }),
+    };
+  },
+});
+
+const WorkerDeviceInput = builder.inputType('WorkerDeviceInput', {
+  fields: (t) => ({
+    id: t.string({ required: true }),
+    kind: t.string({ required: true, description: 'cpu, gpu, tpu or remote.' }),
+    name: t.string(),
+    memoryTotalBytes: t.float(),
+  }),
+});
+
+const WorkerInstanceInput = builder.inputType('WorkerInstanceInput', {
+  fields: (t) => ({
+    model: t.string({ required: true, description: 'Model id; registered when missing, with `task`.' }),
+    version: t.string({ required: true }),
+    remoteInstanceId: t.string({ required: true, description: 'Instance id on the worker (its HTTP routes use it).' }),
+    task: t.field({ type: TaskEnum, required: true }),
+    runtime: t.string(),
+    device: t.string(),
+  }),
+});
+
+const RegisterWorkerInput = builder.inputType('RegisterWorkerInput', {
+  fields: (t) => ({
+    name: t.string({ required: true, description: 'Unique per gateway; the worker id is its lower-case form.' }),
+    endpoint: t.string({ required: true, description: 'Base URL the gateway reaches the worker at.' }),
+    devices: t.field({ type: [WorkerDeviceInput] }),
+    heartbeatIntervalMs: t.int({ required: true }),
+    instances: t.field({ type: [WorkerInstanceInput], description: 'Everything the worker serves now (instances not listed are unloaded).' }),
+  }),
+});
+
+const WorkerLoadInput = builder.inputType('WorkerLoadInput', {
+  fields: (t) => ({ inflight: t.int(), requestsTotal: t.float() }),
+});
+
+builder.queryFields((t) => ({
+  workers: t.field({
+    type: [WorkerRef],
+    description: 'The embedded worker (the gateway process) and every registered worker process.',
+    authScopes: { authenticated: true },
+    resolve: (_r, _a, ctx) => ctx.services.workers.list(),
+  }),
+  worker: t.field({
+    type: WorkerRef,
+    nullable: true,
+    authScopes: { authenticated: true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_r, args, ctx) => (await ctx.services.workers.get(String(args.id))) ?? null,
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  registerWorker: t.field({
+    type: WorkerRef,
+    description: 'A worker announces itself and what it serves; its instances are registered (backend `worker`) and loaded so the router routes to them.',
+    authScopes: { role: 'worker' },
+    args: { input: t.arg({ type: RegisterWorkerInput, required: true }) },
+    resolve: (_r, { input }, ctx) => ctx.services.workers.register(compact({
+      ...input,
+      instances: (input.instances ?? []).map((i) => ({ ...i, task: lower(i.task) })),
+    })),
+  }),
+  workerHeartbeat: t.field({
+    type: WorkerRef,
+    description: 'Keeps a worker healthy; MCP_WORKER_NOT_FOUND tells the worker to register again.',
+    authScopes: { role: 'worker' },
+    args: { id: t.arg.id({ required: true }), load: t.arg({ type: WorkerLoadInput }) },
+    resolve: (_r, args, ctx) => ctx.services.workers.heartbeat(String(args.id), args.load ?? undefined),
+  }),
+  deregisterWorker: t.field({
+    type: WorkerRef,
+    description: 'A worker shutting down: its instances leave routing at once.',
+    authScopes: { role: 'worker' },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_r, args, ctx) => ctx.services.workers.deregister(String(args.id)),
+  }),
+  loadModelOnWorker: t.field({
+    type: WorkerCommandRef,
+    description: 'Asks a worker to load a model version (it registers the new instance when loaded). On `embedded` the gateway loads it itself.',
+    authScopes: { role: 'admin' },
+    args: {
+      workerId: t.arg.id({ required: true }),
+      model: t.arg.string({ required: true }),
+      version: t.arg.string({ required: true }),
+      source: t.arg.string({ description: 'Where the worker’s backend finds the model (folder, model.json, URL).' }),
+      backend: t.arg.string({ description: 'Backend plugin on the worker (default tfjs).' }),
+      task: t.arg({ type: TaskEnum }),
+      device: t.arg.string(),
+      options: t.arg({ type: 'JSON' }),
+      instanceId: t.arg.string({ description: 'Instance id on the worker (default <model>-<version>).' }),
+    },
+    resolve: (_r, args, ctx) => {
+      const { workerId, task, ...rest } = args;
+      return ctx.services.workers.loadOnWorker(String(workerId), compact({ ...rest, ...(task ? { task: lower(task) } : {}) }));
+    },
+  }),
+  unloadFromWorker: t.field({
+    type: WorkerCommandRef,
+    description: 'Drains one of a worker’s instances (gateway or worker instance id), unloads it and tells the worker to release it.',
+    authScopes: { role: 'admin' },
+    args: { workerId: t.arg.id({ required: true }), instanceId: t.arg.string({ required: true }) },
+    resolve: (_r, args, ctx) => ctx.services.workers.unloadFromWorker(String(args.workerId), args.instanceId),
+  }),
+}));
+
+builder.subscriptionFields((t) => ({
+  workerCommands: t.field({
+    type: WorkerCommandRef,
+    description: 'Load/unload commands for one worker, as they are issued.',
+    authScopes: { role: 'worker' },
+    args: { workerId: t.arg.id({ required: true }) },
+    subscribe: (_r, args, ctx) => ctx.services.workers.commands(String(args.workerId), ctx.signal),
+    resolve: (c) => c,
+  }),
+}));

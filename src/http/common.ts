@@ -1,0 +1,103 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { McpError, toMcpError } from '../errors.ts';
+import type { AuthRequest } from '../plugin/contract.ts';
+
+/** Per-request state shared by the REST, OpenAI and KServe adapters. */
+export interface HttpExchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+  requestId: string;
+  logger: Logger;
+  /** Path without the query string. */
+  path: string;
+  /** Aborts when the client goes away before the response is finished. */
+  signal: AbortSignal;
+}
+
+export function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && given.length > 0 && given.length <= 128 && /^[\w.:-]+$/.test(given) ? given : randomUUID();
+}
+
+/** An AbortSignal that fires when the client closes the connection before we answered. */
+export function clientGone(req: IncomingMessage, res: ServerResponse): AbortSignal {
+  const ctl = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) ctl.abort(new McpError('MCP_CANCELLED', 'the client went away'));
+  });
+  return ctl.signal;
+}
+
+export function authRequestOf(req: IncomingMessage, entry: string): AuthRequest {
+  return { headers: req.headers as Record<string, string | undefined>, ip: req.socket.remoteAddress, entry };
+}
+
+/** Decodes one percent-encoded path segment; a malformed encoding is MCP_BAD_REQUEST (not a URIError → 500). */
+export function pathParam(raw: string, name: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new McpError('MCP_BAD_REQUEST', `${name}: malformed percent-encoding in the path`, { details: { path: name } });
+  }
+}
+
+/** Reads the whole body up to `limit` bytes (413 beyond), as a Buffer. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    return Promise.reject(new McpError('MCP_PAYLOAD_TOO_LARGE', `the body is ${declared} bytes; the limit is ${limit}`, { details: { limit } }));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new McpError('MCP_PAYLOAD_TOO_LARGE', `the body exceeds the limit of ${limit} bytes`, { details: { limit } }));
+        req.resume();
+        chunks.length = 0;
+        return;
+      }
+      chunks.push(c);
+    });
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.once('error', (err) => reject(new McpError('MCP_BAD_REQUEST', `could not read the body: ${err.message}`)));
+  });
+}
+
+/** Reads and parses a JSON body; an empty or invalid body is MCP_INVALID_JSON. */
+export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const body = await readBody(req, limit);
+  if (body.length === 0) throw new McpError('MCP_INVALID_JSON', 'the body is empty; send a JSON object');
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new McpError('MCP_INVALID_JSON', `the body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+/** Headers that go with an error status (Retry-After for 429/503 when known). */
+export function errorHeaders(e: McpError): Record<string, string> {
+  const retryAfterMs = Number(e.details?.retryAfterMs ?? 0);
+  return retryAfterMs > 0 ? { 'retry-after': String(Math.ceil(retryAfterMs / 1000)) } : {};
+}
+
+/**
+ * Logs unexpected errors (with the request id) and masks them; returns the McpError to send.
+ * Client errors are logged at debug, server errors at warn/error.
+ */
+export function reportError(err: unknown, logger: Logger): McpError {
+  const e = toMcpError(err);
+  if (e.code === 'MCP_INTERNAL') logger.error({ err }, 'unexpected error');
+  else if (e.status >= 500) logger.warn({ code: e.code, msg: e.message }, 'request failed');
+  else logger.debug({ code: e.code, msg: e.message }, 'request rejected');
+  return e;
+}

@@ -1,0 +1,190 @@
+import type { ServerResponse } from 'node:http';
+import { McpError, toMcpError } from '../errors.ts';
+import { buildInferenceRequest } from '../inference/request.ts';
+import type { InferenceResult, Usage } from '../inference/types.ts';
+import type { Services } from '../services.ts';
+import { authRequestOf, pathParam, readJson, sendJson, type HttpExchange } from './common.ts';
+import type { HttpAdapter } from './server.ts';
+
+/** Body fields we accept; anything else is MCP_UNSUPPORTED_PARAMETER (so typos do not pass silently). */
+const COMMON = new Set(['model', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'stop', 'n', 'user', 'extra_body']);
+const CHAT = new Set([...COMMON, 'messages']);
+const COMPLETION = new Set([...COMMON, 'prompt']);
+const EMBEDDING = new Set(['model', 'input', 'user', 'encoding_format']);
+
+function object(body: unknown): Record<string, unknown> {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new McpError('MCP_VALIDATION_FAILED', 'the body must be a JSON object', { details: { path: 'body' } });
+  return body as Record<string, unknown>;
+}
+
+function checkFields(b: Record<string, unknown>, allowed: Set<string>): void {
+  for (const k of Object.keys(b)) {
+    if (!allowed.has(k)) throw new McpError('MCP_UNSUPPORTED_PARAMETER', `unsupported parameter: ${k}`, { details: { path: k } });
+  }
+  if (typeof b.model !== 'string' || !b.model) throw new McpError('MCP_VALIDATION_FAILED', 'model: required string', { details: { path: 'model' } });
+  if (b.n !== undefined && b.n !== 1) throw new McpError('MCP_UNSUPPORTED_PARAMETER', 'n: only 1 is supported', { details: { path: 'n' } });
+  if (b.stream !== undefined && typeof b.stream !== 'boolean') throw new McpError('MCP_VALIDATION_FAILED', 'stream: must be a boolean', { details: { path: 'stream' } });
+}
+
+function parameters(b: Record<string, unknown>): Record<string, unknown> {
+  const p: Record<string, unknown> = {};
+  const maxTokens = b.max_completion_tokens ?? b.max_tokens;
+  if (maxTokens !== undefined && maxTokens !== null) p.maxTokens = maxTokens;
+  if (b.temperature !== undefined && b.temperature !== null) p.temperature = b.temperature;
+  if (b.top_p !== undefined && b.top_p !== null) p.topP = b.top_p;
+  if (b.top_k !== undefined && b.top_k !== null) p.topK = b.top_k;
+  if (b.seed !== undefined && b.seed !== null) p.seed = b.seed;
+  if (b.stop !== undefined && b.stop !== null) p.stop = typeof b.stop === 'string' ? [b.stop] : b.stop;
+  return p;
+}
+
+/** `model` may be `id` or `id:version`. */
+function modelRef(model: string): { model: string; version?: string } {
+  const i = model.lastIndexOf(':');
+  return i > 0 ? { model: model.slice(0, i), version: model.slice(i + 1) } : { model };
+}
+
+const usageJson = (u: Usage | undefined) => u && { prompt_tokens: u.promptTokens, completion_tokens: u.completionTokens, total_tokens: u.totalTokens };
+const created = () => Math.floor(Date.now() / 1000);
+
+function sseHeaders(res: ServerResponse, requestId: string): void {
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': requestId });
+  res.flushHeaders();
+}
+
+/** OpenAI error shape: `{ error: { message, type, code, param } }`. */
+function openAiError(e: McpError): unknown {
+  const type = e.status === 401 ? 'authentication_error' : e.status === 429 ? 'rate_limit_error' : e.status >= 500 ? 'server_error' : 'invalid_request_error';
+  return { error: { message: e.message, type, code: e.code, param: (e.details?.path as string | undefined) ?? null } };
+}
+
+async function completions(services: Services, x: HttpExchange, chat: boolean): Promise<void> {
+  const principal = await services.auth.require(authRequestOf(x.req, 'openai'));
+  const b = object(await readJson(x.req, services.config.server.maxBodyBytes));
+  checkFields(b, chat ? CHAT : COMPLETION);
+  const ref = modelRef(b.model as string);
+  const stream = b.stream === true;
+  let prompt = b.prompt;
+  if (!chat && Array.isArray(prompt)) {
+    if (prompt.length !== 1) throw new McpError('MCP_UNSUPPORTED_PARAMETER', 'prompt: one prompt per request', { details: { path: 'prompt' } });
+    prompt = prompt[0];
+  }
+  const extra = b.extra_body && typeof b.extra_body === 'object' ? (b.extra_body as Record<string, unknown>) : undefined;
+  const req = buildInferenceRequest({
+    headers: x.req.headers,
+    id: x.requestId, ...ref, stream, entry: 'openai', signal: x.signal, principal,
+    affinityKey: typeof b.user === 'string' ? b.user : undefined,
+    input: chat
+      ? { task: 'chat', messages: b.messages, parameters: parameters(b), ...(extra ? { extra } : {}) }
+      : { task: 'generate', prompt, parameters: parameters(b), ...(extra ? { extra } : {}) },
+  });
+  const id = `${chat ? 'chatcmpl' : 'cmpl'}-${req.id}`;
+  const object_ = chat ? 'chat.completion' : 'text_completion';
+  const model = b.model as string;
+  if (!stream) {
+    const r: InferenceResult = await services.inference.infer(req);
+    const finish = r.finishReason ?? 'stop';
+    sendJson(x.res, 200, {
+      id, object: object_, created: created(), model,
+      choices: [chat
+        ? { index: 0, message: { role: 'assistant', content: r.text ?? '' }, finish_reason: finish, logprobs: null }
+        : { index: 0, text: r.text ?? '', finish_reason: finish, logprobs: null }],
+      usage: usageJson(r.usage) ?? null,
+    });
+    return;
+  }
+  const includeUsage = (b.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+  const chunks = services.inference.stream(req);
+  const it = chunks[Symbol.asyncIterator]();
+  // The first chunk decides success: before it, errors are answered with a status code.
+  const first = await it.next();
+  sseHeaders(x.res, x.requestId);
+  const write = (data: unknown) => x.res.write(`data: ${JSON.stringify(data)}\n\n`);
+  const frame = (text: string, finish: string | null, role = false) => ({
+    id, object: chat ? 'chat.completion.chunk' : 'text_completion', created: created(), model,
+    choices: [chat
+      ? { index: 0, delta: role ? { role: 'assistant', content: text } : { content: text }, finish_reason: finish, logprobs: null }
+      : { index: 0, text, finish_reason: finish, logprobs: null }],
+  });
+  let usage: Usage | undefined;
+  let finish: string = 'stop';
+  try {
+    let r = first;
+    let isFirst = true;
+    while (!r.done) {
+      const c = r.value;
+      if (c.usage) usage = c.usage;
+      if (c.finishReason) finish = c.finishReason;
+      if (c.text || isFirst) write(frame(c.text, null, chat && isFirst));
+      isFirst = false;
+      r = await it.next();
+    }
+    write(frame('', finish === 'cancelled' ? 'stop' : finish));
+    if (includeUsage) write({ id, object: chat ? 'chat.completion.chunk' : 'text_completion', created: created(), model, choices: [], usage: usageJson(usage) ?? null });
+    x.res.end('data: [DONE]\n\n');
+  } catch (err) {
+    // After the first token the status is sent: report the error in the stream, then end it.
+    const e = toMcpError(err);
+    if (!x.res.destroyed) {
+      write(openAiError(e));
+      x.res.end('data: [DONE]\n\n');
+    }
+  }
+}
+
+/** OpenAI's `encoding_format: base64`: little-endian float32s, base64 (what the official SDKs ask for by default). */
+function base64Floats(v: number[]): string {
+  const f = new Float32Array(v);
+  return Buffer.from(f.buffer, f.byteOffset, f.byteLength).toString('base64');
+}
+
+async function embeddings(services: Services, x: HttpExchange): Promise<void> {
+  const principal = await services.auth.require(authRequestOf(x.req, 'openai'));
+  const b = object(await readJson(x.req, services.config.server.maxBodyBytes));
+  checkFields(b, EMBEDDING);
+  const format = b.encoding_format ?? 'float';
+  if (format !== 'float' && format !== 'base64') {
+    throw new McpError('MCP_UNSUPPORTED_PARAMETER', 'encoding_format: float or base64', { details: { path: 'encoding_format' } });
+  }
+  const texts = typeof b.input === 'string' ? [b.input] : b.input;
+  const r = await services.inference.infer(buildInferenceRequest({
+    headers: x.req.headers,
+    id: x.requestId, ...modelRef(b.model as string), entry: 'openai', signal: x.signal, principal,
+    input: { task: 'embed', texts },
+  }));
+  sendJson(x.res, 200, {
+    object: 'list', model: b.model,
+    data: (r.embeddings ?? []).map((embedding, index) => ({ object: 'embedding', index, embedding: format === 'base64' ? base64Floats(embedding) : embedding })),
+    usage: r.usage ? { prompt_tokens: r.usage.promptTokens, total_tokens: r.usage.totalTokens } : { prompt_tokens: 0, total_tokens: 0 },
+  });
+}
+
+async function listModels(services: Services, x: HttpExchange): Promise<void> {
+  await services.auth.require(authRequestOf(x.req, 'openai'));
+  const page = await services.registry.list({}, { first: 500 });
+  sendJson(x.res, 200, {
+    object: 'list',
+    data: page.items.map((m) => ({ id: m.id, object: 'model', created: Math.floor(m.createdAt.getTime() / 1000), owned_by: 'capibara-mcp' })),
+  });
+}
+
+/** OpenAI-compatible API under /v1: models, chat completions, completions, embeddings (SSE streaming). */
+export const openAiAdapter: HttpAdapter = {
+  prefix: '/v1/',
+  errorBody: openAiError,
+  async handle(services, x) {
+    const method = x.req.method;
+    if (x.path === '/v1/models' && method === 'GET') return listModels(services, x).then(() => true);
+    if (x.path.startsWith('/v1/models/') && method === 'GET') {
+      await services.auth.require(authRequestOf(x.req, 'openai'));
+      const m = await services.registry.require(pathParam(x.path.slice('/v1/models/'.length), 'model'));
+      sendJson(x.res, 200, { id: m.id, object: 'model', created: Math.floor(m.createdAt.getTime() / 1000), owned_by: 'capibara-mcp' });
+      return true;
+    }
+    if (method !== 'POST') return false;
+    if (x.path === '/v1/chat/completions') return completions(services, x, true).then(() => true);
+    if (x.path === '/v1/completions') return completions(services, x, false).then(() => true);
+    if (x.path === '/v1/embeddings') return embeddings(services, x).then(() => true);
+    return false;
+  },
+};

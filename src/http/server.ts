@@ -1,0 +1,138 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { McpError } from '../errors.ts';
+import type { GraphQLServer } from '../graphql/yoga.ts';
+import type { Services } from '../services.ts';
+import { clientGone, errorHeaders, reportError, requestIdOf, sendJson, type HttpExchange } from './common.ts';
+import { handleRest } from './rest.ts';
+
+/** An HTTP API mounted under a path prefix (REST, OpenAI, KServe v2). */
+export interface HttpAdapter {
+  prefix: string;
+  /** Handles the request; false when no route matched (404). */
+  handle(services: Services, x: HttpExchange): Promise<boolean>;
+  /** The error body in this API's own shape; defaults to `{ error: { code, message, details } }`. */
+  errorBody?(e: McpError): unknown;
+}
+
+const restAdapter: HttpAdapter = { prefix: '/api/v1/', handle: handleRest };
+
+function defaultErrorBody(e: McpError): unknown {
+  return { error: e.toJSON() };
+}
+
+/** Why a /graphql request's body is refused before reading it: too large, or no Content-Length on a POST. */
+function graphqlBodyProblem(req: IncomingMessage, limit: number): McpError | undefined {
+  if (req.method !== 'POST') return undefined;
+  const raw = req.headers['content-length'];
+  if (raw === undefined) {
+    return req.headers['transfer-encoding'] ? new McpError('MCP_LENGTH_REQUIRED', 'POST /graphql needs a Content-Length header') : undefined;
+  }
+  const declared = Number(raw);
+  if (declared > limit) return new McpError('MCP_PAYLOAD_TOO_LARGE', `the body is ${declared} bytes; the limit is ${limit}`);
+  return undefined;
+}
+
+export interface GatewayHttpServer {
+  server: Server;
+  /** Requests being served now. */
+  inflight(): number;
+  /** Stops accepting, waits for in-flight requests up to graceMs, then closes every connection. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+export function createGatewayHttpServer(services: Services, graphql: GraphQLServer, adapters: HttpAdapter[] = []): GatewayHttpServer {
+  const mounted = [restAdapter, ...adapters];
+  const accessLog = services.config.log.access;
+  let inflight = 0;
+  let draining = false;
+  let onIdle: (() => void) | undefined;
+
+  async function dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (path === '/healthz') return sendJson(res, 200, { status: 'live' });
+    if (path === '/readyz') {
+      const r = await services.readiness();
+      return sendJson(res, r.ready && !draining ? 200 : 503, { status: r.ready && !draining ? 'ready' : 'not ready', checks: r.checks });
+    }
+    if (path === '/metrics') {
+      const body = await services.metricsRegistry.metrics();
+      res.writeHead(200, { 'content-type': services.metricsRegistry.contentType });
+      res.end(body);
+      return;
+    }
+    const requestId = requestIdOf(req);
+    res.setHeader('x-request-id', requestId);
+    const logger = services.logger.child({ reqId: requestId });
+    if (accessLog) {
+      const started = performance.now();
+      res.once('close', () => logger.info({ method: req.method, path, status: res.statusCode, ms: Math.round((performance.now() - started) * 100) / 100 }, 'request'));
+    }
+    if (path === '/graphql') {
+      // The body limit is enforced here from Content-Length (Yoga's own check pipes every body
+      // through a web TransformStream: ~8% of a request's CPU). Bodies of unknown length are refused.
+      const rejected = graphqlBodyProblem(req, services.config.server.maxBodyBytes);
+      if (rejected) {
+        return sendJson(res, rejected.status, { errors: [{ message: rejected.message, extensions: { code: rejected.code } }] }, { connection: 'close' });
+      }
+      // The signal reaches resolvers: a client hanging up aborts the upstream call or stream.
+      await graphql.yoga(req, res, { req, requestId, signal: clientGone(req, res) });
+      return;
+    }
+    const adapter = mounted.find((a) => path.startsWith(a.prefix));
+    const x: HttpExchange = { req, res, requestId, logger, path, signal: clientGone(req, res) };
+    try {
+      if (draining) throw new McpError('MCP_SHUTTING_DOWN');
+      if (path === '/' && req.method === 'GET') {
+        return sendJson(res, 200, { name: 'capibara-mcp', graphql: '/graphql', rest: '/api/v1', openai: '/v1', kserve: '/v2', health: ['/healthz', '/readyz'], metrics: '/metrics' });
+      }
+      if (!adapter || !(await adapter.handle(services, x))) {
+        throw new McpError('MCP_NOT_FOUND', `no route ${req.method} ${path}`);
+      }
+    } catch (err) {
+      const e = reportError(err, logger);
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      sendJson(res, e.status, (adapter?.errorBody ?? defaultErrorBody)(e), errorHeaders(e));
+    }
+  }
+
+  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+    inflight++;
+    res.once('close', () => {
+      inflight--;
+      if (inflight === 0 && onIdle) onIdle();
+    });
+    dispatch(req, res).catch((err) => {
+      const e = reportError(err, services.logger);
+      if (!res.headersSent) sendJson(res, e.status, defaultErrorBody(e));
+      else res.destroy();
+    });
+  });
+  server.on('clientError', (err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy(err);
+  });
+
+  return {
+    server,
+    inflight: () => inflight,
+    async shutdown(graceMs) {
+      draining = true;
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeIdleConnections();
+      if (inflight > 0) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, graceMs);
+          t.unref();
+          onIdle = () => { clearTimeout(t); resolve(); };
+        });
+      }
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}

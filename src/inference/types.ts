@@ -1,0 +1,155 @@
+/**
+ * The one request and result shape every entry point (GraphQL, REST, OpenAI, KServe v2)
+ * converts to, and every backend plugin receives. Keep it protocol-neutral.
+ */
+
+/** What the caller asks the model to do. */
+export type InferenceTask = 'generate' | 'chat' | 'embed' | 'tensor';
+
+/** KServe v2 / Triton datatypes. */
+export type TensorDatatype =
+  | 'BOOL' | 'UINT8' | 'UINT16' | 'UINT32' | 'UINT64' | 'INT8' | 'INT16' | 'INT32' | 'INT64'
+  | 'FP16' | 'FP32' | 'FP64' | 'BYTES';
+
+/** A named tensor, row-major flat data (KServe v2 `inputs[i]` / `outputs[i]`). */
+export interface Tensor {
+  name: string;
+  shape: number[];
+  datatype: TensorDatatype;
+  data: Array<number | string | boolean>;
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool';
+  content: string;
+}
+
+export interface GenerationParameters {
+  maxTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  stop?: string[];
+}
+
+export interface InferenceInput {
+  task: InferenceTask;
+  /** generate: the prompt. */
+  prompt?: string;
+  /** chat: the conversation. */
+  messages?: ChatMessage[];
+  /** embed: the texts to embed. */
+  texts?: string[];
+  /** tensor: the input tensors. */
+  tensors?: Tensor[];
+  /** tensor: names of the outputs wanted (all when absent). */
+  outputs?: string[];
+  parameters?: GenerationParameters;
+  /** Backend-specific extra parameters passed through untouched (OpenAI `extra_body`, KServe `parameters`). */
+  extra?: Record<string, unknown>;
+}
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+}
+
+export type FinishReason = 'stop' | 'length' | 'cancelled';
+
+export interface InferenceOutput {
+  text?: string;
+  finishReason?: FinishReason;
+  tensors?: Tensor[];
+  embeddings?: number[][];
+  usage?: Usage;
+}
+
+/** One piece of a streamed answer. */
+export interface InferenceChunk {
+  /** Text produced since the previous chunk. */
+  text: string;
+  /** Present on the last chunk only. */
+  finishReason?: FinishReason;
+  usage?: Usage;
+}
+
+/** Who is asking; produced by auth strategies. */
+export interface Principal {
+  id: string;
+  /** How the principal authenticated: plugin name. */
+  via: string;
+  roles: string[];
+  /** Free-form claims (tenant, plan, …) for policies. */
+  claims?: Record<string, unknown>;
+}
+
+/** A gateway-level request: what an entry point hands to the InferenceService. */
+export interface InferenceRequest {
+  /** Unique id, also the request id in logs. */
+  id: string;
+  /** Model id; a version may be pinned. */
+  model: string;
+  version?: string;
+  input: InferenceInput;
+  stream: boolean;
+  /** Absolute deadline, ms since epoch. */
+  deadline?: number;
+  /** Aborts when the client goes away. */
+  signal: AbortSignal;
+  principal?: Principal;
+  /** Key for sticky routing (header, principal or prompt prefix, chosen by the router config). */
+  affinityKey?: string;
+  /** Lower-cased request headers, when the entry point passes them (sticky traffic splits by header). */
+  headers?: Readonly<Record<string, string | string[] | undefined>>;
+  /** Ask the router to return its decision. */
+  explain?: boolean;
+  /** Which entry point the request came in through (graphql, rest, openai, kserve). */
+  entry: string;
+}
+
+export interface RoutingCandidate {
+  instanceId: string;
+  score?: number;
+  state: string;
+}
+
+export interface RoutingAttempt {
+  instanceId: string;
+  version: string;
+  outcome: 'ok' | 'error';
+  errorCode?: string;
+  latencyMs: number;
+}
+
+/** The router's account of one request, returned when `explain` is asked. */
+export interface RoutingDecision {
+  model: string;
+  version: string;
+  variant?: string;
+  balancer: string;
+  candidates: RoutingCandidate[];
+  chosen: string;
+  attempts: RoutingAttempt[];
+  fallbacks: string[];
+  /** A second attempt was sent to another instance after the hedging delay. */
+  hedged?: boolean;
+  /** Version that received a mirrored (shadow) copy of this request. */
+  shadow?: string;
+  /**
+   * Variant the traffic split assigned this request to, when every instance of it was unhealthy,
+   * ejected or had an open circuit, so the request went to another ready variant instead.
+   */
+  diverted?: string;
+}
+
+export interface InferenceResult extends InferenceOutput {
+  id: string;
+  model: string;
+  version: string;
+  instanceId: string;
+  latencyMs: number;
+  runtime?: string;
+  routing?: RoutingDecision;
+}

@@ -1,0 +1,112 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from './config/loader.ts';
+import { configJsonSchema } from './config/schema.ts';
+import { openDatabase } from './db/client.ts';
+import { isMcpError } from './errors.ts';
+import { createGateway } from './gateway.ts';
+import { createLogger } from './logging.ts';
+import { PACKAGE_ROOT } from './package-root.ts';
+
+const USAGE = `capibara-mcp <command> [--config FILE]
+
+  start            start the gateway (embedded PGlite unless DATABASE_URL / storage.url)
+  worker           start a worker that serves models for a gateway (--gateway URL)
+  migrate          apply database migrations and exit
+  config check     validate the configuration and exit
+  config schema    print the configuration's JSON Schema
+  schema print     print the GraphQL schema (SDL)
+  schema check     fail when schema.graphql is stale
+`;
+
+const SCHEMA_FILE = join(PACKAGE_ROOT, 'schema.graphql');
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, gateway: { type: 'string' }, port: { type: 'string' } },
+  });
+  const [cmd, sub] = positionals;
+  if (values.help || !cmd) {
+    process.stdout.write(USAGE);
+    return cmd ? 0 : 2;
+  }
+  switch (`${cmd}${sub ? ` ${sub}` : ''}`) {
+    case 'start': {
+      const loaded = loadConfig({ file: values.config });
+      const gateway = await createGateway({ config: loaded.config, baseDir: loaded.baseDir });
+      const logger = gateway.services.logger;
+      let stopping = false;
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          if (stopping) {
+            logger.warn({ signal }, 'second signal: exiting now');
+            process.exit(1);
+          }
+          stopping = true;
+          logger.info({ signal, graceMs: loaded.config.server.shutdownGraceMs }, 'shutting down');
+          gateway.close().then(resolve, (err) => { logger.error({ err }, 'shutdown failed'); resolve(); });
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+      logger.info('stopped');
+      return 0;
+    }
+    case 'worker': {
+      const { runWorker } = await import('./workers/worker-main.ts');
+      return runWorker({ configFile: values.config, gateway: values.gateway, port: values.port });
+    }
+    case 'migrate': {
+      const { config, baseDir } = loadConfig({ file: values.config });
+      const db = await openDatabase({ url: config.storage.url, dataDir: `${baseDir}/${config.storage.dataDir}`, inMemory: config.storage.inMemory });
+      await db.migrate();
+      await db.close();
+      process.stdout.write(`migrations applied (${db.kind})\n`);
+      return 0;
+    }
+    case 'config check': {
+      const { file } = loadConfig({ file: values.config });
+      process.stdout.write(`configuration ok${file ? ` (${file})` : ' (defaults)'}\n`);
+      return 0;
+    }
+    case 'config schema':
+      process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
+      return 0;
+    case 'schema print': {
+      const { printSchemaSdl } = await import('./graphql/schema.ts');
+      process.stdout.write(printSchemaSdl());
+      return 0;
+    }
+    case 'schema check': {
+      const { printSchemaSdl } = await import('./graphql/schema.ts');
+      let committed = '';
+      try { committed = readFileSync(SCHEMA_FILE, 'utf8'); } catch { /* missing counts as stale */ }
+      if (committed !== printSchemaSdl()) {
+        process.stderr.write('schema.graphql is stale: run `npm run schema:print`\n');
+        return 1;
+      }
+      process.stdout.write('schema.graphql is up to date\n');
+      return 0;
+    }
+    default:
+      process.stderr.write(`unknown command: ${positionals.join(' ')}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    const logger = createLogger('info');
+    if (isMcpError(err)) {
+      logger.fatal({ code: err.code, details: err.details }, err.message);
+      process.stderr.write(`${err.code}: ${err.message}\n`);
+    } else {
+      logger.fatal({ err }, 'fatal error');
+    }
+    process.exit(1);
+  },
+);

@@ -1,0 +1,281 @@
+import type { Logger } from 'pino';
+import type { ModelRouting } from '../db/schema.ts';
+import { McpError, toMcpError } from '../errors.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { BalancerCandidate, LoadedInstance } from '../plugin/contract.ts';
+import type { PluginHost } from '../plugin/host.ts';
+import type { InstanceRow, InstanceStatus, ModelRegistry } from './registry.ts';
+
+/** An instance as the router sees it: live counters, the loaded handle, status. */
+export interface InstanceHandle extends BalancerCandidate {
+  readonly id: string;
+  readonly modelId: string;
+  readonly version: string;
+  readonly backend: string;
+  weight: number;
+  outstanding: number;
+  status: InstanceStatus;
+  draining: boolean;
+  loaded?: LoadedInstance;
+  /** Resolves when `outstanding` drops to 0 while draining. */
+  idle?: () => void;
+}
+
+/** A model as the router sees it, cached in memory and refreshed on registry events. */
+export interface ModelView {
+  id: string;
+  task: string;
+  defaultVersion: string | null;
+  routing: ModelRouting;
+  versions: Map<string, InstanceHandle[]>;
+}
+
+/**
+ * Loads and unloads instances through their backend plugins and keeps the in-memory view the
+ * router reads on every request (no SQL on the hot path).
+ */
+export class Fleet {
+  private readonly handles = new Map<string, InstanceHandle>();
+  private readonly views = new Map<string, ModelView>();
+  private readonly abort = new AbortController();
+  private readonly pendingLoads = new Map<string, Promise<void>>();
+  private refreshSeq = 0;
+  private readonly appliedRefresh = new Map<string, number>();
+
+  constructor(
+    private readonly registry: ModelRegistry,
+    private readonly plugins: PluginHost,
+    private readonly events: EventBus,
+    private readonly logger: Logger,
+  ) {}
+
+  /** The router's view of a model; undefined when not registered. */
+  view(modelId: string): ModelView | undefined {
+    return this.views.get(modelId);
+  }
+
+  handle(instanceId: string): InstanceHandle | undefined {
+    return this.handles.get(instanceId);
+  }
+
+  allHandles(): IterableIterator<InstanceHandle> {
+    return this.handles.values();
+  }
+
+  /** Rebuilds the view of one model from the registry (after any change to it). */
+  async refresh(modelId: string): Promise<ModelView | undefined> {
+    // Refreshes of one model may overlap (event watcher + a mutation); the one started last read the
+    // newest rows, so an older one that finishes later must not overwrite its view.
+    const seq = ++this.refreshSeq;
+    const model = await this.registry.get(modelId);
+    if ((this.appliedRefresh.get(modelId) ?? 0) > seq) return this.views.get(modelId);
+    if (!model) {
+      this.appliedRefresh.set(modelId, seq);
+      this.views.delete(modelId);
+      return undefined;
+    }
+    const [versions] = await this.registry.versionsByModel([modelId]);
+    const [rows] = await this.registry.instancesByModel([modelId]);
+    const versionName = new Map((versions ?? []).map((v) => [v.id, v.version]));
+    const view: ModelView = { id: model.id, task: model.task, defaultVersion: model.defaultVersion, routing: model.routing ?? {}, versions: new Map() };
+    for (const v of versions ?? []) view.versions.set(v.version, []);
+    for (const row of rows ?? []) {
+      const h = this.upsertHandle(row, versionName.get(row.versionId) ?? '?');
+      view.versions.get(h.version)?.push(h);
+    }
+    if ((this.appliedRefresh.get(modelId) ?? 0) > seq) return this.views.get(modelId);
+    this.appliedRefresh.set(modelId, seq);
+    this.views.set(modelId, view);
+    return view;
+  }
+
+  private upsertHandle(row: InstanceRow, version: string): InstanceHandle {
+    let h = this.handles.get(row.id);
+    if (!h) {
+      h = { id: row.id, modelId: row.modelId, version, backend: row.backend, weight: row.weight, outstanding: 0, status: row.status as InstanceStatus, draining: false };
+      this.handles.set(row.id, h);
+    }
+    h.weight = row.weight;
+    if (!h.loaded || row.status === 'draining') h.status = row.status as InstanceStatus;
+    h.draining = row.status === 'draining' || h.draining;
+    return h;
+  }
+
+  /** Loads every instance of the model that should be loaded, then refreshes its view. */
+  async reconcileModel(modelId: string): Promise<void> {
+    const view = await this.refresh(modelId);
+    if (!view) return;
+    const toLoad = [...view.versions.values()].flat().filter((h) => !h.loaded && h.status !== 'unloaded' && h.status !== 'draining');
+    await Promise.all(toLoad.map((h) => this.load(h.id).catch(() => {})));
+  }
+
+  /** At boot: builds every model's view, then loads what should be loaded, a few at a time. */
+  async start(concurrency = 8): Promise<void> {
+    const ids: string[] = [];
+    let after: string | undefined;
+    do {
+      const page = await this.registry.list({}, { first: 500, after });
+      ids.push(...page.items.map((m) => m.id));
+      after = page.hasNextPage ? (page.endCursor ?? undefined) : undefined;
+    } while (after);
+    await mapLimit(ids, concurrency, (id) => this.refresh(id));
+    const toLoad = [...this.views.values()]
+      .flatMap((v) => [...v.versions.values()].flat())
+      .filter((h) => !h.loaded && h.status !== 'unloaded' && h.status !== 'draining');
+    await mapLimit(toLoad, concurrency, (h) => this.load(h.id).catch(() => {}));
+  }
+
+  /** Loads one instance through its backend; status goes loading → ready | failed. */
+  async load(instanceId: string): Promise<void> {
+    const pending = this.pendingLoads.get(instanceId);
+    if (pending) return pending;
+    const p = this.doLoad(instanceId).finally(() => this.pendingLoads.delete(instanceId));
+    this.pendingLoads.set(instanceId, p);
+    return p;
+  }
+
+  private async doLoad(instanceId: string): Promise<void> {
+    const row = await this.registry.requireInstance(instanceId);
+    const h = this.upsertHandle(row, row.version);
+    if (h.loaded) {
+      if (h.status !== 'ready') await this.setStatus(h, 'ready');
+      return;
+    }
+    h.draining = false;
+    await this.setStatus(h, 'loading');
+    try {
+      const backend = this.plugins.get('backend', row.backend);
+      const loaded = await backend.load(
+        { id: row.id, model: row.modelId, version: row.version, endpoint: row.endpoint ?? undefined, options: row.options, device: row.device ?? undefined },
+        this.abort.signal,
+      );
+      h.loaded = loaded;
+      await this.setStatus(h, 'ready', { runtime: loaded.runtime, device: loaded.device });
+      this.logger.info({ instance: row.id, model: row.modelId, version: row.version, runtime: loaded.runtime, device: loaded.device }, 'instance ready');
+    } catch (err) {
+      const e = toMcpError(err);
+      const reason = e.code === 'MCP_INTERNAL' ? String((err as Error)?.message ?? err) : e.message;
+      await this.setStatus(h, 'failed', { reason });
+      this.logger.warn({ instance: row.id, err }, 'instance failed to load');
+      throw new McpError(e.code === 'MCP_INTERNAL' ? 'MCP_CONFLICT' : e.code, `instance "${row.id}" failed to load: ${reason}`, { details: { instance: row.id } });
+    } finally {
+      // The view holds this handle object already unless the instance is new to it.
+      const inView = this.views.get(row.modelId)?.versions.get(row.version)?.includes(h);
+      if (!inView) await this.refresh(row.modelId);
+    }
+  }
+
+  private async setStatus(h: InstanceHandle, status: InstanceStatus, extra: { reason?: string; runtime?: string; device?: string } = {}): Promise<void> {
+    h.status = status;
+    await this.registry.setInstanceStatus(h.id, status, extra);
+  }
+
+  /** Stops new requests to the instance and waits up to timeoutMs for in-flight ones. */
+  async drain(instanceId: string, timeoutMs: number): Promise<void> {
+    const row = await this.registry.requireInstance(instanceId);
+    const h = this.upsertHandle(row, row.version);
+    h.draining = true;
+    await this.setStatus(h, 'draining');
+    await this.refresh(row.modelId);
+    if (h.outstanding > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, timeoutMs);
+        h.idle = () => { clearTimeout(t); resolve(); };
+      });
+      h.idle = undefined;
+    }
+  }
+
+  /** Counts a request in flight on the instance; returns the function that ends it. */
+  begin(h: InstanceHandle): () => void {
+    h.outstanding++;
+    return () => {
+      h.outstanding--;
+      if (h.outstanding === 0 && h.idle) h.idle();
+    };
+  }
+
+  async unload(instanceId: string): Promise<void> {
+    const row = await this.registry.requireInstance(instanceId);
+    const h = this.handles.get(instanceId);
+    if (h?.loaded) {
+      const loaded = h.loaded;
+      h.loaded = undefined;
+      await loaded.unload().catch((err) => this.logger.warn({ err, instance: instanceId }, 'unload failed'));
+    }
+    if (h) h.status = 'unloaded';
+    await this.registry.setInstanceStatus(instanceId, 'unloaded');
+    await this.refresh(row.modelId);
+  }
+
+  async unloadModel(modelId: string): Promise<void> {
+    const [rows] = await this.registry.instancesByModel([modelId]);
+    for (const r of rows ?? []) {
+      const h = this.handles.get(r.id);
+      if (h?.loaded) await h.loaded.unload().catch(() => {});
+      this.handles.delete(r.id);
+    }
+    this.views.delete(modelId);
+  }
+
+  /** Unloads everything (shutdown). */
+  async close(): Promise<void> {
+    this.abort.abort();
+    await Promise.all([...this.handles.values()].map(async (h) => {
+      const loaded = h.loaded;
+      h.loaded = undefined;
+      if (loaded) await loaded.unload().catch(() => {});
+    }));
+  }
+
+  /**
+   * Applies registry events (from this replica, or from others through a shared bus) to this
+   * replica: new models and instances are loaded here too (each replica holds its own backend
+   * handles), removed ones unloaded, and a drain seen elsewhere stops routing here as well.
+   */
+  watch(signal: AbortSignal): void {
+    void (async () => {
+      for await (const e of this.events.subscribe('modelEvents', signal)) {
+        try {
+          if (e.type === 'MODEL_DELETED') await this.unloadModel(e.modelId);
+          else if (e.type === 'INSTANCE_REMOVED' && e.instanceId) await this.forgetInstance(e.instanceId, e.modelId);
+          else if (e.type === 'INSTANCE_STATUS' && e.instanceId) await this.followStatus(e.instanceId, e.status);
+          else if (e.type === 'MODEL_REGISTERED' || e.type === 'VERSION_ADDED' || e.type === 'INSTANCE_ADDED') await this.reconcileModel(e.modelId);
+          else await this.refresh(e.modelId);
+        } catch (err) {
+          this.logger.warn({ err, event: e.type, model: e.modelId }, 'could not apply a registry event');
+        }
+      }
+    })();
+  }
+
+  /** Another replica drained or unloaded an instance: do the same here. */
+  private async followStatus(instanceId: string, status: string | undefined): Promise<void> {
+    const h = this.handles.get(instanceId);
+    if (!h) return;
+    if (status === 'draining') h.draining = true;
+    else if (status === 'unloaded' && h.loaded) {
+      const loaded = h.loaded;
+      h.loaded = undefined;
+      h.status = 'unloaded';
+      await loaded.unload().catch(() => {});
+    }
+  }
+
+  private async forgetInstance(instanceId: string, modelId: string): Promise<void> {
+    const h = this.handles.get(instanceId);
+    this.handles.delete(instanceId);
+    if (h?.loaded) await h.loaded.unload().catch(() => {});
+    await this.refresh(modelId);
+  }
+
+}
+
+/** Runs fn over items with at most `limit` calls in flight. */
+async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  });
+  await Promise.all(lanes);
+}

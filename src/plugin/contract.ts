@@ -1,0 +1,268 @@
+/**
+ * THE plugin contract of Capibara MCP. Everything a plugin author needs is declared here
+ * and re-exported from the package root (`import { definePlugin } from 'capibara-mcp'`).
+ *
+ * A plugin is an object made by `definePlugin({...})`, exported as the default export of
+ * a module (a folder under plugins/, an npm package, or a file path named in the config).
+ * The host validates its options with its zod schema, calls `setup` in dependency/config
+ * order and closes it in reverse order on shutdown.
+ */
+import type { ZodType } from 'zod';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type {
+  InferenceChunk, InferenceInput, InferenceOutput, Principal, Tensor, TensorDatatype,
+} from '../inference/types.ts';
+
+/** The plugin API version this build of the host implements (semver). */
+export const PLUGIN_API_VERSION = '1.0.0';
+
+// ───────────────────────────── capabilities ─────────────────────────────
+
+/** The capability kinds and the interface a plugin of each kind returns from `setup`. Third-party packages may augment it. */
+export interface Capabilities {
+  /** Turns request credentials into a principal. */
+  auth: AuthStrategy;
+  /** Chooses one instance among healthy, ready candidates. */
+  balancer: Balancer;
+  /** Loads model versions and runs inference on them (tfjs, OpenAI-compatible, KServe v2, …). */
+  backend: Backend;
+  /** Delivers fired and resolved alerts somewhere (webhook, Slack, Alertmanager, …). */
+  alertSink: AlertSink;
+  /** Stores rate-limit counters (memory, Redis, …). */
+  rateLimitStore: RateLimitStore;
+  /** Decides how many instances a model version should have. */
+  scaler: Scaler;
+}
+
+export type PluginKind = keyof Capabilities;
+
+/** What the host hands every plugin in `setup`. */
+export interface PluginContext {
+  /** The plugin's configured name (instance name when one plugin is configured twice). */
+  readonly name: string;
+  /** A pino logger tagged with the plugin's name; plugins never call `console`. */
+  readonly logger: Logger;
+  /** Aborts when the gateway shuts down. */
+  readonly signal: AbortSignal;
+  /** The gateway's data folder (for caches and files); exists. */
+  readonly dataDir: string;
+  /** The shared Prometheus registry; prefix metric names with `mcp_`. */
+  readonly metrics: Registry;
+  /** Another plugin's capability, by kind and configured name; it must be listed in `dependsOn`. */
+  get<K extends PluginKind>(kind: K, name: string): Capabilities[K];
+  /** Registers cleanup; close hooks run in reverse registration order at shutdown. */
+  onClose(fn: () => unknown | Promise<unknown>): void;
+  /** Registers a health check, run by `/readyz` and the `plugins` query; a failing required plugin makes the gateway not ready. */
+  onHealth(fn: () => HealthReport | Promise<HealthReport>): void;
+}
+
+/** A plugin module's default export. */
+export interface PluginDefinition<K extends PluginKind = PluginKind, O = unknown> {
+  /** Unique kebab-case name; appears in config, logs and every error about the plugin. */
+  name: string;
+  /** Which capability the plugin provides. */
+  kind: K;
+  /** Semver range of the plugin API it was written for, e.g. `^1.0.0`. */
+  apiVersion: string;
+  /** One-line description, shown by `capibara-mcp plugins`. */
+  description?: string;
+  /** Options schema; options are validated before `setup`, errors name plugin and option path. */
+  options: ZodType<O>;
+  /** Names of configured plugins that must be set up before this one. */
+  dependsOn?: string[];
+  /** Creates the capability. May be async; throwing stops the boot with MCP_PLUGIN_SETUP_FAILED. */
+  setup(ctx: PluginContext, options: O): Capabilities[K] | Promise<Capabilities[K]>;
+}
+
+/** Identity function that gives a plugin definition its types. */
+export function definePlugin<K extends PluginKind, O>(definition: PluginDefinition<K, O>): PluginDefinition<K, O> {
+  return definition;
+}
+
+// ───────────────────────────── auth ─────────────────────────────
+
+/** The parts of an HTTP request an auth strategy may look at. */
+export interface AuthRequest {
+  /** Lower-cased header names. */
+  headers: Readonly<Record<string, string | undefined>>;
+  /** Client address. */
+  ip?: string;
+  /** Which entry point (graphql, rest, openai, kserve, websocket). */
+  entry: string;
+}
+
+export interface AuthStrategy {
+  /** Returns a principal, `null` when the request carries no credentials this strategy understands; throws McpError(MCP_UNAUTHENTICATED) for bad ones. */
+  authenticate(request: AuthRequest): Promise<Principal | null> | Principal | null;
+}
+
+// ───────────────────────────── balancer ─────────────────────────────
+
+/** One instance the balancer may choose; live fields are kept current by the router. */
+export interface BalancerCandidate {
+  /** Instance id. */
+  readonly id: string;
+  /** Relative weight (default 1). */
+  readonly weight: number;
+  /** Requests the router has sent to it that have not finished. */
+  readonly outstanding: number;
+}
+
+/** What the balancer knows of the request. */
+export interface BalanceContext {
+  /** Key for sticky/affinity balancers (header, principal id or prompt prefix); may be absent. */
+  affinityKey?: string;
+  /** Instances already tried for this request (retries); avoid them when possible. */
+  exclude?: ReadonlySet<string>;
+}
+
+/** A balancer's choice, with optional per-candidate scores for explainable routing. */
+export interface BalancerPick<C extends BalancerCandidate = BalancerCandidate> {
+  chosen: C;
+  /** Lower is better unless the balancer says otherwise; keyed by candidate id. */
+  scores?: Record<string, number>;
+}
+
+export interface Balancer {
+  /** Picks one of `candidates` (never empty). Must be fast: it runs on every request. */
+  pick<C extends BalancerCandidate>(candidates: readonly C[], context: BalanceContext): BalancerPick<C>;
+  /** A request to `id` finished; `latencyMs` is time to answer (or to the error). */
+  observe?(id: string, outcome: { ok: boolean; latencyMs: number }): void;
+  /** The instance left the pool; drop its state. */
+  forget?(id: string): void;
+}
+
+// ───────────────────────────── backend ─────────────────────────────
+
+/** Where and how an instance runs, as registered. */
+export interface InstanceSpec {
+  /** Instance id (stable across restarts). */
+  id: string;
+  model: string;
+  version: string;
+  /** Backend-specific location: URL of a model server, folder of a tfjs model, … */
+  endpoint?: string;
+  /** Backend-specific options, validated by the backend (`instanceOptions`). */
+  options: Record<string, unknown>;
+  /** Requested device (`cpu`, `gpu:0`, …); the backend may report another. */
+  device?: string;
+}
+
+/** Input signature of a tensor model, used to check requests before they reach the model. */
+export interface TensorSignature {
+  name: string;
+  datatype: TensorDatatype;
+  /** -1 for a variable dimension. */
+  shape: number[];
+}
+
+export interface ModelSignature {
+  inputs: TensorSignature[];
+  outputs: TensorSignature[];
+}
+
+export interface HealthReport {
+  ok: boolean;
+  /** Why not ok, or extra information. */
+  detail?: string;
+}
+
+/** Context of one backend call. */
+export interface BackendCall {
+  /** Request id, for logs and upstream headers. */
+  requestId: string;
+  /** Aborts on client disconnect, deadline or shutdown. */
+  signal: AbortSignal;
+  /** Absolute deadline, ms since epoch, when any. */
+  deadline?: number;
+}
+
+/** A loaded, servable instance. */
+export interface LoadedInstance {
+  /** Runtime that executes it (`tfjs-node-gpu`, `tfjs-node`, `tfjs-wasm`, `tfjs-cpu`, `remote`). */
+  readonly runtime: string;
+  /** Device it actually runs on (`gpu:0`, `cpu`, `remote`). */
+  readonly device: string;
+  /** What the instance can do. */
+  readonly tasks: readonly InferenceInput['task'][];
+  /** Tensor signature, when the model has one. */
+  readonly signature?: ModelSignature;
+  /** Runs one request; throws McpError (retryable when another instance may succeed). */
+  infer(input: InferenceInput, call: BackendCall): Promise<InferenceOutput>;
+  /** Streams a generative answer; absent when the backend cannot stream. */
+  stream?(input: InferenceInput, call: BackendCall): AsyncIterable<InferenceChunk>;
+  /** Cheap health probe (never a billable inference). */
+  health(signal: AbortSignal): Promise<HealthReport>;
+  /** Releases memory and connections. */
+  unload(): Promise<void>;
+}
+
+export interface Backend {
+  /** Zod schema of `InstanceSpec.options`; validated at registration. */
+  readonly instanceOptions?: ZodType<Record<string, unknown>>;
+  /** Loads (or connects to) an instance. */
+  load(spec: InstanceSpec, signal: AbortSignal): Promise<LoadedInstance>;
+  /** Devices this backend can place instances on (inventory). */
+  devices?(): Promise<DeviceInfo[]> | DeviceInfo[];
+}
+
+export interface DeviceInfo {
+  /** `cpu`, `gpu:0`, `tpu:0`, … */
+  id: string;
+  kind: 'cpu' | 'gpu' | 'tpu' | 'remote';
+  name?: string;
+  memoryTotalBytes?: number;
+  memoryUsedBytes?: number;
+}
+
+// ───────────────────────────── alerts ─────────────────────────────
+
+export interface Alert {
+  id: string;
+  rule: string;
+  severity: 'info' | 'warning' | 'critical';
+  state: 'firing' | 'resolved';
+  summary: string;
+  labels: Record<string, string>;
+  value?: number;
+  startsAt: Date;
+  endsAt?: Date;
+}
+
+export interface AlertSink {
+  /** Delivers one alert state change; throwing makes the host retry with backoff. */
+  send(alert: Alert, signal: AbortSignal): Promise<void>;
+}
+
+// ───────────────────────────── rate limits ─────────────────────────────
+
+export interface RateLimitDecision {
+  allowed: boolean;
+  /** Units left in the window after this request. */
+  remaining: number;
+  /** Ms until the window resets (Retry-After when not allowed). */
+  resetMs: number;
+}
+
+export interface RateLimitStore {
+  /** Atomically adds `cost` to `key`'s usage in a window of `windowMs` with capacity `limit`. */
+  consume(key: string, cost: number, limit: number, windowMs: number): Promise<RateLimitDecision>;
+}
+
+// ───────────────────────────── scaling ─────────────────────────────
+
+export interface ScalingSignal {
+  model: string;
+  version: string;
+  currentInstances: number;
+  /** Average in-flight + queued requests per instance over the look-back window. */
+  ongoingPerInstance: number;
+  queueDepth: number;
+  p95LatencyMs: number;
+}
+
+export interface Scaler {
+  /** Desired number of instances for the version; the host applies delays and bounds. */
+  desiredInstances(signal: ScalingSignal): number;
+}

@@ -1,0 +1,36 @@
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Config } from './config/schema.ts';
+import type { Database } from './db/client.ts';
+import type { EventBus } from './events/bus.ts';
+import type { InferenceService } from './inference/service.ts';
+import type { Fleet } from './models/fleet.ts';
+import type { ModelRegistry } from './models/registry.ts';
+import type { AuthService } from './auth/auth-service.ts';
+import type { PluginHost } from './plugin/host.ts';
+import type { Router } from './router/router.ts';
+import type { TrafficManager } from './routing/traffic.ts';
+import type { GatewayMetrics } from './monitoring/metrics.ts';
+import type { WorkerRegistry } from './workers/worker-registry.ts';
+
+/** The domain services, wired once by createGateway and shared by every entry point. */
+export interface Services {
+  config: Config;
+  logger: Logger;
+  database: Database;
+  plugins: PluginHost;
+  events: EventBus;
+  registry: ModelRegistry;
+  instances: Fleet;
+  router: Router;
+  /** Traffic splits, canaries, shadow, fallbacks, per-variant stats, inference records and feedback. */
+  traffic: TrafficManager;
+  inference: InferenceService;
+  auth: AuthService;
+  metrics: GatewayMetrics;
+  metricsRegistry: Registry;
+  /** Worker processes: registration, heartbeats, watchdog, load/unload commands. */
+  workers: WorkerRegistry;
+  /** Ready when storage answers and every required plugin is healthy. */
+  readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; detail?: string }> }>;
+}

@@ -1,0 +1,260 @@
+/**
+ * A pooled keep-alive HTTP client for remote model servers: one undici Agent per backend
+ * (a Pool per origin inside it), `undici.request` for every call, connect / first-byte /
+ * idle / total timeouts (total also bounded by BackendCall.deadline), abort on
+ * BackendCall.signal (destroys the upstream request), and one error mapping (errors.ts).
+ */
+import { Agent, request, type Dispatcher } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+import { McpError } from '../errors.ts';
+import type { BackendCall } from '../plugin/contract.ts';
+import { cancelledError, deadlineError, mapHttpError, mapTransportError, type TimeoutKind } from './errors.ts';
+
+export interface UpstreamTimeouts {
+  /** TCP connect (retryable when it fires: nothing reached the model). */
+  connectMs: number;
+  /** From sending the request to the response headers. For non-streamed LLM calls this is the whole generation. */
+  firstByteMs: number;
+  /** Longest gap between two body chunks (e.g. between streamed tokens). */
+  idleMs: number;
+  /** Whole call, headers and body; BackendCall.deadline shortens it. */
+  totalMs: number;
+  /** Budget of a health probe or a load-time metadata fetch. */
+  healthMs: number;
+}
+
+export const DEFAULT_UPSTREAM_TIMEOUTS: UpstreamTimeouts = {
+  connectMs: 5_000, firstByteMs: 120_000, idleMs: 120_000, totalMs: 600_000, healthMs: 5_000,
+};
+
+export interface UpstreamClientOptions {
+  timeouts?: Partial<UpstreamTimeouts>;
+  /** Max keep-alive connections per origin. */
+  connections?: number;
+  /** Idle keep-alive socket lifetime when the server gives no hint. */
+  keepAliveMs?: number;
+  /** Headers added to every request. */
+  headers?: Record<string, string>;
+  /** Largest non-streamed response body accepted. */
+  maxResponseBytes?: number;
+}
+
+export type ErrorMapper = (status: number, headers: IncomingHttpHeaders, bodyText: string) => McpError;
+
+export interface UpstreamRequest {
+  method?: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  url: string | URL;
+  headers?: Record<string, string>;
+  /** JSON body (serialised, content-type set). */
+  json?: unknown;
+  /** The backend call: gives x-request-id, the abort signal and the deadline. */
+  call?: BackendCall;
+  /** Abort signal when there is no call (health probes, load). */
+  signal?: AbortSignal;
+  /** Overrides timeouts.totalMs for this request. */
+  timeoutMs?: number;
+  /** Maps non-2xx answers; defaults to mapHttpError. */
+  mapError?: ErrorMapper;
+}
+
+export interface UpstreamJson<T> {
+  status: number;
+  headers: IncomingHttpHeaders;
+  data: T;
+}
+
+export interface UpstreamStream {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** Body chunks as they arrive; transport errors are mapped; breaking out destroys the upstream request. */
+  body: AsyncGenerator<Uint8Array, void, undefined>;
+  /** Destroys the upstream request if still running and releases timers. */
+  close(): void;
+}
+
+function classifyAbortReason(reason: unknown): McpError {
+  if (reason instanceof McpError) return reason;
+  if (reason instanceof Error && reason.name === 'TimeoutError') return deadlineError('deadline', undefined, reason);
+  return cancelledError(reason);
+}
+
+/**
+ * The lifetime of one upstream call: an AbortController that fires on the parent signal,
+ * on the total timeout, or at the deadline, and remembers why.
+ */
+export class CallScope {
+  private readonly controller = new AbortController();
+  readonly signal: AbortSignal = this.controller.signal;
+  private why: McpError | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private parent: AbortSignal | undefined;
+  private readonly onParentAbort = (): void => { this.abort(classifyAbortReason(this.parent?.reason)); };
+
+  constructor(parent: AbortSignal | undefined, totalMs: number, deadline?: number) {
+    if (parent?.aborted) { this.abort(classifyAbortReason(parent.reason)); return; }
+    let budget = totalMs;
+    let kind: TimeoutKind = 'total';
+    if (deadline !== undefined) {
+      const left = deadline - Date.now();
+      if (left <= totalMs) { budget = left; kind = 'deadline'; }
+    }
+    if (budget <= 0) { this.abort(deadlineError(kind, kind === 'total' ? totalMs : undefined)); return; }
+    this.timer = setTimeout(() => this.abort(deadlineError(kind, kind === 'total' ? totalMs : undefined)), budget);
+    if (parent) {
+      this.parent = parent;
+      parent.addEventListener('abort', this.onParentAbort, { once: true });
+    }
+  }
+
+  /** Why the scope aborted, if it did. */
+  get reason(): McpError | undefined { return this.why; }
+
+  abort(err: McpError): void {
+    if (this.why) return;
+    this.why = err;
+    this.dispose();
+    this.controller.abort(err);
+  }
+
+  /** The McpError for anything thrown inside the scope: the abort reason wins over the transport error it caused. */
+  map(err: unknown, timeouts?: Partial<UpstreamTimeouts>): McpError {
+    return this.why ?? mapTransportError(err, timeouts);
+  }
+
+  dispose(): void {
+    if (this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined; }
+    if (this.parent) { this.parent.removeEventListener('abort', this.onParentAbort); this.parent = undefined; }
+  }
+}
+
+/** Reads a whole body up to `limit` bytes; `truncate` keeps the first `limit` bytes instead of failing. */
+export async function readBody(body: Dispatcher.ResponseData['body'], limit: number, truncate = false): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    const buf = chunk as Buffer;
+    size += buf.length;
+    if (size > limit) {
+      if (truncate) { chunks.push(buf.subarray(0, buf.length - (size - limit))); body.destroy(); break; }
+      body.destroy();
+      throw new McpError('MCP_UPSTREAM_ERROR', `the upstream response is larger than ${limit} bytes`, { details: { limitBytes: limit } });
+    }
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export class UpstreamClient {
+  readonly agent: Agent;
+  readonly timeouts: UpstreamTimeouts;
+  private readonly headers: Record<string, string>;
+  private readonly maxResponseBytes: number;
+  private closed = false;
+
+  constructor(options: UpstreamClientOptions = {}) {
+    this.timeouts = { ...DEFAULT_UPSTREAM_TIMEOUTS, ...stripUndefined(options.timeouts ?? {}) };
+    this.headers = { ...(options.headers ?? {}) };
+    this.maxResponseBytes = options.maxResponseBytes ?? 64 * 1024 * 1024;
+    this.agent = new Agent({
+      connections: options.connections ?? 32,
+      keepAliveTimeout: options.keepAliveMs ?? 4_000,
+      connect: { timeout: this.timeouts.connectMs },
+      headersTimeout: this.timeouts.firstByteMs,
+      bodyTimeout: this.timeouts.idleMs,
+    });
+  }
+
+  /** Sends the request; resolves on 2xx headers with the scope still alive (caller disposes). */
+  private async send(req: UpstreamRequest): Promise<{ scope: CallScope; res: Dispatcher.ResponseData }> {
+    if (this.closed) throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'the upstream client is closed', { retryable: true });
+    const scope = new CallScope(req.call?.signal ?? req.signal, req.timeoutMs ?? this.timeouts.totalMs, req.call?.deadline);
+    if (scope.reason) throw scope.reason;
+    const headers: Record<string, string> = { ...this.headers, ...(req.headers ?? {}) };
+    if (req.call) headers['x-request-id'] = req.call.requestId;
+    let body: string | undefined;
+    if (req.json !== undefined) {
+      body = JSON.stringify(req.json);
+      if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json';
+    }
+    try {
+      const res = await request(req.url, {
+        method: req.method ?? (body === undefined ? 'GET' : 'POST'),
+        headers,
+        body,
+        signal: scope.signal,
+        dispatcher: this.agent,
+        headersTimeout: this.timeouts.firstByteMs,
+        bodyTimeout: this.timeouts.idleMs,
+      });
+      if (res.statusCode < 200 || res.statusCode >= 300) {
+        const text = await readBody(res.body, 64 * 1024, true);
+        throw (req.mapError ?? mapHttpError)(res.statusCode, res.headers, text);
+      }
+      return { scope, res };
+    } catch (err) {
+      const mapped = scope.map(err, this.timeouts);
+      scope.dispose();
+      throw mapped;
+    }
+  }
+
+  /** A request whose 2xx answer is JSON. */
+  async json<T = unknown>(req: UpstreamRequest): Promise<UpstreamJson<T>> {
+    const { scope, res } = await this.send(req);
+    try {
+      const text = await readBody(res.body, this.maxResponseBytes);
+      let data: T;
+      try { data = (text === '' ? undefined : JSON.parse(text)) as T; } catch (err) {
+        throw new McpError('MCP_UPSTREAM_ERROR', 'the model server answered with invalid JSON', { cause: err, details: { status: res.statusCode } });
+      }
+      return { status: res.statusCode, headers: res.headers, data };
+    } catch (err) {
+      throw scope.map(err, this.timeouts);
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  /** A request whose 2xx answer is consumed as it arrives (SSE, NDJSON). */
+  async open(req: UpstreamRequest): Promise<UpstreamStream> {
+    const { scope, res } = await this.send(req);
+    const timeouts = this.timeouts;
+    let finished = false;
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      if (!res.body.readableEnded) res.body.destroy();
+      scope.dispose();
+    };
+    async function* iterate(): AsyncGenerator<Uint8Array, void, undefined> {
+      try {
+        for await (const chunk of res.body) yield chunk as Uint8Array;
+      } catch (err) {
+        throw scope.map(err, timeouts);
+      } finally {
+        finish();
+      }
+    }
+    return { status: res.statusCode, headers: res.headers, body: iterate(), close: finish };
+  }
+
+  /** Closes pooled connections; in-flight requests get `graceMs` to finish, then are destroyed. */
+  async close(graceMs = 1_000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.agent.close(),
+      new Promise<void>((resolve) => { timer = setTimeout(() => { void this.agent.destroy().then(resolve, resolve); }, graceMs); }),
+    ]).finally(() => clearTimeout(timer));
+  }
+}
+
+function stripUndefined<T extends object>(obj: T): Partial<T> {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Joins a base URL (with or without trailing slash, possibly with a path like /v1) and a relative path. */
+export function joinUrl(base: string, path: string): string {
+  return `${base.replace(/\/+$/, '')}/${path.replace(/^\/+/, '')}`;
+}

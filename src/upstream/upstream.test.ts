@@ -1,0 +1,184 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { McpError } from '../errors.ts';
+import { SseParser, parseSse } from './sse.ts';
+import { parseNdjson } from './ndjson.ts';
+import { mapHttpError, mapTransportError, parseRetryAfter } from './errors.ts';
+import { UpstreamClient, joinUrl } from './client.ts';
+import { upstreamPluginOptions } from './options.ts';
+import { startFakeOpenAI, type FakeOpenAIServer } from '../../test/support/fake-openai-server.ts';
+import { startFaultProxy, type FaultProxy } from '../../test/support/fault-proxy.ts';
+
+async function* chunks(parts: Array<string | Uint8Array>): AsyncGenerator<string | Uint8Array> { for (const p of parts) yield p; }
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> { const out: T[] = []; for await (const x of it) out.push(x); return out; }
+async function rejection(p: Promise<unknown>): Promise<McpError> {
+  try { await p; } catch (err) { expect(err).toBeInstanceOf(McpError); return err as McpError; }
+  throw new Error('expected a rejection');
+}
+function call(extra: { signal?: AbortSignal; deadline?: number } = {}) {
+  return { requestId: 'req-1', signal: extra.signal ?? new AbortController().signal, deadline: extra.deadline };
+}
+/** A port with nothing listening on it. */
+async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+describe('SseParser', () => {
+  it('parses events, comments, multi-line data, CRLF and [DONE]', async () => {
+    const text = ': keep-alive\r\ndata: {"a":1}\r\n\r\nevent: x\ndata: line1\ndata: line2\nid: 7\n\ndata: [DONE]\n\n';
+    const events = await collect(parseSse(chunks([text, 'data: after-done\n\n'])));
+    expect(events).toEqual([
+      { event: 'message', data: '{"a":1}', id: undefined },
+      { event: 'x', data: 'line1\nline2', id: '7' },
+      { event: 'message', data: '[DONE]', id: '7' },
+    ].map((e) => (e.id === undefined ? { event: e.event, data: e.data } : e)));
+  });
+
+  it('gives the same events however the bytes are split (incl. inside UTF-8 characters and CRLF)', () => {
+    const text = 'data: héllo wörld 🎉\r\n\r\ndata: {"x":"ü"}\r\rdata: a\n\nevent: e\ndata: b\r\n\r\n';
+    const bytes = new TextEncoder().encode(text);
+    const whole = new SseParser().push(bytes);
+    expect(whole.map((e) => e.data)).toEqual(['héllo wörld 🎉', '{"x":"ü"}', 'a', 'b']);
+    fc.assert(fc.property(fc.uniqueArray(fc.integer({ min: 1, max: bytes.length - 1 }), { maxLength: 8 }), (cuts) => {
+      const sorted = [...cuts].sort((a, b) => a - b);
+      const parser = new SseParser();
+      const events = [];
+      let prev = 0;
+      for (const c of [...sorted, bytes.length]) { events.push(...parser.push(bytes.subarray(prev, c))); prev = c; }
+      expect(events).toEqual(whole);
+    }), { numRuns: 200 });
+  });
+});
+
+describe('parseNdjson', () => {
+  it('splits lines across chunks', async () => {
+    expect(await collect(parseNdjson(chunks(['{"a":', '1}\n{"b"', ':2}\n', '\n{"c":3}'])))).toEqual([{ a: 1 }, { b: 2 }, { c: 3 }]);
+  });
+});
+
+describe('error mapping', () => {
+  it('parses Retry-After in seconds and as an HTTP date', () => {
+    expect(parseRetryAfter('3')).toBe(3000);
+    expect(parseRetryAfter('0.5')).toBe(500);
+    const now = Date.parse('2024-01-01T00:00:00Z');
+    expect(parseRetryAfter('Mon, 01 Jan 2024 00:00:10 GMT', now)).toBe(10_000);
+    expect(parseRetryAfter('Sun, 31 Dec 2023 00:00:10 GMT', now)).toBe(0);
+    expect(parseRetryAfter('soon')).toBeUndefined();
+    expect(parseRetryAfter(undefined)).toBeUndefined();
+  });
+
+  it('maps statuses', () => {
+    const rl = mapHttpError(429, { 'retry-after': '2' }, '{"error":{"message":"slow down"}}');
+    expect([rl.code, rl.retryable, rl.details?.retryAfterMs, rl.message]).toEqual(['MCP_UPSTREAM_RATE_LIMITED', true, 2000, 'slow down']);
+    for (const s of [502, 504]) expect([mapHttpError(s, {}, '').code, mapHttpError(s, {}, '').retryable]).toEqual(['MCP_UPSTREAM_ERROR', true]);
+    const u = mapHttpError(503, {}, 'overloaded');
+    expect([u.code, u.retryable, u.details?.status, u.message]).toEqual(['MCP_UPSTREAM_UNAVAILABLE', true, 503, 'overloaded']);
+    const nf = mapHttpError(404, {}, '{"error":"model foo not found"}');
+    expect([nf.code, nf.retryable, nf.message]).toEqual(['MCP_MODEL_NOT_FOUND', false, 'model foo not found']);
+    expect(mapHttpError(400, {}, '{"error":{"message":"Unsupported parameter: top_k","param":"top_k"}}').code).toBe('MCP_UNSUPPORTED_PARAMETER');
+    const br = mapHttpError(422, {}, '{"detail":"prompt too long"}');
+    expect([br.code, br.retryable, br.message]).toEqual(['MCP_BAD_REQUEST', false, 'prompt too long']);
+    expect(mapHttpError(401, {}, '').code).toBe('MCP_UPSTREAM_ERROR');
+    expect(mapHttpError(500, {}, '').retryable).toBe(false);
+  });
+
+  it('maps transport errors', () => {
+    const refused = mapTransportError(Object.assign(new Error('x'), { code: 'ECONNREFUSED' }));
+    expect([refused.code, refused.retryable]).toEqual(['MCP_UPSTREAM_UNAVAILABLE', true]);
+    const agg = mapTransportError(new AggregateError([Object.assign(new Error('x'), { code: 'ECONNREFUSED' })]));
+    expect(agg.code).toBe('MCP_UPSTREAM_UNAVAILABLE');
+    const ct = mapTransportError(Object.assign(new Error('x'), { code: 'UND_ERR_CONNECT_TIMEOUT' }), { connectMs: 10 });
+    expect([ct.code, ct.retryable, ct.details?.timeout]).toEqual(['MCP_DEADLINE_EXCEEDED', true, 'connect']);
+    const ht = mapTransportError(Object.assign(new Error('x'), { code: 'UND_ERR_HEADERS_TIMEOUT' }));
+    expect([ht.code, ht.retryable, ht.details?.timeout]).toEqual(['MCP_DEADLINE_EXCEEDED', false, 'firstByte']);
+    expect(mapTransportError(new DOMException('aborted', 'AbortError')).code).toBe('MCP_CANCELLED');
+  });
+
+  it('accepts default plugin options', () => {
+    const o = upstreamPluginOptions.parse(undefined);
+    expect(o.timeouts.connectMs).toBe(5000);
+    expect(o.connections).toBe(32);
+    expect(() => upstreamPluginOptions.parse({ timeout: {} })).toThrow();
+  });
+});
+
+describe('UpstreamClient against real loopback servers', () => {
+  let fake: FakeOpenAIServer;
+  let proxy: FaultProxy;
+  let client: UpstreamClient;
+  beforeAll(async () => {
+    fake = await startFakeOpenAI();
+    proxy = await startFaultProxy({ target: fake.url, seed: 42 });
+    client = new UpstreamClient({ connections: 4, timeouts: { connectMs: 500, firstByteMs: 300, idleMs: 300, totalMs: 2000, healthMs: 500 } });
+  });
+  afterAll(async () => { await client.close(); await proxy.close(); await fake.close(); });
+
+  it('reuses keep-alive connections', async () => {
+    const before = fake.connections;
+    for (let i = 0; i < 30; i++) await client.json({ url: joinUrl(fake.url, 'models'), call: call() });
+    await Promise.all(Array.from({ length: 20 }, () => client.json({ url: joinUrl(fake.url, 'models'), call: call() })));
+    expect(fake.connections - before).toBeLessThanOrEqual(4);
+    expect(fake.lastRequest?.headers['x-request-id']).toBe('req-1');
+  });
+
+  it('maps connection refused to a retryable UNAVAILABLE', async () => {
+    const port = await closedPort();
+    const e = await rejection(client.json({ url: `http://127.0.0.1:${port}/v1/models`, call: call() }));
+    expect([e.code, e.retryable]).toEqual(['MCP_UPSTREAM_UNAVAILABLE', true]);
+  });
+
+  it('maps a reset connection to a retryable UNAVAILABLE', async () => {
+    proxy.set({ reset: true });
+    const e = await rejection(client.json({ url: joinUrl(proxy.url, 'models'), call: call() }));
+    expect([e.code, e.retryable]).toEqual(['MCP_UPSTREAM_UNAVAILABLE', true]);
+    proxy.set({});
+  });
+
+  it('maps a black hole to a first-byte timeout (not retryable)', async () => {
+    proxy.set({ blackHole: true });
+    const t0 = Date.now();
+    const e = await rejection(client.json({ url: joinUrl(proxy.url, 'models'), call: call() }));
+    expect([e.code, e.retryable, e.details?.timeout]).toEqual(['MCP_DEADLINE_EXCEEDED', false, 'firstByte']);
+    expect(Date.now() - t0).toBeLessThan(1500);
+    proxy.set({});
+  });
+
+  it('honours the call deadline before the total timeout', async () => {
+    proxy.set({ latencyMs: 250 });
+    const e = await rejection(client.json({ url: joinUrl(proxy.url, 'models'), call: call({ deadline: Date.now() + 80 }) }));
+    expect([e.code, e.details?.timeout]).toEqual(['MCP_DEADLINE_EXCEEDED', 'deadline']);
+    const past = await rejection(client.json({ url: joinUrl(proxy.url, 'models'), call: call({ deadline: Date.now() - 1 }) }));
+    expect(past.code).toBe('MCP_DEADLINE_EXCEEDED');
+    proxy.set({});
+  });
+
+  it('maps injected 503 and 429 answers', async () => {
+    proxy.set({ errorRate: 1, errorStatus: 503 });
+    const u = await rejection(client.json({ url: joinUrl(proxy.url, 'models'), call: call() }));
+    expect([u.code, u.retryable, u.details?.status]).toEqual(['MCP_UPSTREAM_UNAVAILABLE', true, 503]);
+    proxy.set({ errorRate: 1, errorStatus: 429, retryAfter: '7' });
+    const r = await rejection(client.json({ url: joinUrl(proxy.url, 'models'), call: call() }));
+    expect([r.code, r.retryable, r.details?.retryAfterMs]).toEqual(['MCP_UPSTREAM_RATE_LIMITED', true, 7000]);
+    proxy.set({});
+  });
+
+  it('aborts the upstream request when the call signal aborts', async () => {
+    fake.setBehavior({ tokens: ['a', 'b', 'c', 'd', 'e', 'f'], tokenDelayMs: 100 });
+    const abortedBefore = fake.aborted;
+    const ac = new AbortController();
+    const s = await client.open({ url: joinUrl(fake.url, 'completions'), json: { prompt: 'x', stream: true }, call: call({ signal: ac.signal }) });
+    const it = s.body[Symbol.asyncIterator]();
+    await it.next();
+    ac.abort();
+    const e = await rejection(it.next());
+    expect(e.code).toBe('MCP_CANCELLED');
+    await expect.poll(() => fake.aborted, { timeout: 2000, interval: 20 }).toBe(abortedBefore + 1);
+    fake.setBehavior({});
+  });
+});

@@ -1,0 +1,163 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Agent, request } from 'undici';
+import pino from 'pino';
+import { McpError } from '../errors.ts';
+import type { BackendCall, LoadedInstance } from '../plugin/contract.ts';
+import type { InferenceChunk, InferenceInput } from '../inference/types.ts';
+import { createWorkerHttpServer } from './http-server.ts';
+
+/** Sleeps, rejecting with the signal's reason when it aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) { reject(signal.reason); return; }
+    const t = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve(); }, ms);
+    const onAbort = () => { clearTimeout(t); reject(signal.reason); };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+interface FakeInstance extends LoadedInstance {
+  calls: BackendCall[];
+  aborts: unknown[];
+}
+
+/** An in-memory instance whose behaviour is chosen by the prompt. */
+function fakeInstance(): FakeInstance {
+  const calls: BackendCall[] = [];
+  const aborts: unknown[] = [];
+  const watch = (call: BackendCall) => { calls.push(call); call.signal.addEventListener('abort', () => aborts.push(call.signal.reason), { once: true }); };
+  return {
+    runtime: 'tfjs-node', device: 'cpu', tasks: ['generate', 'chat'],
+    signature: { inputs: [{ name: 'x', datatype: 'FP32', shape: [-1] }], outputs: [] },
+    calls, aborts,
+    async infer(input: InferenceInput, call: BackendCall) {
+      watch(call);
+      if (input.prompt === 'ratelimit') throw new McpError('MCP_UPSTREAM_RATE_LIMITED', 'slow down', { retryable: true, details: { retryAfterMs: 10 } });
+      if (input.prompt === 'boom') throw new Error('secret internals');
+      if (input.prompt === 'slow') await sleep(5_000, call.signal);
+      return { text: `echo:${input.prompt ?? ''}`, finishReason: 'stop', usage: { promptTokens: 1, completionTokens: 1, totalTokens: 2 } };
+    },
+    async *stream(input: InferenceInput, call: BackendCall): AsyncGenerator<InferenceChunk> {
+      watch(call);
+      if (input.prompt === 'ratelimit') throw new McpError('MCP_UPSTREAM_RATE_LIMITED', 'slow down', { retryable: true });
+      const n = input.parameters?.maxTokens ?? 3;
+      for (let i = 0; i < n; i++) {
+        if (i > 0 && input.prompt === 'slow') await sleep(60, call.signal);
+        if (i === 2 && input.prompt === 'midfail') throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'model server went away', { retryable: true });
+        yield { text: `t${i}` };
+      }
+      yield { text: '', finishReason: 'stop', usage: { promptTokens: 1, completionTokens: n, totalTokens: n + 1 } };
+    },
+    async health() { return { ok: true, detail: 'fine' }; },
+    async unload() { /* nothing */ },
+  };
+}
+
+describe('worker http server', () => {
+  let server: Server;
+  let base: string;
+  const inst = fakeInstance();
+  const agent = new Agent({ connections: 2 });
+  beforeAll(async () => {
+    server = createWorkerHttpServer({ instances: new Map([['i1', inst]]), logger: pino({ level: 'silent' }), maxBodyBytes: 1024 });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/worker/v1`;
+  });
+  afterAll(async () => {
+    await agent.destroy();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  const post = (path: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) =>
+    request(`${base}${path}`, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers }, dispatcher: agent, signal });
+
+  it('serves health routes with runtime and device', async () => {
+    const w = await request(`${base}/health`, { dispatcher: agent });
+    expect([w.statusCode, await w.body.json()]).toEqual([200, { ok: true }]);
+    const h = await request(`${base}/instances/i1/health`, { dispatcher: agent });
+    expect(await h.body.json()).toEqual({ ok: true, detail: 'fine', runtime: 'tfjs-node', device: 'cpu', tasks: ['generate', 'chat'], signature: inst.signature });
+  });
+
+  it('infers, echoing x-request-id and passing the deadline', async () => {
+    const deadline = Date.now() + 10_000;
+    const r = await post('/instances/i1/infer', { task: 'generate', prompt: 'hi' }, { 'x-request-id': 'abc', 'x-mcp-deadline': String(deadline) });
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['x-request-id']).toBe('abc');
+    expect(await r.body.json()).toEqual({ text: 'echo:hi', finishReason: 'stop', usage: { promptTokens: 1, completionTokens: 1, totalTokens: 2 } });
+    expect(inst.calls.at(-1)).toMatchObject({ requestId: 'abc', deadline });
+  });
+
+  it('streams NDJSON, one chunk per line, flushed as produced', async () => {
+    const r = await post('/instances/i1/stream', { task: 'generate', prompt: 'slow', parameters: { maxTokens: 4 } });
+    expect(r.headers['content-type']).toBe('application/x-ndjson');
+    const arrivals: number[] = [];
+    let text = '';
+    const t0 = Date.now();
+    for await (const c of r.body) { text += String(c); arrivals.push(Date.now() - t0); }
+    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as InferenceChunk);
+    expect(lines.map((l) => l.text)).toEqual(['t0', 't1', 't2', 't3', '']);
+    expect(lines.at(-1)?.finishReason).toBe('stop');
+    expect(arrivals.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('sends errors with code, status and retryable; masks internal errors', async () => {
+    const rl = await post('/instances/i1/infer', { task: 'generate', prompt: 'ratelimit' });
+    expect(rl.statusCode).toBe(429);
+    expect(await rl.body.json()).toEqual({ error: { code: 'MCP_UPSTREAM_RATE_LIMITED', message: 'slow down', details: { retryAfterMs: 10 }, retryable: true } });
+    const boom = await post('/instances/i1/infer', { task: 'generate', prompt: 'boom' });
+    const body = await boom.body.json() as { error: { code: string; message: string } };
+    expect([boom.statusCode, body.error.code]).toEqual([500, 'MCP_INTERNAL']);
+    expect(body.error.message).not.toMatch(/secret/);
+    const nf = await post('/instances/nope/infer', { task: 'generate', prompt: 'x' });
+    expect([nf.statusCode, ((await nf.body.json()) as { error: { code: string } }).error.code]).toEqual([404, 'MCP_INSTANCE_NOT_FOUND']);
+    const bad = await post('/instances/i1/infer', '{nope');
+    expect([bad.statusCode, ((await bad.body.json()) as { error: { code: string } }).error.code]).toEqual([400, 'MCP_INVALID_JSON']);
+    const task = await post('/instances/i1/infer', { task: 'dance' });
+    expect(((await task.body.json()) as { error: { code: string } }).error.code).toBe('MCP_VALIDATION_FAILED');
+    const big = await post('/instances/i1/infer', { task: 'generate', prompt: 'x'.repeat(2000) });
+    expect([big.statusCode, ((await big.body.json()) as { error: { code: string } }).error.code]).toEqual([413, 'MCP_PAYLOAD_TOO_LARGE']);
+    const past = await post('/instances/i1/infer', { task: 'generate', prompt: 'x' }, { 'x-mcp-deadline': String(Date.now() - 1) });
+    expect([past.statusCode, ((await past.body.json()) as { error: { code: string } }).error.code]).toEqual([504, 'MCP_DEADLINE_EXCEEDED']);
+    const route = await request(`${base}/nothing`, { dispatcher: agent });
+    expect(route.statusCode).toBe(404);
+    await route.body.dump();
+  });
+
+  it('aborts the instance call at the deadline', async () => {
+    const r = await post('/instances/i1/infer', { task: 'generate', prompt: 'slow' }, { 'x-mcp-deadline': String(Date.now() + 80) });
+    expect([r.statusCode, ((await r.body.json()) as { error: { code: string } }).error.code]).toEqual([504, 'MCP_DEADLINE_EXCEEDED']);
+  });
+
+  it('reports a failure after the stream started as the last line', async () => {
+    const r = await post('/instances/i1/stream', { task: 'generate', prompt: 'midfail', parameters: { maxTokens: 5 } });
+    expect(r.statusCode).toBe(200);
+    const lines = (await r.body.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toEqual([{ text: 't0' }, { text: 't1' }, { error: { code: 'MCP_UPSTREAM_UNAVAILABLE', message: 'model server went away', retryable: true } }]);
+    const early = await post('/instances/i1/stream', { task: 'generate', prompt: 'ratelimit' });
+    expect(early.statusCode).toBe(429);
+    await early.body.dump();
+  });
+
+  it('aborts the instance call when the client disconnects', async () => {
+    const before = inst.aborts.length;
+    const callsBefore = inst.calls.length;
+    const ac = new AbortController();
+    const pending = post('/instances/i1/infer', { task: 'generate', prompt: 'slow' }, {}, ac.signal).catch((e: unknown) => e);
+    await expect.poll(() => inst.calls.length, { timeout: 1000, interval: 10 }).toBe(callsBefore + 1);
+    ac.abort();
+    await pending;
+    await expect.poll(() => inst.aborts.length, { timeout: 1000, interval: 10 }).toBe(before + 1);
+    expect((inst.aborts.at(-1) as McpError).code).toBe('MCP_CANCELLED');
+
+    const ac2 = new AbortController();
+    const r = await post('/instances/i1/stream', { task: 'generate', prompt: 'slow', parameters: { maxTokens: 50 } }, {}, ac2.signal);
+    const it = r.body[Symbol.asyncIterator]();
+    await it.next();
+    ac2.abort();
+    await it.next().catch(() => undefined);
+    await expect.poll(() => inst.aborts.length, { timeout: 1000, interval: 10 }).toBe(before + 2);
+  });
+});

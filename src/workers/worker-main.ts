@@ -1,0 +1,400 @@
+/**
+ * `capibara-mcp worker`: a process that loads backend plugins' models (tfjs by default) and serves
+ * them over the worker HTTP protocol (src/workers/http-server.ts) for a gateway. It registers with
+ * the gateway over GraphQL (`registerWorker`), heartbeats (`workerHeartbeat`), receives LOAD /
+ * UNLOAD commands through the `workerCommands` subscription (graphql-ws), and re-registers after
+ * each change. SIGTERM/SIGINT: deregister, let in-flight requests finish, unload, exit 0.
+ */
+import { mkdirSync } from 'node:fs';
+import { cpus, hostname, totalmem } from 'node:os';
+import { isAbsolute, resolve } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { createClient, type Client } from 'graphql-ws';
+import type { Logger } from 'pino';
+import { createLogger } from '../logging.ts';
+import { Registry } from 'prom-client';
+import { request } from 'undici';
+import WebSocket from 'ws';
+import { loadConfig } from '../config/loader.ts';
+import type { Config, WorkerModel } from '../config/schema.ts';
+import { ERROR_CODES, McpError, toMcpError, type ErrorCode } from '../errors.ts';
+import type { InferenceChunk, InferenceInput } from '../inference/types.ts';
+import { DEMO_MODEL_DIR, DEMO_MODEL_ID } from '../models/seed.ts';
+import type { BackendCall, DeviceInfo, LoadedInstance } from '../plugin/contract.ts';
+import { PluginHost } from '../plugin/host.ts';
+import { createWorkerHttpServer } from './http-server.ts';
+
+export interface RunWorkerOptions {
+  /** Config file (else MCP_CONFIG or capibara.yaml in the working folder). */
+  configFile?: string;
+  /** Gateway base URL; overrides worker.gateway. */
+  gateway?: string;
+  /** Port of the worker's HTTP server; overrides worker.port. */
+  port?: string | number;
+}
+
+export interface StartWorkerOptions {
+  config: Config;
+  /** Folder relative paths in the config resolve against. */
+  baseDir?: string;
+  logger?: Logger;
+}
+
+/** A running worker. */
+export interface RunningWorker {
+  /** Worker id on the gateway (lower-case name). */
+  id: string;
+  name: string;
+  /** URL the gateway routes to. */
+  endpoint: string;
+  /** Instance ids served (the worker's own ids). */
+  instances(): string[];
+  /** Resolves after the first successful registration. */
+  registered: Promise<void>;
+  /** Deregisters, drains in-flight requests (up to worker.drainMs), unloads, closes plugins. */
+  close(): Promise<void>;
+}
+
+interface Served {
+  model: string;
+  version: string;
+  task: string;
+  backend: string;
+  loaded: LoadedInstance;
+}
+
+interface CommandMessage {
+  id: string;
+  action: 'LOAD' | 'UNLOAD';
+  instanceId: string;
+  model: string;
+  version: string;
+  source: string | null;
+  backend: string | null;
+  task: string | null;
+  device: string | null;
+  options: Record<string, unknown> | null;
+}
+
+const WORKER_FIELDS = 'id name status';
+const REGISTER = `mutation Register($input: RegisterWorkerInput!) { registerWorker(input: $input) { ${WORKER_FIELDS} } }`;
+const HEARTBEAT = `mutation Heartbeat($id: ID!, $load: WorkerLoadInput) { workerHeartbeat(id: $id, load: $load) { ${WORKER_FIELDS} } }`;
+const DEREGISTER = `mutation Deregister($id: ID!) { deregisterWorker(id: $id) { ${WORKER_FIELDS} } }`;
+const COMMANDS = `subscription Commands($id: ID!) {
+  workerCommands(workerId: $id) { id action instanceId model version source backend task device options }
+}`;
+
+/** The worker's default model: the shipped demo capibara-mini on the tfjs backend. */
+export function defaultWorkerModels(): WorkerModel[] {
+  return [{ id: DEMO_MODEL_ID, version: 'v1', task: 'generate', backend: 'tfjs', source: DEMO_MODEL_DIR, instanceId: `${DEMO_MODEL_ID}-v1`, options: { kind: 'char-lm' } }];
+}
+
+function defaultName(port: number): string {
+  const base = `${hostname()}-${port}`.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  return (base || `worker-${port}`).slice(0, 63);
+}
+
+const remoteIdOf = (m: { id: string; version: string; instanceId?: string | undefined }) =>
+  m.instanceId ?? `${m.id}-${m.version}`.toLowerCase().replace(/[^a-z0-9._-]/g, '-').slice(0, 63);
+
+/** Counts requests in flight and served, for the heartbeat's load report. */
+class LoadCounter {
+  inflight = 0;
+  total = 0;
+
+  wrap(inst: LoadedInstance): LoadedInstance {
+    const self = this;
+    const wrapped: LoadedInstance = {
+      get runtime() { return inst.runtime; },
+      get device() { return inst.device; },
+      get tasks() { return inst.tasks; },
+      get signature() { return inst.signature; },
+      async infer(input: InferenceInput, call: BackendCall) {
+        self.inflight++;
+        try { return await inst.infer(input, call); } finally { self.inflight--; self.total++; }
+      },
+      health: (signal) => inst.health(signal),
+      unload: () => inst.unload(),
+    };
+    if (inst.stream) {
+      const stream = inst.stream.bind(inst);
+      wrapped.stream = async function* (input: InferenceInput, call: BackendCall): AsyncGenerator<InferenceChunk> {
+        self.inflight++;
+        try { yield* stream(input, call); } finally { self.inflight--; self.total++; }
+      };
+    }
+    return wrapped;
+  }
+}
+
+class GatewayClient {
+  constructor(private readonly base: string, private readonly headers: Record<string, string>) {}
+
+  async gql<T>(query: string, variables: Record<string, unknown>, timeoutMs = 10_000): Promise<T> {
+    const res = await request(`${this.base}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...this.headers },
+      body: JSON.stringify({ query, variables }),
+      headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await res.body.text();
+    let body: { data?: T; errors?: Array<{ message: string; extensions?: { code?: string } }> };
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      throw new McpError('MCP_UPSTREAM_ERROR', `the gateway answered ${res.statusCode} with a non-JSON body`);
+    }
+    const err = body.errors?.[0];
+    if (err) {
+      const code = err.extensions?.code;
+      const known = typeof code === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, code);
+      throw new McpError(known ? code as ErrorCode : 'MCP_UPSTREAM_ERROR', err.message);
+    }
+    if (!body.data) throw new McpError('MCP_UPSTREAM_ERROR', `the gateway answered ${res.statusCode} without data`);
+    return body.data;
+  }
+}
+
+/** Starts a worker: plugins, models, HTTP server, then registration, heartbeats and commands in the background. */
+export async function startWorker(opts: StartWorkerOptions): Promise<RunningWorker> {
+  const { config } = opts;
+  const wc = config.worker;
+  const baseDir = opts.baseDir ?? process.cwd();
+  const logger = opts.logger ?? createLogger(config.log.level, 'capibara-mcp-worker');
+  const dataDir = resolve(baseDir, config.storage.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const plugins = await PluginHost.start({ entries: config.plugins, defaultPlugins: config.defaultPlugins, baseDir, logger, dataDir, metrics: new Registry() });
+  const abort = new AbortController();
+  const served = new Map<string, Served>();
+  const counter = new LoadCounter();
+  let server: Server | undefined;
+  let ws: Client | undefined;
+
+  const loadOne = async (m: { model: string; version: string; task: string; backend: string; source?: string | undefined; device?: string | undefined; options: Record<string, unknown> }, remoteId: string) => {
+    if (!plugins.has('backend', m.backend)) {
+      throw new McpError('MCP_UNKNOWN_PLUGIN', `no backend plugin named "${m.backend}" on this worker (configured: ${plugins.names('backend').join(', ') || 'none'})`);
+    }
+    const backend = plugins.get('backend', m.backend);
+    const parsed = backend.instanceOptions ? backend.instanceOptions.safeParse(m.options) : { success: true as const, data: m.options };
+    if (!parsed.success) throw new McpError('MCP_VALIDATION_FAILED', `options of ${remoteId}: ${parsed.error.message}`);
+    const source = m.source && !isAbsolute(m.source) && !/^[a-z]+:\/\//i.test(m.source) ? resolve(baseDir, m.source) : m.source;
+    const loaded = await backend.load({ id: remoteId, model: m.model, version: m.version, endpoint: source, options: parsed.data, device: m.device }, abort.signal);
+    const old = served.get(remoteId);
+    served.set(remoteId, { model: m.model, version: m.version, task: m.task, backend: m.backend, loaded: counter.wrap(loaded) });
+    if (old) await old.loaded.unload().catch(() => {});
+    logger.info({ instance: remoteId, model: m.model, version: m.version, runtime: loaded.runtime, device: loaded.device }, 'instance loaded');
+  };
+
+  try {
+    const models = wc.models.length ? wc.models : defaultWorkerModels();
+    for (const m of models) {
+      const remoteId = remoteIdOf(m);
+      try {
+        await loadOne({ model: m.id, version: m.version, task: m.task, backend: m.backend, source: m.source, device: m.device, options: m.options }, remoteId);
+      } catch (err) {
+        logger.error({ err, instance: remoteId, model: m.id }, 'instance failed to load; not served');
+      }
+    }
+    server = createWorkerHttpServer({ instances: { get: (id) => served.get(id)?.loaded }, logger: logger.child({ component: 'worker-http' }) });
+    const srv = server;
+    await new Promise<void>((res, rej) => {
+      srv.once('error', rej);
+      srv.listen(wc.port, wc.host, () => { srv.off('error', rej); res(); });
+    });
+  } catch (err) {
+    abort.abort();
+    server?.close();
+    for (const s of served.values()) await s.loaded.unload().catch(() => {});
+    await plugins.close();
+    throw err;
+  }
+
+  const port = (server.address() as AddressInfo).port;
+  const host = wc.host === '0.0.0.0' || wc.host === '::' ? '127.0.0.1' : wc.host.includes(':') ? `[${wc.host}]` : wc.host;
+  const endpoint = wc.advertiseUrl ?? `http://${host}:${port}`;
+  const name = wc.name ?? defaultName(port);
+  const id = name.toLowerCase();
+  const authHeaders: Record<string, string> = wc.token ? { authorization: `Bearer ${wc.token}` } : {};
+  const gateway = new GatewayClient(wc.gateway.replace(/\/+$/, ''), authHeaders);
+
+  const devices = async (): Promise<DeviceInfo[]> => {
+    const out: DeviceInfo[] = [];
+    const seen = new Set<string>();
+    for (const b of new Set([...served.values()].map((s) => s.backend))) {
+      const list = await Promise.resolve(plugins.get('backend', b).devices?.()).catch(() => undefined);
+      for (const d of list ?? []) if (d.kind !== 'remote' && !seen.has(d.id)) { seen.add(d.id); out.push(d); }
+    }
+    if (!seen.has('cpu')) out.unshift({ id: 'cpu', kind: 'cpu', name: cpus()[0]?.model ?? 'cpu', memoryTotalBytes: totalmem() });
+    return out.map((d) => ({ id: d.id, kind: d.kind, ...(d.name ? { name: d.name } : {}), ...(d.memoryTotalBytes !== undefined ? { memoryTotalBytes: d.memoryTotalBytes } : {}) }));
+  };
+
+  let registeredOnce = false;
+  let resolveRegistered!: () => void;
+  const registered = new Promise<void>((r) => { resolveRegistered = r; });
+  let needsRegistration = true;
+  let lastError = '';
+
+  const register = async () => {
+    const input = {
+      name, endpoint, heartbeatIntervalMs: wc.heartbeatIntervalMs, devices: await devices(),
+      instances: [...served.entries()].map(([remoteInstanceId, s]) => ({
+        model: s.model, version: s.version, remoteInstanceId, task: s.task.toUpperCase(), runtime: s.loaded.runtime, device: s.loaded.device,
+      })),
+    };
+    await gateway.gql(REGISTER, { input }, 60_000);
+    needsRegistration = false;
+    logger.info({ gateway: wc.gateway, worker: id, endpoint, instances: input.instances.length }, 'registered with the gateway');
+    if (!registeredOnce) {
+      registeredOnce = true;
+      resolveRegistered();
+      subscribe();
+    }
+  };
+
+  // one chain for registration, heartbeats and commands: never two registrations at once
+  let chain: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const next = chain.then(fn);
+    chain = next.catch(() => {});
+    return next;
+  };
+
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const tick = async () => {
+    try {
+      if (needsRegistration) await register();
+      else await gateway.gql(HEARTBEAT, { id, load: { inflight: counter.inflight, requestsTotal: counter.total } }, Math.max(1000, wc.heartbeatIntervalMs * 2));
+      lastError = '';
+    } catch (err) {
+      const e = toMcpError(err);
+      if (e.code === 'MCP_WORKER_NOT_FOUND') {
+        needsRegistration = true;
+        logger.warn({ worker: id }, 'the gateway does not know this worker: registering again');
+        await register().catch((e2: unknown) => logger.warn({ err: e2 }, 'registration failed'));
+        return;
+      }
+      const msg = `${e.code}: ${(err as Error).message}`;
+      if (msg !== lastError) logger.warn({ err, gateway: wc.gateway }, needsRegistration ? 'cannot register with the gateway; retrying' : 'heartbeat failed; retrying');
+      lastError = msg;
+    }
+  };
+  const loop = () => {
+    if (abort.signal.aborted) return;
+    void serial(tick).finally(() => {
+      if (!abort.signal.aborted) timer = setTimeout(loop, wc.heartbeatIntervalMs);
+    });
+  };
+
+  const onCommand = async (c: CommandMessage) => {
+    logger.info({ command: c.id, action: c.action, instance: c.instanceId, model: c.model, version: c.version }, 'command received');
+    try {
+      if (c.action === 'LOAD') {
+        await loadOne({
+          model: c.model, version: c.version, task: (c.task ?? 'generate').toLowerCase(), backend: c.backend ?? 'tfjs',
+          source: c.source ?? undefined, device: c.device ?? undefined, options: c.options ?? {},
+        }, c.instanceId);
+      } else {
+        const s = served.get(c.instanceId);
+        served.delete(c.instanceId);
+        if (s) await s.loaded.unload().catch((err) => logger.warn({ err, instance: c.instanceId }, 'unload failed'));
+        logger.info({ instance: c.instanceId }, 'instance unloaded');
+      }
+    } catch (err) {
+      logger.error({ err, command: c.id }, 'command failed');
+    }
+    await register().catch((err: unknown) => { needsRegistration = true; logger.warn({ err }, 'registration after a command failed'); });
+  };
+
+  const subscribe = () => {
+    const wsUrl = `${wc.gateway.replace(/\/+$/, '').replace(/^http/, 'ws')}/graphql`;
+    ws = createClient({
+      url: wsUrl,
+      webSocketImpl: WebSocket,
+      connectionParams: authHeaders,
+      lazy: false,
+      retryAttempts: Number.MAX_SAFE_INTEGER,
+      shouldRetry: () => !abort.signal.aborted,
+      retryWait: async (retries) => { await new Promise((r) => setTimeout(r, Math.min(5000, 250 * 2 ** Math.min(retries, 5)))); },
+      on: {
+        connected: () => logger.debug({ gateway: wsUrl }, 'command subscription connected'),
+        closed: () => { if (!abort.signal.aborted) logger.debug('command subscription closed; reconnecting'); },
+      },
+    });
+    const client = ws;
+    const start = () => {
+      if (abort.signal.aborted) return;
+      client.subscribe<{ workerCommands: CommandMessage }>({ query: COMMANDS, variables: { id } }, {
+        next: (msg) => { if (msg.data?.workerCommands) void serial(() => onCommand(msg.data!.workerCommands)); },
+        error: (err) => {
+          logger.warn({ err }, 'command subscription failed; subscribing again');
+          if (!abort.signal.aborted) setTimeout(start, 1000).unref();
+        },
+        complete: () => { if (!abort.signal.aborted) setTimeout(start, 1000).unref(); },
+      });
+    };
+    start();
+  };
+
+  loop();
+  logger.info({ endpoint, worker: id, instances: [...served.keys()], gateway: wc.gateway }, 'worker serving');
+
+  let closing: Promise<void> | undefined;
+  return {
+    id, name, endpoint, registered,
+    instances: () => [...served.keys()],
+    close() {
+      closing ??= (async () => {
+        abort.abort();
+        if (timer) clearTimeout(timer);
+        await ws?.dispose();
+        if (registeredOnce) {
+          await gateway.gql(DEREGISTER, { id }, 3000).catch((err: unknown) => logger.warn({ err }, 'deregistration failed'));
+        }
+        const srv = server!;
+        const closed = new Promise<void>((r) => srv.close(() => r()));
+        srv.closeIdleConnections();
+        const idleTimer = setInterval(() => srv.closeIdleConnections(), 100);
+        const forced = setTimeout(() => srv.closeAllConnections(), wc.drainMs);
+        await closed;
+        clearInterval(idleTimer);
+        clearTimeout(forced);
+        for (const s of served.values()) await s.loaded.unload().catch(() => {});
+        served.clear();
+        await plugins.close();
+        logger.info({ worker: id }, 'worker stopped');
+      })();
+      return closing;
+    },
+  };
+}
+
+/** The `worker` CLI command: runs until SIGTERM/SIGINT, then shuts down cleanly (exit code 0). */
+export async function runWorker(opts: RunWorkerOptions): Promise<number> {
+  const overrides: Record<string, unknown> = {};
+  if (opts.gateway) overrides['worker.gateway'] = opts.gateway;
+  if (opts.port !== undefined && opts.port !== '') {
+    const p = Number(opts.port);
+    if (!Number.isInteger(p) || p < 0 || p > 65535) throw new McpError('MCP_CONFIG_INVALID', `--port: not a port number: ${String(opts.port)}`);
+    overrides['worker.port'] = p;
+  }
+  const loaded = loadConfig({ file: opts.configFile, overrides });
+  const logger = createLogger(loaded.config.log.level, 'capibara-mcp-worker');
+  const worker = await startWorker({ config: loaded.config, baseDir: loaded.baseDir, logger });
+  await new Promise<void>((resolveStop) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      logger.info({ signal }, 'worker shutting down');
+      worker.close().then(resolveStop, (err: unknown) => { logger.error({ err }, 'worker shutdown failed'); resolveStop(); });
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+  return 0;
+}

@@ -1,0 +1,136 @@
+/**
+ * Router scenario harness: real gateway (PGlite in memory) in front of real fake OpenAI servers,
+ * each behind its own fault-injecting proxy on loopback, and a bounded load generator over
+ * REST with undici.
+ */
+import { Agent, request } from 'undici';
+import type { ConfigInput } from '../../src/config/schema.ts';
+import { startFakeOpenAI, type FakeOpenAIBehavior, type FakeOpenAIServer } from '../support/fake-openai-server.ts';
+import { startFaultProxy, type Fault, type FaultProxy } from '../support/fault-proxy.ts';
+import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+
+export interface Upstream { fake: FakeOpenAIServer; proxy: FaultProxy; url: string }
+
+export async function startUpstreams(n: number, behavior: Partial<FakeOpenAIBehavior> = {}, fault: Fault = {}): Promise<Upstream[]> {
+  const out: Upstream[] = [];
+  for (let i = 0; i < n; i++) {
+    const fake = await startFakeOpenAI({ models: ['fake-model'], tokens: ['ok'], ...behavior });
+    const proxy = await startFaultProxy({ target: fake.url, seed: i + 1, fault });
+    out.push({ fake, proxy, url: proxy.url });
+  }
+  return out;
+}
+
+export async function closeUpstreams(ups: Upstream[]): Promise<void> {
+  for (const u of ups) { await u.proxy.close(); await u.fake.close(); }
+}
+
+/** A `generate` model whose versions' instances point at the given upstream URLs (ids `<model>-<version>-<i>`). */
+export function modelSeed(id: string, versions: Record<string, string[]>, defaultVersion?: string) {
+  return {
+    id, task: 'generate' as const, defaultVersion: defaultVersion ?? Object.keys(versions)[0],
+    versions: Object.entries(versions).map(([version, urls]) => ({
+      version,
+      instances: urls.map((endpoint, i) => ({ id: `${id}-${version}-${i}`, backend: 'openai', endpoint, options: { model: 'fake-model' } })),
+    })),
+  };
+}
+
+/** Small, fast settings for scenario tests; `router` overrides merge one level deep. */
+export function routerConfig(overrides: Record<string, Record<string, unknown> | unknown> = {}): ConfigInput['router'] {
+  const base: Record<string, Record<string, unknown>> = {
+    retryBudget: { ratio: 0.2, minRetriesPerSecond: 10, windowMs: 10_000 },
+    circuitBreaker: { consecutiveFailures: 5, failureRateThreshold: 0.5, minRequests: 20, windowMs: 2_000, openMs: 200, maxOpenMs: 400, halfOpenMaxProbes: 1 },
+    outlierDetection: { consecutiveFailures: 5, baseEjectionMs: 200, maxEjectionMs: 400, maxEjectionPercent: 34, intervalMs: 1_000 },
+    healthCheck: { enabled: false, intervalMs: 100, timeoutMs: 200, healthyThreshold: 1, unhealthyThreshold: 2 },
+  };
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(overrides)) {
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && base[k] ? { ...base[k], ...(v as object) } : v;
+  }
+  return out as ConfigInput['router'];
+}
+
+export async function startRouterGateway(input: ConfigInput): Promise<TestGateway> {
+  return startTestGateway({
+    defaultPlugins: false,
+    ...input,
+    plugins: [{ use: 'openai', options: { timeouts: { connectMs: 500 } } }, { use: 'p2c-ewma' }, { use: 'round-robin' }, ...(input.plugins ?? [])],
+  });
+}
+
+export interface Answer {
+  status: number;
+  code?: string;
+  version?: string;
+  id?: string;
+  ms: number;
+  routing?: Record<string, unknown>;
+  details?: Record<string, unknown>;
+}
+
+/** One REST inference. */
+export async function infer(gw: TestGateway, agent: Agent, model: string, headers: Record<string, string> = {}, body: Record<string, unknown> = { prompt: 'hi' }): Promise<Answer> {
+  const t0 = performance.now();
+  const r = await request(`${gw.url}/api/v1/models/${model}/inference`, {
+    method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body),
+  });
+  const json = await r.body.json() as { version?: string; id?: string; routing?: Record<string, unknown>; error?: { code: string; details?: Record<string, unknown> } };
+  return { status: r.statusCode, code: json.error?.code, version: json.version, id: json.id, ms: performance.now() - t0, routing: json.routing, details: json.error?.details };
+}
+
+/** `total` requests with `concurrency` workers; returns every answer (in completion order). */
+export async function load(
+  gw: TestGateway, model: string, total: number, concurrency: number,
+  opts: { headers?: (i: number) => Record<string, string>; agent?: Agent; onAnswer?: (a: Answer, i: number) => void } = {},
+): Promise<Answer[]> {
+  const agent = opts.agent ?? new Agent({ connections: concurrency, pipelining: 1 });
+  const answers: Answer[] = [];
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= total) return;
+      const a = await infer(gw, agent, model, opts.headers?.(i) ?? {});
+      answers.push(a);
+      opts.onAnswer?.(a, i);
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  } finally {
+    if (!opts.agent) await agent.close();
+  }
+  return answers;
+}
+
+/** Keeps `concurrency` workers sending requests for `ms`. */
+export async function loadFor(gw: TestGateway, model: string, ms: number, concurrency: number): Promise<Answer[]> {
+  const agent = new Agent({ connections: concurrency });
+  const answers: Answer[] = [];
+  const end = Date.now() + ms;
+  try {
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      while (Date.now() < end) answers.push(await infer(gw, agent, model));
+    }));
+  } finally {
+    await agent.close();
+  }
+  return answers;
+}
+
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function until(cond: () => boolean | Promise<boolean>, ms = 3000, every = 10): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return true;
+    await sleep(every);
+  }
+  return cond();
+}

@@ -1,0 +1,71 @@
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+
+/** An HTTP server on 127.0.0.1 (port 0) that counts its connections and closes every socket on close(). */
+export interface LoopbackServer {
+  server: Server;
+  port: number;
+  /** http://127.0.0.1:port */
+  origin: string;
+  /** TCP connections accepted (keep-alive reuse keeps it low). */
+  readonly connections: number;
+  /** Stops listening and destroys every open socket, so tests leave no handles. */
+  close(): Promise<void>;
+}
+
+export async function listenOnLoopback(handler: RequestListener): Promise<LoopbackServer> {
+  const server = createServer({ keepAlive: true, noDelay: true }, handler);
+  const sockets = new Set<Socket>();
+  let connections = 0;
+  server.on('connection', (s: Socket) => {
+    connections++;
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    server,
+    port,
+    origin: `http://127.0.0.1:${port}`,
+    get connections() { return connections; },
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sockets) s.destroy();
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+/** What a fake model server saw: requests, per-path counts, and answers cut short by the client. */
+export interface RequestTally {
+  requests: number;
+  aborted: number;
+  counts: Record<string, number>;
+}
+
+/**
+ * A request listener for fake model servers: counts the request (per path, and whether the client
+ * went away before the answer finished), reads the whole body, then calls `handle` with it as text.
+ */
+export function tallyingListener(tally: RequestTally, handle: (req: IncomingMessage, res: ServerResponse, body: string, path: string) => void): RequestListener {
+  return (req, res) => {
+    tally.requests++;
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    tally.counts[path] = (tally.counts[path] ?? 0) + 1;
+    res.once('close', () => { if (!res.writableFinished) tally.aborted++; });
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => handle(req, res, parts.length === 0 ? '' : Buffer.concat(parts).toString('utf8'), path));
+  };
+}
+
+/** A TCP port free on 127.0.0.1 right now (for servers started in another process). */
+export async function freeLoopbackPort(): Promise<number> {
+  const s = createNetServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as AddressInfo;
+  await new Promise((resolve) => s.close(resolve));
+  return port;
+}

@@ -1,0 +1,26 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import type { Capabilities, PluginContext, PluginKind } from '../../src/plugin/contract.ts';
+
+/** A plugin context for tests of one plugin on its own; close() runs the onClose hooks. */
+export function testPluginContext(name = 'test-plugin'): PluginContext & { close(): Promise<void>; abort: AbortController } {
+  const abort = new AbortController();
+  const closers: Array<() => unknown> = [];
+  return {
+    name,
+    logger: pino({ level: process.env.LOG_LEVEL ?? 'silent' }).child({ plugin: name }),
+    signal: abort.signal,
+    dataDir: mkdtempSync(join(tmpdir(), 'mcp-plugin-')),
+    metrics: new Registry(),
+    get<K extends PluginKind>(kind: K, other: string): Capabilities[K] {
+      throw new Error(`testPluginContext has no ${kind} plugin ${other}`);
+    },
+    onClose(fn) { closers.push(fn); },
+    onHealth() {},
+    abort,
+    async close() { abort.abort(); for (const fn of closers.reverse()) await fn(); },
+  };
+}
