@@ -1,5 +1,9 @@
-import { mkdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import type { Logger as DrizzleLogger } from 'drizzle-orm/logger';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { McpError } from '../errors.ts';
@@ -30,6 +34,39 @@ export interface DatabaseOptions {
   /** PGlite data folder (ignored with url or inMemory). */
   dataDir: string;
   inMemory?: boolean;
+}
+
+// A registry's working set is small: 16 MB of shared buffers instead of 128 MB saves ~140 MB RSS (bench/pglite-memory.ts).
+const PGLITE_OPTIONS = { postgresqlconf: ['shared_buffers=16MB'] };
+
+/**
+ * The PGlite data folder under `dataDir`, created on first use by a short-lived child process.
+ * Creating a cluster (initdb, and unpacking PGlite's file bundle) peaks at ~750 MB in the
+ * process that does it, and the allocator keeps most of that after it is freed; opening an
+ * existing folder costs ~130 MB. So the gateway never runs initdb itself (bench/pglite-memory.ts).
+ */
+async function initPgliteDataDir(dataDir: string): Promise<string> {
+  const dir = join(dataDir, 'pglite');
+  if (existsSync(join(dir, 'PG_VERSION'))) return dir;
+  // Created beside and renamed into place, so an interrupted first start leaves no half-made cluster.
+  const tmp = `${dir}.init-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  const entry = pathToFileURL(createRequire(import.meta.url).resolve('@electric-sql/pglite')).href;
+  const script = `const { PGlite } = await import(${JSON.stringify(entry)});
+const db = new PGlite(process.argv[1], JSON.parse(process.argv[2]));
+await db.waitReady;
+await db.close();`;
+  try {
+    await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script, tmp, JSON.stringify(PGLITE_OPTIONS)], { timeout: 120_000 });
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    const e = err as Error & { stderr?: string };
+    throw new McpError('MCP_STORAGE_UNAVAILABLE', `cannot create the PGlite data folder ${dir}: ${(e.stderr || e.message).trim().split('\n').slice(-3).join(' ')}`, { cause: err });
+  }
+  return dir;
 }
 
 function countingLogger(counter: { count: number }): DrizzleLogger {
@@ -74,10 +111,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const { PGlite } = await import('@electric-sql/pglite');
   const { drizzle } = await import('drizzle-orm/pglite');
   const { migrate } = await import('drizzle-orm/pglite/migrator');
-  if (!opts.inMemory) mkdirSync(opts.dataDir, { recursive: true });
-  // A registry's working set is small: 16 MB of shared buffers instead of 128 MB saves ~140 MB RSS (bench/pglite-memory.ts).
-  const pgliteOptions = { postgresqlconf: ['shared_buffers=16MB'] };
-  const client = opts.inMemory ? new PGlite(pgliteOptions) : new PGlite(`${opts.dataDir}/pglite`, pgliteOptions);
+  const client = opts.inMemory ? new PGlite(PGLITE_OPTIONS) : new PGlite(await initPgliteDataDir(opts.dataDir), PGLITE_OPTIONS);
   await client.waitReady;
   const db = drizzle(client, { schema, logger }) as unknown as Db;
   return {
