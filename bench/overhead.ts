@@ -5,6 +5,7 @@
  *
  *   (a) direct to the upstream                      (b) bare graphql-yoga + undici.request (the floor)
  *   (c) our GraphQL `infer`, api-key auth on        (d) our /v1/chat/completions, api-key auth on
+ *       (c and d: the compiled CLI, built first unless --no-build, as deployed)
  *   (e) Portkey AI gateway 1.15.2 (installed into bench/.out/portkey on first run)
  *
  * Per target: req/s, CPU µs per request of the process in the middle (/proc/<pid>/stat utime+stime
@@ -12,14 +13,15 @@
  * requests on one keep-alive connection) and the p50 it adds over direct, and the RSS of the middle
  * process under load. Medians of RUNS runs, interleaved.
  *
- *   npx tsx bench/overhead.ts [--duration=6] [--runs=3] [--connections=32] [--no-portkey] [--only=c,d] [--profile] [--no-recording]
+ *   npx tsx bench/overhead.ts [--duration=6] [--runs=3] [--connections=32] [--no-portkey] [--only=c,d] [--profile] [--no-recording] [--no-build]
+ *   (GATEWAY_NODE_ARGS="--flag …" passes node/V8 flags to our gateway)
  *
  * Our gateway runs as shipped, per-inference records (router.recording) included; --no-recording turns
  * them off (with the embedded PGlite that database work runs inside the gateway process).
  * --profile runs our gateway under `node --cpu-prof` (profiles in bench/.out/prof).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from 'undici';
@@ -54,6 +56,50 @@ function startNode(file: string, env: Record<string, string> = {}, extraArgs: st
     child.once('message', (m: { port: number }) => res({ child, port: m.port }));
     child.once('exit', (code) => rej(new Error(`${file} exited with ${code}`)));
   });
+}
+
+/**
+ * Our gateway as users deploy it: the compiled CLI (`npm run build`, then `capibara-mcp start`) with
+ * a config file, shipped defaults (access log on, health probes on, inference records on, PGlite in
+ * a data folder) except no demo model and only the plugins it needs, with api-key auth on.
+ */
+async function startGateway(o: { upstreamV1: string; keySha256: string; databaseUrl?: string }): Promise<{ child: ChildProcess; port: number }> {
+  if (!process.argv.includes('--no-build')) execFileSync('npm', ['run', '-s', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  const dataDir = join(OUT, 'gateway-data');
+  rmSync(dataDir, { recursive: true, force: true });
+  cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+  const config = {
+    server: { host: '127.0.0.1', playground: false },
+    // DATABASE_URL set: PostgreSQL (as in production); otherwise the embedded PGlite in a data folder, as shipped.
+    storage: o.databaseUrl ? { url: o.databaseUrl } : { dataDir },
+    demo: { enabled: false },
+    log: { level: 'info' },
+    router: { recording: { enabled: RECORDING } },
+    defaultPlugins: false,
+    plugins: [
+      { use: 'openai' },
+      { use: 'p2c-ewma' },
+      { use: 'api-key', options: { keys: [{ id: 'bench', sha256: o.keySha256, roles: ['admin'] }] } },
+    ],
+    models: [{ id: 'chat-model', task: 'chat', defaultVersion: 'v1', versions: [{ version: 'v1', instances: [{ backend: 'openai', endpoint: o.upstreamV1, options: { model: 'fake-model' } }] }] }],
+  };
+  const file = join(OUT, 'gateway.json');
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  const port = await freeLoopbackPort();
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production', PORT: String(port) };
+  delete env.DATABASE_URL;
+  // Logs go to stdout, which goes to /dev/null: the cost of writing them is measured.
+  const nodeArgs = (process.env.GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(OUT, 'prof')}`] : []), join(ROOT, 'bin/capibara-mcp.js'), 'start', '--config', file], {
+    cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(child);
+  for (let i = 0; i < 600; i++) {
+    if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}`);
+    if (await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)) return { child, port };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('the gateway did not get ready in 30 s');
 }
 
 async function startPortkey(): Promise<{ child: ChildProcess; port: number }> {
@@ -186,11 +232,10 @@ async function main(): Promise<void> {
       body: JSON.stringify({ query: 'mutation { infer(model: "fake-model", prompt: "hi") { text } }' }), expect: 'Hello, world!' });
   }
   if (ONLY.includes('c') || ONLY.includes('d')) {
-    const profDir = join(OUT, 'prof');
     // With DATABASE_URL: a throwaway database, so the seeded model points at this run's upstream.
     const db = process.env.DATABASE_URL ? await createTestDatabase() : undefined;
     if (db) cleanups.push(() => db.drop());
-    const gw = await startNode('bench/overhead/gateway.ts', { UPSTREAM_URL: upstreamV1, KEY_SHA256: sha256, RECORDING: RECORDING ? '1' : '0', ...(db ? { DATABASE_URL: db.url } : {}) }, PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+    const gw = await startGateway({ upstreamV1, keySha256: sha256, databaseUrl: db?.url });
     const auth = { authorization: `Bearer ${key}` };
     if (ONLY.includes('c')) targets.push({ key: 'c', label: '(c) capibara GraphQL infer, api-key on', pid: gw.child.pid!, url: `http://127.0.0.1:${gw.port}/graphql`, headers: auth,
       body: JSON.stringify({ query: 'mutation { infer(model: "chat-model", input: { messages: [{ role: "user", content: "hi" }] }) { text } }' }), expect: 'Hello, world!' });
@@ -259,8 +304,8 @@ async function main(): Promise<void> {
 const cleanups: Array<() => Promise<void>> = [];
 
 main().then(async () => {
-  for (const c of children) c.disconnect?.();
-  await new Promise((r) => setTimeout(r, 500));
+  for (const c of children) if (c.connected) c.disconnect(); else c.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 1000));
   for (const fn of cleanups) await fn().catch(() => {});
   process.exit(0);
 }, async (err) => {

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -61,7 +62,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'migrate': {
       const { config, baseDir } = loadConfig({ file: values.config });
-      const db = await openDatabase({ url: config.storage.url, dataDir: `${baseDir}/${config.storage.dataDir}`, inMemory: config.storage.inMemory });
+      const db = await openDatabase({ url: config.storage.url, dataDir: resolve(baseDir, config.storage.dataDir), inMemory: config.storage.inMemory });
       await db.migrate();
       await db.close();
       process.stdout.write(`migrations applied (${db.kind})\n`);
