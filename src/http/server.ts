@@ -101,16 +101,21 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
   }
 
   const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+    // In flight until the response is closed *and* its handler has finished: a client that hangs
+    // up closes the response while resolvers may still be using storage, which shutdown closes next.
     inflight++;
-    res.once('close', () => {
+    let open = 2;
+    const settled = () => {
+      if (--open > 0) return;
       inflight--;
       if (inflight === 0 && onIdle) onIdle();
-    });
+    };
+    res.once('close', settled);
     dispatch(req, res).catch((err) => {
       const e = reportError(err, services.logger);
       if (!res.headersSent) sendJson(res, e.status, defaultErrorBody(e));
       else res.destroy();
-    });
+    }).finally(settled);
   });
   server.on('clientError', (err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
