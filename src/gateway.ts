@@ -55,11 +55,19 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     closers.length = 0;
   };
   try {
-    const database = await openDatabase({ url: config.storage.url, dataDir, inMemory: config.storage.inMemory });
-    closers.push(() => database.close());
+    // Storage and plugins start side by side (plugins do not use storage; a new PGlite folder is
+    // made in a child process, so that overlaps the runtimes' start-up on another core).
+    const [db, pluginHost] = await Promise.allSettled([
+      openDatabase({ url: config.storage.url, dataDir, inMemory: config.storage.inMemory }),
+      PluginHost.start({ entries: config.plugins, defaultPlugins: config.defaultPlugins, baseDir, logger, dataDir, metrics: metricsRegistry }),
+    ]);
+    if (db.status === 'fulfilled') closers.push(() => db.value.close());
+    if (pluginHost.status === 'fulfilled') closers.push(() => pluginHost.value.close());
+    if (db.status === 'rejected') throw db.reason;
+    if (pluginHost.status === 'rejected') throw pluginHost.reason;
+    const database = db.value;
+    const plugins = pluginHost.value;
     await database.migrate();
-    const plugins = await PluginHost.start({ entries: config.plugins, defaultPlugins: config.defaultPlugins, baseDir, logger, dataDir, metrics: metricsRegistry });
-    closers.push(() => plugins.close());
     if (!plugins.has('balancer', config.router.balancer)) {
       throw new McpError('MCP_CONFIG_INVALID', `router.balancer: no balancer plugin named "${config.router.balancer}" (configured: ${plugins.names('balancer').join(', ') || 'none'})`, {
         details: { paths: ['router.balancer'] },
