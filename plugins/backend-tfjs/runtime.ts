@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import type { Logger } from 'pino';
+import { installRowGather } from './wasm-gather.ts';
 
 export type RuntimeChoice = 'auto' | 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
 export type RuntimeName = 'tfjs-node-gpu' | 'tfjs-node' | 'tfjs-wasm' | 'tfjs-cpu';
@@ -80,6 +81,7 @@ async function tryRuntime(name: RuntimeName): Promise<Omit<TfRuntime, 'skipped' 
         for (const l of process.listeners('unhandledRejection')) if (!before.unhandledRejection.has(l)) process.removeListener('unhandledRejection', l);
       }
       if (!ok || tf.getBackend() !== 'wasm') throw new Error('the wasm backend failed to initialise');
+      installRowGather(tf);
       return { name, device: 'cpu', backend: 'wasm' };
     }
     case 'tfjs-cpu': {
