@@ -255,6 +255,17 @@ builder.mutationFields((t) => ({
       return ctx.services.registry.requireInstance(String(id));
     },
   }),
+  resetInstanceHealth: t.field({
+    type: InstanceRef,
+    description: "Operator override: closes the instance's circuit breaker and lifts its outlier ejection and 429 throttle, so it gets traffic again at once. Active probes still give their verdict on their next round. Publishes on instanceHealth.",
+    authScopes: { role: 'admin' },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_r, { id }, ctx) => {
+      const row = await ctx.services.registry.requireInstance(String(id));
+      ctx.services.router.resetHealth(row.id);
+      return row;
+    },
+  }),
   removeInstance: t.field({
     type: InstanceRef,
     authScopes: { role: 'admin' },

@@ -108,6 +108,21 @@ export class InstanceHealth {
     }
   }
 
+  /**
+   * Operator override: closes the instance's circuit, lifts its ejection (its ejection count
+   * starts again from zero) and its 429 throttle. Active probes keep running and give their
+   * verdict on their next round. Returns the state afterwards.
+   */
+  reset(instanceId: string): string {
+    this.breakers.get(instanceId)?.reset();
+    this.throttled.delete(instanceId);
+    for (const d of this.detectors.values()) d.removeHost(instanceId);
+    this.detector(instanceId); // adds it back, un-ejected
+    const state = this.stateOf(instanceId);
+    this.publish(instanceId, state, 'reset by an operator');
+    return state;
+  }
+
   /** Called with the id of every instance that leaves the pool (after untrack). */
   onLeave(fn: (instanceId: string) => void): void {
     this.leaveListeners.push(fn);

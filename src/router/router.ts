@@ -117,6 +117,11 @@ export class Router {
     return this.health.stateOf(instanceId);
   }
 
+  /** Closes the instance's circuit and lifts its ejection and throttle (admin action); the state afterwards. */
+  resetHealth(instanceId: string): string {
+    return this.health.reset(instanceId);
+  }
+
   /** Recent latency percentile of a model version (ms), or undefined with no data. */
   latencyPercentile(modelId: string, version: string, p: number): number | undefined {
     return this.latency.get(`${modelId}@${version}`)?.percentile(p);

@@ -68,6 +68,42 @@ describe('one of three instances answers 503 to everything', () => {
   });
 });
 
+describe('an operator resets an instance\'s health', () => {
+  it('resetInstanceHealth closes an open circuit at once instead of after its cool-down, and says so on instanceHealth', async () => {
+    const ups = await startUpstreams(1);
+    const gw = await startRouterGateway({
+      router: routerConfig({ circuitBreaker: { openMs: 60_000, maxOpenMs: 60_000 } }),
+      models: [modelSeed('solo', { v1: [ups[0]!.url] })],
+    });
+    const events: InstanceHealthEvent[] = [];
+    const watch = new AbortController();
+    void (async () => { for await (const e of gw.services.events.subscribe('instanceHealth', watch.signal)) events.push(e); })();
+    const agent = new Agent({ connections: 1 });
+    try {
+      ups[0]!.proxy.set({ errorRate: 1, errorStatus: 503 });
+      for (let i = 0; i < 8; i++) await infer(gw, agent, 'solo');
+      expect(gw.services.router.healthOf('solo-v1-0')).toBe('circuit-open');
+      ups[0]!.proxy.set({});
+      const blocked = await infer(gw, agent, 'solo');
+      expect([blocked.status, blocked.code]).toEqual([503, 'MCP_CIRCUIT_OPEN']); // healed, but the circuit stays open for 60 s
+      const q = 'mutation($id: ID!) { resetInstanceHealth(id: $id) { id health } }';
+      const r = await gw.gql<{ resetInstanceHealth: { id: string; health: string } }>(q, { id: 'solo-v1-0' });
+      expect(r.errors).toBeUndefined();
+      expect(r.data!.resetInstanceHealth.health).not.toMatch(/circuit|ejected/);
+      const after = await infer(gw, agent, 'solo');
+      expect(after.status).toBe(200);
+      expect(await until(() => events.some((e) => e.instanceId === 'solo-v1-0' && e.reason === 'reset by an operator'), 1000)).toBe(true);
+      const missing = await gw.gql(q, { id: 'no-such-instance' });
+      expect(missing.errors?.[0]?.extensions?.code).toBe('MCP_INSTANCE_NOT_FOUND');
+    } finally {
+      watch.abort();
+      await agent.close();
+      await gw.close();
+      await closeUpstreams(ups);
+    }
+  });
+});
+
 describe('50% errors on every instance', () => {
   it('upstream requests / client requests ≤ 1.2 plus the budget floor', async () => {
     const ups = await startUpstreams(3, {}, { errorRate: 0.5, errorStatus: 503 });
