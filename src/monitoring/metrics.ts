@@ -1,11 +1,17 @@
 import { Counter, Histogram, type Registry, collectDefaultMetrics } from 'prom-client';
 import type { InferenceObserver } from '../inference/service.ts';
-import type { InferenceRequest } from '../inference/types.ts';
+import type { InferenceRequest, RoutingDecision } from '../inference/types.ts';
+import type { RoutingListener } from '../router/router.ts';
 
-/** Prometheus metrics of the inference path; cheap in-memory counters, scraped at /metrics. */
-export class GatewayMetrics implements InferenceObserver {
+/**
+ * Prometheus metrics of the inference path; cheap in-memory counters, scraped at /metrics.
+ * `version` is the version the router chose, failures included (a fallback model's shows as
+ * `model@version`), so per-variant error rates and latency percentiles aggregate across replicas.
+ */
+export class GatewayMetrics implements InferenceObserver, RoutingListener {
   readonly requests: Counter<'model' | 'version' | 'entry' | 'code'>;
-  readonly latency: Histogram<'model' | 'entry'>;
+  readonly latency: Histogram<'model' | 'version' | 'entry'>;
+  private readonly routed = new WeakMap<InferenceRequest, string>();
   readonly tokens: Counter<'model' | 'kind'>;
   private readonly started = Date.now();
   private total = 0;
@@ -15,17 +21,24 @@ export class GatewayMetrics implements InferenceObserver {
     collectDefaultMetrics({ register: registry, prefix: 'mcp_process_' });
     this.requests = new Counter({ name: 'mcp_inference_requests_total', help: 'Inference requests by outcome code (OK or an MCP_* code).', labelNames: ['model', 'version', 'entry', 'code'], registers: [registry] });
     this.latency = new Histogram({
-      name: 'mcp_inference_duration_seconds', help: 'End-to-end inference latency seen by the gateway.', labelNames: ['model', 'entry'],
+      name: 'mcp_inference_duration_seconds', help: 'End-to-end inference latency seen by the gateway.', labelNames: ['model', 'version', 'entry'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry],
     });
     this.tokens = new Counter({ name: 'mcp_tokens_total', help: 'Tokens processed.', labelNames: ['model', 'kind'], registers: [registry] });
   }
 
+  onDecision(req: InferenceRequest, d: RoutingDecision): void {
+    if (d.version) this.routed.set(req, d.model === req.model ? d.version : `${d.model}@${d.version}`);
+  }
+
+  onShadow(): void { /* mirrored requests are not client requests */ }
+
   onFinished(req: InferenceRequest, o: { ok: boolean; errorCode?: string; latencyMs: number; result?: { version: string; usage?: { promptTokens: number; completionTokens: number } } }): void {
     this.total++;
     if (!o.ok) this.failed++;
-    this.requests.inc({ model: req.model, version: o.result?.version ?? '', entry: req.entry, code: o.ok ? 'OK' : (o.errorCode ?? 'MCP_INTERNAL') });
-    this.latency.observe({ model: req.model, entry: req.entry }, o.latencyMs / 1000);
+    const version = this.routed.get(req) ?? o.result?.version ?? '';
+    this.requests.inc({ model: req.model, version, entry: req.entry, code: o.ok ? 'OK' : (o.errorCode ?? 'MCP_INTERNAL') });
+    this.latency.observe({ model: req.model, version, entry: req.entry }, o.latencyMs / 1000);
     if (o.result?.usage) {
       this.tokens.inc({ model: req.model, kind: 'prompt' }, o.result.usage.promptTokens);
       this.tokens.inc({ model: req.model, kind: 'completion' }, o.result.usage.completionTokens);

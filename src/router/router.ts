@@ -93,7 +93,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  */
 export class Router {
   private readonly latency = new Map<string, LatencyWindow>();
-  private listener: RoutingListener | undefined;
+  private readonly listeners: RoutingListener[] = [];
 
   constructor(
     private readonly fleet: Fleet,
@@ -108,9 +108,9 @@ export class Router {
     });
   }
 
-  /** Registers the traffic manager (per-variant stats, inference records, shadow answers). */
-  setListener(listener: RoutingListener): void {
-    this.listener = listener;
+  /** Registers a listener of routing decisions and shadow answers (traffic manager, metrics). */
+  addListener(listener: RoutingListener): void {
+    this.listeners.push(listener);
   }
 
   healthOf(instanceId: string): string {
@@ -264,7 +264,7 @@ export class Router {
     };
     const fail = (e: McpError): McpError => {
       const d = decisionOf('');
-      this.listener?.onDecision(req, d);
+      for (const l of this.listeners) l.onDecision(req, d);
       if (budgetExhausted && !e.details?.retryBudgetExhausted) {
         e = new McpError(e.code, e.message, { details: { ...e.details, retryBudgetExhausted: true }, retryable: e.retryable, status: e.status, cause: e.cause });
       }
@@ -362,7 +362,7 @@ export class Router {
           attempts.push({ instanceId: o.h.id, version, outcome: 'ok', latencyMs });
           this.window(modelId, version).add(latencyMs);
           const decision = decisionOf(o.h.id);
-          this.listener?.onDecision(req, decision);
+          for (const l of this.listeners) l.onDecision(req, decision);
           const done = o;
           let finished = false;
           const scope: RouteScope = {
@@ -458,7 +458,7 @@ export class Router {
           end();
           balancer.observe?.(h.id, { ok: true, latencyMs });
           this.health.onResult(h.id, true);
-          this.listener?.onShadow(req, {
+          for (const l of this.listeners) l.onShadow(req, {
             model: view.id, version: sh.version, instanceId: h.id, ok: true, latencyMs,
             output: out.text ?? (out.embeddings || out.tensors ? JSON.stringify(out.embeddings ?? out.tensors) : undefined),
             usage: out.usage,
@@ -470,7 +470,7 @@ export class Router {
           const e = signal.aborted ? new McpError('MCP_DEADLINE_EXCEEDED') : toMcpError(err);
           balancer.observe?.(h.id, { ok: false, latencyMs });
           this.reportFailure(h.id, e);
-          this.listener?.onShadow(req, { model: view.id, version: sh.version, instanceId: h.id, ok: false, errorCode: e.code, latencyMs });
+          for (const l of this.listeners) l.onShadow(req, { model: view.id, version: sh.version, instanceId: h.id, ok: false, errorCode: e.code, latencyMs });
         },
       ).catch((err: unknown) => this.logger.warn({ err }, 'shadow bookkeeping failed'));
     });

@@ -202,6 +202,13 @@ describe('traffic management', () => {
     await load(gw, 'can', 600, 4);
     await rollbackWithin('can', seen);
     ups[4]!.proxy.set({});
+    // Prometheus has the same per-variant view, failures included (they carry the version routed to).
+    const metrics = (await (await fetch(`${gw.url}/metrics`)).text()).split('\n');
+    const series = (name: string, ...labels: string[]) => metrics.filter((l) => l.startsWith(`${name}{`) && labels.every((x) => l.includes(x)));
+    const failed = series('mcp_inference_requests_total', 'model="can"', 'version="canary"').filter((l) => !l.includes('code="OK"'));
+    expect(failed.length).toBeGreaterThan(0);
+    expect(failed.reduce((n, l) => n + Number(l.split(' ').pop()), 0)).toBeGreaterThan(0);
+    expect(series('mcp_inference_duration_seconds_count', 'model="can"', 'version="stable"')).toHaveLength(1);
   });
 
   it('a canary whose only instance is ejected gets its traffic diverted to the baseline, and is rolled back', async () => {
