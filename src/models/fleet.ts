@@ -109,6 +109,25 @@ export class Fleet {
     await Promise.all(toLoad.map((h) => this.load(h.id).catch(() => {})));
   }
 
+  /**
+   * Starts loading, in the background, the model's instances that this replica should hold and
+   * does not: registered or loaded elsewhere (status ready/loading in the shared registry) but
+   * never loaded here, because a registry event was missed or could not be applied. Failed,
+   * unloaded and draining instances are left alone; a load already under way is not repeated.
+   * The router calls it when a model has no ready instance.
+   */
+  catchUp(modelId: string): void {
+    const view = this.views.get(modelId);
+    if (!view) return;
+    for (const h of [...view.versions.values()].flat()) {
+      if (h.loaded || this.pendingLoads.has(h.id) || h.draining) continue;
+      if (h.status === 'registered' || h.status === 'ready' || h.status === 'loading') {
+        this.logger.info({ instance: h.id, model: modelId, status: h.status }, 'loading an instance this replica does not hold yet');
+        void this.load(h.id).catch(() => {});
+      }
+    }
+  }
+
   /** At boot: builds every model's view, then loads what should be loaded, a few at a time. */
   async start(concurrency = 8): Promise<void> {
     const ids: string[] = [];

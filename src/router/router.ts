@@ -322,6 +322,7 @@ export class Router {
         if (!candidates.length) {
           if (!lastError) {
             const anyReady = pool.some((h) => this.routable(h));
+            if (!anyReady) this.fleet.catchUp(modelId);
             lastError = anyReady
               ? new McpError('MCP_CIRCUIT_OPEN', `every instance of model "${modelId}" version ${version} is unhealthy, ejected or has an open circuit`, { retryable: true, details: { model: modelId, version } })
               : new McpError('MCP_NO_HEALTHY_INSTANCE', `model "${modelId}" version ${version} has no ready instance`, { retryable: true, details: { model: modelId, version } });

@@ -31,12 +31,14 @@ describe.runIf(process.env.DATABASE_URL)('two gateway replicas sharing PostgreSQ
 
       // Replica b loaded the instance itself (its own backend handle) and serves it.
       let answer: string | undefined;
+      let last: unknown;
       for (let i = 0; i < 50 && !answer; i++) {
         const r = await b.gql<{ infer: { text: string } }>('mutation { infer(model: "shared", input: { prompt: "from b" }) { text } }');
         answer = r.data?.infer.text;
+        last = r.errors;
         if (!answer) await new Promise((res) => setTimeout(res, 100));
       }
-      expect(answer).toBe('from b');
+      expect(answer, `replica b never answered; last errors ${JSON.stringify(last)}; events ${seen.join(',')}`).toBe('from b');
 
       await a.gql('mutation { deleteModel(id: "shared") { id } }');
       let code: unknown;
@@ -48,6 +50,30 @@ describe.runIf(process.env.DATABASE_URL)('two gateway replicas sharing PostgreSQ
       expect(code).toBe('MCP_MODEL_NOT_FOUND');
     } finally {
       await client.dispose();
+      await b.close();
+      await a.close();
+      await db.drop();
+    }
+  });
+
+  it('a replica that missed the registry event (no shared bus here) loads the instance on the first request for it', async () => {
+    const db = await createTestDatabase();
+    const a = await startTestGateway({ plugins: ECHO, storage: { url: db.url } });
+    const b = await startTestGateway({ plugins: ECHO, storage: { url: db.url } });
+    try {
+      const reg = await a.gql('mutation { registerModel(input: { id: "quiet", task: GENERATE, versions: [{ version: "v1", instances: [{ backend: "echo" }] }] }) { id } }');
+      expect(reg.errors).toBeUndefined();
+      const q = 'mutation { infer(model: "quiet", input: { prompt: "caught up" }) { text } }';
+      const first = await b.gql<{ infer: { text: string } }>(q);
+      // The first request finds no instance loaded on b (a coded, retryable error) and starts the load.
+      if (first.errors) expect(first.errors[0]?.extensions?.code).toBe('MCP_NO_HEALTHY_INSTANCE');
+      let answer = first.data?.infer.text;
+      for (let i = 0; i < 50 && !answer; i++) {
+        await new Promise((res) => setTimeout(res, 100));
+        answer = (await b.gql<{ infer: { text: string } }>(q)).data?.infer.text;
+      }
+      expect(answer).toBe('caught up');
+    } finally {
       await b.close();
       await a.close();
       await db.drop();
