@@ -154,6 +154,10 @@ export const configSchema = z.strictObject({
       maxBuffered: z.number().int().min(1).default(50_000),
       /** Longest stored output text (shadow comparisons), characters. */
       maxOutputChars: z.number().int().min(0).default(4096),
+      /** Records older than this are deleted, hours (0 keeps them forever). Feedback can only reach kept records. */
+      retentionHours: z.number().min(0).default(168),
+      /** How often old records are deleted, ms. */
+      pruneIntervalMs: z.number().int().positive().default(600_000),
     }).prefault({}),
   }).prefault({}),
   /** Register the shipped demo model `capibara-mini` at start when it is not registered yet. */

@@ -90,5 +90,5 @@ export const inferences = pgTable('inferences', {
   feedbackScore: real('feedback_score'),
   feedbackLabel: text('feedback_label'),
   createdAt: createdAt(),
-}, (t) => [index('inferences_model_created').on(t.modelId, t.createdAt)]);
+}, (t) => [index('inferences_model_created').on(t.modelId, t.createdAt), index('inferences_created').on(t.createdAt)]);
 

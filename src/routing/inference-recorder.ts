@@ -33,7 +33,13 @@ export interface InferenceRecorderOptions {
   flushIntervalMs: number;
   maxBatch: number;
   maxBuffered: number;
+  /** Records older than this are deleted, hours; 0 keeps them. */
+  retentionHours: number;
+  pruneIntervalMs: number;
 }
+
+/** Rows deleted per statement when pruning, so no delete holds its locks for long. */
+const PRUNE_BATCH = 5000;
 
 /**
  * Group commit for the `inferences` table: the hot path only pushes a row into an array; a
@@ -50,7 +56,37 @@ export class InferenceRecorder {
   /** Rows written, rows dropped (buffer full or failed INSERT), INSERT statements issued. */
   readonly stats = { written: 0, dropped: 0, batches: 0 };
 
-  constructor(private readonly database: Database, private readonly o: InferenceRecorderOptions, private readonly logger: Logger) {}
+  private readonly pruneTimer: ReturnType<typeof setInterval> | undefined;
+  private pruning: Promise<number> | undefined;
+
+  constructor(private readonly database: Database, private readonly o: InferenceRecorderOptions, private readonly logger: Logger) {
+    if (o.retentionHours > 0) {
+      this.pruneTimer = setInterval(() => void this.prune().catch((err: unknown) => this.logger.warn({ err }, 'could not delete old inference records')), o.pruneIntervalMs);
+      this.pruneTimer.unref?.();
+    }
+  }
+
+  /**
+   * Deletes records older than the retention (in batches of PRUNE_BATCH rows, oldest first);
+   * returns how many. One prune runs at a time.
+   */
+  prune(now: Date = new Date()): Promise<number> {
+    if (this.o.retentionHours <= 0) return Promise.resolve(0);
+    this.pruning ??= (async () => {
+      const before = new Date(now.getTime() - this.o.retentionHours * 3_600_000);
+      let total = 0;
+      for (;;) {
+        const deleted = await this.database.db.delete(inferences)
+          .where(sql`${inferences.id} in (select ${inferences.id} from ${inferences} where ${inferences.createdAt} < ${before.toISOString()} order by ${inferences.createdAt} limit ${PRUNE_BATCH})`)
+          .returning({ id: inferences.id });
+        total += deleted.length;
+        if (deleted.length < PRUNE_BATCH || this.closed) break;
+      }
+      if (total) this.logger.info({ deleted: total, before }, 'old inference records deleted');
+      return total;
+    })().finally(() => { this.pruning = undefined; });
+    return this.pruning;
+  }
 
   record(row: InferenceRecord): void {
     if (this.closed) return;
@@ -118,7 +154,9 @@ export class InferenceRecorder {
   }
 
   async close(): Promise<void> {
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.flush();
     this.closed = true;
+    await this.pruning?.catch(() => 0);
   }
 }

@@ -154,6 +154,22 @@ describe('traffic management', () => {
     expect((await gw.gql(fb, { id: fresh.id, s: 1 })).errors).toBeUndefined();
   });
 
+  it('deletes inference records older than the retention, in batches, and keeps the newer ones', async () => {
+    const recorder = gw.services.traffic.recorder!;
+    await load(gw, 'ab', 30, 5);
+    await recorder.flush();
+    const db = gw.services.database.db;
+    const count = async (where: string) => ((await db.execute(`select count(*)::int as n from inferences where ${where}` as never)) as unknown as { rows: Array<{ n: number }> }).rows[0]!.n;
+    // Age 12 of the 'ab' records past the 168 h retention (shipped default).
+    await db.execute("update inferences set created_at = now() - interval '200 hours' where id in (select id from inferences where model_id = 'ab' order by created_at desc limit 12)" as never);
+    const kept = await count("created_at >= now() - interval '168 hours'");
+    expect(await count("created_at < now() - interval '168 hours'")).toBe(12);
+    expect(await recorder.prune()).toBe(12);
+    expect(await count("created_at < now() - interval '168 hours'")).toBe(0);
+    expect(await count("created_at >= now() - interval '168 hours'")).toBe(kept);
+    expect(await recorder.prune()).toBe(0);
+  });
+
   it('shadow traffic is recorded, never returned, and does not slow the primary answer', async () => {
     ups[3]!.fake.setBehavior({ models: ['fake-model'], tokens: ['shadow-answer'], delayMs: 400 });
     const r = await gw.gql('mutation { setShadow(model: "ab", version: "v3", fraction: 1) { routing } }');

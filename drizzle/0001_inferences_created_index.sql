@@ -1,0 +1,1 @@
+CREATE INDEX "inferences_created" ON "inferences" USING btree ("created_at");
