@@ -91,10 +91,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     }, logger.child({ component: 'router' }));
     const traffic = new TrafficManager({ database, registry, fleet, config: config.router, logger: logger.child({ component: 'traffic' }) });
     closers.push(() => traffic.close());
-    router.addListener(traffic);
+    router.setListener(traffic);
     const inference = new InferenceService(router, logger);
     const metrics = new GatewayMetrics(metricsRegistry);
-    router.addListener(metrics);
     inference.observe(metrics);
     inference.observe(traffic);
     const workers = new WorkerRegistry(database, registry, fleet, plugins, events, logger.child({ component: 'workers' }));

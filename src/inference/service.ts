@@ -2,11 +2,13 @@ import type { Logger } from 'pino';
 import { McpError, toMcpError } from '../errors.ts';
 import type { InstanceHandle } from '../models/fleet.ts';
 import type { Router, RouteScope } from '../router/router.ts';
-import type { InferenceChunk, InferenceRequest, InferenceResult, InferenceTask } from './types.ts';
+import type { InferenceChunk, InferenceRequest, InferenceResult, InferenceTask, RoutingDecision } from './types.ts';
+
+export interface InferenceOutcome { ok: boolean; errorCode?: string; latencyMs: number; result?: InferenceResult; decision?: RoutingDecision }
 
 export interface InferenceObserver {
-  /** Called once per finished client request (metrics, usage records). */
-  onFinished(req: InferenceRequest, outcome: { ok: boolean; errorCode?: string; latencyMs: number; result?: InferenceResult }): void;
+  /** Called once per finished client request (metrics, usage records); `decision` is the router's, failures included. */
+  onFinished(req: InferenceRequest, outcome: InferenceOutcome): void;
 }
 
 /** A streamed answer: the chunks, and the route that serves them (known once the first chunk is out). */
@@ -35,9 +37,10 @@ export class InferenceService {
 
   private finish(req: InferenceRequest, started: number, outcome: { ok: boolean; errorCode?: string; result?: InferenceResult }): void {
     const latencyMs = performance.now() - started;
+    const decision = this.router.decisionOf(req);
     for (const o of this.observers) {
       try {
-        o.onFinished(req, { ...outcome, latencyMs });
+        o.onFinished(req, { ...outcome, latencyMs, decision });
       } catch (err) {
         this.logger.warn({ err }, 'inference observer failed');
       }

@@ -1,17 +1,15 @@
 import { Counter, Histogram, type Registry, collectDefaultMetrics } from 'prom-client';
-import type { InferenceObserver } from '../inference/service.ts';
-import type { InferenceRequest, RoutingDecision } from '../inference/types.ts';
-import type { RoutingListener } from '../router/router.ts';
+import type { InferenceObserver, InferenceOutcome } from '../inference/service.ts';
+import type { InferenceRequest } from '../inference/types.ts';
 
 /**
  * Prometheus metrics of the inference path; cheap in-memory counters, scraped at /metrics.
  * `version` is the version the router chose, failures included (a fallback model's shows as
  * `model@version`), so per-variant error rates and latency percentiles aggregate across replicas.
  */
-export class GatewayMetrics implements InferenceObserver, RoutingListener {
+export class GatewayMetrics implements InferenceObserver {
   readonly requests: Counter<'model' | 'version' | 'entry' | 'code'>;
   readonly latency: Histogram<'model' | 'version' | 'entry'>;
-  private readonly routed = new WeakMap<InferenceRequest, string>();
   readonly tokens: Counter<'model' | 'kind'>;
   private readonly started = Date.now();
   private total = 0;
@@ -27,16 +25,11 @@ export class GatewayMetrics implements InferenceObserver, RoutingListener {
     this.tokens = new Counter({ name: 'mcp_tokens_total', help: 'Tokens processed.', labelNames: ['model', 'kind'], registers: [registry] });
   }
 
-  onDecision(req: InferenceRequest, d: RoutingDecision): void {
-    if (d.version) this.routed.set(req, d.model === req.model ? d.version : `${d.model}@${d.version}`);
-  }
-
-  onShadow(): void { /* mirrored requests are not client requests */ }
-
-  onFinished(req: InferenceRequest, o: { ok: boolean; errorCode?: string; latencyMs: number; result?: { version: string; usage?: { promptTokens: number; completionTokens: number } } }): void {
+  onFinished(req: InferenceRequest, o: InferenceOutcome): void {
     this.total++;
     if (!o.ok) this.failed++;
-    const version = this.routed.get(req) ?? o.result?.version ?? '';
+    const d = o.decision;
+    const version = d?.version ? (d.model === req.model ? d.version : `${d.model}@${d.version}`) : (o.result?.version ?? '');
     this.requests.inc({ model: req.model, version, entry: req.entry, code: o.ok ? 'OK' : (o.errorCode ?? 'MCP_INTERNAL') });
     this.latency.observe({ model: req.model, version, entry: req.entry }, o.latencyMs / 1000);
     if (o.result?.usage) {

@@ -24,8 +24,6 @@ export interface RouterOptions {
 
 /** What the router tells the traffic manager (per-variant stats, records, shadow answers). */
 export interface RoutingListener {
-  /** The router's decision for `req` (success or failure); called before route() settles. */
-  onDecision(req: InferenceRequest, decision: RoutingDecision): void;
   /** A mirrored (shadow) request finished; its answer is recorded, never returned. */
   onShadow(req: InferenceRequest, outcome: ShadowOutcome): void;
 }
@@ -93,7 +91,9 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  */
 export class Router {
   private readonly latency = new Map<string, LatencyWindow>();
-  private readonly listeners: RoutingListener[] = [];
+  private listener: RoutingListener | undefined;
+  /** The decision for each request routed (success or failure), for the inference observers. */
+  private readonly decisions = new WeakMap<InferenceRequest, RoutingDecision>();
 
   constructor(
     private readonly fleet: Fleet,
@@ -108,9 +108,14 @@ export class Router {
     });
   }
 
-  /** Registers a listener of routing decisions and shadow answers (traffic manager, metrics). */
-  addListener(listener: RoutingListener): void {
-    this.listeners.push(listener);
+  /** Registers the traffic manager (shadow answers). */
+  setListener(listener: RoutingListener): void {
+    this.listener = listener;
+  }
+
+  /** The routing decision for `req` once route() has chosen or failed (model, version, variant, instance). */
+  decisionOf(req: InferenceRequest): RoutingDecision | undefined {
+    return this.decisions.get(req);
   }
 
   healthOf(instanceId: string): string {
@@ -264,7 +269,7 @@ export class Router {
     };
     const fail = (e: McpError): McpError => {
       const d = decisionOf('');
-      for (const l of this.listeners) l.onDecision(req, d);
+      this.decisions.set(req, d);
       if (budgetExhausted && !e.details?.retryBudgetExhausted) {
         e = new McpError(e.code, e.message, { details: { ...e.details, retryBudgetExhausted: true }, retryable: e.retryable, status: e.status, cause: e.cause });
       }
@@ -363,7 +368,7 @@ export class Router {
           attempts.push({ instanceId: o.h.id, version, outcome: 'ok', latencyMs });
           this.window(modelId, version).add(latencyMs);
           const decision = decisionOf(o.h.id);
-          for (const l of this.listeners) l.onDecision(req, decision);
+          this.decisions.set(req, decision);
           const done = o;
           let finished = false;
           const scope: RouteScope = {
@@ -459,7 +464,7 @@ export class Router {
           end();
           balancer.observe?.(h.id, { ok: true, latencyMs });
           this.health.onResult(h.id, true);
-          for (const l of this.listeners) l.onShadow(req, {
+          this.listener?.onShadow(req, {
             model: view.id, version: sh.version, instanceId: h.id, ok: true, latencyMs,
             output: out.text ?? (out.embeddings || out.tensors ? JSON.stringify(out.embeddings ?? out.tensors) : undefined),
             usage: out.usage,
@@ -471,7 +476,7 @@ export class Router {
           const e = signal.aborted ? new McpError('MCP_DEADLINE_EXCEEDED') : toMcpError(err);
           balancer.observe?.(h.id, { ok: false, latencyMs });
           this.reportFailure(h.id, e);
-          for (const l of this.listeners) l.onShadow(req, { model: view.id, version: sh.version, instanceId: h.id, ok: false, errorCode: e.code, latencyMs });
+          this.listener?.onShadow(req, { model: view.id, version: sh.version, instanceId: h.id, ok: false, errorCode: e.code, latencyMs });
         },
       ).catch((err: unknown) => this.logger.warn({ err }, 'shadow bookkeeping failed'));
     });

@@ -3,8 +3,8 @@ import type { Config } from '../config/schema.ts';
 import type { Database } from '../db/client.ts';
 import type { ModelRouting } from '../db/schema.ts';
 import { McpError } from '../errors.ts';
-import type { InferenceObserver } from '../inference/service.ts';
-import type { InferenceRequest, InferenceResult, RoutingDecision } from '../inference/types.ts';
+import type { InferenceObserver, InferenceOutcome } from '../inference/service.ts';
+import type { InferenceRequest } from '../inference/types.ts';
 import type { Fleet } from '../models/fleet.ts';
 import type { ModelRegistry, ModelRow } from '../models/registry.ts';
 import { LatencyWindow } from '../router/latency-window.ts';
@@ -56,7 +56,6 @@ const MAX_FALLBACKS = 5;
  */
 export class TrafficManager implements InferenceObserver, RoutingListener {
   private readonly stats = new Map<string, Map<string, VariantStats>>();
-  private readonly decisions = new WeakMap<InferenceRequest, RoutingDecision>();
   private readonly rollingBack = new Set<string>();
   readonly recorder: InferenceRecorder | undefined;
 
@@ -69,10 +68,6 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
 
   // ───────────── hot path ─────────────
 
-  onDecision(req: InferenceRequest, decision: RoutingDecision): void {
-    this.decisions.set(req, decision);
-  }
-
   private variant(modelId: string, key: string): VariantStats {
     let m = this.stats.get(modelId);
     if (!m) { m = new Map(); this.stats.set(modelId, m); }
@@ -81,8 +76,8 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
     return v;
   }
 
-  onFinished(req: InferenceRequest, o: { ok: boolean; errorCode?: string; latencyMs: number; result?: InferenceResult }): void {
-    const d = this.decisions.get(req);
+  onFinished(req: InferenceRequest, o: InferenceOutcome): void {
+    const d = o.decision;
     const modelId = d?.model || req.model;
     const version = o.result?.version ?? (d?.version || undefined);
     if (!version) return; // never routed (unknown model, bad input): nothing to attribute
