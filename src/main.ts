@@ -1,6 +1,5 @@
-import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/loader.ts';
 import { configJsonSchema } from './config/schema.ts';

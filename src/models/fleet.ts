@@ -105,7 +105,7 @@ export class Fleet {
   async reconcileModel(modelId: string): Promise<void> {
     const view = await this.refresh(modelId);
     if (!view) return;
-    const toLoad = [...view.versions.values()].flat().filter((h) => !h.loaded && h.status !== 'unloaded' && h.status !== 'draining');
+    const toLoad = [...view.versions.values()].flat().filter(shouldLoad);
     await Promise.all(toLoad.map((h) => this.load(h.id).catch(() => {})));
   }
 
@@ -120,11 +120,9 @@ export class Fleet {
     const view = this.views.get(modelId);
     if (!view) return;
     for (const h of [...view.versions.values()].flat()) {
-      if (h.loaded || this.pendingLoads.has(h.id) || h.draining) continue;
-      if (h.status === 'registered' || h.status === 'ready' || h.status === 'loading') {
-        this.logger.info({ instance: h.id, model: modelId, status: h.status }, 'loading an instance this replica does not hold yet');
-        void this.load(h.id).catch(() => {});
-      }
+      if (!shouldLoad(h) || h.status === 'failed' || this.pendingLoads.has(h.id)) continue;
+      this.logger.info({ instance: h.id, model: modelId, status: h.status }, 'loading an instance this replica does not hold yet');
+      void this.load(h.id).catch(() => {});
     }
   }
 
@@ -140,7 +138,7 @@ export class Fleet {
     await mapLimit(ids, concurrency, (id) => this.refresh(id));
     const toLoad = [...this.views.values()]
       .flatMap((v) => [...v.versions.values()].flat())
-      .filter((h) => !h.loaded && h.status !== 'unloaded' && h.status !== 'draining');
+      .filter(shouldLoad);
     await mapLimit(toLoad, concurrency, (h) => this.load(h.id).catch(() => {}));
   }
 
@@ -288,6 +286,11 @@ export class Fleet {
     await this.refresh(modelId);
   }
 
+}
+
+/** An instance this replica should hold and has not loaded (not unloaded or draining on purpose). */
+function shouldLoad(h: InstanceHandle): boolean {
+  return !h.loaded && !h.draining && h.status !== 'unloaded' && h.status !== 'draining';
 }
 
 /** Runs fn over items with at most `limit` calls in flight. */
