@@ -5,7 +5,7 @@
  *
  *   npx tsx bench/batching.ts [--runtime auto|wasm|cpu] [--concurrency 64] [--seconds 3]
  *                             [--max-batch 64] [--delay-us 2000] [--model dense|capibara|both]
- *                             [--dense 256,512,256,10]
+ *                             [--dense 256,512,256,10] [--control]
  *
  * Models: `dense` = an MLP 256→512→256→10 (265k parameters, saved to a temp folder and loaded
  * from disk); `capibara` = one decoding step of models/capibara-mini (a [1, 96] int32 window
@@ -21,6 +21,7 @@ import { Registry } from 'prom-client';
 import plugin, { fileSaveHandler, type TfjsInstance } from '../plugins/backend-tfjs/index.ts';
 import type { LoadedInstance, PluginContext } from '../src/plugin/contract.ts';
 import type { Tensor } from '../src/inference/types.ts';
+import { DynamicBatcher } from '../src/inference/dynamic-batcher.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -31,6 +32,7 @@ const { values: args } = parseArgs({
     'delay-us': { type: 'string', default: '2000' },
     model: { type: 'string', default: 'both' },
     dense: { type: 'string', default: '256,512,256,10' },
+    control: { type: 'boolean', default: false },
   },
 });
 const CONCURRENCY = Number(args.concurrency);
@@ -156,4 +158,22 @@ for (const r of rows) {
 }
 console.log('');
 for (const n of notes) console.log(n);
+
+if (args.control) {
+  // The batcher alone: a batch function that holds the thread ~2 ms per full batch, as a compute kernel would.
+  const spin = (ms: number) => { const end = performance.now() + ms; while (performance.now() < end); };
+  const sizes: number[] = [];
+  const batcher = new DynamicBatcher<number, number>(async (xs) => { sizes.push(xs.length); spin(0.2 + xs.length * 0.028); return xs; },
+    { maxBatchSize: MAX_BATCH, maxQueueDelayMicros: DELAY_US, maxQueueSize: 100_000 });
+  const lat: number[] = [];
+  const end = performance.now() + SECONDS * 1000;
+  await Promise.all(Array.from({ length: CONCURRENCY }, async (_, k) => {
+    while (performance.now() < end) { const t = performance.now(); await batcher.submit(k); lat.push(performance.now() - t); }
+  }));
+  await batcher.close();
+  lat.sort((a, b) => a - b);
+  const full = sizes.filter((n) => n === MAX_BATCH).length;
+  const batchMs = 0.2 + MAX_BATCH * 0.028;
+  console.log(`- control, the batcher alone (batch function holding the thread ${batchMs.toFixed(2)} ms per batch of ${MAX_BATCH}), concurrency ${CONCURRENCY}: p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms vs bound batch + delay ${(batchMs + DELAY_US / 1000).toFixed(2)} ms; ${full} of ${sizes.length} batches full`);
+}
 for (const fn of closers.reverse()) await fn();

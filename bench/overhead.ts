@@ -13,7 +13,7 @@
  * requests on one keep-alive connection) and the p50 it adds over direct, and the RSS of the middle
  * process under load. Medians of RUNS runs, interleaved.
  *
- *   npx tsx bench/overhead.ts [--duration=6] [--runs=3] [--connections=32] [--no-portkey] [--only=c,d] [--profile] [--no-recording] [--no-build] [--settle=0]
+ *   npx tsx bench/overhead.ts [--duration=6] [--runs=3] [--connections=32] [--no-portkey] [--only=c,d] [--profile] [--no-recording] [--no-build]
  *   (GATEWAY_NODE_ARGS="--flag …" passes node/V8 flags to our gateway)
  *
  * Our gateway runs as shipped, per-inference records (router.recording) included; --no-recording turns
@@ -36,7 +36,6 @@ const DURATION = Number(arg('duration', '6'));
 const RUNS = Number(arg('runs', '3'));
 const CONNECTIONS = Number(arg('connections', '32'));
 const C1_REQUESTS = Number(arg('c1', '2000'));
-const SETTLE = Number(arg('settle', '0'));
 const ONLY = arg('only', 'a,b,c,d,e').split(',');
 const PORTKEY = !process.argv.includes('--no-portkey') && ONLY.includes('e');
 const PROFILE = process.argv.includes('--profile');
@@ -249,8 +248,6 @@ async function main(): Promise<void> {
       headers: { 'x-portkey-provider': 'openai', 'x-portkey-custom-host': upstreamV1, authorization: 'Bearer sk-unused' }, body: chatBody('fake-model'), expect: 'Hello, world!' });
   }
   for (const t of targets) await check(t);
-  // --settle=N: let every server idle N s first (V8 optimises the embedded database's wasm after start).
-  if (SETTLE > 0) await new Promise((r) => setTimeout(r, SETTLE * 1000));
 
   type Row = { rps: number[]; cpuUs: number[]; p50: number[]; p99: number[]; rss: number[]; c1p50: number[]; c1p99: number[]; errors: number };
   const rows = new Map<string, Row>(targets.map((t) => [t.key, { rps: [], cpuUs: [], p50: [], p99: [], rss: [], c1p50: [], c1p99: [], errors: 0 }]));
