@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import plugin, { type CharLmInstance } from './index.ts';
 import { CharTokenizer, sampleLogits, seededRandom, StopMatcher } from './char-lm.ts';
 import { testPluginContext } from '../../test/support/plugin-context.ts';
+import { AUTO_RUNTIME } from '../../test/support/tfjs-runtime.ts';
 import { McpError } from '../../src/errors.ts';
 import type { Backend, BackendCall, LoadedInstance } from '../../src/plugin/contract.ts';
 import type { InferenceChunk, InferenceInput } from '../../src/inference/types.ts';
@@ -38,7 +39,7 @@ describe('capibara-mini on the tfjs backend', () => {
     expect(inst.tasks).toEqual(['generate', 'chat']);
     expect(typeof inst.stream).toBe('function');
     expect(inst.signature?.inputs[0]).toMatchObject({ name: 'context', datatype: 'INT32', shape: [-1, 48] });
-    expect(inst.runtime).toBe('tfjs-wasm');
+    expect(inst.runtime).toBe(AUTO_RUNTIME);
   });
 
   it('generates recognisable text; same seed ⇒ same text, other seeds differ', async () => {

@@ -171,7 +171,7 @@ function devicesOf(rt: TfRuntime): DeviceInfo[] {
     memoryTotalBytes: totalmem(),
     memoryUsedBytes: rt.device === 'cpu' ? tf.memory().numBytes : process.memoryUsage().rss,
   }];
-  if (rt.name === 'tfjs-node-gpu') devices.push({ id: 'gpu:0', kind: 'gpu', name: 'CUDA device 0 (tfjs-node-gpu)', memoryUsedBytes: tf.memory().numBytes });
+  if (rt.device === 'gpu:0') devices.push({ id: 'gpu:0', kind: 'gpu', name: 'CUDA device 0 (tfjs-node-gpu)', memoryUsedBytes: tf.memory().numBytes });
   return devices;
 }
 

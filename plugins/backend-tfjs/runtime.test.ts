@@ -4,6 +4,12 @@ import pino from 'pino';
 import plugin from './index.ts';
 import { selectRuntime } from './runtime.ts';
 import { testPluginContext } from '../../test/support/plugin-context.ts';
+import { AUTO_RUNTIME, NATIVE_RUNTIMES } from '../../test/support/tfjs-runtime.ts';
+
+const ORDER = ['tfjs-node-gpu', 'tfjs-node', 'tfjs-wasm', 'tfjs-cpu'];
+/** The runtimes auto tries and skips before the one it picks here. */
+const SKIPPED = ORDER.slice(0, ORDER.indexOf(AUTO_RUNTIME));
+const CHOICE = { 'tfjs-node-gpu': 'tfjs-node-gpu', 'tfjs-node': 'tfjs-node', 'tfjs-wasm': 'wasm', 'tfjs-cpu': 'cpu' } as const;
 
 function memoryLogger(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
@@ -13,9 +19,14 @@ function memoryLogger(): { logger: pino.Logger; lines: Array<Record<string, unkn
 
 describe('tfjs runtime selection', () => {
   it('an explicit runtime that is not installed is a clear error', async () => {
-    await expect(selectRuntime('tfjs-node')).rejects.toThrow(/tfjs runtime 'tfjs-node' was requested but is not available \(tfjs-node: .*@tensorflow\/tfjs-node/);
-    await expect(selectRuntime('tfjs-node-gpu')).rejects.toThrow(/'tfjs-node-gpu' was requested but is not available/);
-    await expect(plugin.setup(testPluginContext('tfjs'), plugin.options.parse({ runtime: 'tfjs-node' }))).rejects.toThrow(/not available/);
+    const missing = NATIVE_RUNTIMES.filter((r) => !r.installed).map((r) => r.name);
+    // Only tfjs-node-gpu and tfjs-node are optional; on a host with both built there is nothing to refuse.
+    if (missing.length === 0) return;
+    for (const name of missing) {
+      const pkg = name === 'tfjs-node-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
+      await expect(selectRuntime(CHOICE[name])).rejects.toThrow(new RegExp(`tfjs runtime '${name}' was requested but is not available \\(${name}: .*(${pkg}|tfjs_binding)`));
+    }
+    await expect(plugin.setup(testPluginContext('tfjs'), plugin.options.parse({ runtime: CHOICE[missing[0]!] }))).rejects.toThrow(/not available/);
   });
 
   it('rejects unknown runtime names in the options', () => {
@@ -23,24 +34,27 @@ describe('tfjs runtime selection', () => {
     expect(plugin.options.parse({})).toEqual({ runtime: 'auto', batching: {} });
   });
 
-  it('auto tries tfjs-node-gpu, tfjs-node, then wasm; logs why each was skipped at debug', async () => {
+  it(`auto tries tfjs-node-gpu, tfjs-node, then wasm (here: ${AUTO_RUNTIME}); logs why each was skipped at debug`, async () => {
     const { logger, lines } = memoryLogger();
     const listeners = [process.listenerCount('uncaughtException'), process.listenerCount('unhandledRejection')];
     const rt = await selectRuntime('auto', logger);
-    expect(rt).toMatchObject({ name: 'tfjs-wasm', device: 'cpu', backend: 'wasm' });
-    expect(rt.tf.getBackend()).toBe('wasm');
-    expect(rt.skipped.map((s) => s.runtime)).toEqual(['tfjs-node-gpu', 'tfjs-node']);
+    const native = AUTO_RUNTIME === 'tfjs-node' || AUTO_RUNTIME === 'tfjs-node-gpu';
+    expect(rt).toMatchObject({ name: AUTO_RUNTIME, device: AUTO_RUNTIME === 'tfjs-node-gpu' ? expect.any(String) : 'cpu', backend: native ? 'tensorflow' : 'wasm' });
+    expect(rt.tf.getBackend()).toBe(native ? 'tensorflow' : 'wasm');
+    // Under tfjs-node the native TensorFlow version is reported.
+    if (native) expect(rt.version).toMatch(/^\d+\.\d+/);
+    expect(rt.skipped.map((s) => s.runtime)).toEqual(SKIPPED);
     const skipped = lines.filter((l) => l.msg === 'tfjs runtime unavailable, skipped');
-    expect(skipped.map((l) => [l.level, l.runtime])).toEqual([[20, 'tfjs-node-gpu'], [20, 'tfjs-node']]);
+    expect(skipped.map((l) => [l.level, l.runtime])).toEqual(SKIPPED.map((r) => [20, r]));
     expect(skipped.every((l) => typeof l.reason === 'string' && (l.reason as string).length > 0)).toBe(true);
-    expect(lines.some((l) => l.msg === 'tfjs runtime selected' && l.runtime === 'tfjs-wasm')).toBe(true);
+    expect(lines.some((l) => l.msg === 'tfjs runtime selected' && l.runtime === AUTO_RUNTIME)).toBe(true);
     // The wasm glue's process-wide rethrowing handlers are removed.
     expect([process.listenerCount('uncaughtException'), process.listenerCount('unhandledRejection')]).toEqual(listeners);
   });
 
   it('tfjs has one engine per process: auto and the same runtime reuse it, another explicit runtime is an error', async () => {
-    expect((await selectRuntime('auto')).name).toBe('tfjs-wasm');
-    expect((await selectRuntime('wasm')).name).toBe('tfjs-wasm');
-    await expect(selectRuntime('cpu')).rejects.toThrow(/already runs TensorFlow.js on 'tfjs-wasm'/);
+    expect((await selectRuntime('auto')).name).toBe(AUTO_RUNTIME);
+    expect((await selectRuntime(CHOICE[AUTO_RUNTIME])).name).toBe(AUTO_RUNTIME);
+    await expect(selectRuntime('cpu')).rejects.toThrow(new RegExp(`already runs TensorFlow.js on '${AUTO_RUNTIME}'`));
   });
 });

@@ -24,6 +24,8 @@ export interface TfRuntime {
   backend: string;
   /** The tfjs namespace to use. */
   tf: typeof tf;
+  /** The native TensorFlow version under tfjs-node(-gpu). */
+  version?: string | undefined;
   /** Runtimes tried before this one and why they were skipped. */
   skipped: Array<{ runtime: RuntimeName; reason: string }>;
 }
@@ -54,14 +56,23 @@ async function importOptional(specifier: string): Promise<unknown> {
   return import(/* @vite-ignore */ specifier);
 }
 
-async function tryRuntime(name: RuntimeName): Promise<Omit<TfRuntime, 'skipped' | 'tf'>> {
+/** `requireGpu`: tfjs-node-gpu was asked for by name, so running it on the CPU is a failure. */
+async function tryRuntime(name: RuntimeName, requireGpu: boolean): Promise<Omit<TfRuntime, 'skipped' | 'tf'>> {
   switch (name) {
     case 'tfjs-node-gpu':
     case 'tfjs-node': {
+      // libtensorflow logs to stderr from C++; keep its INFO/WARNING lines out of the gateway's log.
+      process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
       await importOptional(name === 'tfjs-node-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node');
       if (!(await tf.setBackend('tensorflow'))) throw new Error('the `tensorflow` backend failed to initialise');
       await tf.ready();
-      return { name, device: name === 'tfjs-node-gpu' ? 'gpu:0' : 'cpu', backend: 'tensorflow' };
+      const native = tf.backend() as unknown as { isUsingGpuDevice?: boolean; binding?: { TF_Version?: string } };
+      // tfjs-node-gpu runs on the CPU when TensorFlow finds no usable CUDA device: report that, never gpu:0.
+      const device = name === 'tfjs-node-gpu' && native.isUsingGpuDevice ? 'gpu:0' : 'cpu';
+      if (name === 'tfjs-node-gpu' && device === 'cpu' && requireGpu) {
+        throw new Error('tfjs-node-gpu loaded, but TensorFlow sees no CUDA device (driver, CUDA or cuDNN libraries missing)');
+      }
+      return { name, device, backend: 'tensorflow', version: native.binding?.TF_Version };
     }
     case 'tfjs-wasm': {
       const wasm = (await import('@tensorflow/tfjs-backend-wasm')) as typeof import('@tensorflow/tfjs-backend-wasm');
@@ -99,8 +110,9 @@ async function init(choice: RuntimeChoice, logger?: Logger): Promise<TfRuntime> 
   const skipped: TfRuntime['skipped'] = [];
   for (const name of candidates) {
     try {
-      const rt = await tryRuntime(name);
-      logger?.info({ runtime: rt.name, device: rt.device, backend: rt.backend }, 'tfjs runtime selected');
+      const rt = await tryRuntime(name, choice !== 'auto');
+      logger?.info({ runtime: rt.name, device: rt.device, backend: rt.backend, tensorflow: rt.version }, 'tfjs runtime selected');
+      if (rt.name === 'tfjs-node-gpu' && rt.device === 'cpu') logger?.warn('tfjs-node-gpu is installed but TensorFlow sees no CUDA device: models run on the CPU');
       return { ...rt, tf, skipped };
     } catch (err) {
       const reason = err instanceof Error ? err.message.split('\n')[0]! : String(err);

@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import plugin, { fileSaveHandler, type TfjsInstance } from './index.ts';
 import { testPluginContext } from '../../test/support/plugin-context.ts';
+import { AUTO_RUNTIME } from '../../test/support/tfjs-runtime.ts';
 import { McpError } from '../../src/errors.ts';
 import type { Backend, BackendCall, InstanceSpec } from '../../src/plugin/contract.ts';
 import type { Tensor } from '../../src/inference/types.ts';
@@ -96,9 +97,9 @@ afterAll(async () => {
 });
 
 describe('tfjs backend: tensor models', () => {
-  it('picks the fastest available runtime here (wasm) and reports it with the device', async () => {
+  it('picks the first runtime installed here (tfjs-node, else wasm) and reports it with the device', async () => {
     const inst = await backend.load(spec(denseDir), new AbortController().signal);
-    expect(inst.runtime).toBe('tfjs-wasm');
+    expect(inst.runtime).toBe(AUTO_RUNTIME);
     expect(inst.device).toBe('cpu');
     expect(inst.tasks).toEqual(['tensor']);
     await inst.unload();

@@ -9,7 +9,7 @@ function gatherRows(table: number[], rowSize: number, ids: number[]): number[] {
 
 describe('row gather on the wasm backend (Embedding lookups)', () => {
   it('is installed in front of GatherV2 and gives what a row-by-row gather gives, for any shapes and dtypes', async () => {
-    const { tf, name } = await selectRuntime('auto');
+    const { tf, name } = await selectRuntime('wasm');
     expect(name).toBe('tfjs-wasm');
     expect((tf.getKernel('GatherV2', 'wasm') as { rowGather?: true }).rowGather).toBe(true);
     const before = tf.memory().numTensors;
@@ -36,7 +36,7 @@ describe('row gather on the wasm backend (Embedding lookups)', () => {
   });
 
   it('refuses an index out of range like the original kernel, and leaves other axes to it', async () => {
-    const { tf } = await selectRuntime('auto');
+    const { tf } = await selectRuntime('wasm');
     const before = tf.memory().numTensors;
     tf.tidy(() => {
       const table = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
