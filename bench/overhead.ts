@@ -7,6 +7,7 @@
  *   (c) our GraphQL `infer`, api-key auth on        (d) our /v1/chat/completions, api-key auth on
  *       (c and d: the compiled CLI, built first unless --no-build, as deployed)
  *   (e) Portkey AI gateway 1.15.2 (installed into bench/.out/portkey on first run)
+ *   (f) bare node:http + undici.request proxy (the floor of the OpenAI path)
  *
  * Per target: req/s, CPU µs per request of the process in the middle (/proc/<pid>/stat utime+stime
  * over the run), req/s per core (1e6 / CPU µs), p50/p99 under load, p50 at concurrency 1 (sequential
@@ -36,7 +37,7 @@ const DURATION = Number(arg('duration', '6'));
 const RUNS = Number(arg('runs', '3'));
 const CONNECTIONS = Number(arg('connections', '32'));
 const C1_REQUESTS = Number(arg('c1', '2000'));
-const ONLY = arg('only', 'a,b,c,d,e').split(',');
+const ONLY = arg('only', 'a,b,c,d,e,f').split(',');
 const PORTKEY = !process.argv.includes('--no-portkey') && ONLY.includes('e');
 const PROFILE = process.argv.includes('--profile');
 const RECORDING = !process.argv.includes('--no-recording');
@@ -230,6 +231,11 @@ async function main(): Promise<void> {
     const floor = await startNode('bench/overhead/floor.ts', { UPSTREAM_URL: upstreamV1 });
     targets.push({ key: 'b', label: '(b) graphql-yoga + undici.request (floor)', pid: floor.child.pid!, url: `http://127.0.0.1:${floor.port}/graphql`, headers: {},
       body: JSON.stringify({ query: 'mutation { infer(model: "fake-model", prompt: "hi") { text } }' }), expect: 'Hello, world!' });
+  }
+  if (ONLY.includes('f')) {
+    const proxy = await startNode('bench/overhead/proxy-floor.ts', { UPSTREAM_URL: upstreamV1 });
+    targets.push({ key: 'f', label: '(f) node:http + undici.request proxy (floor)', pid: proxy.child.pid!, url: `http://127.0.0.1:${proxy.port}/v1/chat/completions`, headers: {},
+      body: chatBody('fake-model'), expect: 'Hello, world!' });
   }
   if (ONLY.includes('c') || ONLY.includes('d')) {
     // With DATABASE_URL: a throwaway database, so the seeded model points at this run's upstream.

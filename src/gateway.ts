@@ -58,7 +58,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     // Storage and plugins start side by side (plugins do not use storage; a new PGlite folder is
     // made in a child process, so that overlaps the runtimes' start-up on another core).
     const [db, pluginHost] = await Promise.allSettled([
-      openDatabase({ url: config.storage.url, dataDir, inMemory: config.storage.inMemory }),
+      openDatabase({ url: config.storage.url, dataDir, inMemory: config.storage.inMemory, pgliteOptimize: config.storage.pgliteOptimize }),
       PluginHost.start({ entries: config.plugins, defaultPlugins: config.defaultPlugins, baseDir, logger, dataDir, metrics: metricsRegistry }),
     ]);
     if (db.status === 'fulfilled') closers.push(() => db.value.close());

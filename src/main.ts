@@ -7,6 +7,7 @@ import { openDatabase } from './db/client.ts';
 import { isMcpError } from './errors.ts';
 import { createGateway } from './gateway.ts';
 import { createLogger } from './logging.ts';
+import { applyNodeTuning } from './node-tuning.ts';
 import { PACKAGE_ROOT } from './package-root.ts';
 
 const USAGE = `capibara-mcp <command> [--config FILE]
@@ -36,8 +37,10 @@ async function main(argv: string[]): Promise<number> {
   switch (`${cmd}${sub ? ` ${sub}` : ''}`) {
     case 'start': {
       const loaded = loadConfig({ file: values.config });
+      const tuning = applyNodeTuning(loaded.config.node);
       const gateway = await createGateway({ config: loaded.config, baseDir: loaded.baseDir });
       const logger = gateway.services.logger;
+      if (tuning.length) logger.debug({ flags: tuning }, 'V8 flags applied');
       let stopping = false;
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {

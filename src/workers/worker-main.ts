@@ -17,6 +17,7 @@ import { Registry } from 'prom-client';
 import { request } from 'undici';
 import WebSocket from 'ws';
 import { loadConfig } from '../config/loader.ts';
+import { applyNodeTuning } from '../node-tuning.ts';
 import type { Config, WorkerModel } from '../config/schema.ts';
 import { ERROR_CODES, McpError, toMcpError, type ErrorCode } from '../errors.ts';
 import type { InferenceChunk, InferenceInput } from '../inference/types.ts';
@@ -380,6 +381,7 @@ export async function runWorker(opts: RunWorkerOptions): Promise<number> {
     overrides['worker.port'] = p;
   }
   const loaded = loadConfig({ file: opts.configFile, overrides });
+  applyNodeTuning(loaded.config.node);
   const logger = createLogger(loaded.config.log.level, 'capibara-mcp-worker');
   const worker = await startWorker({ config: loaded.config, baseDir: loaded.baseDir, logger });
   await new Promise<void>((resolveStop) => {
