@@ -11,9 +11,10 @@ const ECHO = [{ use: './examples/capibara-plugin-echo' }];
 const REGISTER = 'mutation { registerModel(input: { id: "kept", task: GENERATE, versions: [{ version: "v1", instances: [{ backend: "echo" }] }] }) { id } }';
 
 describe('persistence and lifecycle', () => {
-  it('keeps models across restarts on PGlite (data folder) and loads their instances again', async () => {
+  it('keeps models across restarts on PGlite (data folder) and loads their instances again, whichever V8 tier runs PGlite', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'mcp-data-'));
-    const first = await startTestGateway({ plugins: ECHO, storage: { dataDir, inMemory: false } });
+    // storage.pgliteOptimize changes how PostgreSQL's wasm is compiled, never what is stored.
+    const first = await startTestGateway({ plugins: ECHO, storage: { dataDir, inMemory: false, pgliteOptimize: true } });
     await first.gql(REGISTER);
     await first.close();
     const second = await startTestGateway({ plugins: ECHO, storage: { dataDir, inMemory: false } });
