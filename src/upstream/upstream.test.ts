@@ -10,6 +10,7 @@ import { UpstreamClient, joinUrl } from './client.ts';
 import { upstreamPluginOptions } from './options.ts';
 import { startFakeOpenAI, type FakeOpenAIServer } from '../../test/support/fake-openai-server.ts';
 import { startFaultProxy, type FaultProxy } from '../../test/support/fault-proxy.ts';
+import { listenOnLoopback, type LoopbackServer } from '../../test/support/loopback-server.ts';
 
 async function* chunks(parts: Array<string | Uint8Array>): AsyncGenerator<string | Uint8Array> { for (const p of parts) yield p; }
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> { const out: T[] = []; for await (const x of it) out.push(x); return out; }
@@ -180,5 +181,39 @@ describe('UpstreamClient against real loopback servers', () => {
     expect(e.code).toBe('MCP_CANCELLED');
     await expect.poll(() => fake.aborted, { timeout: 2000, interval: 20 }).toBe(abortedBefore + 1);
     fake.setBehavior({});
+  });
+});
+
+describe('UpstreamClient: answers it cannot use', () => {
+  let server: LoopbackServer;
+  let client: UpstreamClient;
+  const big = 'x'.repeat(300 * 1024);
+  beforeAll(async () => {
+    server = await listenOnLoopback((req, res) => {
+      if (req.url === '/big') { res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ big })); return; }
+      if (req.url === '/big-error') { res.writeHead(500, { 'content-type': 'text/plain' }); res.end(`model crashed: ${big}`); return; }
+      if (req.url === '/not-json') { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"half": '); return; }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"ok":true}');
+    });
+    client = new UpstreamClient({ maxResponseBytes: 100 * 1024, timeouts: { totalMs: 2000 } });
+  });
+  afterAll(async () => { await client.close(); await server.close(); });
+
+  it('refuses a 2xx answer larger than maxResponseBytes, and keeps working', async () => {
+    const e = await rejection(client.json({ url: `${server.origin}/big`, call: call() }));
+    expect([e.code, e.details?.limitBytes]).toEqual(['MCP_UPSTREAM_ERROR', 100 * 1024]);
+    expect((await client.json<{ ok: boolean }>({ url: `${server.origin}/ok`, call: call() })).data).toEqual({ ok: true });
+  });
+
+  it('maps an error answer from its first 64 KiB without reading the rest', async () => {
+    const e = await rejection(client.json({ url: `${server.origin}/big-error`, call: call() }));
+    expect([e.code, e.details?.status]).toEqual(['MCP_UPSTREAM_ERROR', 500]);
+    expect(e.message.startsWith('model crashed: xxx')).toBe(true);
+  });
+
+  it('says so when a 2xx answer is not JSON', async () => {
+    const e = await rejection(client.json({ url: `${server.origin}/not-json`, call: call() }));
+    expect([e.code, e.details?.status]).toEqual(['MCP_UPSTREAM_ERROR', 200]);
   });
 });
