@@ -1,25 +1,16 @@
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { GraphQLError, type ExecutionArgs } from 'graphql';
-import type { Logger } from 'pino';
 import { createYoga, type GraphiQLOptions, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { McpError, isMcpError } from '../errors.ts';
-import { authRequestOf, requestIdOf } from '../http/common.ts';
+import { authRequestOf, readBody, requestIdOf } from '../http/common.ts';
+import { eligible, serve, type GraphQLServerContext } from './json-post.ts';
 import type { Services } from '../services.ts';
 import type { GraphQLContext } from './context.ts';
 import { buildSchema } from './schema.ts';
 
-interface ServerContext {
-  req: IncomingMessage;
-  /** Set by the HTTP server (the same id as its access log and x-request-id). */
-  requestId?: string;
-  /** The request's logger, from the HTTP server. */
-  logger?: Logger;
-  /** Set for graphql-ws operations. */
-  connectionParams?: Record<string, unknown>;
-  signal?: AbortSignal;
-}
+type ServerContext = GraphQLServerContext;
 
 /** Converts our errors to GraphQL errors with `extensions.code`; masks everything else (logged with the request id). */
 function maskError(services: Services) {
@@ -79,12 +70,19 @@ function renderOfflineGraphiQL(options: GraphiQLOptions): Promise<string> {
 
 export interface GraphQLServer {
   yoga: YogaServerInstance<ServerContext, GraphQLContext>;
+  /**
+   * Serves a /graphql request (its declared size already checked): plain JSON POSTs directly
+   * through the envelop pipeline (json-post.ts), everything else through Yoga.
+   */
+  handle(req: IncomingMessage, res: ServerResponse, ctx: ServerContext): Promise<void>;
   /** Serves graphql-ws on the same server and path; returns a closer. */
   attachWebSocket(server: Server): { close(): Promise<void> };
 }
 
 export function createGraphQLServer(services: Services): GraphQLServer {
   const schema = buildSchema();
+  const mask = maskError(services);
+  const corsEnabled = services.config.server.corsOrigins.length > 0;
   const yoga = createYoga<ServerContext, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -95,7 +93,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
     maxRequestBodySize: false,
     cors: services.config.server.corsOrigins.length ? { origin: services.config.server.corsOrigins, credentials: true } : false,
     logging: false,
-    maskedErrors: { maskError: maskError(services) },
+    maskedErrors: { maskError: mask },
     plugins: [useCodedValidationErrors()],
     context: async ({ req, requestId: givenId, logger, connectionParams, signal }) => {
       const headers = { ...(req.headers as Record<string, string | undefined>), ...headersFromConnectionParams(connectionParams) };
@@ -117,6 +115,11 @@ export function createGraphQLServer(services: Services): GraphQLServer {
 
   return {
     yoga,
+    async handle(req, res, ctx) {
+      if (!eligible(req, corsEnabled)) return yoga(req, res, ctx);
+      const raw = await readBody(req, services.config.server.maxBodyBytes);
+      return serve(yoga, mask, raw, res, ctx);
+    },
     attachWebSocket(server) {
       const wss = new WebSocketServer({ server, path: '/graphql', maxPayload: 1024 * 1024 });
       const disposable = useServer<Record<string, unknown>, { request: IncomingMessage }>({

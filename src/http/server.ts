@@ -77,7 +77,7 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
         return sendJson(res, rejected.status, { errors: [{ message: rejected.message, extensions: { code: rejected.code } }] }, { connection: 'close' });
       }
       // The signal reaches resolvers: a client hanging up aborts the upstream call or stream.
-      await graphql.yoga(req, res, { req, requestId, signal: clientGone(req, res) });
+      await graphql.handle(req, res, { req, requestId, logger, signal: clientGone(req, res) });
       return;
     }
     const adapter = mounted.find((a) => path.startsWith(a.prefix));

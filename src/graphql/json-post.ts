@@ -1,0 +1,114 @@
+/**
+ * Plain JSON POSTs to /graphql (a query or mutation, answered as JSON) served straight through
+ * the envelop pipeline Yoga builds: the same schema, plugins, context, error masking, parser and
+ * validation caches, and Yoga's own result processor for status, headers and body. What it
+ * skips is Yoga's Fetch-API layer (a web Request and Response around every call), about a third
+ * of the CPU of a small request (bench/overhead.ts, rows b and c). Everything else (GET,
+ * GraphiQL, SSE and multipart answers, subscriptions, CORS, batches, unusual parameters, bodies
+ * that are not JSON) goes to Yoga: `eligible` decides from the headers alone, and `serve`
+ * hands a request whose body it cannot run to Yoga's fetch entry with the body it read.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { getOperationAST, type DocumentNode, type ExecutionResult, type GraphQLError } from 'graphql';
+import { processRegularResult, type YogaServerInstance } from 'graphql-yoga';
+import type { Logger } from 'pino';
+import type { GraphQLContext } from './context.ts';
+
+/** What the HTTP server passes to Yoga as its server context. */
+export interface GraphQLServerContext {
+  req: IncomingMessage;
+  requestId?: string;
+  logger?: Logger;
+  connectionParams?: Record<string, unknown>;
+  signal?: AbortSignal;
+}
+
+type Yoga = YogaServerInstance<GraphQLServerContext, GraphQLContext>;
+
+/** Requests this module ran itself and those it handed to Yoga after reading the body (tests read them). */
+export const jsonPostStats = { direct: 0, handedToYoga: 0 };
+
+/** The JSON media type the answer gets (Yoga's choice for the same Accept), or undefined: not ours. */
+function acceptedJson(accept: string | undefined): 'application/json' | 'application/graphql-response+json' | undefined {
+  if (accept === undefined || accept === '' || accept === '*/*') return 'application/json';
+  const type = accept.split(';', 1)[0]!.trim().toLowerCase();
+  if (type === 'application/json' && !accept.includes(',')) return 'application/json';
+  if (type === 'application/graphql-response+json' && !accept.includes(',')) return 'application/graphql-response+json';
+  return undefined;
+}
+
+/** Whether the headers allow the direct path: a JSON POST that wants a JSON answer. */
+export function eligible(req: IncomingMessage, corsEnabled: boolean): boolean {
+  if (req.method !== 'POST' || corsEnabled || req.headers.origin !== undefined) return false;
+  const type = req.headers['content-type'];
+  if (!type || !/^application\/json\s*(;|$)/i.test(type)) return false;
+  return acceptedJson(req.headers.accept) !== undefined;
+}
+
+interface Params { query: string; variables?: Record<string, unknown>; operationName?: string }
+
+/** The body as GraphQL-over-HTTP parameters we can run directly, or undefined (Yoga decides). */
+function paramsOf(body: unknown): Params | undefined {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  const b = body as Record<string, unknown>;
+  for (const k of Object.keys(b)) if (k !== 'query' && k !== 'variables' && k !== 'operationName' && k !== 'extensions') return undefined;
+  if (typeof b.query !== 'string') return undefined;
+  if (b.variables != null && (typeof b.variables !== 'object' || Array.isArray(b.variables))) return undefined;
+  if (b.operationName != null && typeof b.operationName !== 'string') return undefined;
+  if (b.extensions != null && (typeof b.extensions !== 'object' || Array.isArray(b.extensions))) return undefined;
+  return { query: b.query, variables: (b.variables ?? undefined) as Record<string, unknown> | undefined, operationName: (b.operationName ?? undefined) as string | undefined };
+}
+
+async function send(res: ServerResponse, response: Response): Promise<void> {
+  const body = await response.text();
+  const headers: Record<string, string> = {};
+  response.headers.forEach((v, k) => { headers[k] = v; });
+  headers['content-length'] = String(Buffer.byteLength(body));
+  res.writeHead(response.status, headers);
+  res.end(body);
+}
+
+/**
+ * Serves one eligible request whose body has been read (`raw`, at most the body limit).
+ * `mask` is Yoga's maskedErrors function: an error thrown while building the context or
+ * executing becomes the same GraphQL error Yoga would answer.
+ */
+export async function serve(yoga: Yoga, mask: (error: unknown) => Error, raw: Buffer, res: ServerResponse, ctx: GraphQLServerContext): Promise<void> {
+  const text = raw.toString('utf8');
+  let params: Params | undefined;
+  try { params = paramsOf(JSON.parse(text)); } catch { params = undefined; }
+  const { parse, validate, contextFactory, execute, schema } = yoga.getEnveloped(ctx);
+  let document: DocumentNode | undefined;
+  let errors: readonly Error[] = [];
+  if (params) {
+    try {
+      document = parse(params.query) as DocumentNode;
+    } catch {
+      document = undefined; // Yoga reports the syntax error, in its own shape
+    }
+    if (document) {
+      errors = validate(schema, document);
+      const op = errors.length ? undefined : getOperationAST(document, params.operationName);
+      if (!op || op.operation === 'subscription') document = undefined;
+    }
+  }
+  if (!params || !document || errors.length) {
+    // Not a plain query/mutation we can run: Yoga answers, with the body it would have read.
+    jsonPostStats.handedToYoga++;
+    const url = `http://${ctx.req.headers.host ?? 'localhost'}${ctx.req.url ?? '/graphql'}`;
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(ctx.req.headers)) if (typeof v === 'string') headers[k] = v;
+    return send(res, await yoga.fetch(url, { method: 'POST', headers, body: text }, ctx));
+  }
+  jsonPostStats.direct++;
+  let result: ExecutionResult;
+  try {
+    result = await execute({
+      schema, document, variableValues: params.variables, operationName: params.operationName,
+      contextValue: await contextFactory(),
+    }) as ExecutionResult;
+  } catch (err) {
+    result = { errors: [mask(err) as GraphQLError] };
+  }
+  await send(res, await processRegularResult(result, yoga.fetchAPI, acceptedJson(ctx.req.headers.accept)!));
+}
