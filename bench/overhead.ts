@@ -8,6 +8,8 @@
  *       (c and d: the compiled CLI, built first unless --no-build, as deployed)
  *   (e) Portkey AI gateway 1.15.2 (installed into bench/.out/portkey on first run)
  *   (f) bare node:http + undici.request proxy (the floor of the OpenAI path)
+ *   (g) our GraphQL `infer` through Yoga's HTTP layer: the request of (c) with an Accept header
+ *       the direct JSON-POST path leaves to Yoga (src/graphql/json-post.ts), same gateway as (c)
  *
  * Per target: req/s, CPU µs per request of the process in the middle (/proc/<pid>/stat utime+stime
  * over the run), req/s per core (1e6 / CPU µs), p50/p99 under load, p50 at concurrency 1 (sequential
@@ -37,7 +39,7 @@ const DURATION = Number(arg('duration', '6'));
 const RUNS = Number(arg('runs', '3'));
 const CONNECTIONS = Number(arg('connections', '32'));
 const C1_REQUESTS = Number(arg('c1', '2000'));
-const ONLY = arg('only', 'a,b,c,d,e,f').split(',');
+const ONLY = arg('only', 'a,b,c,d,e,f').split(','); // (g) runs when asked for: --only=a,c,g
 const PORTKEY = !process.argv.includes('--no-portkey') && ONLY.includes('e');
 const PROFILE = process.argv.includes('--profile');
 const RECORDING = !process.argv.includes('--no-recording');
@@ -237,13 +239,16 @@ async function main(): Promise<void> {
     targets.push({ key: 'f', label: '(f) node:http + undici.request proxy (floor)', pid: proxy.child.pid!, url: `http://127.0.0.1:${proxy.port}/v1/chat/completions`, headers: {},
       body: chatBody('fake-model'), expect: 'Hello, world!' });
   }
-  if (ONLY.includes('c') || ONLY.includes('d')) {
+  if (ONLY.includes('c') || ONLY.includes('d') || ONLY.includes('g')) {
     // With DATABASE_URL: a throwaway database, so the seeded model points at this run's upstream.
     const db = process.env.DATABASE_URL ? await createTestDatabase() : undefined;
     if (db) cleanups.push(() => db.drop());
     const gw = await startGateway({ upstreamV1, keySha256: sha256, databaseUrl: db?.url });
     const auth = { authorization: `Bearer ${key}` };
     if (ONLY.includes('c')) targets.push({ key: 'c', label: '(c) capibara GraphQL infer, api-key on', pid: gw.child.pid!, url: `http://127.0.0.1:${gw.port}/graphql`, headers: auth,
+      body: JSON.stringify({ query: 'mutation { infer(model: "chat-model", input: { messages: [{ role: "user", content: "hi" }] }) { text } }' }), expect: 'Hello, world!' });
+    if (ONLY.includes('g')) targets.push({ key: 'g', label: '(g) capibara GraphQL infer via Yoga\'s HTTP layer, api-key on', pid: gw.child.pid!, url: `http://127.0.0.1:${gw.port}/graphql`,
+      headers: { ...auth, accept: 'application/json, text/plain;q=0.1' },
       body: JSON.stringify({ query: 'mutation { infer(model: "chat-model", input: { messages: [{ role: "user", content: "hi" }] }) { text } }' }), expect: 'Hello, world!' });
     if (ONLY.includes('d')) targets.push({ key: 'd', label: '(d) capibara /v1/chat/completions, api-key on', pid: gw.child.pid!, url: `http://127.0.0.1:${gw.port}/v1/chat/completions`, headers: auth,
       body: chatBody('chat-model'), expect: 'Hello, world!' });

@@ -2,8 +2,8 @@
  * Plain JSON POSTs to /graphql (a query or mutation, answered as JSON) served straight through
  * the envelop pipeline Yoga builds: the same schema, plugins, context, error masking, parser and
  * validation caches, and Yoga's own result processor for status, headers and body. What it
- * skips is Yoga's Fetch-API layer (a web Request and Response around every call), about a third
- * of the CPU of a small request (bench/overhead.ts, rows b and c). Everything else (GET,
+ * skips is Yoga's Fetch-API layer (a web Request and Response around every call): about 30% of
+ * the CPU of a small request (bench/RESULTS.md, the GraphQL row before and after). Everything else (GET,
  * GraphiQL, SSE and multipart answers, subscriptions, CORS, batches, unusual parameters, bodies
  * that are not JSON) goes to Yoga: `eligible` decides from the headers alone, and `serve`
  * hands a request whose body it cannot run to Yoga's fetch entry with the body it read.
