@@ -4,7 +4,7 @@ import { createYoga, type GraphiQLOptions, type Plugin, type YogaServerInstance 
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { McpError, isMcpError } from '../errors.ts';
-import { authRequestOf, readBody, requestIdOf } from '../http/common.ts';
+import { authRequestOf, readBody, requestIdOf, sendJson } from '../http/common.ts';
 import { eligible, serve, type GraphQLServerContext } from './json-post.ts';
 import type { Services } from '../services.ts';
 import type { GraphQLContext } from './context.ts';
@@ -117,7 +117,14 @@ export function createGraphQLServer(services: Services): GraphQLServer {
     yoga,
     async handle(req, res, ctx) {
       if (!eligible(req, corsEnabled)) return yoga(req, res, ctx);
-      const raw = await readBody(req, services.config.server.maxBodyBytes);
+      let raw: Buffer;
+      try {
+        raw = await readBody(req, services.config.server.maxBodyBytes);
+      } catch (err) {
+        // A body over the limit (whatever Content-Length said) or cut off: a GraphQL-shaped error.
+        const e = err instanceof McpError ? err : new McpError('MCP_BAD_REQUEST', 'could not read the body');
+        return sendJson(res, e.status, { errors: [{ message: e.message, extensions: { code: e.code } }] }, { connection: 'close' });
+      }
       return serve(yoga, mask, raw, res, ctx);
     },
     attachWebSocket(server) {
