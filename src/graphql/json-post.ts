@@ -14,12 +14,16 @@ import { processRegularResult, type YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { GraphQLContext } from './context.ts';
 
-/** What the HTTP server passes to Yoga as its server context. */
+/** What the HTTP server (and graphql-ws) passes to Yoga as its server context. */
 export interface GraphQLServerContext {
   req: IncomingMessage;
+  /** Set by the HTTP server (the same id as its access log and x-request-id). */
   requestId?: string;
+  /** The request's logger, from the HTTP server. */
   logger?: Logger;
+  /** Set for graphql-ws operations. */
   connectionParams?: Record<string, unknown>;
+  /** Aborts when the client goes away. */
   signal?: AbortSignal;
 }
 

@@ -10,7 +10,6 @@ import type { Services } from '../services.ts';
 import type { GraphQLContext } from './context.ts';
 import { buildSchema } from './schema.ts';
 
-type ServerContext = GraphQLServerContext;
 
 /** Converts our errors to GraphQL errors with `extensions.code`; masks everything else (logged with the request id). */
 function maskError(services: Services) {
@@ -69,12 +68,12 @@ function renderOfflineGraphiQL(options: GraphiQLOptions): Promise<string> {
 }
 
 export interface GraphQLServer {
-  yoga: YogaServerInstance<ServerContext, GraphQLContext>;
+  yoga: YogaServerInstance<GraphQLServerContext, GraphQLContext>;
   /**
    * Serves a /graphql request (its declared size already checked): plain JSON POSTs directly
    * through the envelop pipeline (json-post.ts), everything else through Yoga.
    */
-  handle(req: IncomingMessage, res: ServerResponse, ctx: ServerContext): Promise<void>;
+  handle(req: IncomingMessage, res: ServerResponse, ctx: GraphQLServerContext): Promise<void>;
   /** Serves graphql-ws on the same server and path; returns a closer. */
   attachWebSocket(server: Server): { close(): Promise<void> };
 }
@@ -83,7 +82,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
   const schema = buildSchema();
   const mask = maskError(services);
   const corsEnabled = services.config.server.corsOrigins.length > 0;
-  const yoga = createYoga<ServerContext, GraphQLContext>({
+  const yoga = createYoga<GraphQLServerContext, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
     graphiql: services.config.server.playground ? { title: 'Capibara MCP', subscriptionsProtocol: 'WS' } : false,
