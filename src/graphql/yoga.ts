@@ -43,13 +43,27 @@ function headersFromConnectionParams(params: Record<string, unknown> | undefined
   return out;
 }
 
-/** Parse and validation errors carry MCP_BAD_REQUEST like every other client error (GraphQL's own code kept as `graphqlCode`). */
+/**
+ * Parse, validation and request errors carry MCP_BAD_REQUEST like every other client error
+ * (GraphQL's or Yoga's own code kept as `graphqlCode`).
+ */
 function useCodedValidationErrors(): Plugin {
   const recode = (e: GraphQLError, graphqlCode: string) => new GraphQLError(e.message, {
     nodes: e.nodes, source: e.source, positions: e.positions, path: e.path,
     extensions: { ...e.extensions, code: 'MCP_BAD_REQUEST', graphqlCode, http: { status: 400 } },
   });
+  /** Yoga's HTTP-level errors (invalid JSON, batches, bad parameters): code BAD_REQUEST, sometimes the parser's error attached. */
+  const recodeRequestError = (e: unknown): unknown => {
+    if (!(e instanceof GraphQLError) || e.extensions?.code !== 'BAD_REQUEST') return e;
+    const { originalError: _dropped, http, ...extensions } = e.extensions as Record<string, unknown> & { http?: { status?: number } };
+    // Yoga answers these 400 (its `http.spec` flag would let an application/json answer say 200).
+    return new GraphQLError(e.message, { extensions: { ...extensions, code: 'MCP_BAD_REQUEST', graphqlCode: 'BAD_REQUEST', http: { status: http?.status ?? 400 } } });
+  };
   return {
+    onResultProcess: ({ result, setResult }) => {
+      if (Array.isArray(result) || !('errors' in result) || !result.errors?.length) return;
+      setResult({ ...result, errors: result.errors.map(recodeRequestError) as GraphQLError[] });
+    },
     onValidate: () => ({ result, setResult }) => {
       if (result.length) setResult(result.map((e) => recode(e, 'GRAPHQL_VALIDATION_FAILED')));
     },

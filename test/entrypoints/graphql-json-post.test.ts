@@ -68,4 +68,16 @@ describe('JSON POSTs to /graphql: the direct path answers as Yoga does', () => {
     // Yoga gives the same for the same Accept (with a parameter it leaves to Yoga).
     expect(await post(body, 'application/graphql-response+json; q=1, text/plain;q=0.1', admin.key)).toEqual(direct);
   });
+
+  it('answers requests it cannot run with 400 and MCP_BAD_REQUEST, whichever path reads them', async () => {
+    for (const body of ['{"query": ', '[{"query": "{ __typename }"}]', '{"query": 42}', '{"query": "{ __typename }", "variables": "x"}', '{}', '{"query": "{ model("}']) {
+      for (const accept of ['application/json', 'application/json, text/plain;q=0.1']) {
+        const r = await post(body, accept, admin.key);
+        expect(r.status, `${body} (${accept})`).toBe(400);
+        const errors = (r.json as { errors: Array<{ extensions: Record<string, unknown> }> }).errors;
+        expect(errors.map((e) => e.extensions.code)).toEqual(['MCP_BAD_REQUEST']);
+        expect(errors[0]!.extensions).not.toHaveProperty('originalError');
+      }
+    }
+  });
 });
