@@ -28,7 +28,7 @@ const CASES = { memory: 'in memory', create: 'create folder here', open: 'open e
 type Case = keyof typeof CASES;
 const OPTIONS = { postgresqlconf: ['shared_buffers=16MB'] };
 const rssMB = () => Math.round(process.memoryUsage().rss / 1e6);
-const rssMb = rssMB;
+
 
 async function measure(which: Case, dir: string): Promise<{ beforeMB: number; peakMB: number; afterMB: number }> {
   const before = rssMB();
@@ -65,9 +65,9 @@ async function load(optimize: boolean, dir: string, seconds: number): Promise<{ 
     await db.db.execute(sql`select count(*), max(b) from t where b between ${n % 1000} and ${(n % 1000) + 20}`);
     queries += 15;
   }
-  const rssMB = rssMb();
+  const rss = rssMB();
   await db.close();
-  return { qps: queries / seconds, rssMB };
+  return { qps: queries / seconds, rssMB: rss };
 }
 
 const [mode, dir, extra] = positionals as [string | undefined, string | undefined, string | undefined];

@@ -2,14 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import plugin from './index.ts';
-import { selectRuntime } from './runtime.ts';
+import { CHOICE_TO_NAME, RUNTIME_ORDER, selectRuntime, type RuntimeChoice, type RuntimeName } from './runtime.ts';
 import { testPluginContext } from '../../test/support/plugin-context.ts';
 import { AUTO_RUNTIME, NATIVE_RUNTIMES } from '../../test/support/tfjs-runtime.ts';
 
-const ORDER = ['tfjs-node-gpu', 'tfjs-node', 'tfjs-wasm', 'tfjs-cpu'];
 /** The runtimes auto tries and skips before the one it picks here. */
-const SKIPPED = ORDER.slice(0, ORDER.indexOf(AUTO_RUNTIME));
-const CHOICE = { 'tfjs-node-gpu': 'tfjs-node-gpu', 'tfjs-node': 'tfjs-node', 'tfjs-wasm': 'wasm', 'tfjs-cpu': 'cpu' } as const;
+const SKIPPED = RUNTIME_ORDER.slice(0, RUNTIME_ORDER.indexOf(AUTO_RUNTIME));
+/** The explicit choice that names a runtime. */
+const choiceOf = (name: RuntimeName) => (Object.keys(CHOICE_TO_NAME) as Array<Exclude<RuntimeChoice, 'auto'>>).find((c) => CHOICE_TO_NAME[c] === name)!;
+const MISSING = NATIVE_RUNTIMES.filter((r) => !r.installed).map((r) => r.name);
 
 function memoryLogger(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
@@ -18,15 +19,13 @@ function memoryLogger(): { logger: pino.Logger; lines: Array<Record<string, unkn
 }
 
 describe('tfjs runtime selection', () => {
-  it('an explicit runtime that is not installed is a clear error', async () => {
-    const missing = NATIVE_RUNTIMES.filter((r) => !r.installed).map((r) => r.name);
-    // Only tfjs-node-gpu and tfjs-node are optional; on a host with both built there is nothing to refuse.
-    if (missing.length === 0) return;
-    for (const name of missing) {
+  // Only tfjs-node-gpu and tfjs-node are optional; on a host with both built there is nothing to refuse.
+  it.runIf(MISSING.length > 0)('an explicit runtime that is not installed is a clear error', async () => {
+    for (const name of MISSING) {
       const pkg = name === 'tfjs-node-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
-      await expect(selectRuntime(CHOICE[name])).rejects.toThrow(new RegExp(`tfjs runtime '${name}' was requested but is not available \\(${name}: .*(${pkg}|tfjs_binding)`));
+      await expect(selectRuntime(choiceOf(name))).rejects.toThrow(new RegExp(`tfjs runtime '${name}' was requested but is not available \\(${name}: .*(${pkg}|tfjs_binding)`));
     }
-    await expect(plugin.setup(testPluginContext('tfjs'), plugin.options.parse({ runtime: CHOICE[missing[0]!] }))).rejects.toThrow(/not available/);
+    await expect(plugin.setup(testPluginContext('tfjs'), plugin.options.parse({ runtime: choiceOf(MISSING[0]!) }))).rejects.toThrow(/not available/);
   });
 
   it('rejects unknown runtime names in the options', () => {
@@ -54,7 +53,7 @@ describe('tfjs runtime selection', () => {
 
   it('tfjs has one engine per process: auto and the same runtime reuse it, another explicit runtime is an error', async () => {
     expect((await selectRuntime('auto')).name).toBe(AUTO_RUNTIME);
-    expect((await selectRuntime(CHOICE[AUTO_RUNTIME])).name).toBe(AUTO_RUNTIME);
+    expect((await selectRuntime(choiceOf(AUTO_RUNTIME))).name).toBe(AUTO_RUNTIME);
     await expect(selectRuntime('cpu')).rejects.toThrow(new RegExp(`already runs TensorFlow.js on '${AUTO_RUNTIME}'`));
   });
 });

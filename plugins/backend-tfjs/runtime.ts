@@ -30,8 +30,10 @@ export interface TfRuntime {
   skipped: Array<{ runtime: RuntimeName; reason: string }>;
 }
 
-const ORDER: RuntimeName[] = ['tfjs-node-gpu', 'tfjs-node', 'tfjs-wasm', 'tfjs-cpu'];
-const CHOICE_TO_NAME: Record<Exclude<RuntimeChoice, 'auto'>, RuntimeName> = {
+/** The order `auto` tries runtimes in. */
+export const RUNTIME_ORDER: readonly RuntimeName[] = ['tfjs-node-gpu', 'tfjs-node', 'tfjs-wasm', 'tfjs-cpu'];
+/** The runtime each explicit choice names. */
+export const CHOICE_TO_NAME: Record<Exclude<RuntimeChoice, 'auto'>, RuntimeName> = {
   'tfjs-node-gpu': 'tfjs-node-gpu', 'tfjs-node': 'tfjs-node', wasm: 'tfjs-wasm', cpu: 'tfjs-cpu',
 };
 
@@ -106,7 +108,7 @@ async function tryRuntime(name: RuntimeName, requireGpu: boolean): Promise<Omit<
 async function init(choice: RuntimeChoice, logger?: Logger): Promise<TfRuntime> {
   // tfjs prints a banner through console.warn unless in PROD mode; plugins never use console.
   tf.env().set('PROD', true);
-  const candidates = choice === 'auto' ? ORDER : [CHOICE_TO_NAME[choice]];
+  const candidates = choice === 'auto' ? RUNTIME_ORDER : [CHOICE_TO_NAME[choice]];
   const skipped: TfRuntime['skipped'] = [];
   for (const name of candidates) {
     try {
