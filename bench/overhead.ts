@@ -245,11 +245,11 @@ async function main(): Promise<void> {
     if (db) cleanups.push(() => db.drop());
     const gw = await startGateway({ upstreamV1, keySha256: sha256, databaseUrl: db?.url });
     const auth = { authorization: `Bearer ${key}` };
+    const inferBody = JSON.stringify({ query: 'mutation { infer(model: "chat-model", input: { messages: [{ role: "user", content: "hi" }] }) { text } }' });
     if (ONLY.includes('c')) targets.push({ key: 'c', label: '(c) capibara GraphQL infer, api-key on', pid: gw.child.pid!, url: `http://127.0.0.1:${gw.port}/graphql`, headers: auth,
-      body: JSON.stringify({ query: 'mutation { infer(model: "chat-model", input: { messages: [{ role: "user", content: "hi" }] }) { text } }' }), expect: 'Hello, world!' });
+      body: inferBody, expect: 'Hello, world!' });
     if (ONLY.includes('g')) targets.push({ key: 'g', label: '(g) capibara GraphQL infer via Yoga\'s HTTP layer, api-key on', pid: gw.child.pid!, url: `http://127.0.0.1:${gw.port}/graphql`,
-      headers: { ...auth, accept: 'application/json, text/plain;q=0.1' },
-      body: JSON.stringify({ query: 'mutation { infer(model: "chat-model", input: { messages: [{ role: "user", content: "hi" }] }) { text } }' }), expect: 'Hello, world!' });
+      headers: { ...auth, accept: 'application/json, text/plain;q=0.1' }, body: inferBody, expect: 'Hello, world!' });
     if (ONLY.includes('d')) targets.push({ key: 'd', label: '(d) capibara /v1/chat/completions, api-key on', pid: gw.child.pid!, url: `http://127.0.0.1:${gw.port}/v1/chat/completions`, headers: auth,
       body: chatBody('chat-model'), expect: 'Hello, world!' });
   }

@@ -21,10 +21,11 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { NATIVE_PACKAGES } from '../plugins/backend-tfjs/runtime.ts';
 import { PACKAGE_ROOT } from '../src/package-root.ts';
 
 const { values: args } = parseArgs({ options: { from: { type: 'string' }, gpu: { type: 'boolean', default: false } } });
-const pkgName = args.gpu ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
+const pkgName = NATIVE_PACKAGES[args.gpu ? 'tfjs-node-gpu' : 'tfjs-node'];
 const nodeModules = join(PACKAGE_ROOT, 'node_modules');
 const pkgDir = join(nodeModules, pkgName);
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import plugin from './index.ts';
-import { CHOICE_TO_NAME, RUNTIME_ORDER, selectRuntime, type RuntimeChoice, type RuntimeName } from './runtime.ts';
+import { CHOICE_TO_NAME, NATIVE_PACKAGES, RUNTIME_ORDER, selectRuntime, type RuntimeChoice, type RuntimeName } from './runtime.ts';
 import { testPluginContext } from '../../test/support/plugin-context.ts';
 import { AUTO_RUNTIME, NATIVE_RUNTIMES } from '../../test/support/tfjs-runtime.ts';
 
@@ -22,7 +22,7 @@ describe('tfjs runtime selection', () => {
   // Only tfjs-node-gpu and tfjs-node are optional; on a host with both built there is nothing to refuse.
   it.runIf(MISSING.length > 0)('an explicit runtime that is not installed is a clear error', async () => {
     for (const name of MISSING) {
-      const pkg = name === 'tfjs-node-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
+      const pkg = NATIVE_PACKAGES[name as keyof typeof NATIVE_PACKAGES];
       await expect(selectRuntime(choiceOf(name))).rejects.toThrow(new RegExp(`tfjs runtime '${name}' was requested but is not available \\(${name}: .*(${pkg}|tfjs_binding)`));
     }
     await expect(plugin.setup(testPluginContext('tfjs'), plugin.options.parse({ runtime: choiceOf(MISSING[0]!) }))).rejects.toThrow(/not available/);

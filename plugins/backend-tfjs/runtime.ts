@@ -30,6 +30,9 @@ export interface TfRuntime {
   skipped: Array<{ runtime: RuntimeName; reason: string }>;
 }
 
+/** The npm package of each native runtime (optional dependencies). */
+export const NATIVE_PACKAGES = { 'tfjs-node-gpu': '@tensorflow/tfjs-node-gpu', 'tfjs-node': '@tensorflow/tfjs-node' } as const;
+
 /** The order `auto` tries runtimes in. */
 export const RUNTIME_ORDER: readonly RuntimeName[] = ['tfjs-node-gpu', 'tfjs-node', 'tfjs-wasm', 'tfjs-cpu'];
 /** The runtime each explicit choice names. */
@@ -65,7 +68,7 @@ async function tryRuntime(name: RuntimeName, requireGpu: boolean): Promise<Omit<
     case 'tfjs-node': {
       // libtensorflow logs to stderr from C++; keep its INFO/WARNING lines out of the gateway's log.
       process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
-      await importOptional(name === 'tfjs-node-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node');
+      await importOptional(NATIVE_PACKAGES[name]);
       if (!(await tf.setBackend('tensorflow'))) throw new Error('the `tensorflow` backend failed to initialise');
       await tf.ready();
       const native = tf.backend() as unknown as { isUsingGpuDevice?: boolean; binding?: { TF_Version?: string } };

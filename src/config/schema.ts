@@ -175,7 +175,7 @@ export const configSchema = z.strictObject({
      * How far V8 lets the JS heap grow past the live data before a full GC, in % (V8's
      * --heap-growing-percent; 0 = V8's own factor, up to 300%). Under load most request garbage
      * outlives the young generation, so V8's default lets the heap triple: 60 keeps the gateway
-     * ~100 MB smaller for a few % more GC time (bench/RESULTS.md). Ignored when node itself got the flag.
+     * ~100 MB smaller for 3–8% more CPU (bench/RESULTS.md). Ignored when node itself got the flag.
      */
     heapGrowingPercent: z.number().int().min(0).max(1000).default(60),
   }).prefault({}),

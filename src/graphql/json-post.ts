@@ -2,8 +2,8 @@
  * Plain JSON POSTs to /graphql (a query or mutation, answered as JSON) served straight through
  * the envelop pipeline Yoga builds: the same schema, plugins, context, error masking, parser and
  * validation caches, and Yoga's own result processor for status, headers and body. What it
- * skips is Yoga's Fetch-API layer (a web Request and Response around every call): about 30% of
- * the CPU of a small request (bench/RESULTS.md, the GraphQL row before and after). Everything else (GET,
+ * skips is Yoga's Fetch-API layer (a web Request and Response around every call): about a
+ * quarter of the CPU of a small request (317 vs 416 µs, `bench/overhead.ts --only=a,c,g`). Everything else (GET,
  * GraphiQL, SSE and multipart answers, subscriptions, CORS, batches, unusual parameters, bodies
  * that are not JSON) goes to Yoga: `eligible` decides from the headers alone, and `serve`
  * hands a request whose body it cannot run to Yoga's fetch entry with the body it read.
@@ -63,6 +63,22 @@ function paramsOf(body: unknown): Params | undefined {
   return { query: b.query, variables: (b.variables ?? undefined) as Record<string, unknown> | undefined, operationName: (b.operationName ?? undefined) as string | undefined };
 }
 
+/**
+ * The parsed document when it is a valid query or mutation for these parameters; undefined for a
+ * syntax or validation error, an unknown operation or a subscription (Yoga answers those).
+ */
+function runnable(enveloped: ReturnType<Yoga['getEnveloped']>, params: Params): DocumentNode | undefined {
+  let document: DocumentNode;
+  try {
+    document = enveloped.parse(params.query) as DocumentNode;
+  } catch {
+    return undefined;
+  }
+  if (enveloped.validate(enveloped.schema, document).length) return undefined;
+  const op = getOperationAST(document, params.operationName);
+  return op && op.operation !== 'subscription' ? document : undefined;
+}
+
 async function send(res: ServerResponse, response: Response): Promise<void> {
   const body = await response.text();
   const headers: Record<string, string> = {};
@@ -81,22 +97,9 @@ export async function serve(yoga: Yoga, mask: (error: unknown) => Error, raw: Bu
   const text = raw.toString('utf8');
   let params: Params | undefined;
   try { params = paramsOf(JSON.parse(text)); } catch { params = undefined; }
-  const { parse, validate, contextFactory, execute, schema } = yoga.getEnveloped(ctx);
-  let document: DocumentNode | undefined;
-  let errors: readonly Error[] = [];
-  if (params) {
-    try {
-      document = parse(params.query) as DocumentNode;
-    } catch {
-      document = undefined; // Yoga reports the syntax error, in its own shape
-    }
-    if (document) {
-      errors = validate(schema, document);
-      const op = errors.length ? undefined : getOperationAST(document, params.operationName);
-      if (!op || op.operation === 'subscription') document = undefined;
-    }
-  }
-  if (!params || !document || errors.length) {
+  const enveloped = params ? yoga.getEnveloped(ctx) : undefined;
+  const document = params && enveloped ? runnable(enveloped, params) : undefined;
+  if (!params || !enveloped || !document) {
     // Not a plain query/mutation we can run: Yoga answers, with the body it would have read.
     jsonPostStats.handedToYoga++;
     const url = `http://${ctx.req.headers.host ?? 'localhost'}${ctx.req.url ?? '/graphql'}`;
@@ -107,9 +110,9 @@ export async function serve(yoga: Yoga, mask: (error: unknown) => Error, raw: Bu
   jsonPostStats.direct++;
   let result: ExecutionResult;
   try {
-    result = await execute({
-      schema, document, variableValues: params.variables, operationName: params.operationName,
-      contextValue: await contextFactory(),
+    result = await enveloped.execute({
+      schema: enveloped.schema, document, variableValues: params.variables, operationName: params.operationName,
+      contextValue: await enveloped.contextFactory(),
     }) as ExecutionResult;
   } catch (err) {
     result = { errors: [mask(err) as GraphQLError] };

@@ -4,7 +4,7 @@ import { createYoga, type GraphiQLOptions, type Plugin, type YogaServerInstance 
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { McpError, isMcpError } from '../errors.ts';
-import { authRequestOf, readBody, requestIdOf, sendJson } from '../http/common.ts';
+import { authRequestOf, readBody, requestIdOf, sendGraphQLError } from '../http/common.ts';
 import { eligible, serve, type GraphQLServerContext } from './json-post.ts';
 import type { Services } from '../services.ts';
 import type { GraphQLContext } from './context.ts';
@@ -136,7 +136,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
       } catch (err) {
         // A body over the limit (whatever Content-Length said) or cut off: a GraphQL-shaped error.
         const e = err instanceof McpError ? err : new McpError('MCP_BAD_REQUEST', 'could not read the body');
-        return sendJson(res, e.status, { errors: [{ message: e.message, extensions: { code: e.code } }] }, { connection: 'close' });
+        return sendGraphQLError(res, e);
       }
       return serve(yoga, mask, raw, res, ctx);
     },

@@ -84,6 +84,11 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
+/** A /graphql request refused before GraphQL ran (body too large, unreadable): the GraphQL error shape, and the connection closed. */
+export function sendGraphQLError(res: ServerResponse, e: McpError): void {
+  sendJson(res, e.status, { errors: [{ message: e.message, extensions: { code: e.code } }] }, { connection: 'close' });
+}
+
 /** Headers that go with an error status (Retry-After for 429/503 when known). */
 export function errorHeaders(e: McpError): Record<string, string> {
   const retryAfterMs = Number(e.details?.retryAfterMs ?? 0);

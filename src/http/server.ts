@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { McpError } from '../errors.ts';
 import type { GraphQLServer } from '../graphql/yoga.ts';
 import type { Services } from '../services.ts';
-import { clientGone, errorHeaders, reportError, requestIdOf, sendJson, type HttpExchange } from './common.ts';
+import { clientGone, errorHeaders, reportError, requestIdOf, sendGraphQLError, sendJson, type HttpExchange } from './common.ts';
 import { handleRest } from './rest.ts';
 
 /** An HTTP API mounted under a path prefix (REST, OpenAI, KServe v2). */
@@ -74,7 +74,7 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
       // through a web TransformStream: ~8% of a request's CPU). Bodies of unknown length are refused.
       const rejected = graphqlBodyProblem(req, services.config.server.maxBodyBytes);
       if (rejected) {
-        return sendJson(res, rejected.status, { errors: [{ message: rejected.message, extensions: { code: rejected.code } }] }, { connection: 'close' });
+        return sendGraphQLError(res, rejected);
       }
       // The signal reaches resolvers: a client hanging up aborts the upstream call or stream.
       await graphql.handle(req, res, { req, requestId, logger, signal: clientGone(req, res) });

@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import type { RuntimeName } from '../../plugins/backend-tfjs/runtime.ts';
+import { NATIVE_PACKAGES, type RuntimeName } from '../../plugins/backend-tfjs/runtime.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -20,9 +20,7 @@ function addonBuilt(pkg: string): boolean {
 }
 
 /** Runtimes in the order `auto` tries them, with whether they are installed here. */
-export const NATIVE_RUNTIMES: Array<{ name: RuntimeName; installed: boolean }> = [
-  { name: 'tfjs-node-gpu', installed: addonBuilt('@tensorflow/tfjs-node-gpu') },
-  { name: 'tfjs-node', installed: addonBuilt('@tensorflow/tfjs-node') },
-];
+export const NATIVE_RUNTIMES: Array<{ name: RuntimeName; installed: boolean }> = Object.entries(NATIVE_PACKAGES)
+  .map(([name, pkg]) => ({ name: name as RuntimeName, installed: addonBuilt(pkg) }));
 
 export const AUTO_RUNTIME: RuntimeName = NATIVE_RUNTIMES.find((r) => r.installed)?.name ?? 'tfjs-wasm';
