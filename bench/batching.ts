@@ -3,9 +3,11 @@
  * fixed concurrency, batched vs unbatched (maxBatchSize 1), in one run, through the real
  * plugin path (input checks, batcher, tensor conversion).
  *
- *   npx tsx bench/batching.ts [--runtime auto|wasm|cpu] [--concurrency 64] [--seconds 3]
+ *   npx tsx bench/batching.ts [--runtime auto|tfjs-node|wasm|cpu] [--concurrency 64] [--seconds 3]
  *                             [--max-batch 64] [--delay-us 2000] [--model dense|capibara|both]
- *                             [--dense 256,512,256,10] [--control]
+ *                             [--dense 256,512,256,10] [--threads N] [--control]
+ *
+ * --threads: the tfjs plugin's `threads` option (TensorFlow op threads under tfjs-node; 0 = every core).
  *
  * Models: `dense` = an MLP 256→512→256→10 (265k parameters, saved to a temp folder and loaded
  * from disk); `capibara` = one decoding step of models/capibara-mini (a [1, 96] int32 window
@@ -33,6 +35,7 @@ const { values: args } = parseArgs({
     model: { type: 'string', default: 'both' },
     dense: { type: 'string', default: '256,512,256,10' },
     control: { type: 'boolean', default: false },
+    threads: { type: 'string' },
   },
 });
 const CONCURRENCY = Number(args.concurrency);
@@ -48,7 +51,7 @@ const ctx: PluginContext = {
   onClose(fn) { closers.push(fn); },
   onHealth() {},
 };
-const backend = await plugin.setup(ctx, plugin.options.parse({ runtime: args.runtime }));
+const backend = await plugin.setup(ctx, plugin.options.parse({ runtime: args.runtime, ...(args.threads !== undefined ? { threads: Number(args.threads) } : {}) }));
 const tf = (await import('@tensorflow/tfjs'));
 
 interface Workload { label: string; endpoint: string; options: Record<string, unknown>; makeInput(i: number): Tensor[] }
@@ -147,8 +150,8 @@ for (const w of workloads) {
   notes.push(`- ${w.label}: throughput ×${speedup.toFixed(1)} (target ≥ 4×: ${speedup >= 4 ? 'met' : 'NOT met'}); batched p99 ${bat.p99.toFixed(2)} ms vs bound single p50 ${single.toFixed(2)} + batch-of-${MAX_BATCH} ${batchMs.toFixed(2)} + delay ${(DELAY_US / 1000).toFixed(2)} = ${bound.toFixed(2)} ms (${bat.p99 <= bound ? 'met' : 'NOT met'})`);
 }
 
-const rt = (await import('../plugins/backend-tfjs/runtime.ts')).selectRuntime;
-const runtime = (await rt('auto')).name;
+const rt = await (await import('../plugins/backend-tfjs/runtime.ts')).selectRuntime('auto');
+const runtime = rt.threads ? `${rt.name}, ${rt.threads} TensorFlow op thread${rt.threads > 1 ? 's' : ''}` : rt.name;
 const os = await import('node:os');
 console.log(`\n### Dynamic batching, tfjs backend (${runtime}), concurrency ${CONCURRENCY}, ${SECONDS}s per config (alternating rounds), ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(1)}\n`);
 console.log('| workload | config | conc. | throughput (req/s) | p50 (ms) | p99 (ms) | avg batch | requests |');

@@ -43,6 +43,11 @@ export type BatchingOptions = z.output<typeof batchingSchema>;
 export const tfjsPluginOptions = z.object({
   /** Which TensorFlow.js runtime to use; `auto` = tfjs-node-gpu → tfjs-node → wasm → cpu. An explicit runtime that is unavailable fails setup. */
   runtime: z.enum(RUNTIME_CHOICES).default('auto'),
+  /**
+   * tfjs-node(-gpu): threads one TensorFlow op may use. Default: TF_NUM_INTRAOP_THREADS when set,
+   * else cores − 1 (at least 1), which leaves the event loop a core; 0 = TensorFlow's default (every core).
+   */
+  threads: z.number().int().min(0).max(1024).optional(),
   /** Default batching for every instance of this backend. */
   batching: batchingSchema.default({}),
 }).strict();
@@ -182,7 +187,7 @@ export default definePlugin({
   description: 'Serves TensorFlow.js layers/graph models in-process (tfjs-node-gpu, tfjs-node, wasm or cpu) with dynamic batching',
   options: tfjsPluginOptions,
   async setup(ctx, options): Promise<Backend> {
-    const rt = await selectRuntime(options.runtime, ctx.logger);
+    const rt = await selectRuntime(options.runtime, ctx.logger, { threads: options.threads });
     const live = instanceRegistry(ctx.metrics);
     const mine = new Map<string, TfjsInstance>();
     ctx.onHealth(() => ({ ok: true, detail: `${rt.name} on ${rt.device}; ${mine.size} instance(s) loaded; ${rt.tf.memory().numTensors} tensors` }));

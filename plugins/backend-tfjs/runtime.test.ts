@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { availableParallelism } from 'node:os';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import plugin from './index.ts';
-import { CHOICE_TO_NAME, NATIVE_PACKAGES, RUNTIME_ORDER, selectRuntime, type RuntimeChoice, type RuntimeName } from './runtime.ts';
+import { CHOICE_TO_NAME, NATIVE_PACKAGES, RUNTIME_ORDER, intraOpThreads, selectRuntime, type RuntimeChoice, type RuntimeName } from './runtime.ts';
 import { testPluginContext } from '../../test/support/plugin-context.ts';
 import { AUTO_RUNTIME, NATIVE_RUNTIMES } from '../../test/support/tfjs-runtime.ts';
 
@@ -28,6 +29,19 @@ describe('tfjs runtime selection', () => {
     await expect(plugin.setup(testPluginContext('tfjs'), plugin.options.parse({ runtime: choiceOf(MISSING[0]!) }))).rejects.toThrow(/not available/);
   });
 
+  it('TensorFlow op threads: the option, else TF_NUM_INTRAOP_THREADS, else cores − 1 (at least 1); 0 = TensorFlow\'s default', () => {
+    expect(intraOpThreads(undefined, {}, 2)).toBe(1);
+    expect(intraOpThreads(undefined, {}, 1)).toBe(1);
+    expect(intraOpThreads(undefined, {}, 16)).toBe(15);
+    expect(intraOpThreads(undefined, { TF_NUM_INTRAOP_THREADS: '6' }, 16)).toBe(6);
+    expect(intraOpThreads(undefined, { TF_NUM_INTRAOP_THREADS: '0' }, 16)).toBeUndefined();
+    expect(intraOpThreads(undefined, { TF_NUM_INTRAOP_THREADS: 'many' }, 16)).toBe(15);
+    expect(intraOpThreads(4, { TF_NUM_INTRAOP_THREADS: '6' }, 16)).toBe(4);
+    expect(intraOpThreads(0, {}, 16)).toBeUndefined();
+    expect(plugin.options.safeParse({ threads: -1 }).success).toBe(false);
+    expect(plugin.options.safeParse({ threads: 1.5 }).success).toBe(false);
+  });
+
   it('rejects unknown runtime names in the options', () => {
     expect(plugin.options.safeParse({ runtime: 'cuda' }).success).toBe(false);
     expect(plugin.options.parse({})).toEqual({ runtime: 'auto', batching: {} });
@@ -36,12 +50,18 @@ describe('tfjs runtime selection', () => {
   it(`auto tries tfjs-node-gpu, tfjs-node, then wasm (here: ${AUTO_RUNTIME}); logs why each was skipped at debug`, async () => {
     const { logger, lines } = memoryLogger();
     const listeners = [process.listenerCount('uncaughtException'), process.listenerCount('unhandledRejection')];
+    const envThreads = process.env.TF_NUM_INTRAOP_THREADS;
     const rt = await selectRuntime('auto', logger);
     const native = AUTO_RUNTIME === 'tfjs-node' || AUTO_RUNTIME === 'tfjs-node-gpu';
     expect(rt).toMatchObject({ name: AUTO_RUNTIME, device: AUTO_RUNTIME === 'tfjs-node-gpu' ? expect.any(String) : 'cpu', backend: native ? 'tensorflow' : 'wasm' });
     expect(rt.tf.getBackend()).toBe(native ? 'tensorflow' : 'wasm');
-    // Under tfjs-node the native TensorFlow version is reported.
-    if (native) expect(rt.version).toMatch(/^\d+\.\d+/);
+    // Under tfjs-node the native TensorFlow version is reported, and TensorFlow was started with one
+    // thread per op less than the cores (unless the environment said otherwise).
+    if (native) {
+      expect(rt.version).toMatch(/^\d+\.\d+/);
+      expect(rt.threads).toBe(intraOpThreads(undefined, { TF_NUM_INTRAOP_THREADS: envThreads }) ?? availableParallelism());
+      expect(lines.find((l) => l.msg === 'tfjs runtime selected')?.threads).toBe(rt.threads);
+    }
     expect(rt.skipped.map((s) => s.runtime)).toEqual(SKIPPED);
     const skipped = lines.filter((l) => l.msg === 'tfjs runtime unavailable, skipped');
     expect(skipped.map((l) => [l.level, l.runtime])).toEqual(SKIPPED.map((r) => [20, r]));

@@ -4,6 +4,7 @@
  * `@tensorflow/tfjs-backend-wasm` → the pure-JS `cpu` backend.
  */
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
@@ -26,6 +27,8 @@ export interface TfRuntime {
   tf: typeof tf;
   /** The native TensorFlow version under tfjs-node(-gpu). */
   version?: string | undefined;
+  /** Under tfjs-node(-gpu): the threads one TensorFlow op may use (intra-op parallelism), as TensorFlow was started with. */
+  threads?: number | undefined;
   /** Runtimes tried before this one and why they were skipped. */
   skipped: Array<{ runtime: RuntimeName; reason: string }>;
 }
@@ -41,6 +44,24 @@ export const CHOICE_TO_NAME: Record<Exclude<RuntimeChoice, 'auto'>, RuntimeName>
 };
 
 let current: Promise<TfRuntime> | undefined;
+
+export interface RuntimeOptions {
+  /**
+   * Threads one TensorFlow op may use under tfjs-node(-gpu) (TF_NUM_INTRAOP_THREADS). Unset: the
+   * environment variable when the operator set it, else one less than the cores (at least 1), so
+   * that the event loop keeps a core while a batch runs. 0: TensorFlow's own default (every core).
+   */
+  threads?: number | undefined;
+}
+
+/** The intra-op thread count TensorFlow is started with: `undefined` leaves TensorFlow's default. */
+export function intraOpThreads(threads: number | undefined, env: NodeJS.ProcessEnv = process.env, cores = availableParallelism()): number | undefined {
+  if (threads === 0) return undefined;
+  if (threads !== undefined) return threads;
+  const fromEnv = Number(env.TF_NUM_INTRAOP_THREADS);
+  if (env.TF_NUM_INTRAOP_THREADS !== undefined && Number.isInteger(fromEnv) && fromEnv >= 0) return fromEnv || undefined;
+  return Math.max(1, cores - 1);
+}
 
 /** Folder holding the tfjs-backend-wasm `.wasm` files (with trailing slash). */
 export function wasmDistDir(): string {
@@ -62,12 +83,15 @@ async function importOptional(specifier: string): Promise<unknown> {
 }
 
 /** `requireGpu`: tfjs-node-gpu was asked for by name, so running it on the CPU is a failure. */
-async function tryRuntime(name: RuntimeName, requireGpu: boolean): Promise<Omit<TfRuntime, 'skipped' | 'tf'>> {
+async function tryRuntime(name: RuntimeName, requireGpu: boolean, options: RuntimeOptions): Promise<Omit<TfRuntime, 'skipped' | 'tf'>> {
   switch (name) {
     case 'tfjs-node-gpu':
     case 'tfjs-node': {
       // libtensorflow logs to stderr from C++; keep its INFO/WARNING lines out of the gateway's log.
       process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+      // TensorFlow reads its thread counts from the environment once, when it makes its thread pools.
+      const threads = intraOpThreads(options.threads);
+      if (threads === undefined) delete process.env.TF_NUM_INTRAOP_THREADS; else process.env.TF_NUM_INTRAOP_THREADS = String(threads);
       await importOptional(NATIVE_PACKAGES[name]);
       if (!(await tf.setBackend('tensorflow'))) throw new Error('the `tensorflow` backend failed to initialise');
       await tf.ready();
@@ -77,7 +101,7 @@ async function tryRuntime(name: RuntimeName, requireGpu: boolean): Promise<Omit<
       if (name === 'tfjs-node-gpu' && device === 'cpu' && requireGpu) {
         throw new Error('tfjs-node-gpu loaded, but TensorFlow sees no CUDA device (driver, CUDA or cuDNN libraries missing)');
       }
-      return { name, device, backend: 'tensorflow', version: native.binding?.TF_Version };
+      return { name, device, backend: 'tensorflow', version: native.binding?.TF_Version, threads: threads ?? availableParallelism() };
     }
     case 'tfjs-wasm': {
       const wasm = (await import('@tensorflow/tfjs-backend-wasm')) as typeof import('@tensorflow/tfjs-backend-wasm');
@@ -108,15 +132,15 @@ async function tryRuntime(name: RuntimeName, requireGpu: boolean): Promise<Omit<
   }
 }
 
-async function init(choice: RuntimeChoice, logger?: Logger): Promise<TfRuntime> {
+async function init(choice: RuntimeChoice, options: RuntimeOptions, logger?: Logger): Promise<TfRuntime> {
   // tfjs prints a banner through console.warn unless in PROD mode; plugins never use console.
   tf.env().set('PROD', true);
   const candidates = choice === 'auto' ? RUNTIME_ORDER : [CHOICE_TO_NAME[choice]];
   const skipped: TfRuntime['skipped'] = [];
   for (const name of candidates) {
     try {
-      const rt = await tryRuntime(name, choice !== 'auto');
-      logger?.info({ runtime: rt.name, device: rt.device, backend: rt.backend, tensorflow: rt.version }, 'tfjs runtime selected');
+      const rt = await tryRuntime(name, choice !== 'auto', options);
+      logger?.info({ runtime: rt.name, device: rt.device, backend: rt.backend, tensorflow: rt.version, threads: rt.threads }, 'tfjs runtime selected');
       if (rt.name === 'tfjs-node-gpu' && rt.device === 'cpu') logger?.warn('tfjs-node-gpu is installed but TensorFlow sees no CUDA device: models run on the CPU');
       return { ...rt, tf, skipped };
     } catch (err) {
@@ -136,9 +160,9 @@ async function init(choice: RuntimeChoice, logger?: Logger): Promise<TfRuntime> 
  * chosen first; an explicit choice that differs from the runtime already initialised, or
  * that is unavailable, throws.
  */
-export async function selectRuntime(choice: RuntimeChoice = 'auto', logger?: Logger): Promise<TfRuntime> {
+export async function selectRuntime(choice: RuntimeChoice = 'auto', logger?: Logger, options: RuntimeOptions = {}): Promise<TfRuntime> {
   if (!current) {
-    const p = init(choice, logger);
+    const p = init(choice, options, logger);
     current = p;
     p.catch(() => { if (current === p) current = undefined; });
     return p;
