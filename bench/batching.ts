@@ -10,8 +10,8 @@
  * --threads: the tfjs plugin's `threads` option (TensorFlow op threads under tfjs-node; 0 = every core).
  *
  * Models: `dense` = an MLP 256→512→256→10 (265k parameters, saved to a temp folder and loaded
- * from disk); `capibara` = one decoding step of models/capibara-mini (a [1, 96] int32 window
- * → 59 logits), served as a tensor model.
+ * from disk); `capibara` = one decoding step of models/capibara-mini (a [1, 48] int32 window
+ * → 64 logits), served as a tensor model.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';

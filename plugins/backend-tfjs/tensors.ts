@@ -120,14 +120,13 @@ export function checkInputs(io: ModelIo, tensors: readonly Tensor[] | undefined)
   }
   const out: CheckedInput[] = [];
   for (const spec of io.inputs) {
-    let t = tensors.find((x) => x.name === spec.name) ?? tensors.find((x) => x.name === spec.tfName);
-    if (!t && io.inputs.length === 1 && tensors.length === 1) t = tensors[0];
+    const t = tensors.find((x) => x.name === spec.name) ?? tensors.find((x) => x.name === spec.tfName)
+      ?? (io.inputs.length === 1 && tensors.length === 1 ? tensors[0] : undefined);
     if (!t) {
       throw new McpError('MCP_INVALID_INPUT_SHAPE', `missing input '${spec.name}': expected ${spec.datatype}${fmt(spec.shape)}; given ${tensors.map((x) => `'${x.name}'`).join(', ')}`, { details: { input: spec.name } });
     }
-    const given = t;
     // The message is built only when the input is refused: this runs for every request.
-    const bad = (why: string): McpError => new McpError('MCP_INVALID_INPUT_SHAPE', `input '${spec.name}': expected ${spec.datatype}${spec.shapeKnown ? fmt(spec.shape) : '[any]'}, given ${given.datatype}${fmt(given.shape ?? [])} (${why})`, { details: { input: spec.name, expected: { datatype: spec.datatype, shape: spec.shape }, given: { datatype: given.datatype, shape: given.shape } } });
+    const bad = (why: string): McpError => new McpError('MCP_INVALID_INPUT_SHAPE', `input '${spec.name}': expected ${spec.datatype}${spec.shapeKnown ? fmt(spec.shape) : '[any]'}, given ${t.datatype}${fmt(t.shape ?? [])} (${why})`, { details: { input: spec.name, expected: { datatype: spec.datatype, shape: spec.shape }, given: { datatype: t.datatype, shape: t.shape } } });
     if (t.datatype !== spec.datatype) throw bad('wrong datatype');
     if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isInteger(d) || d < 0)) throw bad('shape must be non-negative integers');
     if (spec.shapeKnown) {

@@ -1,10 +1,11 @@
 /**
  * A faster `GatherV2` for the tfjs wasm backend, for the case every Embedding layer uses
- * (axis 0, no batch dimensions): whole rows are copied with `TypedArray.set` from a view of the
- * wasm heap. tfjs-backend-wasm 4.22's own kernel (which checks every index through a closure
- * before its wasm loop) took 2.8 ms for 64×48 token ids into a 64×16 table, against 0.3 ms here
- * (bench/wasm-gather.ts); capibara-mini's batched step went from 4.9 to 3.0 ms (bench/batching.ts).
- * Any other case goes to the original kernel, which stays registered underneath.
+ * (axis 0, no batch dimensions): whole rows are copied within the wasm heap (element by element
+ * for short rows, `TypedArray.set` for long ones). tfjs-backend-wasm 4.22's own kernel (which
+ * checks every index through a closure before its wasm loop) took 2.8 ms for 64×48 token ids into
+ * a 64×16 table, against 0.3 ms here (bench/wasm-gather.ts); without it capibara-mini's decoding
+ * step batched only 3.2× (bench/RESULTS.md). Any other case goes to the original kernel, which
+ * stays registered underneath.
  */
 import type * as tfTypes from '@tensorflow/tfjs-core';
 

@@ -10,7 +10,6 @@ import type { Services } from '../services.ts';
 import type { GraphQLContext } from './context.ts';
 import { buildSchema } from './schema.ts';
 
-
 /** Converts our errors to GraphQL errors with `extensions.code`; masks everything else (logged with the request id). */
 function maskError(services: Services) {
   return (error: unknown): Error => {
