@@ -49,11 +49,18 @@ export class McpError extends Error {
   readonly details: Record<string, unknown> | undefined;
   /** Whether retrying the same request elsewhere may succeed (used by the router). */
   readonly retryable: boolean;
+  /**
+   * Whether the request may have run on the model. `false` only when it certainly did not (the
+   * connection was refused, the server answered 429 or 503, the request waited in a queue that
+   * refused or dropped it, the instance was unloaded): the router then retries it elsewhere even
+   * for a model that is not idempotent. Defaults to `true`.
+   */
+  readonly mayHaveExecuted: boolean;
 
   constructor(
     code: ErrorCode,
     message?: string,
-    options: { details?: Record<string, unknown>; cause?: unknown; retryable?: boolean; status?: number } = {},
+    options: { details?: Record<string, unknown>; cause?: unknown; retryable?: boolean; mayHaveExecuted?: boolean; status?: number } = {},
   ) {
     super(message ?? ERROR_CODES[code].message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'McpError';
@@ -61,6 +68,7 @@ export class McpError extends Error {
     this.status = options.status ?? ERROR_CODES[code].status;
     this.details = options.details;
     this.retryable = options.retryable ?? false;
+    this.mayHaveExecuted = options.mayHaveExecuted ?? true;
   }
 
   toJSON(): { code: ErrorCode; message: string; details?: Record<string, unknown> } {

@@ -137,7 +137,7 @@ class KServeInstance implements LoadedInstance {
   ) {}
 
   async infer(input: InferenceInput, call: BackendCall): Promise<InferenceOutput> {
-    if (this.unloaded) throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'the instance was unloaded', { retryable: true });
+    if (this.unloaded) throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'the instance was unloaded', { retryable: true, mayHaveExecuted: false });
     if (input.task !== 'tensor') {
       throw new McpError('MCP_UNSUPPORTED_PARAMETER', `task '${input.task}' is not supported by a kserve-v2 instance`, {
         details: { parameter: 'task', task: input.task, supported: this.tasks },

@@ -114,7 +114,7 @@ class OpenAIInstance implements LoadedInstance {
   }
 
   private check(input: InferenceInput, streaming: boolean): void {
-    if (this.unloaded) throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'the instance was unloaded', { retryable: true });
+    if (this.unloaded) throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'the instance was unloaded', { retryable: true, mayHaveExecuted: false });
     if (!this.tasks.includes(input.task) || (streaming && input.task === 'embed')) {
       throw new McpError('MCP_UNSUPPORTED_PARAMETER', `task '${input.task}' is not supported by this ${streaming ? 'streaming ' : ''}openai instance`, {
         details: { parameter: 'task', task: input.task, supported: this.tasks },

@@ -96,7 +96,7 @@ export class CharLmInstance implements LoadedInstance {
   async unload(): Promise<void> {
     if (this.unloaded) return;
     this.unloaded = true;
-    await this.batcher.close(new McpError('MCP_SHUTTING_DOWN', `instance ${this.id} is being unloaded`, { retryable: true }));
+    await this.batcher.close(new McpError('MCP_SHUTTING_DOWN', `instance ${this.id} is being unloaded`, { retryable: true, mayHaveExecuted: false }));
     this.model.dispose();
   }
 
@@ -123,7 +123,7 @@ export class CharLmInstance implements LoadedInstance {
 
   /** Validates the request and resolves defaults (throws before anything runs). */
   private plan(input: InferenceInput): Plan {
-    if (this.unloaded) throw new McpError('MCP_SHUTTING_DOWN', `instance ${this.id} is unloaded`, { retryable: true });
+    if (this.unloaded) throw new McpError('MCP_SHUTTING_DOWN', `instance ${this.id} is unloaded`, { retryable: true, mayHaveExecuted: false });
     const tok = this.tokenizer;
     let prompt: string;
     let chat = false;

@@ -62,7 +62,7 @@ export class TensorInstance implements LoadedInstance {
   batcherStats(): BatcherStats { return this.batcher.stats(); }
 
   async infer(input: InferenceInput, call: BackendCall): Promise<InferenceOutput> {
-    if (this.unloaded) throw new McpError('MCP_SHUTTING_DOWN', `instance ${this.id} is unloaded`, { retryable: true });
+    if (this.unloaded) throw new McpError('MCP_SHUTTING_DOWN', `instance ${this.id} is unloaded`, { retryable: true, mayHaveExecuted: false });
     if (input.task !== 'tensor') {
       throw new McpError('MCP_BAD_REQUEST', `task '${input.task}' is not served by tfjs instance ${this.id} (tasks: tensor)`);
     }

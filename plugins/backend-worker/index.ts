@@ -37,13 +37,17 @@ function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, code);
 }
 
-/** Rebuilds the McpError a worker sent (`{error:{code,message,details,retryable}}`). */
-export function errorFromWorker(error: { code?: unknown; message?: unknown; details?: unknown; retryable?: unknown }, status?: number): McpError {
+/** Rebuilds the McpError a worker sent (`{error:{code,message,details,retryable,mayHaveExecuted}}`). */
+export function errorFromWorker(
+  error: { code?: unknown; message?: unknown; details?: unknown; retryable?: unknown; mayHaveExecuted?: unknown },
+  status?: number,
+): McpError {
   const code = isErrorCode(error.code) ? error.code : 'MCP_UPSTREAM_ERROR';
   const details = typeof error.details === 'object' && error.details !== null ? error.details as Record<string, unknown> : undefined;
   return new McpError(code, typeof error.message === 'string' ? error.message : undefined, {
     details,
     retryable: typeof error.retryable === 'boolean' ? error.retryable : status !== undefined && status >= 502 && status <= 504,
+    mayHaveExecuted: typeof error.mayHaveExecuted === 'boolean' ? error.mayHaveExecuted : true,
     // keep the worker's HTTP status when it sent one for a known code (e.g. 405 for MCP_NOT_FOUND)
     status: isErrorCode(error.code) && status !== undefined && status >= 400 ? status : undefined,
   });
@@ -53,7 +57,7 @@ export function errorFromWorker(error: { code?: unknown; message?: unknown; deta
 export function mapWorkerHttpError(status: number, headers: IncomingHttpHeaders, bodyText: string): McpError {
   const body = parseErrorBody(bodyText);
   if (isErrorCode(body.code)) {
-    return errorFromWorker({ code: body.code, message: body.message, details: body.details, retryable: body.retryable }, status);
+    return errorFromWorker({ code: body.code, message: body.message, details: body.details, retryable: body.retryable, mayHaveExecuted: body.mayHaveExecuted }, status);
   }
   return mapHttpError(status, headers, bodyText);
 }
@@ -90,7 +94,7 @@ class WorkerInstance implements LoadedInstance {
   }
 
   private check(): void {
-    if (this.unloaded) throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'the instance was unloaded', { retryable: true });
+    if (this.unloaded) throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'the instance was unloaded', { retryable: true, mayHaveExecuted: false });
   }
 
   async infer(input: InferenceInput, call: BackendCall): Promise<InferenceOutput> {

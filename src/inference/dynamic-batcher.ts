@@ -128,7 +128,7 @@ export class DynamicBatcher<I, O> {
     if (deadline !== undefined && deadline <= Date.now()) { this.counters.deadlineExceeded++; return Promise.reject(deadlineExceeded()); }
     if (this.queue.length >= this.maxQueueSize) {
       this.counters.rejectedQueueFull++;
-      return Promise.reject(new McpError('MCP_QUEUE_FULL', `The request queue is full (${this.maxQueueSize} waiting).`, { retryable: true, details: { maxQueueSize: this.maxQueueSize } }));
+      return Promise.reject(new McpError('MCP_QUEUE_FULL', `The request queue is full (${this.maxQueueSize} waiting).`, { retryable: true, mayHaveExecuted: false, details: { maxQueueSize: this.maxQueueSize } }));
     }
     const size = Math.max(1, Math.floor(opts.size ?? 1));
     return new Promise<O>((resolve, reject) => {
@@ -170,7 +170,7 @@ export class DynamicBatcher<I, O> {
    */
   async close(reason?: McpError): Promise<void> {
     if (!this.closedWith) {
-      this.closedWith = reason ?? new McpError('MCP_SHUTTING_DOWN', 'The instance is being unloaded.', { retryable: true });
+      this.closedWith = reason ?? new McpError('MCP_SHUTTING_DOWN', 'The instance is being unloaded.', { retryable: true, mayHaveExecuted: false });
       this.clearTimers();
       for (const item of this.queue.splice(0)) { item.queued = false; item.detach(); item.reject(this.closedWith); }
       this.queuedSize = 0;

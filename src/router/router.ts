@@ -54,16 +54,6 @@ export interface Routed<T> {
 /** Failures that say something about the instance (5xx, unreachable, timeouts): they feed breakers and outlier detection. */
 const INSTANCE_FAILURES = new Set<ErrorCode>(['MCP_UPSTREAM_ERROR', 'MCP_UPSTREAM_UNAVAILABLE', 'MCP_DEADLINE_EXCEEDED', 'MCP_INTERNAL']);
 
-/** Retryable failures where the request certainly did not run on the model (safe to retry even when not idempotent). */
-function notExecuted(e: McpError): boolean {
-  if (e.code === 'MCP_UPSTREAM_RATE_LIMITED') return true;
-  if (e.code === 'MCP_DEADLINE_EXCEEDED') return e.details?.timeout === 'connect';
-  if (e.code === 'MCP_UPSTREAM_UNAVAILABLE') {
-    const cause = e.details?.cause;
-    return e.details?.status === 503 || cause === 'ECONNREFUSED' || cause === 'ENOTFOUND' || cause === 'EAI_AGAIN' || e.message.includes('unloaded');
-  }
-  return false;
-}
 
 type Outcome<T> =
   | { h: InstanceHandle; ok: true; value: T; started: number; end: () => void }
@@ -271,10 +261,10 @@ export class Router {
       const d = decisionOf('');
       this.decisions.set(req, d);
       if (budgetExhausted && !e.details?.retryBudgetExhausted) {
-        e = new McpError(e.code, e.message, { details: { ...e.details, retryBudgetExhausted: true }, retryable: e.retryable, status: e.status, cause: e.cause });
+        e = new McpError(e.code, e.message, { details: { ...e.details, retryBudgetExhausted: true }, retryable: e.retryable, mayHaveExecuted: e.mayHaveExecuted, status: e.status, cause: e.cause });
       }
       if (!req.explain) return e;
-      return new McpError(e.code, e.message, { details: { ...e.details, routing: d, attempts, fallbacks }, retryable: e.retryable, status: e.status, cause: e.cause });
+      return new McpError(e.code, e.message, { details: { ...e.details, routing: d, attempts, fallbacks }, retryable: e.retryable, mayHaveExecuted: e.mayHaveExecuted, status: e.status, cause: e.cause });
     };
 
     const attempt = (h: InstanceHandle, hedge: boolean): Running<T> => {
@@ -392,7 +382,8 @@ export class Router {
         this.reportFailure(o.h.id, e);
         lastError = e;
         if (!e.retryable || signal.aborted) throw fail(e);
-        if (!idempotent && !notExecuted(e)) throw fail(e);
+        // A model that is not idempotent is retried only where the backend says the request never ran.
+        if (!idempotent && e.mayHaveExecuted) throw fail(e);
         const retryAfter = Number(e.details?.retryAfterMs ?? 0);
         if (retryAfter > 0) {
           this.health.throttle(o.h.id, retryAfter);

@@ -256,7 +256,7 @@ export class UpstreamClient {
 
   /** The call's scope (already-aborted calls throw here), headers and serialised body. */
   private prepare(req: UpstreamRequest): { scope: CallScope; method: Dispatcher.HttpMethod; headers: Record<string, string>; body: string | undefined } {
-    if (this.closed) throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'the upstream client is closed', { retryable: true });
+    if (this.closed) throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'the upstream client is closed', { retryable: true, mayHaveExecuted: false });
     const scope = new CallScope(req.call?.signal ?? req.signal, req.timeoutMs ?? this.timeouts.totalMs, req.call?.deadline);
     if (scope.reason) throw scope.reason;
     const headers: Record<string, string> = { ...this.headers, ...(req.headers ?? {}) };

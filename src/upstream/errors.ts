@@ -14,6 +14,9 @@ const UNAVAILABLE_CODES = new Set([
   'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_INFO',
 ]);
 
+/** Of those, the ones raised before a connection existed: the request cannot have reached the model. */
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
 /** Parses Retry-After (delta seconds or HTTP date) into ms from `now`; undefined when absent or unparsable. */
 export function parseRetryAfter(value: string | string[] | undefined | null, now = Date.now()): number | undefined {
   const raw = Array.isArray(value) ? value[0] : value;
@@ -41,6 +44,7 @@ export function deadlineError(kind: TimeoutKind, ms?: number, cause?: unknown): 
   return new McpError('MCP_DEADLINE_EXCEEDED', `upstream ${what} timeout${ms !== undefined ? ` after ${ms} ms` : ''}`, {
     details: ms !== undefined ? { timeout: kind, timeoutMs: ms } : { timeout: kind },
     retryable: kind === 'connect',
+    mayHaveExecuted: kind !== 'connect',
     cause,
   });
 }
@@ -65,7 +69,7 @@ export function mapTransportError(err: unknown, timeouts: { connectMs?: number; 
   }
   if (code !== undefined && UNAVAILABLE_CODES.has(code)) {
     return new McpError('MCP_UPSTREAM_UNAVAILABLE', `model server unreachable (${code})`, {
-      retryable: true, details: { cause: code }, cause: err,
+      retryable: true, mayHaveExecuted: !NOT_SENT_CODES.has(code), details: { cause: code }, cause: err,
     });
   }
   if (err instanceof Error && (err.name === 'AbortError')) return cancelledError(err);
@@ -84,6 +88,8 @@ export interface UpstreamErrorBody {
   param?: string;
   details?: Record<string, unknown>;
   retryable?: boolean;
+  /** Worker protocol: false when the worker knows the request did not run. */
+  mayHaveExecuted?: boolean;
 }
 
 export function parseErrorBody(text: string): UpstreamErrorBody {
@@ -104,6 +110,7 @@ export function parseErrorBody(text: string): UpstreamErrorBody {
       param: typeof e.param === 'string' ? e.param : undefined,
       details: typeof e.details === 'object' && e.details !== null ? e.details as Record<string, unknown> : undefined,
       retryable: typeof e.retryable === 'boolean' ? e.retryable : undefined,
+      mayHaveExecuted: typeof e.mayHaveExecuted === 'boolean' ? e.mayHaveExecuted : undefined,
     };
   }
   if (typeof obj.message === 'string') return { message: obj.message };
@@ -133,17 +140,18 @@ export function mapHttpError(
   if (body.type !== undefined) details.upstreamType = body.type;
   if (body.param !== undefined) details.param = body.param;
   const msg = (fallback: string) => upstreamMessage ? `${upstreamMessage}` : `${fallback} (upstream status ${status})`;
-  const make = (code: ErrorCode, message: string, retryable: boolean) => new McpError(code, message, { details, retryable });
+  const make = (code: ErrorCode, message: string, retryable: boolean, mayHaveExecuted = true) =>
+    new McpError(code, message, { details, retryable, mayHaveExecuted });
 
   if (status === 429) {
     const retryAfterMs = parseRetryAfter(headers['retry-after'], now);
     if (retryAfterMs !== undefined) details.retryAfterMs = retryAfterMs;
-    return make('MCP_UPSTREAM_RATE_LIMITED', msg('the model server is rate limiting us'), true);
+    return make('MCP_UPSTREAM_RATE_LIMITED', msg('the model server is rate limiting us'), true, false);
   }
   if (status === 503) {
     const retryAfterMs = parseRetryAfter(headers['retry-after'], now);
     if (retryAfterMs !== undefined) details.retryAfterMs = retryAfterMs;
-    return make('MCP_UPSTREAM_UNAVAILABLE', msg('the model server is unavailable'), true);
+    return make('MCP_UPSTREAM_UNAVAILABLE', msg('the model server is unavailable'), true, false);
   }
   if (status === 502 || status === 504) return make('MCP_UPSTREAM_ERROR', msg('bad gateway upstream'), true);
   if (status === 404) return make('MCP_MODEL_NOT_FOUND', msg('the model server does not know this model'), false);

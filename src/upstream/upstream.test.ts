@@ -101,6 +101,20 @@ describe('error mapping', () => {
     expect(mapTransportError(new DOMException('aborted', 'AbortError')).code).toBe('MCP_CANCELLED');
   });
 
+  it('says whether the request may have run on the model (retry safety)', () => {
+    const transport = (code: string) => mapTransportError(Object.assign(new Error('x'), { code })).mayHaveExecuted;
+    expect(transport('ECONNREFUSED')).toBe(false);
+    expect(transport('ENOTFOUND')).toBe(false);
+    expect(transport('UND_ERR_CONNECT_TIMEOUT')).toBe(false);
+    expect(transport('ECONNRESET')).toBe(true);
+    expect(transport('UND_ERR_SOCKET')).toBe(true);
+    expect(transport('UND_ERR_HEADERS_TIMEOUT')).toBe(true);
+    const http = (status: number) => mapHttpError(status, {}, '').mayHaveExecuted;
+    expect([http(429), http(503)]).toEqual([false, false]);
+    expect([http(500), http(502), http(504), http(408), http(400)]).toEqual([true, true, true, true, true]);
+    expect(new McpError('MCP_UPSTREAM_ERROR').mayHaveExecuted).toBe(true);
+  });
+
   it('accepts default plugin options', () => {
     const o = upstreamPluginOptions.parse(undefined);
     expect(o.timeouts.connectMs).toBe(5000);
@@ -131,13 +145,13 @@ describe('UpstreamClient against real loopback servers', () => {
   it('maps connection refused to a retryable UNAVAILABLE', async () => {
     const port = await closedPort();
     const e = await rejection(client.json({ url: `http://127.0.0.1:${port}/v1/models`, call: call() }));
-    expect([e.code, e.retryable]).toEqual(['MCP_UPSTREAM_UNAVAILABLE', true]);
+    expect([e.code, e.retryable, e.mayHaveExecuted]).toEqual(['MCP_UPSTREAM_UNAVAILABLE', true, false]);
   });
 
   it('maps a reset connection to a retryable UNAVAILABLE', async () => {
     proxy.set({ reset: true });
     const e = await rejection(client.json({ url: joinUrl(proxy.url, 'models'), call: call() }));
-    expect([e.code, e.retryable]).toEqual(['MCP_UPSTREAM_UNAVAILABLE', true]);
+    expect([e.code, e.retryable, e.mayHaveExecuted]).toEqual(['MCP_UPSTREAM_UNAVAILABLE', true, true]);
     proxy.set({});
   });
 

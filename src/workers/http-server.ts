@@ -43,10 +43,12 @@ const INSTANCE_ROUTE = /^\/worker\/v1\/instances\/([^/]+)\/(infer|stream|health)
 const TASKS = new Set(['generate', 'chat', 'embed', 'tensor']);
 const RETRYABLE_BY_DEFAULT = new Set(['MCP_INSTANCE_NOT_FOUND', 'MCP_SHUTTING_DOWN', 'MCP_QUEUE_FULL', 'MCP_OVERLOADED', 'MCP_UPSTREAM_UNAVAILABLE']);
 
+interface WorkerErrorBody { code: string; message: string; details?: Record<string, unknown>; retryable: boolean; mayHaveExecuted: boolean }
+
 /** The error body of the worker protocol (also used for a failing stream's last line). */
-export function workerErrorBody(err: McpError): { error: { code: string; message: string; details?: Record<string, unknown>; retryable: boolean } } {
-  const body: { code: string; message: string; details?: Record<string, unknown>; retryable: boolean } = {
-    code: err.code, message: err.message, retryable: err.retryable || RETRYABLE_BY_DEFAULT.has(err.code),
+export function workerErrorBody(err: McpError): { error: WorkerErrorBody } {
+  const body: WorkerErrorBody = {
+    code: err.code, message: err.message, retryable: err.retryable || RETRYABLE_BY_DEFAULT.has(err.code), mayHaveExecuted: err.mayHaveExecuted,
   };
   if (err.details) body.details = err.details;
   return { error: body };
@@ -156,7 +158,7 @@ export function createWorkerHttpServer(opts: WorkerHttpServerOptions): Server {
       throw new McpError('MCP_NOT_FOUND', 'method not allowed', { status: 405 });
     }
     const instance = instances.get(id);
-    if (!instance) throw new McpError('MCP_INSTANCE_NOT_FOUND', `no instance '${id}' on this worker`, { retryable: true, details: { instanceId: id } });
+    if (!instance) throw new McpError('MCP_INSTANCE_NOT_FOUND', `no instance '${id}' on this worker`, { retryable: true, mayHaveExecuted: false, details: { instanceId: id } });
 
     // the call's signal: client disconnect, deadline
     const controller = new AbortController();
