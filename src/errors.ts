@@ -22,7 +22,6 @@ export const ERROR_CODES = {
   MCP_CONFLICT: { status: 409, message: 'The object is in a state that does not allow this operation.' },
   MCP_UNKNOWN_PLUGIN: { status: 400, message: 'No plugin of that kind and name is configured.' },
   MCP_RATE_LIMITED: { status: 429, message: 'Too many requests; retry after the time in Retry-After.' },
-  MCP_NOT_IMPLEMENTED: { status: 501, message: 'This endpoint is not available in this deployment.' },
   MCP_NO_HEALTHY_INSTANCE: { status: 503, message: 'No ready, healthy instance can serve the model now.' },
   MCP_QUEUE_FULL: { status: 503, message: 'The request queue is full.' },
   MCP_OVERLOADED: { status: 503, message: 'The request was shed under load.' },
