@@ -29,9 +29,6 @@ export interface GraphQLServerContext {
 
 type Yoga = YogaServerInstance<GraphQLServerContext, GraphQLContext>;
 
-/** Requests this module ran itself and those it handed to Yoga after reading the body (tests read them). */
-export const jsonPostStats = { direct: 0, handedToYoga: 0 };
-
 /** The JSON media type the answer gets (Yoga's choice for the same Accept), or undefined: not ours. */
 function acceptedJson(accept: string | undefined): 'application/json' | 'application/graphql-response+json' | undefined {
   if (accept === undefined || accept === '' || accept === '*/*') return 'application/json';
@@ -91,9 +88,11 @@ async function send(res: ServerResponse, response: Response): Promise<void> {
 /**
  * Serves one eligible request whose body has been read (`raw`, at most the body limit).
  * `mask` is Yoga's maskedErrors function: an error thrown while building the context or
- * executing becomes the same GraphQL error Yoga would answer.
+ * executing becomes the same GraphQL error Yoga would answer. Says which path answered.
  */
-export async function serve(yoga: Yoga, mask: (error: unknown) => Error, raw: Buffer, res: ServerResponse, ctx: GraphQLServerContext): Promise<void> {
+export async function serve(
+  yoga: Yoga, mask: (error: unknown) => Error, raw: Buffer, res: ServerResponse, ctx: GraphQLServerContext,
+): Promise<'direct' | 'yoga'> {
   const text = raw.toString('utf8');
   let params: Params | undefined;
   try { params = paramsOf(JSON.parse(text)); } catch { params = undefined; }
@@ -101,13 +100,12 @@ export async function serve(yoga: Yoga, mask: (error: unknown) => Error, raw: Bu
   const document = params && enveloped ? runnable(enveloped, params) : undefined;
   if (!params || !enveloped || !document) {
     // Not a plain query/mutation we can run: Yoga answers, with the body it would have read.
-    jsonPostStats.handedToYoga++;
     const url = `http://${ctx.req.headers.host ?? 'localhost'}${ctx.req.url ?? '/graphql'}`;
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(ctx.req.headers)) if (typeof v === 'string') headers[k] = v;
-    return send(res, await yoga.fetch(url, { method: 'POST', headers, body: text }, ctx));
+    await send(res, await yoga.fetch(url, { method: 'POST', headers, body: text }, ctx));
+    return 'yoga';
   }
-  jsonPostStats.direct++;
   let result: ExecutionResult;
   try {
     result = await enveloped.execute({
@@ -118,4 +116,5 @@ export async function serve(yoga: Yoga, mask: (error: unknown) => Error, raw: Bu
     result = { errors: [mask(err) as GraphQLError] };
   }
   await send(res, await processRegularResult(result, yoga.fetchAPI, acceptedJson(ctx.req.headers.accept)!));
+  return 'direct';
 }

@@ -3,6 +3,7 @@ import { GraphQLError, type ExecutionArgs } from 'graphql';
 import { createYoga, type GraphiQLOptions, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
+import { Counter } from 'prom-client';
 import { McpError, isMcpError } from '../errors.ts';
 import { authRequestOf, readBody, requestIdOf, sendGraphQLError } from '../http/common.ts';
 import { eligible, serve, type GraphQLServerContext } from './json-post.ts';
@@ -95,6 +96,12 @@ export function createGraphQLServer(services: Services): GraphQLServer {
   const schema = buildSchema();
   const mask = maskError(services);
   const corsEnabled = services.config.server.corsOrigins.length > 0;
+  const served = new Counter({
+    name: 'mcp_graphql_http_requests_total',
+    help: 'GraphQL HTTP requests by the path that answered: direct (plain JSON POSTs through the envelop pipeline) or yoga.',
+    labelNames: ['path'],
+    registers: [services.metricsRegistry],
+  });
   const yoga = createYoga<GraphQLServerContext, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -128,7 +135,10 @@ export function createGraphQLServer(services: Services): GraphQLServer {
   return {
     yoga,
     async handle(req, res, ctx) {
-      if (!eligible(req, corsEnabled)) return yoga(req, res, ctx);
+      if (!eligible(req, corsEnabled)) {
+        served.inc({ path: 'yoga' });
+        return yoga(req, res, ctx);
+      }
       let raw: Buffer;
       try {
         raw = await readBody(req, services.config.server.maxBodyBytes);
@@ -137,7 +147,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
         const e = err instanceof McpError ? err : new McpError('MCP_BAD_REQUEST', 'could not read the body');
         return sendGraphQLError(res, e);
       }
-      return serve(yoga, mask, raw, res, ctx);
+      served.inc({ path: await serve(yoga, mask, raw, res, ctx) });
     },
     attachWebSocket(server) {
       const wss = new WebSocketServer({ server, path: '/graphql', maxPayload: 1024 * 1024 });
