@@ -41,7 +41,7 @@ export async function setUpPlugin<K extends PluginKind>(
   kind: K,
   plugin: PluginUnderTest<K>,
   rawOptions: unknown,
-  configuredName?: string,
+  configuredName?: string | ((pluginName: string) => string),
 ): Promise<PluginHarness<K>> {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const definition = (typeof plugin === 'string' ? await loadPluginDefinition(plugin, process.cwd()) : plugin) as PluginDefinition<K, any>;
@@ -53,7 +53,7 @@ export async function setUpPlugin<K extends PluginKind>(
     const issues = parsed.error.issues.map((i) => `option ${i.path.map(String).join('.') || '(root)'}: ${i.message}`).join('; ');
     throw new Error(`plugin "${definition.name}": the fixture's options are invalid: ${issues}`);
   }
-  const name = configuredName ?? definition.name;
+  const name = typeof configuredName === 'function' ? configuredName(definition.name) : configuredName ?? definition.name;
   const abort = new AbortController();
   const closers: Array<() => unknown> = [];
   const checks: Array<() => HealthReport | Promise<HealthReport>> = [];
@@ -114,6 +114,16 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
     timer.unref?.();
   });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/** Polls `cond` (every 10 ms) until it holds; an Error naming `what` after `ms`. */
+export async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new Error(`${what} (waited ${ms} ms)`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 export { describeValue };
