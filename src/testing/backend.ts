@@ -34,7 +34,7 @@ import fc from 'fast-check';
 import { ERROR_CODES, McpError } from '../errors.ts';
 import type { Backend, BackendCall, InstanceSpec, LoadedInstance, ModelSignature, TensorSignature } from '../plugin/contract.ts';
 import type { FinishReason, InferenceChunk, InferenceInput, InferenceOutput, InferenceTask, Tensor, TensorDatatype, Usage } from '../inference/types.ts';
-import { describeValue, settle, setUpPlugin, within, type PluginHarness, type PluginUnderTest } from './plugin-harness.ts';
+import { describeValue, settle, setUpPlugin, until, within, type PluginHarness, type PluginUnderTest } from './plugin-harness.ts';
 
 /** A request that runs for seconds when left alone. */
 export interface SlowRequest {
@@ -47,6 +47,12 @@ export interface SlowRequest {
   input: InferenceInput;
   /** Only its stream is slow (infer answers at once): the infer deadline check is skipped. */
   streamOnly?: boolean;
+  /**
+   * How many requests the model (or its server) is still working on. When given, the suite checks
+   * that a cancelled or released stream, and a call past its deadline, stop the work there too:
+   * this falls back to 0 promptly.
+   */
+  inFlight?(instance: LoadedInstance): number | Promise<number>;
 }
 
 /** What the suite needs to know about one backend. */
@@ -325,6 +331,12 @@ export function describeBackendConformance(
     const requestsOf = (i: LoadedInstance): Array<[InferenceTask, InferenceInput]> =>
       i.tasks.map((t) => [t, fx.requests[t]!] as [InferenceTask, InferenceInput]);
     const streams = (i: LoadedInstance, task: InferenceTask) => typeof i.stream === 'function' && GENERATIVE.has(task);
+    /** With `slow.inFlight`: waits until the model no longer works on slow requests (the backend let go of them). */
+    const released = async (i: LoadedInstance, what: string): Promise<void> => {
+      const inFlight = fx.slow?.inFlight;
+      if (!inFlight) return;
+      await until(async () => (await inFlight(i)) === 0, promptMs, `${what}: the model still works on it (slow.inFlight is not 0)`);
+    };
 
     beforeAll(async () => {
       fx = typeof fixture === 'function' ? await fixture() : fixture;
@@ -428,6 +440,7 @@ export function describeBackendConformance(
       const target = slowInst ?? inst;
       if (!fx.slow) t.skip('the fixture gives no slow request');
       if (!streams(target, fx.slow!.input.task)) t.skip('the instance does not stream the slow request');
+      await released(target, 'before the check');
       const ac = new AbortController();
       const what = 'the slow stream, aborted after its first chunk';
       const iterator = (async function* () { yield* target.stream!(fx.slow!.input, call(ac.signal)); })()[Symbol.asyncIterator]();
@@ -442,6 +455,7 @@ export function describeBackendConformance(
       }), promptMs, what);
       if (!drained.ok) rest.error = drained.error;
       expectStoppedStream(rest, what);
+      await released(target, what);
       const [task, input] = requestsOf(inst)[0]!;
       checkOutput(inst, input, await within(inst.infer(input, call()), testTimeout, `infer(${task}) after a cancelled stream`), `infer(${task}) after a cancelled stream`);
     }, testTimeout);
@@ -451,6 +465,7 @@ export function describeBackendConformance(
       const target = slowInst ?? inst;
       if (!fx.slow) t.skip('the fixture gives no slow request');
       if (!streams(target, fx.slow!.input.task)) t.skip('the instance does not stream the slow request');
+      await released(target, 'before the check');
       const iterator = target.stream!(fx.slow!.input, call())[Symbol.asyncIterator]();
       expect(typeof iterator.return, 'the stream iterator has no return(): a consumer that stops reading cannot release it').toBe('function');
       const first = await within(settle(iterator.next()), promptMs, 'the first chunk of the slow stream');
@@ -460,6 +475,7 @@ export function describeBackendConformance(
       if (!returned.ok) expectMcpError(returned.error, "the slow stream's return()");
       const after = await within(settle(iterator.next()), promptMs, 'next() after return()');
       expect(after.ok && after.value.done, 'next() after return() should report done').toBe(true);
+      await released(target, 'the slow stream after return()');
       const [task, input] = requestsOf(inst)[0]!;
       checkOutput(inst, input, await within(inst.infer(input, call()), testTimeout, `infer(${task}) after a released stream`), `infer(${task}) after a released stream`);
       // the instance that streamed takes a new stream too
@@ -467,6 +483,7 @@ export function describeBackendConformance(
       const next = await within(settle(again.next()), promptMs, 'a new stream on the instance after return()');
       if (!next.ok) { expectMcpError(next.error, 'a new stream after return()'); throw next.error; }
       await within(Promise.resolve(again.return?.()), promptMs, 'return() of the new stream');
+      await released(target, 'the new stream after return()');
     }, testTimeout);
 
     check('deadline', 'deadline: a call whose signal times out fails with MCP_DEADLINE_EXCEEDED or MCP_CANCELLED, never hangs', async (t) => {
@@ -475,16 +492,19 @@ export function describeBackendConformance(
       if (!fx.slow) t.skip('the fixture gives no slow request');
       const slow = fx.slow!;
       const timed = () => call(AbortSignal.timeout(deadlineMs), Date.now() + deadlineMs);
+      await released(target, 'before the check');
       let checked = false;
       if (!slow.streamOnly) {
         const r = await within(settle(target.infer(slow.input, timed())), deadlineMs + promptMs, 'infer past its deadline');
         expect(r.ok, `infer of the slow request answered although its ${deadlineMs} ms deadline passed`).toBe(false);
         if (!r.ok) expectCancelledOrDeadline(r.error, 'infer past its deadline');
+        await released(target, 'infer past its deadline');
         checked = true;
       }
       if (streams(target, slow.input.task)) {
         const r = await within(collect(target, slow.input, timed()), deadlineMs + promptMs, 'a stream past its deadline');
         expectStoppedStream(r, 'a stream past its deadline');
+        await released(target, 'a stream past its deadline');
         checked = true;
       }
       if (!checked) t.skip('the slow request is slow only as a stream and the instance does not stream it');

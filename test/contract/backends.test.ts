@@ -18,7 +18,7 @@ import { createWorkerHttpServer } from '../../src/workers/http-server.ts';
 import openaiPlugin from '../../plugins/backend-openai/index.ts';
 import kservePlugin from '../../plugins/backend-kserve-v2/index.ts';
 import workerPlugin from '../../plugins/backend-worker/index.ts';
-import tfjsPlugin, { fileSaveHandler } from '../../plugins/backend-tfjs/index.ts';
+import tfjsPlugin, { fileSaveHandler, type CharLmInstance } from '../../plugins/backend-tfjs/index.ts';
 import { startFakeOpenAI } from '../support/fake-openai-server.ts';
 import { startFakeKServe } from '../support/fake-kserve-server.ts';
 import { freeLoopbackPort } from '../support/loopback-server.ts';
@@ -51,7 +51,7 @@ describeBackendConformance('openai', async () => {
     spec: spec('openai-1', fake.url),
     requests: llmRequests,
     unreachable: spec('openai-gone', `http://127.0.0.1:${closed}/v1`),
-    slow: { spec: spec('openai-slow', slow.url), input: slowGenerate },
+    slow: { spec: spec('openai-slow', slow.url), input: slowGenerate, inFlight: () => slow.open },
     close: async () => { await fake.close(); await slow.close(); },
   };
 });
@@ -66,7 +66,7 @@ describeBackendConformance('kserve-v2', async () => {
     requests: { tensor: doubler(2) },
     invalid: [{ task: 'tensor', tensors: [{ name: 'INPUT0', shape: [1, 4], datatype: 'INT32', data: [1, 2, 3, 4] }] }],
     unreachable: spec('doubler-gone', `http://127.0.0.1:${closed}`, {}, 'doubler'),
-    slow: { spec: spec('doubler-slow', slow.url, {}, 'doubler'), input: doubler(1) },
+    slow: { spec: spec('doubler-slow', slow.url, {}, 'doubler'), input: doubler(1), inFlight: () => slow.open },
     close: async () => { await fake.close(); await slow.close(); },
   };
 });
@@ -100,7 +100,7 @@ describeBackendConformance('worker (an openai instance on the worker)', async ()
     spec: spec('gw-llm', worker.url, { remoteInstanceId: 'llm' }),
     requests: llmRequests,
     unreachable: spec('gw-gone', `http://127.0.0.1:${closed}`, { remoteInstanceId: 'llm' }),
-    slow: { spec: spec('gw-llm-slow', worker.url, { remoteInstanceId: 'llm-slow' }), input: slowGenerate },
+    slow: { spec: spec('gw-llm-slow', worker.url, { remoteInstanceId: 'llm-slow' }), input: slowGenerate, inFlight: () => slow.open },
     close: async () => { await worker.close(); await ctx.close(); await fake.close(); await slow.close(); },
   };
 });
@@ -119,7 +119,7 @@ describeBackendConformance('worker (a kserve-v2 instance on the worker)', async 
     plugin: workerPlugin,
     spec: spec('gw-doubler', worker.url, { remoteInstanceId: 'doubler' }, 'doubler'),
     requests: { tensor: doubler(3) },
-    slow: { spec: spec('gw-doubler-slow', worker.url, { remoteInstanceId: 'doubler-slow' }, 'doubler'), input: doubler(1) },
+    slow: { spec: spec('gw-doubler-slow', worker.url, { remoteInstanceId: 'doubler-slow' }, 'doubler'), input: doubler(1), inFlight: () => slow.open },
     close: async () => { await worker.close(); await ctx.close(); await fake.close(); await slow.close(); },
   };
 });
@@ -134,7 +134,10 @@ describeBackendConformance('tfjs (capibara-mini, a char-lm)', {
     chat: { task: 'chat', messages: [{ role: 'user', content: 'What do capybaras eat?' }], parameters: { maxTokens: 24, seed: 7 } },
   },
   // 50,000 forward passes, seconds even on a fast machine; greedy decoding of this prompt never ends early
-  slow: { input: { task: 'generate', prompt: 'The capybara', parameters: { maxTokens: 50_000, temperature: 0 } } },
+  slow: {
+    input: { task: 'generate', prompt: 'The capybara', parameters: { maxTokens: 50_000, temperature: 0 } },
+    inFlight: (instance) => (instance as CharLmInstance).activeGenerations,
+  },
 });
 
 describeBackendConformance('tfjs (a dense tensor model)', async () => {

@@ -38,6 +38,8 @@ export interface FakeKServeServer {
   readonly requests: number;
   readonly connections: number;
   readonly aborted: number;
+  /** Requests being answered now (not complete, client still there). */
+  readonly open: number;
   readonly counts: Readonly<Record<string, number>>;
   readonly lastRequest: { method: string; path: string; headers: IncomingMessage['headers']; body: unknown } | undefined;
   setBehavior(behavior: Partial<FakeKServeBehavior>): void;
@@ -65,7 +67,7 @@ interface InferRequestBody {
 
 export async function startFakeKServe(opts: Partial<FakeKServeBehavior> = {}): Promise<FakeKServeServer> {
   let behavior: FakeKServeBehavior = { ...DEFAULTS, ...opts };
-  const tally: RequestTally = { requests: 0, aborted: 0, counts: {} };
+  const tally: RequestTally = { requests: 0, aborted: 0, open: 0, counts: {} };
   let lastRequest: FakeKServeServer['lastRequest'];
   const timers = new Set<ReturnType<typeof setTimeout>>();
 
@@ -143,6 +145,7 @@ export async function startFakeKServe(opts: Partial<FakeKServeBehavior> = {}): P
     get requests() { return tally.requests; },
     get connections() { return lb.connections; },
     get aborted() { return tally.aborted; },
+    get open() { return tally.open; },
     counts: tally.counts,
     get lastRequest() { return lastRequest; },
     setBehavior(b) { behavior = { ...DEFAULTS, ...b }; },

@@ -51,6 +51,8 @@ export interface FakeOpenAIServer {
   readonly connections: number;
   /** Requests whose client went away before the answer was complete. */
   readonly aborted: number;
+  /** Requests being answered now (not complete, client still there). */
+  readonly open: number;
   /** Requests per path, e.g. counts['/v1/chat/completions']. */
   readonly counts: Readonly<Record<string, number>>;
   /** The last request (body parsed as JSON). */
@@ -126,7 +128,7 @@ function precompute(b: FakeOpenAIBehavior): Precomputed {
 
 export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): Promise<FakeOpenAIServer> {
   let pre = precompute({ ...DEFAULTS, ...opts });
-  const tally: RequestTally = { requests: 0, aborted: 0, counts: {} };
+  const tally: RequestTally = { requests: 0, aborted: 0, open: 0, counts: {} };
   let lastRequest: RecordedRequest | undefined;
   const timers = new Set<ReturnType<typeof setTimeout>>();
 
@@ -207,6 +209,7 @@ export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): P
     get requests() { return tally.requests; },
     get connections() { return lb.connections; },
     get aborted() { return tally.aborted; },
+    get open() { return tally.open; },
     counts: tally.counts,
     get lastRequest() { return lastRequest; },
     setBehavior(behavior) { pre = precompute({ ...DEFAULTS, ...behavior }); },
