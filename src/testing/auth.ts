@@ -31,7 +31,7 @@ import type { Principal } from '../inference/types.ts';
 import { describeValue, settle, setUpPlugin, within, type PluginHarness, type PluginUnderTest } from './plugin-harness.ts';
 
 export interface AuthConformanceFixture {
-  /** The plugin: its definition (the module's default export), or a config `use:` (path or package name) the gateway's loader resolves. */
+  /** The plugin: its definition (the module's default export), or a config `use:` the gateway's loader resolves (a package name, or a path from the working folder). */
   plugin: PluginUnderTest<'auth'>;
   /** Plugin options as written in the config; validated by the plugin's schema like the host does. */
   options?: unknown;

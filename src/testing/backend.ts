@@ -57,7 +57,7 @@ export interface SlowRequest {
 
 /** What the suite needs to know about one backend. */
 export interface BackendConformanceFixture {
-  /** The plugin: its definition (the module's default export), or a config `use:` (path or package name) the gateway's loader resolves. */
+  /** The plugin: its definition (the module's default export), or a config `use:` the gateway's loader resolves (a package name, or a path from the working folder). */
   plugin: PluginUnderTest<'backend'>;
   /** Plugin options as written in the config; validated by the plugin's schema like the host does. */
   options?: unknown;
@@ -122,7 +122,7 @@ function genericRequest(task: InferenceTask): InferenceInput {
 }
 
 /** Every failure is an McpError with a code from the table. */
-export function expectMcpError(err: unknown, what: string): McpError {
+function expectMcpError(err: unknown, what: string): McpError {
   expect(err instanceof McpError, `${what}: threw ${describeValue(err)}, not an McpError (the gateway masks it as MCP_INTERNAL)`).toBe(true);
   const e = err as McpError;
   expect(Object.prototype.hasOwnProperty.call(ERROR_CODES, e.code), `${what}: code ${String(e.code)} is not in ERROR_CODES`).toBe(true);
