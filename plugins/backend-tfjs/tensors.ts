@@ -146,7 +146,8 @@ export function checkInputs(io: ModelIo, tensors: readonly Tensor[] | undefined)
   if (tensors.length > used.length) {
     // A tensor the model has no input for (a misspelt name, or one given twice) is refused, not ignored.
     const extra = tensors.filter((t) => !used.includes(t));
-    throw new McpError('MCP_INVALID_INPUT_SHAPE', `the model has no input ${extra.map((x) => `'${x.name}'`).join(', ')} (inputs: ${io.inputs.map((s) => `'${s.name}'`).join(', ')}); each input is given once`, {
+    const names = (list: ReadonlyArray<{ name: string }>) => list.map((x) => `'${x.name}'`).join(', ');
+    throw new McpError('MCP_INVALID_INPUT_SHAPE', `the model has no input ${names(extra)} (inputs: ${names(io.inputs)}); each input is given once`, {
       details: { input: extra[0]!.name, expectedInputs: io.inputs.map((s) => s.name) },
     });
   }

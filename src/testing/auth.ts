@@ -31,7 +31,10 @@ import type { Principal } from '../inference/types.ts';
 import { describeValue, settle, setUpPlugin, within, type PluginHarness, type PluginUnderTest } from './plugin-harness.ts';
 
 export interface AuthConformanceFixture {
-  /** The plugin: its definition (the module's default export), or a config `use:` the gateway's loader resolves (a package name, or a path from the working folder). */
+  /**
+   * The plugin: its definition (the module's default export), or a config `use:` the gateway's
+   * loader resolves (a package name, or a path from the working folder).
+   */
   plugin: PluginUnderTest<'auth'>;
   /** Plugin options as written in the config; validated by the plugin's schema like the host does. */
   options?: unknown;
@@ -187,7 +190,8 @@ export function describeAuthConformance(
     it('throws nothing but McpError on random requests, and never repeats what was presented', async () => {
       const token = fc.oneof(fc.string({ maxLength: 80 }), fc.string({ unit: 'grapheme', maxLength: 40 }), fc.base64String({ maxLength: 120 }),
         fc.constantFrom('', ' ', 'null', 'undefined', 'eyJhbGciOiJub25lIn0.e30.', 'mcp_sk_', `mcp_sk_${'A'.repeat(43)}_AAAAAA`));
-      const authorization = fc.oneof(token, fc.tuple(fc.constantFrom('Bearer', 'bearer', 'BEARER', 'Basic', 'Token', 'ApiKey', ''), token).map(([s, v]) => `${s} ${v}`));
+      const scheme = fc.constantFrom('Bearer', 'bearer', 'BEARER', 'Basic', 'Token', 'ApiKey', '');
+      const authorization = fc.oneof(token, fc.tuple(scheme, token).map(([s, v]) => `${s} ${v}`));
       const headers = fc.record({
         authorization: fc.option(authorization, { nil: undefined }),
         'x-api-key': fc.option(token, { nil: undefined }),

@@ -57,7 +57,10 @@ export interface SlowRequest {
 
 /** What the suite needs to know about one backend. */
 export interface BackendConformanceFixture {
-  /** The plugin: its definition (the module's default export), or a config `use:` the gateway's loader resolves (a package name, or a path from the working folder). */
+  /**
+   * The plugin: its definition (the module's default export), or a config `use:` the gateway's
+   * loader resolves (a package name, or a path from the working folder).
+   */
   plugin: PluginUnderTest<'backend'>;
   /** Plugin options as written in the config; validated by the plugin's schema like the host does. */
   options?: unknown;
@@ -199,7 +202,8 @@ function checkOutput(inst: LoadedInstance, input: InferenceInput, out: Inference
     expect(out.embeddings!.length, `${what}: one embedding per text`).toBe(input.texts?.length ?? 0);
     const dims = out.embeddings![0]?.length;
     for (const [i, e] of out.embeddings!.entries()) {
-      expect(Array.isArray(e) && e.length > 0 && e.every((v) => typeof v === 'number' && Number.isFinite(v)), `${what}: embedding ${i} is not a non-empty array of finite numbers`).toBe(true);
+      const numbers = Array.isArray(e) && e.length > 0 && e.every((v) => typeof v === 'number' && Number.isFinite(v));
+      expect(numbers, `${what}: embedding ${i} is not a non-empty array of finite numbers`).toBe(true);
       expect(e.length, `${what}: embedding ${i} has ${e.length} dimensions, embedding 0 has ${dims}`).toBe(dims);
     }
   } else {
@@ -251,24 +255,36 @@ function badTensorInputs(sig: ModelSignature): Array<{ why: string; input: Infer
   if (valid.length === 0) return [];
   const [first, ...rest] = valid as [Tensor, ...Tensor[]];
   const out: Array<{ why: string; input: InferenceInput }> = [
-    { why: 'one dimension too many', input: { task: 'tensor', tensors: [{ ...first, shape: [...first.shape, 2], data: [...first.data, ...first.data] }, ...rest] } },
-    { why: 'an input the model does not have', input: { task: 'tensor', tensors: [...valid, { name: `${first.name}__not_an_input`, shape: [1], datatype: 'FP32', data: [1] }] } },
+    {
+      why: 'one dimension too many',
+      input: { task: 'tensor', tensors: [{ ...first, shape: [...first.shape, 2], data: [...first.data, ...first.data] }, ...rest] },
+    },
+    {
+      why: 'an input the model does not have',
+      input: { task: 'tensor', tensors: [...valid, { name: `${first.name}__not_an_input`, shape: [1], datatype: 'FP32', data: [1] }] },
+    },
   ];
   const fixed = first.shape.findIndex((_, i) => sig.inputs[0]!.shape[i] !== -1);
   if (fixed >= 0) {
     const shape = first.shape.map((d, i) => (i === fixed ? d + 1 : d));
     const n = shape.reduce((a, b) => a * b, 1);
-    out.push({ why: `dimension ${fixed} is not the signature's ${first.shape[fixed]}`, input: { task: 'tensor', tensors: [{ ...first, shape, data: new Array(n).fill(first.data[0]) }, ...rest] } });
+    out.push({
+      why: `dimension ${fixed} is not the signature's ${first.shape[fixed]}`,
+      input: { task: 'tensor', tensors: [{ ...first, shape, data: new Array(n).fill(first.data[0]) }, ...rest] },
+    });
   }
   return out;
 }
 
 /** Random inputs in the domain the gateway validates (strings of any kind; tensors whose data fits their shape). */
 function randomInputs(base: InferenceInput, sig: ModelSignature | undefined): fc.Arbitrary<InferenceInput> {
-  const text = fc.oneof(fc.string({ maxLength: 60 }), fc.string({ unit: 'grapheme', maxLength: 30 }), fc.constantFrom('', ' ', '\n\n', '\u0000', '🦫'.repeat(20)));
+  const text = fc.oneof(
+    fc.string({ maxLength: 60 }), fc.string({ unit: 'grapheme', maxLength: 30 }), fc.constantFrom('', ' ', '\n\n', '\u0000', '🦫'.repeat(20)),
+  );
   switch (base.task) {
     case 'generate': return text.map((prompt) => ({ ...base, prompt }));
-    case 'chat': return fc.array(text, { minLength: 1, maxLength: 3 }).map((cs) => ({ ...base, messages: cs.map((content) => ({ role: 'user' as const, content })) }));
+    case 'chat':
+      return fc.array(text, { minLength: 1, maxLength: 3 }).map((cs) => ({ ...base, messages: cs.map((content) => ({ role: 'user' as const, content })) }));
     case 'embed': return fc.array(text, { minLength: 1, maxLength: 4 }).map((texts) => ({ ...base, texts }));
     case 'tensor': {
       const names = [...(sig?.inputs.map((s) => s.name) ?? []), ...(base.tensors?.map((t) => t.name) ?? []), 'x'];
@@ -284,7 +300,8 @@ function randomInputs(base: InferenceInput, sig: ModelSignature | undefined): fc
         return { name, shape, datatype, data: Array.from({ length: n }, (_, i) => value(i)).slice(0, Math.max(0, n - extra)) };
       });
       const fromBase = fc.constant(base.tensors ?? []);
-      return fc.oneof(fc.array(tensor, { minLength: 1, maxLength: 2 }), fromBase.chain((ts) => tensor.map((t) => [...ts.slice(1), t]))).map((tensors) => ({ task: 'tensor' as const, tensors }));
+      const tensors = fc.oneof(fc.array(tensor, { minLength: 1, maxLength: 2 }), fromBase.chain((ts) => tensor.map((t) => [...ts.slice(1), t])));
+      return tensors.map((ts) => ({ task: 'tensor' as const, tensors: ts }));
     }
   }
 }
@@ -427,7 +444,8 @@ export function describeBackendConformance(
     check('concurrency', `answers ${concurrency} concurrent requests of each task`, async () => {
       if (loadError !== undefined) throw loadError;
       for (const [task, input] of requestsOf(inst)) {
-        const answers = await within(Promise.all(Array.from({ length: concurrency }, () => settle(inst.infer(input, call())))), testTimeout, `${concurrency} concurrent infer(${task})`);
+        const all = Promise.all(Array.from({ length: concurrency }, () => settle(inst.infer(input, call()))));
+        const answers = await within(all, testTimeout, `${concurrency} concurrent infer(${task})`);
         for (const [i, r] of answers.entries()) {
           if (!r.ok) { expectMcpError(r.error, `concurrent infer(${task}) #${i}`); throw r.error; }
           checkOutput(inst, input, r.value, `concurrent infer(${task}) #${i}`);
@@ -435,7 +453,8 @@ export function describeBackendConformance(
       }
     }, testTimeout);
 
-    check('cancel', 'cancel mid-stream: aborting the signal after the first chunk ends the stream promptly; the backend stays usable', async (t) => {
+    const cancelTitle = 'cancel mid-stream: aborting the signal after the first chunk ends the stream promptly; the backend stays usable';
+    check('cancel', cancelTitle, async (t) => {
       if (loadError !== undefined) throw loadError;
       const target = slowInst ?? inst;
       if (!fx.slow) t.skip('the fixture gives no slow request');
@@ -457,7 +476,8 @@ export function describeBackendConformance(
       expectStoppedStream(rest, what);
       await released(target, what);
       const [task, input] = requestsOf(inst)[0]!;
-      checkOutput(inst, input, await within(inst.infer(input, call()), testTimeout, `infer(${task}) after a cancelled stream`), `infer(${task}) after a cancelled stream`);
+      const next = `infer(${task}) after a cancelled stream`;
+      checkOutput(inst, input, await within(inst.infer(input, call()), testTimeout, next), next);
     }, testTimeout);
 
     check('cancel-return', "cancel mid-stream: the iterator's return() after the first chunk releases it promptly; the backend stays usable", async (t) => {
@@ -477,7 +497,8 @@ export function describeBackendConformance(
       expect(after.ok && after.value.done, 'next() after return() should report done').toBe(true);
       await released(target, 'the slow stream after return()');
       const [task, input] = requestsOf(inst)[0]!;
-      checkOutput(inst, input, await within(inst.infer(input, call()), testTimeout, `infer(${task}) after a released stream`), `infer(${task}) after a released stream`);
+      const what = `infer(${task}) after a released stream`;
+      checkOutput(inst, input, await within(inst.infer(input, call()), testTimeout, what), what);
       // the instance that streamed takes a new stream too
       const again = target.stream!(fx.slow!.input, call())[Symbol.asyncIterator]();
       const next = await within(settle(again.next()), promptMs, 'a new stream on the instance after return()');
@@ -518,7 +539,8 @@ export function describeBackendConformance(
         else expectCancelledOrDeadline(r.error, `infer(${task}) with an aborted signal`);
         if (!streams(inst, task)) continue;
         const s = await within(collect(inst, input, call(AbortSignal.abort(), Date.now() - 1)), promptMs, `stream(${task}) with an aborted signal`);
-        if (s.error !== undefined || s.chunks.at(-1)?.finishReason === 'cancelled' || s.chunks.length === 0) expectStoppedStream(s, `stream(${task}) with an aborted signal`);
+        const stopped = s.error !== undefined || s.chunks.at(-1)?.finishReason === 'cancelled' || s.chunks.length === 0;
+        if (stopped) expectStoppedStream(s, `stream(${task}) with an aborted signal`);
       }
     }, testTimeout);
 

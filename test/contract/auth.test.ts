@@ -47,6 +47,9 @@ describeAuthConformance('test-header-auth (test/router/header-auth-plugin.ts, lo
   plugin: fileURLToPath(new URL('../router/header-auth-plugin.ts', import.meta.url)),
   options: { defaultUser: null },
   none: [req({}), req({ authorization: 'Bearer something' })],
-  mine: [{ request: req({ 'x-test-user': 'alice' }), id: 'alice', roles: ['admin'] }, { request: req({ 'x-test-user': 'bob@example.test' }, 'graphql'), id: 'bob@example.test' }],
+  mine: [
+    { request: req({ 'x-test-user': 'alice' }), id: 'alice', roles: ['admin'] },
+    { request: req({ 'x-test-user': 'bob@example.test' }, 'graphql'), id: 'bob@example.test' },
+  ],
   invalid: [req({ 'x-test-user': '' }), req({ 'x-test-user': 'not a user name!' }), req({ 'x-test-user': 'x'.repeat(129) })],
 });
