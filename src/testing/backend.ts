@@ -345,8 +345,14 @@ export function describeBackendConformance(
       loaded.push(i);
       return i;
     };
+    /** The fixture's request for each task the instance serves (the load check reports a missing one). */
     const requestsOf = (i: LoadedInstance): Array<[InferenceTask, InferenceInput]> =>
-      i.tasks.map((t) => [t, fx.requests[t]!] as [InferenceTask, InferenceInput]);
+      i.tasks.flatMap((t) => (fx.requests[t] ? [[t, fx.requests[t]] as [InferenceTask, InferenceInput]] : []));
+    const firstRequest = (i: LoadedInstance): [InferenceTask, InferenceInput] => {
+      const first = requestsOf(i)[0];
+      if (!first) throw new Error(`the fixture gives no request for any task the instance serves (${i.tasks.join(', ')})`);
+      return first;
+    };
     const streams = (i: LoadedInstance, task: InferenceTask) => typeof i.stream === 'function' && GENERATIVE.has(task);
     /** With `slow.inFlight`: waits until the model no longer works on slow requests (the backend let go of them). */
     const released = async (i: LoadedInstance, what: string): Promise<void> => {
@@ -475,7 +481,7 @@ export function describeBackendConformance(
       if (!drained.ok) rest.error = drained.error;
       expectStoppedStream(rest, what);
       await released(target, what);
-      const [task, input] = requestsOf(inst)[0]!;
+      const [task, input] = firstRequest(inst);
       const next = `infer(${task}) after a cancelled stream`;
       checkOutput(inst, input, await within(inst.infer(input, call()), testTimeout, next), next);
     }, testTimeout);
@@ -496,7 +502,7 @@ export function describeBackendConformance(
       const after = await within(settle(iterator.next()), promptMs, 'next() after return()');
       expect(after.ok && after.value.done, 'next() after return() should report done').toBe(true);
       await released(target, 'the slow stream after return()');
-      const [task, input] = requestsOf(inst)[0]!;
+      const [task, input] = firstRequest(inst);
       const what = `infer(${task}) after a released stream`;
       checkOutput(inst, input, await within(inst.infer(input, call()), testTimeout, what), what);
       // the instance that streamed takes a new stream too
@@ -609,7 +615,7 @@ export function describeBackendConformance(
     check('unload', 'unload: then infer fails retryable with mayHaveExecuted false; health is a report; unload twice is safe', async () => {
       if (loadError !== undefined) throw loadError;
       const u = await load(fx.spec);
-      const [task0, input0] = requestsOf(u)[0]!;
+      const [task0, input0] = firstRequest(u);
       checkOutput(u, input0, await u.infer(input0, call()), `infer(${task0}) before unload`);
       await within(u.unload(), promptMs, 'unload()');
       for (const [task, input] of requestsOf(u)) {
