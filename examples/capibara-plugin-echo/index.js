@@ -43,8 +43,9 @@ const plugin = {
             const text = answer(input);
             const words = text.split(/(?<=\s)/);
             for (const w of words) {
-              if (call.signal.aborted) return;
               if (opts.tokenDelayMs) await new Promise((r) => setTimeout(r, opts.tokenDelayMs));
+              // A stopped stream says so in its last chunk, rather than ending as if complete.
+              if (call.signal.aborted) { yield { text: '', finishReason: 'cancelled' }; return; }
               yield { text: w };
             }
             yield { text: '', finishReason: 'stop', usage: usage(promptOf(input), text) };

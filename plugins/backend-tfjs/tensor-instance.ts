@@ -85,7 +85,7 @@ export class TensorInstance implements LoadedInstance {
   async unload(): Promise<void> {
     if (this.unloaded) return;
     this.unloaded = true;
-    await this.batcher.close(new McpError('MCP_SHUTTING_DOWN', `instance ${this.id} is being unloaded`, { retryable: true }));
+    await this.batcher.close(new McpError('MCP_SHUTTING_DOWN', `instance ${this.id} is being unloaded`, { retryable: true, mayHaveExecuted: false }));
     this.m.model.dispose();
   }
 

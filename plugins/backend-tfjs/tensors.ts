@@ -119,12 +119,14 @@ export function checkInputs(io: ModelIo, tensors: readonly Tensor[] | undefined)
     throw new McpError('MCP_INVALID_INPUT_SHAPE', `no input tensors given; expected ${io.inputs.map((s) => `${s.name} ${s.datatype}${fmt(s.shape)}`).join(', ')}`);
   }
   const out: CheckedInput[] = [];
+  const used: Tensor[] = [];
   for (const spec of io.inputs) {
     const t = tensors.find((x) => x.name === spec.name) ?? tensors.find((x) => x.name === spec.tfName)
       ?? (io.inputs.length === 1 && tensors.length === 1 ? tensors[0] : undefined);
     if (!t) {
       throw new McpError('MCP_INVALID_INPUT_SHAPE', `missing input '${spec.name}': expected ${spec.datatype}${fmt(spec.shape)}; given ${tensors.map((x) => `'${x.name}'`).join(', ')}`, { details: { input: spec.name } });
     }
+    used.push(t);
     // The message is built only when the input is refused: this runs for every request.
     const bad = (why: string): McpError => new McpError('MCP_INVALID_INPUT_SHAPE', `input '${spec.name}': expected ${spec.datatype}${spec.shapeKnown ? fmt(spec.shape) : '[any]'}, given ${t.datatype}${fmt(t.shape ?? [])} (${why})`, { details: { input: spec.name, expected: { datatype: spec.datatype, shape: spec.shape }, given: { datatype: t.datatype, shape: t.shape } } });
     if (t.datatype !== spec.datatype) throw bad('wrong datatype');
@@ -140,6 +142,14 @@ export function checkInputs(io: ModelIo, tensors: readonly Tensor[] | undefined)
           : t.data.every((v) => typeof v === 'number');
     if (!ok) throw bad(`data elements must be ${spec.datatype === 'BYTES' ? 'strings' : spec.datatype === 'BOOL' ? 'booleans' : spec.datatype === 'INT32' ? 'integers' : 'numbers'}`);
     out.push({ spec, shape: [...t.shape], data: t.data });
+  }
+  if (tensors.length > used.length) {
+    // A tensor the model has no input for (a misspelt name, or one given twice) is refused, not ignored.
+    const extra = tensors.filter((t) => !used.includes(t));
+    const names = (list: ReadonlyArray<{ name: string }>) => list.map((x) => `'${x.name}'`).join(', ');
+    throw new McpError('MCP_INVALID_INPUT_SHAPE', `the model has no input ${names(extra)} (inputs: ${names(io.inputs)}); each input is given once`, {
+      details: { input: extra[0]!.name, expectedInputs: io.inputs.map((s) => s.name) },
+    });
   }
   return out;
 }

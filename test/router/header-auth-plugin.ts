@@ -3,14 +3,25 @@
  * `x-test-user` header (default `tester`), with the admin role. Lets scenario tests act as many principals.
  */
 import { z } from 'zod';
+import { McpError } from '../../src/errors.ts';
 import { definePlugin } from '../../src/plugin/contract.ts';
+
+const USER = /^[A-Za-z0-9._@-]{1,128}$/;
 
 export default definePlugin({
   name: 'test-header-auth',
   kind: 'auth',
   apiVersion: '^1.0.0',
-  options: z.strictObject({}),
-  setup: () => ({
-    authenticate: (req) => ({ id: req.headers['x-test-user'] ?? 'tester', via: 'test-header-auth', roles: ['admin'] }),
+  options: z.strictObject({
+    /** Principal of requests without `x-test-user`; null leaves them to the next strategy. */
+    defaultUser: z.string().regex(USER).nullable().default('tester'),
+  }),
+  setup: (ctx, options) => ({
+    authenticate: (req) => {
+      const user = req.headers['x-test-user'] ?? options.defaultUser;
+      if (user === null) return null;
+      if (!USER.test(user)) throw new McpError('MCP_UNAUTHENTICATED', 'x-test-user must be 1 to 128 letters, digits, ".", "_", "@" or "-"');
+      return { id: user, via: ctx.name, roles: ['admin'] };
+    },
   }),
 });

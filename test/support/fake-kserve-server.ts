@@ -20,6 +20,8 @@ export interface FakeKServeBehavior {
   models: FakeKServeModel[];
   /** Delay before every answer. */
   delayMs: number;
+  /** Extra delay before infer answers only (metadata and readiness answer at once): a slow model. */
+  inferDelayMs: number;
   /** Model and server readiness. */
   ready: boolean;
   /** Answer infer calls with this status and body instead. */
@@ -36,6 +38,8 @@ export interface FakeKServeServer {
   readonly requests: number;
   readonly connections: number;
   readonly aborted: number;
+  /** Requests being answered now (not complete, client still there). */
+  readonly open: number;
   readonly counts: Readonly<Record<string, number>>;
   readonly lastRequest: { method: string; path: string; headers: IncomingMessage['headers']; body: unknown } | undefined;
   setBehavior(behavior: Partial<FakeKServeBehavior>): void;
@@ -50,7 +54,7 @@ export const DOUBLER_MODEL: FakeKServeModel = {
   outputs: [{ name: 'OUTPUT0', datatype: 'FP32', shape: [-1, 4] }],
 };
 
-const DEFAULTS: FakeKServeBehavior = { models: [DOUBLER_MODEL], delayMs: 0, ready: true, hang: false };
+const DEFAULTS: FakeKServeBehavior = { models: [DOUBLER_MODEL], delayMs: 0, inferDelayMs: 0, ready: true, hang: false };
 const JSON_HEADERS = { 'content-type': 'application/json' };
 const NUMERIC = new Set(['UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64']);
 const ROUTE = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/infer)?$/;
@@ -63,7 +67,7 @@ interface InferRequestBody {
 
 export async function startFakeKServe(opts: Partial<FakeKServeBehavior> = {}): Promise<FakeKServeServer> {
   let behavior: FakeKServeBehavior = { ...DEFAULTS, ...opts };
-  const tally: RequestTally = { requests: 0, aborted: 0, counts: {} };
+  const tally: RequestTally = { requests: 0, aborted: 0, open: 0, counts: {} };
   let lastRequest: FakeKServeServer['lastRequest'];
   const timers = new Set<ReturnType<typeof setTimeout>>();
 
@@ -93,23 +97,32 @@ export async function startFakeKServe(opts: Partial<FakeKServeBehavior> = {}): P
     }
     if (req.method === 'GET' && action === '/ready') { send(res, b.ready ? 200 : 400, { ready: b.ready }); return; }
     if (req.method === 'POST' && action === '/infer') {
-      if (b.status !== undefined) { send(res, b.status, b.errorBody ?? { error: `fake error ${b.status}` }, b.errorHeaders); return; }
-      const r = (body ?? {}) as InferRequestBody;
-      if (!Array.isArray(r.inputs)) { send(res, 400, { error: 'inputs is required' }); return; }
-      let outputs = r.inputs.map((input, i) => ({
-        name: model.outputs[i]?.name ?? `OUTPUT${i}`,
-        shape: input.shape,
-        datatype: input.datatype,
-        data: NUMERIC.has(input.datatype) ? input.data.map((v) => Number(v) * 2) : input.data,
-      }));
-      if (Array.isArray(r.outputs) && r.outputs.length > 0) {
-        const wanted = new Set(r.outputs.map((o) => o.name));
-        outputs = outputs.filter((o) => wanted.has(o.name));
+      if (b.inferDelayMs > 0) {
+        const t = setTimeout(() => { timers.delete(t); if (!res.destroyed) infer(res, b, model, version, body); }, b.inferDelayMs);
+        timers.add(t);
+        return;
       }
-      send(res, 200, { model_name: model.name, model_version: version ?? model.versions.at(-1) ?? '1', id: r.id ?? '', outputs });
+      infer(res, b, model, version, body);
       return;
     }
     send(res, 405, { error: 'method not allowed' });
+  }
+
+  function infer(res: ServerResponse, b: FakeKServeBehavior, model: FakeKServeModel, version: string | undefined, body: unknown): void {
+    if (b.status !== undefined) { send(res, b.status, b.errorBody ?? { error: `fake error ${b.status}` }, b.errorHeaders); return; }
+    const r = (body ?? {}) as InferRequestBody;
+    if (!Array.isArray(r.inputs)) { send(res, 400, { error: 'inputs is required' }); return; }
+    let outputs = r.inputs.map((input, i) => ({
+      name: model.outputs[i]?.name ?? `OUTPUT${i}`,
+      shape: input.shape,
+      datatype: input.datatype,
+      data: NUMERIC.has(input.datatype) ? input.data.map((v) => Number(v) * 2) : input.data,
+    }));
+    if (Array.isArray(r.outputs) && r.outputs.length > 0) {
+      const wanted = new Set(r.outputs.map((o) => o.name));
+      outputs = outputs.filter((o) => wanted.has(o.name));
+    }
+    send(res, 200, { model_name: model.name, model_version: version ?? model.versions.at(-1) ?? '1', id: r.id ?? '', outputs });
   }
 
   const lb = await listenOnLoopback(tallyingListener(tally, (req, res, raw, path) => {
@@ -132,6 +145,7 @@ export async function startFakeKServe(opts: Partial<FakeKServeBehavior> = {}): P
     get requests() { return tally.requests; },
     get connections() { return lb.connections; },
     get aborted() { return tally.aborted; },
+    get open() { return tally.open; },
     counts: tally.counts,
     get lastRequest() { return lastRequest; },
     setBehavior(b) { behavior = { ...DEFAULTS, ...b }; },

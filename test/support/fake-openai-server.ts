@@ -1,7 +1,8 @@
 /**
  * A cheap OpenAI-compatible server on 127.0.0.1 (raw node:http, precomputed bodies) for tests
  * and gateway-overhead benchmarks: GET /v1/models, POST /v1/chat/completions, /v1/completions
- * (both with SSE streaming, configurable tokens and inter-token delay, usage) and /v1/embeddings.
+ * (both with SSE streaming, configurable tokens and inter-token delay, usage; non-streamed answers
+ * optionally paced like a real server) and /v1/embeddings.
  * Answers immediately by default.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -14,6 +15,8 @@ export interface FakeOpenAIBehavior {
   tokens: string[];
   /** Delay between streamed tokens. */
   tokenDelayMs: number;
+  /** Non-streamed completions take as long as streaming them would (tokens × tokenDelayMs), like a real server. */
+  paceAnswers: boolean;
   /** Delay before the response headers (every route). */
   delayMs: number;
   finishReason: 'stop' | 'length';
@@ -48,6 +51,8 @@ export interface FakeOpenAIServer {
   readonly connections: number;
   /** Requests whose client went away before the answer was complete. */
   readonly aborted: number;
+  /** Requests being answered now (not complete, client still there). */
+  readonly open: number;
   /** Requests per path, e.g. counts['/v1/chat/completions']. */
   readonly counts: Readonly<Record<string, number>>;
   /** The last request (body parsed as JSON). */
@@ -61,6 +66,7 @@ const DEFAULTS: FakeOpenAIBehavior = {
   models: ['fake-model'],
   tokens: ['Hello', ',', ' world', '!'],
   tokenDelayMs: 0,
+  paceAnswers: false,
   delayMs: 0,
   finishReason: 'stop',
   promptTokens: 5,
@@ -122,7 +128,7 @@ function precompute(b: FakeOpenAIBehavior): Precomputed {
 
 export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): Promise<FakeOpenAIServer> {
   let pre = precompute({ ...DEFAULTS, ...opts });
-  const tally: RequestTally = { requests: 0, aborted: 0, counts: {} };
+  const tally: RequestTally = { requests: 0, aborted: 0, open: 0, counts: {} };
   let lastRequest: RecordedRequest | undefined;
   const timers = new Set<ReturnType<typeof setTimeout>>();
 
@@ -169,7 +175,11 @@ export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): P
     }
     const chat = path === '/v1/chat/completions';
     if (!chat && path !== '/v1/completions') { send(res, 404, JSON_HEADERS, Buffer.from('{"error":{"message":"not found"}}')); return; }
-    if (!reqBody.stream) { send(res, 200, JSON_HEADERS, chat ? p.chat : p.completion); return; }
+    if (!reqBody.stream) {
+      if (b.paceAnswers && !(await sleep(b.tokenDelayMs * b.tokens.length, res))) return;
+      send(res, 200, JSON_HEADERS, chat ? p.chat : p.completion);
+      return;
+    }
 
     res.writeHead(200, SSE_HEADERS);
     const frames = chat ? p.chatFrames : p.completionFrames;
@@ -199,6 +209,7 @@ export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): P
     get requests() { return tally.requests; },
     get connections() { return lb.connections; },
     get aborted() { return tally.aborted; },
+    get open() { return tally.open; },
     counts: tally.counts,
     get lastRequest() { return lastRequest; },
     setBehavior(behavior) { pre = precompute({ ...DEFAULTS, ...behavior }); },

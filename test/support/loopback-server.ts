@@ -38,10 +38,12 @@ export async function listenOnLoopback(handler: RequestListener): Promise<Loopba
   };
 }
 
-/** What a fake model server saw: requests, per-path counts, and answers cut short by the client. */
+/** What a fake model server saw: requests, per-path counts, answers cut short by the client, and requests still open. */
 export interface RequestTally {
   requests: number;
   aborted: number;
+  /** Requests whose answer is neither complete nor abandoned by the client yet. */
+  open: number;
   counts: Record<string, number>;
 }
 
@@ -52,9 +54,10 @@ export interface RequestTally {
 export function tallyingListener(tally: RequestTally, handle: (req: IncomingMessage, res: ServerResponse, body: string, path: string) => void): RequestListener {
   return (req, res) => {
     tally.requests++;
+    tally.open++;
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     tally.counts[path] = (tally.counts[path] ?? 0) + 1;
-    res.once('close', () => { if (!res.writableFinished) tally.aborted++; });
+    res.once('close', () => { tally.open--; if (!res.writableFinished) tally.aborted++; });
     const parts: Buffer[] = [];
     req.on('data', (c: Buffer) => parts.push(c));
     req.on('end', () => handle(req, res, parts.length === 0 ? '' : Buffer.concat(parts).toString('utf8'), path));
