@@ -9,3 +9,4 @@ export { createGateway, type Gateway, type GatewayOptions } from './gateway.ts';
 export { loadConfig } from './config/loader.ts';
 export { configSchema, type Config, type ConfigInput } from './config/schema.ts';
 export { DynamicBatcher } from './inference/dynamic-batcher.ts';
+export { createWorkerHttpServer, type WorkerHttpServerOptions } from './workers/http-server.ts';

@@ -1,13 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { describeBalancerConformance } from './balancer.ts';
-import type { BalancerCandidate, PluginDefinition } from '../../src/plugin/contract.ts';
-import { testPluginContext } from '../support/plugin-context.ts';
+import type { BalancerCandidate, PluginDefinition } from 'capibara-mcp';
+import { mulberry32 } from 'capibara-mcp/sdk';
+import { describeBalancerConformance, testPluginContext } from 'capibara-mcp/testing';
 import roundRobinPlugin, { createRoundRobin } from '../../plugins/balancer-round-robin/index.ts';
 import weightedRandomPlugin, { createWeightedRandom } from '../../plugins/balancer-weighted-random/index.ts';
 import leastOutstandingPlugin, { createLeastOutstanding } from '../../plugins/balancer-least-outstanding/index.ts';
 import p2cEwmaPlugin, { createP2cEwma } from '../../plugins/balancer-p2c-ewma/index.ts';
 import consistentHashPlugin, { createConsistentHash } from '../../plugins/balancer-consistent-hash/index.ts';
-import { mulberry32 } from '../../src/random.ts';
 
 const plugins = [roundRobinPlugin, weightedRandomPlugin, leastOutstandingPlugin, p2cEwmaPlugin, consistentHashPlugin] as PluginDefinition<'balancer', unknown>[];
 
