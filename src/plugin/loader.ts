@@ -155,11 +155,12 @@ export async function loadPluginDefinition(use: string, baseDir: string): Promis
   const bad = (why: string) => new McpError('MCP_PLUGIN_INVALID', `plugin "${use}": ${why}`, { details: { plugin: use } });
   if (!def || typeof def !== 'object') throw bad('the module has no default export made with definePlugin()');
   if (typeof def.name !== 'string' || !NAME.test(def.name)) throw bad('`name` must be kebab-case');
-  if (typeof def.kind !== 'string' || !KIND.test(def.kind)) {
+  const kind = typeof def.kind === 'string' ? def.kind : '';
+  const lookalike = Object.keys(BUILT_IN_KINDS).find((k) => k !== kind && squash(k) === squash(kind));
+  if (lookalike) throw bad(`\`kind\` "${kind}" is not the built-in kind "${lookalike}"`);
+  if (!KIND.test(kind)) {
     throw bad(`\`kind\` must be a built-in kind (${Object.keys(BUILT_IN_KINDS).join(', ')}) or a camelCase/kebab-case kind added to Capabilities`);
   }
-  const lookalike = Object.keys(BUILT_IN_KINDS).find((k) => k !== def.kind && squash(k) === squash(def.kind as string));
-  if (lookalike) throw bad(`\`kind\` "${def.kind}" is not the built-in kind "${lookalike}"`);
   if (typeof def.apiVersion !== 'string' || !semver.validRange(def.apiVersion)) throw bad('`apiVersion` must be a semver range');
   if (!semver.satisfies(PLUGIN_API_VERSION, def.apiVersion)) {
     throw bad(`written for plugin API ${def.apiVersion}, this gateway implements ${PLUGIN_API_VERSION}`);
