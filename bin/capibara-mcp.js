@@ -11,7 +11,8 @@ if (existsSync(compiled)) {
 } else {
   const tsx = await import('tsx/esm/api');
   tsx.register();
-  const addCondition = 'export async function resolve(specifier, context, next) {' +
+  const addCondition =
+    'export async function resolve(specifier, context, next) {' +
     ' return next(specifier, { ...context, conditions: [...context.conditions, "capibara-source"] }); }';
   register(`data:text/javascript,${encodeURIComponent(addCondition)}`);
   await import(new URL('../src/main.ts', import.meta.url).href);

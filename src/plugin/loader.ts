@@ -60,8 +60,11 @@ function exportConditions(): ReadonlySet<string> {
     self = `nothing (${(err as Error).message})`;
   }
   if (self !== own) {
-    throw new McpError('MCP_PLUGIN_INVALID', `capibara-mcp runs from ${fileURLToPath(own)} but its name resolves to ${self}; plugins would load a second copy. ` +
-      `From the TypeScript sources start Node with --conditions=${SOURCE_CONDITION} (as npm start does); from dist/, without it.`);
+    throw new McpError(
+      'MCP_PLUGIN_INVALID',
+      `capibara-mcp runs from ${fileURLToPath(own)} but its name resolves to ${self}; plugins would load a second copy. ` +
+        `From the TypeScript sources start Node with --conditions=${SOURCE_CONDITION} (as npm start does); from dist/, without it.`,
+    );
   }
   const conditions = new Set(['node', 'import', 'default', ...nodeFlagConditions()]);
   if (own.endsWith('.ts')) conditions.add(SOURCE_CONDITION);
@@ -99,7 +102,10 @@ function packageEntry(dir: string, subpath = '.'): string {
       const bySubpath = typeof exp === 'object' && !Array.isArray(exp) && Object.keys(exp).some((k) => k.startsWith('.'));
       const target = matchTarget(bySubpath ? (exp as Record<string, unknown>)[subpath] : subpath === '.' ? exp : undefined, exportConditions());
       if (target === undefined) {
-        throw new McpError('MCP_PLUGIN_INVALID', `${pkgPath}: "exports" has no entry for ${subpath} under the conditions ${[...exportConditions()].join(', ')}`);
+        throw new McpError(
+          'MCP_PLUGIN_INVALID',
+          `${pkgPath}: "exports" has no entry for ${subpath} under the conditions ${[...exportConditions()].join(', ')}`,
+        );
       }
       return join(dir, target);
     }

@@ -16,11 +16,14 @@ export { testPluginContext } from './plugin-context.ts';
 export { startTestGateway, createTestDatabase, STORAGES, type TestGateway, type Storage as TestStorage } from './gateway.ts';
 
 /** Model servers and network faults on loopback. */
+export { startFakeOpenAI, type FakeOpenAIServer, type FakeOpenAIBehavior, type RecordedRequest } from './fake-openai-server.ts';
 export {
-  startFakeOpenAI, type FakeOpenAIServer, type FakeOpenAIBehavior, type RecordedRequest,
-} from './fake-openai-server.ts';
-export {
-  startFakeKServe, DOUBLER_MODEL, type FakeKServeServer, type FakeKServeBehavior, type FakeKServeModel, type FakeKServeTensorMeta,
+  startFakeKServe,
+  DOUBLER_MODEL,
+  type FakeKServeServer,
+  type FakeKServeBehavior,
+  type FakeKServeModel,
+  type FakeKServeTensorMeta,
 } from './fake-kserve-server.ts';
 export { startFaultProxy, seededRandom, type Fault, type FaultProxy } from './fault-proxy.ts';
 export { listenOnLoopback, tallyingListener, freeLoopbackPort, type LoopbackServer, type RequestTally } from './loopback-server.ts';

@@ -197,7 +197,7 @@ describe('p2c-ewma', () => {
   });
 
   it('never picks a 10× slower instance among 8 with equal load (it loses every pairing)', () => {
-    let t = 0;
+    const t = 0;
     const b = createP2cEwma({}, { now: () => t, random: rng(9) });
     const cs = mk(8);
     for (const c of cs) b.observe!(c.id, { ok: true, latencyMs: c.id === 'i5' ? 200 : 20 });
@@ -220,7 +220,7 @@ describe('p2c-ewma', () => {
   });
 
   it('gives unobserved instances an optimistic neutral score, damped by outstanding', () => {
-    let t = 0;
+    const t = 0;
     const b = createP2cEwma({}, { now: () => t, random: rng(5) });
     const cs = mk(2);
     b.observe!('i0', { ok: true, latencyMs: 40 });

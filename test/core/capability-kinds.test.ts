@@ -24,12 +24,19 @@ function plugin(file: string, body: string): string {
 let files = 0;
 /** A plugin of `kind` returning `capability`, in a file of its own (modules are cached by path). */
 const ofKind = (name: string, kind: string, capability = '{ ok: true }') =>
-  plugin(`${name}-${++files}.mjs`, `{ name: '${name}', kind: ${JSON.stringify(kind)}, apiVersion: '^1.0.0', options: z.object({}), setup: () => (${capability}) }`);
+  plugin(
+    `${name}-${++files}.mjs`,
+    `{ name: '${name}', kind: ${JSON.stringify(kind)}, apiVersion: '^1.0.0', options: z.object({}), setup: () => (${capability}) }`,
+  );
 
 function start(entries: Array<Partial<PluginEntry> & { use: string }>) {
   return PluginHost.start({
     entries: entries.map((e) => ({ options: {}, required: true, ...e })),
-    defaultPlugins: false, baseDir: ROOT, logger: pino({ level: 'silent' }), dataDir: dir, metrics: new Registry(),
+    defaultPlugins: false,
+    baseDir: ROOT,
+    logger: pino({ level: 'silent' }),
+    dataDir: dir,
+    metrics: new Registry(),
   });
 }
 
@@ -41,7 +48,10 @@ describe('capability kinds added by packages (Capabilities augmentation)', () =>
       const greeter = host.get('greeter', 'greeter');
       expectTypeOf(greeter).toEqualTypeOf<Greeter>();
       expect(greeter.greet('Ada')).toBe('Hola, Ada!');
-      expect(host.list().map((p) => [p.name, p.kind])).toEqual([['greeter', 'greeter'], ['greeting', 'backend']]);
+      expect(host.list().map((p) => [p.name, p.kind])).toEqual([
+        ['greeter', 'greeter'],
+        ['greeting', 'backend'],
+      ]);
       expect(() => host.get('greeter', 'nobody')).toThrow(/no greeter plugin named "nobody" \(configured: greeter\)/);
     } finally {
       await host.close();
@@ -55,10 +65,12 @@ describe('capability kinds added by packages (Capabilities augmentation)', () =>
     });
     try {
       const r = await gw.gql<{ plugins: Array<{ name: string; kind: string; source: string; healthy: boolean }> }>('{ plugins { name kind source healthy } }');
-      expect(r.data?.plugins).toEqual(expect.arrayContaining([
-        { name: 'greeter', kind: 'greeter', source: GREETER, healthy: true },
-        { name: 'greeting', kind: 'backend', source: GREETING_BACKEND, healthy: true },
-      ]));
+      expect(r.data?.plugins).toEqual(
+        expect.arrayContaining([
+          { name: 'greeter', kind: 'greeter', source: GREETER, healthy: true },
+          { name: 'greeting', kind: 'backend', source: GREETING_BACKEND, healthy: true },
+        ]),
+      );
       const inf = await gw.gql<{ infer: { text: string } }>('mutation { infer(model: "hello", input: { prompt: "Grace" }) { text } }');
       expect(inf.errors).toBeUndefined();
       expect(inf.data?.infer.text).toBe('Hello, Grace.');
@@ -68,9 +80,13 @@ describe('capability kinds added by packages (Capabilities augmentation)', () =>
   });
 
   it('a plugin gets another kind only through dependsOn', async () => {
-    const nosy = plugin('nosy.mjs', "{ name: 'nosy', kind: 'scaler', apiVersion: '^1.0.0', options: z.object({}), setup(ctx) { ctx.get('greeter', 'greeter'); return { desiredInstances: () => 1 }; } }");
+    const nosy = plugin(
+      'nosy.mjs',
+      "{ name: 'nosy', kind: 'scaler', apiVersion: '^1.0.0', options: z.object({}), setup(ctx) { ctx.get('greeter', 'greeter'); return { desiredInstances: () => 1 }; } }",
+    );
     await expect(start([{ use: GREETER }, { use: nosy }])).rejects.toMatchObject({
-      code: 'MCP_PLUGIN_SETUP_FAILED', message: expect.stringMatching(/"nosy" asked for "greeter" without listing it in dependsOn/),
+      code: 'MCP_PLUGIN_SETUP_FAILED',
+      message: expect.stringMatching(/"nosy" asked for "greeter" without listing it in dependsOn/),
     });
   });
 
@@ -79,16 +95,25 @@ describe('capability kinds added by packages (Capabilities augmentation)', () =>
     expect([host.names('featureFlags' as never), host.names('rate-limiter' as never)]).toEqual([['flags'], ['limiter']]);
     await host.close();
     for (const kind of ['9lives', 'two words', 'under_score', '']) {
-      await expect(start([{ use: ofKind('odd', kind) }])).rejects.toMatchObject({ code: 'MCP_PLUGIN_INVALID', message: expect.stringMatching(/`kind` must be a built-in kind/) });
+      await expect(start([{ use: ofKind('odd', kind) }])).rejects.toMatchObject({
+        code: 'MCP_PLUGIN_INVALID',
+        message: expect.stringMatching(/`kind` must be a built-in kind/),
+      });
     }
-    for (const [kind, builtIn] of [['Backend', 'backend'], ['balancers', 'balancer'], ['alert-sink', 'alertSink'], ['ratelimitstore', 'rateLimitStore']]) {
+    for (const [kind, builtIn] of [
+      ['Backend', 'backend'],
+      ['balancers', 'balancer'],
+      ['alert-sink', 'alertSink'],
+      ['ratelimitstore', 'rateLimitStore'],
+    ]) {
       await expect(start([{ use: ofKind('lookalike', kind!) }])).rejects.toThrow(`\`kind\` "${kind}" is not the built-in kind "${builtIn}"`);
     }
   });
 
   it('a capability of a built-in kind must have the methods the gateway calls', async () => {
     await expect(start([{ use: ofKind('pickless', 'balancer', '{ observe() {} }') }])).rejects.toMatchObject({
-      code: 'MCP_PLUGIN_SETUP_FAILED', message: 'plugin "pickless" failed at setup: setup() returned a balancer without pick()',
+      code: 'MCP_PLUGIN_SETUP_FAILED',
+      message: 'plugin "pickless" failed at setup: setup() returned a balancer without pick()',
     });
     await expect(start([{ use: ofKind('loadless', 'backend') }])).rejects.toThrow('setup() returned a backend without load()');
   });

@@ -19,9 +19,15 @@ export default definePlugin({
     return {
       async load(spec) {
         return {
-          runtime: 'greeting', device: spec.device ?? 'cpu', tasks: ['generate'],
-          async infer(input) { return { text: answer(input), finishReason: 'stop' }; },
-          async health() { return { ok: true }; },
+          runtime: 'greeting',
+          device: spec.device ?? 'cpu',
+          tasks: ['generate'],
+          async infer(input) {
+            return { text: answer(input), finishReason: 'stop' };
+          },
+          async health() {
+            return { ok: true };
+          },
           async unload() {},
         };
       },

@@ -22,7 +22,10 @@ const NODE_MODULES = join(ROOT, 'node_modules');
 const TSC = join(NODE_MODULES, 'typescript/bin/tsc');
 const VITEST = join(NODE_MODULES, 'vitest/vitest.mjs');
 
-interface Run { code: number | null; out: string }
+interface Run {
+  code: number | null;
+  out: string;
+}
 
 /** Runs a command to its end, collecting stdout and stderr; the environment is this one without vitest's own variables. */
 function run(cmd: string, args: string[], cwd: string): Promise<Run> {
@@ -30,8 +33,12 @@ function run(cmd: string, args: string[], cwd: string): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     child.once('error', reject);
     child.once('close', (code) => resolve({ code, out }));
   });
@@ -124,11 +131,21 @@ beforeAll(async () => {
     mkdirSync(dirname(link), { recursive: true });
     symlinkSync(join(NODE_MODULES, dep), link, 'dir');
   }
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module', dependencies: { 'capibara-mcp': `file:${packed.filename}` } }));
+  writeFileSync(
+    join(app, 'package.json'),
+    JSON.stringify({ name: 'app', private: true, type: 'module', dependencies: { 'capibara-mcp': `file:${packed.filename}` } }),
+  );
   mkdirSync(join(app, 'capibara-balancer-sticky'));
-  writeFileSync(join(app, 'capibara-balancer-sticky/package.json'), JSON.stringify({
-    name: 'capibara-balancer-sticky', version: '1.0.0', type: 'module', exports: './index.js', peerDependencies: { 'capibara-mcp': '^0.1.0' },
-  }));
+  writeFileSync(
+    join(app, 'capibara-balancer-sticky/package.json'),
+    JSON.stringify({
+      name: 'capibara-balancer-sticky',
+      version: '1.0.0',
+      type: 'module',
+      exports: './index.js',
+      peerDependencies: { 'capibara-mcp': '^0.1.0' },
+    }),
+  );
   writeFileSync(join(app, 'capibara-balancer-sticky/index.ts'), PLUGIN);
   writeFileSync(join(app, 'sticky.test.ts'), CONFORMANCE);
   writeFileSync(join(app, 'type-checks.ts'), TYPE_CHECKS);
@@ -149,12 +166,23 @@ describe('npm pack → install → a plugin against the SDK', () => {
       expect(files).toContain(`dist/src/${entry}.d.ts`);
     }
     for (const plugin of ['backend-tfjs', 'backend-openai', 'balancer-p2c-ewma', 'auth-api-key']) {
-      expect(files).toEqual(expect.arrayContaining([`dist/plugins/${plugin}/package.json`, `dist/plugins/${plugin}/index.js`, `dist/plugins/${plugin}/index.d.ts`]));
+      expect(files).toEqual(
+        expect.arrayContaining([`dist/plugins/${plugin}/package.json`, `dist/plugins/${plugin}/index.js`, `dist/plugins/${plugin}/index.d.ts`]),
+      );
     }
-    expect(files).toEqual(expect.arrayContaining([
-      'package.json', 'README.md', 'bin/capibara-mcp.js', 'schema.graphql', 'drizzle/0000_init.sql', 'drizzle/meta/_journal.json',
-      'models/capibara-mini/model.json', 'models/capibara-mini/weights.bin', 'models/capibara-mini/tokenizer.json',
-    ]));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'package.json',
+        'README.md',
+        'bin/capibara-mcp.js',
+        'schema.graphql',
+        'drizzle/0000_init.sql',
+        'drizzle/meta/_journal.json',
+        'models/capibara-mini/model.json',
+        'models/capibara-mini/weights.bin',
+        'models/capibara-mini/tokenizer.json',
+      ]),
+    );
     expect(files.filter((f) => /\.test\.|^(src|test|bench|scripts|examples)\/|\.map$|(?<!\.d)\.ts$/.test(f))).toEqual([]);
     expect(packed.size).toBeLessThan(2 * 1024 * 1024);
   });
@@ -169,7 +197,11 @@ describe('npm pack → install → a plugin against the SDK', () => {
     const report = join(work, 'conformance.json');
     const r = await run(process.execPath, [VITEST, 'run', '--reporter=json', `--outputFile=${report}`], app);
     expect(r.code, r.out).toBe(0);
-    const json = JSON.parse(readFileSync(report, 'utf8')) as { numPassedTests: number; numFailedTests: number; testResults: Array<{ assertionResults: Array<{ ancestorTitles: string[] }> }> };
+    const json = JSON.parse(readFileSync(report, 'utf8')) as {
+      numPassedTests: number;
+      numFailedTests: number;
+      testResults: Array<{ assertionResults: Array<{ ancestorTitles: string[] }> }>;
+    };
     expect(json.numFailedTests).toBe(0);
     expect(json.numPassedTests).toBeGreaterThanOrEqual(8);
     expect(json.testResults[0]!.assertionResults[0]!.ancestorTitles).toEqual(['balancer conformance: sticky']);
@@ -180,32 +212,53 @@ describe('npm pack → install → a plugin against the SDK', () => {
     let child: ChildProcess | undefined;
     try {
       const instance = (id: string) => ({ id, backend: 'openai', endpoint: upstream.url, options: { model: 'fake-model' } });
-      writeFileSync(join(app, 'capibara.json'), JSON.stringify({
-        server: { port: 0, host: '127.0.0.1' }, storage: { inMemory: true }, demo: { enabled: false }, log: { level: 'info' },
-        defaultPlugins: false, plugins: [{ use: 'openai' }, { use: './capibara-balancer-sticky', options: { seed: 7 } }],
-        router: { balancer: 'sticky' },
-        models: [{ id: 'm', task: 'generate', versions: [{ version: 'v1', instances: ['a', 'b', 'c', 'd'].map(instance) }] }],
-      }));
+      writeFileSync(
+        join(app, 'capibara.json'),
+        JSON.stringify({
+          server: { port: 0, host: '127.0.0.1' },
+          storage: { inMemory: true },
+          demo: { enabled: false },
+          log: { level: 'info' },
+          defaultPlugins: false,
+          plugins: [{ use: 'openai' }, { use: './capibara-balancer-sticky', options: { seed: 7 } }],
+          router: { balancer: 'sticky' },
+          models: [{ id: 'm', task: 'generate', versions: [{ version: 'v1', instances: ['a', 'b', 'c', 'd'].map(instance) }] }],
+        }),
+      );
       const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VITEST') && k !== 'NODE_OPTIONS'));
       const started = spawn(process.execPath, [join(app, 'node_modules/capibara-mcp/bin/capibara-mcp.js'), 'start', '--config', 'capibara.json'], {
-        cwd: app, env: { ...env, DATABASE_URL: '', PORT: '' }, stdio: ['ignore', 'pipe', 'pipe'],
+        cwd: app,
+        env: { ...env, DATABASE_URL: '', PORT: '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
       child = started;
       let out = '';
-      started.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-      started.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+      started.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      started.stderr.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
       const url = await new Promise<string>((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`no ready line:\n${out}`)), 30_000);
-        started.once('exit', (code) => { clearTimeout(t); reject(new Error(`exited with ${code}:\n${out}`)); });
+        started.once('exit', (code) => {
+          clearTimeout(t);
+          reject(new Error(`exited with ${code}:\n${out}`));
+        });
         started.stdout.on('data', () => {
           const m = /"url":"(http:[^"]+)".*"msg":"gateway ready"/.exec(out);
-          if (m) { clearTimeout(t); resolve(m[1]!); }
+          if (m) {
+            clearTimeout(t);
+            resolve(m[1]!);
+          }
         });
       });
       expect(out).toMatch(/"plugins":2,/);
       const infer = async (key: string) => {
         const r = await fetch(`${url}/api/v1/models/m/inference`, {
-          method: 'POST', body: JSON.stringify({ input: 'hello' }), headers: { 'content-type': 'application/json', 'x-mcp-explain': '1', 'x-mcp-affinity-key': key },
+          method: 'POST',
+          body: JSON.stringify({ input: 'hello' }),
+          headers: { 'content-type': 'application/json', 'x-mcp-explain': '1', 'x-mcp-affinity-key': key },
         });
         expect(r.status).toBe(200);
         return (await r.json()) as { result: unknown; routing: { balancer: string; chosen: string } };
