@@ -1,5 +1,5 @@
 /**
- * `worker` backend: the client of the worker wire protocol (src/workers/http-server.ts).
+ * `worker` backend: the client of the worker wire protocol (the server side is `capibara-mcp worker`, createWorkerHttpServer).
  * Instance endpoint = worker base URL; `remoteInstanceId` (default: the instance id) names the
  * instance on the worker. runtime/device/tasks/signature are the remote instance's, as reported
  * by its health route (read at load and refreshed by every health probe).
