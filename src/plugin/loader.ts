@@ -53,11 +53,14 @@ let conditionsMemo: ReadonlySet<string> | undefined;
 function exportConditions(): ReadonlySet<string> {
   if (conditionsMemo) return conditionsMemo;
   const own = new URL('../index' + (import.meta.url.endsWith('.ts') ? '.ts' : '.js'), import.meta.url).href;
-  let self: string;
-  try {
-    self = import.meta.resolve('capibara-mcp');
-  } catch (err) {
-    self = `nothing (${(err as Error).message})`;
+  // Where import.meta.resolve is missing (a bundle), there is no name resolution to compare with.
+  let self = own;
+  if (typeof import.meta.resolve === 'function') {
+    try {
+      self = import.meta.resolve('capibara-mcp');
+    } catch (err) {
+      self = `nothing (${(err as Error).message})`;
+    }
   }
   if (self !== own) {
     throw new McpError(
