@@ -1,5 +1,9 @@
 import { fileURLToPath } from 'node:url';
+import { defaultServerConditions } from 'vite';
 import { defineConfig } from 'vitest/config';
+
+/** The export condition under which `capibara-mcp`, `capibara-mcp/sdk` and `capibara-mcp/testing` resolve to src/ (see package.json). */
+const SOURCE_CONDITION = 'capibara-source';
 
 export default defineConfig({
   resolve: {
@@ -7,6 +11,8 @@ export default defineConfig({
     // would hand our sources the ESM build, and graphql refuses types "from another realm").
     alias: [{ find: /^graphql$/, replacement: fileURLToPath(new URL('./node_modules/graphql/index.js', import.meta.url)) }],
   },
+  // Tests run in Vite's server environment: our own package resolves to its TypeScript sources there.
+  ssr: { resolve: { conditions: [SOURCE_CONDITION, ...defaultServerConditions] } },
   test: {
     include: ['src/**/*.test.ts', 'plugins/**/*.test.ts', 'test/**/*.test.ts', 'examples/**/*.test.ts'],
     testTimeout: 30_000,

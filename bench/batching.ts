@@ -3,7 +3,7 @@
  * fixed concurrency, batched vs unbatched (maxBatchSize 1), in one run, through the real
  * plugin path (input checks, batcher, tensor conversion).
  *
- *   npx tsx bench/batching.ts [--runtime auto|tfjs-node|wasm|cpu] [--concurrency 64] [--seconds 3]
+ *   npx tsx --conditions=capibara-source bench/batching.ts [--runtime auto|tfjs-node|wasm|cpu] [--concurrency 64] [--seconds 3]
  *                             [--max-batch 64] [--delay-us 2000] [--model dense|capibara|both]
  *                             [--dense 256,512,256,10] [--threads N] [--control]
  *

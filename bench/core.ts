@@ -13,8 +13,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { createTestDatabase } from '../test/support/gateway.ts';
-import { freeLoopbackPort } from '../test/support/loopback-server.ts';
+import { createTestDatabase } from '../src/testing/gateway.ts';
+import { freeLoopbackPort } from '../src/testing/loopback-server.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);

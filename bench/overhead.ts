@@ -29,8 +29,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from 'undici';
 import { generateApiKey } from '../plugins/auth-api-key/index.ts';
-import { createTestDatabase } from '../test/support/gateway.ts';
-import { freeLoopbackPort } from '../test/support/loopback-server.ts';
+import { createTestDatabase } from '../src/testing/gateway.ts';
+import { freeLoopbackPort } from '../src/testing/loopback-server.ts';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const OUT = join(ROOT, 'bench/.out');

@@ -1,6 +1,6 @@
 /**
  * Cost of one routing decision (balancer pick) per first-party balancer, for 2, 16 and
- * 128 candidate instances. Run: `npx tsx bench/routing-decision.ts` (options: --quick).
+ * 128 candidate instances. Run: `npx tsx --conditions=capibara-source bench/routing-decision.ts` (options: --quick).
  *
  * Each iteration does what the router does per request: one pick() over the live
  * candidates (outstanding counts change as picks happen and requests finish), plus one

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { freeLoopbackPort } from '../test/support/loopback-server.ts';
+import { freeLoopbackPort } from '../src/testing/loopback-server.ts';
 
 const arg = (n: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${n}=`))?.split('=')[1] ?? d);
 const STREAMS = arg('streams', 30);

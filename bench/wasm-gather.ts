@@ -4,7 +4,7 @@
  * side in one run: capibara-mini's shape, 48 token ids per row into a 64×16 table, batches of 1
  * and 64; median of interleaved rounds.
  *
- *   npx tsx bench/wasm-gather.ts
+ *   npx tsx --conditions=capibara-source bench/wasm-gather.ts
  */
 import type * as tfTypes from '@tensorflow/tfjs-core';
 import { selectRuntime } from '../plugins/backend-tfjs/runtime.ts';

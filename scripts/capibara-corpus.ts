@@ -7,7 +7,7 @@
  *  - small stories about named capybaras,
  *  - chats in the serving format ("User: …\nAssistant: …\n").
  */
-import { mulberry32 } from '../src/random.ts';
+import { mulberry32 } from '../src/sdk/random.ts';
 
 export const EOS_CHAR = '\u0003';
 

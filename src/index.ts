@@ -1,6 +1,7 @@
 /**
- * Public API of capibara-mcp for plugin authors and embedders. The plugin contract itself is
- * documented in src/plugin/contract.ts.
+ * `capibara-mcp`: the public API for plugin authors and embedders: the plugin contract (documented
+ * in src/plugin/contract.ts), the request and result types, errors, and the gateway and worker server
+ * for embedding. Plugin building blocks are in `capibara-mcp/sdk`, the test kit in `capibara-mcp/testing`.
  */
 export * from './plugin/contract.ts';
 export type * from './inference/types.ts';
@@ -9,3 +10,4 @@ export { createGateway, type Gateway, type GatewayOptions } from './gateway.ts';
 export { loadConfig } from './config/loader.ts';
 export { configSchema, type Config, type ConfigInput } from './config/schema.ts';
 export { DynamicBatcher } from './inference/dynamic-batcher.ts';
+export { createWorkerHttpServer, type WorkerHttpServerOptions } from './workers/http-server.ts';

@@ -1,6 +1,6 @@
 /**
  * Prints a new API key and the config entry that accepts it:
- *   npx tsx plugins/auth-api-key/generate.ts <id> [role ...]
+ *   npx tsx --conditions=capibara-source plugins/auth-api-key/generate.ts <id> [role ...]
  * The key is shown once; only its SHA-256 goes into the config.
  */
 import { generateApiKey } from './index.ts';

@@ -1,9 +1,7 @@
 import OpenAI, { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeOpenAI, type FakeOpenAIServer } from '../../test/support/fake-openai-server.ts';
-import { startTestGateway, type TestGateway } from '../../test/support/gateway.ts';
+import { startFakeOpenAI, type FakeOpenAIServer, startTestGateway, type TestGateway, testPluginContext } from 'capibara-mcp/testing';
 import plugin, { checksumOf, generateApiKey, looksLikeApiKey, sha256Hex } from './index.ts';
-import { testPluginContext } from '../../test/support/plugin-context.ts';
 
 describe('api-key auth: key format', () => {
   it('generates mcp_sk_<43 base62>_<6 checksum> keys with a valid checksum and their SHA-256', () => {

@@ -6,9 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { z } from 'zod';
-import { McpError } from '../../src/errors.ts';
-import type { Principal } from '../../src/inference/types.ts';
-import { definePlugin, type AuthRequest } from '../../src/plugin/contract.ts';
+import { McpError, type Principal, definePlugin, type AuthRequest } from 'capibara-mcp';
 
 export const KEY_PREFIX = 'mcp_sk_';
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';

@@ -1,10 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import plugin, { checkTensors } from './index.ts';
-import { McpError } from '../../src/errors.ts';
-import type { Backend, BackendCall, LoadedInstance } from '../../src/plugin/contract.ts';
-import { testPluginContext } from '../../test/support/plugin-context.ts';
-import { startFakeKServe, type FakeKServeServer } from '../../test/support/fake-kserve-server.ts';
-import { startFaultProxy, type FaultProxy } from '../../test/support/fault-proxy.ts';
+import { McpError, type Backend, type BackendCall, type LoadedInstance } from 'capibara-mcp';
+import { testPluginContext, startFakeKServe, type FakeKServeServer, startFaultProxy, type FaultProxy } from 'capibara-mcp/testing';
 
 function call(extra: Partial<BackendCall> = {}): BackendCall {
   return { requestId: extra.requestId ?? 'req-7', signal: extra.signal ?? new AbortController().signal, deadline: extra.deadline };

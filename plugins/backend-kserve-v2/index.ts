@@ -5,15 +5,11 @@
  */
 import { z, type ZodType } from 'zod';
 import type { Logger } from 'pino';
-import { McpError } from '../../src/errors.ts';
 import {
-  definePlugin, type Backend, type BackendCall, type HealthReport, type InstanceSpec, type LoadedInstance,
-  type ModelSignature, type TensorSignature,
-} from '../../src/plugin/contract.ts';
-import type { InferenceInput, InferenceOutput, InferenceTask, Tensor, TensorDatatype } from '../../src/inference/types.ts';
-import { UpstreamClient, joinUrl } from '../../src/upstream/client.ts';
-import { probeFailure } from '../../src/upstream/errors.ts';
-import { clientOptionsFrom, upstreamPluginOptions } from '../../src/upstream/options.ts';
+  McpError, definePlugin, type InferenceInput, type InferenceOutput, type InferenceTask, type Tensor, type TensorDatatype,
+  type Backend, type BackendCall, type HealthReport, type InstanceSpec, type LoadedInstance, type ModelSignature, type TensorSignature,
+} from 'capibara-mcp';
+import { UpstreamClient, joinUrl, probeFailure, clientOptionsFrom, upstreamPluginOptions } from 'capibara-mcp/sdk';
 
 export const kserveInstanceOptions = z.object({
   /** Upstream model name; default: the instance's model id. */

@@ -1,12 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import plugin from './index.ts';
-import { McpError } from '../../src/errors.ts';
-import type { Backend, BackendCall, LoadedInstance } from '../../src/plugin/contract.ts';
-import type { InferenceChunk } from '../../src/inference/types.ts';
-import { testPluginContext } from '../../test/support/plugin-context.ts';
-import { startFakeOpenAI, type FakeOpenAIServer } from '../../test/support/fake-openai-server.ts';
-import { startFaultProxy, type FaultProxy } from '../../test/support/fault-proxy.ts';
+import { McpError, type Backend, type BackendCall, type LoadedInstance, type InferenceChunk } from 'capibara-mcp';
+import { testPluginContext, startFakeOpenAI, type FakeOpenAIServer, startFaultProxy, type FaultProxy } from 'capibara-mcp/testing';
 
 function call(extra: Partial<BackendCall> = {}): BackendCall {
   return { requestId: extra.requestId ?? 'req-42', signal: extra.signal ?? new AbortController().signal, deadline: extra.deadline };

@@ -5,17 +5,11 @@
  */
 import { z, type ZodType } from 'zod';
 import type { Logger } from 'pino';
-import { McpError } from '../../src/errors.ts';
 import {
-  definePlugin, type Backend, type BackendCall, type HealthReport, type InstanceSpec, type LoadedInstance,
-} from '../../src/plugin/contract.ts';
-import type {
-  FinishReason, InferenceChunk, InferenceInput, InferenceOutput, InferenceTask, Usage,
-} from '../../src/inference/types.ts';
-import { UpstreamClient, joinUrl } from '../../src/upstream/client.ts';
-import { probeFailure } from '../../src/upstream/errors.ts';
-import { SseParser } from '../../src/upstream/sse.ts';
-import { clientOptionsFrom, upstreamPluginOptions } from '../../src/upstream/options.ts';
+  McpError, definePlugin, type Backend, type BackendCall, type HealthReport, type InstanceSpec, type LoadedInstance,
+  type FinishReason, type InferenceChunk, type InferenceInput, type InferenceOutput, type InferenceTask, type Usage,
+} from 'capibara-mcp';
+import { UpstreamClient, joinUrl, probeFailure, SseParser, clientOptionsFrom, upstreamPluginOptions } from 'capibara-mcp/sdk';
 
 const OPENAI_TASKS = ['chat', 'generate', 'embed'] as const satisfies readonly InferenceTask[];
 

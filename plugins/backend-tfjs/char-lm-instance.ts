@@ -5,10 +5,11 @@
  */
 import { randomInt } from 'node:crypto';
 import type * as tfTypes from '@tensorflow/tfjs';
-import { McpError } from '../../src/errors.ts';
-import type { FinishReason, InferenceChunk, InferenceInput, InferenceOutput, Usage } from '../../src/inference/types.ts';
-import type { BackendCall, HealthReport, LoadedInstance, ModelSignature } from '../../src/plugin/contract.ts';
-import { DynamicBatcher, type BatcherStats, type DynamicBatcherOptions, type SubmitOptions } from '../../src/inference/dynamic-batcher.ts';
+import {
+  McpError, type FinishReason, type InferenceChunk, type InferenceInput, type InferenceOutput, type Usage,
+  type BackendCall, type HealthReport, type LoadedInstance, type ModelSignature,
+} from 'capibara-mcp';
+import { DynamicBatcher, type BatcherStats, type DynamicBatcherOptions, type SubmitOptions } from 'capibara-mcp/sdk';
 import type { TfRuntime } from './runtime.ts';
 import { CharTokenizer, sampleLogits, seededRandom, StopMatcher, type SamplingOptions } from './char-lm.ts';
 import { publicSignature, type ModelIo } from './tensors.ts';

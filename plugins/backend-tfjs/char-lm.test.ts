@@ -3,11 +3,9 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import plugin, { type CharLmInstance } from './index.ts';
 import { CharTokenizer, sampleLogits, seededRandom, StopMatcher } from './char-lm.ts';
-import { testPluginContext } from '../../test/support/plugin-context.ts';
-import { AUTO_RUNTIME } from '../../test/support/tfjs-runtime.ts';
-import { McpError } from '../../src/errors.ts';
-import type { Backend, BackendCall, LoadedInstance } from '../../src/plugin/contract.ts';
-import type { InferenceChunk, InferenceInput } from '../../src/inference/types.ts';
+import { testPluginContext } from 'capibara-mcp/testing';
+import { AUTO_RUNTIME } from './auto-runtime.ts';
+import { McpError, type Backend, type BackendCall, type LoadedInstance, type InferenceChunk, type InferenceInput } from 'capibara-mcp';
 
 const MODEL_DIR = fileURLToPath(new URL('../../models/capibara-mini/', import.meta.url));
 const call = (over: Partial<BackendCall> = {}): BackendCall => ({ requestId: 'r', signal: new AbortController().signal, ...over });

@@ -2,8 +2,8 @@
  * Character-level language model helpers: tokenizer (tokenizer.json next to model.json),
  * chat prompt format, seeded sampling. Pure JS, no tfjs.
  */
-import type { ChatMessage } from '../../src/inference/types.ts';
-import { mulberry32 } from '../../src/random.ts';
+import type { ChatMessage } from 'capibara-mcp';
+import { mulberry32 } from 'capibara-mcp/sdk';
 
 export interface CharTokenizerJson {
   type: 'char-lm';

@@ -6,7 +6,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as tfTypes from '@tensorflow/tfjs';
-import { McpError } from '../../src/errors.ts';
+import { McpError } from 'capibara-mcp';
 
 type ModelArtifacts = tfTypes.io.ModelArtifacts;
 type WeightsManifestEntry = tfTypes.io.WeightsManifestEntry;

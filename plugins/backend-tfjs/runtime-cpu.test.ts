@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import plugin, { fileSaveHandler } from './index.ts';
-import { testPluginContext } from '../../test/support/plugin-context.ts';
+import { testPluginContext } from 'capibara-mcp/testing';
 
 // Runs in its own worker process (vitest forks pool), so the pure-JS cpu backend can be chosen.
 const ctx = testPluginContext('tfjs');

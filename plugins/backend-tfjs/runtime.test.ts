@@ -4,8 +4,8 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import plugin from './index.ts';
 import { CHOICE_TO_NAME, NATIVE_PACKAGES, RUNTIME_ORDER, intraOpThreads, selectRuntime, type RuntimeChoice, type RuntimeName } from './runtime.ts';
-import { testPluginContext } from '../../test/support/plugin-context.ts';
-import { AUTO_RUNTIME, NATIVE_RUNTIMES } from '../../test/support/tfjs-runtime.ts';
+import { testPluginContext } from 'capibara-mcp/testing';
+import { AUTO_RUNTIME, NATIVE_RUNTIMES } from './auto-runtime.ts';
 
 /** The runtimes auto tries and skips before the one it picks here. */
 const SKIPPED = RUNTIME_ORDER.slice(0, RUNTIME_ORDER.indexOf(AUTO_RUNTIME));

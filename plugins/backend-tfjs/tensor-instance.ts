@@ -3,10 +3,11 @@
  * concatenated along the batch dimension by a DynamicBatcher.
  */
 import type * as tfTypes from '@tensorflow/tfjs';
-import { McpError } from '../../src/errors.ts';
-import type { InferenceInput, InferenceOutput, Tensor, TensorDatatype } from '../../src/inference/types.ts';
-import type { BackendCall, HealthReport, LoadedInstance, ModelSignature } from '../../src/plugin/contract.ts';
-import { DynamicBatcher, type BatcherStats, type DynamicBatcherOptions } from '../../src/inference/dynamic-batcher.ts';
+import {
+  McpError, type InferenceInput, type InferenceOutput, type Tensor, type TensorDatatype,
+  type BackendCall, type HealthReport, type LoadedInstance, type ModelSignature,
+} from 'capibara-mcp';
+import { DynamicBatcher, type BatcherStats, type DynamicBatcherOptions } from 'capibara-mcp/sdk';
 import type { TfRuntime } from './runtime.ts';
 import { checkInputs, publicSignature, rowsOf, toDataArray, toTfDtype, type CheckedInput, type ModelIo } from './tensors.ts';
 

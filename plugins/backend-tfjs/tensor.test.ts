@@ -7,11 +7,9 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import plugin, { fileSaveHandler, type TfjsInstance } from './index.ts';
-import { testPluginContext } from '../../test/support/plugin-context.ts';
-import { AUTO_RUNTIME } from '../../test/support/tfjs-runtime.ts';
-import { McpError } from '../../src/errors.ts';
-import type { Backend, BackendCall, InstanceSpec } from '../../src/plugin/contract.ts';
-import type { Tensor } from '../../src/inference/types.ts';
+import { testPluginContext } from 'capibara-mcp/testing';
+import { AUTO_RUNTIME } from './auto-runtime.ts';
+import { McpError, type Backend, type BackendCall, type InstanceSpec, type Tensor } from 'capibara-mcp';
 
 const call = (over: Partial<BackendCall> = {}): BackendCall => ({ requestId: 'r', signal: new AbortController().signal, ...over });
 const spec = (endpoint: string, options: Record<string, unknown> = {}, id = 'i1'): InstanceSpec => ({ id, model: 'm', version: '1', endpoint, options });

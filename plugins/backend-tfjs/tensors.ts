@@ -2,9 +2,7 @@
  * Signatures of tfjs models and checking / converting request tensors against them.
  */
 import type * as tfTypes from '@tensorflow/tfjs';
-import { McpError } from '../../src/errors.ts';
-import type { Tensor, TensorDatatype } from '../../src/inference/types.ts';
-import type { ModelSignature, TensorSignature } from '../../src/plugin/contract.ts';
+import { McpError, type Tensor, type TensorDatatype, type ModelSignature, type TensorSignature } from 'capibara-mcp';
 
 type TfDtype = tfTypes.DataType;
 

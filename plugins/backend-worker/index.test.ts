@@ -4,13 +4,8 @@ import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import plugin from './index.ts';
 import openaiPlugin from '../backend-openai/index.ts';
-import { McpError } from '../../src/errors.ts';
-import type { Backend, BackendCall, LoadedInstance } from '../../src/plugin/contract.ts';
-import type { InferenceChunk, InferenceInput } from '../../src/inference/types.ts';
-import { createWorkerHttpServer } from '../../src/workers/http-server.ts';
-import { testPluginContext } from '../../test/support/plugin-context.ts';
-import { startFakeOpenAI, type FakeOpenAIServer } from '../../test/support/fake-openai-server.ts';
-import { startFaultProxy, type FaultProxy } from '../../test/support/fault-proxy.ts';
+import { McpError, type Backend, type BackendCall, type LoadedInstance, type InferenceChunk, type InferenceInput, createWorkerHttpServer } from 'capibara-mcp';
+import { testPluginContext, startFakeOpenAI, type FakeOpenAIServer, startFaultProxy, type FaultProxy } from 'capibara-mcp/testing';
 
 function call(extra: Partial<BackendCall> = {}): BackendCall {
   return { requestId: extra.requestId ?? 'req-w', signal: extra.signal ?? new AbortController().signal, deadline: extra.deadline };

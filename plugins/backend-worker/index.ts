@@ -1,20 +1,16 @@
 /**
- * `worker` backend: the client of the worker wire protocol (src/workers/http-server.ts).
+ * `worker` backend: the client of the worker wire protocol (the server side is `capibara-mcp worker`, createWorkerHttpServer).
  * Instance endpoint = worker base URL; `remoteInstanceId` (default: the instance id) names the
  * instance on the worker. runtime/device/tasks/signature are the remote instance's, as reported
  * by its health route (read at load and refreshed by every health probe).
  */
 import { z, type ZodType } from 'zod';
 import type { Logger } from 'pino';
-import { ERROR_CODES, McpError, type ErrorCode } from '../../src/errors.ts';
 import {
-  definePlugin, type Backend, type BackendCall, type HealthReport, type InstanceSpec, type LoadedInstance, type ModelSignature,
-} from '../../src/plugin/contract.ts';
-import type { InferenceChunk, InferenceInput, InferenceOutput, InferenceTask } from '../../src/inference/types.ts';
-import { UpstreamClient, joinUrl } from '../../src/upstream/client.ts';
-import { mapHttpError, parseErrorBody, probeFailure } from '../../src/upstream/errors.ts';
-import { parseNdjson } from '../../src/upstream/ndjson.ts';
-import { clientOptionsFrom, upstreamPluginOptions } from '../../src/upstream/options.ts';
+  ERROR_CODES, McpError, definePlugin, type ErrorCode, type InferenceChunk, type InferenceInput, type InferenceOutput, type InferenceTask,
+  type Backend, type BackendCall, type HealthReport, type InstanceSpec, type LoadedInstance, type ModelSignature,
+} from 'capibara-mcp';
+import { UpstreamClient, joinUrl, mapHttpError, parseErrorBody, probeFailure, parseNdjson, clientOptionsFrom, upstreamPluginOptions } from 'capibara-mcp/sdk';
 import type { IncomingHttpHeaders } from 'node:http';
 
 export const workerInstanceOptions = z.object({

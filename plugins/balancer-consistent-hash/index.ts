@@ -21,11 +21,9 @@
  * among the visited ones that had capacity.
  */
 import { z } from 'zod';
-import { definePlugin } from '../../src/plugin/contract.ts';
-import type { Balancer, BalanceContext, BalancerCandidate, BalancerPick } from '../../src/plugin/contract.ts';
-import { hash32 } from '../../src/router/hash.ts';
+import { definePlugin, type Balancer, type BalanceContext, type BalancerCandidate, type BalancerPick } from 'capibara-mcp';
+import { hash32, effectiveExclude } from 'capibara-mcp/sdk';
 import { pickLeastOutstanding } from '../balancer-least-outstanding/index.ts';
-import { effectiveExclude } from '../../src/router/exclude.ts';
 
 export const consistentHashOptions = z.strictObject({
   /** Points per instance on the ring; more = smoother split, slower ring rebuilds. */

@@ -4,9 +4,8 @@
  * (reservoir sampling, no allocation).
  */
 import { z } from 'zod';
-import { definePlugin } from '../../src/plugin/contract.ts';
-import type { Balancer, BalanceContext, BalancerCandidate, BalancerPick } from '../../src/plugin/contract.ts';
-import { effectiveExclude } from '../../src/router/exclude.ts';
+import { definePlugin, type Balancer, type BalanceContext, type BalancerCandidate, type BalancerPick } from 'capibara-mcp';
+import { effectiveExclude } from 'capibara-mcp/sdk';
 
 export const leastOutstandingOptions = z.strictObject({
   /** Return `scores`: each eligible candidate's outstanding count (lower is better). */

@@ -22,8 +22,7 @@
  * score = cost × (outstanding + 1). Scores of the two sampled candidates are returned.
  */
 import { z } from 'zod';
-import { definePlugin } from '../../src/plugin/contract.ts';
-import type { Balancer, BalanceContext, BalancerCandidate, BalancerPick } from '../../src/plugin/contract.ts';
+import { definePlugin, type Balancer, type BalanceContext, type BalancerCandidate, type BalancerPick } from 'capibara-mcp';
 
 export const p2cEwmaOptions = z.strictObject({
   /** Time constant τ of the latency EWMA, ms. */

@@ -5,8 +5,7 @@
  * when instances differ.
  */
 import { z } from 'zod';
-import { definePlugin } from '../../src/plugin/contract.ts';
-import type { Balancer, BalanceContext, BalancerCandidate, BalancerPick } from '../../src/plugin/contract.ts';
+import { definePlugin, type Balancer, type BalanceContext, type BalancerCandidate, type BalancerPick } from 'capibara-mcp';
 
 export const roundRobinOptions = z.strictObject({
   /** Return `scores` (the chosen candidate scores 0). */

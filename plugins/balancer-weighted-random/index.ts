@@ -4,9 +4,8 @@
  * 0 (or invalid) it picks uniformly among them, so a pick always succeeds.
  */
 import { z } from 'zod';
-import { definePlugin } from '../../src/plugin/contract.ts';
-import type { Balancer, BalanceContext, BalancerCandidate, BalancerPick } from '../../src/plugin/contract.ts';
-import { effectiveExclude } from '../../src/router/exclude.ts';
+import { definePlugin, type Balancer, type BalanceContext, type BalancerCandidate, type BalancerPick } from 'capibara-mcp';
+import { effectiveExclude } from 'capibara-mcp/sdk';
 
 export const weightedRandomOptions = z.strictObject({
   /** Return `scores`: the chosen candidate's selection probability (higher = more likely). */

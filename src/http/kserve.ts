@@ -3,7 +3,7 @@ import { buildInferenceRequest } from '../inference/request.ts';
 import type { InferenceInput, Tensor } from '../inference/types.ts';
 import type { ModelView } from '../models/fleet.ts';
 import type { Services } from '../services.ts';
-import { authRequestOf, pathParam, readJson, sendJson, type HttpExchange } from './common.ts';
+import { authRequestOf, pathParam, readJson, sendJson } from './common.ts';
 import type { HttpAdapter } from './server.ts';
 
 const MODEL_PATH = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/infer)?$/;

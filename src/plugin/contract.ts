@@ -1,6 +1,8 @@
 /**
  * THE plugin contract of Capibara MCP. Everything a plugin author needs is declared here
- * and re-exported from the package root (`import { definePlugin } from 'capibara-mcp'`).
+ * and re-exported from the package root (`import { definePlugin } from 'capibara-mcp'`); the
+ * building blocks plugins may use come from `capibara-mcp/sdk`, the conformance suites and test
+ * kit from `capibara-mcp/testing`. Plugins import nothing else of the gateway.
  *
  * A plugin is an object made by `definePlugin({...})`, exported as the default export of
  * a module (a folder under plugins/, an npm package, or a file path named in the config).
@@ -11,7 +13,7 @@ import type { ZodType } from 'zod';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type {
-  InferenceChunk, InferenceInput, InferenceOutput, Principal, Tensor, TensorDatatype,
+  InferenceChunk, InferenceInput, InferenceOutput, Principal, TensorDatatype,
 } from '../inference/types.ts';
 
 /** The plugin API version this build of the host implements (semver). */
@@ -19,7 +21,26 @@ export const PLUGIN_API_VERSION = '1.0.0';
 
 // ───────────────────────────── capabilities ─────────────────────────────
 
-/** The capability kinds and the interface a plugin of each kind returns from `setup`. Third-party packages may augment it. */
+/**
+ * The capability kinds and the interface a plugin of each kind returns from `setup`.
+ *
+ * Built in: `auth`, `balancer` and `backend`, which the gateway calls on every request (first-party
+ * plugins under plugins/); `alertSink`, `rateLimitStore` and `scaler`, which the host loads and sets up
+ * but nothing in the gateway calls yet (alerting, shared rate limits and autoscaling will). A capability
+ * of a built-in kind missing a method the gateway calls (`authenticate`, `pick`, `load`, `send`, `consume`,
+ * `desiredInstances`) fails setup.
+ *
+ * A package adds a kind by augmenting this interface; the host sets its plugins up like any other, lists
+ * them in the `plugins` query, and hands them to plugins that name them in `dependsOn` (`ctx.get(kind, name)`,
+ * typed by the augmentation). The gateway itself never calls them. A kind is camelCase or kebab-case and
+ * must not be a spelling of a built-in one (`Backend`, `balancers`, `alert-sink` are refused).
+ *
+ * ```ts
+ * declare module 'capibara-mcp' {
+ *   interface Capabilities { greeter: Greeter }
+ * }
+ * ```
+ */
 export interface Capabilities {
   /** Turns request credentials into a principal. */
   auth: AuthStrategy;
@@ -35,6 +56,7 @@ export interface Capabilities {
   scaler: Scaler;
 }
 
+/** A capability kind: a built-in one or one added by augmenting `Capabilities`. */
 export type PluginKind = keyof Capabilities;
 
 /** What the host hands every plugin in `setup`. */
@@ -49,7 +71,7 @@ export interface PluginContext {
   readonly dataDir: string;
   /** The shared Prometheus registry; prefix metric names with `mcp_`. */
   readonly metrics: Registry;
-  /** Another plugin's capability, by kind and configured name; it must be listed in `dependsOn`. */
+  /** Another plugin's capability, of any kind (built in or added), by configured name; it must be listed in `dependsOn`. */
   get<K extends PluginKind>(kind: K, name: string): Capabilities[K];
   /** Registers cleanup; close hooks run in reverse registration order at shutdown. */
   onClose(fn: () => unknown | Promise<unknown>): void;

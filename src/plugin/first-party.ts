@@ -1,22 +1,27 @@
-import type { PluginDefinition, PluginKind } from './contract.ts';
+import { fileURLToPath } from 'node:url';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type PluginModule = { default: PluginDefinition<PluginKind, any> };
+/** plugins/ next to src/ (running from TypeScript), dist/plugins/ next to dist/src/ (compiled): each folder a package. */
+const PLUGINS_DIR = fileURLToPath(new URL('../../plugins/', import.meta.url));
+
+/** Package folders of the first-party plugins. */
+const FOLDERS = {
+  tfjs: 'backend-tfjs',
+  openai: 'backend-openai',
+  'kserve-v2': 'backend-kserve-v2',
+  worker: 'backend-worker',
+  'round-robin': 'balancer-round-robin',
+  'weighted-random': 'balancer-weighted-random',
+  'least-outstanding': 'balancer-least-outstanding',
+  'p2c-ewma': 'balancer-p2c-ewma',
+  'consistent-hash': 'balancer-consistent-hash',
+  'api-key': 'auth-api-key',
+} as const;
 
 /**
- * First-party plugins by name (folders under plugins/), loaded lazily. With `defaultPlugins: true`
- * (the default) all of these except auth plugins are set up with default options unless the config
- * lists them; an auth plugin is only active when listed in `plugins:`.
+ * First-party plugins by name → the package folder the loader reads, like a third-party package
+ * folder. With `defaultPlugins: true` (the default) all of these except auth plugins are set up with
+ * default options unless the config lists them; an auth plugin is only active when listed in `plugins:`.
  */
-export const FIRST_PARTY_PLUGINS: Record<string, () => Promise<PluginModule>> = {
-  tfjs: () => import('../../plugins/backend-tfjs/index.ts'),
-  openai: () => import('../../plugins/backend-openai/index.ts'),
-  'kserve-v2': () => import('../../plugins/backend-kserve-v2/index.ts'),
-  worker: () => import('../../plugins/backend-worker/index.ts'),
-  'round-robin': () => import('../../plugins/balancer-round-robin/index.ts'),
-  'weighted-random': () => import('../../plugins/balancer-weighted-random/index.ts'),
-  'least-outstanding': () => import('../../plugins/balancer-least-outstanding/index.ts'),
-  'p2c-ewma': () => import('../../plugins/balancer-p2c-ewma/index.ts'),
-  'consistent-hash': () => import('../../plugins/balancer-consistent-hash/index.ts'),
-  'api-key': () => import('../../plugins/auth-api-key/index.ts'),
-};
+export const FIRST_PARTY_PLUGINS: Readonly<Record<string, string>> = Object.fromEntries(
+  Object.entries(FOLDERS).map(([name, folder]) => [name, PLUGINS_DIR + folder]),
+);

@@ -4,7 +4,7 @@ import { McpError } from '../errors.ts';
 import type { PluginEntry } from '../config/schema.ts';
 import type { Capabilities, HealthReport, PluginContext, PluginKind } from './contract.ts';
 import { FIRST_PARTY_PLUGINS } from './first-party.ts';
-import { loadPluginDefinition, type AnyPluginDefinition } from './loader.ts';
+import { BUILT_IN_KINDS, loadPluginDefinition, type AnyPluginDefinition } from './loader.ts';
 
 export interface PluginHostOptions {
   entries: PluginEntry[];
@@ -139,6 +139,8 @@ export class PluginHost {
     try {
       const capability = await def.setup(ctx, options);
       if (!capability || typeof capability !== 'object') throw new Error('setup() returned no capability object');
+      const missing = (BUILT_IN_KINDS[def.kind] ?? []).filter((m) => typeof (capability as unknown as Record<string, unknown>)[m] !== 'function');
+      if (missing.length) throw new Error(`setup() returned a ${def.kind} without ${missing.map((m) => `${m}()`).join(', ')}`);
       this.active.push({
         name, kind: def.kind, plugin: def.name, source: entry.use, description: def.description, required: entry.required,
         capability, closers, checks,

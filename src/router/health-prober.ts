@@ -174,13 +174,12 @@ export class HealthProber {
   }
 
   private async probeOnce(t: Target, ac: AbortController): Promise<ProbeResult> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let onAbort: (() => void) | undefined;
     const aborted = new Promise<ProbeResult>((resolve) => {
       onAbort = () => resolve({ ok: false, detail: ac.signal.reason instanceof Error && ac.signal.reason.message === 'health probe cancelled' ? 'cancelled' : 'timeout' });
       ac.signal.addEventListener('abort', onAbort, { once: true });
     });
-    timer = setTimeout(() => ac.abort(new Error('health probe timeout')), this.o.timeoutMs);
+    const timer = setTimeout(() => ac.abort(new Error('health probe timeout')), this.o.timeoutMs);
     timer.unref?.();
     try {
       const r = await Promise.race([Promise.resolve().then(() => t.probe(ac.signal)), aborted]);
@@ -190,7 +189,6 @@ export class HealthProber {
       return { ok: false, detail: ac.signal.aborted ? 'timeout' : err instanceof Error ? err.message : String(err) };
     } finally {
       clearTimeout(timer);
-      timer = undefined;
       if (onAbort) ac.signal.removeEventListener('abort', onAbort);
     }
   }

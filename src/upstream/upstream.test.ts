@@ -8,9 +8,9 @@ import { parseNdjson } from './ndjson.ts';
 import { mapHttpError, mapTransportError, parseRetryAfter } from './errors.ts';
 import { UpstreamClient, joinUrl } from './client.ts';
 import { upstreamPluginOptions } from './options.ts';
-import { startFakeOpenAI, type FakeOpenAIServer } from '../../test/support/fake-openai-server.ts';
-import { startFaultProxy, type FaultProxy } from '../../test/support/fault-proxy.ts';
-import { listenOnLoopback, type LoopbackServer } from '../../test/support/loopback-server.ts';
+import { startFakeOpenAI, type FakeOpenAIServer } from '../testing/fake-openai-server.ts';
+import { startFaultProxy, type FaultProxy } from '../testing/fault-proxy.ts';
+import { listenOnLoopback, type LoopbackServer } from '../testing/loopback-server.ts';
 
 async function* chunks(parts: Array<string | Uint8Array>): AsyncGenerator<string | Uint8Array> { for (const p of parts) yield p; }
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> { const out: T[] = []; for await (const x of it) out.push(x); return out; }

@@ -3,8 +3,8 @@
  * (loaded by path, as a third-party plugin is).
  */
 import { fileURLToPath } from 'node:url';
-import { describeAuthConformance } from '../../src/testing/auth.ts';
-import type { AuthRequest } from '../../src/plugin/contract.ts';
+import type { AuthRequest } from 'capibara-mcp';
+import { describeAuthConformance } from 'capibara-mcp/testing';
 import apiKeyPlugin, { generateApiKey } from '../../plugins/auth-api-key/index.ts';
 
 const req = (headers: Record<string, string>, entry = 'rest'): AuthRequest => ({ headers, entry });

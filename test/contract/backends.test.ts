@@ -11,18 +11,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import pino from 'pino';
-import { describeBackendConformance } from '../../src/testing/backend.ts';
-import type { InstanceSpec, LoadedInstance } from '../../src/plugin/contract.ts';
-import type { InferenceInput } from '../../src/inference/types.ts';
-import { createWorkerHttpServer } from '../../src/workers/http-server.ts';
+import { describeBackendConformance, freeLoopbackPort, startFakeKServe, startFakeOpenAI, testPluginContext } from 'capibara-mcp/testing';
+import { createWorkerHttpServer, type InferenceInput, type InstanceSpec, type LoadedInstance } from 'capibara-mcp';
 import openaiPlugin from '../../plugins/backend-openai/index.ts';
 import kservePlugin from '../../plugins/backend-kserve-v2/index.ts';
 import workerPlugin from '../../plugins/backend-worker/index.ts';
 import tfjsPlugin, { fileSaveHandler, type CharLmInstance } from '../../plugins/backend-tfjs/index.ts';
-import { startFakeOpenAI } from '../support/fake-openai-server.ts';
-import { startFakeKServe } from '../support/fake-kserve-server.ts';
-import { freeLoopbackPort } from '../support/loopback-server.ts';
-import { testPluginContext } from '../support/plugin-context.ts';
 
 const spec = (id: string, endpoint: string, options: Record<string, unknown> = {}, model = 'fake-model'): InstanceSpec =>
   ({ id, model, version: '1', endpoint, options });

@@ -1,13 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { describeBalancerConformance } from './balancer.ts';
-import type { BalancerCandidate, PluginDefinition } from '../../src/plugin/contract.ts';
-import { testPluginContext } from '../support/plugin-context.ts';
+import type { BalancerCandidate, PluginDefinition } from 'capibara-mcp';
+import { mulberry32 } from 'capibara-mcp/sdk';
+import { describeBalancerConformance, testPluginContext } from 'capibara-mcp/testing';
 import roundRobinPlugin, { createRoundRobin } from '../../plugins/balancer-round-robin/index.ts';
 import weightedRandomPlugin, { createWeightedRandom } from '../../plugins/balancer-weighted-random/index.ts';
 import leastOutstandingPlugin, { createLeastOutstanding } from '../../plugins/balancer-least-outstanding/index.ts';
 import p2cEwmaPlugin, { createP2cEwma } from '../../plugins/balancer-p2c-ewma/index.ts';
 import consistentHashPlugin, { createConsistentHash } from '../../plugins/balancer-consistent-hash/index.ts';
-import { mulberry32 } from '../../src/random.ts';
 
 const plugins = [roundRobinPlugin, weightedRandomPlugin, leastOutstandingPlugin, p2cEwmaPlugin, consistentHashPlugin] as PluginDefinition<'balancer', unknown>[];
 
@@ -198,7 +197,7 @@ describe('p2c-ewma', () => {
   });
 
   it('never picks a 10× slower instance among 8 with equal load (it loses every pairing)', () => {
-    let t = 0;
+    const t = 0;
     const b = createP2cEwma({}, { now: () => t, random: rng(9) });
     const cs = mk(8);
     for (const c of cs) b.observe!(c.id, { ok: true, latencyMs: c.id === 'i5' ? 200 : 20 });
@@ -221,7 +220,7 @@ describe('p2c-ewma', () => {
   });
 
   it('gives unobserved instances an optimistic neutral score, damped by outstanding', () => {
-    let t = 0;
+    const t = 0;
     const b = createP2cEwma({}, { now: () => t, random: rng(5) });
     const cs = mk(2);
     b.observe!('i0', { ok: true, latencyMs: 40 });

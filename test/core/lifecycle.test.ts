@@ -3,8 +3,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startFakeOpenAI } from '../support/fake-openai-server.ts';
-import { createTestDatabase, startTestGateway } from '../support/gateway.ts';
+import { startFakeOpenAI } from '../../src/testing/fake-openai-server.ts';
+import { createTestDatabase, startTestGateway } from '../../src/testing/gateway.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 const ECHO = [{ use: './examples/capibara-plugin-echo' }];

@@ -6,7 +6,7 @@ import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PluginEntry } from '../../src/config/schema.ts';
 import { PluginHost } from '../../src/plugin/host.ts';
-import { startTestGateway } from '../support/gateway.ts';
+import { startTestGateway } from '../../src/testing/gateway.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 const dir = mkdtempSync(join(tmpdir(), 'mcp-plugins-'));

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { STORAGES, startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { STORAGES, startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
 
 const ECHO = { plugins: [{ use: './examples/capibara-plugin-echo', options: { prefix: 'echo: ' } }, { use: 'p2c-ewma' }] };
 

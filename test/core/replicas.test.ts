@@ -1,7 +1,7 @@
 import { createClient } from 'graphql-ws';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { createTestDatabase, startTestGateway } from '../support/gateway.ts';
+import { createTestDatabase, startTestGateway } from '../../src/testing/gateway.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ECHO = [{ use: './examples/capibara-plugin-echo' }];

@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { AUTO_RUNTIME } from '../support/tfjs-runtime.ts';
+import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
+import { AUTO_RUNTIME } from '../../plugins/backend-tfjs/auto-runtime.ts';
 
 /** What a new user does after `npm start`: the shipped capibara-mini answers on every entry point. */
 describe('the demo model capibara-mini on a default gateway', () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../plugins/auth-api-key/index.ts';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
 
 /**
  * A plain JSON POST to /graphql is served directly through the envelop pipeline

@@ -3,9 +3,9 @@
  * server), with a chat model, a generate model, an embedding model and a tensor model seeded from config.
  */
 import type { ConfigInput } from '../../src/config/schema.ts';
-import { startFakeKServe, type FakeKServeServer } from '../support/fake-kserve-server.ts';
-import { startFakeOpenAI, type FakeOpenAIServer } from '../support/fake-openai-server.ts';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { startFakeKServe, type FakeKServeServer } from '../../src/testing/fake-kserve-server.ts';
+import { startFakeOpenAI, type FakeOpenAIServer } from '../../src/testing/fake-openai-server.ts';
+import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
 
 export interface Stack {
   gw: TestGateway;

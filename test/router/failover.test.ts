@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from 'undici';
 import type { InstanceHealthEvent } from '../../src/events/bus.ts';
-import type { TestGateway } from '../support/gateway.ts';
+import type { TestGateway } from '../../src/testing/gateway.ts';
 import { closeUpstreams, infer, load, loadFor, modelSeed, routerConfig, sleep, startRouterGateway, startUpstreams, until, type Upstream } from './harness.ts';
 
 describe('one of three instances answers 503 to everything', () => {

@@ -5,9 +5,9 @@
  */
 import { Agent, request } from 'undici';
 import type { ConfigInput } from '../../src/config/schema.ts';
-import { startFakeOpenAI, type FakeOpenAIBehavior, type FakeOpenAIServer } from '../support/fake-openai-server.ts';
-import { startFaultProxy, type Fault, type FaultProxy } from '../support/fault-proxy.ts';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { startFakeOpenAI, type FakeOpenAIBehavior, type FakeOpenAIServer } from '../../src/testing/fake-openai-server.ts';
+import { startFaultProxy, type Fault, type FaultProxy } from '../../src/testing/fault-proxy.ts';
+import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
 
 export interface Upstream { fake: FakeOpenAIServer; proxy: FaultProxy; url: string }
 

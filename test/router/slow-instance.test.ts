@@ -10,7 +10,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
-import type { TestGateway } from '../support/gateway.ts';
+import type { TestGateway } from '../../src/testing/gateway.ts';
 import { closeUpstreams, load, loadFor, modelSeed, percentile, routerConfig, startRouterGateway, startUpstreams, type Upstream } from './harness.ts';
 
 /** Answers served per instance id (an InferenceObserver, as metrics use). */

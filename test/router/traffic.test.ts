@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from 'undici';
 import type { ModelEvent } from '../../src/events/bus.ts';
-import type { TestGateway } from '../support/gateway.ts';
+import type { TestGateway } from '../../src/testing/gateway.ts';
 import { closeUpstreams, infer, load, modelSeed, routerConfig, sleep, startRouterGateway, startUpstreams, until, type Upstream } from './harness.ts';
 
 const AUTH = fileURLToPath(new URL('./header-auth-plugin.ts', import.meta.url));

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
 import { spawnWorker, waitFor, WORKERS_QUERY, type WorkerInfo, type WorkerProcess } from './support.ts';
 
 describe('a worker with the default configuration', () => {

@@ -45,7 +45,7 @@ export function spawnWorker(opts: SpawnWorkerOptions): WorkerProcess {
   };
   const file = join(dir, 'capibara.json');
   writeFileSync(file, JSON.stringify(config));
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts'), 'worker', '--config', file], {
+  const proc = spawn(process.execPath, ['--conditions=capibara-source', '--import', 'tsx', join(ROOT, 'src/main.ts'), 'worker', '--config', file], {
     cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MCP_CONFIG: '' },
   });
   let out = '';

@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { Agent, request } from 'undici';
-import { mulberry32 } from '../../src/random.ts';
+import { mulberry32 } from '../sdk/random.ts';
 import { listenOnLoopback } from './loopback-server.ts';
 
 export interface Fault {

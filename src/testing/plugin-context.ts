@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import type { Capabilities, PluginContext, PluginKind } from '../../src/plugin/contract.ts';
+import type { Capabilities, PluginContext, PluginKind } from '../plugin/contract.ts';
 
 /** A plugin context for tests of one plugin on its own; close() runs the onClose hooks. */
 export function testPluginContext(name = 'test-plugin'): PluginContext & { close(): Promise<void>; abort: AbortController } {

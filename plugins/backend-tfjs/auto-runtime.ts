@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { NATIVE_PACKAGES, type RuntimeName } from '../../plugins/backend-tfjs/runtime.ts';
+import { NATIVE_PACKAGES, type RuntimeName } from './runtime.ts';
 
 const require = createRequire(import.meta.url);
 

@@ -1,7 +1,7 @@
 /**
- * Balancer conformance suite. Third-party balancer authors run it from their own tests:
+ * Balancer conformance suite. Third-party balancer authors run it from their own tests (vitest):
  *
- *   import { describeBalancerConformance } from 'capibara-mcp/test/contract/balancer.ts';
+ *   import { describeBalancerConformance } from 'capibara-mcp/testing';
  *   describeBalancerConformance('my-balancer', () => createMyBalancer());
  *
  * `create` is called once per test (fresh state). Checks: the pick is always one of the
@@ -11,7 +11,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { Balancer, BalanceContext, BalancerCandidate, BalancerPick } from '../../src/plugin/contract.ts';
+import type { Balancer, BalanceContext, BalancerCandidate, BalancerPick } from '../plugin/contract.ts';
 
 export interface BalancerConformanceOptions {
   /** Time bound for 100k picks over 16 candidates (ms); generous by default. */

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import pino from 'pino';
-import { configSchema, type Config, type ConfigInput } from '../../src/config/schema.ts';
-import { createGateway, type Gateway } from '../../src/gateway.ts';
+import { configSchema, type Config, type ConfigInput } from '../config/schema.ts';
+import { createGateway, type Gateway } from '../gateway.ts';
 
 export type Storage = 'pglite' | 'postgres';
 

@@ -1,0 +1,52 @@
+/**
+ * `capibara-mcp/sdk`: the building blocks a plugin author may use besides the contract (which
+ * `capibara-mcp` exports). First-party plugins import only this, `capibara-mcp` and
+ * `capibara-mcp/testing`; so can yours.
+ */
+
+/** Pooled HTTP client for model servers: per-call deadlines and cancellation, bounded bodies, errors mapped to McpError. */
+export {
+  UpstreamClient,
+  CallScope,
+  DEFAULT_UPSTREAM_TIMEOUTS,
+  readBody,
+  joinUrl,
+  type UpstreamTimeouts,
+  type UpstreamClientOptions,
+  type UpstreamRequest,
+  type UpstreamJson,
+  type UpstreamStream,
+  type ErrorMapper,
+} from '../upstream/client.ts';
+/** Upstream failures as McpError: HTTP status and body, transport errors, Retry-After, health-probe failures. */
+export {
+  mapHttpError,
+  mapTransportError,
+  parseRetryAfter,
+  parseErrorBody,
+  deadlineError,
+  cancelledError,
+  probeFailure,
+  type TimeoutKind,
+  type UpstreamErrorBody,
+} from '../upstream/errors.ts';
+/** Plugin options shared by HTTP backends (connections, timeouts, headers) and their client options. */
+export { upstreamPluginOptions, upstreamTimeoutsSchema, clientOptionsFrom, type UpstreamPluginOptions } from '../upstream/options.ts';
+/** Streaming body readers: server-sent events and newline-delimited JSON. */
+export { SseParser, parseSse, type SseEvent } from '../upstream/sse.ts';
+export { parseNdjson } from '../upstream/ndjson.ts';
+/** Groups concurrent requests into batches (max size, max queue delay, priorities, deadlines). */
+export {
+  DynamicBatcher,
+  type DynamicBatcherOptions,
+  type BatchInfo,
+  type SubmitOptions,
+  type BatcherStats,
+  type BatchFunction,
+} from '../inference/dynamic-batcher.ts';
+/** Non-cryptographic string hashes for routing decisions (sticky splits, consistent hashing). */
+export { hash32, hashToUnit, fmix32 } from './hash.ts';
+/** The exclude set a balancer should honour on retries. */
+export { effectiveExclude } from './exclude.ts';
+/** A small seeded PRNG (reproducible sampling and tests). */
+export { mulberry32 } from './random.ts';
