@@ -1,6 +1,7 @@
 // @ts-check
 // A third-party plugin, written as its own npm package. The gateway loads it by path or package
 // name from the config (`plugins: [{ use: ./examples/capibara-plugin-echo, options: {...} }]`).
+import { McpError } from 'capibara-mcp';
 import { z } from 'zod';
 
 const options = z.strictObject({
@@ -30,16 +31,27 @@ const plugin = {
       async load(spec) {
         let loaded = true;
         const answer = (/** @type {import('capibara-mcp').InferenceInput} */ input) => `${opts.prefix}${promptOf(input)}`;
+        /** Refuses before anything runs: after unload (safe to retry elsewhere), or a task it does not serve. */
+        const check = (/** @type {import('capibara-mcp').InferenceInput} */ input) => {
+          if (!loaded) throw new McpError('MCP_SHUTTING_DOWN', `echo instance ${spec.id} was unloaded`, { retryable: true, mayHaveExecuted: false });
+          if (input.task !== 'generate' && input.task !== 'chat') {
+            throw new McpError('MCP_UNSUPPORTED_PARAMETER', `task '${input.task}' is not served by the echo backend (tasks: generate, chat)`, {
+              details: { parameter: 'task', task: input.task },
+            });
+          }
+        };
         const usage = (/** @type {string} */ p, /** @type {string} */ a) => ({ promptTokens: p.split(/\s+/).filter(Boolean).length, completionTokens: a.split(/\s+/).filter(Boolean).length, totalTokens: p.split(/\s+/).filter(Boolean).length + a.split(/\s+/).filter(Boolean).length });
         return {
           runtime: 'echo',
           device: spec.device ?? 'cpu',
           tasks: ['generate', 'chat'],
           async infer(input) {
+            check(input);
             const text = answer(input);
             return { text, finishReason: 'stop', usage: usage(promptOf(input), text) };
           },
           async *stream(input, call) {
+            check(input);
             const text = answer(input);
             const words = text.split(/(?<=\s)/);
             for (const w of words) {

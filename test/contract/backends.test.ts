@@ -166,8 +166,4 @@ describeBackendConformance('echo (examples/capibara-plugin-echo, loaded by path)
   },
   // 300 words, 20 ms apart when streamed; infer answers at once
   slow: { input: { task: 'generate', prompt: Array.from({ length: 300 }, (_, i) => `w${i}`).join(' ') }, streamOnly: true },
-}, {
-  // Refusing a task and refusing requests after unload() need an McpError, which the example can
-  // import once `capibara-mcp` resolves from a plugin package (the SDK's package exports).
-  knownGaps: ['unsupported-task', 'unload'],
 });
