@@ -4,6 +4,7 @@ import plugin from './index.ts';
 import { McpError } from '../../src/errors.ts';
 import type { Backend, BackendCall, LoadedInstance } from '../../src/plugin/contract.ts';
 import type { InferenceChunk } from '../../src/inference/types.ts';
+import { parseInferenceInput } from '../../src/inference/request.ts';
 import { testPluginContext } from '../../test/support/plugin-context.ts';
 import { startFakeOpenAI, type FakeOpenAIServer } from '../../test/support/fake-openai-server.ts';
 import { startFaultProxy, type FaultProxy } from '../../test/support/fault-proxy.ts';
@@ -69,7 +70,8 @@ describe('openai backend', () => {
 
   it('rejects bad input before calling upstream', async () => {
     const before = fake.requests;
-    expect((await rejection(inst.infer({ task: 'chat', messages: [] }, call()))).code).toBe('MCP_BAD_REQUEST');
+    // An empty conversation never reaches a backend: the input schema refuses it at every entry point.
+    expect((await rejection((async () => parseInferenceInput({ task: 'chat', messages: [] }))())).code).toBe('MCP_VALIDATION_FAILED');
     expect((await rejection(inst.infer({ task: 'tensor', tensors: [] }, call()))).code).toBe('MCP_UNSUPPORTED_PARAMETER');
     expect(fake.requests).toBe(before);
   });

@@ -23,6 +23,8 @@ interface FakeInstance extends LoadedInstance {
   aborts: unknown[];
 }
 
+const promptOf = (input: InferenceInput): string | undefined => (input.task === 'generate' ? input.prompt : undefined);
+
 /** An in-memory instance whose behaviour is chosen by the prompt. */
 function fakeInstance(): FakeInstance {
   const calls: BackendCall[] = [];
@@ -34,18 +36,20 @@ function fakeInstance(): FakeInstance {
     calls, aborts,
     async infer(input: InferenceInput, call: BackendCall) {
       watch(call);
-      if (input.prompt === 'ratelimit') throw new McpError('MCP_UPSTREAM_RATE_LIMITED', 'slow down', { retryable: true, details: { retryAfterMs: 10 } });
-      if (input.prompt === 'boom') throw new Error('secret internals');
-      if (input.prompt === 'slow') await sleep(5_000, call.signal);
-      return { text: `echo:${input.prompt ?? ''}`, finishReason: 'stop', usage: { promptTokens: 1, completionTokens: 1, totalTokens: 2 } };
+      const prompt = promptOf(input);
+      if (prompt === 'ratelimit') throw new McpError('MCP_UPSTREAM_RATE_LIMITED', 'slow down', { retryable: true, details: { retryAfterMs: 10 } });
+      if (prompt === 'boom') throw new Error('secret internals');
+      if (prompt === 'slow') await sleep(5_000, call.signal);
+      return { text: `echo:${prompt ?? ''}`, finishReason: 'stop', usage: { promptTokens: 1, completionTokens: 1, totalTokens: 2 } };
     },
     async *stream(input: InferenceInput, call: BackendCall): AsyncGenerator<InferenceChunk> {
       watch(call);
-      if (input.prompt === 'ratelimit') throw new McpError('MCP_UPSTREAM_RATE_LIMITED', 'slow down', { retryable: true });
+      const prompt = promptOf(input);
+      if (prompt === 'ratelimit') throw new McpError('MCP_UPSTREAM_RATE_LIMITED', 'slow down', { retryable: true });
       const n = input.parameters?.maxTokens ?? 3;
       for (let i = 0; i < n; i++) {
-        if (i > 0 && input.prompt === 'slow') await sleep(60, call.signal);
-        if (i === 2 && input.prompt === 'midfail') throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'model server went away', { retryable: true });
+        if (i > 0 && prompt === 'slow') await sleep(60, call.signal);
+        if (i === 2 && prompt === 'midfail') throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'model server went away', { retryable: true });
         yield { text: `t${i}` };
       }
       yield { text: '', finishReason: 'stop', usage: { promptTokens: 1, completionTokens: n, totalTokens: n + 1 } };
