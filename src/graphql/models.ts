@@ -1,7 +1,7 @@
 import { modelStatus, INSTANCE_STATUSES, TASKS, type InstanceRow, type ModelRow, type VersionRow } from '../models/registry.ts';
-import { MODEL_EVENT_TYPES, type ModelEvent } from '../events/bus.ts';
 import { builder } from './builder.ts';
 import { compact } from './input.ts';
+import { MODEL_EVENT_TYPES, type ModelEvent } from '../events/bus.ts';
 
 export const InstanceStatusEnum = builder.enumType('InstanceStatus', {
   values: INSTANCE_STATUSES.map((s) => s.toUpperCase()) as unknown as readonly string[],
