@@ -110,7 +110,7 @@ describe('worker http server', () => {
   it('sends errors with code, status and retryable; masks internal errors', async () => {
     const rl = await post('/instances/i1/infer', { task: 'generate', prompt: 'ratelimit' });
     expect(rl.statusCode).toBe(429);
-    expect(await rl.body.json()).toEqual({ error: { code: 'MCP_UPSTREAM_RATE_LIMITED', message: 'slow down', details: { retryAfterMs: 10 }, retryable: true } });
+    expect(await rl.body.json()).toEqual({ error: { code: 'MCP_UPSTREAM_RATE_LIMITED', message: 'slow down', details: { retryAfterMs: 10 }, retryable: true, mayHaveExecuted: true } });
     const boom = await post('/instances/i1/infer', { task: 'generate', prompt: 'boom' });
     const body = await boom.body.json() as { error: { code: string; message: string } };
     expect([boom.statusCode, body.error.code]).toEqual([500, 'MCP_INTERNAL']);
@@ -139,7 +139,7 @@ describe('worker http server', () => {
     const r = await post('/instances/i1/stream', { task: 'generate', prompt: 'midfail', parameters: { maxTokens: 5 } });
     expect(r.statusCode).toBe(200);
     const lines = (await r.body.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines).toEqual([{ text: 't0' }, { text: 't1' }, { error: { code: 'MCP_UPSTREAM_UNAVAILABLE', message: 'model server went away', retryable: true } }]);
+    expect(lines).toEqual([{ text: 't0' }, { text: 't1' }, { error: { code: 'MCP_UPSTREAM_UNAVAILABLE', message: 'model server went away', retryable: true, mayHaveExecuted: true } }]);
     const early = await post('/instances/i1/stream', { task: 'generate', prompt: 'ratelimit' });
     expect(early.statusCode).toBe(429);
     await early.body.dump();
