@@ -121,6 +121,8 @@ describe('worker http server', () => {
     expect([bad.statusCode, ((await bad.body.json()) as { error: { code: string } }).error.code]).toEqual([400, 'MCP_INVALID_JSON']);
     const task = await post('/instances/i1/infer', { task: 'dance' });
     expect(((await task.body.json()) as { error: { code: string } }).error.code).toBe('MCP_VALIDATION_FAILED');
+    const noPrompt = await post('/instances/i1/infer', { task: 'generate' });
+    expect([noPrompt.statusCode, ((await noPrompt.body.json()) as { error: { code: string; details: { path: string } } }).error]).toEqual([400, expect.objectContaining({ code: 'MCP_VALIDATION_FAILED', details: expect.objectContaining({ path: 'input.prompt' }) })]);
     const big = await post('/instances/i1/infer', { task: 'generate', prompt: 'x'.repeat(2000) });
     expect([big.statusCode, ((await big.body.json()) as { error: { code: string } }).error.code]).toEqual([413, 'MCP_PAYLOAD_TOO_LARGE']);
     const past = await post('/instances/i1/infer', { task: 'generate', prompt: 'x' }, { 'x-mcp-deadline': String(Date.now() - 1) });
