@@ -9,7 +9,7 @@
  *
  * The body is validated against the one inference input schema (src/inference/schema.ts), as at
  * every gateway entry point: a refusal is 400 MCP_VALIDATION_FAILED naming the path (`input.…`).
- * Errors: `{ error: { code, message, details?, retryable } }` with the McpError's status; a
+ * Errors: `{ error: { code, message, details?, retryable, mayHaveExecuted } }` with the McpError's status; a
  * failure after a stream started is sent as one last NDJSON line of that shape.
  * Headers: `x-request-id` (echoed; generated when absent), `x-mcp-deadline` (ms since epoch).
  * A client disconnect aborts the instance call's AbortSignal.
