@@ -5,6 +5,8 @@
  */
 export * from './plugin/contract.ts';
 export type * from './inference/types.ts';
+export { CHAT_ROLES, TASKS, TENSOR_DATATYPES, inferenceInputSchema } from './inference/schema.ts';
+export { parseInferenceInput } from './inference/request.ts';
 export { ERROR_CODES, McpError, isMcpError, type ErrorCode } from './errors.ts';
 export { createGateway, type Gateway, type GatewayOptions } from './gateway.ts';
 export { loadConfig } from './config/loader.ts';

@@ -13,8 +13,8 @@ const options = z.strictObject({
 
 /** @param {import('capibara-mcp').InferenceInput} input */
 function promptOf(input) {
-  if (input.task === 'chat') return (input.messages ?? []).map((m) => m.content).join('\n');
-  return input.prompt ?? '';
+  if (input.task === 'chat') return input.messages.map((m) => m.content).join('\n');
+  return input.task === 'generate' ? input.prompt : '';
 }
 
 /** @type {import('capibara-mcp').PluginDefinition<'backend', z.infer<typeof options>>} */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import plugin, { checkTensors } from './index.ts';
-import { McpError, type Backend, type BackendCall, type LoadedInstance } from 'capibara-mcp';
+import { McpError, parseInferenceInput, type Backend, type BackendCall, type LoadedInstance } from 'capibara-mcp';
 import { testPluginContext, startFakeKServe, type FakeKServeServer, startFaultProxy, type FaultProxy } from 'capibara-mcp/testing';
 
 function call(extra: Partial<BackendCall> = {}): BackendCall {
@@ -59,8 +59,9 @@ describe('kserve-v2 backend', () => {
     expect(dim.details).toMatchObject({ expected: { shape: [-1, 4] }, given: { shape: [1, 3] } });
     const dtype = await rejection(inst.infer(input([1, 2, 3, 4], [1, 4], 'INT32'), call()));
     expect([dtype.code, (dtype.details?.given as { datatype: string }).datatype]).toEqual(['MCP_INVALID_INPUT_SHAPE', 'INT32']);
-    const count = await rejection(inst.infer(input([1, 2, 3], [1, 4]), call()));
-    expect(count.details).toMatchObject({ expectedElements: 4, givenElements: 3 });
+    // Data that does not fill its shape never reaches a backend: the input schema refuses it at every entry point.
+    const count = await rejection((async () => parseInferenceInput(input([1, 2, 3], [1, 4])))());
+    expect([count.code, count.message]).toEqual(['MCP_VALIDATION_FAILED', 'input.tensors.0: data has 3 elements, shape [1,4] needs 4']);
     const unknown = await rejection(inst.infer({ task: 'tensor', tensors: [{ name: 'X', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }, call()));
     expect(unknown.code).toBe('MCP_INVALID_INPUT_SHAPE');
     expect((await rejection(inst.infer({ ...input([1, 2, 3, 4]), outputs: ['NOPE'] }, call()))).code).toBe('MCP_BAD_REQUEST');

@@ -6,7 +6,7 @@
 import { z, type ZodType } from 'zod';
 import type { Logger } from 'pino';
 import {
-  McpError, definePlugin, type InferenceInput, type InferenceOutput, type InferenceTask, type Tensor, type TensorDatatype,
+  McpError, TENSOR_DATATYPES, definePlugin, type InferenceInput, type InferenceOutput, type InferenceTask, type Tensor, type TensorDatatype,
   type Backend, type BackendCall, type HealthReport, type InstanceSpec, type LoadedInstance, type ModelSignature, type TensorSignature,
 } from 'capibara-mcp';
 import { UpstreamClient, joinUrl, probeFailure, clientOptionsFrom, upstreamPluginOptions } from 'capibara-mcp/sdk';
@@ -21,9 +21,7 @@ export const kserveInstanceOptions = z.object({
 });
 export type KServeInstanceOptions = z.output<typeof kserveInstanceOptions>;
 
-const DATATYPES = new Set<TensorDatatype>([
-  'BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64', 'BYTES',
-]);
+const DATATYPES: ReadonlySet<string> = new Set(TENSOR_DATATYPES);
 
 interface KServeTensorMeta { name?: unknown; datatype?: unknown; shape?: unknown }
 interface KServeModelMetadata { name?: string; versions?: string[]; platform?: string; inputs?: KServeTensorMeta[]; outputs?: KServeTensorMeta[] }
@@ -55,15 +53,13 @@ function shapeError(input: string, message: string, expected: TensorSignature | 
 
 /**
  * Checks request tensors against a signature: every input known and present once, datatype
- * equal, rank equal, every dimension equal unless the signature has -1, data length = product(shape).
+ * equal, rank equal, every dimension equal unless the signature has -1. The input schema
+ * (src/inference/schema.ts) has already checked each tensor on its own: at least one, named,
+ * non-negative integer dimensions, as many elements as the shape says.
  */
-export function checkTensors(signature: ModelSignature, tensors: Tensor[] | undefined, outputs?: string[]): void {
-  if (!Array.isArray(tensors) || tensors.length === 0) {
-    throw new McpError('MCP_BAD_REQUEST', 'a tensor request needs at least one input tensor', { details: { path: 'tensors' } });
-  }
+export function checkTensors(signature: ModelSignature, tensors: readonly Tensor[], outputs?: readonly string[]): void {
   const seen = new Set<string>();
   for (const t of tensors) {
-    if (typeof t?.name !== 'string') throw new McpError('MCP_BAD_REQUEST', 'every input tensor needs a name', { details: { path: 'tensors' } });
     if (seen.has(t.name)) throw new McpError('MCP_BAD_REQUEST', `input '${t.name}' is given twice`, { details: { path: 'tensors', input: t.name } });
     seen.add(t.name);
     const expected = signature.inputs.find((s) => s.name === t.name);
@@ -71,19 +67,11 @@ export function checkTensors(signature: ModelSignature, tensors: Tensor[] | unde
       throw shapeError(t.name, `the model has no input '${t.name}' (inputs: ${signature.inputs.map((s) => s.name).join(', ')})`, undefined, t,
         { expectedInputs: signature.inputs.map((s) => s.name) });
     }
-    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) {
-      throw shapeError(t.name, `input '${t.name}' has an invalid shape; dimensions must be non-negative integers`, expected, t);
-    }
     if (t.datatype !== expected.datatype) {
       throw shapeError(t.name, `input '${t.name}' has datatype ${String(t.datatype)}, the model expects ${expected.datatype}`, expected, t);
     }
     if (t.shape.length !== expected.shape.length || t.shape.some((d, i) => expected.shape[i] !== -1 && expected.shape[i] !== d)) {
       throw shapeError(t.name, `input '${t.name}' has shape [${t.shape.join(',')}], the model expects [${expected.shape.join(',')}] (-1 = any)`, expected, t);
-    }
-    const elements = t.shape.reduce((a, b) => a * b, 1);
-    if (!Array.isArray(t.data) || t.data.length !== elements) {
-      throw shapeError(t.name, `input '${t.name}' has ${Array.isArray(t.data) ? t.data.length : 0} values, its shape [${t.shape.join(',')}] needs ${elements}`, expected, t,
-        { expectedElements: elements, givenElements: Array.isArray(t.data) ? t.data.length : 0 });
     }
   }
   const missing = signature.inputs.filter((s) => !seen.has(s.name));
@@ -142,7 +130,7 @@ class KServeInstance implements LoadedInstance {
     checkTensors(this.signature, input.tensors, input.outputs);
     const body: Record<string, unknown> = {
       id: call.requestId,
-      inputs: input.tensors!.map((t) => ({ name: t.name, shape: t.shape, datatype: t.datatype, data: t.data })),
+      inputs: input.tensors.map((t) => ({ name: t.name, shape: t.shape, datatype: t.datatype, data: t.data })),
     };
     if (input.outputs && input.outputs.length > 0) body.outputs = input.outputs.map((name) => ({ name }));
     if (input.extra && Object.keys(input.extra).length > 0) body.parameters = input.extra;

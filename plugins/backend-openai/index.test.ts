@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import plugin from './index.ts';
-import { McpError, type Backend, type BackendCall, type LoadedInstance, type InferenceChunk } from 'capibara-mcp';
+import { McpError, parseInferenceInput, type Backend, type BackendCall, type LoadedInstance, type InferenceChunk } from 'capibara-mcp';
 import { testPluginContext, startFakeOpenAI, type FakeOpenAIServer, startFaultProxy, type FaultProxy } from 'capibara-mcp/testing';
 
 function call(extra: Partial<BackendCall> = {}): BackendCall {
@@ -65,7 +65,8 @@ describe('openai backend', () => {
 
   it('rejects bad input before calling upstream', async () => {
     const before = fake.requests;
-    expect((await rejection(inst.infer({ task: 'chat', messages: [] }, call()))).code).toBe('MCP_BAD_REQUEST');
+    // An empty conversation never reaches a backend: the input schema refuses it at every entry point.
+    expect((await rejection((async () => parseInferenceInput({ task: 'chat', messages: [] }))())).code).toBe('MCP_VALIDATION_FAILED');
     expect((await rejection(inst.infer({ task: 'tensor', tensors: [] }, call()))).code).toBe('MCP_UNSUPPORTED_PARAMETER');
     expect(fake.requests).toBe(before);
   });

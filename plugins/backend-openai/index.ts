@@ -12,6 +12,9 @@ import {
 import { UpstreamClient, joinUrl, probeFailure, SseParser, clientOptionsFrom, upstreamPluginOptions } from 'capibara-mcp/sdk';
 
 const OPENAI_TASKS = ['chat', 'generate', 'embed'] as const satisfies readonly InferenceTask[];
+type OpenAITask = (typeof OPENAI_TASKS)[number];
+/** A chat or generate input (the completion endpoints). */
+type CompletionInput = Extract<InferenceInput, { task: 'chat' | 'generate' }>;
 
 export const openaiInstanceOptions = z.object({
   /** Upstream model name; default: the instance's model id. */
@@ -53,7 +56,7 @@ export function mapUsage(u: OpenAIUsage | null | undefined): Usage | undefined {
 }
 
 /** The request body for a chat or generate call (exported for tests). */
-export function buildCompletionBody(input: InferenceInput, model: string, stream: boolean): Record<string, unknown> {
+export function buildCompletionBody(input: CompletionInput, model: string, stream: boolean): Record<string, unknown> {
   const body: Record<string, unknown> = { ...(input.extra ?? {}) };
   const p = input.parameters ?? {};
   if (p.maxTokens !== undefined) body.max_tokens = p.maxTokens;
@@ -63,17 +66,8 @@ export function buildCompletionBody(input: InferenceInput, model: string, stream
   if (p.seed !== undefined) body.seed = p.seed;
   if (p.stop !== undefined && p.stop.length > 0) body.stop = p.stop;
   body.model = model;
-  if (input.task === 'chat') {
-    if (!Array.isArray(input.messages) || input.messages.length === 0) {
-      throw new McpError('MCP_BAD_REQUEST', 'a chat request needs at least one message', { details: { path: 'messages' } });
-    }
-    body.messages = input.messages;
-  } else {
-    if (typeof input.prompt !== 'string') {
-      throw new McpError('MCP_BAD_REQUEST', 'a generate request needs a prompt', { details: { path: 'prompt' } });
-    }
-    body.prompt = input.prompt;
-  }
+  if (input.task === 'chat') body.messages = input.messages;
+  else body.prompt = input.prompt;
   if (stream) {
     const extraOptions = typeof body.stream_options === 'object' && body.stream_options !== null ? body.stream_options : {};
     body.stream = true;
@@ -94,7 +88,9 @@ function streamError(e: NonNullable<OpenAIAnswer['error']>): McpError {
 class OpenAIInstance implements LoadedInstance {
   readonly runtime = 'remote';
   readonly device = 'remote';
-  readonly tasks: readonly InferenceTask[];
+  readonly tasks: readonly OpenAITask[];
+  /** The tasks streamed (embeddings are not). */
+  private readonly streamTasks: ReadonlyArray<CompletionInput['task']>;
   private unloaded = false;
 
   constructor(
@@ -102,22 +98,25 @@ class OpenAIInstance implements LoadedInstance {
     private readonly endpoint: string,
     private readonly model: string,
     private readonly headers: Record<string, string>,
-    tasks: readonly InferenceTask[],
+    tasks: readonly OpenAITask[],
   ) {
     this.tasks = tasks;
+    this.streamTasks = tasks.filter((t) => t !== 'embed');
   }
 
-  private check(input: InferenceInput, streaming: boolean): void {
+  /** The input, narrowed to the tasks `served`, when this instance serves its task. */
+  private accept<T extends OpenAITask>(input: InferenceInput, served: readonly T[], streaming: boolean): Extract<InferenceInput, { task: T }> {
     if (this.unloaded) throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'the instance was unloaded', { retryable: true, mayHaveExecuted: false });
-    if (!this.tasks.includes(input.task) || (streaming && input.task === 'embed')) {
+    if (!(served as readonly InferenceTask[]).includes(input.task)) {
       throw new McpError('MCP_UNSUPPORTED_PARAMETER', `task '${input.task}' is not supported by this ${streaming ? 'streaming ' : ''}openai instance`, {
         details: { parameter: 'task', task: input.task, supported: this.tasks },
       });
     }
+    return input as Extract<InferenceInput, { task: T }>;
   }
 
-  async infer(input: InferenceInput, call: BackendCall): Promise<InferenceOutput> {
-    this.check(input, false);
+  async infer(raw: InferenceInput, call: BackendCall): Promise<InferenceOutput> {
+    const input = this.accept(raw, this.tasks, false);
     if (input.task === 'embed') return this.embed(input, call);
     const chat = input.task === 'chat';
     const { data } = await this.client.json<OpenAIAnswer>({
@@ -137,10 +136,7 @@ class OpenAIInstance implements LoadedInstance {
     return out;
   }
 
-  private async embed(input: InferenceInput, call: BackendCall): Promise<InferenceOutput> {
-    if (!Array.isArray(input.texts) || input.texts.length === 0) {
-      throw new McpError('MCP_BAD_REQUEST', 'an embed request needs at least one text', { details: { path: 'texts' } });
-    }
+  private async embed(input: Extract<InferenceInput, { task: 'embed' }>, call: BackendCall): Promise<InferenceOutput> {
     const body: Record<string, unknown> = { encoding_format: 'float', ...(input.extra ?? {}), model: this.model, input: input.texts };
     const { data } = await this.client.json<OpenAIAnswer>({ url: joinUrl(this.endpoint, 'embeddings'), json: body, headers: this.headers, call });
     if (!Array.isArray(data?.data)) throw new McpError('MCP_UPSTREAM_ERROR', 'the model server answered without embeddings');
@@ -155,8 +151,8 @@ class OpenAIInstance implements LoadedInstance {
     return out;
   }
 
-  async *stream(input: InferenceInput, call: BackendCall): AsyncGenerator<InferenceChunk> {
-    this.check(input, true);
+  async *stream(raw: InferenceInput, call: BackendCall): AsyncGenerator<InferenceChunk> {
+    const input = this.accept(raw, this.streamTasks, true);
     const chat = input.task === 'chat';
     const upstream = await this.client.open({
       url: joinUrl(this.endpoint, chat ? 'chat/completions' : 'completions'),

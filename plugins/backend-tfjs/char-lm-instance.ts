@@ -129,29 +129,24 @@ export class CharLmInstance implements LoadedInstance {
     let prompt: string;
     let chat = false;
     if (input.task === 'generate') {
-      if (typeof input.prompt !== 'string') throw new McpError('MCP_VALIDATION_FAILED', "task 'generate' needs a prompt", { details: { path: 'prompt' } });
       prompt = input.prompt;
     } else if (input.task === 'chat') {
-      if (!Array.isArray(input.messages) || input.messages.length === 0) throw new McpError('MCP_VALIDATION_FAILED', "task 'chat' needs at least one message", { details: { path: 'messages' } });
       prompt = tok.chatPrompt(input.messages);
       chat = true;
     } else {
       throw new McpError('MCP_BAD_REQUEST', `task '${input.task}' is not served by tfjs instance ${this.id} (tasks: generate, chat)`);
     }
+    // The input schema (src/inference/schema.ts) bounds every parameter; this instance's own limit on maxTokens is checked here.
     const p = input.parameters ?? {};
-    const bad = (path: string, msg: string): McpError => new McpError('MCP_VALIDATION_FAILED', `parameters.${path} ${msg}`, { details: { path: `parameters.${path}` } });
     const maxTokens = p.maxTokens ?? this.limits.defaultMaxTokens;
-    if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > this.limits.maxTokensLimit) throw bad('maxTokens', `must be an integer from 1 to ${this.limits.maxTokensLimit}`);
+    if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > this.limits.maxTokensLimit) {
+      throw new McpError('MCP_VALIDATION_FAILED', `parameters.maxTokens must be an integer from 1 to ${this.limits.maxTokensLimit}`, { details: { path: 'parameters.maxTokens' } });
+    }
     const temperature = p.temperature ?? this.limits.defaultTemperature;
-    if (typeof temperature !== 'number' || !(temperature >= 0 && temperature <= 5)) throw bad('temperature', 'must be from 0 to 5');
     const topK = p.topK ?? 0;
-    if (!Number.isInteger(topK) || topK < 0) throw bad('topK', 'must be a non-negative integer (0 = off)');
     const topP = p.topP ?? 1;
-    if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) throw bad('topP', 'must be in (0, 1]');
     const seed = p.seed ?? randomInt(0, 2 ** 31);
-    if (!Number.isSafeInteger(seed)) throw bad('seed', 'must be an integer');
     const stops = p.stop ?? [];
-    if (!Array.isArray(stops) || stops.length > 16 || stops.some((s) => typeof s !== 'string' || s.length === 0)) throw bad('stop', 'must be at most 16 non-empty strings');
     return {
       prompt,
       promptIds: tok.encode(prompt),

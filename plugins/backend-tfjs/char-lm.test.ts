@@ -5,7 +5,7 @@ import plugin, { type CharLmInstance } from './index.ts';
 import { CharTokenizer, sampleLogits, seededRandom, StopMatcher } from './char-lm.ts';
 import { testPluginContext } from 'capibara-mcp/testing';
 import { AUTO_RUNTIME } from './auto-runtime.ts';
-import { McpError, type Backend, type BackendCall, type LoadedInstance, type InferenceChunk, type InferenceInput } from 'capibara-mcp';
+import { McpError, parseInferenceInput, type Backend, type BackendCall, type LoadedInstance, type InferenceChunk, type InferenceInput } from 'capibara-mcp';
 
 const MODEL_DIR = fileURLToPath(new URL('../../models/capibara-mini/', import.meta.url));
 const call = (over: Partial<BackendCall> = {}): BackendCall => ({ requestId: 'r', signal: new AbortController().signal, ...over });
@@ -20,6 +20,8 @@ async function collect(it: AsyncIterable<InferenceChunk>): Promise<InferenceChun
 async function codeOf(p: Promise<unknown>): Promise<string> {
   try { await p; return 'resolved'; } catch (err) { return err instanceof McpError ? err.code : String(err); }
 }
+/** What the inference input schema says of an input. */
+const schemaCode = (raw: unknown): Promise<string> => codeOf((async () => parseInferenceInput(raw))());
 
 const ctx = testPluginContext('tfjs');
 let backend: Backend;
@@ -140,12 +142,13 @@ describe('capibara-mini on the tfjs backend', () => {
   it('validates parameters before generating', async () => {
     expect(await codeOf(inst.infer(gen('x', { maxTokens: 0 }), call()))).toBe('MCP_VALIDATION_FAILED');
     expect(await codeOf(inst.infer(gen('x', { maxTokens: 1e6 }), call()))).toBe('MCP_VALIDATION_FAILED');
-    expect(await codeOf(inst.infer(gen('x', { temperature: -1 }), call()))).toBe('MCP_VALIDATION_FAILED');
-    expect(await codeOf(inst.infer(gen('x', { topP: 0 }), call()))).toBe('MCP_VALIDATION_FAILED');
-    expect(await codeOf(inst.infer(gen('x', { topK: 1.5 }), call()))).toBe('MCP_VALIDATION_FAILED');
-    expect(await codeOf(inst.infer(gen('x', { stop: [''] }), call()))).toBe('MCP_VALIDATION_FAILED');
-    expect(await codeOf(inst.infer({ task: 'generate' }, call()))).toBe('MCP_VALIDATION_FAILED');
-    expect(await codeOf(inst.infer({ task: 'chat', messages: [] }, call()))).toBe('MCP_VALIDATION_FAILED');
+    // The input schema refuses these at every entry point (and the worker protocol), before any backend runs.
+    expect(await schemaCode(gen('x', { temperature: -1 }))).toBe('MCP_VALIDATION_FAILED');
+    expect(await schemaCode(gen('x', { topP: 0 }))).toBe('MCP_VALIDATION_FAILED');
+    expect(await schemaCode(gen('x', { topK: 1.5 }))).toBe('MCP_VALIDATION_FAILED');
+    expect(await schemaCode(gen('x', { stop: [''] }))).toBe('MCP_VALIDATION_FAILED');
+    expect(await schemaCode({ task: 'generate' })).toBe('MCP_VALIDATION_FAILED');
+    expect(await schemaCode({ task: 'chat', messages: [] })).toBe('MCP_VALIDATION_FAILED');
     expect(await codeOf(inst.infer({ task: 'embed', texts: ['a'] }, call()))).toBe('MCP_BAD_REQUEST');
   });
 

@@ -98,7 +98,6 @@ export function publicSignature(io: ModelIo): ModelSignature {
 }
 
 const fmt = (shape: readonly number[]): string => `[${shape.join(',')}]`;
-const product = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
 /** One request's input, checked and ready to feed. */
 export interface CheckedInput {
@@ -108,14 +107,13 @@ export interface CheckedInput {
 }
 
 /**
- * Checks request tensors against the model inputs (names, dtype, shape with -1 wildcards,
- * element count). A model with one input accepts one tensor under any name.
+ * Checks request tensors against the model inputs (names, dtype, shape with -1 wildcards, element
+ * types for the dtype). A model with one input accepts one tensor under any name. The input schema
+ * (src/inference/schema.ts) has already checked each tensor on its own: at least one, non-negative
+ * integer dimensions, as many elements as the shape says.
  * Throws McpError(MCP_INVALID_INPUT_SHAPE) saying what was expected and what was given.
  */
-export function checkInputs(io: ModelIo, tensors: readonly Tensor[] | undefined): CheckedInput[] {
-  if (!tensors || tensors.length === 0) {
-    throw new McpError('MCP_INVALID_INPUT_SHAPE', `no input tensors given; expected ${io.inputs.map((s) => `${s.name} ${s.datatype}${fmt(s.shape)}`).join(', ')}`);
-  }
+export function checkInputs(io: ModelIo, tensors: readonly Tensor[]): CheckedInput[] {
   const out: CheckedInput[] = [];
   const used: Tensor[] = [];
   for (const spec of io.inputs) {
@@ -126,14 +124,12 @@ export function checkInputs(io: ModelIo, tensors: readonly Tensor[] | undefined)
     }
     used.push(t);
     // The message is built only when the input is refused: this runs for every request.
-    const bad = (why: string): McpError => new McpError('MCP_INVALID_INPUT_SHAPE', `input '${spec.name}': expected ${spec.datatype}${spec.shapeKnown ? fmt(spec.shape) : '[any]'}, given ${t.datatype}${fmt(t.shape ?? [])} (${why})`, { details: { input: spec.name, expected: { datatype: spec.datatype, shape: spec.shape }, given: { datatype: t.datatype, shape: t.shape } } });
+    const bad = (why: string): McpError => new McpError('MCP_INVALID_INPUT_SHAPE', `input '${spec.name}': expected ${spec.datatype}${spec.shapeKnown ? fmt(spec.shape) : '[any]'}, given ${t.datatype}${fmt(t.shape)} (${why})`, { details: { input: spec.name, expected: { datatype: spec.datatype, shape: spec.shape }, given: { datatype: t.datatype, shape: t.shape } } });
     if (t.datatype !== spec.datatype) throw bad('wrong datatype');
-    if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isInteger(d) || d < 0)) throw bad('shape must be non-negative integers');
     if (spec.shapeKnown) {
       if (t.shape.length !== spec.shape.length) throw bad(`rank ${t.shape.length} instead of ${spec.shape.length}`);
       spec.shape.forEach((d, i) => { if (d !== -1 && d !== t.shape[i]) throw bad(`dimension ${i} is ${t.shape[i]} instead of ${d}`); });
     }
-    if (!Array.isArray(t.data) || t.data.length !== product(t.shape)) throw bad(`data has ${Array.isArray(t.data) ? t.data.length : 0} elements, shape needs ${product(t.shape)}`);
     const ok = spec.datatype === 'BYTES' ? t.data.every((v) => typeof v === 'string')
       : spec.datatype === 'BOOL' ? t.data.every((v) => typeof v === 'boolean' || v === 0 || v === 1)
         : spec.datatype === 'INT32' ? t.data.every((v) => Number.isInteger(v))

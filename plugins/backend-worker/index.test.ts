@@ -16,6 +16,9 @@ async function rejection(p: Promise<unknown>): Promise<McpError> {
 }
 async function drain(it: AsyncIterable<InferenceChunk>): Promise<InferenceChunk[]> { const out: InferenceChunk[] = []; for await (const c of it) out.push(c); return out; }
 
+/** A valid input for the scripted instance (the worker validates every input it receives). */
+const X: InferenceInput = { task: 'tensor', tensors: [{ name: 'x', shape: [1, 2], datatype: 'FP32', data: [1, 2] }] };
+
 /** A local instance with scripted failures. */
 const scripted: LoadedInstance = {
   runtime: 'tfjs-node-gpu', device: 'gpu:0', tasks: ['tensor'],
@@ -100,12 +103,12 @@ describe('worker backend over the worker protocol', () => {
   });
 
   it('rebuilds the worker\'s McpErrors, before and during a stream', async () => {
-    const shape = await rejection(remoteTensor.infer({ task: 'tensor', tensors: [], extra: { fail: 'shape' } }, call()));
+    const shape = await rejection(remoteTensor.infer({ ...X, extra: { fail: 'shape' } }, call()));
     expect([shape.code, shape.status, shape.retryable, shape.details]).toEqual(['MCP_INVALID_INPUT_SHAPE', 400, false, { input: 'x', expected: { shape: [-1, 2] } }]);
-    const busy = await rejection(remoteTensor.infer({ task: 'tensor', extra: { fail: 'overloaded' } }, call()));
+    const busy = await rejection(remoteTensor.infer({ ...X, extra: { fail: 'overloaded' } }, call()));
     expect([busy.code, busy.retryable]).toEqual(['MCP_OVERLOADED', true]);
     const texts: string[] = [];
-    const mid = await rejection((async () => { for await (const c of remoteTensor.stream!({ task: 'generate', extra: { fail: 'mid' } }, call())) texts.push(c.text); })());
+    const mid = await rejection((async () => { for await (const c of remoteTensor.stream!({ task: 'generate', prompt: 'p', extra: { fail: 'mid' } }, call())) texts.push(c.text); })());
     expect([mid.code, mid.retryable, texts]).toEqual(['MCP_UPSTREAM_UNAVAILABLE', true, ['a', 'b']]);
     fake.setBehavior({ status: 429, errorHeaders: { 'retry-after': '2' } });
     const rl = await rejection(remoteLlm.infer({ task: 'generate', prompt: 'x' }, call()));
@@ -152,8 +155,8 @@ describe('worker backend over the worker protocol', () => {
 
   it('keeps connections to the worker alive', async () => {
     const before = workerConnections;
-    for (let i = 0; i < 20; i++) await remoteTensor.infer({ task: 'tensor' }, call());
-    await Promise.all(Array.from({ length: 20 }, () => drain(remoteTensor.stream!({ task: 'generate' }, call()))));
+    for (let i = 0; i < 20; i++) await remoteTensor.infer(X, call());
+    await Promise.all(Array.from({ length: 20 }, () => drain(remoteTensor.stream!({ task: 'generate', prompt: 'p' }, call()))));
     expect(workerConnections - before).toBeLessThanOrEqual(2);
   });
 });

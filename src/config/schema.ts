@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TASKS } from '../inference/schema.ts';
 
 const port = z.number().int().min(0).max(65535);
 
@@ -26,7 +27,7 @@ export const modelSeedSchema = z.strictObject({
   id: z.string(),
   name: z.string().optional(),
   description: z.string().optional(),
-  task: z.enum(['generate', 'chat', 'embed', 'tensor']).default('generate'),
+  task: z.enum(TASKS).default('generate'),
   labels: z.record(z.string(), z.string()).default({}),
   defaultVersion: z.string().optional(),
   versions: z.array(z.strictObject({ version: z.string(), instances: z.array(instanceSeedSchema).default([]) })).default([]),
@@ -38,7 +39,7 @@ export const workerModelSchema = z.strictObject({
   id: z.string().min(1),
   version: z.string().min(1).default('v1'),
   /** Task of the model, used when the gateway registers it. */
-  task: z.enum(['generate', 'chat', 'embed', 'tensor']).default('generate'),
+  task: z.enum(TASKS).default('generate'),
   /** Backend plugin on the worker that loads it (tfjs, or any configured backend). */
   backend: z.string().default('tfjs'),
   /** Where the backend finds the model: folder / model.json / URL (relative paths resolve against the config file). */

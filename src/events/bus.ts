@@ -1,4 +1,5 @@
 import { EventEmitter, on } from 'node:events';
+import type { InstanceStatus } from '../models/registry.ts';
 
 /** Topics and their payloads. */
 export interface EventMap {
@@ -7,12 +8,23 @@ export interface EventMap {
   workerCommands: WorkerCommand;
 }
 
+/** What changed in the registry (also the GraphQL `ModelEventType` enum). */
+export const MODEL_EVENT_TYPES = [
+  'MODEL_REGISTERED', 'MODEL_UPDATED', 'MODEL_DELETED', 'VERSION_ADDED', 'INSTANCE_ADDED', 'INSTANCE_STATUS', 'INSTANCE_REMOVED', 'TRAFFIC_CHANGED',
+] as const;
+export type ModelEventType = (typeof MODEL_EVENT_TYPES)[number];
+
+/** What a worker is told to do (also the GraphQL `WorkerCommandAction` enum). */
+export const WORKER_COMMAND_ACTIONS = ['LOAD', 'UNLOAD'] as const;
+export type WorkerCommandAction = (typeof WORKER_COMMAND_ACTIONS)[number];
+
 export interface ModelEvent {
-  type: 'MODEL_REGISTERED' | 'MODEL_UPDATED' | 'MODEL_DELETED' | 'VERSION_ADDED' | 'INSTANCE_ADDED' | 'INSTANCE_STATUS' | 'INSTANCE_REMOVED' | 'TRAFFIC_CHANGED';
+  type: ModelEventType;
   modelId: string;
   version?: string;
   instanceId?: string;
-  status?: string;
+  /** INSTANCE_STATUS: the instance's new status. */
+  status?: InstanceStatus;
   at: Date;
 }
 
@@ -28,7 +40,7 @@ export interface InstanceHealthEvent {
 
 export interface WorkerCommand {
   workerId: string;
-  action: 'LOAD' | 'UNLOAD';
+  action: WorkerCommandAction;
   instanceId: string;
   modelId: string;
   version: string;

@@ -71,9 +71,10 @@ const ResultRef = builder.objectRef<InferenceResult>('InferenceResult').implemen
   }),
 });
 
-type StreamEvent = { type: 'TOKEN' | 'DONE'; chunk: InferenceChunk; meta?: Partial<InferenceResult> };
+const STREAM_EVENT_TYPES = ['TOKEN', 'DONE'] as const;
+type StreamEvent = { type: (typeof STREAM_EVENT_TYPES)[number]; chunk: InferenceChunk; meta?: Partial<InferenceResult> };
 
-const StreamEventType = builder.enumType('InferenceStreamEventType', { values: ['TOKEN', 'DONE'] as const });
+const StreamEventType = builder.enumType('InferenceStreamEventType', { values: STREAM_EVENT_TYPES });
 
 const StreamEventRef = builder.objectRef<StreamEvent>('InferenceStreamEvent').implement({
   fields: (t) => ({

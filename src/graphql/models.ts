@@ -1,6 +1,7 @@
 import { modelStatus, INSTANCE_STATUSES, TASKS, type InstanceRow, type ModelRow, type VersionRow } from '../models/registry.ts';
 import { builder } from './builder.ts';
 import { compact } from './input.ts';
+import { MODEL_EVENT_TYPES, type ModelEvent } from '../events/bus.ts';
 
 export const InstanceStatusEnum = builder.enumType('InstanceStatus', {
   values: INSTANCE_STATUSES.map((s) => s.toUpperCase()) as unknown as readonly string[],
@@ -277,13 +278,11 @@ builder.mutationFields((t) => ({
   }),
 }));
 
-const ModelEventType = builder.enumType('ModelEventType', {
-  values: ['MODEL_REGISTERED', 'MODEL_UPDATED', 'MODEL_DELETED', 'VERSION_ADDED', 'INSTANCE_ADDED', 'INSTANCE_STATUS', 'INSTANCE_REMOVED', 'TRAFFIC_CHANGED'] as const,
-});
+const ModelEventType = builder.enumType('ModelEventType', { values: MODEL_EVENT_TYPES });
 
-const ModelEvent = builder.objectRef<{ type: string; modelId: string; version?: string; instanceId?: string; status?: string; at: Date }>('ModelEvent').implement({
+const ModelEventRef = builder.objectRef<ModelEvent>('ModelEvent').implement({
   fields: (t) => ({
-    type: t.field({ type: ModelEventType, resolve: (e) => e.type as never }),
+    type: t.field({ type: ModelEventType, resolve: (e) => e.type }),
     modelId: t.exposeString('modelId'),
     version: t.exposeString('version', { nullable: true }),
     instanceId: t.exposeString('instanceId', { nullable: true }),
@@ -300,7 +299,7 @@ const ModelEvent = builder.objectRef<{ type: string; modelId: string; version?: 
 
 builder.subscriptionFields((t) => ({
   modelEvents: t.field({
-    type: ModelEvent,
+    type: ModelEventRef,
     description: 'Registry changes: registrations, updates, deletions, instance status. Optionally for one model.',
     authScopes: { authenticated: true },
     args: { modelId: t.arg.id() },

@@ -1,4 +1,4 @@
-import type { WorkerCommand } from '../events/bus.ts';
+import { WORKER_COMMAND_ACTIONS, type WorkerCommand } from '../events/bus.ts';
 import type { WorkerCommandOptions, WorkerView } from '../workers/worker-registry.ts';
 import { builder } from './builder.ts';
 import { compact } from './input.ts';
@@ -12,7 +12,7 @@ const WorkerStatusEnum = builder.enumType('WorkerStatus', {
   values: ['HEALTHY', 'UNHEALTHY', 'STOPPED'] as const,
 });
 
-const WorkerCommandActionEnum = builder.enumType('WorkerCommandAction', { values: ['LOAD', 'UNLOAD'] as const });
+const WorkerCommandActionEnum = builder.enumType('WorkerCommandAction', { values: WORKER_COMMAND_ACTIONS });
 
 type DeviceRow = WorkerView['devices'][number];
 

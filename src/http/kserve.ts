@@ -1,6 +1,6 @@
 import { McpError } from '../errors.ts';
 import { buildInferenceRequest } from '../inference/request.ts';
-import type { InferenceInput, Tensor } from '../inference/types.ts';
+import type { InferenceTask } from '../inference/types.ts';
 import type { ModelView } from '../models/fleet.ts';
 import type { Services } from '../services.ts';
 import { authRequestOf, pathParam, readJson, sendJson } from './common.ts';
@@ -22,24 +22,25 @@ function readyInstances(view: ModelView, version?: string) {
   return [...view.versions.entries()].filter(([name]) => !v || name === v).flatMap(([, hs]) => hs).filter((h) => h.status === 'ready' && h.loaded);
 }
 
-function toInput(view: ModelView, body: Record<string, unknown>): InferenceInput {
+/** The inference input a KServe v2 body asks for, not yet validated (buildInferenceRequest does that). */
+function toInput(view: ModelView, body: Record<string, unknown>): { task: InferenceTask } & Record<string, unknown> {
   const inputs = body.inputs;
   if (!Array.isArray(inputs) || inputs.length === 0) throw new McpError('MCP_VALIDATION_FAILED', 'inputs: a non-empty array of tensors', { details: { path: 'inputs' } });
   const params = (body.parameters && typeof body.parameters === 'object' ? body.parameters : {}) as Record<string, unknown>;
-  const text = inputs.find((t: { name?: string; datatype?: string }) => t && TEXT_INPUTS.has(String(t.name)) && t.datatype === 'BYTES') as Tensor | undefined;
+  const text = inputs.find((t: { name?: string; datatype?: string }) => t && TEXT_INPUTS.has(String(t.name)) && t.datatype === 'BYTES') as { name: string; data?: unknown } | undefined;
   if (view.task !== 'tensor' && text) {
     const parameters: Record<string, unknown> = {};
     for (const [k, to] of [['max_tokens', 'maxTokens'], ['temperature', 'temperature'], ['top_k', 'topK'], ['top_p', 'topP'], ['seed', 'seed'], ['stop', 'stop']] as const) {
       if (params[k] !== undefined) parameters[to] = params[k];
     }
-    const data = (text as { data?: unknown }).data;
+    const data = text.data;
     if (!Array.isArray(data) || data.length !== 1 || typeof data[0] !== 'string') {
       throw new McpError('MCP_VALIDATION_FAILED', `inputs.${text.name}.data: one string (a BYTES tensor of shape [1])`, { details: { path: `inputs.${text.name}.data` } });
     }
-    return { task: 'generate', prompt: data[0], parameters } as InferenceInput;
+    return { task: 'generate', prompt: data[0], parameters };
   }
   const outputs = Array.isArray(body.outputs) ? (body.outputs as Array<{ name?: unknown }>).map((o) => String(o?.name)) : undefined;
-  return { task: 'tensor', tensors: inputs as Tensor[], ...(outputs ? { outputs } : {}) } as InferenceInput;
+  return { task: 'tensor', tensors: inputs, ...(outputs ? { outputs } : {}) };
 }
 
 /** KServe Open Inference Protocol v2 under /v2. */
@@ -91,12 +92,12 @@ export const kserveAdapter: HttpAdapter = {
       const raw = await readJson(req, services.config.server.maxBodyBytes);
       if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new McpError('MCP_VALIDATION_FAILED', 'the body must be a JSON object', { details: { path: 'body' } });
       const body = raw as Record<string, unknown>;
-      const input = toInput(view, body);
-      const r = await services.inference.infer(buildInferenceRequest({
-      headers: req.headers,
-        id: x.requestId, model, version, input, entry: 'kserve', signal: x.signal, principal,
-      }));
-      const outputs = input.task === 'tensor'
+      const request = buildInferenceRequest({
+        headers: req.headers,
+        id: x.requestId, model, version, input: toInput(view, body), entry: 'kserve', signal: x.signal, principal,
+      });
+      const r = await services.inference.infer(request);
+      const outputs = request.input.task === 'tensor'
         ? (r.tensors ?? [])
         : [{ name: 'text_output', datatype: 'BYTES', shape: [1], data: [r.text ?? ''] }];
       sendJson(res, 200, { model_name: model, model_version: r.version, id: typeof body.id === 'string' ? body.id : r.id, outputs });

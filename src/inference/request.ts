@@ -1,42 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
 import { McpError } from '../errors.ts';
 import { parseInput } from '../models/registry.ts';
 import type { InferenceInput, InferenceRequest, Principal } from './types.ts';
-
-const DATATYPES = ['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64', 'BYTES'] as const;
-
-export const parametersSchema = z.strictObject({
-  maxTokens: z.number().int().min(1).max(32_768).optional(),
-  temperature: z.number().min(0).max(2).optional(),
-  topK: z.number().int().min(0).max(1000).optional(),
-  topP: z.number().gt(0).max(1).optional(),
-  seed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
-  stop: z.array(z.string().min(1).max(64)).max(4).optional(),
-});
-
-export const tensorSchema = z.strictObject({
-  name: z.string().min(1).max(128),
-  shape: z.array(z.number().int().min(0).max(1 << 24)).max(8),
-  datatype: z.enum(DATATYPES),
-  data: z.array(z.union([z.number(), z.string(), z.boolean()])).max(1 << 22),
-}).refine((t) => t.shape.reduce((a, b) => a * b, 1) === t.data.length, { message: 'data length does not match the product of shape' });
-
-/** The validated form of an inference input, whatever the entry point. */
-export const inferenceInputSchema = z.strictObject({
-  task: z.enum(['generate', 'chat', 'embed', 'tensor']),
-  prompt: z.string().max(1_000_000).optional(),
-  messages: z.array(z.strictObject({ role: z.enum(['system', 'user', 'assistant', 'tool']), content: z.string().max(1_000_000) })).min(1).max(1000).optional(),
-  texts: z.array(z.string().max(1_000_000)).min(1).max(2048).optional(),
-  tensors: z.array(tensorSchema).min(1).max(64).optional(),
-  outputs: z.array(z.string()).max(64).optional(),
-  parameters: parametersSchema.optional(),
-  extra: z.record(z.string(), z.unknown()).optional(),
-}).superRefine((v, ctx) => {
-  const need = { generate: 'prompt', chat: 'messages', embed: 'texts', tensor: 'tensors' } as const;
-  const field = need[v.task];
-  if (v[field] === undefined) ctx.addIssue({ code: 'custom', path: [field], message: `task "${v.task}" needs \`${field}\`` });
-});
+import { inferenceInputSchema } from './schema.ts';
 
 export interface RequestParts {
   model: string;
@@ -72,9 +38,17 @@ function deadlineOf(timeout: unknown, path: string): number | undefined {
   return Date.now() + ms;
 }
 
+/**
+ * Validates an inference input against the one schema (./schema.ts); a refusal is
+ * MCP_VALIDATION_FAILED naming the first bad path under `prefix`.
+ */
+export function parseInferenceInput(raw: unknown, prefix = 'input'): InferenceInput {
+  return parseInput(inferenceInputSchema, raw, prefix);
+}
+
 /** Validates the input and builds the one request type every entry point hands to InferenceService. */
 export function buildInferenceRequest(parts: RequestParts): InferenceRequest {
-  const input = parseInput(inferenceInputSchema, parts.input, 'input') as InferenceInput;
+  const input = parseInferenceInput(parts.input);
   return {
     id: parts.id ?? randomUUID(),
     model: parts.model,

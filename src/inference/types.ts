@@ -1,54 +1,17 @@
 /**
  * The one request and result shape every entry point (GraphQL, REST, OpenAI, KServe v2)
  * converts to, and every backend plugin receives. Keep it protocol-neutral.
+ *
+ * The input side (tasks, tensor datatypes, tensors, chat messages, parameters and the input
+ * itself, a union on `task`) is inferred from the zod schemas in ./schema.ts that every entry
+ * point validates against; it is re-exported here under the names plugins import.
  */
+import type { InferenceInput, Tensor } from './schema.ts';
 
-/** What the caller asks the model to do. */
-export type InferenceTask = 'generate' | 'chat' | 'embed' | 'tensor';
-
-/** KServe v2 / Triton datatypes. */
-export type TensorDatatype =
-  | 'BOOL' | 'UINT8' | 'UINT16' | 'UINT32' | 'UINT64' | 'INT8' | 'INT16' | 'INT32' | 'INT64'
-  | 'FP16' | 'FP32' | 'FP64' | 'BYTES';
-
-/** A named tensor, row-major flat data (KServe v2 `inputs[i]` / `outputs[i]`). */
-export interface Tensor {
-  name: string;
-  shape: number[];
-  datatype: TensorDatatype;
-  data: Array<number | string | boolean>;
-}
-
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant' | 'tool';
-  content: string;
-}
-
-export interface GenerationParameters {
-  maxTokens?: number;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  seed?: number;
-  stop?: string[];
-}
-
-export interface InferenceInput {
-  task: InferenceTask;
-  /** generate: the prompt. */
-  prompt?: string;
-  /** chat: the conversation. */
-  messages?: ChatMessage[];
-  /** embed: the texts to embed. */
-  texts?: string[];
-  /** tensor: the input tensors. */
-  tensors?: Tensor[];
-  /** tensor: names of the outputs wanted (all when absent). */
-  outputs?: string[];
-  parameters?: GenerationParameters;
-  /** Backend-specific extra parameters passed through untouched (OpenAI `extra_body`, KServe `parameters`). */
-  extra?: Record<string, unknown>;
-}
+export { CHAT_ROLES, TASKS, TENSOR_DATATYPES } from './schema.ts';
+export type {
+  ChatMessage, GenerationParameters, InferenceInput, InferenceInputOf, InferenceTask, Tensor, TensorDatatype, TensorValue,
+} from './schema.ts';
 
 export interface Usage {
   promptTokens: number;

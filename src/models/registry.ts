@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, asc, count, eq, gt, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
+import { TASKS } from '../inference/schema.ts';
 import type { Database } from '../db/client.ts';
 import { instances, models, modelVersions, type ModelRouting } from '../db/schema.ts';
 import { McpError } from '../errors.ts';
@@ -13,7 +14,7 @@ export type InstanceRow = typeof instances.$inferSelect;
 
 export const INSTANCE_STATUSES = ['registered', 'loading', 'ready', 'draining', 'failed', 'unloaded'] as const;
 export type InstanceStatus = (typeof INSTANCE_STATUSES)[number];
-export const TASKS = ['generate', 'chat', 'embed', 'tensor'] as const;
+export { TASKS };
 
 const id = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, ".", "_" or "-", starting with a letter or digit, at most 63 characters');
 const versionName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_" or "-", at most 63 characters');

@@ -210,7 +210,12 @@ export interface LoadedInstance {
   readonly tasks: readonly InferenceInput['task'][];
   /** Tensor signature, when the model has one. */
   readonly signature?: ModelSignature;
-  /** Runs one request; throws McpError: `retryable` when another instance may succeed, `mayHaveExecuted: false` when the request certainly did not run (the router then retries even a non-idempotent model). */
+  /**
+   * Runs one request. `input` has passed the inference input schema (its task's fields present and bounded, tensor data
+   * filling its shape): narrow on `input.task` and check it against the model only. Throws McpError: `retryable` when
+   * another instance may succeed, `mayHaveExecuted: false` when the request certainly did not run (the router then
+   * retries even a non-idempotent model).
+   */
   infer(input: InferenceInput, call: BackendCall): Promise<InferenceOutput>;
   /** Streams a generative answer; absent when the backend cannot stream. */
   stream?(input: InferenceInput, call: BackendCall): AsyncIterable<InferenceChunk>;

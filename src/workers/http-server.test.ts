@@ -23,6 +23,8 @@ interface FakeInstance extends LoadedInstance {
   aborts: unknown[];
 }
 
+const promptOf = (input: InferenceInput): string | undefined => (input.task === 'generate' ? input.prompt : undefined);
+
 /** An in-memory instance whose behaviour is chosen by the prompt. */
 function fakeInstance(): FakeInstance {
   const calls: BackendCall[] = [];
@@ -34,18 +36,20 @@ function fakeInstance(): FakeInstance {
     calls, aborts,
     async infer(input: InferenceInput, call: BackendCall) {
       watch(call);
-      if (input.prompt === 'ratelimit') throw new McpError('MCP_UPSTREAM_RATE_LIMITED', 'slow down', { retryable: true, details: { retryAfterMs: 10 } });
-      if (input.prompt === 'boom') throw new Error('secret internals');
-      if (input.prompt === 'slow') await sleep(5_000, call.signal);
-      return { text: `echo:${input.prompt ?? ''}`, finishReason: 'stop', usage: { promptTokens: 1, completionTokens: 1, totalTokens: 2 } };
+      const prompt = promptOf(input);
+      if (prompt === 'ratelimit') throw new McpError('MCP_UPSTREAM_RATE_LIMITED', 'slow down', { retryable: true, details: { retryAfterMs: 10 } });
+      if (prompt === 'boom') throw new Error('secret internals');
+      if (prompt === 'slow') await sleep(5_000, call.signal);
+      return { text: `echo:${prompt ?? ''}`, finishReason: 'stop', usage: { promptTokens: 1, completionTokens: 1, totalTokens: 2 } };
     },
     async *stream(input: InferenceInput, call: BackendCall): AsyncGenerator<InferenceChunk> {
       watch(call);
-      if (input.prompt === 'ratelimit') throw new McpError('MCP_UPSTREAM_RATE_LIMITED', 'slow down', { retryable: true });
+      const prompt = promptOf(input);
+      if (prompt === 'ratelimit') throw new McpError('MCP_UPSTREAM_RATE_LIMITED', 'slow down', { retryable: true });
       const n = input.parameters?.maxTokens ?? 3;
       for (let i = 0; i < n; i++) {
-        if (i > 0 && input.prompt === 'slow') await sleep(60, call.signal);
-        if (i === 2 && input.prompt === 'midfail') throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'model server went away', { retryable: true });
+        if (i > 0 && prompt === 'slow') await sleep(60, call.signal);
+        if (i === 2 && prompt === 'midfail') throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'model server went away', { retryable: true });
         yield { text: `t${i}` };
       }
       yield { text: '', finishReason: 'stop', usage: { promptTokens: 1, completionTokens: n, totalTokens: n + 1 } };
@@ -106,7 +110,7 @@ describe('worker http server', () => {
   it('sends errors with code, status and retryable; masks internal errors', async () => {
     const rl = await post('/instances/i1/infer', { task: 'generate', prompt: 'ratelimit' });
     expect(rl.statusCode).toBe(429);
-    expect(await rl.body.json()).toEqual({ error: { code: 'MCP_UPSTREAM_RATE_LIMITED', message: 'slow down', details: { retryAfterMs: 10 }, retryable: true } });
+    expect(await rl.body.json()).toEqual({ error: { code: 'MCP_UPSTREAM_RATE_LIMITED', message: 'slow down', details: { retryAfterMs: 10 }, retryable: true, mayHaveExecuted: true } });
     const boom = await post('/instances/i1/infer', { task: 'generate', prompt: 'boom' });
     const body = await boom.body.json() as { error: { code: string; message: string } };
     expect([boom.statusCode, body.error.code]).toEqual([500, 'MCP_INTERNAL']);
@@ -117,6 +121,8 @@ describe('worker http server', () => {
     expect([bad.statusCode, ((await bad.body.json()) as { error: { code: string } }).error.code]).toEqual([400, 'MCP_INVALID_JSON']);
     const task = await post('/instances/i1/infer', { task: 'dance' });
     expect(((await task.body.json()) as { error: { code: string } }).error.code).toBe('MCP_VALIDATION_FAILED');
+    const noPrompt = await post('/instances/i1/infer', { task: 'generate' });
+    expect([noPrompt.statusCode, ((await noPrompt.body.json()) as { error: { code: string; details: { path: string } } }).error]).toEqual([400, expect.objectContaining({ code: 'MCP_VALIDATION_FAILED', details: expect.objectContaining({ path: 'input.prompt' }) })]);
     const big = await post('/instances/i1/infer', { task: 'generate', prompt: 'x'.repeat(2000) });
     expect([big.statusCode, ((await big.body.json()) as { error: { code: string } }).error.code]).toEqual([413, 'MCP_PAYLOAD_TOO_LARGE']);
     const past = await post('/instances/i1/infer', { task: 'generate', prompt: 'x' }, { 'x-mcp-deadline': String(Date.now() - 1) });
@@ -135,7 +141,7 @@ describe('worker http server', () => {
     const r = await post('/instances/i1/stream', { task: 'generate', prompt: 'midfail', parameters: { maxTokens: 5 } });
     expect(r.statusCode).toBe(200);
     const lines = (await r.body.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines).toEqual([{ text: 't0' }, { text: 't1' }, { error: { code: 'MCP_UPSTREAM_UNAVAILABLE', message: 'model server went away', retryable: true } }]);
+    expect(lines).toEqual([{ text: 't0' }, { text: 't1' }, { error: { code: 'MCP_UPSTREAM_UNAVAILABLE', message: 'model server went away', retryable: true, mayHaveExecuted: true } }]);
     const early = await post('/instances/i1/stream', { task: 'generate', prompt: 'ratelimit' });
     expect(early.statusCode).toBe(429);
     await early.body.dump();

@@ -7,7 +7,9 @@
  *   GET  /worker/v1/instances/{id}/health  → { ok, detail?, runtime, device, tasks, signature? }
  *   GET  /worker/v1/health                 → { ok: true }
  *
- * Errors: `{ error: { code, message, details?, retryable } }` with the McpError's status; a
+ * The body is validated against the one inference input schema (src/inference/schema.ts), as at
+ * every gateway entry point: a refusal is 400 MCP_VALIDATION_FAILED naming the path (`input.…`).
+ * Errors: `{ error: { code, message, details?, retryable, mayHaveExecuted } }` with the McpError's status; a
  * failure after a stream started is sent as one last NDJSON line of that shape.
  * Headers: `x-request-id` (echoed; generated when absent), `x-mcp-deadline` (ms since epoch).
  * A client disconnect aborts the instance call's AbortSignal.
@@ -17,7 +19,8 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { McpError, toMcpError } from '../errors.ts';
 import type { BackendCall, LoadedInstance } from '../plugin/contract.ts';
-import type { InferenceChunk, InferenceInput } from '../inference/types.ts';
+import { parseInferenceInput } from '../inference/request.ts';
+import type { InferenceChunk } from '../inference/types.ts';
 
 export interface WorkerHttpServerOptions {
   instances: { get(id: string): LoadedInstance | undefined };
@@ -40,7 +43,6 @@ export interface WorkerInstanceHealth {
 
 export const WORKER_PROTOCOL_PREFIX = '/worker/v1';
 const INSTANCE_ROUTE = /^\/worker\/v1\/instances\/([^/]+)\/(infer|stream|health)$/;
-const TASKS = new Set(['generate', 'chat', 'embed', 'tensor']);
 const RETRYABLE_BY_DEFAULT = new Set(['MCP_INSTANCE_NOT_FOUND', 'MCP_SHUTTING_DOWN', 'MCP_QUEUE_FULL', 'MCP_OVERLOADED', 'MCP_UPSTREAM_UNAVAILABLE']);
 
 interface WorkerErrorBody { code: string; message: string; details?: Record<string, unknown>; retryable: boolean; mayHaveExecuted: boolean }
@@ -58,27 +60,6 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const buf = Buffer.from(JSON.stringify(body));
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(buf.length) });
   res.end(buf);
-}
-
-function validateInput(body: unknown): InferenceInput {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new McpError('MCP_VALIDATION_FAILED', 'the body must be an InferenceInput object', { details: { path: '' } });
-  }
-  const b = body as Record<string, unknown>;
-  if (typeof b.task !== 'string' || !TASKS.has(b.task)) {
-    throw new McpError('MCP_VALIDATION_FAILED', `task must be one of ${[...TASKS].join(', ')}`, { details: { path: 'task' } });
-  }
-  const arrays = ['messages', 'texts', 'tensors', 'outputs'] as const;
-  for (const k of arrays) {
-    if (b[k] !== undefined && !Array.isArray(b[k])) throw new McpError('MCP_VALIDATION_FAILED', `${k} must be an array`, { details: { path: k } });
-  }
-  if (b.prompt !== undefined && typeof b.prompt !== 'string') throw new McpError('MCP_VALIDATION_FAILED', 'prompt must be a string', { details: { path: 'prompt' } });
-  for (const k of ['parameters', 'extra'] as const) {
-    if (b[k] !== undefined && (typeof b[k] !== 'object' || b[k] === null || Array.isArray(b[k]))) {
-      throw new McpError('MCP_VALIDATION_FAILED', `${k} must be an object`, { details: { path: k } });
-    }
-  }
-  return b as unknown as InferenceInput;
 }
 
 async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
@@ -175,7 +156,7 @@ export function createWorkerHttpServer(opts: WorkerHttpServerOptions): Server {
         return;
       }
 
-      const input = validateInput(await readJson(req, maxBodyBytes));
+      const input = parseInferenceInput(await readJson(req, maxBodyBytes));
       let deadline: number | undefined;
       const rawDeadline = headerValue(req, 'x-mcp-deadline');
       if (rawDeadline !== undefined) {

@@ -20,6 +20,7 @@ import { loadConfig } from '../config/loader.ts';
 import { applyNodeTuning } from '../node-tuning.ts';
 import type { Config, WorkerModel } from '../config/schema.ts';
 import { ERROR_CODES, McpError, toMcpError, type ErrorCode } from '../errors.ts';
+import type { WorkerCommandAction } from '../events/bus.ts';
 import type { InferenceChunk, InferenceInput } from '../inference/types.ts';
 import { DEMO_MODEL_DIR, DEMO_MODEL_ID } from '../models/seed.ts';
 import type { BackendCall, DeviceInfo, LoadedInstance } from '../plugin/contract.ts';
@@ -67,7 +68,7 @@ interface Served {
 
 interface CommandMessage {
   id: string;
-  action: 'LOAD' | 'UNLOAD';
+  action: WorkerCommandAction;
   instanceId: string;
   model: string;
   version: string;

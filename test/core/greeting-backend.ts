@@ -15,7 +15,7 @@ export default definePlugin({
   dependsOn: ['greeter'],
   setup(ctx) {
     const greeter: Greeter = ctx.get('greeter', 'greeter');
-    const answer = (input: InferenceInput) => greeter.greet(input.prompt ?? '');
+    const answer = (input: InferenceInput) => greeter.greet(input.task === 'generate' ? input.prompt : '');
     return {
       async load(spec) {
         return {

@@ -1,0 +1,120 @@
+/**
+ * The inference input, defined once. Every entry point (GraphQL, REST, OpenAI, KServe v2, the
+ * worker protocol) validates what it received against `inferenceInputSchema`, once per request;
+ * the protocol-neutral types in ./types.ts are inferred from these schemas, so a backend receives
+ * an input whose task-specific fields are present and well-formed and does not check them again.
+ */
+import { z } from 'zod';
+
+/** What the caller asks the model to do. */
+export const TASKS = ['generate', 'chat', 'embed', 'tensor'] as const;
+export type InferenceTask = (typeof TASKS)[number];
+
+/** KServe v2 / Triton tensor datatypes. */
+export const TENSOR_DATATYPES = ['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64', 'BYTES'] as const;
+export type TensorDatatype = (typeof TENSOR_DATATYPES)[number];
+
+/** Who speaks in a chat message. */
+export const CHAT_ROLES = ['system', 'user', 'assistant', 'tool'] as const;
+
+/** Most elements one tensor may carry. */
+export const MAX_TENSOR_ELEMENTS = 1 << 22;
+
+/** One element of a tensor's flat data. */
+export type TensorValue = number | string | boolean;
+
+export const parametersSchema = z.strictObject({
+  maxTokens: z.number().int().min(1).max(32_768).optional(),
+  temperature: z.number().min(0).max(2).optional(),
+  topK: z.number().int().min(0).max(1000).optional(),
+  topP: z.number().gt(0).max(1).optional(),
+  seed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
+  stop: z.array(z.string().min(1).max(64)).max(4).optional(),
+});
+
+const received = (v: unknown): string => (v === null ? 'null' : typeof v);
+
+/**
+ * Flat row-major tensor data: an array of at most MAX_TENSOR_ELEMENTS finite numbers, strings or
+ * booleans. Checked in one plain loop and passed on as the same array: a per-element zod schema
+ * would copy the array and cost a parse per element, and tensors run to millions of elements.
+ */
+const tensorDataSchema = z.custom<TensorValue[]>((v) => Array.isArray(v), { error: (iss) => `Invalid input: expected array, received ${received(iss.input)}` })
+  .superRefine((data, ctx) => {
+    if (data.length > MAX_TENSOR_ELEMENTS) {
+      ctx.addIssue({ code: 'too_big', origin: 'array', maximum: MAX_TENSOR_ELEMENTS, inclusive: true, input: data, message: `Too big: expected array to have <=${MAX_TENSOR_ELEMENTS} items` });
+      return;
+    }
+    for (let i = 0; i < data.length; i++) {
+      const v = data[i];
+      const t = typeof v;
+      if (t === 'string' || t === 'boolean' || (t === 'number' && Number.isFinite(v))) continue;
+      ctx.addIssue({ code: 'custom', path: [i], input: v, message: `Invalid input: expected a number, a string or a boolean, received ${received(v)}` });
+      return;
+    }
+  });
+
+/** A named tensor, row-major flat data (KServe v2 `inputs[i]` / `outputs[i]`). */
+export const tensorSchema = z.strictObject({
+  name: z.string().min(1).max(128),
+  shape: z.array(z.number().int().min(0).max(1 << 24)).max(8),
+  datatype: z.enum(TENSOR_DATATYPES),
+  data: tensorDataSchema,
+}).superRefine((t, ctx) => {
+  const elements = t.shape.reduce((a, b) => a * b, 1);
+  if (t.data.length !== elements) ctx.addIssue({ code: 'custom', input: t, message: `data has ${t.data.length} elements, shape [${t.shape.join(',')}] needs ${elements}` });
+});
+
+export const chatMessageSchema = z.strictObject({ role: z.enum(CHAT_ROLES), content: z.string().max(1_000_000) });
+
+/** The message when a task's own field is missing (other refusals keep zod's wording). */
+const needs = (task: InferenceTask, field: string) => ({
+  error: (iss: { input?: unknown }) => (iss.input === undefined ? `task "${task}" needs \`${field}\`` : undefined),
+});
+
+/** Fields every task accepts. */
+const common = {
+  parameters: parametersSchema.optional(),
+  /** Backend-specific extra parameters passed through untouched (OpenAI `extra_body`, KServe `parameters`). */
+  extra: z.record(z.string(), z.unknown()).optional(),
+};
+
+/**
+ * The validated form of an inference input, whatever the entry point: one variant per task, each
+ * with its own fields only (a field of another task is refused as an unrecognized key).
+ */
+export const inferenceInputSchema = z.discriminatedUnion('task', [
+  z.strictObject({
+    task: z.literal('generate'),
+    /** The prompt. */
+    prompt: z.string(needs('generate', 'prompt')).max(1_000_000),
+    ...common,
+  }),
+  z.strictObject({
+    task: z.literal('chat'),
+    /** The conversation, oldest message first. */
+    messages: z.array(chatMessageSchema, needs('chat', 'messages')).min(1).max(1000),
+    ...common,
+  }),
+  z.strictObject({
+    task: z.literal('embed'),
+    /** The texts to embed. */
+    texts: z.array(z.string().max(1_000_000), needs('embed', 'texts')).min(1).max(2048),
+    ...common,
+  }),
+  z.strictObject({
+    task: z.literal('tensor'),
+    /** The input tensors. */
+    tensors: z.array(tensorSchema, needs('tensor', 'tensors')).min(1).max(64),
+    /** Names of the outputs wanted (all when absent). */
+    outputs: z.array(z.string()).max(64).optional(),
+    ...common,
+  }),
+], { error: (iss) => (iss.code === 'invalid_union' ? `Invalid option: expected one of ${TASKS.map((t) => `"${t}"`).join('|')}` : undefined) });
+
+export type GenerationParameters = z.output<typeof parametersSchema>;
+export type Tensor = z.output<typeof tensorSchema>;
+export type ChatMessage = z.output<typeof chatMessageSchema>;
+export type InferenceInput = z.output<typeof inferenceInputSchema>;
+/** The input of one task, e.g. `InferenceInputOf<'chat'>` (has `messages`). */
+export type InferenceInputOf<T extends InferenceTask> = Extract<InferenceInput, { task: T }>;
