@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { McpError, toMcpError } from '../errors.ts';
 import type { InstanceHandle } from '../models/fleet.ts';
-import type { Router, RouteScope } from '../router/router.ts';
+import type { Router, RouteScope } from '../routing/router.ts';
 import type { InferenceChunk, InferenceRequest, InferenceResult, InferenceTask, RoutingDecision } from './types.ts';
 
 export interface InferenceOutcome { ok: boolean; errorCode?: string; latencyMs: number; result?: InferenceResult; decision?: RoutingDecision }

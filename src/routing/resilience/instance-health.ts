@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import type { Config } from '../config/schema.ts';
-import type { EventBus } from '../events/bus.ts';
-import type { Fleet } from '../models/fleet.ts';
+import type { Config } from '../../config/schema.ts';
+import type { EventBus } from '../../events/bus.ts';
+import type { Fleet } from '../../models/fleet.ts';
 import { CircuitBreaker, type CircuitStateChange } from './circuit-breaker.ts';
 import { HealthProber } from './health-prober.ts';
 import { OutlierDetector, type OutlierEvent } from './outlier-detector.ts';

@@ -4,7 +4,7 @@ import type { InferenceRequest, RoutingAttempt, RoutingCandidate, RoutingDecisio
 import type { Fleet, InstanceHandle, ModelView } from '../models/fleet.ts';
 import type { BackendCall, Balancer } from '../plugin/contract.ts';
 import type { PluginHost } from '../plugin/host.ts';
-import type { InstanceHealth } from './instance-health.ts';
+import type { InstanceHealth } from './resilience/instance-health.ts';
 import { LatencyWindow } from './latency-window.ts';
 import { chooseVariant, pickVariant } from './traffic-split.ts';
 import { RequestDeadline } from './deadline.ts';

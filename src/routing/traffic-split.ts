@@ -11,7 +11,7 @@
  * - No key (undefined or ''): random (`random`, default Math.random).
  * - No eligible variant: undefined (the caller falls back to the default version).
  */
-import { hashToUnit } from './hash.ts';
+import { hashToUnit } from '../router/hash.ts';
 
 export interface Variant {
   name: string;
