@@ -183,11 +183,6 @@ export class InstanceHealth {
     return this.budget.tryAcquire();
   }
 
-  /** Requests, retries and retries still available in the budget window. */
-  budgetStats(): { requests: number; retries: number; available: number } {
-    return this.budget.stats();
-  }
-
   /** Probes instances while they are ready: tracks those ready now and follows status events. */
   watch(signal: AbortSignal): void {
     for (const h of this.fleet.allHandles()) if (h.status === 'ready') this.track(h.id);
