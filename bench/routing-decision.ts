@@ -15,7 +15,7 @@ import { createWeightedRandom } from '../plugins/balancer-weighted-random/index.
 import { createLeastOutstanding } from '../plugins/balancer-least-outstanding/index.ts';
 import { createP2cEwma } from '../plugins/balancer-p2c-ewma/index.ts';
 import { createConsistentHash } from '../plugins/balancer-consistent-hash/index.ts';
-import { chooseVariant } from '../src/router/traffic-split.ts';
+import { chooseVariant } from '../src/routing/traffic-split.ts';
 
 const quick = process.argv.includes('--quick');
 const ITER = quick ? 50_000 : 300_000;

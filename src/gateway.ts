@@ -17,9 +17,9 @@ import { Fleet } from './models/fleet.ts';
 import { ModelRegistry } from './models/registry.ts';
 import { GatewayMetrics } from './monitoring/metrics.ts';
 import { PluginHost } from './plugin/host.ts';
-import { InstanceHealth } from './router/instance-health.ts';
-import { Router } from './router/router.ts';
-import { TrafficManager } from './routing/traffic.ts';
+import { InstanceHealth } from './routing/resilience/instance-health.ts';
+import { Router } from './routing/router.ts';
+import { TrafficManager } from './traffic/traffic-manager.ts';
 import type { Services } from './services.ts';
 import { WorkerRegistry } from './workers/worker-registry.ts';
 

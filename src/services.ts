@@ -8,8 +8,8 @@ import type { Fleet } from './models/fleet.ts';
 import type { ModelRegistry } from './models/registry.ts';
 import type { AuthService } from './auth/auth-service.ts';
 import type { PluginHost } from './plugin/host.ts';
-import type { Router } from './router/router.ts';
-import type { TrafficManager } from './routing/traffic.ts';
+import type { Router } from './routing/router.ts';
+import type { TrafficManager } from './traffic/traffic-manager.ts';
 import type { GatewayMetrics } from './monitoring/metrics.ts';
 import type { WorkerRegistry } from './workers/worker-registry.ts';
 

@@ -105,6 +105,8 @@ export const configSchema = z.strictObject({
       ratio: z.number().min(0).max(1).default(0.2),
       minRetriesPerSecond: z.number().min(0).default(10),
       windowMs: z.number().int().positive().default(10_000),
+      /** Buckets of the sliding window. */
+      buckets: z.number().int().min(1).default(10),
     }).prefault({}),
     /** Circuit breaker per instance. */
     circuitBreaker: z.strictObject({
@@ -112,12 +114,20 @@ export const configSchema = z.strictObject({
       failureRateThreshold: z.number().gt(0).max(1).default(0.5),
       minRequests: z.number().int().min(1).default(20),
       windowMs: z.number().int().positive().default(10_000),
+      /** Buckets of the sliding window. */
+      windowBuckets: z.number().int().min(1).default(10),
+      /** First open period, ms. */
       openMs: z.number().int().positive().default(5_000),
+      /** Growth of the open period on each failed trial. */
+      backoffMultiplier: z.number().min(1).default(2),
+      /** Cap of the open period, ms. */
       maxOpenMs: z.number().int().positive().default(60_000),
       halfOpenMaxProbes: z.number().int().min(1).default(1),
       /** At most halfOpenMaxProbes trial requests per this interval while half-open, ms (default: openMs). */
       halfOpenIntervalMs: z.number().int().positive().optional(),
-    }).prefault({}),
+      /** Successful trials that close the circuit. */
+      successThreshold: z.number().int().min(1).default(1),
+    }).transform((c) => ({ ...c, halfOpenIntervalMs: c.halfOpenIntervalMs ?? c.openMs })).prefault({}),
     /** Passive outlier detection (Envoy-style ejection). */
     outlierDetection: z.strictObject({
       consecutiveFailures: z.number().int().min(1).default(5),
@@ -138,6 +148,8 @@ export const configSchema = z.strictObject({
       timeoutMs: z.number().int().positive().default(2_000),
       healthyThreshold: z.number().int().min(1).default(2),
       unhealthyThreshold: z.number().int().min(1).default(3),
+      /** ± fraction of the interval added at random to each wait, so probes do not run in lock-step. */
+      jitter: z.number().min(0).max(1).default(0.1),
     }).prefault({}),
     /** Hedging: when the first attempt has not answered after the pool's latency percentile, send a second one elsewhere (non-streamed requests; takes retry budget). */
     hedging: z.strictObject({

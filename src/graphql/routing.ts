@@ -1,5 +1,5 @@
 import type { InstanceHealthEvent } from '../events/bus.ts';
-import type { VariantView } from '../routing/traffic.ts';
+import type { VariantView } from '../traffic/traffic-manager.ts';
 import { builder } from './builder.ts';
 import { InstanceRef, ModelRef } from './models.ts';
 

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { McpError, toMcpError } from '../errors.ts';
-import type { InstanceHandle } from '../models/fleet.ts';
-import type { Router, RouteScope } from '../router/router.ts';
-import type { InferenceChunk, InferenceRequest, InferenceResult, InferenceTask, RoutingDecision } from './types.ts';
+import { RoutingFailure } from '../routing/decision.ts';
+import type { Routed, Router } from '../routing/router.ts';
+import type { InferenceChunk, InferenceRequest, InferenceResult, RoutingDecision } from './types.ts';
 
 export interface InferenceOutcome { ok: boolean; errorCode?: string; latencyMs: number; result?: InferenceResult; decision?: RoutingDecision }
 
@@ -16,13 +16,9 @@ export interface InferenceStream extends AsyncIterable<InferenceChunk> {
   readonly meta: () => Pick<InferenceResult, 'id' | 'model' | 'version' | 'instanceId' | 'runtime' | 'routing'> | undefined;
 }
 
-function checkTask(task: InferenceTask, h: InstanceHandle): void {
-  const tasks = h.loaded?.tasks;
-  if (tasks && !tasks.includes(task)) {
-    throw new McpError('MCP_UNSUPPORTED_PARAMETER', `model "${h.modelId}" (version ${h.version}) does not support task "${task}"; it supports ${tasks.join(', ')}`, {
-      details: { task, supported: tasks },
-    });
-  }
+/** The routing decision behind a failure, when routing began. */
+function failureDecision(err: unknown): RoutingDecision | undefined {
+  return err instanceof RoutingFailure ? err.decision : undefined;
 }
 
 /** The one inference path: every entry point builds an InferenceRequest and calls this. */
@@ -35,9 +31,9 @@ export class InferenceService {
     this.observers.push(observer);
   }
 
-  private finish(req: InferenceRequest, started: number, outcome: { ok: boolean; errorCode?: string; result?: InferenceResult }): void {
+  /** Tells the observers how a client request ended, with the router's decision when routing began. */
+  private report(req: InferenceRequest, started: number, outcome: Omit<InferenceOutcome, 'latencyMs' | 'decision'>, decision?: RoutingDecision): void {
     const latencyMs = performance.now() - started;
-    const decision = this.router.decisionOf(req);
     for (const o of this.observers) {
       try {
         o.onFinished(req, { ...outcome, latencyMs, decision });
@@ -50,21 +46,18 @@ export class InferenceService {
   async infer(req: InferenceRequest): Promise<InferenceResult> {
     const started = performance.now();
     try {
-      const { value, handle, decision, scope } = await this.router.route(req, async (h, call) => {
-        checkTask(req.input.task, h);
-        return h.loaded!.infer(req.input, call);
-      });
+      const { value, handle, decision, finish } = await this.router.route(req, (h, call) => h.loaded!.infer(req.input, call));
       const result: InferenceResult = {
         ...value, id: req.id, model: req.model, version: handle.version, instanceId: handle.id,
         latencyMs: performance.now() - started, runtime: handle.loaded?.runtime,
         routing: req.explain ? decision : undefined,
       };
-      scope.done(true);
-      this.finish(req, started, { ok: true, result });
+      finish(true);
+      this.report(req, started, { ok: true, result }, decision);
       return result;
     } catch (err) {
       const e = toMcpError(err);
-      this.finish(req, started, { ok: false, errorCode: e.code });
+      this.report(req, started, { ok: false, errorCode: e.code }, failureDecision(err));
       throw e;
     }
   }
@@ -78,14 +71,13 @@ export class InferenceService {
     const self = this;
     async function* run(): AsyncGenerator<InferenceChunk> {
       const started = performance.now();
-      let scope: RouteScope | undefined;
+      let routed: Routed<{ first: InferenceChunk | undefined; rest: AsyncIterator<InferenceChunk> | undefined }> | undefined;
       let usage: InferenceChunk['usage'];
       let text = '';
       let rest: AsyncIterator<InferenceChunk> | undefined;
       let settled = false;
       try {
-        const routed = await self.router.route(req, async (h, call) => {
-          checkTask(req.input.task, h);
+        routed = await self.router.route(req, async (h, call) => {
           const loaded = h.loaded!;
           if (!loaded.stream) {
             const out = await loaded.infer(req.input, call);
@@ -95,9 +87,9 @@ export class InferenceService {
           const first = await it.next();
           return { first: first.done ? undefined : first.value, rest: first.done ? undefined : it };
         }, { streaming: true });
-        scope = routed.scope;
         const h = routed.handle;
-        meta = { id: req.id, model: req.model, version: h.version, instanceId: h.id, runtime: h.loaded?.runtime, routing: req.explain ? routed.decision : undefined };
+        const routing = req.explain ? routed.decision : undefined;
+        meta = { id: req.id, model: req.model, version: h.version, instanceId: h.id, runtime: h.loaded?.runtime, routing };
         const first = routed.value.first;
         rest = routed.value.rest;
         if (first) {
@@ -115,13 +107,13 @@ export class InferenceService {
           }
         }
         settled = true;
-        scope.done(true);
-        self.finish(req, started, { ok: true, result: { ...meta, text, usage, latencyMs: performance.now() - started } });
+        routed.finish(true);
+        self.report(req, started, { ok: true, result: { ...meta, text, usage, latencyMs: performance.now() - started } }, routed.decision);
       } catch (err) {
         settled = true;
         const e = toMcpError(req.signal.aborted ? new McpError('MCP_CANCELLED') : err);
-        scope?.done(false, e);
-        self.finish(req, started, { ok: false, errorCode: e.code });
+        routed?.finish(false, e);
+        self.report(req, started, { ok: false, errorCode: e.code }, routed?.decision ?? failureDecision(err));
         throw e;
       } finally {
         if (!settled) {
@@ -131,8 +123,8 @@ export class InferenceService {
           try {
             await rest?.return?.();
           } catch { /* the stream is abandoned either way */ }
-          scope?.done(false, e);
-          self.finish(req, started, { ok: false, errorCode: e.code });
+          routed?.finish(false, e);
+          self.report(req, started, { ok: false, errorCode: e.code }, routed?.decision);
         }
       }
     }

@@ -1,10 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { OutlierDetector, type OutlierEvent } from './outlier-detector.ts';
+import { configSchema } from '../../config/schema.ts';
+import { OutlierDetector, type OutlierDetectorOptions, type OutlierEvent } from './outlier-detector.ts';
 
-function setup(opts: ConstructorParameters<typeof OutlierDetector>[0] = {}, hosts = 10) {
+/** The config's defaults (what a user gets). */
+const DEFAULTS = configSchema.parse({}).router.outlierDetection;
+
+function setup(opts: Partial<OutlierDetectorOptions> = {}, hosts = 10) {
   const c = { t: 0 };
   const events: OutlierEvent[] = [];
-  const d = new OutlierDetector({ now: () => c.t, onChange: (e) => events.push(e), ...opts });
+  const d = new OutlierDetector({ ...DEFAULTS, now: () => c.t, onChange: (e) => events.push(e), ...opts });
   d.setHosts(Array.from({ length: hosts }, (_, i) => `h${i}`));
   return { c, d, events };
 }

@@ -3,10 +3,10 @@
  *
  *   closed ──(N consecutive failures, or failure rate ≥ threshold over a sliding window
  *             with ≥ minRequests)──▶ open
- *   open ──(cool-down elapsed)──▶ half-open
+ *   open ──(open period elapsed: `openMs` at first)──▶ half-open
  *   half-open: at most `halfOpenMaxProbes` trial requests per `halfOpenIntervalMs`;
- *             `successThreshold` successes ─▶ closed (cool-down back to base),
- *             any failure ─▶ open again with cool-down × backoffMultiplier (capped).
+ *             `successThreshold` successes ─▶ closed (open period back to `openMs`),
+ *             any failure ─▶ open again for the open period × backoffMultiplier (capped at `maxOpenMs`).
  *
  * Nothing here depends on how many instances a model has: a model with a single instance
  * gets circuit breaking too (LiteLLM does not). Time comes from `now` (injectable); the
@@ -29,56 +29,50 @@ export interface CircuitStateChange {
   at: number;
 }
 
-export interface CircuitBreakerOptions {
-  /** Consecutive failures that open the circuit (default 5; 0 disables). */
-  consecutiveFailures?: number;
-  /** Failure rate (0–1] over the window that opens the circuit (default 0.5; 0 disables). */
-  failureRateThreshold?: number;
-  /** Sliding window for the failure rate, ms (default 60 000). */
-  windowMs?: number;
-  /** Buckets in the window (default 10). */
-  windowBuckets?: number;
-  /** Requests in the window before the failure rate counts (default 10). */
-  minRequests?: number;
-  /** First open period, ms (default 5 000, LiteLLM's cooldown). */
-  coolDownMs?: number;
-  /** Growth of the open period on each failed probe (default 2). */
-  backoffMultiplier?: number;
-  /** Cap of the open period, ms (default 60 000). */
-  maxCoolDownMs?: number;
-  /** Trial requests allowed per half-open interval (default 1). */
-  halfOpenMaxProbes?: number;
-  /** After this long without a probe answer another probe is allowed, ms (default = coolDownMs). */
-  halfOpenIntervalMs?: number;
-  /** Successful probes needed to close (default 1). */
-  successThreshold?: number;
-  /** Clock, ms (default Date.now). */
+/** Resolved settings (config `router.circuitBreaker` holds the defaults and documents them). */
+export interface CircuitBreakerSettings {
+  /** Consecutive failures that open the circuit (0 disables). */
+  consecutiveFailures: number;
+  /** Failure rate (0–1] over the window that opens the circuit (0 disables). */
+  failureRateThreshold: number;
+  /** Sliding window for the failure rate, ms. */
+  windowMs: number;
+  /** Buckets in the window. */
+  windowBuckets: number;
+  /** Requests in the window before the failure rate counts. */
+  minRequests: number;
+  /** First open period, ms. */
+  openMs: number;
+  /** Growth of the open period on each failed probe. */
+  backoffMultiplier: number;
+  /** Cap of the open period, ms. */
+  maxOpenMs: number;
+  /** Trial requests allowed per half-open interval. */
+  halfOpenMaxProbes: number;
+  /** After this long without a probe answer another probe is allowed, ms. */
+  halfOpenIntervalMs: number;
+  /** Successful probes needed to close. */
+  successThreshold: number;
+}
+
+export interface CircuitBreakerHooks {
+  /** Clock, ms (Date.now when absent). */
   now?: () => number;
   /** Called on every state change (never throws into the caller). */
   onStateChange?: (change: CircuitStateChange) => void;
 }
 
-export const CIRCUIT_BREAKER_DEFAULTS = {
-  consecutiveFailures: 5,
-  failureRateThreshold: 0.5,
-  windowMs: 60_000,
-  windowBuckets: 10,
-  minRequests: 10,
-  coolDownMs: 5_000,
-  backoffMultiplier: 2,
-  maxCoolDownMs: 60_000,
-  halfOpenMaxProbes: 1,
-  successThreshold: 1,
-} as const;
+export type CircuitBreakerOptions = CircuitBreakerSettings & CircuitBreakerHooks;
 
 export class CircuitBreaker {
-  private readonly o: Required<Omit<CircuitBreakerOptions, 'onStateChange' | 'halfOpenIntervalMs'>> & { halfOpenIntervalMs: number };
+  private readonly o: CircuitBreakerSettings;
+  private readonly now: () => number;
   private readonly onStateChange: ((c: CircuitStateChange) => void) | undefined;
   private _state: CircuitState = 'closed';
   private consecutive = 0;
   private openings = 0;
   private openUntil = 0;
-  private currentCoolDown: number;
+  private currentOpenMs: number;
   // half-open bookkeeping
   private probesInInterval = 0;
   private intervalStart = 0;
@@ -89,34 +83,32 @@ export class CircuitBreaker {
   private readonly fails: Float64Array;
   private readonly stamps: Float64Array;
 
-  constructor(options: CircuitBreakerOptions = {}) {
-    const d = CIRCUIT_BREAKER_DEFAULTS;
-    const coolDownMs = options.coolDownMs ?? d.coolDownMs;
+  constructor(options: CircuitBreakerOptions) {
     this.o = {
-      consecutiveFailures: options.consecutiveFailures ?? d.consecutiveFailures,
-      failureRateThreshold: options.failureRateThreshold ?? d.failureRateThreshold,
-      windowMs: options.windowMs ?? d.windowMs,
-      windowBuckets: Math.max(1, Math.floor(options.windowBuckets ?? d.windowBuckets)),
-      minRequests: options.minRequests ?? d.minRequests,
-      coolDownMs,
-      backoffMultiplier: Math.max(1, options.backoffMultiplier ?? d.backoffMultiplier),
-      maxCoolDownMs: Math.max(coolDownMs, options.maxCoolDownMs ?? d.maxCoolDownMs),
-      halfOpenMaxProbes: Math.max(1, Math.floor(options.halfOpenMaxProbes ?? d.halfOpenMaxProbes)),
-      halfOpenIntervalMs: options.halfOpenIntervalMs ?? coolDownMs,
-      successThreshold: Math.max(1, Math.floor(options.successThreshold ?? d.successThreshold)),
-      now: options.now ?? Date.now,
+      consecutiveFailures: options.consecutiveFailures,
+      failureRateThreshold: options.failureRateThreshold,
+      windowMs: options.windowMs,
+      windowBuckets: Math.max(1, Math.floor(options.windowBuckets)),
+      minRequests: options.minRequests,
+      openMs: options.openMs,
+      backoffMultiplier: Math.max(1, options.backoffMultiplier),
+      maxOpenMs: Math.max(options.openMs, options.maxOpenMs),
+      halfOpenMaxProbes: Math.max(1, Math.floor(options.halfOpenMaxProbes)),
+      halfOpenIntervalMs: options.halfOpenIntervalMs,
+      successThreshold: Math.max(1, Math.floor(options.successThreshold)),
     };
+    this.now = options.now ?? Date.now;
     this.onStateChange = options.onStateChange;
-    this.currentCoolDown = coolDownMs;
+    this.currentOpenMs = this.o.openMs;
     this.bucketMs = this.o.windowMs / this.o.windowBuckets;
     this.reqs = new Float64Array(this.o.windowBuckets);
     this.fails = new Float64Array(this.o.windowBuckets);
     this.stamps = new Float64Array(this.o.windowBuckets).fill(-1);
   }
 
-  /** Current state (open turns half-open once the cool-down has elapsed). */
+  /** Current state (open turns half-open once the open period has elapsed). */
   get state(): CircuitState {
-    return this.stateAt(this.o.now());
+    return this.stateAt(this.now());
   }
 
   stateAt(now: number): CircuitState {
@@ -133,7 +125,7 @@ export class CircuitBreaker {
    * May a request go to this instance now? In half-open this *takes* a probe slot:
    * call it only when you will send the request (then report onSuccess/onFailure/onCancel).
    */
-  allow(now: number = this.o.now()): boolean {
+  allow(now: number = this.now()): boolean {
     const s = this.stateAt(now);
     if (s === 'closed') return true;
     if (s === 'open') return false;
@@ -144,13 +136,13 @@ export class CircuitBreaker {
   }
 
   /** Like allow() but takes nothing: would a request be let through now? */
-  canAllow(now: number = this.o.now()): boolean {
+  canAllow(now: number = this.now()): boolean {
     const s = this.stateAt(now);
     if (s !== 'half-open') return s === 'closed';
     return now - this.intervalStart >= this.o.halfOpenIntervalMs || this.probesInInterval < this.o.halfOpenMaxProbes;
   }
 
-  onSuccess(now: number = this.o.now()): void {
+  onSuccess(now: number = this.now()): void {
     this.record(now, false);
     this.consecutive = 0;
     if (this.stateAt(now) === 'half-open') {
@@ -158,19 +150,19 @@ export class CircuitBreaker {
       if (this.probesInInterval > 0) this.probesInInterval--;
       if (this.probeSuccesses >= this.o.successThreshold) {
         this.openings = 0;
-        this.currentCoolDown = this.o.coolDownMs;
+        this.currentOpenMs = this.o.openMs;
         this.clearWindow();
         this.transition('closed', 'probe-succeeded', now);
       }
     }
   }
 
-  onFailure(now: number = this.o.now()): void {
+  onFailure(now: number = this.now()): void {
     this.record(now, true);
     this.consecutive++;
     const s = this.stateAt(now);
     if (s === 'half-open') {
-      this.currentCoolDown = Math.min(this.o.maxCoolDownMs, this.currentCoolDown * this.o.backoffMultiplier);
+      this.currentOpenMs = Math.min(this.o.maxOpenMs, this.currentOpenMs * this.o.backoffMultiplier);
       this.open(now, 'probe-failed');
       return;
     }
@@ -191,16 +183,16 @@ export class CircuitBreaker {
   }
 
   /** Back to closed, counters cleared (admin action). */
-  reset(now: number = this.o.now()): void {
+  reset(now: number = this.now()): void {
     this.consecutive = 0;
     this.openings = 0;
-    this.currentCoolDown = this.o.coolDownMs;
+    this.currentOpenMs = this.o.openMs;
     this.clearWindow();
     if (this._state !== 'closed') this.transition('closed', 'reset', now);
   }
 
   /** Requests and failures in the sliding window (for metrics and explain). */
-  windowCounts(now: number = this.o.now()): { requests: number; failures: number } {
+  windowCounts(now: number = this.now()): { requests: number; failures: number } {
     let requests = 0;
     let failures = 0;
     const oldest = Math.floor(now / this.bucketMs) - this.o.windowBuckets + 1;
@@ -227,7 +219,7 @@ export class CircuitBreaker {
 
   private open(now: number, reason: string): void {
     this.openings++;
-    this.openUntil = now + this.currentCoolDown;
+    this.openUntil = now + this.currentOpenMs;
     this.consecutive = 0;
     this.transition('open', reason, now);
   }
@@ -249,10 +241,11 @@ export class CircuitBreaker {
 export class CircuitBreakers {
   private readonly map = new Map<string, CircuitBreaker>();
   constructor(
-    private readonly options: Omit<CircuitBreakerOptions, 'onStateChange'> = {},
+    private readonly options: CircuitBreakerSettings & Pick<CircuitBreakerHooks, 'now'>,
     private readonly onStateChange?: (id: string, change: CircuitStateChange) => void,
   ) {}
 
+  /** The breaker of `id`, created when it has none. */
   get(id: string): CircuitBreaker {
     let b = this.map.get(id);
     if (b === undefined) {
@@ -263,6 +256,8 @@ export class CircuitBreakers {
     return b;
   }
 
+  /** The breaker of `id` when it has one (creates nothing). */
+  peek(id: string): CircuitBreaker | undefined { return this.map.get(id); }
   has(id: string): boolean { return this.map.has(id); }
   forget(id: string): void { this.map.delete(id); }
   ids(): IterableIterator<string> { return this.map.keys(); }

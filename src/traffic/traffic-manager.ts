@@ -7,8 +7,8 @@ import type { InferenceObserver, InferenceOutcome } from '../inference/service.t
 import type { InferenceRequest } from '../inference/types.ts';
 import type { Fleet } from '../models/fleet.ts';
 import type { ModelRegistry, ModelRow } from '../models/registry.ts';
-import { LatencyWindow } from '../router/latency-window.ts';
-import type { RoutingListener, ShadowOutcome } from '../router/router.ts';
+import { LatencyWindow } from '../routing/latency-window.ts';
+import type { RoutingListener, ShadowOutcome } from '../routing/router.ts';
 import { InferenceRecorder } from './inference-recorder.ts';
 
 type RouterConfig = Config['router'];

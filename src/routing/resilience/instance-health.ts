@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
-import type { Config } from '../config/schema.ts';
-import type { EventBus } from '../events/bus.ts';
-import type { Fleet } from '../models/fleet.ts';
-import { CircuitBreaker, type CircuitStateChange } from './circuit-breaker.ts';
+import type { Config } from '../../config/schema.ts';
+import type { EventBus } from '../../events/bus.ts';
+import type { Fleet } from '../../models/fleet.ts';
+import { CircuitBreakers } from './circuit-breaker.ts';
 import { HealthProber } from './health-prober.ts';
 import { OutlierDetector, type OutlierEvent } from './outlier-detector.ts';
 import { RetryBudget } from './retry-budget.ts';
@@ -16,7 +16,7 @@ type RouterConfig = Config['router'];
  * endpoint, and the retry budget. Changes are published on the `instanceHealth` topic.
  */
 export class InstanceHealth {
-  private readonly breakers = new Map<string, CircuitBreaker>();
+  private readonly breakers: CircuitBreakers;
   private readonly detectors = new Map<string, OutlierDetector>();
   private readonly budget: RetryBudget;
   private readonly prober: HealthProber | undefined;
@@ -32,10 +32,10 @@ export class InstanceHealth {
     private readonly logger: Logger,
   ) {
     this.budget = new RetryBudget(config.retryBudget);
+    this.breakers = new CircuitBreakers(config.circuitBreaker, (id, s) => this.publish(id, s.to === 'closed' ? 'healthy' : `circuit-${s.to}`, s.reason));
     if (config.healthCheck.enabled) {
-      const hc = config.healthCheck;
       this.prober = new HealthProber({
-        intervalMs: hc.intervalMs, timeoutMs: hc.timeoutMs, healthyThreshold: hc.healthyThreshold, unhealthyThreshold: hc.unhealthyThreshold,
+        ...config.healthCheck,
         onChange: (c) => {
           if (c.to === 'unknown') return;
           this.probed.set(c.id, c.to === 'healthy');
@@ -52,31 +52,14 @@ export class InstanceHealth {
     this.events.publish('instanceHealth', { instanceId, modelId: h.modelId, version: h.version, state, reason, at: new Date() });
   }
 
-  private breaker(id: string): CircuitBreaker {
-    let b = this.breakers.get(id);
-    if (!b) {
-      const c = this.config.circuitBreaker;
-      b = new CircuitBreaker({
-        consecutiveFailures: c.consecutiveFailures, failureRateThreshold: c.failureRateThreshold, minRequests: c.minRequests,
-        windowMs: c.windowMs, coolDownMs: c.openMs, maxCoolDownMs: c.maxOpenMs, halfOpenMaxProbes: c.halfOpenMaxProbes,
-        ...(c.halfOpenIntervalMs !== undefined ? { halfOpenIntervalMs: c.halfOpenIntervalMs } : {}),
-        onStateChange: (s: CircuitStateChange) => this.publish(id, s.to === 'closed' ? 'healthy' : `circuit-${s.to}`, s.reason),
-      });
-      this.breakers.set(id, b);
-    }
-    return b;
-  }
-
   private detector(id: string): OutlierDetector | undefined {
     const h = this.fleet.handle(id);
     if (!h) return undefined;
     const key = `${h.modelId}@${h.version}`;
     let d = this.detectors.get(key);
     if (!d) {
-      const o = this.config.outlierDetection;
       d = new OutlierDetector({
-        consecutiveFailures: o.consecutiveFailures, baseEjectionMs: o.baseEjectionMs, maxEjectionMs: o.maxEjectionMs, maxEjectionPercent: o.maxEjectionPercent,
-        intervalMs: o.intervalMs, failureRateThreshold: o.failureRateThreshold, minRequests: o.minRequests,
+        ...this.config.outlierDetection,
         onChange: (e: OutlierEvent) => { if (e.reason !== 'removed') this.publish(e.id, e.ejected ? 'ejected' : this.stateOf(e.id), e.reason); },
       });
       this.detectors.set(key, d);
@@ -100,7 +83,7 @@ export class InstanceHealth {
   untrack(instanceId: string): void {
     this.prober?.remove(instanceId);
     this.probed.delete(instanceId);
-    this.breakers.delete(instanceId);
+    this.breakers.forget(instanceId);
     this.throttled.delete(instanceId);
     for (const d of this.detectors.values()) d.removeHost(instanceId);
     for (const fn of this.leaveListeners) {
@@ -114,7 +97,7 @@ export class InstanceHealth {
    * verdict on their next round. Returns the state afterwards.
    */
   reset(instanceId: string): string {
-    this.breakers.get(instanceId)?.reset();
+    this.breakers.peek(instanceId)?.reset();
     this.throttled.delete(instanceId);
     for (const d of this.detectors.values()) d.removeHost(instanceId);
     this.detector(instanceId); // adds it back, un-ejected
@@ -147,7 +130,7 @@ export class InstanceHealth {
   allows(id: string): boolean {
     if (this.probed.get(id) === false) return false;
     if (this.throttled.size && this.throttledUntil(id) !== undefined) return false;
-    const b = this.breakers.get(id);
+    const b = this.breakers.peek(id);
     if (b && !b.canAllow()) return false;
     const h = this.fleet.handle(id);
     const d = h && this.detectors.get(`${h.modelId}@${h.version}`);
@@ -156,12 +139,12 @@ export class InstanceHealth {
 
   /** The router chose this instance: consumes a half-open trial when the breaker is half-open. */
   onAttempt(id: string): void {
-    this.breaker(id).allow();
+    this.breakers.get(id).allow();
   }
 
   /** Outcome of a request that reached the instance (client errors are not reported here). */
   onResult(id: string, ok: boolean): void {
-    const b = this.breaker(id);
+    const b = this.breakers.get(id);
     const d = this.detector(id);
     if (ok) {
       b.onSuccess();
@@ -174,13 +157,13 @@ export class InstanceHealth {
 
   /** A request sent to the instance was abandoned without a verdict (hedge loser, client gone): frees a half-open trial slot. */
   onCancel(id: string): void {
-    this.breakers.get(id)?.onCancel();
+    this.breakers.peek(id)?.onCancel();
   }
 
   /** healthy | unhealthy (probes) | ejected (outlier) | circuit-open | circuit-half-open | throttled (429) | unknown (no verdict yet). */
   stateOf(id: string): string {
     if (this.probed.get(id) === false) return 'unhealthy';
-    const b = this.breakers.get(id);
+    const b = this.breakers.peek(id);
     const state = b?.state;
     if (state === 'open') return 'circuit-open';
     if (state === 'half-open') return 'circuit-half-open';
@@ -198,11 +181,6 @@ export class InstanceHealth {
   /** Takes one retry from the budget; false when retries would exceed it. */
   tryRetry(): boolean {
     return this.budget.tryAcquire();
-  }
-
-  /** Requests, retries and retries still available in the budget window. */
-  budgetStats(): { requests: number; retries: number; available: number } {
-    return this.budget.stats();
   }
 
   /** Probes instances while they are ready: tracks those ready now and follows status events. */

@@ -14,8 +14,8 @@
  *
  * First probe of a target: after a random delay in [0, jitter × interval] so that targets
  * added together do not probe in lock-step. Timers are unref()'d; stop() clears every
- * timer and aborts probes in flight. Defaults: interval 10 s, timeout 2 s, healthy 2,
- * unhealthy 3, jitter 0.1 (Envoy: interval/timeout required, thresholds typically 2–3).
+ * timer and aborts probes in flight. The settings' defaults live in the config
+ * (`router.healthCheck`; Envoy: interval/timeout required, thresholds typically 2–3).
  */
 
 export type HealthState = 'unknown' | 'healthy' | 'unhealthy';
@@ -36,30 +36,25 @@ export interface HealthChange {
   at: number;
 }
 
-export interface HealthProberOptions {
-  /** Time between the end of one probe and the start of the next, ms (default 10 000). */
-  intervalMs?: number;
-  /** Interval while unhealthy, ms (default = intervalMs). */
-  unhealthyIntervalMs?: number;
-  /** Probe deadline, ms (default 2 000). */
-  timeoutMs?: number;
-  /** Successes in a row to become healthy (default 2). */
-  healthyThreshold?: number;
-  /** Failures in a row to become unhealthy (default 3). */
-  unhealthyThreshold?: number;
-  /** ± fraction of the interval added at random to each wait (default 0.1). */
-  jitter?: number;
-  onChange?: (change: HealthChange) => void;
-  random?: () => number;
+/** Resolved settings (config `router.healthCheck` holds the defaults). */
+export interface HealthProberSettings {
+  /** Time between the end of one probe and the start of the next, ms. */
+  intervalMs: number;
+  /** Probe deadline, ms. */
+  timeoutMs: number;
+  /** Successes in a row to become healthy. */
+  healthyThreshold: number;
+  /** Failures in a row to become unhealthy. */
+  unhealthyThreshold: number;
+  /** ± fraction of the interval added at random to each wait. */
+  jitter: number;
 }
 
-export const HEALTH_PROBER_DEFAULTS = {
-  intervalMs: 10_000,
-  timeoutMs: 2_000,
-  healthyThreshold: 2,
-  unhealthyThreshold: 3,
-  jitter: 0.1,
-} as const;
+export interface HealthProberOptions extends HealthProberSettings {
+  onChange?: (change: HealthChange) => void;
+  /** Source of jitter (Math.random when absent). */
+  random?: () => number;
+}
 
 interface Target {
   readonly id: string;
@@ -75,23 +70,21 @@ interface Target {
 }
 
 export class HealthProber {
-  private readonly o: Required<Omit<HealthProberOptions, 'onChange' | 'unhealthyIntervalMs'>> & { unhealthyIntervalMs: number };
+  private readonly o: HealthProberSettings;
+  private readonly random: () => number;
   private readonly onChange: ((c: HealthChange) => void) | undefined;
   private readonly targets = new Map<string, Target>();
   private stopped = false;
 
-  constructor(options: HealthProberOptions = {}) {
-    const d = HEALTH_PROBER_DEFAULTS;
-    const intervalMs = options.intervalMs ?? d.intervalMs;
+  constructor(options: HealthProberOptions) {
     this.o = {
-      intervalMs,
-      unhealthyIntervalMs: options.unhealthyIntervalMs ?? intervalMs,
-      timeoutMs: options.timeoutMs ?? d.timeoutMs,
-      healthyThreshold: Math.max(1, Math.floor(options.healthyThreshold ?? d.healthyThreshold)),
-      unhealthyThreshold: Math.max(1, Math.floor(options.unhealthyThreshold ?? d.unhealthyThreshold)),
-      jitter: Math.min(1, Math.max(0, options.jitter ?? d.jitter)),
-      random: options.random ?? Math.random,
+      intervalMs: options.intervalMs,
+      timeoutMs: options.timeoutMs,
+      healthyThreshold: Math.max(1, Math.floor(options.healthyThreshold)),
+      unhealthyThreshold: Math.max(1, Math.floor(options.unhealthyThreshold)),
+      jitter: Math.min(1, Math.max(0, options.jitter)),
     };
+    this.random = options.random ?? Math.random;
     this.onChange = options.onChange;
   }
 
@@ -101,7 +94,7 @@ export class HealthProber {
     this.remove(id);
     const t: Target = { id, probe, state: 'unknown', successes: 0, failures: 0, timer: undefined, inFlight: undefined, lastDetail: undefined, lastProbeAt: undefined, removed: false };
     this.targets.set(id, t);
-    this.schedule(t, this.o.random() * this.o.jitter * this.o.intervalMs);
+    this.schedule(t, this.random() * this.o.jitter * this.o.intervalMs);
   }
 
   /** Stops probing `id`; returns whether it was known. */
@@ -155,9 +148,8 @@ export class HealthProber {
     t.timer.unref?.();
   }
 
-  private nextDelay(t: Target): number {
-    const base = t.state === 'unhealthy' ? this.o.unhealthyIntervalMs : this.o.intervalMs;
-    return base * (1 + this.o.jitter * (2 * this.o.random() - 1));
+  private nextDelay(): number {
+    return this.o.intervalMs * (1 + this.o.jitter * (2 * this.random() - 1));
   }
 
   private async run(t: Target): Promise<void> {
@@ -170,7 +162,7 @@ export class HealthProber {
     t.lastProbeAt = Date.now();
     t.lastDetail = result.detail;
     this.apply(t, result);
-    this.schedule(t, this.nextDelay(t));
+    this.schedule(t, this.nextDelay());
   }
 
   private async probeOnce(t: Target, ac: AbortController): Promise<ProbeResult> {

@@ -1,22 +1,22 @@
 /**
  * Passive health: Envoy-style outlier detection over the answers real requests get.
  *
- * - consecutive failures: `consecutiveFailures` (default 5, Envoy `consecutive_5xx`)
- *   failures in a row eject the host at once;
- * - failure rate: every `intervalMs` (default 10 s, Envoy `interval`) a host with at least
- *   `minRequests` (default 10) requests in the interval and a failure rate ≥
- *   `failureRateThreshold` (default 0.5) is ejected;
- * - ejection time = `baseEjectionMs` (30 s) × times ejected, capped at `maxEjectionMs`
- *   (300 s, Envoy `max_ejection_time`); the count goes down by one for each interval the
- *   host spends un-ejected (Envoy), so a host that recovered for good is back to 30 s;
+ * - consecutive failures: `consecutiveFailures` (Envoy `consecutive_5xx`) failures in a row
+ *   eject the host at once;
+ * - failure rate: every `intervalMs` (Envoy `interval`) a host with at least `minRequests`
+ *   requests in the interval and a failure rate ≥ `failureRateThreshold` is ejected;
+ * - ejection time = `baseEjectionMs` × times ejected, capped at `maxEjectionMs` (Envoy
+ *   `max_ejection_time`); the count goes down by one for each interval the host spends
+ *   un-ejected (Envoy), so a host that recovered for good is back to the base time;
  * - un-ejection happens when the time is up (checked lazily, no timers).
  *
- * **Max ejection percent** (default 10 %): at most ⌊percent × hosts⌋ hosts are ejected at
- * once, but — as Envoy — at least one may always be ejected when there are ≥ 2 hosts. We
- * never eject the last un-ejected host (a pool of one is never emptied by passive health:
- * ejecting it would only turn its errors into MCP_NO_HEALTHY_INSTANCE; the circuit breaker
- * covers single-instance models). So: limit = hosts < 2 ? 0 : min(hosts − 1, max(1, ⌊p × hosts⌋)).
+ * **Max ejection percent**: at most ⌊percent × hosts⌋ hosts are ejected at once, but — as
+ * Envoy — at least one may always be ejected when there are ≥ 2 hosts. We never eject the
+ * last un-ejected host (a pool of one is never emptied by passive health: ejecting it would
+ * only turn its errors into MCP_NO_HEALTHY_INSTANCE; the circuit breaker covers
+ * single-instance models). So: limit = hosts < 2 ? 0 : min(hosts − 1, max(1, ⌊p × hosts⌋)).
  *
+ * The settings' defaults live in the config (`router.outlierDetection`).
  * What counts as a failure is the caller's call (5xx, connection errors, timeouts — not 4xx).
  * The clock is injectable; evaluation is driven by the recordX / isEjected / tick calls.
  */
@@ -33,34 +33,29 @@ export interface OutlierEvent {
   at: number;
 }
 
-export interface OutlierDetectorOptions {
-  /** Failures in a row that eject (default 5; 0 disables). */
-  consecutiveFailures?: number;
-  /** Failure rate in an interval that ejects (default 0.5; 0 disables). */
-  failureRateThreshold?: number;
-  /** Requests a host needs in the interval for the failure rate to count (default 10). */
-  minRequests?: number;
-  /** Evaluation interval, ms (default 10 000). */
-  intervalMs?: number;
-  /** Base ejection time, ms (default 30 000). */
-  baseEjectionMs?: number;
-  /** Cap of the ejection time, ms (default 300 000). */
-  maxEjectionMs?: number;
-  /** Max % of hosts ejected at once (default 10; at least one with ≥ 2 hosts, never all). */
-  maxEjectionPercent?: number;
+/** Resolved settings (config `router.outlierDetection` holds the defaults). */
+export interface OutlierDetectorSettings {
+  /** Failures in a row that eject (0 disables). */
+  consecutiveFailures: number;
+  /** Failure rate in an interval that ejects (0 disables). */
+  failureRateThreshold: number;
+  /** Requests a host needs in the interval for the failure rate to count. */
+  minRequests: number;
+  /** Evaluation interval, ms. */
+  intervalMs: number;
+  /** Base ejection time, ms. */
+  baseEjectionMs: number;
+  /** Cap of the ejection time, ms. */
+  maxEjectionMs: number;
+  /** Max % of hosts ejected at once (at least one with ≥ 2 hosts, never all). */
+  maxEjectionPercent: number;
+}
+
+export interface OutlierDetectorOptions extends OutlierDetectorSettings {
+  /** Clock, ms (Date.now when absent). */
   now?: () => number;
   onChange?: (event: OutlierEvent) => void;
 }
-
-export const OUTLIER_DEFAULTS = {
-  consecutiveFailures: 5,
-  failureRateThreshold: 0.5,
-  minRequests: 10,
-  intervalMs: 10_000,
-  baseEjectionMs: 30_000,
-  maxEjectionMs: 300_000,
-  maxEjectionPercent: 10,
-} as const;
 
 interface Host {
   consecutive: number;
@@ -72,27 +67,26 @@ interface Host {
 }
 
 export class OutlierDetector {
-  private readonly o: Required<Omit<OutlierDetectorOptions, 'onChange'>>;
+  private readonly o: OutlierDetectorSettings;
+  private readonly now: () => number;
   private readonly onChange: ((e: OutlierEvent) => void) | undefined;
   private readonly hosts = new Map<string, Host>();
   private ejectedCount = 0;
   private lastTick: number;
 
-  constructor(options: OutlierDetectorOptions = {}) {
-    const d = OUTLIER_DEFAULTS;
-    const base = options.baseEjectionMs ?? d.baseEjectionMs;
+  constructor(options: OutlierDetectorOptions) {
     this.o = {
-      consecutiveFailures: options.consecutiveFailures ?? d.consecutiveFailures,
-      failureRateThreshold: options.failureRateThreshold ?? d.failureRateThreshold,
-      minRequests: Math.max(1, options.minRequests ?? d.minRequests),
-      intervalMs: options.intervalMs ?? d.intervalMs,
-      baseEjectionMs: base,
-      maxEjectionMs: Math.max(base, options.maxEjectionMs ?? d.maxEjectionMs),
-      maxEjectionPercent: options.maxEjectionPercent ?? d.maxEjectionPercent,
-      now: options.now ?? Date.now,
+      consecutiveFailures: options.consecutiveFailures,
+      failureRateThreshold: options.failureRateThreshold,
+      minRequests: Math.max(1, options.minRequests),
+      intervalMs: options.intervalMs,
+      baseEjectionMs: options.baseEjectionMs,
+      maxEjectionMs: Math.max(options.baseEjectionMs, options.maxEjectionMs),
+      maxEjectionPercent: options.maxEjectionPercent,
     };
+    this.now = options.now ?? Date.now;
     this.onChange = options.onChange;
-    this.lastTick = this.o.now();
+    this.lastTick = this.now();
   }
 
   /** Adds a host (no-op when known). Hosts are also added by recordSuccess/recordFailure. */
@@ -106,7 +100,7 @@ export class OutlierDetector {
     this.hosts.delete(id);
     if (h.ejectedUntil) {
       this.ejectedCount--;
-      this.emit({ id, ejected: false, reason: 'removed', ejectionCount: h.ejectionCount, at: this.o.now() });
+      this.emit({ id, ejected: false, reason: 'removed', ejectionCount: h.ejectionCount, at: this.now() });
     }
   }
 
@@ -117,14 +111,14 @@ export class OutlierDetector {
     for (const id of keep) this.addHost(id);
   }
 
-  recordSuccess(id: string, now: number = this.o.now()): void {
+  recordSuccess(id: string, now: number = this.now()): void {
     this.tick(now);
     const h = this.host(id);
     h.consecutive = 0;
     h.requests++;
   }
 
-  recordFailure(id: string, now: number = this.o.now()): void {
+  recordFailure(id: string, now: number = this.now()): void {
     this.tick(now);
     const h = this.host(id);
     h.consecutive++;
@@ -135,7 +129,7 @@ export class OutlierDetector {
     }
   }
 
-  isEjected(id: string, now: number = this.o.now()): boolean {
+  isEjected(id: string, now: number = this.now()): boolean {
     this.tick(now);
     const h = this.hosts.get(id);
     if (!h || !h.ejectedUntil) return false;
@@ -144,7 +138,7 @@ export class OutlierDetector {
   }
 
   /** Currently ejected host ids. */
-  ejected(now: number = this.o.now()): string[] {
+  ejected(now: number = this.now()): string[] {
     this.tick(now);
     const out: string[] = [];
     for (const [id, h] of this.hosts) if (h.ejectedUntil && !this.expire(id, h, now)) out.push(id);
@@ -168,7 +162,7 @@ export class OutlierDetector {
   }
 
   /** Runs the interval evaluations that are due (called by the other methods; call it from a timer if you like). */
-  tick(now: number = this.o.now()): void {
+  tick(now: number = this.now()): void {
     const elapsed = now - this.lastTick;
     if (elapsed < this.o.intervalMs) return;
     const intervals = Math.floor(elapsed / this.o.intervalMs);

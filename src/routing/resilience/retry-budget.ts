@@ -4,29 +4,30 @@
  *
  *   retries in the window + 1 ≤ ratio × requests in the window + minRetriesPerSecond × window seconds
  *
- * Defaults: ratio 0.2 (retries add at most 20 % load), floor 10 retries/s, window 10 s
- * (Linkerd: retryRatio 0.2, minRetriesPerSecond 10, ttl 10 s). The floor keeps retries
- * possible at low traffic; the ratio stops retry storms when a whole pool fails.
+ * The config's defaults are Linkerd's (retryRatio 0.2, minRetriesPerSecond 10, ttl 10 s). The
+ * floor keeps retries possible at low traffic; the ratio stops retry storms when a whole pool fails.
  *
  * Count original requests with recordRequest() (not the retries). Before a retry call
  * tryAcquire(): it records the retry and returns true, or returns false when the budget is
  * spent. The window is a ring of buckets: O(buckets) per check, no allocation.
  */
 
-export interface RetryBudgetOptions {
-  /** Retries allowed per original request in the window (default 0.2). */
-  ratio?: number;
-  /** Retries per second always allowed (default 10). */
-  minRetriesPerSecond?: number;
-  /** Sliding window, ms (default 10 000). */
-  windowMs?: number;
-  /** Buckets in the window (default 10). */
-  buckets?: number;
-  /** Clock, ms (default Date.now). */
-  now?: () => number;
+/** Resolved settings (config `router.retryBudget` holds the defaults). */
+export interface RetryBudgetSettings {
+  /** Retries allowed per original request in the window. */
+  ratio: number;
+  /** Retries per second always allowed. */
+  minRetriesPerSecond: number;
+  /** Sliding window, ms. */
+  windowMs: number;
+  /** Buckets in the window. */
+  buckets: number;
 }
 
-export const RETRY_BUDGET_DEFAULTS = { ratio: 0.2, minRetriesPerSecond: 10, windowMs: 10_000, buckets: 10 } as const;
+export interface RetryBudgetOptions extends RetryBudgetSettings {
+  /** Clock, ms (Date.now when absent). */
+  now?: () => number;
+}
 
 export class RetryBudget {
   readonly ratio: number;
@@ -39,13 +40,12 @@ export class RetryBudget {
   private readonly reqs: Float64Array;
   private readonly retries: Float64Array;
 
-  constructor(options: RetryBudgetOptions = {}) {
-    const d = RETRY_BUDGET_DEFAULTS;
-    this.ratio = Math.max(0, options.ratio ?? d.ratio);
-    this.minRetriesPerSecond = Math.max(0, options.minRetriesPerSecond ?? d.minRetriesPerSecond);
-    this.windowMs = options.windowMs ?? d.windowMs;
+  constructor(options: RetryBudgetOptions) {
+    this.ratio = Math.max(0, options.ratio);
+    this.minRetriesPerSecond = Math.max(0, options.minRetriesPerSecond);
+    this.windowMs = options.windowMs;
     if (!(this.windowMs > 0)) throw new RangeError('RetryBudget: windowMs must be > 0');
-    this.n = Math.max(1, Math.floor(options.buckets ?? d.buckets));
+    this.n = Math.max(1, Math.floor(options.buckets));
     this.bucketMs = this.windowMs / this.n;
     this.now = options.now ?? Date.now;
     this.stamps = new Float64Array(this.n).fill(-Infinity);

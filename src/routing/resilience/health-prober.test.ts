@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { HealthProber, type HealthChange, type ProbeResult } from './health-prober.ts';
+import { HealthProber, type HealthChange, type HealthProberOptions, type ProbeResult } from './health-prober.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -12,7 +12,7 @@ async function until(cond: () => boolean, timeoutMs = 2000): Promise<void> {
 }
 
 const probers: HealthProber[] = [];
-function make(opts: ConstructorParameters<typeof HealthProber>[0] = {}) {
+function make(opts: Partial<HealthProberOptions> = {}) {
   const changes: HealthChange[] = [];
   const p = new HealthProber({ intervalMs: 10, timeoutMs: 30, healthyThreshold: 2, unhealthyThreshold: 3, jitter: 0.2, onChange: (c) => changes.push(c), ...opts });
   probers.push(p);

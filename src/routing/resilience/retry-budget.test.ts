@@ -1,10 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { RetryBudget } from './retry-budget.ts';
+import { configSchema } from '../../config/schema.ts';
+import { RetryBudget, type RetryBudgetOptions } from './retry-budget.ts';
+
+/** The config's defaults (what a user gets), with the test's settings on top. */
+const DEFAULTS = configSchema.parse({}).router.retryBudget;
+const budget = (options: Partial<RetryBudgetOptions>) => new RetryBudget({ ...DEFAULTS, ...options });
 
 describe('RetryBudget', () => {
   it('allows the per-second floor with no traffic, then refuses', () => {
     const c = { t: 0 };
-    const b = new RetryBudget({ minRetriesPerSecond: 2, windowMs: 5000, now: () => c.t }); // floor: 10 per window
+    const b = budget({ minRetriesPerSecond: 2, windowMs: 5000, now: () => c.t }); // floor: 10 per window
     let ok = 0;
     for (let i = 0; i < 50; i++) if (b.tryAcquire()) ok++;
     expect(ok).toBe(10);
@@ -14,12 +19,12 @@ describe('RetryBudget', () => {
 
   it('allows ratio × requests on top of the floor (20 % by default)', () => {
     const c = { t: 0 };
-    const b = new RetryBudget({ minRetriesPerSecond: 0, now: () => c.t });
+    const b = budget({ minRetriesPerSecond: 0, now: () => c.t });
     for (let i = 0; i < 1000; i++) b.recordRequest();
     let ok = 0;
     for (let i = 0; i < 1000; i++) if (b.tryAcquire()) ok++;
     expect(ok).toBe(200);
-    const d = new RetryBudget({ now: () => c.t }); // floor 10/s × 10 s = 100
+    const d = budget({ now: () => c.t }); // floor 10/s × 10 s = 100
     for (let i = 0; i < 1000; i++) d.recordRequest();
     ok = 0;
     for (let i = 0; i < 1000; i++) if (d.tryAcquire()) ok++;
@@ -28,7 +33,7 @@ describe('RetryBudget', () => {
 
   it('slides: old requests and retries leave the window', () => {
     const c = { t: 0 };
-    const b = new RetryBudget({ minRetriesPerSecond: 0, ratio: 0.5, windowMs: 10_000, buckets: 10, now: () => c.t });
+    const b = budget({ minRetriesPerSecond: 0, ratio: 0.5, windowMs: 10_000, buckets: 10, now: () => c.t });
     for (let i = 0; i < 10; i++) b.recordRequest();
     for (let i = 0; i < 5; i++) expect(b.tryAcquire()).toBe(true);
     expect(b.tryAcquire()).toBe(false);
@@ -43,9 +48,9 @@ describe('RetryBudget', () => {
   });
 
   it('recordRetry spends budget; bad windows are rejected', () => {
-    const b = new RetryBudget({ minRetriesPerSecond: 0.1, windowMs: 10_000, now: () => 0 }); // floor 1
+    const b = budget({ minRetriesPerSecond: 0.1, windowMs: 10_000, now: () => 0 }); // floor 1
     b.recordRetry();
     expect(b.canRetry()).toBe(false);
-    expect(() => new RetryBudget({ windowMs: 0 })).toThrow(RangeError);
+    expect(() => budget({ windowMs: 0 })).toThrow(RangeError);
   });
 });

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { CircuitBreaker, CircuitBreakers, type CircuitStateChange } from './circuit-breaker.ts';
+import { configSchema } from '../../config/schema.ts';
+import { CircuitBreaker, CircuitBreakers, type CircuitBreakerOptions, type CircuitStateChange } from './circuit-breaker.ts';
+
+/** The config's defaults (what a user gets), with the test's settings on top. */
+const DEFAULTS = configSchema.parse({}).router.circuitBreaker;
+function breaker(options: Partial<CircuitBreakerOptions>): CircuitBreaker {
+  return new CircuitBreaker({ ...DEFAULTS, halfOpenIntervalMs: options.openMs ?? DEFAULTS.halfOpenIntervalMs, ...options });
+}
 
 function clock(start = 1_000_000) {
   const c = { t: start, now: () => c.t };
@@ -10,7 +17,7 @@ describe('CircuitBreaker', () => {
   it('opens after N consecutive failures (a success resets the count)', () => {
     const c = clock();
     const changes: CircuitStateChange[] = [];
-    const b = new CircuitBreaker({ consecutiveFailures: 3, failureRateThreshold: 0, now: c.now, onStateChange: (x) => changes.push(x) });
+    const b = breaker({ consecutiveFailures: 3, failureRateThreshold: 0, now: c.now, onStateChange: (x) => changes.push(x) });
     b.onFailure(); b.onFailure(); b.onSuccess(); b.onFailure(); b.onFailure();
     expect(b.state).toBe('closed');
     b.onFailure();
@@ -21,7 +28,7 @@ describe('CircuitBreaker', () => {
 
   it('opens on failure rate over the window only with enough requests', () => {
     const c = clock();
-    const b = new CircuitBreaker({ consecutiveFailures: 0, failureRateThreshold: 0.5, minRequests: 10, windowMs: 10_000, now: c.now });
+    const b = breaker({ consecutiveFailures: 0, failureRateThreshold: 0.5, minRequests: 10, windowMs: 10_000, now: c.now });
     for (let i = 0; i < 4; i++) { b.onFailure(); b.onSuccess(); }
     expect(b.state).toBe('closed'); // 8 requests < 10
     b.onSuccess(); b.onFailure(); // 10 requests, 5 failures
@@ -30,7 +37,7 @@ describe('CircuitBreaker', () => {
 
   it('forgets failures that slid out of the window', () => {
     const c = clock();
-    const b = new CircuitBreaker({ consecutiveFailures: 0, failureRateThreshold: 0.5, minRequests: 4, windowMs: 10_000, now: c.now });
+    const b = breaker({ consecutiveFailures: 0, failureRateThreshold: 0.5, minRequests: 4, windowMs: 10_000, now: c.now });
     b.onFailure(); b.onFailure(); b.onFailure();
     c.t += 11_000;
     b.onSuccess(); b.onSuccess(); b.onSuccess(); b.onFailure();
@@ -41,7 +48,7 @@ describe('CircuitBreaker', () => {
   it('half-opens after the cool-down, lets one probe through, closes on success', () => {
     const c = clock();
     const changes: string[] = [];
-    const b = new CircuitBreaker({ consecutiveFailures: 1, now: c.now, onStateChange: (x) => changes.push(`${x.from}>${x.to}:${x.reason}`) });
+    const b = breaker({ consecutiveFailures: 1, now: c.now, onStateChange: (x) => changes.push(`${x.from}>${x.to}:${x.reason}`) });
     b.onFailure();
     c.t += 4_999;
     expect(b.allow()).toBe(false);
@@ -60,7 +67,7 @@ describe('CircuitBreaker', () => {
   it('re-opens on a failed probe with a growing, capped cool-down; a close resets it', () => {
     const c = clock();
     const retryAts: number[] = [];
-    const b = new CircuitBreaker({ consecutiveFailures: 1, coolDownMs: 1000, backoffMultiplier: 2, maxCoolDownMs: 5000, now: c.now,
+    const b = breaker({ consecutiveFailures: 1, openMs: 1000, backoffMultiplier: 2, maxOpenMs: 5000, now: c.now,
       onStateChange: (x) => { if (x.to === 'open') retryAts.push(x.retryAt! - x.at); } });
     b.onFailure();
     for (let i = 0; i < 5; i++) {
@@ -78,7 +85,7 @@ describe('CircuitBreaker', () => {
 
   it('allows another probe when the previous one never answered (per half-open interval)', () => {
     const c = clock();
-    const b = new CircuitBreaker({ consecutiveFailures: 1, coolDownMs: 1000, halfOpenIntervalMs: 500, halfOpenMaxProbes: 2, now: c.now });
+    const b = breaker({ consecutiveFailures: 1, openMs: 1000, halfOpenIntervalMs: 500, halfOpenMaxProbes: 2, now: c.now });
     b.onFailure();
     c.t += 1000;
     expect(b.allow()).toBe(true);
@@ -92,7 +99,7 @@ describe('CircuitBreaker', () => {
 
   it('onCancel frees a probe slot; successThreshold needs several successes', () => {
     const c = clock();
-    const b = new CircuitBreaker({ consecutiveFailures: 1, successThreshold: 2, now: c.now });
+    const b = breaker({ consecutiveFailures: 1, successThreshold: 2, now: c.now });
     b.onFailure();
     c.t += 5000;
     expect(b.allow()).toBe(true);
@@ -107,7 +114,7 @@ describe('CircuitBreaker', () => {
 
   it('ignores late failures while open, and works for a lone instance (no instance-count logic)', () => {
     const c = clock();
-    const b = new CircuitBreaker({ consecutiveFailures: 2, now: c.now });
+    const b = breaker({ consecutiveFailures: 2, now: c.now });
     b.onFailure(); b.onFailure();
     const until = b.retryAt;
     b.onFailure(); b.onFailure();
@@ -117,7 +124,7 @@ describe('CircuitBreaker', () => {
   });
 
   it('a throwing listener does not break the breaker', () => {
-    const b = new CircuitBreaker({ consecutiveFailures: 1, onStateChange: () => { throw new Error('boom'); } });
+    const b = breaker({ consecutiveFailures: 1, onStateChange: () => { throw new Error('boom'); } });
     expect(() => b.onFailure()).not.toThrow();
     expect(b.state).toBe('open');
   });
@@ -127,7 +134,7 @@ describe('CircuitBreakers', () => {
   it('keeps one breaker per id and reports changes with the id', () => {
     const c = clock();
     const seen: string[] = [];
-    const set = new CircuitBreakers({ consecutiveFailures: 1, now: c.now }, (id, x) => seen.push(`${id}:${x.to}`));
+    const set = new CircuitBreakers({ ...DEFAULTS, consecutiveFailures: 1, now: c.now }, (id, x) => seen.push(`${id}:${x.to}`));
     set.get('a').onFailure();
     expect(set.get('a').state).toBe('open');
     expect(set.get('b').state).toBe('closed');

@@ -10,7 +10,7 @@ export class LatencyWindow {
   private sorted: Float64Array | undefined;
   private sinceSort = 0;
 
-  constructor(private readonly size = 512, private readonly refreshEvery = 16) {
+  constructor(private readonly size: number, private readonly refreshEvery: number) {
     this.ring = new Float64Array(size);
   }
 
