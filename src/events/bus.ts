@@ -14,6 +14,8 @@ export interface ModelEvent {
   instanceId?: string;
   status?: string;
   at: Date;
+  /** The ModelRegistry that made the change (one per gateway replica): that replica's Fleet applied it already. */
+  origin?: string;
 }
 
 export interface InstanceHealthEvent {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { McpError } from '../errors.ts';
-import { parseInput } from '../models/registry.ts';
+import { parseInput } from '../validation.ts';
 import type { InferenceInput, InferenceRequest, Principal } from './types.ts';
 
 const DATATYPES = ['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64', 'BYTES'] as const;
