@@ -1,4 +1,4 @@
-import { modelStatus, INSTANCE_STATUSES, TASKS, type InstanceRow, type ModelRow, type VersionRow } from '../models/registry.ts';
+import { INSTANCE_STATUSES, TASKS, type InstanceRow, type ModelRow, type VersionRow } from '../models/registry.ts';
 import { builder } from './builder.ts';
 import { compact } from './input.ts';
 
@@ -71,10 +71,7 @@ ModelRef.implement({
     status: t.field({
       type: InstanceStatusEnum,
       description: 'Derived from the instances: READY when any instance is ready (from the live fleet view, no SQL).',
-      resolve: async (m, _a, ctx) => {
-        const view = await ctx.services.instances.current(m.id);
-        return upper(modelStatus(view ? [...view.versions.values()].flat() : []));
-      },
+      resolve: async (m, _a, ctx) => upper(await ctx.services.instances.statusOf(m.id)),
     }),
   }),
 });

@@ -4,7 +4,7 @@ import { McpError, toMcpError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { BalancerCandidate, LoadedInstance } from '../plugin/contract.ts';
 import type { PluginHost } from '../plugin/host.ts';
-import type { InstanceRow, InstanceStatus, ModelRegistry } from './registry.ts';
+import { modelStatus, type InstanceRow, type InstanceStatus, type ModelRegistry } from './registry.ts';
 
 /** An instance as the router sees it: live counters, the loaded handle, status. */
 export interface InstanceHandle extends BalancerCandidate {
@@ -69,6 +69,12 @@ export class Fleet {
   /** The router's view of a model, built from the registry when this replica has none yet; undefined when not registered. */
   async current(modelId: string): Promise<ModelView | undefined> {
     return this.views.get(modelId) ?? this.refresh(modelId);
+  }
+
+  /** The model's status from this replica's handles (no SQL once the view exists): ready when any instance is ready here. */
+  async statusOf(modelId: string): Promise<InstanceStatus> {
+    const view = await this.current(modelId);
+    return modelStatus(view ? [...view.versions.values()].flat() : []);
   }
 
   /** Rebuilds the view of one model from the registry (after any change to it). */

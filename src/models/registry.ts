@@ -19,7 +19,7 @@ export const TASKS = ['generate', 'chat', 'embed', 'tensor'] as const;
 const id = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, ".", "_" or "-", starting with a letter or digit, at most 63 characters');
 const versionName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_" or "-", at most 63 characters');
 
-export const instanceInputSchema = z.strictObject({
+const instanceInputSchema = z.strictObject({
   id: id.optional(),
   backend: z.string().min(1),
   endpoint: z.string().min(1).optional(),
@@ -27,12 +27,12 @@ export const instanceInputSchema = z.strictObject({
   weight: z.number().positive().max(1_000_000).default(1),
   options: z.record(z.string(), z.unknown()).default({}),
 });
-export const versionInputSchema = z.strictObject({
+const versionInputSchema = z.strictObject({
   version: versionName,
   description: z.string().max(2000).default(''),
   instances: z.array(instanceInputSchema).max(256).default([]),
 });
-export const registerModelSchema = z.strictObject({
+const registerModelSchema = z.strictObject({
   id,
   name: z.string().min(1).max(200).optional(),
   description: z.string().max(2000).default(''),
@@ -41,7 +41,7 @@ export const registerModelSchema = z.strictObject({
   defaultVersion: versionName.optional(),
   versions: z.array(versionInputSchema).max(64).default([]),
 });
-export const updateModelSchema = z.strictObject({
+const updateModelSchema = z.strictObject({
   name: z.string().min(1).max(200).optional(),
   description: z.string().max(2000).optional(),
   labels: z.record(z.string().max(63), z.string().max(200)).optional(),
@@ -188,6 +188,11 @@ export class ModelRegistry {
   /** Instances no worker process registered (served by a backend the gateway runs or reaches itself). */
   async instancesWithoutWorker(): Promise<InstanceRow[]> {
     return this.db.select().from(instances).where(isNull(instances.workerId)).orderBy(asc(instances.createdAt), asc(instances.id));
+  }
+
+  /** Each model's status, derived from its stored instances (as every replica sees them). */
+  async statusesOf(modelIds: readonly string[]): Promise<InstanceStatus[]> {
+    return (await this.instancesByModel(modelIds)).map(modelStatus);
   }
 
   async getInstance(instanceId: string): Promise<(InstanceRow & { version: string }) | undefined> {

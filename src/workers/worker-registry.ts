@@ -11,7 +11,7 @@ import type { DeviceInfo } from '../plugin/contract.ts';
 import type { PluginHost } from '../plugin/host.ts';
 
 export type WorkerRow = typeof workers.$inferSelect;
-export type WorkerStatus = 'healthy' | 'unhealthy' | 'stopped';
+type WorkerStatus = 'healthy' | 'unhealthy' | 'stopped';
 
 /** Load figures a worker reports with each heartbeat (kept in memory, not stored). */
 export interface WorkerLoad {
@@ -35,7 +35,7 @@ export const HEARTBEAT_LOST = 'worker heartbeat lost';
 /** statusReason of instances whose worker deregistered (SIGTERM). */
 export const WORKER_STOPPED = 'worker stopped';
 /** A worker is unhealthy when its last heartbeat is older than this many intervals. */
-export const MISSED_HEARTBEATS = 2.5;
+const MISSED_HEARTBEATS = 2.5;
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_" or "-", at most 63 characters');
 const instanceId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, ".", "_" or "-", at most 63 characters');
@@ -248,29 +248,25 @@ export class WorkerRegistry {
 
   // ─────────────── watchdog ───────────────
 
-  /** Marks workers whose last heartbeat is older than MISSED_HEARTBEATS intervals unhealthy; returns their ids. */
-  async sweep(now = Date.now()): Promise<string[]> {
+  /** Marks workers whose last heartbeat is older than MISSED_HEARTBEATS intervals unhealthy and takes their instances out of routing. */
+  private async sweep(): Promise<void> {
     const rows = await this.db.select().from(workers).where(eq(workers.status, 'healthy'));
-    const lapsed: string[] = [];
     for (const w of rows) {
       this.noteInterval(w.heartbeatIntervalMs);
-      if (now - w.lastHeartbeatAt.getTime() <= MISSED_HEARTBEATS * w.heartbeatIntervalMs) continue;
-      const marked = await this.inOrder(w.id, async () => {
+      if (Date.now() - w.lastHeartbeatAt.getTime() <= MISSED_HEARTBEATS * w.heartbeatIntervalMs) continue;
+      await this.inOrder(w.id, async () => {
         // re-check inside the queue: a heartbeat may have landed meanwhile
         const [cur] = await this.db.select().from(workers).where(eq(workers.id, w.id));
-        if (!cur || cur.status !== 'healthy' || Date.now() - cur.lastHeartbeatAt.getTime() <= MISSED_HEARTBEATS * cur.heartbeatIntervalMs) return false;
+        if (!cur || cur.status !== 'healthy' || Date.now() - cur.lastHeartbeatAt.getTime() <= MISSED_HEARTBEATS * cur.heartbeatIntervalMs) return;
         await this.db.update(workers).set({ status: 'unhealthy' }).where(eq(workers.id, w.id));
         const [rowsOf = []] = await this.registry.instancesByWorker([w.id]);
         for (const inst of rowsOf) {
           if (inst.status === 'ready' || inst.status === 'loading' || inst.status === 'registered') await this.fleet.markFailed(inst.id, HEARTBEAT_LOST);
         }
         this.logger.warn({ worker: w.id, lastHeartbeatAt: cur.lastHeartbeatAt, intervalMs: cur.heartbeatIntervalMs }, 'worker stopped heartbeating: marked unhealthy');
-        return true;
       });
-      if (marked) lapsed.push(w.id);
     }
     await this.alignLocalHandles();
-    return lapsed;
   }
 
   /** Another gateway replica may have marked a worker (shared database): this replica's Fleet follows. */
@@ -286,7 +282,7 @@ export class WorkerRegistry {
     const delay = Math.max(25, Math.min(MAX_SWEEP_MS, Math.floor(this.minIntervalMs / 4)));
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.sweeping = this.sweep().then(() => {}, (err) => this.logger.warn({ err }, 'worker watchdog sweep failed')).finally(() => {
+      this.sweeping = this.sweep().catch((err) => this.logger.warn({ err }, 'worker watchdog sweep failed')).finally(() => {
         this.sweeping = undefined;
         this.schedule();
       });
