@@ -2,7 +2,7 @@ import { INSTANCE_STATUSES, TASKS, type InstanceRow, type ModelRow, type Version
 import { builder } from './builder.ts';
 import { compact } from './input.ts';
 
-export const InstanceStatusEnum = builder.enumType('InstanceStatus', {
+const InstanceStatusEnum = builder.enumType('InstanceStatus', {
   values: INSTANCE_STATUSES.map((s) => s.toUpperCase()) as unknown as readonly string[],
 });
 export const TaskEnum = builder.enumType('Task', { values: TASKS.map((s) => s.toUpperCase()) as unknown as readonly string[] });
@@ -11,7 +11,7 @@ const upper = (s: string) => s.toUpperCase();
 const lower = (s: string) => s.toLowerCase();
 
 export const InstanceRef = builder.objectRef<InstanceRow>('Instance');
-export const VersionRef = builder.objectRef<VersionRow>('ModelVersion');
+const VersionRef = builder.objectRef<VersionRow>('ModelVersion');
 export const ModelRef = builder.objectRef<ModelRow>('Model');
 
 InstanceRef.implement({
@@ -103,7 +103,7 @@ const ModelFilter = builder.inputType('ModelFilter', {
   }),
 });
 
-export const InstanceInput = builder.inputType('InstanceInput', {
+const InstanceInput = builder.inputType('InstanceInput', {
   fields: (t) => ({
     id: t.string(),
     backend: t.string({ required: true, description: 'Backend plugin name (tfjs, openai, kserve-v2, worker, …).' }),

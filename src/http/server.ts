@@ -34,8 +34,6 @@ function graphqlBodyProblem(req: IncomingMessage, limit: number): McpError | und
 
 export interface GatewayHttpServer {
   server: Server;
-  /** Requests being served now. */
-  inflight(): number;
   /** Stops accepting, waits for in-flight requests up to graceMs, then closes every connection. */
   shutdown(graceMs: number): Promise<void>;
 }
@@ -124,7 +122,6 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
 
   return {
     server,
-    inflight: () => inflight,
     async shutdown(graceMs) {
       draining = true;
       const closed = new Promise<void>((r) => server.close(() => r()));
