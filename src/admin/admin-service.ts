@@ -173,7 +173,9 @@ export class AdminService {
     } else {
       reload = existing.endpoint !== endpoint || existing.backend !== 'worker';
     }
-    await this.registry.assignToWorker(id, { workerId, endpoint, options, ...(inst.device ? { device: inst.device } : {}), ...(inst.runtime ? { runtime: inst.runtime } : {}) });
+    await this.registry.assignToWorker(id, {
+      workerId, endpoint, options, ...(inst.device ? { device: inst.device } : {}), ...(inst.runtime ? { runtime: inst.runtime } : {}),
+    });
     if (reload && this.fleet.handle(id)?.loaded) await this.fleet.unload(id);
     await this.fleet.load(id);
   }

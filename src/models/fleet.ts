@@ -79,8 +79,8 @@ export class Fleet {
 
   /** Rebuilds the view of one model from the registry (after any change to it). */
   async refresh(modelId: string): Promise<ModelView | undefined> {
-    // Refreshes of one model may overlap (event watcher + a mutation); the one started last read the
-    // newest rows, so an older one that finishes later must not overwrite its view.
+    // Refreshes of one model may overlap (the router, an admin operation, the event watcher); the one
+    // started last read the newest rows, so an older one that finishes later must not overwrite its view.
     const seq = ++this.refreshSeq;
     const model = await this.registry.get(modelId);
     if ((this.appliedRefresh.get(modelId) ?? 0) > seq) return this.views.get(modelId);
@@ -330,7 +330,6 @@ export class Fleet {
       await loaded.unload().catch(() => {});
     }
   }
-
 }
 
 /** An instance this replica should hold and has not loaded (not unloaded or draining on purpose). */

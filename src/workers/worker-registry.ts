@@ -218,7 +218,10 @@ export class WorkerRegistry {
   /** Upserts the worker's row as healthy, heartbeating now (call inside inOrder). */
   async upsert(workerId: string, input: RegisterWorker): Promise<WorkerView> {
     const now = new Date();
-    const set = { name: input.name, endpoint: input.endpoint, devices: input.devices, status: 'healthy', heartbeatIntervalMs: input.heartbeatIntervalMs, lastHeartbeatAt: now };
+    const set = {
+      name: input.name, endpoint: input.endpoint, devices: input.devices, status: 'healthy',
+      heartbeatIntervalMs: input.heartbeatIntervalMs, lastHeartbeatAt: now,
+    };
     const [row] = await this.db.insert(workers).values({ id: workerId, ...set }).onConflictDoUpdate({ target: workers.id, set }).returning();
     this.noteInterval(input.heartbeatIntervalMs);
     return this.view(row!);
@@ -228,7 +231,10 @@ export class WorkerRegistry {
    * Records a heartbeat (and the load it reports) of a registered, not stopped worker; returns the
    * worker and the status it had before (call inside inOrder).
    */
-  async recordHeartbeat(workerId: string, load?: { inflight?: number | null; requestsTotal?: number | null }): Promise<{ worker: WorkerView; was: WorkerStatus }> {
+  async recordHeartbeat(
+    workerId: string,
+    load?: { inflight?: number | null; requestsTotal?: number | null },
+  ): Promise<{ worker: WorkerView; was: WorkerStatus }> {
     const [before] = await this.db.select().from(workers).where(eq(workers.id, workerId));
     if (!before) throw new McpError('MCP_WORKER_NOT_FOUND', `no worker "${workerId}": register first`, { details: { worker: workerId } });
     if (before.status === 'stopped') throw new McpError('MCP_WORKER_NOT_FOUND', `worker "${workerId}" deregistered: register again`, { details: { worker: workerId } });
@@ -273,7 +279,9 @@ export class WorkerRegistry {
   private async alignLocalHandles(): Promise<void> {
     const all = await this.db.select({ id: workers.id, status: workers.status }).from(workers);
     const rows = await this.registry.instancesByWorker(all.map((w) => w.id));
-    this.fleet.followWorkers(all.flatMap((w, i) => (rows[i] ?? []).map((r) => ({ instanceId: r.id, status: r.status, workerHealthy: w.status === 'healthy' }))));
+    this.fleet.followWorkers(all.flatMap((w, i) => (rows[i] ?? []).map((r) => ({
+      instanceId: r.id, status: r.status, workerHealthy: w.status === 'healthy',
+    }))));
   }
 
   private schedule(): void {
@@ -312,6 +320,7 @@ export class WorkerRegistry {
   /** Sends a command to its worker (every replica delivers it to the worker's subscription). */
   send(command: WorkerCommand): void {
     this.events.publish('workerCommands', command);
-    this.logger.info({ worker: command.workerId, action: command.action, model: command.modelId, version: command.version }, `${command.action} command sent to worker`);
+    const { workerId: worker, action, modelId: model, version } = command;
+    this.logger.info({ worker, action, model, version }, `${action} command sent to worker`);
   }
 }

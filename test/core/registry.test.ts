@@ -85,7 +85,9 @@ describe.each(STORAGES)('model registry over GraphQL and REST (%s)', (storageKin
     const two = { ...modelInput('two'), versions: [{ version: 'v1', instances: [{ backend: 'echo' }] }, { version: 'v2', instances: [{ backend: 'echo' }] }] };
     expect((await gw.gql(REGISTER, { input: two })).errors).toBeUndefined();
     for (const version of ['v2', 'v1', 'v2']) {
-      const up = await gw.gql<{ updateModel: { defaultVersion: string } }>('mutation ($v: String!) { updateModel(id: "two", input: { defaultVersion: $v }) { defaultVersion } }', { v: version });
+      const up = await gw.gql<{ updateModel: { defaultVersion: string } }>(
+        'mutation ($v: String!) { updateModel(id: "two", input: { defaultVersion: $v }) { defaultVersion } }', { v: version },
+      );
       expect(up.data?.updateModel.defaultVersion).toBe(version);
       const res = await fetch(`${gw.url}/api/v1/models/two/inference`, { method: 'POST', body: '{"input":"x"}' });
       expect(await res.json()).toMatchObject({ version });
