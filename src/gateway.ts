@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createLogger, flushLogs } from './logging.ts';
 import { Registry } from 'prom-client';
+import { AdminService } from './admin/admin-service.ts';
 import { AuthService } from './auth/auth-service.ts';
 import type { Config } from './config/schema.ts';
 import { openDatabase } from './db/client.ts';
@@ -98,8 +99,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     inference.observe(traffic);
     const workers = new WorkerRegistry(database, registry, fleet, plugins, events, logger.child({ component: 'workers' }));
     closers.push(() => workers.close());
+    const admin = new AdminService(registry, fleet, workers, router, logger.child({ component: 'admin' }));
     const services: Services = {
-      config, logger, database, plugins, events, registry, instances: fleet, router, traffic, inference, metrics, metricsRegistry, workers,
+      config, logger, database, plugins, events, registry, instances: fleet, router, traffic, inference, metrics, metricsRegistry, workers, admin,
       auth: new AuthService(plugins),
       async readiness() {
         const checks: Record<string, { ok: boolean; detail?: string }> = { storage: { ok: await database.ping() } };

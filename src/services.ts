@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { AdminService } from './admin/admin-service.ts';
 import type { Config } from './config/schema.ts';
 import type { Database } from './db/client.ts';
 import type { EventBus } from './events/bus.ts';
@@ -29,8 +30,10 @@ export interface Services {
   auth: AuthService;
   metrics: GatewayMetrics;
   metricsRegistry: Registry;
-  /** Worker processes: registration, heartbeats, watchdog, load/unload commands. */
+  /** Worker processes as stored (the workers table), their load reports, the watchdog and the command channel. */
   workers: WorkerRegistry;
+  /** Administrative operations (models, instances, workers): what GraphQL mutations and the worker protocol call. */
+  admin: AdminService;
   /** Ready when storage answers and every required plugin is healthy. */
   readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; detail?: string }> }>;
 }

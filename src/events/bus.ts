@@ -26,6 +26,8 @@ export interface ModelEvent {
   /** INSTANCE_STATUS: the instance's new status. */
   status?: InstanceStatus;
   at: Date;
+  /** The ModelRegistry that made the change (one per gateway replica): that replica's Fleet applied it already. */
+  origin?: string;
 }
 
 export interface InstanceHealthEvent {

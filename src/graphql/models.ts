@@ -1,9 +1,9 @@
-import { modelStatus, INSTANCE_STATUSES, TASKS, type InstanceRow, type ModelRow, type VersionRow } from '../models/registry.ts';
+import { INSTANCE_STATUSES, TASKS, type InstanceRow, type ModelRow, type VersionRow } from '../models/registry.ts';
 import { builder } from './builder.ts';
 import { compact } from './input.ts';
 import { MODEL_EVENT_TYPES, type ModelEvent } from '../events/bus.ts';
 
-export const InstanceStatusEnum = builder.enumType('InstanceStatus', {
+const InstanceStatusEnum = builder.enumType('InstanceStatus', {
   values: INSTANCE_STATUSES.map((s) => s.toUpperCase()) as unknown as readonly string[],
 });
 export const TaskEnum = builder.enumType('Task', { values: TASKS.map((s) => s.toUpperCase()) as unknown as readonly string[] });
@@ -12,7 +12,7 @@ const upper = (s: string) => s.toUpperCase();
 const lower = (s: string) => s.toLowerCase();
 
 export const InstanceRef = builder.objectRef<InstanceRow>('Instance');
-export const VersionRef = builder.objectRef<VersionRow>('ModelVersion');
+const VersionRef = builder.objectRef<VersionRow>('ModelVersion');
 export const ModelRef = builder.objectRef<ModelRow>('Model');
 
 InstanceRef.implement({
@@ -72,10 +72,7 @@ ModelRef.implement({
     status: t.field({
       type: InstanceStatusEnum,
       description: 'Derived from the instances: READY when any instance is ready (from the live fleet view, no SQL).',
-      resolve: async (m, _a, ctx) => {
-        const view = ctx.services.instances.view(m.id) ?? (await ctx.services.instances.refresh(m.id));
-        return upper(modelStatus(view ? [...view.versions.values()].flat() : []));
-      },
+      resolve: async (m, _a, ctx) => upper(await ctx.services.instances.statusOf(m.id)),
     }),
   }),
 });
@@ -107,7 +104,7 @@ const ModelFilter = builder.inputType('ModelFilter', {
   }),
 });
 
-export const InstanceInput = builder.inputType('InstanceInput', {
+const InstanceInput = builder.inputType('InstanceInput', {
   fields: (t) => ({
     id: t.string(),
     backend: t.string({ required: true, description: 'Backend plugin name (tfjs, openai, kserve-v2, worker, …).' }),
@@ -187,94 +184,63 @@ builder.mutationFields((t) => ({
     type: ModelRef,
     authScopes: { role: 'admin' },
     args: { input: t.arg({ type: RegisterModelInput, required: true }) },
-    resolve: async (_r, { input }, ctx) => {
-      const model = await ctx.services.registry.register(compact({ ...input, task: lower(input.task) }));
-      await ctx.services.instances.reconcileModel(model.id);
-      return model;
-    },
+    resolve: (_r, { input }, ctx) => ctx.services.admin.registerModel(compact({ ...input, task: lower(input.task) })),
   }),
   updateModel: t.field({
     type: ModelRef,
     authScopes: { role: 'admin' },
     args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateModelInput, required: true }) },
-    resolve: (_r, { id, input }, ctx) => ctx.services.registry.update(String(id), compact(input)),
+    resolve: (_r, { id, input }, ctx) => ctx.services.admin.updateModel(String(id), compact(input)),
   }),
   deleteModel: t.field({
     type: ModelRef,
     authScopes: { role: 'admin' },
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_r, { id }, ctx) => {
-      await ctx.services.instances.unloadModel(String(id));
-      return ctx.services.registry.delete(String(id));
-    },
+    resolve: (_r, { id }, ctx) => ctx.services.admin.deleteModel(String(id)),
   }),
   addModelVersion: t.field({
     type: VersionRef,
     authScopes: { role: 'admin' },
     args: { model: t.arg.id({ required: true }), input: t.arg({ type: VersionInput, required: true }) },
-    resolve: async (_r, { model, input }, ctx) => {
-      const v = await ctx.services.registry.addVersion(String(model), compact(input));
-      await ctx.services.instances.reconcileModel(String(model));
-      return v;
-    },
+    resolve: (_r, { model, input }, ctx) => ctx.services.admin.addModelVersion(String(model), compact(input)),
   }),
   addInstance: t.field({
     type: InstanceRef,
     authScopes: { role: 'admin' },
     args: { model: t.arg.id({ required: true }), version: t.arg.string({ required: true }), input: t.arg({ type: InstanceInput, required: true }) },
-    resolve: async (_r, { model, version, input }, ctx) => {
-      const row = await ctx.services.registry.addInstance(String(model), version, compact(input));
-      await ctx.services.instances.load(row.id);
-      return (await ctx.services.registry.getInstance(row.id)) ?? row;
-    },
+    resolve: (_r, { model, version, input }, ctx) => ctx.services.admin.addInstance(String(model), version, compact(input)),
   }),
   loadInstance: t.field({
     type: InstanceRef,
     authScopes: { role: 'admin' },
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_r, { id }, ctx) => {
-      await ctx.services.instances.load(String(id));
-      return ctx.services.registry.requireInstance(String(id));
-    },
+    resolve: (_r, { id }, ctx) => ctx.services.admin.loadInstance(String(id)),
   }),
   unloadInstance: t.field({
     type: InstanceRef,
     authScopes: { role: 'admin' },
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_r, { id }, ctx) => {
-      await ctx.services.instances.unload(String(id));
-      return ctx.services.registry.requireInstance(String(id));
-    },
+    resolve: (_r, { id }, ctx) => ctx.services.admin.unloadInstance(String(id)),
   }),
   drainInstance: t.field({
     type: InstanceRef,
     description: 'Stops new requests to the instance and waits for in-flight ones (up to timeoutMs), then marks it DRAINING; unload or remove it after.',
     authScopes: { role: 'admin' },
     args: { id: t.arg.id({ required: true }), timeoutMs: t.arg.int({ defaultValue: 30_000 }) },
-    resolve: async (_r, { id, timeoutMs }, ctx) => {
-      await ctx.services.instances.drain(String(id), timeoutMs ?? 30_000);
-      return ctx.services.registry.requireInstance(String(id));
-    },
+    resolve: (_r, { id, timeoutMs }, ctx) => ctx.services.admin.drainInstance(String(id), timeoutMs ?? 30_000),
   }),
   resetInstanceHealth: t.field({
     type: InstanceRef,
     description: "Operator override: closes the instance's circuit breaker and lifts its outlier ejection and 429 throttle, so it gets traffic again at once. Active probes still give their verdict on their next round. Publishes on instanceHealth.",
     authScopes: { role: 'admin' },
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_r, { id }, ctx) => {
-      const row = await ctx.services.registry.requireInstance(String(id));
-      ctx.services.router.resetHealth(row.id);
-      return row;
-    },
+    resolve: (_r, { id }, ctx) => ctx.services.admin.resetInstanceHealth(String(id)),
   }),
   removeInstance: t.field({
     type: InstanceRef,
     authScopes: { role: 'admin' },
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_r, { id }, ctx) => {
-      await ctx.services.instances.unload(String(id));
-      return ctx.services.registry.removeInstance(String(id));
-    },
+    resolve: (_r, { id }, ctx) => ctx.services.admin.removeInstance(String(id)),
   }),
 }));
 

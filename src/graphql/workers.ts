@@ -131,7 +131,7 @@ builder.mutationFields((t) => ({
     description: 'A worker announces itself and what it serves; its instances are registered (backend `worker`) and loaded so the router routes to them.',
     authScopes: { role: 'worker' },
     args: { input: t.arg({ type: RegisterWorkerInput, required: true }) },
-    resolve: (_r, { input }, ctx) => ctx.services.workers.register(compact({
+    resolve: (_r, { input }, ctx) => ctx.services.admin.registerWorker(compact({
       ...input,
       instances: (input.instances ?? []).map((i) => ({ ...i, task: lower(i.task) })),
     })),
@@ -141,14 +141,14 @@ builder.mutationFields((t) => ({
     description: 'Keeps a worker healthy; MCP_WORKER_NOT_FOUND tells the worker to register again.',
     authScopes: { role: 'worker' },
     args: { id: t.arg.id({ required: true }), load: t.arg({ type: WorkerLoadInput }) },
-    resolve: (_r, args, ctx) => ctx.services.workers.heartbeat(String(args.id), args.load ?? undefined),
+    resolve: (_r, args, ctx) => ctx.services.admin.workerHeartbeat(String(args.id), args.load ?? undefined),
   }),
   deregisterWorker: t.field({
     type: WorkerRef,
     description: 'A worker shutting down: its instances leave routing at once.',
     authScopes: { role: 'worker' },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_r, args, ctx) => ctx.services.workers.deregister(String(args.id)),
+    resolve: (_r, args, ctx) => ctx.services.admin.deregisterWorker(String(args.id)),
   }),
   loadModelOnWorker: t.field({
     type: WorkerCommandRef,
@@ -167,7 +167,7 @@ builder.mutationFields((t) => ({
     },
     resolve: (_r, args, ctx) => {
       const { workerId, task, ...rest } = args;
-      return ctx.services.workers.loadOnWorker(String(workerId), compact({ ...rest, ...(task ? { task: lower(task) } : {}) }));
+      return ctx.services.admin.loadModelOnWorker(String(workerId), compact({ ...rest, ...(task ? { task: lower(task) } : {}) }));
     },
   }),
   unloadFromWorker: t.field({
@@ -175,7 +175,7 @@ builder.mutationFields((t) => ({
     description: 'Drains one of a worker’s instances (gateway or worker instance id), unloads it and tells the worker to release it.',
     authScopes: { role: 'admin' },
     args: { workerId: t.arg.id({ required: true }), instanceId: t.arg.string({ required: true }) },
-    resolve: (_r, args, ctx) => ctx.services.workers.unloadFromWorker(String(args.workerId), args.instanceId),
+    resolve: (_r, args, ctx) => ctx.services.admin.unloadFromWorker(String(args.workerId), args.instanceId),
   }),
 }));
 

@@ -11,7 +11,7 @@ const MODEL_PATH = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/inf
 const TEXT_INPUTS = new Set(['text_input', 'prompt', 'text']);
 
 async function modelView(services: Services, model: string, version?: string): Promise<ModelView> {
-  const view = services.instances.view(model) ?? (await services.instances.refresh(model));
+  const view = await services.instances.current(model);
   if (!view) throw new McpError('MCP_MODEL_NOT_FOUND', `no model "${model}"`, { details: { model } });
   if (version && !view.versions.has(version)) throw new McpError('MCP_VERSION_NOT_FOUND', `model "${model}" has no version "${version}"`, { details: { model, version } });
   return view;

@@ -1,7 +1,6 @@
 import { McpError } from '../errors.ts';
 import { buildInferenceRequest } from '../inference/request.ts';
 import type { InferenceResult } from '../inference/types.ts';
-import { modelStatus } from '../models/registry.ts';
 import type { Services } from '../services.ts';
 import { authRequestOf, pathParam, readJson, sendJson, type HttpExchange } from './common.ts';
 
@@ -52,9 +51,9 @@ export async function handleRest(services: Services, x: HttpExchange): Promise<b
       { task: url.searchParams.get('task') ?? undefined, search: url.searchParams.get('search') ?? undefined },
       { first: limit ? Number(limit) || 50 : 50, after: url.searchParams.get('cursor') ?? undefined },
     );
-    const statuses = await services.registry.instancesByModel(page.items.map((m) => m.id));
+    const statuses = await services.registry.statusesOf(page.items.map((m) => m.id));
     sendJson(res, 200, {
-      models: page.items.map((m, i) => modelJson(m, modelStatus(statuses[i] ?? []))),
+      models: page.items.map((m, i) => modelJson(m, statuses[i]!)),
       total: page.total,
       next_cursor: page.hasNextPage ? page.endCursor : null,
       status: 'ok',
@@ -65,8 +64,8 @@ export async function handleRest(services: Services, x: HttpExchange): Promise<b
   if (m && method === 'GET') {
     await services.auth.require(authRequestOf(req, 'rest'));
     const model = await services.registry.require(pathParam(m[1]!, 'model'));
-    const [rows] = await services.registry.instancesByModel([model.id]);
-    sendJson(res, 200, { model: modelJson(model, modelStatus(rows ?? [])), status: 'ok' });
+    const [status] = await services.registry.statusesOf([model.id]);
+    sendJson(res, 200, { model: modelJson(model, status!), status: 'ok' });
     return true;
   }
   m = MODEL_INFERENCE.exec(path);

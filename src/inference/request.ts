@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { McpError } from '../errors.ts';
-import { parseInput } from '../models/registry.ts';
+import { parseInput } from '../validation.ts';
 import type { InferenceInput, InferenceRequest, Principal } from './types.ts';
 import { inferenceInputSchema } from './schema.ts';
 

@@ -4,7 +4,7 @@ import { McpError, toMcpError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { BalancerCandidate, LoadedInstance } from '../plugin/contract.ts';
 import type { PluginHost } from '../plugin/host.ts';
-import type { InstanceRow, InstanceStatus, ModelRegistry } from './registry.ts';
+import { modelStatus, type InstanceRow, type InstanceStatus, type ModelRegistry } from './registry.ts';
 
 /** An instance as the router sees it: live counters, the loaded handle, status. */
 export interface InstanceHandle extends BalancerCandidate {
@@ -32,7 +32,11 @@ export interface ModelView {
 
 /**
  * Loads and unloads instances through their backend plugins and keeps the in-memory view the
- * router reads on every request (no SQL on the hot path).
+ * router reads on every request (no SQL on the hot path). The one owner of instance handles:
+ * everyone else asks it (load, unload, drain, markFailed, followWorkers, forget…) and reads.
+ *
+ * A change made on this replica is applied here by the service that made it, before it answers;
+ * `watch` applies the changes other replicas publish.
  */
 export class Fleet {
   private readonly handles = new Map<string, InstanceHandle>();
@@ -62,10 +66,21 @@ export class Fleet {
     return this.handles.values();
   }
 
+  /** The router's view of a model, built from the registry when this replica has none yet; undefined when not registered. */
+  async current(modelId: string): Promise<ModelView | undefined> {
+    return this.views.get(modelId) ?? this.refresh(modelId);
+  }
+
+  /** The model's status from this replica's handles (no SQL once the view exists): ready when any instance is ready here. */
+  async statusOf(modelId: string): Promise<InstanceStatus> {
+    const view = await this.current(modelId);
+    return modelStatus(view ? [...view.versions.values()].flat() : []);
+  }
+
   /** Rebuilds the view of one model from the registry (after any change to it). */
   async refresh(modelId: string): Promise<ModelView | undefined> {
-    // Refreshes of one model may overlap (event watcher + a mutation); the one started last read the
-    // newest rows, so an older one that finishes later must not overwrite its view.
+    // Refreshes of one model may overlap (the router, an admin operation, the event watcher); the one
+    // started last read the newest rows, so an older one that finishes later must not overwrite its view.
     const seq = ++this.refreshSeq;
     const model = await this.registry.get(modelId);
     if ((this.appliedRefresh.get(modelId) ?? 0) > seq) return this.views.get(modelId);
@@ -212,27 +227,62 @@ export class Fleet {
     };
   }
 
-  async unload(instanceId: string): Promise<void> {
-    const row = await this.registry.requireInstance(instanceId);
+  /** Unloads the instance's backend handle here and records it `unloaded` (with why, when given). */
+  async unload(instanceId: string, reason?: string): Promise<void> {
     const h = this.handles.get(instanceId);
+    if (h) h.status = 'unloaded'; // out of routing at once
+    const row = await this.registry.requireInstance(instanceId);
     if (h?.loaded) {
       const loaded = h.loaded;
       h.loaded = undefined;
       await loaded.unload().catch((err) => this.logger.warn({ err, instance: instanceId }, 'unload failed'));
     }
-    if (h) h.status = 'unloaded';
-    await this.registry.setInstanceStatus(instanceId, 'unloaded');
+    await this.registry.setInstanceStatus(instanceId, 'unloaded', { reason });
     await this.refresh(row.modelId);
   }
 
-  async unloadModel(modelId: string): Promise<void> {
-    const [rows] = await this.registry.instancesByModel([modelId]);
-    for (const r of rows ?? []) {
-      const h = this.handles.get(r.id);
-      if (h?.loaded) await h.loaded.unload().catch(() => {});
-      this.handles.delete(r.id);
+  /**
+   * Takes the instance out of routing at once (its worker stopped heartbeating) and records why;
+   * the backend handle stays, for when the worker comes back.
+   */
+  async markFailed(instanceId: string, reason: string): Promise<void> {
+    const h = this.handles.get(instanceId);
+    if (h) h.status = 'failed';
+    await this.registry.setInstanceStatus(instanceId, 'failed', { reason });
+  }
+
+  /**
+   * Makes the loaded handles of worker instances agree with the shared registry, where another
+   * replica may have marked a worker: no routing to instances of an unhealthy or stopped worker,
+   * and an instance taken out for a lost heartbeat comes back once its worker is healthy again.
+   */
+  followWorkers(states: Iterable<{ instanceId: string; status: string; workerHealthy: boolean }>): void {
+    for (const s of states) {
+      const h = this.handles.get(s.instanceId);
+      if (!h?.loaded) continue;
+      if (!s.workerHealthy && h.status === 'ready') h.status = s.status === 'unloaded' ? 'unloaded' : 'failed';
+      else if (s.workerHealthy && s.status === 'ready' && h.status === 'failed') h.status = 'ready';
     }
+  }
+
+  /** The model is gone from the registry: unloads its handles here and drops its view. */
+  async forgetModel(modelId: string): Promise<void> {
+    // A refresh that started before the deletion must not bring the view back.
+    this.appliedRefresh.set(modelId, ++this.refreshSeq);
     this.views.delete(modelId);
+    const gone = [...this.handles.values()].filter((h) => h.modelId === modelId);
+    for (const h of gone) {
+      this.handles.delete(h.id);
+      if (h.loaded) await h.loaded.unload().catch(() => {});
+    }
+  }
+
+  /** The instance is gone from the registry: unloads its handle here (if still loaded) and refreshes its model's view. */
+  async forgetInstance(instanceId: string, modelId: string): Promise<void> {
+    const h = this.handles.get(instanceId);
+    this.handles.delete(instanceId);
+    if (h?.loaded) await h.loaded.unload().catch(() => {});
+    await this.refresh(modelId);
   }
 
   /** Unloads everything (shutdown). */
@@ -246,15 +296,17 @@ export class Fleet {
   }
 
   /**
-   * Applies registry events (from this replica, or from others through a shared bus) to this
-   * replica: new models and instances are loaded here too (each replica holds its own backend
-   * handles), removed ones unloaded, and a drain seen elsewhere stops routing here as well.
+   * Applies registry events from other replicas (through a shared bus) to this replica: new
+   * models and instances are loaded here too (each replica holds its own backend handles), removed
+   * ones unloaded, and a drain seen elsewhere stops routing here as well. Events of this replica's
+   * own registry are skipped: whoever made the change applied it here already.
    */
   watch(signal: AbortSignal): void {
     void (async () => {
       for await (const e of this.events.subscribe('modelEvents', signal)) {
+        if (e.origin === this.registry.origin) continue;
         try {
-          if (e.type === 'MODEL_DELETED') await this.unloadModel(e.modelId);
+          if (e.type === 'MODEL_DELETED') await this.forgetModel(e.modelId);
           else if (e.type === 'INSTANCE_REMOVED' && e.instanceId) await this.forgetInstance(e.instanceId, e.modelId);
           else if (e.type === 'INSTANCE_STATUS' && e.instanceId) await this.followStatus(e.instanceId, e.status);
           else if (e.type === 'MODEL_REGISTERED' || e.type === 'VERSION_ADDED' || e.type === 'INSTANCE_ADDED') await this.reconcileModel(e.modelId);
@@ -278,14 +330,6 @@ export class Fleet {
       await loaded.unload().catch(() => {});
     }
   }
-
-  private async forgetInstance(instanceId: string, modelId: string): Promise<void> {
-    const h = this.handles.get(instanceId);
-    this.handles.delete(instanceId);
-    if (h?.loaded) await h.loaded.unload().catch(() => {});
-    await this.refresh(modelId);
-  }
-
 }
 
 /** An instance this replica should hold and has not loaded (not unloaded or draining on purpose). */

@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { and, asc, count, eq, gt, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, eq, gt, ilike, inArray, isNull, or, sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import { TASKS } from '../inference/schema.ts';
 import type { Database } from '../db/client.ts';
 import { instances, models, modelVersions, type ModelRouting } from '../db/schema.ts';
 import { McpError } from '../errors.ts';
-import type { EventBus } from '../events/bus.ts';
+import type { EventBus, ModelEvent } from '../events/bus.ts';
 import type { PluginHost } from '../plugin/host.ts';
+import { parseInput } from '../validation.ts';
 
 export type ModelRow = typeof models.$inferSelect;
 export type VersionRow = typeof modelVersions.$inferSelect;
@@ -19,7 +20,7 @@ export { TASKS };
 const id = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, ".", "_" or "-", starting with a letter or digit, at most 63 characters');
 const versionName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_" or "-", at most 63 characters');
 
-export const instanceInputSchema = z.strictObject({
+const instanceInputSchema = z.strictObject({
   id: id.optional(),
   backend: z.string().min(1),
   endpoint: z.string().min(1).optional(),
@@ -27,12 +28,12 @@ export const instanceInputSchema = z.strictObject({
   weight: z.number().positive().max(1_000_000).default(1),
   options: z.record(z.string(), z.unknown()).default({}),
 });
-export const versionInputSchema = z.strictObject({
+const versionInputSchema = z.strictObject({
   version: versionName,
   description: z.string().max(2000).default(''),
   instances: z.array(instanceInputSchema).max(256).default([]),
 });
-export const registerModelSchema = z.strictObject({
+const registerModelSchema = z.strictObject({
   id,
   name: z.string().min(1).max(200).optional(),
   description: z.string().max(2000).default(''),
@@ -41,24 +42,20 @@ export const registerModelSchema = z.strictObject({
   defaultVersion: versionName.optional(),
   versions: z.array(versionInputSchema).max(64).default([]),
 });
-export const updateModelSchema = z.strictObject({
+const updateModelSchema = z.strictObject({
   name: z.string().min(1).max(200).optional(),
   description: z.string().max(2000).optional(),
   labels: z.record(z.string().max(63), z.string().max(200)).optional(),
   defaultVersion: versionName.optional(),
 });
 
-export type RegisterModelInput = z.input<typeof registerModelSchema>;
-export type InstanceInput = z.input<typeof instanceInputSchema>;
-
-export function parseInput<T extends z.ZodType>(schema: T, input: unknown, prefix = 'input'): z.infer<T> {
-  const r = schema.safeParse(input);
-  if (r.success) return r.data;
-  const first = r.error.issues[0]!;
-  const path = [prefix, ...first.path.map(String)].join('.');
-  throw new McpError('MCP_VALIDATION_FAILED', `${path}: ${first.message}`, {
-    details: { path, issues: r.error.issues.map((i) => ({ path: [prefix, ...i.path.map(String)].join('.'), message: i.message })) },
-  });
+/** What a worker's registration records on one of its instances (ModelRegistry.assignToWorker). */
+export interface WorkerAssignment {
+  workerId: string;
+  endpoint: string;
+  options: Record<string, unknown>;
+  device?: string;
+  runtime?: string;
 }
 
 export interface ModelFilter {
@@ -88,8 +85,15 @@ function decodeCursor(cursor: string): [Date, string] {
   }
 }
 
-/** Models, versions and instances: the desired state, stored in PostgreSQL/PGlite. */
+/**
+ * Models, versions and instances: the desired state, stored in PostgreSQL/PGlite. The one writer
+ * of the `models`, `model_versions` and `instances` tables; every change is published on
+ * `modelEvents`, tagged with this registry's origin.
+ */
 export class ModelRegistry {
+  /** Tags the events this registry publishes, so this replica's Fleet can tell its own changes from other replicas'. */
+  readonly origin = randomUUID();
+
   constructor(
     private readonly database: Database,
     private readonly plugins: PluginHost,
@@ -98,6 +102,10 @@ export class ModelRegistry {
 
   private get db() {
     return this.database.db;
+  }
+
+  private publish(event: Omit<ModelEvent, 'at' | 'origin'>): void {
+    this.events.publish('modelEvents', { ...event, at: new Date(), origin: this.origin });
   }
 
   private checkBackend(inst: z.infer<typeof instanceInputSchema>, path: string): Record<string, unknown> {
@@ -170,6 +178,24 @@ export class ModelRegistry {
     return groupBy(modelIds, rows, (r) => r.modelId);
   }
 
+  /** Instances worker processes registered, per worker (DataLoader order). */
+  async instancesByWorker(workerIds: readonly string[]): Promise<InstanceRow[][]> {
+    const rows = workerIds.length
+      ? await this.db.select().from(instances).where(inArray(instances.workerId, [...workerIds])).orderBy(asc(instances.createdAt), asc(instances.id))
+      : [];
+    return groupBy(workerIds, rows, (r) => r.workerId ?? '');
+  }
+
+  /** Instances no worker process registered (served by a backend the gateway runs or reaches itself). */
+  async instancesWithoutWorker(): Promise<InstanceRow[]> {
+    return this.db.select().from(instances).where(isNull(instances.workerId)).orderBy(asc(instances.createdAt), asc(instances.id));
+  }
+
+  /** Each model's status, derived from its stored instances (as every replica sees them). */
+  async statusesOf(modelIds: readonly string[]): Promise<InstanceStatus[]> {
+    return (await this.instancesByModel(modelIds)).map(modelStatus);
+  }
+
   async getInstance(instanceId: string): Promise<(InstanceRow & { version: string }) | undefined> {
     const [r] = await this.db.select({ i: instances, version: modelVersions.version }).from(instances)
       .innerJoin(modelVersions, eq(instances.versionId, modelVersions.id)).where(eq(instances.id, instanceId));
@@ -202,7 +228,7 @@ export class ModelRegistry {
       if (instanceRows.length) await tx.insert(instances).values(instanceRows);
       return inserted;
     });
-    this.events.publish('modelEvents', { type: 'MODEL_REGISTERED', modelId: row.id, at: new Date() });
+    this.publish({ type: 'MODEL_REGISTERED', modelId: row.id });
     return row;
   }
 
@@ -211,21 +237,21 @@ export class ModelRegistry {
     if (patch.defaultVersion) await this.requireVersion(modelId, patch.defaultVersion);
     const [row] = await this.db.update(models).set({ ...patch, updatedAt: new Date() }).where(eq(models.id, modelId)).returning();
     if (!row) throw new McpError('MCP_MODEL_NOT_FOUND', `no model "${modelId}"`, { details: { model: modelId } });
-    this.events.publish('modelEvents', { type: 'MODEL_UPDATED', modelId, at: new Date() });
+    this.publish({ type: 'MODEL_UPDATED', modelId });
     return row;
   }
 
   async setRouting(modelId: string, routing: ModelRouting): Promise<ModelRow> {
     const [row] = await this.db.update(models).set({ routing, updatedAt: new Date() }).where(eq(models.id, modelId)).returning();
     if (!row) throw new McpError('MCP_MODEL_NOT_FOUND', `no model "${modelId}"`, { details: { model: modelId } });
-    this.events.publish('modelEvents', { type: 'TRAFFIC_CHANGED', modelId, at: new Date() });
+    this.publish({ type: 'TRAFFIC_CHANGED', modelId });
     return row;
   }
 
   async delete(modelId: string): Promise<ModelRow> {
     const [row] = await this.db.delete(models).where(eq(models.id, modelId)).returning();
     if (!row) throw new McpError('MCP_MODEL_NOT_FOUND', `no model "${modelId}"`, { details: { model: modelId } });
-    this.events.publish('modelEvents', { type: 'MODEL_DELETED', modelId, at: new Date() });
+    this.publish({ type: 'MODEL_DELETED', modelId });
     return row;
   }
 
@@ -250,7 +276,7 @@ export class ModelRegistry {
       if (!model.defaultVersion) await tx.update(models).set({ defaultVersion: input.version }).where(eq(models.id, modelId));
       return v;
     });
-    this.events.publish('modelEvents', { type: 'VERSION_ADDED', modelId, version: input.version, at: new Date() });
+    this.publish({ type: 'VERSION_ADDED', modelId, version: input.version });
     return row;
   }
 
@@ -259,15 +285,23 @@ export class ModelRegistry {
     const v = await this.requireVersion(modelId, version);
     const [row] = await this.db.insert(instances).values(this.instanceRow(modelId, v.id, input, 'input')).onConflictDoNothing().returning();
     if (!row) throw new McpError('MCP_DUPLICATE_ID', `an instance with id "${input.id}" already exists`, { details: { path: 'input.id' } });
-    this.events.publish('modelEvents', { type: 'INSTANCE_ADDED', modelId, version, instanceId: row.id, at: new Date() });
+    this.publish({ type: 'INSTANCE_ADDED', modelId, version, instanceId: row.id });
     return row;
   }
 
   async removeInstance(instanceId: string): Promise<InstanceRow & { version: string }> {
     const inst = await this.requireInstance(instanceId);
     await this.db.delete(instances).where(eq(instances.id, instanceId));
-    this.events.publish('modelEvents', { type: 'INSTANCE_REMOVED', modelId: inst.modelId, version: inst.version, instanceId, at: new Date() });
+    this.publish({ type: 'INSTANCE_REMOVED', modelId: inst.modelId, version: inst.version, instanceId });
     return inst;
+  }
+
+  /** Records that a worker serves the instance (backend `worker`, at the worker's endpoint); no event: the caller loads it next. */
+  async assignToWorker(instanceId: string, a: WorkerAssignment): Promise<void> {
+    await this.db.update(instances).set({
+      workerId: a.workerId, endpoint: a.endpoint, backend: 'worker', options: a.options, updatedAt: new Date(),
+      ...(a.device ? { device: a.device } : {}), ...(a.runtime ? { runtime: a.runtime } : {}),
+    }).where(eq(instances.id, instanceId));
   }
 
   async setInstanceStatus(instanceId: string, status: InstanceStatus, extra: { reason?: string | null; runtime?: string; device?: string } = {}): Promise<void> {
@@ -275,7 +309,7 @@ export class ModelRegistry {
       status, statusReason: extra.reason ?? null, updatedAt: new Date(),
       ...(extra.runtime ? { runtime: extra.runtime } : {}), ...(extra.device ? { device: extra.device } : {}),
     }).where(eq(instances.id, instanceId)).returning({ modelId: instances.modelId, versionId: instances.versionId });
-    if (row) this.events.publish('modelEvents', { type: 'INSTANCE_STATUS', modelId: row.modelId, instanceId, status, at: new Date() });
+    if (row) this.publish({ type: 'INSTANCE_STATUS', modelId: row.modelId, instanceId, status });
   }
 }
 

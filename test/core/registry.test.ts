@@ -81,6 +81,19 @@ describe.each(STORAGES)('model registry over GraphQL and REST (%s)', (storageKin
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('MCP_MODEL_NOT_FOUND');
   });
 
+  it('a changed default version serves the very next request (the mutation applied it before answering)', async () => {
+    const two = { ...modelInput('two'), versions: [{ version: 'v1', instances: [{ backend: 'echo' }] }, { version: 'v2', instances: [{ backend: 'echo' }] }] };
+    expect((await gw.gql(REGISTER, { input: two })).errors).toBeUndefined();
+    for (const version of ['v2', 'v1', 'v2']) {
+      const up = await gw.gql<{ updateModel: { defaultVersion: string } }>(
+        'mutation ($v: String!) { updateModel(id: "two", input: { defaultVersion: $v }) { defaultVersion } }', { v: version },
+      );
+      expect(up.data?.updateModel.defaultVersion).toBe(version);
+      const res = await fetch(`${gw.url}/api/v1/models/two/inference`, { method: 'POST', body: '{"input":"x"}' });
+      expect(await res.json()).toMatchObject({ version });
+    }
+  });
+
   it('paginates with cursors', async () => {
     for (let i = 0; i < 5; i++) await gw.gql(REGISTER, { input: { ...modelInput(`page-${i}`), versions: [] } });
     const seen: string[] = [];

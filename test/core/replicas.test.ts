@@ -39,6 +39,8 @@ describe.runIf(process.env.DATABASE_URL)('two gateway replicas sharing PostgreSQ
         if (!answer) await new Promise((res) => setTimeout(res, 100));
       }
       expect(answer, `replica b never answered; last errors ${JSON.stringify(last)}; events ${seen.join(',')}`).toBe('from b');
+      const loadedOnB = () => [...b.services.instances.allHandles()].filter((h) => h.modelId === 'shared' && h.loaded);
+      expect(loadedOnB()).toHaveLength(1);
 
       await a.gql('mutation { deleteModel(id: "shared") { id } }');
       let code: unknown;
@@ -48,6 +50,8 @@ describe.runIf(process.env.DATABASE_URL)('two gateway replicas sharing PostgreSQ
         if (code !== 'MCP_MODEL_NOT_FOUND') await new Promise((res) => setTimeout(res, 100));
       }
       expect(code).toBe('MCP_MODEL_NOT_FOUND');
+      // b let go of its own backend handle too, not only of its view of the model.
+      expect(loadedOnB()).toHaveLength(0);
     } finally {
       await client.dispose();
       await b.close();
