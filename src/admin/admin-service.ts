@@ -4,7 +4,7 @@ import { McpError } from '../errors.ts';
 import type { WorkerCommand } from '../events/bus.ts';
 import type { Fleet } from '../models/fleet.ts';
 import type { InstanceRow, ModelRegistry, ModelRow, VersionRow } from '../models/registry.ts';
-import type { Router } from '../router/router.ts';
+import type { Router } from '../routing/router.ts';
 import { parseInput } from '../validation.ts';
 import {
   EMBEDDED_WORKER_ID, HEARTBEAT_LOST, registerWorkerSchema, WORKER_STOPPED, workerIdOf, workerInstanceId, workerLoadCommandSchema,

@@ -8,7 +8,7 @@ import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InferenceOutcome } from '../../src/inference/service.ts';
 import type { InferenceRequest } from '../../src/inference/types.ts';
-import type { TestGateway } from '../support/gateway.ts';
+import type { TestGateway } from '../../src/testing/gateway.ts';
 import { closeUpstreams, infer, routerConfig, startRouterGateway, startUpstreams, until, type Upstream } from './harness.ts';
 
 const INFER = `mutation($model: ID!, $input: InferInput!) { infer(model: $model, input: $input) { instanceId text } }`;
