@@ -1,19 +1,20 @@
 #!/usr/bin/env node
-// Runs the compiled CLI when built (dist/, made by `npm run build` and on install from a git checkout),
-// otherwise the TypeScript sources through tsx, with the export condition under which capibara-mcp
-// and its plugins resolve to their sources (package.json "capibara-source").
+// In a git checkout (src/ is there) runs the TypeScript sources through tsx, with the export
+// condition under which capibara-mcp and its plugins resolve to their sources (package.json
+// "capibara-source"), so an edited source never loses to a stale build. An installed package ships
+// only the compiled dist/, and runs that.
 import { existsSync } from 'node:fs';
 import { register } from 'node:module';
 
-const compiled = new URL('../dist/src/main.js', import.meta.url);
-if (existsSync(compiled)) {
-  await import(compiled.href);
-} else {
+const sources = new URL('../src/main.ts', import.meta.url);
+if (existsSync(sources)) {
   const tsx = await import('tsx/esm/api');
   tsx.register();
   const addCondition =
     'export async function resolve(specifier, context, next) {' +
     ' return next(specifier, { ...context, conditions: [...context.conditions, "capibara-source"] }); }';
   register(`data:text/javascript,${encodeURIComponent(addCondition)}`);
-  await import(new URL('../src/main.ts', import.meta.url).href);
+  await import(sources.href);
+} else {
+  await import(new URL('../dist/src/main.js', import.meta.url).href);
 }
