@@ -34,6 +34,7 @@ import fc from 'fast-check';
 import { ERROR_CODES, McpError } from '../errors.ts';
 import type { Backend, BackendCall, InstanceSpec, LoadedInstance, ModelSignature, TensorSignature } from '../plugin/contract.ts';
 import type { FinishReason, InferenceChunk, InferenceInput, InferenceOutput, InferenceTask, Tensor, TensorDatatype, Usage } from '../inference/types.ts';
+import { TASKS, TENSOR_DATATYPES as DATATYPES } from '../inference/schema.ts';
 import { describeValue, settle, setUpPlugin, until, within, type PluginHarness, type PluginUnderTest } from './plugin-harness.ts';
 
 /** A request that runs for seconds when left alone. */
@@ -104,13 +105,6 @@ export interface BackendConformanceOptions {
   setupTimeoutMs?: number;
 }
 
-const TASK_SET: Record<InferenceTask, true> = { generate: true, chat: true, embed: true, tensor: true };
-const TASKS = Object.keys(TASK_SET) as InferenceTask[];
-const DATATYPE_SET: Record<TensorDatatype, true> = {
-  BOOL: true, UINT8: true, UINT16: true, UINT32: true, UINT64: true, INT8: true, INT16: true, INT32: true, INT64: true,
-  FP16: true, FP32: true, FP64: true, BYTES: true,
-};
-const DATATYPES = Object.keys(DATATYPE_SET) as TensorDatatype[];
 const FINISHED: ReadonlySet<FinishReason> = new Set<FinishReason>(['stop', 'length']);
 const GENERATIVE: ReadonlySet<InferenceTask> = new Set<InferenceTask>(['generate', 'chat']);
 
