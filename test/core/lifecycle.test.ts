@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { startFakeOpenAI } from '../support/fake-openai-server.ts';
 import { createTestDatabase, startTestGateway } from '../support/gateway.ts';
 
@@ -104,6 +104,8 @@ describe('persistence and lifecycle', () => {
     const child = spawn(join(ROOT, 'bin/capibara-mcp.js'), ['start'], {
       cwd: dataDir, env: { ...process.env, PORT: '0', DATABASE_URL: '', MCP_DEMO__ENABLED: 'false' }, stdio: ['ignore', 'pipe', 'pipe'],
     });
+    // A test that fails or times out does not leave a gateway process running.
+    onTestFinished(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     const url = await new Promise<string>((resolve, reject) => {
