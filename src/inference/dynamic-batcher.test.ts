@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { DynamicBatcher, type BatchInfo } from './dynamic-batcher.ts';
 import { McpError } from '../errors.ts';
@@ -49,17 +49,29 @@ describe('DynamicBatcher', () => {
   });
 
   it('waits up to maxQueueDelayMicros for a fuller batch', async () => {
-    const { b, batches } = recording({ maxBatchSize: 8, maxQueueDelayMicros: 60_000 });
-    const t0 = performance.now();
-    const p1 = b.submit(1);
-    await sleep(15);
-    expect(batches).toEqual([]);
-    const p2 = b.submit(2);
-    expect(await Promise.all([p1, p2])).toEqual([2, 4]);
-    const waited = performance.now() - t0;
-    expect(batches).toEqual([[1, 2]]);
-    expect(waited).toBeGreaterThanOrEqual(55);
-    expect(waited).toBeLessThan(1000);
+    // The batcher's clock and timers are the test's: "15 ms later" is 15 ms on its clock, not however
+    // long a busy machine takes to wake a 15 ms sleep (past the 60 ms delay at times).
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    try {
+      const { b, batches } = recording({ maxBatchSize: 8, maxQueueDelayMicros: 60_000 });
+      const t0 = performance.now();
+      const p1 = b.submit(1);
+      await new Promise((r) => setImmediate(r)); // the batcher looks at its queue on setImmediate
+      await vi.advanceTimersByTimeAsync(15);
+      expect(batches).toEqual([]);
+      const p2 = b.submit(2);
+      await new Promise((r) => setImmediate(r));
+      await vi.advanceTimersByTimeAsync(44);
+      expect(batches).toEqual([]); // 59 ms: still waiting
+      await vi.advanceTimersByTimeAsync(1);
+      expect(await Promise.all([p1, p2])).toEqual([2, 4]);
+      const waited = performance.now() - t0;
+      expect(batches).toEqual([[1, 2]]);
+      expect(waited).toBeGreaterThanOrEqual(55);
+      expect(waited).toBeLessThan(1000);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('dispatches without waiting when the batch is full', async () => {

@@ -182,6 +182,9 @@ export class Fleet {
         this.abort.signal,
       );
       h.loaded = loaded;
+      // Into this replica's view before the registry says READY: a client that sees READY must
+      // not get MCP_NO_HEALTHY_INSTANCE because the view was still being rebuilt.
+      await this.ensureInView(h, row.modelId, row.version);
       await this.setStatus(h, 'ready', { runtime: loaded.runtime, device: loaded.device });
       this.logger.info({ instance: row.id, model: row.modelId, version: row.version, runtime: loaded.runtime, device: loaded.device }, 'instance ready');
     } catch (err) {
@@ -191,10 +194,13 @@ export class Fleet {
       this.logger.warn({ instance: row.id, err }, 'instance failed to load');
       throw new McpError(e.code === 'MCP_INTERNAL' ? 'MCP_CONFLICT' : e.code, `instance "${row.id}" failed to load: ${reason}`, { details: { instance: row.id } });
     } finally {
-      // The view holds this handle object already unless the instance is new to it.
-      const inView = this.views.get(row.modelId)?.versions.get(row.version)?.includes(h);
-      if (!inView) await this.refresh(row.modelId);
+      await this.ensureInView(h, row.modelId, row.version);
     }
+  }
+
+  /** The view holds this handle object already unless the instance is new to it. */
+  private async ensureInView(h: InstanceHandle, modelId: string, version: string): Promise<void> {
+    if (!this.views.get(modelId)?.versions.get(version)?.includes(h)) await this.refresh(modelId);
   }
 
   private async setStatus(h: InstanceHandle, status: InstanceStatus, extra: { reason?: string; runtime?: string; device?: string } = {}): Promise<void> {

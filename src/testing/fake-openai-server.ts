@@ -29,6 +29,8 @@ export interface FakeOpenAIBehavior {
   errorHeaders?: Record<string, string>;
   /** Accept requests and never answer. */
   hang: boolean;
+  /** Hold every answer (after `delayMs`) until this settles: a test decides when the upstream answers. */
+  gate?: Promise<unknown>;
   /** Streaming: destroy the socket after this many tokens. */
   dropAfterTokens?: number;
 }
@@ -155,6 +157,7 @@ export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): P
     const b = p.behavior;
     if (b.hang) return;
     if (b.delayMs > 0 && !(await sleep(b.delayMs, res))) return;
+    if (b.gate) { await b.gate; if (res.destroyed) return; }
 
     if (req.method === 'GET' && path === '/v1/models') { send(res, 200, JSON_HEADERS, p.models); return; }
     if (req.method !== 'POST') { send(res, 404, JSON_HEADERS, Buffer.from('{"error":{"message":"not found"}}')); return; }

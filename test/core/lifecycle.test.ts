@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { startFakeOpenAI } from '../../src/testing/fake-openai-server.ts';
 import { createTestDatabase, startTestGateway } from '../../src/testing/gateway.ts';
 
@@ -26,7 +26,9 @@ describe('persistence and lifecycle', () => {
     } finally {
       await second.close();
     }
-  });
+    // A new cluster (initdb in a child process) and two boots, each compiling PostgreSQL's wasm:
+    // seconds of CPU on an idle machine, many more on a busy one.
+  }, 120_000);
 
   it.runIf(process.env.DATABASE_URL)('keeps models across restarts on PostgreSQL', async () => {
     const db = await createTestDatabase();
@@ -74,16 +76,20 @@ describe('persistence and lifecycle', () => {
 
   it('graceful shutdown lets in-flight requests finish and refuses new ones', async () => {
     const upstream = await startFakeOpenAI();
-    upstream.setBehavior({ delayMs: 600 });
     const gw = await startTestGateway({});
     try {
       const reg = await gw.gql(`mutation { registerModel(input: { id: "slow", task: CHAT, versions: [{ version: "v1", instances: [{ backend: "openai", endpoint: "${upstream.url}" }] }] }) { status } }`);
       expect(reg.errors).toBeUndefined();
+      // The upstream holds its answer until the test opens the gate: the request is in flight for as
+      // long as the test needs, whatever the machine's speed.
+      let open!: () => void;
+      upstream.setBehavior({ gate: new Promise<void>((r) => { open = r; }) });
       const inflight = fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'slow', messages: [{ role: 'user', content: 'hi' }] }) });
-      await new Promise((r) => setTimeout(r, 150));
+      await vi.waitFor(() => expect(upstream.counts['/v1/chat/completions']).toBe(1), { timeout: 10_000, interval: 10 });
       const closing = gw.close();
-      await new Promise((r) => setTimeout(r, 50));
-      await expect(fetch(`${gw.url}/healthz`)).rejects.toThrow();
+      // New connections are refused while the request is still in flight.
+      await vi.waitFor(() => expect(fetch(`${gw.url}/healthz`)).rejects.toThrow(), { timeout: 10_000, interval: 20 });
+      open();
       const res = await inflight;
       expect(res.status).toBe(200);
       expect(((await res.json()) as { choices: unknown[] }).choices).toHaveLength(1);
@@ -98,10 +104,12 @@ describe('persistence and lifecycle', () => {
     const child = spawn(join(ROOT, 'bin/capibara-mcp.js'), ['start'], {
       cwd: dataDir, env: { ...process.env, PORT: '0', DATABASE_URL: '', MCP_DEMO__ENABLED: 'false' }, stdio: ['ignore', 'pipe', 'pipe'],
     });
+    // A test that fails or times out does not leave a gateway process running.
+    onTestFinished(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     const url = await new Promise<string>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no ready line: ${out}`)), 30_000);
+      const t = setTimeout(() => reject(new Error(`no ready line: ${out}`)), 110_000);
       child.stdout.on('data', () => {
         const m = /"url":"(http:[^"]+)".*"msg":"gateway ready"/.exec(out);
         if (m) { clearTimeout(t); resolve(m[1]!); }
@@ -117,5 +125,7 @@ describe('persistence and lifecycle', () => {
     const lines = out.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.some((l) => l.msg === 'stopped')).toBe(true);
     expect(lines.some((l) => l.reqId === 'trace-me')).toBe(true);
-  });
+    // A process that compiles the sources (tsx) and creates its PGlite cluster: seconds of CPU on an
+    // idle machine, many more on a busy one.
+  }, 120_000);
 });

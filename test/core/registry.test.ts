@@ -124,8 +124,13 @@ describe.each(STORAGES)('model registry over GraphQL and REST (%s)', (storageKin
         },
       );
     });
-    // Wait until the subscription is established before registering.
-    await new Promise((r) => setTimeout(r, 200));
+    // Register once the subscription is established: it is when an event published after it arrives
+    // (a probe on the gateway's bus), not after a fixed wait a busy machine can outlast.
+    for (let i = 0; i < 200 && !events.some((e) => e.type === 'MODEL_UPDATED'); i++) {
+      gw.services.events.publish('modelEvents', { type: 'MODEL_UPDATED', modelId: 'ws-model', at: new Date() });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(events.some((e) => e.type === 'MODEL_UPDATED')).toBe(true);
     await gw.gql(REGISTER, { input: modelInput('ws-model') });
     await Promise.race([done, new Promise((_, rej) => setTimeout(() => rej(new Error('no event within 5 s')), 5000))]);
     await client.dispose();

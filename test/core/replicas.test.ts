@@ -24,7 +24,13 @@ describe.runIf(process.env.DATABASE_URL)('two gateway replicas sharing PostgreSQ
           complete: () => {},
         });
       });
-      await new Promise((r) => setTimeout(r, 300));
+      // Register once b's subscription is established: it is when an event published on a after it
+      // reaches b's client (through Redis), not after a fixed wait a busy machine can outlast.
+      for (let i = 0; i < 200 && !seen.includes('MODEL_UPDATED'); i++) {
+        a.services.events.publish('modelEvents', { type: 'MODEL_UPDATED', modelId: 'shared', at: new Date() });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(seen).toContain('MODEL_UPDATED');
       const reg = await a.gql('mutation { registerModel(input: { id: "shared", task: GENERATE, versions: [{ version: "v1", instances: [{ backend: "echo" }] }] }) { id } }');
       expect(reg.errors).toBeUndefined();
       await Promise.race([announced, new Promise((_, rej) => setTimeout(() => rej(new Error(`no MODEL_REGISTERED on the other replica; saw ${seen.join(',')}`)), 5000))]);

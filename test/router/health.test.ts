@@ -12,7 +12,9 @@ import { closeUpstreams, infer, modelSeed, routerConfig, sleep, startRouterGatew
 describe('health', () => {
   it('the circuit breaker protects a model with a single instance: fails fast while open, one trial per interval, closes after healing', async () => {
     const ups = await startUpstreams(1);
-    const gw = await startRouterGateway({ router: routerConfig({ circuitBreaker: { openMs: 300, maxOpenMs: 300 } }), models: [modelSeed('one', { v1: [ups[0]!.url] })] });
+    // Open for 1 s: the request that checks "fails fast while open" comes right after the circuit
+    // opened, and a busy machine can hold this process up for a few hundred ms in between.
+    const gw = await startRouterGateway({ router: routerConfig({ circuitBreaker: { openMs: 1000, maxOpenMs: 1000 } }), models: [modelSeed('one', { v1: [ups[0]!.url] })] });
     const agent = new Agent({ connections: 2 });
     try {
       const p = ups[0]!.proxy;
@@ -24,14 +26,14 @@ describe('health', () => {
       expect(fast.code).toBe('MCP_CIRCUIT_OPEN');
       expect(fast.status).toBe(503);
       expect(p.requests).toBe(n); // never reached the upstream
-      // Half-open after 300 ms: one trial per interval while it stays broken.
+      // Half-open after 1 s: one trial per interval while it stays broken.
       const t0 = Date.now();
-      while (Date.now() - t0 < 1000) { await infer(gw, agent, 'one'); await sleep(5); }
+      while (Date.now() - t0 < 3000) { await infer(gw, agent, 'one'); await sleep(5); }
       const trials = p.requests - n;
       expect(trials).toBeGreaterThanOrEqual(2);
-      expect(trials).toBeLessThanOrEqual(Math.ceil((Date.now() - t0) / 300) + 1);
+      expect(trials).toBeLessThanOrEqual(Math.ceil((Date.now() - t0) / 1000) + 1);
       p.set({});
-      expect(await until(async () => (await infer(gw, agent, 'one')).status === 200, 1000)).toBe(true);
+      expect(await until(async () => (await infer(gw, agent, 'one')).status === 200, 2500)).toBe(true); // the next trial, at most one interval away
       expect(gw.services.router.healthOf('one-v1-0')).toBe('healthy');
     } finally {
       await agent.close();
@@ -55,7 +57,12 @@ describe('health', () => {
     const agent = new Agent({ connections: 2 });
     try {
       expect(await until(() => gw.services.router.healthOf('pr-v1-0') === 'healthy' && gw.services.router.healthOf('pr-v1-1') === 'healthy', 2000)).toBe(true);
-      await sleep(100); // the subscription is live
+      // The subscription is live once an event published after it arrives (an operator reset publishes
+      // one), rather than "100 ms later", which a busy machine can make too early.
+      expect(await until(async () => {
+        await gw.gql('mutation { resetInstanceHealth(id: "pr-v1-1") { id } }');
+        return events.some((e) => e.instanceId === 'pr-v1-1' && e.reason === 'reset by an operator');
+      }, 10_000, 50)).toBe(true);
       ups[1]!.proxy.set({ errorRate: 1, errorStatus: 503 });
       expect(await until(() => events.some((e) => e.instanceId === 'pr-v1-1' && e.state === 'unhealthy'), 3000)).toBe(true);
       const q = await gw.gql<{ model: { versions: Array<{ instances: Array<{ id: string; health: string }> }> } }>('query { model(id: "pr") { versions { instances { id health } } } }');
