@@ -4,7 +4,7 @@
  * the registry, and on a busy machine that rebuild can still be running when the load is done.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
 
 describe('instance readiness', () => {
   let gw: TestGateway;
