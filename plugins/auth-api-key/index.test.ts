@@ -59,7 +59,8 @@ describe('api-key auth: strategy', () => {
   });
 
   it('bad, unknown or revoked keys → MCP_UNAUTHENTICATED', () => {
-    expect(auth({ authorization: `Bearer ${good.key.slice(0, -1)}x` })).toEqual({ code: 'MCP_UNAUTHENTICATED' });
+    // The last character changed (to 'x', or 'y' when it is an 'x' already: the key is random).
+    expect(auth({ authorization: `Bearer ${good.key.slice(0, -1)}${good.key.endsWith('x') ? 'y' : 'x'}` })).toEqual({ code: 'MCP_UNAUTHENTICATED' });
     expect(auth({ authorization: `Bearer ${generateApiKey().key}` })).toEqual({ code: 'MCP_UNAUTHENTICATED' });
     expect(auth({ 'x-api-key': 'nope' })).toEqual({ code: 'MCP_UNAUTHENTICATED' });
     expect(auth({ 'x-api-key': revoked.key })).toEqual({ code: 'MCP_UNAUTHENTICATED' });
