@@ -29,8 +29,10 @@ describe('resilience', () => {
       const p = ups[2]!.proxy;
       p.set({ errorRate: 1, errorStatus: 429, retryAfter: '1' });
       let stall = stallMeter();
+      const faulted = p.faulted;
       const pending = infer(gw, agent, 'rl1', { 'x-mcp-timeout-ms': '3000' });
-      await sleep(300);
+      // Healed once the 429 went out (not "300 ms later": a busy machine may not have sent it by then).
+      expect(await until(() => p.faulted > faulted, 10_000)).toBe(true);
       p.set({});
       const waited = await pending;
       expect(waited.status).toBe(200);
