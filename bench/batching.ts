@@ -45,16 +45,31 @@ const DELAY_US = Number(args['delay-us']);
 
 const closers: Array<() => unknown> = [];
 const ctx: PluginContext = {
-  name: 'tfjs', logger: pino({ level: 'silent' }), signal: new AbortController().signal,
-  dataDir: mkdtempSync(join(tmpdir(), 'bench-tfjs-')), metrics: new Registry(),
-  get() { throw new Error('no other plugins in this bench'); },
-  onClose(fn) { closers.push(fn); },
+  name: 'tfjs',
+  logger: pino({ level: 'silent' }),
+  signal: new AbortController().signal,
+  dataDir: mkdtempSync(join(tmpdir(), 'bench-tfjs-')),
+  metrics: new Registry(),
+  get() {
+    throw new Error('no other plugins in this bench');
+  },
+  onClose(fn) {
+    closers.push(fn);
+  },
   onHealth() {},
 };
-const backend = await plugin.setup(ctx, plugin.options.parse({ runtime: args.runtime, ...(args.threads !== undefined ? { threads: Number(args.threads) } : {}) }));
-const tf = (await import('@tensorflow/tfjs'));
+const backend = await plugin.setup(
+  ctx,
+  plugin.options.parse({ runtime: args.runtime, ...(args.threads !== undefined ? { threads: Number(args.threads) } : {}) }),
+);
+const tf = await import('@tensorflow/tfjs');
 
-interface Workload { label: string; endpoint: string; options: Record<string, unknown>; makeInput(i: number): Tensor[] }
+interface Workload {
+  label: string;
+  endpoint: string;
+  options: Record<string, unknown>;
+  makeInput(i: number): Tensor[];
+}
 const workloads: Workload[] = [];
 
 if (args.model === 'dense' || args.model === 'both') {
@@ -62,39 +77,67 @@ if (args.model === 'dense' || args.model === 'both') {
   const sizes = args.dense!.split(',').map(Number);
   const m = tf.sequential();
   for (let l = 1; l < sizes.length; l++) {
-    m.add(tf.layers.dense({ units: sizes[l]!, name: l === sizes.length - 1 ? 'probs' : `h${l}`, activation: l === sizes.length - 1 ? 'softmax' : 'relu', ...(l === 1 ? { inputShape: [sizes[0]!] } : {}) }));
+    m.add(
+      tf.layers.dense({
+        units: sizes[l]!,
+        name: l === sizes.length - 1 ? 'probs' : `h${l}`,
+        activation: l === sizes.length - 1 ? 'softmax' : 'relu',
+        ...(l === 1 ? { inputShape: [sizes[0]!] } : {}),
+      }),
+    );
   }
   const params = m.countParams();
   await m.save(fileSaveHandler(dir));
   m.dispose();
   const rows = Array.from({ length: 97 }, (_, k) => Array.from({ length: sizes[0]! }, (_, j) => Math.sin(k * 31 + j)));
-  workloads.push({ label: `dense MLP ${sizes.join('-')} (${(params / 1000).toFixed(0)}k params)`, endpoint: dir, options: { kind: 'tensor' }, makeInput: (i) => [{ name: 'x', shape: [1, sizes[0]!], datatype: 'FP32', data: rows[i % rows.length]! }] });
+  workloads.push({
+    label: `dense MLP ${sizes.join('-')} (${(params / 1000).toFixed(0)}k params)`,
+    endpoint: dir,
+    options: { kind: 'tensor' },
+    makeInput: (i) => [{ name: 'x', shape: [1, sizes[0]!], datatype: 'FP32', data: rows[i % rows.length]! }],
+  });
 }
 if (args.model === 'capibara' || args.model === 'both') {
   const dir = fileURLToPath(new URL('../models/capibara-mini/', import.meta.url));
   const tok = JSON.parse((await import('node:fs')).readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as { contextLength: number; vocab: string[] };
   const windows = Array.from({ length: 97 }, (_, k) => Array.from({ length: tok.contextLength }, (_, j) => 2 + ((k * 7 + j * 13) % (tok.vocab.length - 2))));
-  workloads.push({ label: `capibara-mini decoding step ([1,${tok.contextLength}] → ${tok.vocab.length} logits)`, endpoint: dir, options: { kind: 'tensor' }, makeInput: (i) => [{ name: 'context', shape: [1, tok.contextLength], datatype: 'INT32', data: windows[i % windows.length]! }] });
+  workloads.push({
+    label: `capibara-mini decoding step ([1,${tok.contextLength}] → ${tok.vocab.length} logits)`,
+    endpoint: dir,
+    options: { kind: 'tensor' },
+    makeInput: (i) => [{ name: 'context', shape: [1, tok.contextLength], datatype: 'INT32', data: windows[i % windows.length]! }],
+  });
 }
 
 const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 const call = () => ({ requestId: 'bench', signal: new AbortController().signal });
 
-interface Row { workload: string; config: string; concurrency: number; throughput: number; p50: number; p99: number; avgBatch: number; requests: number }
+interface Row {
+  workload: string;
+  config: string;
+  concurrency: number;
+  throughput: number;
+  p50: number;
+  p99: number;
+  avgBatch: number;
+  requests: number;
+}
 
 async function closedLoop(inst: LoadedInstance, w: Workload, concurrency: number, seconds: number): Promise<{ lat: number[]; elapsed: number }> {
   const lat: number[] = [];
   const end = performance.now() + seconds * 1000;
   let i = 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (performance.now() < end) {
-      const input = w.makeInput(i++);
-      const s = performance.now();
-      await inst.infer({ task: 'tensor', tensors: input }, call());
-      lat.push(performance.now() - s);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const input = w.makeInput(i++);
+        const s = performance.now();
+        await inst.infer({ task: 'tensor', tensors: input }, call());
+        lat.push(performance.now() - s);
+      }
+    }),
+  );
   return { lat: lat.sort((a, b) => a - b), elapsed: (performance.now() - t0) / 1000 };
 }
 
@@ -108,11 +151,17 @@ function merge(parts: Array<{ lat: number[]; elapsed: number }>): { lat: number[
 for (const w of workloads) {
   const configs = [
     { config: 'unbatched (maxBatchSize 1)', batching: { maxBatchSize: 1, maxQueueDelayMicros: 0, maxQueueSize: 100_000 } },
-    { config: `batched (maxBatchSize ${MAX_BATCH}, delay ${DELAY_US} µs)`, batching: { maxBatchSize: MAX_BATCH, maxQueueDelayMicros: DELAY_US, maxQueueSize: 100_000 } },
+    {
+      config: `batched (maxBatchSize ${MAX_BATCH}, delay ${DELAY_US} µs)`,
+      batching: { maxBatchSize: MAX_BATCH, maxQueueDelayMicros: DELAY_US, maxQueueSize: 100_000 },
+    },
   ];
   const insts: Array<TfjsInstance & LoadedInstance> = [];
   for (const [k, c] of configs.entries()) {
-    const inst = (await backend.load({ id: `${w.label}-${k}`, model: 'bench', version: '1', endpoint: w.endpoint, options: { ...w.options, batching: c.batching } }, new AbortController().signal)) as TfjsInstance & LoadedInstance;
+    const inst = (await backend.load(
+      { id: `${w.label}-${k}`, model: 'bench', version: '1', endpoint: w.endpoint, options: { ...w.options, batching: c.batching } },
+      new AbortController().signal,
+    )) as TfjsInstance & LoadedInstance;
     await closedLoop(inst, w, CONCURRENCY, 0.3); // warm-up (kernels for every batch size)
     insts.push(inst);
   }
@@ -126,14 +175,33 @@ for (const w of workloads) {
   }
   const one = merge(parts[2]!);
   const single = pct(one.lat, 50);
-  rows.push({ workload: w.label, config: 'single request (concurrency 1)', concurrency: 1, throughput: one.lat.length / one.elapsed, p50: single, p99: pct(one.lat, 99), avgBatch: 1, requests: one.lat.length });
+  rows.push({
+    workload: w.label,
+    config: 'single request (concurrency 1)',
+    concurrency: 1,
+    throughput: one.lat.length / one.elapsed,
+    p50: single,
+    p99: pct(one.lat, 99),
+    avgBatch: 1,
+    requests: one.lat.length,
+  });
   const results: Row[] = [];
   for (const k of [0, 1]) {
     const r = merge(parts[k]!);
     const after = insts[k]!.batcherStats();
     const avgBatch = (after.rowsRun - statsBefore[k]!.rowsRun) / (after.batchesRun - statsBefore[k]!.batchesRun);
-    const row: Row = { workload: w.label, config: configs[k]!.config, concurrency: CONCURRENCY, throughput: r.lat.length / r.elapsed, p50: pct(r.lat, 50), p99: pct(r.lat, 99), avgBatch, requests: r.lat.length };
-    rows.push(row); results.push(row);
+    const row: Row = {
+      workload: w.label,
+      config: configs[k]!.config,
+      concurrency: CONCURRENCY,
+      throughput: r.lat.length / r.elapsed,
+      p50: pct(r.lat, 50),
+      p99: pct(r.lat, 99),
+      avgBatch,
+      requests: r.lat.length,
+    };
+    rows.push(row);
+    results.push(row);
   }
   // Time of one full batch through the same path (MAX_BATCH requests submitted at once).
   const times: number[] = [];
@@ -142,41 +210,67 @@ for (const w of workloads) {
     await Promise.all(Array.from({ length: MAX_BATCH }, (_, j) => insts[1]!.infer({ task: 'tensor', tensors: w.makeInput(j) }, call())));
     times.push(performance.now() - s);
   }
-  const batchMs = pct(times.sort((a, b) => a - b), 50);
+  const batchMs = pct(
+    times.sort((a, b) => a - b),
+    50,
+  );
   for (const inst of insts) await inst.unload();
   const [unb, bat] = results as [Row, Row];
   const speedup = bat.throughput / unb.throughput;
   const bound = single + batchMs + DELAY_US / 1000;
-  notes.push(`- ${w.label}: throughput ×${speedup.toFixed(1)} (target ≥ 4×: ${speedup >= 4 ? 'met' : 'NOT met'}); batched p99 ${bat.p99.toFixed(2)} ms vs bound single p50 ${single.toFixed(2)} + batch-of-${MAX_BATCH} ${batchMs.toFixed(2)} + delay ${(DELAY_US / 1000).toFixed(2)} = ${bound.toFixed(2)} ms (${bat.p99 <= bound ? 'met' : 'NOT met'})`);
+  notes.push(
+    `- ${w.label}: throughput ×${speedup.toFixed(1)} (target ≥ 4×: ${speedup >= 4 ? 'met' : 'NOT met'}); batched p99 ${bat.p99.toFixed(2)} ms vs bound single p50 ${single.toFixed(2)} + batch-of-${MAX_BATCH} ${batchMs.toFixed(2)} + delay ${(DELAY_US / 1000).toFixed(2)} = ${bound.toFixed(2)} ms (${bat.p99 <= bound ? 'met' : 'NOT met'})`,
+  );
 }
 
 const rt = await (await import('../plugins/backend-tfjs/runtime.ts')).selectRuntime('auto');
 const runtime = rt.threads ? `${rt.name}, ${rt.threads} TensorFlow op thread${rt.threads > 1 ? 's' : ''}` : rt.name;
 const os = await import('node:os');
-console.log(`\n### Dynamic batching, tfjs backend (${runtime}), concurrency ${CONCURRENCY}, ${SECONDS}s per config (alternating rounds), ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(1)}\n`);
+console.log(
+  `\n### Dynamic batching, tfjs backend (${runtime}), concurrency ${CONCURRENCY}, ${SECONDS}s per config (alternating rounds), ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(1)}\n`,
+);
 console.log('| workload | config | conc. | throughput (req/s) | p50 (ms) | p99 (ms) | avg batch | requests |');
 console.log('|---|---|---:|---:|---:|---:|---:|---:|');
 for (const r of rows) {
-  console.log(`| ${r.workload} | ${r.config} | ${r.concurrency} | ${r.throughput.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.avgBatch.toFixed(1)} | ${r.requests} |`);
+  console.log(
+    `| ${r.workload} | ${r.config} | ${r.concurrency} | ${r.throughput.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.avgBatch.toFixed(1)} | ${r.requests} |`,
+  );
 }
 console.log('');
 for (const n of notes) console.log(n);
 
 if (args.control) {
   // The batcher alone: a batch function that holds the thread ~2 ms per full batch, as a compute kernel would.
-  const spin = (ms: number) => { const end = performance.now() + ms; while (performance.now() < end); };
+  const spin = (ms: number) => {
+    const end = performance.now() + ms;
+    while (performance.now() < end);
+  };
   const sizes: number[] = [];
-  const batcher = new DynamicBatcher<number, number>(async (xs) => { sizes.push(xs.length); spin(0.2 + xs.length * 0.028); return xs; },
-    { maxBatchSize: MAX_BATCH, maxQueueDelayMicros: DELAY_US, maxQueueSize: 100_000 });
+  const batcher = new DynamicBatcher<number, number>(
+    async (xs) => {
+      sizes.push(xs.length);
+      spin(0.2 + xs.length * 0.028);
+      return xs;
+    },
+    { maxBatchSize: MAX_BATCH, maxQueueDelayMicros: DELAY_US, maxQueueSize: 100_000 },
+  );
   const lat: number[] = [];
   const end = performance.now() + SECONDS * 1000;
-  await Promise.all(Array.from({ length: CONCURRENCY }, async (_, k) => {
-    while (performance.now() < end) { const t = performance.now(); await batcher.submit(k); lat.push(performance.now() - t); }
-  }));
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async (_, k) => {
+      while (performance.now() < end) {
+        const t = performance.now();
+        await batcher.submit(k);
+        lat.push(performance.now() - t);
+      }
+    }),
+  );
   await batcher.close();
   lat.sort((a, b) => a - b);
   const full = sizes.filter((n) => n === MAX_BATCH).length;
   const batchMs = 0.2 + MAX_BATCH * 0.028;
-  console.log(`- control, the batcher alone (batch function holding the thread ${batchMs.toFixed(2)} ms per batch of ${MAX_BATCH}), concurrency ${CONCURRENCY}: p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms vs bound batch + delay ${(batchMs + DELAY_US / 1000).toFixed(2)} ms; ${full} of ${sizes.length} batches full`);
+  console.log(
+    `- control, the batcher alone (batch function holding the thread ${batchMs.toFixed(2)} ms per batch of ${MAX_BATCH}), concurrency ${CONCURRENCY}: p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms vs bound batch + delay ${(batchMs + DELAY_US / 1000).toFixed(2)} ms; ${full} of ${sizes.length} batches full`,
+  );
 }
 for (const fn of closers.reverse()) await fn();

@@ -20,17 +20,25 @@ const ROOT = join(import.meta.dirname, '..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const DURATION = Number(process.env.BENCH_SECONDS ?? 8);
 
-interface Started { child: ChildProcess; url: string; readyMs: number }
+interface Started {
+  child: ChildProcess;
+  url: string;
+  readyMs: number;
+}
 
 async function startGateway(cwd: string, env: Record<string, string>): Promise<Started> {
   const port = await freeLoopbackPort();
   const url = `http://127.0.0.1:${port}`;
   const t0 = performance.now();
   const child = spawn(process.execPath, [join(ROOT, 'bin/capibara-mcp.js'), 'start'], {
-    cwd, env: { ...process.env, PORT: String(port), LOG_LEVEL: 'warn', MCP_LOG__ACCESS: 'false', ...env }, stdio: ['ignore', 'inherit', 'inherit'],
+    cwd,
+    env: { ...process.env, PORT: String(port), LOG_LEVEL: 'warn', MCP_LOG__ACCESS: 'false', ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
   });
   let exited: number | null | undefined;
-  child.once('exit', (c) => { exited = c; });
+  child.once('exit', (c) => {
+    exited = c;
+  });
   // Ready = /readyz answers 200 (storage and plugins up, demo model loaded).
   for (;;) {
     if (exited !== undefined) throw new Error(`gateway exited with ${exited}`);
@@ -73,7 +81,10 @@ async function benchStorage(label: string, env: () => Promise<{ env: Record<stri
     if (run === 0) {
       for (let i = 0; i < 100; i++) {
         const inst = '{ backend: "echo" }, { backend: "echo" }';
-        await gql(first.url, `mutation { registerModel(input: { id: "bench-${i}", task: GENERATE, versions: [{ version: "v1", instances: [${inst}] }, { version: "v2", instances: [${inst}] }] }) { id } }`);
+        await gql(
+          first.url,
+          `mutation { registerModel(input: { id: "bench-${i}", task: GENERATE, versions: [{ version: "v1", instances: [${inst}] }, { version: "v2", instances: [${inst}] }] }) { id } }`,
+        );
       }
     }
     await stop(first);
@@ -82,22 +93,36 @@ async function benchStorage(label: string, env: () => Promise<{ env: Record<stri
     if (run === 0) {
       await gql(second.url, NESTED);
       load = await autocannon({
-        url: `${second.url}/graphql`, method: 'POST', connections: 8, duration: DURATION,
-        headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: NESTED }),
+        url: `${second.url}/graphql`,
+        method: 'POST',
+        connections: 8,
+        duration: DURATION,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: NESTED }),
       });
     }
     await stop(second);
     await cleanup();
   }
-  return { label, cold: median(cold), warm: median(warm), rps: load!.requests.average, p50: load!.latency.p50, p99: load!.latency.p99, errors: load!.errors + load!.non2xx };
+  return {
+    label,
+    cold: median(cold),
+    warm: median(warm),
+    rps: load!.requests.average,
+    p50: load!.latency.p50,
+    p99: load!.latency.p99,
+    errors: load!.errors + load!.non2xx,
+  };
 }
 
 const rows = [await benchStorage('PGlite (embedded)', async () => ({ env: { DATABASE_URL: '' }, cleanup: async () => {} }))];
 if (process.env.DATABASE_URL) {
-  rows.push(await benchStorage('PostgreSQL 15 (loopback)', async () => {
-    const db = await createTestDatabase();
-    return { env: { DATABASE_URL: db.url }, cleanup: () => db.drop() };
-  }));
+  rows.push(
+    await benchStorage('PostgreSQL 15 (loopback)', async () => {
+      const db = await createTestDatabase();
+      return { env: { DATABASE_URL: db.url }, cleanup: () => db.drop() };
+    }),
+  );
 }
 
 console.log(`\nnode ${process.version}, ${RUNS} runs (median), nested query: ${DURATION} s at 8 connections, 100 models × 2 versions × 2 instances\n`);

@@ -17,8 +17,16 @@ const floats = (n: number) => Array.from({ length: n }, (_, i) => (i % 251) / 7)
 const tensorInput = (n: number) => ({ task: 'tensor', tensors: [{ name: 'x', shape: [n / 1024, 1024], datatype: 'FP32', data: floats(n) }] });
 
 const cases: Array<{ label: string; input: unknown; elements?: number; iter: number }> = [
-  { label: 'chat, 1 message', input: { task: 'chat', messages: [{ role: 'user', content: 'Hello there, how are you?' }], parameters: { maxTokens: 64, temperature: 0.7 } }, iter: 200_000 },
-  { label: 'generate, with parameters', input: { task: 'generate', prompt: 'The capybara', parameters: { maxTokens: 40, seed: 11, temperature: 0.8, stop: ['\n'] } }, iter: 200_000 },
+  {
+    label: 'chat, 1 message',
+    input: { task: 'chat', messages: [{ role: 'user', content: 'Hello there, how are you?' }], parameters: { maxTokens: 64, temperature: 0.7 } },
+    iter: 200_000,
+  },
+  {
+    label: 'generate, with parameters',
+    input: { task: 'generate', prompt: 'The capybara', parameters: { maxTokens: 40, seed: 11, temperature: 0.8, stop: ['\n'] } },
+    iter: 200_000,
+  },
   { label: 'embed, 16 texts', input: { task: 'embed', texts: Array.from({ length: 16 }, (_, i) => `text number ${i}`) }, iter: 100_000 },
   { label: 'tensor, 1k FP32', input: tensorInput(1 << 10), elements: 1 << 10, iter: 50_000 },
   { label: 'tensor, 64k FP32', input: tensorInput(1 << 16), elements: 1 << 16, iter: 1_000 },

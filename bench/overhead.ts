@@ -44,15 +44,26 @@ const PORTKEY = !process.argv.includes('--no-portkey') && ONLY.includes('e');
 const PROFILE = process.argv.includes('--profile');
 const RECORDING = !process.argv.includes('--no-recording');
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-const HAS_WRK = (() => { try { execFileSync('wrk', ['--version'], { stdio: 'ignore' }); return true; } catch (e) { return (e as { status?: number }).status === 1; } })();
+const HAS_WRK = (() => {
+  try {
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch (e) {
+    return (e as { status?: number }).status === 1;
+  }
+})();
 
 mkdirSync(OUT, { recursive: true });
 const children: ChildProcess[] = [];
-process.on('exit', () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); });
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+});
 
 function startNode(file: string, env: Record<string, string> = {}, extraArgs: string[] = []): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(process.execPath, [...extraArgs, '--import', 'tsx', file], {
-    cwd: ROOT, env: { ...process.env, ...env, NODE_ENV: 'production' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    cwd: ROOT,
+    env: { ...process.env, ...env, NODE_ENV: 'production' },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
   children.push(child);
   return new Promise((res, rej) => {
@@ -79,12 +90,15 @@ async function startGateway(o: { upstreamV1: string; keySha256: string; database
     log: { level: 'info' },
     router: { recording: { enabled: RECORDING } },
     defaultPlugins: false,
-    plugins: [
-      { use: 'openai' },
-      { use: 'p2c-ewma' },
-      { use: 'api-key', options: { keys: [{ id: 'bench', sha256: o.keySha256, roles: ['admin'] }] } },
+    plugins: [{ use: 'openai' }, { use: 'p2c-ewma' }, { use: 'api-key', options: { keys: [{ id: 'bench', sha256: o.keySha256, roles: ['admin'] }] } }],
+    models: [
+      {
+        id: 'chat-model',
+        task: 'chat',
+        defaultVersion: 'v1',
+        versions: [{ version: 'v1', instances: [{ backend: 'openai', endpoint: o.upstreamV1, options: { model: 'fake-model' } }] }],
+      },
     ],
-    models: [{ id: 'chat-model', task: 'chat', defaultVersion: 'v1', versions: [{ version: 'v1', instances: [{ backend: 'openai', endpoint: o.upstreamV1, options: { model: 'fake-model' } }] }] }],
   };
   const file = join(OUT, 'gateway.json');
   writeFileSync(file, JSON.stringify(config, null, 2));
@@ -93,13 +107,25 @@ async function startGateway(o: { upstreamV1: string; keySha256: string; database
   delete env.DATABASE_URL;
   // Logs go to stdout, which goes to /dev/null: the cost of writing them is measured.
   const nodeArgs = (process.env.GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(OUT, 'prof')}`] : []), join(ROOT, 'bin/capibara-mcp.js'), 'start', '--config', file], {
-    cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(OUT, 'prof')}`] : []), join(ROOT, 'bin/capibara-mcp.js'), 'start', '--config', file],
+    {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   children.push(child);
   for (let i = 0; i < 600; i++) {
     if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}`);
-    if (await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)) return { child, port };
+    if (
+      await fetch(`http://127.0.0.1:${port}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return { child, port };
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error('the gateway did not get ready in 30 s');
@@ -116,11 +142,16 @@ async function startPortkey(): Promise<{ child: ChildProcess; port: number }> {
   }
   const port = await freeLoopbackPort();
   const child = spawn(process.execPath, ['--import', join(ROOT, 'bench/overhead/loopback.mjs'), entry, `--port=${port}`, '--headless'], {
-    cwd: dir, env: { ...process.env, NODE_ENV: 'production' }, stdio: ['ignore', 'ignore', 'inherit'],
+    cwd: dir,
+    env: { ...process.env, NODE_ENV: 'production' },
+    stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.push(child);
   for (let i = 0; i < 200; i++) {
-    const ok = await fetch(`http://127.0.0.1:${port}/`).then(() => true, () => false);
+    const ok = await fetch(`http://127.0.0.1:${port}/`).then(
+      () => true,
+      () => false,
+    );
     if (ok) return { child, port };
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -152,38 +183,78 @@ function toMs(v: string, unit: string): number {
   return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : n;
 }
 
-interface LoadResult { requests: number; rps: number; p50: number; p99: number; errors: number }
+interface LoadResult {
+  requests: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
 
 /** Runs wrk (or autocannon) against the target for DURATION seconds in a child process. */
 function load(t: Target, seconds: number): Promise<LoadResult> {
   if (HAS_WRK) {
     const lua = join(OUT, `wrk-${t.key}.lua`);
-    writeFileSync(lua, [
-      'wrk.method = "POST"',
-      `wrk.body = [==[${t.body}]==]`,
-      ...Object.entries({ 'content-type': 'application/json', ...t.headers }).map(([k, v]) => `wrk.headers["${k}"] = [==[${v}]==]`),
-    ].join('\n'));
+    writeFileSync(
+      lua,
+      [
+        'wrk.method = "POST"',
+        `wrk.body = [==[${t.body}]==]`,
+        ...Object.entries({ 'content-type': 'application/json', ...t.headers }).map(([k, v]) => `wrk.headers["${k}"] = [==[${v}]==]`),
+      ].join('\n'),
+    );
     return new Promise((res, rej) => {
       const p = spawn('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', lua, t.url], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
-      p.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+      p.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+      });
       p.once('exit', (code) => {
         if (code !== 0) return rej(new Error(`wrk exited ${code}: ${out}`));
-        const lat = (pct: string) => { const m = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out); return m ? toMs(m[1]!, m[2]!) : NaN; };
+        const lat = (pct: string) => {
+          const m = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out);
+          return m ? toMs(m[1]!, m[2]!) : NaN;
+        };
         res({
           requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
           rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
-          p50: lat('50'), p99: lat('99'),
-          errors: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0) + Number(/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)?.slice(1).reduce((a, b) => a + Number(b), 0) ?? 0),
+          p50: lat('50'),
+          p99: lat('99'),
+          errors:
+            Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0) +
+            Number(
+              /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/
+                .exec(out)
+                ?.slice(1)
+                .reduce((a, b) => a + Number(b), 0) ?? 0,
+            ),
         });
       });
     });
   }
   return new Promise((res, rej) => {
-    const p = spawn(process.execPath, [join(ROOT, 'node_modules/autocannon/autocannon.js'), '-j', '-c', String(CONNECTIONS), '-d', String(seconds), '-m', 'POST', '-b', t.body,
-      ...Object.entries({ 'content-type': 'application/json', ...t.headers }).flatMap(([k, v]) => ['-H', `${k}=${v}`]), t.url], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const p = spawn(
+      process.execPath,
+      [
+        join(ROOT, 'node_modules/autocannon/autocannon.js'),
+        '-j',
+        '-c',
+        String(CONNECTIONS),
+        '-d',
+        String(seconds),
+        '-m',
+        'POST',
+        '-b',
+        t.body,
+        ...Object.entries({ 'content-type': 'application/json', ...t.headers }).flatMap(([k, v]) => ['-H', `${k}=${v}`]),
+        t.url,
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
     let out = '';
-    p.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    p.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
     p.once('exit', (code) => {
       if (code !== 0) return rej(new Error(`autocannon exited ${code}`));
       const j = JSON.parse(out) as { requests: { total: number; average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
@@ -220,7 +291,10 @@ async function check(t: Target): Promise<void> {
   if (r.status !== 200 || !text.includes(t.expect)) throw new Error(`${t.label}: sanity request failed: ${r.status} ${text.slice(0, 300)}`);
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
 
 async function main(): Promise<void> {
   const { key, sha256 } = generateApiKey();
@@ -228,16 +302,39 @@ async function main(): Promise<void> {
   const upstreamV1 = `http://127.0.0.1:${upstream.port}/v1`;
   const chatBody = (model: string) => JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] });
   const targets: Target[] = [];
-  if (ONLY.includes('a')) targets.push({ key: 'a', label: '(a) direct to upstream', pid: upstream.child.pid!, url: `${upstreamV1}/chat/completions`, headers: {}, body: chatBody('fake-model'), expect: 'Hello, world!' });
+  if (ONLY.includes('a'))
+    targets.push({
+      key: 'a',
+      label: '(a) direct to upstream',
+      pid: upstream.child.pid!,
+      url: `${upstreamV1}/chat/completions`,
+      headers: {},
+      body: chatBody('fake-model'),
+      expect: 'Hello, world!',
+    });
   if (ONLY.includes('b')) {
     const floor = await startNode('bench/overhead/floor.ts', { UPSTREAM_URL: upstreamV1 });
-    targets.push({ key: 'b', label: '(b) graphql-yoga + undici.request (floor)', pid: floor.child.pid!, url: `http://127.0.0.1:${floor.port}/graphql`, headers: {},
-      body: JSON.stringify({ query: 'mutation { infer(model: "fake-model", prompt: "hi") { text } }' }), expect: 'Hello, world!' });
+    targets.push({
+      key: 'b',
+      label: '(b) graphql-yoga + undici.request (floor)',
+      pid: floor.child.pid!,
+      url: `http://127.0.0.1:${floor.port}/graphql`,
+      headers: {},
+      body: JSON.stringify({ query: 'mutation { infer(model: "fake-model", prompt: "hi") { text } }' }),
+      expect: 'Hello, world!',
+    });
   }
   if (ONLY.includes('f')) {
     const proxy = await startNode('bench/overhead/proxy-floor.ts', { UPSTREAM_URL: upstreamV1 });
-    targets.push({ key: 'f', label: '(f) node:http + undici.request proxy (floor)', pid: proxy.child.pid!, url: `http://127.0.0.1:${proxy.port}/v1/chat/completions`, headers: {},
-      body: chatBody('fake-model'), expect: 'Hello, world!' });
+    targets.push({
+      key: 'f',
+      label: '(f) node:http + undici.request proxy (floor)',
+      pid: proxy.child.pid!,
+      url: `http://127.0.0.1:${proxy.port}/v1/chat/completions`,
+      headers: {},
+      body: chatBody('fake-model'),
+      expect: 'Hello, world!',
+    });
   }
   if (ONLY.includes('c') || ONLY.includes('d') || ONLY.includes('g')) {
     // With DATABASE_URL: a throwaway database, so the seeded model points at this run's upstream.
@@ -246,17 +343,48 @@ async function main(): Promise<void> {
     const gw = await startGateway({ upstreamV1, keySha256: sha256, databaseUrl: db?.url });
     const auth = { authorization: `Bearer ${key}` };
     const inferBody = JSON.stringify({ query: 'mutation { infer(model: "chat-model", input: { messages: [{ role: "user", content: "hi" }] }) { text } }' });
-    if (ONLY.includes('c')) targets.push({ key: 'c', label: '(c) capibara GraphQL infer, api-key on', pid: gw.child.pid!, url: `http://127.0.0.1:${gw.port}/graphql`, headers: auth,
-      body: inferBody, expect: 'Hello, world!' });
-    if (ONLY.includes('g')) targets.push({ key: 'g', label: '(g) capibara GraphQL infer via Yoga\'s HTTP layer, api-key on', pid: gw.child.pid!, url: `http://127.0.0.1:${gw.port}/graphql`,
-      headers: { ...auth, accept: 'application/json, text/plain;q=0.1' }, body: inferBody, expect: 'Hello, world!' });
-    if (ONLY.includes('d')) targets.push({ key: 'd', label: '(d) capibara /v1/chat/completions, api-key on', pid: gw.child.pid!, url: `http://127.0.0.1:${gw.port}/v1/chat/completions`, headers: auth,
-      body: chatBody('chat-model'), expect: 'Hello, world!' });
+    if (ONLY.includes('c'))
+      targets.push({
+        key: 'c',
+        label: '(c) capibara GraphQL infer, api-key on',
+        pid: gw.child.pid!,
+        url: `http://127.0.0.1:${gw.port}/graphql`,
+        headers: auth,
+        body: inferBody,
+        expect: 'Hello, world!',
+      });
+    if (ONLY.includes('g'))
+      targets.push({
+        key: 'g',
+        label: "(g) capibara GraphQL infer via Yoga's HTTP layer, api-key on",
+        pid: gw.child.pid!,
+        url: `http://127.0.0.1:${gw.port}/graphql`,
+        headers: { ...auth, accept: 'application/json, text/plain;q=0.1' },
+        body: inferBody,
+        expect: 'Hello, world!',
+      });
+    if (ONLY.includes('d'))
+      targets.push({
+        key: 'd',
+        label: '(d) capibara /v1/chat/completions, api-key on',
+        pid: gw.child.pid!,
+        url: `http://127.0.0.1:${gw.port}/v1/chat/completions`,
+        headers: auth,
+        body: chatBody('chat-model'),
+        expect: 'Hello, world!',
+      });
   }
   if (PORTKEY) {
     const pk = await startPortkey();
-    targets.push({ key: 'e', label: '(e) Portkey gateway 1.15.2', pid: pk.child.pid!, url: `http://127.0.0.1:${pk.port}/v1/chat/completions`,
-      headers: { 'x-portkey-provider': 'openai', 'x-portkey-custom-host': upstreamV1, authorization: 'Bearer sk-unused' }, body: chatBody('fake-model'), expect: 'Hello, world!' });
+    targets.push({
+      key: 'e',
+      label: '(e) Portkey gateway 1.15.2',
+      pid: pk.child.pid!,
+      url: `http://127.0.0.1:${pk.port}/v1/chat/completions`,
+      headers: { 'x-portkey-provider': 'openai', 'x-portkey-custom-host': upstreamV1, authorization: 'Bearer sk-unused' },
+      body: chatBody('fake-model'),
+      expect: 'Hello, world!',
+    });
   }
   for (const t of targets) await check(t);
 
@@ -269,14 +397,24 @@ async function main(): Promise<void> {
       const row = rows.get(t.key)!;
       const before = cpuTicks(t.pid);
       let rss = 0;
-      const sampler = setInterval(() => { rss = Math.max(rss, rssMb(t.pid)); }, 250);
+      const sampler = setInterval(() => {
+        rss = Math.max(rss, rssMb(t.pid));
+      }, 250);
       const r = await load(t, DURATION);
       clearInterval(sampler);
-      const cpuUs = ((cpuTicks(t.pid) - before) / CLK_TCK) * 1e6 / Math.max(1, r.requests);
-      row.rps.push(r.rps); row.cpuUs.push(cpuUs); row.p50.push(r.p50); row.p99.push(r.p99); row.rss.push(rss); row.errors += r.errors;
+      const cpuUs = (((cpuTicks(t.pid) - before) / CLK_TCK) * 1e6) / Math.max(1, r.requests);
+      row.rps.push(r.rps);
+      row.cpuUs.push(cpuUs);
+      row.p50.push(r.p50);
+      row.p99.push(r.p99);
+      row.rss.push(rss);
+      row.errors += r.errors;
       const c1 = await latencyC1(t, C1_REQUESTS);
-      row.c1p50.push(c1.p50); row.c1p99.push(c1.p99);
-      console.error(`run ${run + 1}/${RUNS} ${t.label}: ${r.rps.toFixed(0)} req/s, ${cpuUs.toFixed(0)} µs CPU/req, p50 ${r.p50.toFixed(2)} ms, c=1 p50 ${c1.p50.toFixed(3)} ms, RSS ${rss.toFixed(0)} MB${r.errors ? `, ${r.errors} errors` : ''}`);
+      row.c1p50.push(c1.p50);
+      row.c1p99.push(c1.p99);
+      console.error(
+        `run ${run + 1}/${RUNS} ${t.label}: ${r.rps.toFixed(0)} req/s, ${cpuUs.toFixed(0)} µs CPU/req, p50 ${r.p50.toFixed(2)} ms, c=1 p50 ${c1.p50.toFixed(3)} ms, RSS ${rss.toFixed(0)} MB${r.errors ? `, ${r.errors} errors` : ''}`,
+      );
     }
   }
 
@@ -295,7 +433,9 @@ async function main(): Promise<void> {
     const cpu = median(r.cpuUs);
     perCore.set(t.key, 1e6 / cpu);
     const c1 = median(r.c1p50);
-    lines.push(`| ${t.label} | ${fmt(median(r.rps))} | ${fmt(cpu)} | ${fmt(1e6 / cpu)} | ${fmt(median(r.p50), 2)} | ${fmt(median(r.p99), 2)} | ${fmt(c1, 3)} | ${t.key === 'a' ? '–' : fmt(c1 - directC1, 3)} | ${fmt(Math.max(...r.rss))} | ${r.errors} |`);
+    lines.push(
+      `| ${t.label} | ${fmt(median(r.rps))} | ${fmt(cpu)} | ${fmt(1e6 / cpu)} | ${fmt(median(r.p50), 2)} | ${fmt(median(r.p99), 2)} | ${fmt(c1, 3)} | ${t.key === 'a' ? '–' : fmt(c1 - directC1, 3)} | ${fmt(Math.max(...r.rss))} | ${r.errors} |`,
+    );
   }
   const ratio = (k: string) => (perCore.get(k) ?? NaN) / (perCore.get('e') ?? NaN);
   const added = (k: string) => (rows.get(k) ? median(rows.get(k)!.c1p50) - directC1 : NaN);
@@ -306,7 +446,9 @@ async function main(): Promise<void> {
     lines.push(`- GraphQL path req/s per core ≥ 2.5× Portkey: ${fmt(ratio('c'), 2)}× — ${mark(ratio('c') >= 2.5)}`);
     lines.push(`- OpenAI path req/s per core ≥ 4× Portkey: ${fmt(ratio('d'), 2)}× — ${mark(ratio('d') >= 4)}`);
   }
-  lines.push(`- added p50 at concurrency 1 ≤ 0.4 ms: GraphQL ${fmt(added('c'), 3)} ms — ${mark(added('c') <= 0.4)}; OpenAI ${fmt(added('d'), 3)} ms — ${mark(added('d') <= 0.4)}`);
+  lines.push(
+    `- added p50 at concurrency 1 ≤ 0.4 ms: GraphQL ${fmt(added('c'), 3)} ms — ${mark(added('c') <= 0.4)}; OpenAI ${fmt(added('d'), 3)} ms — ${mark(added('d') <= 0.4)}`,
+  );
   lines.push(`- gateway RSS under load < 300 MB: ${fmt(Math.max(rss('c'), rss('d')))} MB — ${mark(Math.max(rss('c'), rss('d')) < 300)}`);
   console.log(lines.join('\n'));
   writeFileSync(join(OUT, 'overhead.md'), `${lines.join('\n')}\n`);
@@ -314,14 +456,19 @@ async function main(): Promise<void> {
 
 const cleanups: Array<() => Promise<void>> = [];
 
-main().then(async () => {
-  for (const c of children) if (c.connected) c.disconnect(); else c.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 1000));
-  for (const fn of cleanups) await fn().catch(() => {});
-  process.exit(0);
-}, async (err) => {
-  console.error(err);
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-  for (const fn of cleanups) await fn().catch(() => {});
-  process.exit(1);
-});
+main().then(
+  async () => {
+    for (const c of children)
+      if (c.connected) c.disconnect();
+      else c.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 1000));
+    for (const fn of cleanups) await fn().catch(() => {});
+    process.exit(0);
+  },
+  async (err) => {
+    console.error(err);
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    for (const fn of cleanups) await fn().catch(() => {});
+    process.exit(1);
+  },
+);

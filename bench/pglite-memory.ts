@@ -22,18 +22,22 @@ import { PGlite } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import { openDatabase } from '../src/db/client.ts';
 
-const { values: args, positionals } = parseArgs({ allowPositionals: true, options: { seconds: { type: 'string', default: '20' }, rounds: { type: 'string', default: '2' } } });
+const { values: args, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { seconds: { type: 'string', default: '20' }, rounds: { type: 'string', default: '2' } },
+});
 
 const CASES = { memory: 'in memory', create: 'create folder here', open: 'open existing folder' } as const;
 type Case = keyof typeof CASES;
 const OPTIONS = { postgresqlconf: ['shared_buffers=16MB'] };
 const rssMB = () => Math.round(process.memoryUsage().rss / 1e6);
 
-
 async function measure(which: Case, dir: string): Promise<{ beforeMB: number; peakMB: number; afterMB: number }> {
   const before = rssMB();
   let peak = before;
-  const sampler = setInterval(() => { peak = Math.max(peak, rssMB()); }, 5);
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, rssMB());
+  }, 5);
   const db = which === 'memory' ? new PGlite(OPTIONS) : new PGlite(join(dir, 'pglite'), OPTIONS);
   await db.waitReady;
   await db.query('create table if not exists t (a int, b jsonb)');
@@ -53,7 +57,8 @@ async function load(optimize: boolean, dir: string, seconds: number): Promise<{ 
   const db = await openDatabase({ dataDir: dir, pgliteOptimize: optimize });
   await db.db.execute(sql.raw('create table if not exists t (id serial primary key, a text, b int, c jsonb)'));
   await db.db.execute(sql.raw('create index if not exists t_b on t(b)'));
-  const rows = (k: number) => JSON.stringify(Array.from({ length: 50 }, (_, i) => ({ a: `row-${k}-${i}`, b: (k * 50 + i) % 1000, c: { k, i, tags: ['x', 'y'] } })));
+  const rows = (k: number) =>
+    JSON.stringify(Array.from({ length: 50 }, (_, i) => ({ a: `row-${k}-${i}`, b: (k * 50 + i) % 1000, c: { k, i, tags: ['x', 'y'] } })));
   let n = 0;
   let queries = 0;
   const end = performance.now() + seconds * 1000;
@@ -61,7 +66,8 @@ async function load(optimize: boolean, dir: string, seconds: number): Promise<{ 
     await db.db.execute(sql`insert into t(a, b, c) select * from jsonb_to_recordset(${rows(n)}::jsonb) as x(a text, b int, c jsonb)`);
     n++;
     for (let j = 0; j < 10; j++) await db.db.execute(sql`select id, a, b, c from t where id = ${1 + ((n * 7919 + j * 104729) % (n * 50))}`);
-    for (let j = 0; j < 3; j++) await db.db.execute(sql`update t set b = b + 1, c = jsonb_set(c, '{k}', to_jsonb(${j}::int)) where id = ${1 + ((n * 31 + j) % (n * 50))}`);
+    for (let j = 0; j < 3; j++)
+      await db.db.execute(sql`update t set b = b + 1, c = jsonb_set(c, '{k}', to_jsonb(${j}::int)) where id = ${1 + ((n * 31 + j) % (n * 50))}`);
     await db.db.execute(sql`select count(*), max(b) from t where b between ${n % 1000} and ${(n % 1000) + 20}`);
     queries += 15;
   }
@@ -102,10 +108,15 @@ if (mode && mode in CASES) {
       }
     }
   }
-  const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  };
   console.log(`\n| gateway handle, ${seconds} s query loop (median of ${args.rounds}) | queries/s | RSS at the end |\n|---|---:|---:|`);
   for (const which of ['baseline', 'optimize'] as const) {
     const label = which === 'baseline' ? 'storage.pgliteOptimize: false (default, baseline tier)' : 'storage.pgliteOptimize: true (V8 optimises PGlite)';
-    console.log(`| ${label} | ${Math.round(median(results[which].map((r) => r.qps))).toLocaleString('en-US')} | ${median(results[which].map((r) => r.rssMB))} MB |`);
+    console.log(
+      `| ${label} | ${Math.round(median(results[which].map((r) => r.qps))).toLocaleString('en-US')} | ${median(results[which].map((r) => r.rssMB))} MB |`,
+    );
   }
 }

@@ -31,7 +31,10 @@ const balancers: Array<[string, Factory]> = [
   ['consistent-hash', (explain) => createConsistentHash({ explain })],
 ];
 
-interface Cand extends BalancerCandidate { outstanding: number; weight: number }
+interface Cand extends BalancerCandidate {
+  outstanding: number;
+  weight: number;
+}
 
 let sink = 0;
 
@@ -76,11 +79,14 @@ for (const [name, make] of balancers) {
 
 // traffic split (per request before the balancer when a model has a split)
 {
-  const variants = [{ name: 'stable', weight: 90, ready: true }, { name: 'canary', weight: 10, ready: true }];
+  const variants = [
+    { name: 'stable', weight: 90, ready: true },
+    { name: 'canary', weight: 10, ready: true },
+  ];
   const keys = Array.from({ length: 64 }, (_, i) => `principal-${i}`);
   for (let k = 0; k < ITER / 5; k++) sink += chooseVariant(variants, keys[k & 63])!.length;
   const t0 = process.hrtime.bigint();
-  for (let k = 0; k < ITER; k++) sink += chooseVariant(variants, (k & 1) ? keys[k & 63] : undefined)!.length;
+  for (let k = 0; k < ITER; k++) sink += chooseVariant(variants, k & 1 ? keys[k & 63] : undefined)!.length;
   console.log(`\ntraffic split chooseVariant (2 variants, half sticky): ${fmt(Number(process.hrtime.bigint() - t0) / ITER)}`);
 }
 if (sink === -1) console.log(sink);

@@ -46,18 +46,36 @@ const stats = (xs: number[]) => {
   return { n: s.length, p50: q(0.5), p90: q(0.9), p99: q(0.99) };
 };
 
-const upstream = fork(join(ROOT, 'bench/streaming/upstream.ts'), [], { execArgv: ['--import', 'tsx'], env: { ...process.env, TOKENS: String(TOKENS), GAP_MS: String(GAP) } });
+const upstream = fork(join(ROOT, 'bench/streaming/upstream.ts'), [], {
+  execArgv: ['--import', 'tsx'],
+  env: { ...process.env, TOKENS: String(TOKENS), GAP_MS: String(GAP) },
+});
 const upPort = await new Promise<number>((r) => upstream.once('message', (m: { port: number }) => r(m.port)));
 const upUrl = `http://127.0.0.1:${upPort}/v1`;
 
 const dir = mkdtempSync(join(tmpdir(), 'mcp-stream-bench-'));
-writeFileSync(join(dir, 'capibara.yaml'), [
-  'storage: { inMemory: true }', 'demo: { enabled: false }', 'log: { level: warn, access: false }',
-  'models:', '  - id: streamer', '    task: chat', '    versions:', '      - version: v1', '        instances:',
-  `          - { backend: openai, endpoint: "${upUrl}", options: { model: stream-model } }`, '',
-].join('\n'));
+writeFileSync(
+  join(dir, 'capibara.yaml'),
+  [
+    'storage: { inMemory: true }',
+    'demo: { enabled: false }',
+    'log: { level: warn, access: false }',
+    'models:',
+    '  - id: streamer',
+    '    task: chat',
+    '    versions:',
+    '      - version: v1',
+    '        instances:',
+    `          - { backend: openai, endpoint: "${upUrl}", options: { model: stream-model } }`,
+    '',
+  ].join('\n'),
+);
 const port = await freeLoopbackPort();
-const gateway = spawn(process.execPath, [join(ROOT, 'bin/capibara-mcp.js'), 'start'], { cwd: dir, env: { ...process.env, PORT: String(port), DATABASE_URL: '' }, stdio: 'ignore' });
+const gateway = spawn(process.execPath, [join(ROOT, 'bin/capibara-mcp.js'), 'start'], {
+  cwd: dir,
+  env: { ...process.env, PORT: String(port), DATABASE_URL: '' },
+  stdio: 'ignore',
+});
 const gw = `http://127.0.0.1:${port}`;
 for (let i = 0; ; i++) {
   const r = await fetch(`${gw}/readyz`).catch(() => undefined);
@@ -74,13 +92,17 @@ const paths: Record<string, (out: number[]) => Promise<void>> = {
   'direct (upstream SSE)': (out) => readSse(`${upUrl}/chat/completions`, { model: 'stream-model', ...chat }, {}, out),
   'gateway OpenAI SSE': (out) => readSse(`${gw}/v1/chat/completions`, { model: 'streamer', ...chat }, {}, out),
   'gateway GraphQL inferStream (SSE)': (out) => readSse(`${gw}/graphql`, { query: infer }, { accept: 'text/event-stream' }, out),
-  'gateway GraphQL inferStream (graphql-ws)': (out) => new Promise<void>((resolve, reject) => {
-    ws.subscribe<{ inferStream: { text: string } }>({ query: infer }, {
-      next: (v) => latenciesFromText(v.data?.inferStream.text ?? '', nowUs(), out),
-      error: reject,
-      complete: resolve,
-    });
-  }),
+  'gateway GraphQL inferStream (graphql-ws)': (out) =>
+    new Promise<void>((resolve, reject) => {
+      ws.subscribe<{ inferStream: { text: string } }>(
+        { query: infer },
+        {
+          next: (v) => latenciesFromText(v.data?.inferStream.text ?? '', nowUs(), out),
+          error: reject,
+          complete: resolve,
+        },
+      );
+    }),
 };
 
 // Warm up every path, then interleave them stream by stream so machine noise hits all alike.
@@ -89,7 +111,9 @@ for (const run of Object.values(paths)) await run([]);
 for (let s = 0; s < STREAMS; s++) for (const [name, run] of Object.entries(paths)) await run(results.get(name)!);
 
 const direct = stats(results.get('direct (upstream SSE)')!);
-console.log(`\nnode ${process.version}; ${STREAMS} streams × ${TOKENS} tokens, ${GAP} ms apart, one stream at a time; per-token latency from upstream write to client read\n`);
+console.log(
+  `\nnode ${process.version}; ${STREAMS} streams × ${TOKENS} tokens, ${GAP} ms apart, one stream at a time; per-token latency from upstream write to client read\n`,
+);
 console.log('| path | tokens | p50 ms | p90 ms | p99 ms | added p50 ms | added p99 ms |');
 console.log('|---|---:|---:|---:|---:|---:|---:|');
 for (const [name, xs] of results) {

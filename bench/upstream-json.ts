@@ -28,7 +28,13 @@ const viaClient = async (): Promise<void> => {
   if (!r.data.choices.length) throw new Error('no choices');
 };
 const viaRequest = async (): Promise<void> => {
-  const res = await request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload), dispatcher: agent, signal: new AbortController().signal });
+  const res = await request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(payload),
+    dispatcher: agent,
+    signal: new AbortController().signal,
+  });
   const chunks: Buffer[] = [];
   for await (const c of res.body) chunks.push(c as Buffer);
   const data = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { choices: unknown[] };

@@ -22,19 +22,28 @@ const table = tf.randomNormal([64, 16]);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const rows: string[] = [];
 for (const batch of [1, 64]) {
-  const ids = tf.tensor1d(Array.from({ length: batch * 48 }, (_, i) => (i * 7) % 64), 'int32');
+  const ids = tf.tensor1d(
+    Array.from({ length: batch * 48 }, (_, i) => (i * 7) % 64),
+    'int32',
+  );
   const time = (): number => {
     for (let i = 0; i < 20; i++) tf.dispose(tf.gather(table, ids));
     const n = 200;
     const t0 = performance.now();
-    for (let i = 0; i < n; i++) { const y = tf.gather(table, ids); y.dataSync(); y.dispose(); }
+    for (let i = 0; i < n; i++) {
+      const y = tf.gather(table, ids);
+      y.dataSync();
+      y.dispose();
+    }
     return (performance.now() - t0) / n;
   };
   const own: number[] = [];
   const ours: number[] = [];
   for (let round = 0; round < 7; round++) {
-    use(installed.original); own.push(time());
-    use(installed.kernelFunc); ours.push(time());
+    use(installed.original);
+    own.push(time());
+    use(installed.kernelFunc);
+    ours.push(time());
   }
   ids.dispose();
   const a = median(own);

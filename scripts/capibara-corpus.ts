@@ -20,25 +20,70 @@ const cap = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
 // ───────────── facts (true, simplified) ─────────────
 
 const FACTS: readonly string[][] = [
-  ['The capybara is the largest living rodent in the world.', 'Capybaras are the biggest rodents alive today.', 'No living rodent is larger than the capybara.'],
-  ['Capybaras live in South America, near rivers, lakes, ponds and marshes.', 'The capybara is native to South America, where it lives close to water.', 'Wild capybaras are found across most of South America, always near water.'],
-  ['Capybaras are excellent swimmers and have slightly webbed feet.', 'A capybara swims well because its feet are partly webbed.', 'With their webbed toes, capybaras move easily through water.'],
-  ['A capybara can stay under water for up to five minutes.', 'Capybaras can hold their breath for about five minutes to hide from danger.', 'When it is afraid, a capybara dives and can stay under water for several minutes.'],
-  ['Capybaras eat grasses and water plants, and sometimes fruit and tree bark.', 'The capybara is a grazer: it eats mostly grass and plants that grow in water.', 'Grass is the main food of the capybara, along with water plants and fruit.'],
-  ['Capybaras live in groups of ten to twenty animals.', 'A capybara family group usually has between ten and twenty members.', 'Capybaras are social animals and live together in groups.'],
-  ['The eyes, ears and nose of a capybara sit high on its head, so it can see and breathe while swimming.', 'Because its eyes and nostrils are on top of its head, a capybara can watch and breathe while almost all of its body is under water.'],
-  ['An adult capybara weighs between thirty five and sixty six kilograms.', 'A grown capybara can weigh as much as an adult person.', 'Adult capybaras are about one metre long and half a metre tall.'],
+  [
+    'The capybara is the largest living rodent in the world.',
+    'Capybaras are the biggest rodents alive today.',
+    'No living rodent is larger than the capybara.',
+  ],
+  [
+    'Capybaras live in South America, near rivers, lakes, ponds and marshes.',
+    'The capybara is native to South America, where it lives close to water.',
+    'Wild capybaras are found across most of South America, always near water.',
+  ],
+  [
+    'Capybaras are excellent swimmers and have slightly webbed feet.',
+    'A capybara swims well because its feet are partly webbed.',
+    'With their webbed toes, capybaras move easily through water.',
+  ],
+  [
+    'A capybara can stay under water for up to five minutes.',
+    'Capybaras can hold their breath for about five minutes to hide from danger.',
+    'When it is afraid, a capybara dives and can stay under water for several minutes.',
+  ],
+  [
+    'Capybaras eat grasses and water plants, and sometimes fruit and tree bark.',
+    'The capybara is a grazer: it eats mostly grass and plants that grow in water.',
+    'Grass is the main food of the capybara, along with water plants and fruit.',
+  ],
+  [
+    'Capybaras live in groups of ten to twenty animals.',
+    'A capybara family group usually has between ten and twenty members.',
+    'Capybaras are social animals and live together in groups.',
+  ],
+  [
+    'The eyes, ears and nose of a capybara sit high on its head, so it can see and breathe while swimming.',
+    'Because its eyes and nostrils are on top of its head, a capybara can watch and breathe while almost all of its body is under water.',
+  ],
+  [
+    'An adult capybara weighs between thirty five and sixty six kilograms.',
+    'A grown capybara can weigh as much as an adult person.',
+    'Adult capybaras are about one metre long and half a metre tall.',
+  ],
   ['The scientific name of the capybara is Hydrochoerus hydrochaeris.', 'Scientists call the capybara Hydrochoerus hydrochaeris, which means water pig.'],
   ['The capybara is a close relative of the guinea pig.', 'Capybaras belong to the same family of rodents as guinea pigs.'],
-  ['The teeth of a capybara never stop growing, and chewing grass keeps them short.', 'Like other rodents, capybaras have front teeth that grow all their lives.'],
+  [
+    'The teeth of a capybara never stop growing, and chewing grass keeps them short.',
+    'Like other rodents, capybaras have front teeth that grow all their lives.',
+  ],
   ['Birds often sit on the backs of capybaras and eat the insects in their fur.', 'Small birds ride on capybaras and pick insects from their coats.'],
-  ['Capybaras are calm animals, and many other animals rest beside them.', 'The capybara is known for being calm and friendly with other animals.', 'Monkeys, birds, ducks and even cats are often seen sitting next to capybaras.'],
+  [
+    'Capybaras are calm animals, and many other animals rest beside them.',
+    'The capybara is known for being calm and friendly with other animals.',
+    'Monkeys, birds, ducks and even cats are often seen sitting next to capybaras.',
+  ],
   ['Capybaras talk to each other with purrs, whistles, clicks and barks.', 'A capybara barks when it sees danger and purrs when it is content.'],
-  ['A female capybara usually has four babies at a time.', 'Baby capybaras can walk and swim a few hours after they are born.', 'Young capybaras stay close to the group and are looked after by all the adults.'],
+  [
+    'A female capybara usually has four babies at a time.',
+    'Baby capybaras can walk and swim a few hours after they are born.',
+    'Young capybaras stay close to the group and are looked after by all the adults.',
+  ],
   ['In the wild, capybaras live for about eight to ten years.', 'Capybaras can live for twelve years when they are cared for.'],
   ['Jaguars, caimans, anacondas and harpy eagles hunt capybaras.', 'The main enemies of the capybara are jaguars, caimans and large snakes.'],
   ['Capybaras rest in the heat of the day and eat in the evening.', 'During hot days, capybaras wallow in mud and water to stay cool.'],
-  ['The name capybara comes from a word in the Tupi language that means one who eats slender leaves.', 'The word capybara comes from the Tupi language of Brazil.'],
+  [
+    'The name capybara comes from a word in the Tupi language that means one who eats slender leaves.',
+    'The word capybara comes from the Tupi language of Brazil.',
+  ],
 ];
 
 const QUESTIONS: ReadonlyArray<[string[], number]> = [
@@ -64,21 +109,45 @@ const QUESTIONS: ReadonlyArray<[string[], number]> = [
 ];
 
 const GREETINGS = ['Hello!', 'Hi!', 'Hello there.', 'Good morning!', 'Hi, who are you?'];
-const GREETING_ANSWERS = [
-  'Hello! I am Capibara, a tiny model.',
-  'Hi! Ask me about capybaras.',
-  'Hello! How can I help you?',
-];
+const GREETING_ANSWERS = ['Hello! I am Capibara, a tiny model.', 'Hi! Ask me about capybaras.', 'Hello! How can I help you?'];
 const THANKS = ['Thank you!', 'Thanks, that is interesting.', 'Great, thanks.', 'Thank you very much.'];
 const THANKS_ANSWERS = ['You are welcome!', 'You are welcome. Stay calm!', 'Happy to help!', 'Any time. Have a calm day.'];
 
 // ───────────── stories ─────────────
 
 const NAMES = ['Pip', 'Luna', 'Tico', 'Mora', 'Bento', 'Nina', 'Olla', 'Rufo', 'Cami', 'Dado', 'Lila', 'Toto', 'Mimi', 'Beto', 'Zaza', 'Kiko'];
-const PLACES = ['the river', 'the lake', 'the marsh', 'the pond', 'the muddy bank', 'the tall grass', 'the old forest', 'the warm shallows', 'the green meadow'];
+const PLACES = [
+  'the river',
+  'the lake',
+  'the marsh',
+  'the pond',
+  'the muddy bank',
+  'the tall grass',
+  'the old forest',
+  'the warm shallows',
+  'the green meadow',
+];
 const TIMES = ['One morning', 'Early one day', 'In the evening', 'After the rain', 'On a hot afternoon', 'At sunrise', 'Late one night', 'On a quiet day'];
-const FRIENDS = ['a small yellow bird', 'a young monkey', 'an old turtle', 'a family of ducks', 'a shy heron', 'a curious cat', 'a little frog', 'a sleepy caiman', 'a green parrot'];
-const WANTS = ['to find the sweetest grass', 'to swim across the river', 'to see the sunrise', 'to find a cool place to rest', 'to visit the other group', 'to learn to dive', 'to find fresh water plants'];
+const FRIENDS = [
+  'a small yellow bird',
+  'a young monkey',
+  'an old turtle',
+  'a family of ducks',
+  'a shy heron',
+  'a curious cat',
+  'a little frog',
+  'a sleepy caiman',
+  'a green parrot',
+];
+const WANTS = [
+  'to find the sweetest grass',
+  'to swim across the river',
+  'to see the sunrise',
+  'to find a cool place to rest',
+  'to visit the other group',
+  'to learn to dive',
+  'to find fresh water plants',
+];
 const FEELINGS = ['happy', 'calm', 'sleepy', 'curious', 'hungry', 'brave', 'tired', 'content'];
 const ENDINGS = [
   'When the sun went down, {name} went back to the group and fell asleep in the soft grass.',
@@ -111,7 +180,13 @@ function story(rng: Rng): string {
   const n = 2 + Math.floor(rng() * 4);
   for (let i = 0; i < n; i++) lines.push(pick(rng, middle));
   const ending = pick(rng, ENDINGS);
-  lines.push(ending.replaceAll('{name}', name).replaceAll('{Name}', name).replaceAll('{friend}', friend.replace(/^(a|an) /, 'the ')).replaceAll('{place}', place));
+  lines.push(
+    ending
+      .replaceAll('{name}', name)
+      .replaceAll('{Name}', name)
+      .replaceAll('{friend}', friend.replace(/^(a|an) /, 'the '))
+      .replaceAll('{place}', place),
+  );
   return lines.join(' ');
 }
 

@@ -51,16 +51,22 @@ function source(): string {
   console.log(`* pip download ${wheel} (no --from given)`);
   const pip = spawnSync('pip', ['download', '--no-deps', '--only-binary=:all:', '-d', dir, wheel], { stdio: ['ignore', 'inherit', 'inherit'] });
   if (pip.status !== 0) fail(`pip download ${wheel} failed (${pip.error?.message ?? `exit ${pip.status}`}); pass --from <wheel or libtensorflow folder>`);
-  const found = readdirSync(dir).filter((f) => f.startsWith(wheel.replace('-', '_') + '-') && f.endsWith('.whl')).sort().at(-1);
+  const found = readdirSync(dir)
+    .filter((f) => f.startsWith(wheel.replace('-', '_') + '-') && f.endsWith('.whl'))
+    .sort()
+    .at(-1);
   if (!found) fail(`pip download left no ${wheel} wheel in ${dir}`);
   return join(dir, found);
 }
 
 /** Files of the wheel that libtensorflow's C API needs: the two libraries and the C headers. */
 const WHEEL_MEMBERS = [
-  'tensorflow/libtensorflow_cc.so.2', 'tensorflow/libtensorflow_framework.so.2',
-  'tensorflow/include/tensorflow/c/*', 'tensorflow/include/tensorflow/core/platform/*',
-  'tensorflow/include/tsl/*', 'tensorflow/include/xla/tsl/*',
+  'tensorflow/libtensorflow_cc.so.2',
+  'tensorflow/libtensorflow_framework.so.2',
+  'tensorflow/include/tensorflow/c/*',
+  'tensorflow/include/tensorflow/core/platform/*',
+  'tensorflow/include/tsl/*',
+  'tensorflow/include/xla/tsl/*',
 ];
 
 /**
@@ -103,12 +109,12 @@ for m in z.namelist():
 
 /** npm's own node-gyp (npm ships one), else the registry's. */
 function nodeGyp(): { cmd: string; argv: string[] } {
-  const candidates = [
-    process.env.npm_execpath && join(dirname(process.env.npm_execpath), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
-  ];
+  const candidates = [process.env.npm_execpath && join(dirname(process.env.npm_execpath), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')];
   try {
     candidates.push(join(execFileSync('npm', ['root', '-g'], { encoding: 'utf8' }).trim(), 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
-  } catch { /* no global npm root */ }
+  } catch {
+    /* no global npm root */
+  }
   const found = candidates.find((c): c is string => !!c && existsSync(c));
   return found ? { cmd: process.execPath, argv: [found] } : { cmd: 'npx', argv: ['--yes', 'node-gyp'] };
 }

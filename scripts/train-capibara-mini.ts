@@ -50,14 +50,21 @@ console.log(`runtime: ${rt.name}`);
 const corpus = buildCorpus(SEED, 300_000);
 const chars = [...new Set(corpus)].filter((c) => c !== EOS_CHAR).sort();
 const tokJson: CharTokenizerJson = {
-  type: 'char-lm', version: 1, contextLength: C,
-  vocab: ['\u0000', EOS_CHAR, ...chars], padId: 0, eosId: 1,
+  type: 'char-lm',
+  version: 1,
+  contextLength: C,
+  vocab: ['\u0000', EOS_CHAR, ...chars],
+  padId: 0,
+  eosId: 1,
   chat: { roles: { system: 'System', user: 'User', assistant: 'Assistant', tool: 'Tool' }, stop: ['\nUser:', '\nSystem:'] },
 };
 const tok = new CharTokenizer(tokJson);
 const V = tok.vocabSize;
 
-const docs = corpus.split(EOS_CHAR).filter((d) => d.length > 0).map((d) => [...tok.encode(d), tok.eosId]);
+const docs = corpus
+  .split(EOS_CHAR)
+  .filter((d) => d.length > 0)
+  .map((d) => [...tok.encode(d), tok.eosId]);
 const nHeld = Math.max(1, Math.round(docs.length * 0.1));
 const trainDocs = docs.slice(0, docs.length - nHeld);
 const heldDocs = docs.slice(docs.length - nHeld);
@@ -65,21 +72,35 @@ const heldDocs = docs.slice(docs.length - nHeld);
 /** Flattens docs into (token stream, start-of-document index per position). */
 function flatten(ds: number[][]): { ids: Int32Array; start: Int32Array } {
   const n = ds.reduce((a, d) => a + d.length, 0);
-  const ids = new Int32Array(n); const start = new Int32Array(n);
+  const ids = new Int32Array(n);
+  const start = new Int32Array(n);
   let off = 0;
-  for (const d of ds) { for (let i = 0; i < d.length; i++) { ids[off + i] = d[i]!; start[off + i] = off; } off += d.length; }
+  for (const d of ds) {
+    for (let i = 0; i < d.length; i++) {
+      ids[off + i] = d[i]!;
+      start[off + i] = off;
+    }
+    off += d.length;
+  }
   return { ids, start };
 }
 const train = flatten(trainDocs);
 const held = flatten(heldDocs);
-console.log(`corpus: ${corpus.length} chars, vocab ${V}, ${trainDocs.length} train docs (${train.ids.length} positions), ${heldDocs.length} held-out docs (${held.ids.length} positions)`);
+console.log(
+  `corpus: ${corpus.length} chars, vocab ${V}, ${trainDocs.length} train docs (${train.ids.length} positions), ${heldDocs.length} held-out docs (${held.ids.length} positions)`,
+);
 
 /** Context windows (padded at document start) and targets for positions `pos`. */
 function batchOf(data: { ids: Int32Array; start: Int32Array }, pos: ArrayLike<number>): { x: Int32Array; y: Int32Array } {
-  const x = new Int32Array(pos.length * C); const y = new Int32Array(pos.length);
+  const x = new Int32Array(pos.length * C);
+  const y = new Int32Array(pos.length);
   for (let b = 0; b < pos.length; b++) {
-    const t = pos[b]!; const s = data.start[t]!;
-    for (let i = 0; i < C; i++) { const j = t - C + i; x[b * C + i] = j >= s ? data.ids[j]! : tok.padId; }
+    const t = pos[b]!;
+    const s = data.start[t]!;
+    for (let i = 0; i < C; i++) {
+      const j = t - C + i;
+      x[b * C + i] = j >= s ? data.ids[j]! : tok.padId;
+    }
     y[b] = data.ids[t]!;
   }
   return { x, y };
@@ -96,7 +117,8 @@ const bi = new Float64Array(V * V).fill(0.1);
 const biRow = new Float64Array(V).fill(0.1 * V);
 for (let t = 0; t < train.ids.length; t++) {
   const prev = t === train.start[t] ? tok.padId : train.ids[t - 1]!;
-  bi[prev * V + train.ids[t]!]! += 1; biRow[prev]! += 1;
+  bi[prev * V + train.ids[t]!]! += 1;
+  biRow[prev]! += 1;
 }
 let bigram = 0;
 for (let t = 0; t < held.ids.length; t++) {
@@ -107,7 +129,12 @@ bigram /= held.ids.length;
 
 // ───────────── model ─────────────
 const input = tf.input({ shape: [C], dtype: 'int32', name: 'context' });
-const embLayer = tf.layers.embedding({ inputDim: V, outputDim: E, name: 'embed', embeddingsInitializer: tf.initializers.randomNormal({ stddev: 0.1, seed: SEED }) });
+const embLayer = tf.layers.embedding({
+  inputDim: V,
+  outputDim: E,
+  name: 'embed',
+  embeddingsInitializer: tf.initializers.randomNormal({ stddev: 0.1, seed: SEED }),
+});
 const d1 = tf.layers.dense({ units: H, activation: 'relu', name: 'hidden1', kernelInitializer: tf.initializers.heNormal({ seed: SEED + 1 }) });
 const d2 = tf.layers.dense({ units: H, activation: 'relu', name: 'hidden2', kernelInitializer: tf.initializers.heNormal({ seed: SEED + 2 }) });
 const d3 = tf.layers.dense({ units: V, name: 'logits', kernelInitializer: tf.initializers.glorotNormal({ seed: SEED + 3 }) });
@@ -159,19 +186,30 @@ let running = 0;
 console.log(`baselines on held-out: unigram ${unigram.toFixed(3)} nats/char, bigram ${bigram.toFixed(3)} nats/char`);
 for (; step < STEPS; step++) {
   const elapsed = (performance.now() - t0) / 1000;
-  if (elapsed > MAX_SECONDS) { console.log(`stopping at the time limit (${MAX_SECONDS}s)`); break; }
-  (opt as unknown as { learningRate: number }).learningRate = LR * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * step / STEPS)));
+  if (elapsed > MAX_SECONDS) {
+    console.log(`stopping at the time limit (${MAX_SECONDS}s)`);
+    break;
+  }
+  (opt as unknown as { learningRate: number }).learningRate = LR * (0.1 + 0.9 * 0.5 * (1 + Math.cos((Math.PI * step) / STEPS)));
   const pos = Array.from({ length: B }, () => Math.floor(rng() * train.ids.length));
   const { x, y } = batchOf(train, pos);
-  const loss = tf.tidy(() => opt.minimize(() => {
-    const logits = logitsOf(tf.tensor2d(x, [B, C], 'int32'));
-    return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(y, 'int32'), V), logits) as import('@tensorflow/tfjs').Scalar;
-  }, true, vars)!);
+  const loss = tf.tidy(() =>
+    opt.minimize(
+      () => {
+        const logits = logitsOf(tf.tensor2d(x, [B, C], 'int32'));
+        return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(y, 'int32'), V), logits) as import('@tensorflow/tfjs').Scalar;
+      },
+      true,
+      vars,
+    )!,
+  );
   const l = (await loss.data())[0]!;
   loss.dispose();
   running = step === 0 ? l : 0.98 * running + 0.02 * l;
   if ((step + 1) % 200 === 0) {
-    console.log(`step ${step + 1}/${STEPS}  train loss ~${running.toFixed(3)}  held-out (first 8k) ${(await heldOutLoss(8192)).toFixed(3)}  ${((performance.now() - t0) / 1000).toFixed(0)}s`);
+    console.log(
+      `step ${step + 1}/${STEPS}  train loss ~${running.toFixed(3)}  held-out (first 8k) ${(await heldOutLoss(8192)).toFixed(3)}  ${((performance.now() - t0) / 1000).toFixed(0)}s`,
+    );
   }
 }
 const seconds = (performance.now() - t0) / 1000;
@@ -187,12 +225,26 @@ await mkdir(OUT, { recursive: true });
 await model.save(fileSaveHandler(OUT));
 await writeFile(join(OUT, 'tokenizer.json'), JSON.stringify(tokJson, null, 1));
 await writeFile(join(OUT, 'corpus.txt'), corpus);
-await writeFile(join(OUT, 'training.json'), JSON.stringify({
-  model: 'capibara-mini', architecture: `char MLP: embedding(${V}x${E}) over ${C} chars -> dense ${H} relu -> dense ${H} relu -> ${V} logits`,
-  parameters: model.countParams(), steps: step, batchSize: B, seconds: Math.round(seconds), runtime: rt.name,
-  heldOutLossNats: +heldLoss.toFixed(4), unigramBaselineNats: +unigram.toFixed(4), bigramBaselineNats: +bigram.toFixed(4),
-  corpus: { generator: 'scripts/capibara-corpus.ts', seed: SEED, chars: corpus.length, heldOutDocs: heldDocs.length },
-}, null, 1) + '\n');
+await writeFile(
+  join(OUT, 'training.json'),
+  JSON.stringify(
+    {
+      model: 'capibara-mini',
+      architecture: `char MLP: embedding(${V}x${E}) over ${C} chars -> dense ${H} relu -> dense ${H} relu -> ${V} logits`,
+      parameters: model.countParams(),
+      steps: step,
+      batchSize: B,
+      seconds: Math.round(seconds),
+      runtime: rt.name,
+      heldOutLossNats: +heldLoss.toFixed(4),
+      unigramBaselineNats: +unigram.toFixed(4),
+      bigramBaselineNats: +bigram.toFixed(4),
+      corpus: { generator: 'scripts/capibara-corpus.ts', seed: SEED, chars: corpus.length, heldOutDocs: heldDocs.length },
+    },
+    null,
+    1,
+  ) + '\n',
+);
 
 // A quick sample through the serving path (Embedding layer), greedy-ish, to eyeball the output.
 const rand = seededRandom(1);
@@ -200,11 +252,13 @@ for (const prompt of ['The capybara', 'User: What do capybaras eat?\nAssistant:'
   const ids = tok.encode(prompt);
   let text = '';
   for (let i = 0; i < 160; i++) {
-    const w = new Int32Array(C); tok.window(ids, w);
+    const w = new Int32Array(C);
+    tok.window(ids, w);
     const logits = tf.tidy(() => (model.predict(tf.tensor2d(w, [1, C], 'int32')) as import('@tensorflow/tfjs').Tensor).dataSync());
     const id = sampleLogits(logits, { temperature: 0.6, topK: 0, topP: 1, banned: [tok.padId] }, rand);
     if (id === tok.eosId) break;
-    ids.push(id); text += tok.decodeOne(id);
+    ids.push(id);
+    text += tok.decodeOne(id);
   }
   console.log(`\nsample> ${JSON.stringify(prompt)} → ${JSON.stringify(text)}`);
 }

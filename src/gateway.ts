@@ -40,7 +40,6 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-
 /** Wires storage, plugins, services and the HTTP/WebSocket server, and starts listening. */
 export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   const { config } = opts;
@@ -70,9 +69,13 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const plugins = pluginHost.value;
     await database.migrate();
     if (!plugins.has('balancer', config.router.balancer)) {
-      throw new McpError('MCP_CONFIG_INVALID', `router.balancer: no balancer plugin named "${config.router.balancer}" (configured: ${plugins.names('balancer').join(', ') || 'none'})`, {
-        details: { paths: ['router.balancer'] },
-      });
+      throw new McpError(
+        'MCP_CONFIG_INVALID',
+        `router.balancer: no balancer plugin named "${config.router.balancer}" (configured: ${plugins.names('balancer').join(', ') || 'none'})`,
+        {
+          details: { paths: ['router.balancer'] },
+        },
+      );
     }
     let events: EventBus = createLocalEventBus();
     if (config.events.redisUrl) {
@@ -86,10 +89,19 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     closers.push(() => fleet.close());
     const health = new InstanceHealth(fleet, events, config.router, logger.child({ component: 'health' }));
     closers.push(async () => health.close());
-    const router = new Router(fleet, plugins, health, {
-      defaultBalancer: config.router.balancer, maxAttempts: config.router.maxAttempts, defaultTimeoutMs: config.router.defaultTimeoutMs,
-      hedging: config.router.hedging, retryNonIdempotent: config.router.retryNonIdempotent,
-    }, logger.child({ component: 'router' }));
+    const router = new Router(
+      fleet,
+      plugins,
+      health,
+      {
+        defaultBalancer: config.router.balancer,
+        maxAttempts: config.router.maxAttempts,
+        defaultTimeoutMs: config.router.defaultTimeoutMs,
+        hedging: config.router.hedging,
+        retryNonIdempotent: config.router.retryNonIdempotent,
+      },
+      logger.child({ component: 'router' }),
+    );
     const traffic = new TrafficManager({ database, registry, fleet, config: config.router, logger: logger.child({ component: 'traffic' }) });
     closers.push(() => traffic.close());
     router.setListener(traffic);
@@ -101,7 +113,20 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     closers.push(() => workers.close());
     const admin = new AdminService(registry, fleet, workers, router, logger.child({ component: 'admin' }));
     const services: Services = {
-      config, logger, database, plugins, events, registry, instances: fleet, router, traffic, inference, metrics, metricsRegistry, workers, admin,
+      config,
+      logger,
+      database,
+      plugins,
+      events,
+      registry,
+      instances: fleet,
+      router,
+      traffic,
+      inference,
+      metrics,
+      metricsRegistry,
+      workers,
+      admin,
       auth: new AuthService(plugins),
       async readiness() {
         const checks: Record<string, { ok: boolean; detail?: string }> = { storage: { ok: await database.ping() } };

@@ -50,7 +50,10 @@ async function main(argv: string[]): Promise<number> {
           }
           stopping = true;
           logger.info({ signal, graceMs: loaded.config.server.shutdownGraceMs }, 'shutting down');
-          gateway.close().then(resolve, (err) => { logger.error({ err }, 'shutdown failed'); resolve(); });
+          gateway.close().then(resolve, (err) => {
+            logger.error({ err }, 'shutdown failed');
+            resolve();
+          });
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
@@ -86,7 +89,11 @@ async function main(argv: string[]): Promise<number> {
     case 'schema check': {
       const { printSchemaSdl } = await import('./graphql/schema.ts');
       let committed = '';
-      try { committed = readFileSync(SCHEMA_FILE, 'utf8'); } catch { /* missing counts as stale */ }
+      try {
+        committed = readFileSync(SCHEMA_FILE, 'utf8');
+      } catch {
+        /* missing counts as stale */
+      }
       if (committed !== printSchemaSdl()) {
         process.stderr.write('schema.graphql is stale: run `npm run schema:print`\n');
         return 1;

@@ -22,7 +22,7 @@ const yoga = createYoga({
             headers: { 'content-type': 'application/json' },
             body: JSON.stringify({ model: args.model, messages: [{ role: 'user', content: args.prompt }] }),
           });
-          const j = await res.body.json() as { choices: Array<{ message: { content: string } }> };
+          const j = (await res.body.json()) as { choices: Array<{ message: { content: string } }> };
           return { text: j.choices[0]!.message.content };
         },
       },
@@ -31,4 +31,7 @@ const yoga = createYoga({
 });
 const server = createServer(yoga);
 server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
-process.on('disconnect', () => { server.closeAllConnections(); server.close(() => process.exit(0)); });
+process.on('disconnect', () => {
+  server.closeAllConnections();
+  server.close(() => process.exit(0));
+});

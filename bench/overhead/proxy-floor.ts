@@ -18,8 +18,14 @@ const server = createServer((req, res) => {
         res.writeHead(up.statusCode, { 'content-type': 'application/json', 'content-length': body.length });
         res.end(body);
       })
-      .catch(() => { res.writeHead(502); res.end(); });
+      .catch(() => {
+        res.writeHead(502);
+        res.end();
+      });
   });
 });
 server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
-process.on('disconnect', () => { server.closeAllConnections(); server.close(() => process.exit(0)); });
+process.on('disconnect', () => {
+  server.closeAllConnections();
+  server.close(() => process.exit(0));
+});

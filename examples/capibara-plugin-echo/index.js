@@ -40,7 +40,11 @@ const plugin = {
             });
           }
         };
-        const usage = (/** @type {string} */ p, /** @type {string} */ a) => ({ promptTokens: p.split(/\s+/).filter(Boolean).length, completionTokens: a.split(/\s+/).filter(Boolean).length, totalTokens: p.split(/\s+/).filter(Boolean).length + a.split(/\s+/).filter(Boolean).length });
+        const usage = (/** @type {string} */ p, /** @type {string} */ a) => ({
+          promptTokens: p.split(/\s+/).filter(Boolean).length,
+          completionTokens: a.split(/\s+/).filter(Boolean).length,
+          totalTokens: p.split(/\s+/).filter(Boolean).length + a.split(/\s+/).filter(Boolean).length,
+        });
         return {
           runtime: 'echo',
           device: spec.device ?? 'cpu',
@@ -57,7 +61,10 @@ const plugin = {
             for (const w of words) {
               if (opts.tokenDelayMs) await new Promise((r) => setTimeout(r, opts.tokenDelayMs));
               // A stopped stream says so in its last chunk, rather than ending as if complete.
-              if (call.signal.aborted) { yield { text: '', finishReason: 'cancelled' }; return; }
+              if (call.signal.aborted) {
+                yield { text: '', finishReason: 'cancelled' };
+                return;
+              }
               yield { text: w };
             }
             yield { text: '', finishReason: 'stop', usage: usage(promptOf(input), text) };

@@ -31,10 +31,12 @@ describe('api-key auth: strategy', () => {
   const good = generateApiKey();
   const revoked = generateApiKey();
   const ctx = testPluginContext('api-key');
-  const opts = plugin.options.parse({ keys: [
-    { id: 'team-a', sha256: good.sha256, roles: ['infer'], name: 'Team A' },
-    { id: 'old', sha256: revoked.sha256, revoked: true },
-  ] });
+  const opts = plugin.options.parse({
+    keys: [
+      { id: 'team-a', sha256: good.sha256, roles: ['infer'], name: 'Team A' },
+      { id: 'old', sha256: revoked.sha256, revoked: true },
+    ],
+  });
   const strategy = plugin.setup(ctx, opts) as Awaited<ReturnType<typeof plugin.setup>>;
   const auth = (headers: Record<string, string>) => {
     try {
@@ -45,12 +47,14 @@ describe('api-key auth: strategy', () => {
   };
 
   it('accepts the key as Bearer or x-api-key and returns its principal', () => {
-    expect(auth({ authorization: `Bearer ${good.key}` })).toEqual({ principal: { id: 'team-a', via: ctx.name, roles: ['infer'], claims: { keyName: 'Team A' } } });
+    expect(auth({ authorization: `Bearer ${good.key}` })).toEqual({
+      principal: { id: 'team-a', via: ctx.name, roles: ['infer'], claims: { keyName: 'Team A' } },
+    });
     expect(auth({ 'x-api-key': good.key }).principal).toMatchObject({ id: 'team-a' });
     expect(auth({ authorization: `bearer ${good.key}` }).principal).toMatchObject({ id: 'team-a' });
   });
 
-  it('no credentials, or another scheme\'s token → null (the next strategy may accept it)', () => {
+  it("no credentials, or another scheme's token → null (the next strategy may accept it)", () => {
     expect(auth({})).toEqual({ principal: null });
     expect(auth({ authorization: 'Bearer eyJhbGciOiJSUzI1NiJ9.e30.sig' })).toEqual({ principal: null });
     expect(auth({ authorization: 'Basic dXNlcjpwYXNz' })).toEqual({ principal: null });
@@ -67,7 +71,14 @@ describe('api-key auth: strategy', () => {
 
   it('rejects options with bad hashes or duplicate ids', () => {
     expect(plugin.options.safeParse({ keys: [{ id: 'a', sha256: 'abc' }] }).success).toBe(false);
-    expect(plugin.options.safeParse({ keys: [{ id: 'a', sha256: good.sha256 }, { id: 'a', sha256: revoked.sha256 }] }).success).toBe(false);
+    expect(
+      plugin.options.safeParse({
+        keys: [
+          { id: 'a', sha256: good.sha256 },
+          { id: 'a', sha256: revoked.sha256 },
+        ],
+      }).success,
+    ).toBe(false);
     expect(plugin.options.safeParse({ keys: [{ id: 'a', sha256: good.sha256, plaintext: good.key }] }).success).toBe(false);
   });
 });
@@ -81,7 +92,9 @@ describe('api-key auth in a gateway', () => {
     gw = await startTestGateway({
       defaultPlugins: false,
       plugins: [{ use: 'openai' }, { use: 'p2c-ewma' }, { use: 'api-key', options: { keys: [{ id: 'ops', sha256: admin.sha256, roles: ['admin'] }] } }],
-      models: [{ id: 'm', task: 'chat', versions: [{ version: 'v1', instances: [{ backend: 'openai', endpoint: up.url, options: { model: 'fake-model' } }] }] }],
+      models: [
+        { id: 'm', task: 'chat', versions: [{ version: 'v1', instances: [{ backend: 'openai', endpoint: up.url, options: { model: 'fake-model' } }] }] },
+      ],
     });
   });
   afterAll(async () => {
@@ -90,7 +103,8 @@ describe('api-key auth in a gateway', () => {
   });
 
   it('REST, OpenAI and GraphQL need a valid key', async () => {
-    const rest = (headers: Record<string, string>) => fetch(`${gw.url}/api/v1/models/m/inference`, { method: 'POST', headers, body: '{"messages":[{"role":"user","content":"x"}]}' });
+    const rest = (headers: Record<string, string>) =>
+      fetch(`${gw.url}/api/v1/models/m/inference`, { method: 'POST', headers, body: '{"messages":[{"role":"user","content":"x"}]}' });
     const none = await rest({});
     expect(none.status).toBe(401);
     expect((await none.json()).error.code).toBe('MCP_UNAUTHENTICATED');
@@ -98,7 +112,10 @@ describe('api-key auth in a gateway', () => {
     const okRest = await rest({ authorization: `Bearer ${admin.key}` });
     expect({ status: okRest.status, body: await okRest.json() }).toMatchObject({ status: 200 });
 
-    const ok = await new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: admin.key, maxRetries: 0 }).chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'x' }] });
+    const ok = await new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: admin.key, maxRetries: 0 }).chat.completions.create({
+      model: 'm',
+      messages: [{ role: 'user', content: 'x' }],
+    });
     expect(ok.choices[0]!.message.content).toBe('Hello, world!');
     const denied = await new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: generateApiKey().key, maxRetries: 0 }).models.list().catch((e: unknown) => e);
     expect(denied).toBeInstanceOf(APIError);
@@ -123,6 +140,11 @@ describe('api-key auth in a gateway', () => {
     } finally {
       await plain.close();
     }
-    expect(gw.services.plugins.list().filter((p) => p.kind === 'auth').map((p) => p.name)).toEqual(['api-key']);
+    expect(
+      gw.services.plugins
+        .list()
+        .filter((p) => p.kind === 'auth')
+        .map((p) => p.name),
+    ).toEqual(['api-key']);
   });
 });

@@ -65,20 +65,22 @@ const keySchema = z.strictObject({
   revoked: z.boolean().default(false),
 });
 
-export const apiKeyOptions = z.strictObject({
-  keys: z.array(keySchema).default([]),
-  /** Also accept the key in `x-api-key`. */
-  headerXApiKey: z.boolean().default(true),
-}).superRefine((o, ctx) => {
-  const ids = new Set<string>();
-  const hashes = new Set<string>();
-  o.keys.forEach((k, i) => {
-    if (ids.has(k.id)) ctx.addIssue({ code: 'custom', path: ['keys', i, 'id'], message: `duplicate key id "${k.id}"` });
-    if (hashes.has(k.sha256)) ctx.addIssue({ code: 'custom', path: ['keys', i, 'sha256'], message: 'duplicate key hash' });
-    ids.add(k.id);
-    hashes.add(k.sha256);
+export const apiKeyOptions = z
+  .strictObject({
+    keys: z.array(keySchema).default([]),
+    /** Also accept the key in `x-api-key`. */
+    headerXApiKey: z.boolean().default(true),
+  })
+  .superRefine((o, ctx) => {
+    const ids = new Set<string>();
+    const hashes = new Set<string>();
+    o.keys.forEach((k, i) => {
+      if (ids.has(k.id)) ctx.addIssue({ code: 'custom', path: ['keys', i, 'id'], message: `duplicate key id "${k.id}"` });
+      if (hashes.has(k.sha256)) ctx.addIssue({ code: 'custom', path: ['keys', i, 'sha256'], message: 'duplicate key hash' });
+      ids.add(k.id);
+      hashes.add(k.sha256);
+    });
   });
-});
 export type ApiKeyOptions = z.output<typeof apiKeyOptions>;
 
 const unauthenticated = (why: string) => new McpError('MCP_UNAUTHENTICATED', `invalid API key: ${why}`);
@@ -107,7 +109,10 @@ export default definePlugin({
   setup(ctx, opts) {
     const byHash = new Map<string, Principal | null>();
     for (const k of opts.keys) {
-      byHash.set(k.sha256, k.revoked ? null : Object.freeze({ id: k.id, via: ctx.name, roles: [...k.roles], claims: k.name ? { keyName: k.name } : {} }) as Principal);
+      byHash.set(
+        k.sha256,
+        k.revoked ? null : (Object.freeze({ id: k.id, via: ctx.name, roles: [...k.roles], claims: k.name ? { keyName: k.name } : {} }) as Principal),
+      );
     }
     ctx.logger.debug({ keys: opts.keys.length }, 'api-key auth ready');
     return {

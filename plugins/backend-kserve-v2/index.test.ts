@@ -7,11 +7,18 @@ function call(extra: Partial<BackendCall> = {}): BackendCall {
   return { requestId: extra.requestId ?? 'req-7', signal: extra.signal ?? new AbortController().signal, deadline: extra.deadline };
 }
 async function rejection(p: Promise<unknown>): Promise<McpError> {
-  try { await p; } catch (err) { expect(err).toBeInstanceOf(McpError); return err as McpError; }
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(McpError);
+    return err as McpError;
+  }
   throw new Error('expected a rejection');
 }
-const input = (data: number[], shape = [data.length / 4, 4], datatype = 'FP32') =>
-  ({ task: 'tensor' as const, tensors: [{ name: 'INPUT0', shape, datatype: datatype as 'FP32', data }] });
+const input = (data: number[], shape = [data.length / 4, 4], datatype = 'FP32') => ({
+  task: 'tensor' as const,
+  tensors: [{ name: 'INPUT0', shape, datatype: datatype as 'FP32', data }],
+});
 
 describe('kserve-v2 backend', () => {
   let fake: FakeKServeServer;
@@ -26,7 +33,11 @@ describe('kserve-v2 backend', () => {
     backend = await plugin.setup(ctx, plugin.options.parse({ connections: 2, timeouts: { firstByteMs: 400, totalMs: 2000 } }));
     inst = await backend.load({ id: 'k1', model: 'my-doubler', version: 'v1', endpoint: fake.url, options: { model: 'doubler', version: '2' } }, ctx.signal);
   });
-  afterAll(async () => { await ctx.close(); await proxy.close(); await fake.close(); });
+  afterAll(async () => {
+    await ctx.close();
+    await proxy.close();
+    await fake.close();
+  });
 
   it('builds the signature from metadata at load', () => {
     expect(fake.counts['/v2/models/doubler/versions/2']).toBe(1);
@@ -67,8 +78,18 @@ describe('kserve-v2 backend', () => {
     expect((await rejection(inst.infer({ ...input([1, 2, 3, 4]), outputs: ['NOPE'] }, call()))).code).toBe('MCP_BAD_REQUEST');
     expect((await rejection(inst.infer({ task: 'chat', messages: [] }, call()))).code).toBe('MCP_UNSUPPORTED_PARAMETER');
     expect(fake.requests).toBe(before);
-    expect(() => checkTensors({ inputs: [{ name: 'A', datatype: 'FP32', shape: [1] }, { name: 'B', datatype: 'FP32', shape: [1] }], outputs: [] },
-      [{ name: 'A', datatype: 'FP32', shape: [1], data: [1] }])).toThrow(/missing input: B/);
+    expect(() =>
+      checkTensors(
+        {
+          inputs: [
+            { name: 'A', datatype: 'FP32', shape: [1] },
+            { name: 'B', datatype: 'FP32', shape: [1] },
+          ],
+          outputs: [],
+        },
+        [{ name: 'A', datatype: 'FP32', shape: [1], data: [1] }],
+      ),
+    ).toThrow(/missing input: B/);
   });
 
   it('maps unknown models and versions to MODEL_NOT_FOUND at load', async () => {

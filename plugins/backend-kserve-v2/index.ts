@@ -6,8 +6,21 @@
 import { z, type ZodType } from 'zod';
 import type { Logger } from 'pino';
 import {
-  McpError, TENSOR_DATATYPES, definePlugin, type InferenceInput, type InferenceOutput, type InferenceTask, type Tensor, type TensorDatatype,
-  type Backend, type BackendCall, type HealthReport, type InstanceSpec, type LoadedInstance, type ModelSignature, type TensorSignature,
+  McpError,
+  TENSOR_DATATYPES,
+  definePlugin,
+  type InferenceInput,
+  type InferenceOutput,
+  type InferenceTask,
+  type Tensor,
+  type TensorDatatype,
+  type Backend,
+  type BackendCall,
+  type HealthReport,
+  type InstanceSpec,
+  type LoadedInstance,
+  type ModelSignature,
+  type TensorSignature,
 } from 'capibara-mcp';
 import { UpstreamClient, joinUrl, probeFailure, clientOptionsFrom, upstreamPluginOptions } from 'capibara-mcp/sdk';
 
@@ -23,9 +36,24 @@ export type KServeInstanceOptions = z.output<typeof kserveInstanceOptions>;
 
 const DATATYPES: ReadonlySet<string> = new Set(TENSOR_DATATYPES);
 
-interface KServeTensorMeta { name?: unknown; datatype?: unknown; shape?: unknown }
-interface KServeModelMetadata { name?: string; versions?: string[]; platform?: string; inputs?: KServeTensorMeta[]; outputs?: KServeTensorMeta[] }
-interface KServeInferResponse { model_name?: string; model_version?: string; id?: string; outputs?: Array<{ name?: unknown; shape?: unknown; datatype?: unknown; data?: unknown }> }
+interface KServeTensorMeta {
+  name?: unknown;
+  datatype?: unknown;
+  shape?: unknown;
+}
+interface KServeModelMetadata {
+  name?: string;
+  versions?: string[];
+  platform?: string;
+  inputs?: KServeTensorMeta[];
+  outputs?: KServeTensorMeta[];
+}
+interface KServeInferResponse {
+  model_name?: string;
+  model_version?: string;
+  id?: string;
+  outputs?: Array<{ name?: unknown; shape?: unknown; datatype?: unknown; data?: unknown }>;
+}
 
 function toSignature(list: KServeTensorMeta[] | undefined, what: string): TensorSignature[] {
   if (!Array.isArray(list)) throw new McpError('MCP_UPSTREAM_ERROR', `the model metadata has no ${what} list`);
@@ -44,7 +72,13 @@ export function signatureFromMetadata(meta: KServeModelMetadata): ModelSignature
   return { inputs: toSignature(meta.inputs, 'inputs'), outputs: toSignature(meta.outputs, 'outputs') };
 }
 
-function shapeError(input: string, message: string, expected: TensorSignature | undefined, given: Pick<Tensor, 'shape' | 'datatype'> | undefined, extra: Record<string, unknown> = {}): McpError {
+function shapeError(
+  input: string,
+  message: string,
+  expected: TensorSignature | undefined,
+  given: Pick<Tensor, 'shape' | 'datatype'> | undefined,
+  extra: Record<string, unknown> = {},
+): McpError {
   const details: Record<string, unknown> = { input, ...extra };
   if (expected) details.expected = { datatype: expected.datatype, shape: expected.shape };
   if (given) details.given = { datatype: given.datatype, shape: given.shape };
@@ -64,8 +98,9 @@ export function checkTensors(signature: ModelSignature, tensors: readonly Tensor
     seen.add(t.name);
     const expected = signature.inputs.find((s) => s.name === t.name);
     if (!expected) {
-      throw shapeError(t.name, `the model has no input '${t.name}' (inputs: ${signature.inputs.map((s) => s.name).join(', ')})`, undefined, t,
-        { expectedInputs: signature.inputs.map((s) => s.name) });
+      throw shapeError(t.name, `the model has no input '${t.name}' (inputs: ${signature.inputs.map((s) => s.name).join(', ')})`, undefined, t, {
+        expectedInputs: signature.inputs.map((s) => s.name),
+      });
     }
     if (t.datatype !== expected.datatype) {
       throw shapeError(t.name, `input '${t.name}' has datatype ${String(t.datatype)}, the model expects ${expected.datatype}`, expected, t);
@@ -76,8 +111,9 @@ export function checkTensors(signature: ModelSignature, tensors: readonly Tensor
   }
   const missing = signature.inputs.filter((s) => !seen.has(s.name));
   if (missing.length > 0) {
-    throw shapeError(missing[0]!.name, `missing input${missing.length > 1 ? 's' : ''}: ${missing.map((m) => m.name).join(', ')}`, missing[0], undefined,
-      { missing: missing.map((m) => m.name) });
+    throw shapeError(missing[0]!.name, `missing input${missing.length > 1 ? 's' : ''}: ${missing.map((m) => m.name).join(', ')}`, missing[0], undefined, {
+      missing: missing.map((m) => m.name),
+    });
   }
   if (outputs) {
     const unknown = outputs.filter((o) => !signature.outputs.some((s) => s.name === o));
@@ -141,7 +177,10 @@ class KServeInstance implements LoadedInstance {
   async health(signal: AbortSignal): Promise<HealthReport> {
     try {
       const { data } = await this.client.json<{ ready?: boolean } | undefined>({
-        url: `${this.modelUrl}/ready`, headers: this.headers, signal, timeoutMs: this.client.timeouts.healthMs,
+        url: `${this.modelUrl}/ready`,
+        headers: this.headers,
+        signal,
+        timeoutMs: this.client.timeouts.healthMs,
       });
       if (data && data.ready === false) return { ok: false, detail: 'the model server says the model is not ready' };
       return { ok: true };
@@ -170,7 +209,9 @@ export function createKServeBackend(client: UpstreamClient, logger?: Logger): Ba
       }
       const parsed = kserveInstanceOptions.safeParse(spec.options ?? {});
       if (!parsed.success) {
-        throw new McpError('MCP_VALIDATION_FAILED', `invalid options for kserve-v2 instance '${spec.id}': ${parsed.error.message}`, { details: { path: 'options' } });
+        throw new McpError('MCP_VALIDATION_FAILED', `invalid options for kserve-v2 instance '${spec.id}': ${parsed.error.message}`, {
+          details: { path: 'options' },
+        });
       }
       const o = parsed.data;
       const url = modelUrl(spec.endpoint, o.model ?? spec.model, o.version);

@@ -8,7 +8,12 @@ function call(extra: Partial<BackendCall> = {}): BackendCall {
   return { requestId: extra.requestId ?? 'req-42', signal: extra.signal ?? new AbortController().signal, deadline: extra.deadline };
 }
 async function rejection(p: Promise<unknown>): Promise<McpError> {
-  try { await p; } catch (err) { expect(err).toBeInstanceOf(McpError); return err as McpError; }
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(McpError);
+    return err as McpError;
+  }
   throw new Error('expected a rejection');
 }
 
@@ -28,21 +33,34 @@ describe('openai backend', () => {
     inst = await backend.load({ id: 'i1', model: 'llama', version: '1', endpoint: fake.url, options: { model: 'fake-model', apiKey: 'sk-test' } }, ctx.signal);
     viaProxy = await backend.load({ id: 'i2', model: 'fake-model', version: '1', endpoint: proxy.url, options: {} }, ctx.signal);
   });
-  afterAll(async () => { await ctx.close(); await proxy.close(); await fake.close(); });
+  afterAll(async () => {
+    await ctx.close();
+    await proxy.close();
+    await fake.close();
+  });
 
   it('serves chat and maps parameters, extra, headers and usage', async () => {
-    const out = await inst.infer({
-      task: 'chat',
-      messages: [{ role: 'user', content: 'hi' }],
-      parameters: { maxTokens: 16, temperature: 0.2, topP: 0.9, seed: 3, stop: ['\n'] },
-      extra: { repetition_penalty: 1.1, model: 'hijack' },
-    }, call());
+    const out = await inst.infer(
+      {
+        task: 'chat',
+        messages: [{ role: 'user', content: 'hi' }],
+        parameters: { maxTokens: 16, temperature: 0.2, topP: 0.9, seed: 3, stop: ['\n'] },
+        extra: { repetition_penalty: 1.1, model: 'hijack' },
+      },
+      call(),
+    );
     expect(out).toEqual({ text: 'Hello, world!', finishReason: 'stop', usage: { promptTokens: 5, completionTokens: 4, totalTokens: 9 } });
     const req = fake.lastRequest!;
     expect(req.path).toBe('/v1/chat/completions');
     expect(req.body).toEqual({
-      repetition_penalty: 1.1, max_tokens: 16, temperature: 0.2, top_p: 0.9, seed: 3, stop: ['\n'],
-      model: 'fake-model', messages: [{ role: 'user', content: 'hi' }],
+      repetition_penalty: 1.1,
+      max_tokens: 16,
+      temperature: 0.2,
+      top_p: 0.9,
+      seed: 3,
+      stop: ['\n'],
+      model: 'fake-model',
+      messages: [{ role: 'user', content: 'hi' }],
     });
     expect(req.headers['x-request-id']).toBe('req-42');
     expect(req.headers.authorization).toBe('Bearer sk-test');
@@ -90,7 +108,10 @@ describe('openai backend', () => {
   it('reuses keep-alive connections for many requests, streamed or not', async () => {
     const before = fake.connections;
     for (let i = 0; i < 20; i++) await inst.infer({ task: 'generate', prompt: 'x' }, call());
-    for (let i = 0; i < 10; i++) for await (const _ of inst.stream!({ task: 'generate', prompt: 'x' }, call())) { /* drain */ }
+    for (let i = 0; i < 10; i++)
+      for await (const _ of inst.stream!({ task: 'generate', prompt: 'x' }, call())) {
+        /* drain */
+      }
     await Promise.all(Array.from({ length: 24 }, () => inst.infer({ task: 'chat', messages: [{ role: 'user', content: 'x' }] }, call())));
     expect(fake.connections - before).toBeLessThanOrEqual(4);
   });
@@ -100,12 +121,14 @@ describe('openai backend', () => {
     const abortedBefore = fake.aborted;
     const ac = new AbortController();
     const seen: string[] = [];
-    const e = await rejection((async () => {
-      for await (const c of inst.stream!({ task: 'generate', prompt: 'x' }, call({ signal: ac.signal }))) {
-        seen.push(c.text);
-        if (seen.length === 2) ac.abort();
-      }
-    })());
+    const e = await rejection(
+      (async () => {
+        for await (const c of inst.stream!({ task: 'generate', prompt: 'x' }, call({ signal: ac.signal }))) {
+          seen.push(c.text);
+          if (seen.length === 2) ac.abort();
+        }
+      })(),
+    );
     expect(e.code).toBe('MCP_CANCELLED');
     expect(seen).toEqual(['t0', 't1']);
     await expect.poll(() => fake.aborted, { timeout: 2000, interval: 20 }).toBe(abortedBefore + 1);
@@ -117,7 +140,13 @@ describe('openai backend', () => {
 
   it('maps a stream cut mid-way to an upstream error', async () => {
     fake.setBehavior({ dropAfterTokens: 2 });
-    const e = await rejection((async () => { for await (const _ of inst.stream!({ task: 'generate', prompt: 'x' }, call())) { /* */ } })());
+    const e = await rejection(
+      (async () => {
+        for await (const _ of inst.stream!({ task: 'generate', prompt: 'x' }, call())) {
+          /* */
+        }
+      })(),
+    );
     expect(['MCP_UPSTREAM_UNAVAILABLE', 'MCP_UPSTREAM_ERROR']).toContain(e.code);
     fake.setBehavior({});
   });
@@ -151,7 +180,12 @@ describe('openai backend', () => {
       proxy.set({ errorRate: 0.5, errorStatus: 503 }, 123);
       const outcomes: string[] = [];
       for (let i = 0; i < 12; i++) {
-        outcomes.push(await viaProxy.infer({ task: 'generate', prompt: 'x' }, call()).then(() => 'ok', (e: McpError) => e.code));
+        outcomes.push(
+          await viaProxy.infer({ task: 'generate', prompt: 'x' }, call()).then(
+            () => 'ok',
+            (e: McpError) => e.code,
+          ),
+        );
       }
       return outcomes;
     };

@@ -6,8 +6,19 @@
 import { z, type ZodType } from 'zod';
 import type { Logger } from 'pino';
 import {
-  McpError, definePlugin, type Backend, type BackendCall, type HealthReport, type InstanceSpec, type LoadedInstance,
-  type FinishReason, type InferenceChunk, type InferenceInput, type InferenceOutput, type InferenceTask, type Usage,
+  McpError,
+  definePlugin,
+  type Backend,
+  type BackendCall,
+  type HealthReport,
+  type InstanceSpec,
+  type LoadedInstance,
+  type FinishReason,
+  type InferenceChunk,
+  type InferenceInput,
+  type InferenceOutput,
+  type InferenceTask,
+  type Usage,
 } from 'capibara-mcp';
 import { UpstreamClient, joinUrl, probeFailure, SseParser, clientOptionsFrom, upstreamPluginOptions } from 'capibara-mcp/sdk';
 
@@ -24,11 +35,18 @@ export const openaiInstanceOptions = z.object({
   /** Extra headers for this instance. */
   headers: z.record(z.string(), z.string()).default({}),
   /** Tasks this server offers (e.g. only `embed` for an embedding server). */
-  tasks: z.array(z.enum(OPENAI_TASKS)).min(1).default([...OPENAI_TASKS]),
+  tasks: z
+    .array(z.enum(OPENAI_TASKS))
+    .min(1)
+    .default([...OPENAI_TASKS]),
 });
 export type OpenAIInstanceOptions = z.output<typeof openaiInstanceOptions>;
 
-interface OpenAIUsage { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number }
+interface OpenAIUsage {
+  prompt_tokens?: number;
+  completion_tokens?: number;
+  total_tokens?: number;
+}
 interface OpenAIChoice {
   index?: number;
   message?: { content?: string | null };
@@ -81,7 +99,8 @@ export function buildCompletionBody(input: CompletionInput, model: string, strea
 
 function streamError(e: NonNullable<OpenAIAnswer['error']>): McpError {
   return new McpError('MCP_UPSTREAM_ERROR', e.message ?? 'the model server reported an error mid-stream', {
-    details: { upstreamType: e.type, upstreamCode: e.code ?? undefined }, retryable: false,
+    details: { upstreamType: e.type, upstreamCode: e.code ?? undefined },
+    retryable: false,
   });
 }
 
@@ -127,7 +146,7 @@ class OpenAIInstance implements LoadedInstance {
     });
     const choice = data?.choices?.[0];
     if (!choice) throw new McpError('MCP_UPSTREAM_ERROR', 'the model server answered without choices');
-    const text = chat ? choice.message?.content ?? '' : choice.text ?? '';
+    const text = chat ? (choice.message?.content ?? '') : (choice.text ?? '');
     const out: InferenceOutput = { text };
     const finishReason = mapFinishReason(choice.finish_reason);
     if (finishReason) out.finishReason = finishReason;
@@ -173,9 +192,14 @@ class OpenAIInstance implements LoadedInstance {
       for await (const bytes of upstream.body) {
         if (done) continue; // drain what follows [DONE] so the connection goes back to the pool
         for (const ev of parser.push(bytes)) {
-          if (ev.data === '[DONE]') { done = true; break; }
+          if (ev.data === '[DONE]') {
+            done = true;
+            break;
+          }
           let obj: OpenAIAnswer;
-          try { obj = JSON.parse(ev.data) as OpenAIAnswer; } catch (err) {
+          try {
+            obj = JSON.parse(ev.data) as OpenAIAnswer;
+          } catch (err) {
             throw new McpError('MCP_UPSTREAM_ERROR', 'the model server sent an SSE event that is not JSON', { cause: err });
           }
           if (obj.error) throw streamError(obj.error);
@@ -204,7 +228,10 @@ class OpenAIInstance implements LoadedInstance {
   async health(signal: AbortSignal): Promise<HealthReport> {
     try {
       const { data } = await this.client.json<{ data?: Array<{ id?: string }> }>({
-        url: joinUrl(this.endpoint, 'models'), headers: this.headers, signal, timeoutMs: this.client.timeouts.healthMs,
+        url: joinUrl(this.endpoint, 'models'),
+        headers: this.headers,
+        signal,
+        timeoutMs: this.client.timeouts.healthMs,
       });
       const ids = Array.isArray(data?.data) ? data.data.map((m) => m.id) : [];
       if (ids.length > 0 && !ids.includes(this.model)) return { ok: true, detail: `model '${this.model}' is not listed by the server` };
@@ -229,7 +256,9 @@ export function createOpenAIBackend(client: UpstreamClient, logger?: Logger): Ba
       }
       const parsed = openaiInstanceOptions.safeParse(spec.options ?? {});
       if (!parsed.success) {
-        throw new McpError('MCP_VALIDATION_FAILED', `invalid options for openai instance '${spec.id}': ${parsed.error.message}`, { details: { path: 'options' } });
+        throw new McpError('MCP_VALIDATION_FAILED', `invalid options for openai instance '${spec.id}': ${parsed.error.message}`, {
+          details: { path: 'options' },
+        });
       }
       const o = parsed.data;
       const headers: Record<string, string> = { ...o.headers };

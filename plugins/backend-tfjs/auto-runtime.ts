@@ -20,7 +20,9 @@ function addonBuilt(pkg: string): boolean {
 }
 
 /** Runtimes in the order `auto` tries them, with whether they are installed here. */
-export const NATIVE_RUNTIMES: Array<{ name: RuntimeName; installed: boolean }> = Object.entries(NATIVE_PACKAGES)
-  .map(([name, pkg]) => ({ name: name as RuntimeName, installed: addonBuilt(pkg) }));
+export const NATIVE_RUNTIMES: Array<{ name: RuntimeName; installed: boolean }> = Object.entries(NATIVE_PACKAGES).map(([name, pkg]) => ({
+  name: name as RuntimeName,
+  installed: addonBuilt(pkg),
+}));
 
 export const AUTO_RUNTIME: RuntimeName = NATIVE_RUNTIMES.find((r) => r.installed)?.name ?? 'tfjs-wasm';

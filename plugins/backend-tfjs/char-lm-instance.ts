@@ -6,8 +6,16 @@
 import { randomInt } from 'node:crypto';
 import type * as tfTypes from '@tensorflow/tfjs';
 import {
-  McpError, type FinishReason, type InferenceChunk, type InferenceInput, type InferenceOutput, type Usage,
-  type BackendCall, type HealthReport, type LoadedInstance, type ModelSignature,
+  McpError,
+  type FinishReason,
+  type InferenceChunk,
+  type InferenceInput,
+  type InferenceOutput,
+  type Usage,
+  type BackendCall,
+  type HealthReport,
+  type LoadedInstance,
+  type ModelSignature,
 } from 'capibara-mcp';
 import { DynamicBatcher, type BatcherStats, type DynamicBatcherOptions, type SubmitOptions } from 'capibara-mcp/sdk';
 import type { TfRuntime } from './runtime.ts';
@@ -57,17 +65,30 @@ export class CharLmInstance implements LoadedInstance {
     this.device = rt.device;
     const inShape = io.inputs[0]?.shape;
     const outShape = io.outputs[0]?.shape;
-    if (io.inputs.length !== 1 || io.outputs.length !== 1 || inShape?.length !== 2 || inShape[1] !== tokenizer.contextLength || outShape?.[1] !== tokenizer.vocabSize) {
-      throw new McpError('MCP_BAD_REQUEST', `char-lm model must map [batch, ${tokenizer.contextLength}] token ids to [batch, ${tokenizer.vocabSize}] logits; it has inputs ${JSON.stringify(io.inputs.map((i) => i.shape))} and outputs ${JSON.stringify(io.outputs.map((o) => o.shape))}`);
+    if (
+      io.inputs.length !== 1 ||
+      io.outputs.length !== 1 ||
+      inShape?.length !== 2 ||
+      inShape[1] !== tokenizer.contextLength ||
+      outShape?.[1] !== tokenizer.vocabSize
+    ) {
+      throw new McpError(
+        'MCP_BAD_REQUEST',
+        `char-lm model must map [batch, ${tokenizer.contextLength}] token ids to [batch, ${tokenizer.vocabSize}] logits; it has inputs ${JSON.stringify(io.inputs.map((i) => i.shape))} and outputs ${JSON.stringify(io.outputs.map((o) => o.shape))}`,
+      );
     }
     this.signature = publicSignature(io);
     this.batcher = new DynamicBatcher((windows) => this.forward(windows), batching);
   }
 
-  batcherStats(): BatcherStats { return this.batcher.stats(); }
+  batcherStats(): BatcherStats {
+    return this.batcher.stats();
+  }
 
   /** Generations running now. */
-  get activeGenerations(): number { return this.active; }
+  get activeGenerations(): number {
+    return this.active;
+  }
 
   async infer(input: InferenceInput, call: BackendCall): Promise<InferenceOutput> {
     const plan = this.plan(input);
@@ -76,7 +97,10 @@ export class CharLmInstance implements LoadedInstance {
     let usage: Usage | undefined;
     for await (const chunk of this.run(plan, call, false)) {
       text += chunk.text;
-      if (chunk.finishReason) { finishReason = chunk.finishReason; usage = chunk.usage; }
+      if (chunk.finishReason) {
+        finishReason = chunk.finishReason;
+        usage = chunk.usage;
+      }
     }
     if (finishReason === 'cancelled') throw new McpError('MCP_CANCELLED', 'The generation was cancelled.');
     return { text, finishReason, usage: usage! };
@@ -91,7 +115,10 @@ export class CharLmInstance implements LoadedInstance {
   async health(_signal?: AbortSignal): Promise<HealthReport> {
     if (this.unloaded) return { ok: false, detail: 'unloaded' };
     const s = this.batcher.stats();
-    return { ok: true, detail: `${this.runtime} on ${this.device}; ${this.active} generating, queue ${s.queueDepth}, avg batch ${s.averageBatchSize.toFixed(2)}` };
+    return {
+      ok: true,
+      detail: `${this.runtime} on ${this.device}; ${this.active} generating, queue ${s.queueDepth}, avg batch ${s.averageBatchSize.toFixed(2)}`,
+    };
   }
 
   async unload(): Promise<void> {
@@ -140,7 +167,9 @@ export class CharLmInstance implements LoadedInstance {
     const p = input.parameters ?? {};
     const maxTokens = p.maxTokens ?? this.limits.defaultMaxTokens;
     if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > this.limits.maxTokensLimit) {
-      throw new McpError('MCP_VALIDATION_FAILED', `parameters.maxTokens must be an integer from 1 to ${this.limits.maxTokensLimit}`, { details: { path: 'parameters.maxTokens' } });
+      throw new McpError('MCP_VALIDATION_FAILED', `parameters.maxTokens must be an integer from 1 to ${this.limits.maxTokensLimit}`, {
+        details: { path: 'parameters.maxTokens' },
+      });
     }
     const temperature = p.temperature ?? this.limits.defaultTemperature;
     const topK = p.topK ?? 0;
@@ -167,7 +196,11 @@ export class CharLmInstance implements LoadedInstance {
     const rand = seededRandom(plan.seed);
     const ids = [...plan.promptIds];
     const matcher = new StopMatcher(plan.stops);
-    const window = (): Int32Array => { const w = new Int32Array(tok.contextLength); tok.window(ids, w); return w; };
+    const window = (): Int32Array => {
+      const w = new Int32Array(tok.contextLength);
+      tok.window(ids, w);
+      return w;
+    };
     const submitOpts: SubmitOptions = { signal: call.signal };
     if (call.deadline !== undefined) submitOpts.deadline = call.deadline;
     let generated = 0;
@@ -176,34 +209,54 @@ export class CharLmInstance implements LoadedInstance {
     let leading = plan.chat; // chat answers start after "Assistant:"; drop the one space the format puts there
     const usage = (): Usage => ({ promptTokens: plan.promptIds.length, completionTokens: generated, totalTokens: plan.promptIds.length + generated });
     const tidyText = (s: string): string => {
-      if (leading && s.length > 0) { leading = false; if (s.startsWith(' ')) return s.slice(1); }
+      if (leading && s.length > 0) {
+        leading = false;
+        if (s.startsWith(' ')) return s.slice(1);
+      }
       return s;
     };
     this.active++;
     try {
       while (generated < plan.maxTokens) {
-        if (call.signal.aborted) { finishReason = 'cancelled'; break; }
+        if (call.signal.aborted) {
+          finishReason = 'cancelled';
+          break;
+        }
         if (this.unloaded) throw new McpError('MCP_SHUTTING_DOWN', `instance ${this.id} was unloaded during generation`, { retryable: false });
         let logits: Float32Array;
         try {
           logits = await this.batcher.submit(window(), submitOpts);
         } catch (err) {
-          if (err instanceof McpError && err.code === 'MCP_CANCELLED') { finishReason = 'cancelled'; break; }
+          if (err instanceof McpError && err.code === 'MCP_CANCELLED') {
+            finishReason = 'cancelled';
+            break;
+          }
           throw err;
         }
         const id = sampleLogits(logits, plan.sampling, rand);
-        if (id === tok.eosId) { finishReason = 'stop'; break; }
+        if (id === tok.eosId) {
+          finishReason = 'stop';
+          break;
+        }
         generated++;
         ids.push(id);
         const { emit, stopped } = matcher.push(tok.decodeOne(id));
         const text = tidyText(emit);
-        if (streaming && text) yield { text }; else pending += text;
-        if (stopped) { finishReason = 'stop'; break; }
+        if (streaming && text) yield { text };
+        else pending += text;
+        if (stopped) {
+          finishReason = 'stop';
+          break;
+        }
       }
       let rest = finishReason === 'cancelled' ? '' : tidyText(matcher.flush());
       if (plan.chat && finishReason === 'stop') {
         // A chat turn ends with a newline before the next turn / end of text.
-        if (streaming) rest = rest.trimEnd(); else { pending = (pending + rest).trimEnd(); rest = ''; }
+        if (streaming) rest = rest.trimEnd();
+        else {
+          pending = (pending + rest).trimEnd();
+          rest = '';
+        }
       }
       yield { text: streaming ? rest : pending + rest, finishReason, usage: usage() };
     } finally {

@@ -18,7 +18,12 @@ async function collect(it: AsyncIterable<InferenceChunk>): Promise<InferenceChun
 }
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
-  try { await p; return 'resolved'; } catch (err) { return err instanceof McpError ? err.code : String(err); }
+  try {
+    await p;
+    return 'resolved';
+  } catch (err) {
+    return err instanceof McpError ? err.code : String(err);
+  }
 }
 /** What the inference input schema says of an input. */
 const schemaCode = (raw: unknown): Promise<string> => codeOf((async () => parseInferenceInput(raw))());
@@ -29,10 +34,15 @@ let inst: CharLmInstance & LoadedInstance;
 
 beforeAll(async () => {
   backend = await plugin.setup(ctx, plugin.options.parse({}));
-  inst = (await backend.load({ id: 'capibara-mini-1', model: 'capibara-mini', version: '1', endpoint: MODEL_DIR, options: {} }, new AbortController().signal)) as CharLmInstance & LoadedInstance;
+  inst = (await backend.load(
+    { id: 'capibara-mini-1', model: 'capibara-mini', version: '1', endpoint: MODEL_DIR, options: {} },
+    new AbortController().signal,
+  )) as CharLmInstance & LoadedInstance;
 });
 
-afterAll(async () => { await ctx.close(); });
+afterAll(async () => {
+  await ctx.close();
+});
 
 describe('capibara-mini on the tfjs backend', () => {
   it('is detected as a char-lm and serves generate and chat with streaming', () => {
@@ -51,7 +61,12 @@ describe('capibara-mini on the tfjs backend', () => {
     expect(a.text!.length).toBeGreaterThan(10);
     // Mostly real words from the corpus.
     const words = a.text!.toLowerCase().match(/[a-z]+/g) ?? [];
-    const corpusWords = new Set(((await import('node:fs')).readFileSync(`${MODEL_DIR}corpus.txt`, 'utf8').toLowerCase().match(/[a-z]+/g)) ?? []);
+    const corpusWords = new Set(
+      (await import('node:fs'))
+        .readFileSync(`${MODEL_DIR}corpus.txt`, 'utf8')
+        .toLowerCase()
+        .match(/[a-z]+/g) ?? [],
+    );
     expect(words.filter((w) => corpusWords.has(w)).length / words.length).toBeGreaterThan(0.7);
   });
 
@@ -77,7 +92,10 @@ describe('capibara-mini on the tfjs backend', () => {
   });
 
   it('answers a chat in the assistant role and ends the turn', async () => {
-    const out = await inst.infer({ task: 'chat', messages: [{ role: 'user', content: 'What do capybaras eat?' }], parameters: { temperature: 0, maxTokens: 300 } }, call());
+    const out = await inst.infer(
+      { task: 'chat', messages: [{ role: 'user', content: 'What do capybaras eat?' }], parameters: { temperature: 0, maxTokens: 300 } },
+      call(),
+    );
     expect(out.finishReason).toBe('stop');
     expect(out.text).not.toMatch(/^\s|\s$/);
     expect(out.text).not.toContain('User:');
@@ -123,7 +141,9 @@ describe('capibara-mini on the tfjs backend', () => {
 
   it('fails with MCP_DEADLINE_EXCEEDED when the deadline passes mid-generation', async () => {
     // Seed 2 at temperature 1 writes ~950 characters before its end-of-text (hundreds of ms).
-    expect(await codeOf(inst.infer(gen('The capybara', { maxTokens: 2000, seed: 2, temperature: 1 }), call({ deadline: Date.now() + 40 })))).toBe('MCP_DEADLINE_EXCEEDED');
+    expect(await codeOf(inst.infer(gen('The capybara', { maxTokens: 2000, seed: 2, temperature: 1 }), call({ deadline: Date.now() + 40 })))).toBe(
+      'MCP_DEADLINE_EXCEEDED',
+    );
   });
 
   it('batches the decoding steps of concurrent generations, with the same text as alone', async () => {
@@ -156,7 +176,10 @@ describe('capibara-mini on the tfjs backend', () => {
     const baseline = tf.memory().numTensors;
     await Promise.all(Array.from({ length: 16 }, (_, i) => inst.infer(gen('The', { seed: i, maxTokens: 30 }), call())));
     expect(tf.memory().numTensors).toBe(baseline);
-    const other = await backend.load({ id: 'cm-2', model: 'capibara-mini', version: '1', endpoint: MODEL_DIR, options: { kind: 'char-lm', warmup: false } }, new AbortController().signal);
+    const other = await backend.load(
+      { id: 'cm-2', model: 'capibara-mini', version: '1', endpoint: MODEL_DIR, options: { kind: 'char-lm', warmup: false } },
+      new AbortController().signal,
+    );
     expect(tf.memory().numTensors).toBeGreaterThan(baseline);
     await other.unload();
     expect(tf.memory().numTensors).toBe(baseline);
@@ -170,7 +193,10 @@ describe('char-lm helpers', () => {
     expect(sampleLogits(logits, { temperature: 1, topK: 1, topP: 1 }, Math.random)).toBe(1);
     expect(sampleLogits(logits, { temperature: 1, topK: 0, topP: 0.01 }, Math.random)).toBe(1);
     expect(sampleLogits(logits, { temperature: 0, topK: 0, topP: 1, banned: [1] }, Math.random)).toBe(2);
-    const draw = (seed: number) => { const r = seededRandom(seed); return Array.from({ length: 50 }, () => sampleLogits(logits, { temperature: 1, topK: 0, topP: 1 }, r)); };
+    const draw = (seed: number) => {
+      const r = seededRandom(seed);
+      return Array.from({ length: 50 }, () => sampleLogits(logits, { temperature: 1, topK: 0, topP: 1 }, r));
+    };
     expect(draw(5)).toEqual(draw(5));
     expect(draw(5)).not.toEqual(draw(6));
     const counts = [0, 0, 0, 0];
@@ -195,11 +221,23 @@ describe('char-lm helpers', () => {
   });
 
   it('tokenizer maps unknown characters and renders chats', () => {
-    const tok = new CharTokenizer({ type: 'char-lm', version: 1, contextLength: 4, vocab: ['\u0000', '\u0003', ' ', 'a', 'e', ':', '\n', 'U', 's', 'r', 'A'], padId: 0, eosId: 1 });
+    const tok = new CharTokenizer({
+      type: 'char-lm',
+      version: 1,
+      contextLength: 4,
+      vocab: ['\u0000', '\u0003', ' ', 'a', 'e', ':', '\n', 'U', 's', 'r', 'A'],
+      padId: 0,
+      eosId: 1,
+    });
     expect(tok.encode('aé€A')).toEqual([3, 4, 2, 10]);
     const w = new Int32Array(4);
     tok.window([3, 4], w);
     expect([...w]).toEqual([0, 0, 3, 4]);
-    expect(tok.chatPrompt([{ role: 'system', content: 'be calm' }, { role: 'user', content: ' hi ' }])).toBe('System: be calm\nUser: hi\nAssistant:');
+    expect(
+      tok.chatPrompt([
+        { role: 'system', content: 'be calm' },
+        { role: 'user', content: ' hi ' },
+      ]),
+    ).toBe('System: be calm\nUser: hi\nAssistant:');
   });
 });

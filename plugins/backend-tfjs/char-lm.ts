@@ -35,12 +35,16 @@ export class CharTokenizer {
     this.vocab = json.vocab;
     this.padId = json.padId;
     this.eosId = json.eosId;
-    json.vocab.forEach((c, i) => { if (i !== json.padId && i !== json.eosId) this.ids.set(c, i); });
+    json.vocab.forEach((c, i) => {
+      if (i !== json.padId && i !== json.eosId) this.ids.set(c, i);
+    });
     this.roles = { system: 'System', user: 'User', assistant: 'Assistant', tool: 'Tool', ...json.chat?.roles };
     this.chatStop = json.chat?.stop ?? [`\n${this.roles.user}:`];
   }
 
-  get vocabSize(): number { return this.vocab.length; }
+  get vocabSize(): number {
+    return this.vocab.length;
+  }
 
   /** Id of one character: itself, its lower-case or accent-free form, else a space. */
   idOf(ch: string): number {
@@ -60,7 +64,7 @@ export class CharTokenizer {
   }
 
   decodeOne(id: number): string {
-    return id === this.padId || id === this.eosId ? '' : this.vocab[id] ?? '';
+    return id === this.padId || id === this.eosId ? '' : (this.vocab[id] ?? '');
   }
 
   /** Fills `out` (length contextLength) with the last tokens of `ids`, left-padded. */
@@ -98,8 +102,13 @@ export function sampleLogits(logits: ArrayLike<number>, opts: SamplingOptions, r
   const n = logits.length;
   const banned = new Set(opts.banned ?? []);
   if (opts.temperature <= 0) {
-    let best = -1; let bestV = -Infinity;
-    for (let i = 0; i < n; i++) if (!banned.has(i) && logits[i]! > bestV) { bestV = logits[i]!; best = i; }
+    let best = -1;
+    let bestV = -Infinity;
+    for (let i = 0; i < n; i++)
+      if (!banned.has(i) && logits[i]! > bestV) {
+        bestV = logits[i]!;
+        best = i;
+      }
     return best;
   }
   const idx: number[] = [];
@@ -111,13 +120,24 @@ export function sampleLogits(logits: ArrayLike<number>, opts: SamplingOptions, r
   let probs = keep.map((i) => Math.exp((logits[i]! - max) / opts.temperature));
   let sum = probs.reduce((a, b) => a + b, 0);
   if (opts.topP > 0 && opts.topP < 1) {
-    let acc = 0; let cut = probs.length;
-    for (let j = 0; j < probs.length; j++) { acc += probs[j]! / sum; if (acc >= opts.topP) { cut = j + 1; break; } }
-    keep = keep.slice(0, cut); probs = probs.slice(0, cut);
+    let acc = 0;
+    let cut = probs.length;
+    for (let j = 0; j < probs.length; j++) {
+      acc += probs[j]! / sum;
+      if (acc >= opts.topP) {
+        cut = j + 1;
+        break;
+      }
+    }
+    keep = keep.slice(0, cut);
+    probs = probs.slice(0, cut);
     sum = probs.reduce((a, b) => a + b, 0);
   }
   let r = rand() * sum;
-  for (let j = 0; j < probs.length; j++) { r -= probs[j]!; if (r <= 0) return keep[j]!; }
+  for (let j = 0; j < probs.length; j++) {
+    r -= probs[j]!;
+    if (r <= 0) return keep[j]!;
+  }
   return keep[keep.length - 1]!;
 }
 
@@ -149,7 +169,10 @@ export class StopMatcher {
     let hold = 0;
     for (const s of this.stops) {
       for (let k = Math.min(s.length - 1, this.text.length - this.emitted); k > hold; k--) {
-        if (this.text.endsWith(s.slice(0, k))) { hold = k; break; }
+        if (this.text.endsWith(s.slice(0, k))) {
+          hold = k;
+          break;
+        }
       }
     }
     const upto = this.text.length - hold;
@@ -165,5 +188,7 @@ export class StopMatcher {
     return rest;
   }
 
-  get fullText(): string { return this.text; }
+  get fullText(): string {
+    return this.text;
+  }
 }

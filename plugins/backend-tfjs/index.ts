@@ -27,45 +27,51 @@ export { TensorInstance } from './tensor-instance.ts';
 export { CharLmInstance } from './char-lm-instance.ts';
 
 /** Dynamic batching settings (Triton names). Every field optional: unset ones fall back to the plugin's, then to the defaults. */
-export const batchingSchema = z.object({
-  /** Largest number of rows (requests × their batch dimension) run as one batch; 1 disables batching. Default 32. */
-  maxBatchSize: z.number().int().min(1).max(65_536).optional(),
-  /** Batch sizes dispatched without waiting for the queue delay. Default none. */
-  preferredBatchSizes: z.array(z.number().int().min(1)).max(32).optional(),
-  /** How long the oldest queued request may wait for a fuller batch, µs. Default 0 (requests that queue while a batch runs still batch together). */
-  maxQueueDelayMicros: z.number().int().min(0).max(10_000_000).optional(),
-  /** Most requests waiting per instance; more ⇒ MCP_QUEUE_FULL (retryable). Default 1024. */
-  maxQueueSize: z.number().int().min(1).max(1_000_000).optional(),
-}).strict();
+export const batchingSchema = z
+  .object({
+    /** Largest number of rows (requests × their batch dimension) run as one batch; 1 disables batching. Default 32. */
+    maxBatchSize: z.number().int().min(1).max(65_536).optional(),
+    /** Batch sizes dispatched without waiting for the queue delay. Default none. */
+    preferredBatchSizes: z.array(z.number().int().min(1)).max(32).optional(),
+    /** How long the oldest queued request may wait for a fuller batch, µs. Default 0 (requests that queue while a batch runs still batch together). */
+    maxQueueDelayMicros: z.number().int().min(0).max(10_000_000).optional(),
+    /** Most requests waiting per instance; more ⇒ MCP_QUEUE_FULL (retryable). Default 1024. */
+    maxQueueSize: z.number().int().min(1).max(1_000_000).optional(),
+  })
+  .strict();
 export type BatchingOptions = z.output<typeof batchingSchema>;
 
-export const tfjsPluginOptions = z.object({
-  /** Which TensorFlow.js runtime to use; `auto` = tfjs-node-gpu → tfjs-node → wasm → cpu. An explicit runtime that is unavailable fails setup. */
-  runtime: z.enum(RUNTIME_CHOICES).default('auto'),
-  /**
-   * tfjs-node(-gpu): threads one TensorFlow op may use. Default: TF_NUM_INTRAOP_THREADS when set,
-   * else cores − 1 (at least 1), which leaves the event loop a core; 0 = TensorFlow's default (every core).
-   */
-  threads: z.number().int().min(0).max(1024).optional(),
-  /** Default batching for every instance of this backend. */
-  batching: batchingSchema.default({}),
-}).strict();
+export const tfjsPluginOptions = z
+  .object({
+    /** Which TensorFlow.js runtime to use; `auto` = tfjs-node-gpu → tfjs-node → wasm → cpu. An explicit runtime that is unavailable fails setup. */
+    runtime: z.enum(RUNTIME_CHOICES).default('auto'),
+    /**
+     * tfjs-node(-gpu): threads one TensorFlow op may use. Default: TF_NUM_INTRAOP_THREADS when set,
+     * else cores − 1 (at least 1), which leaves the event loop a core; 0 = TensorFlow's default (every core).
+     */
+    threads: z.number().int().min(0).max(1024).optional(),
+    /** Default batching for every instance of this backend. */
+    batching: batchingSchema.default({}),
+  })
+  .strict();
 export type TfjsPluginOptions = z.output<typeof tfjsPluginOptions>;
 
-export const tfjsInstanceOptions = z.object({
-  /** `auto` (default): `char-lm` when a char-lm tokenizer.json sits next to model.json, else `tensor`. */
-  kind: z.enum(['auto', 'tensor', 'char-lm']).default('auto'),
-  /** Per-instance batching overrides. */
-  batching: batchingSchema.optional(),
-  /** Run one dummy inference at load so the first request does not pay kernel set-up (default true). */
-  warmup: z.boolean().default(true),
-  /** char-lm: maxTokens when a request gives none (default 128). */
-  defaultMaxTokens: z.number().int().min(1).max(100_000).default(128),
-  /** char-lm: largest maxTokens accepted (default 2048). */
-  maxTokensLimit: z.number().int().min(1).max(100_000).default(2048),
-  /** char-lm: temperature when a request gives none (default 0.8). */
-  defaultTemperature: z.number().min(0).max(5).default(0.8),
-}).strict();
+export const tfjsInstanceOptions = z
+  .object({
+    /** `auto` (default): `char-lm` when a char-lm tokenizer.json sits next to model.json, else `tensor`. */
+    kind: z.enum(['auto', 'tensor', 'char-lm']).default('auto'),
+    /** Per-instance batching overrides. */
+    batching: batchingSchema.optional(),
+    /** Run one dummy inference at load so the first request does not pay kernel set-up (default true). */
+    warmup: z.boolean().default(true),
+    /** char-lm: maxTokens when a request gives none (default 128). */
+    defaultMaxTokens: z.number().int().min(1).max(100_000).default(128),
+    /** char-lm: largest maxTokens accepted (default 2048). */
+    maxTokensLimit: z.number().int().min(1).max(100_000).default(2048),
+    /** char-lm: temperature when a request gives none (default 0.8). */
+    defaultTemperature: z.number().min(0).max(5).default(0.8),
+  })
+  .strict();
 export type TfjsInstanceOptions = z.output<typeof tfjsInstanceOptions>;
 
 export const DEFAULT_BATCHING: Required<BatchingOptions> = { maxBatchSize: 32, preferredBatchSizes: [], maxQueueDelayMicros: 0, maxQueueSize: 1024 };
@@ -96,7 +102,10 @@ function instanceRegistry(registry: Registry): Map<string, { spec: InstanceSpec;
   const gauge = (name: string, help: string, value: (s: BatcherStats) => number): void => {
     if (registry.getSingleMetric(name)) return;
     new Gauge({
-      name, help, labelNames, registers: [registry],
+      name,
+      help,
+      labelNames,
+      registers: [registry],
       collect() {
         this.reset();
         for (const [id, { spec, instance }] of live) this.set({ instance: id, model: spec.model, version: spec.version }, value(instance.batcherStats()));
@@ -112,13 +121,23 @@ function instanceRegistry(registry: Registry): Map<string, { spec: InstanceSpec;
 
 // ───────────── loading ─────────────
 
-async function loadInstance(rt: TfRuntime, spec: InstanceSpec, opts: TfjsInstanceOptions, pluginBatching: BatchingOptions, logger: Logger, signal: AbortSignal): Promise<TfjsInstance> {
+async function loadInstance(
+  rt: TfRuntime,
+  spec: InstanceSpec,
+  opts: TfjsInstanceOptions,
+  pluginBatching: BatchingOptions,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<TfjsInstance> {
   const tf = rt.tf;
   if (!spec.endpoint) {
     throw new McpError('MCP_BAD_REQUEST', `tfjs instance ${spec.id} needs an endpoint: a folder with model.json, or a file:// / http(s):// URL`);
   }
   if (spec.device && spec.device !== rt.device) {
-    logger.warn({ instance: spec.id, requested: spec.device, actual: rt.device }, 'requested device not available on this tfjs runtime; using the runtime device');
+    logger.warn(
+      { instance: spec.id, requested: spec.device, actual: rt.device },
+      'requested device not available on this tfjs runtime; using the runtime device',
+    );
   }
   const files = await loadModelFiles(spec.endpoint, signal);
   let tokenizer: CharTokenizer | undefined;
@@ -126,7 +145,8 @@ async function loadInstance(rt: TfRuntime, spec: InstanceSpec, opts: TfjsInstanc
     const text = await files.readSidecar('tokenizer.json');
     const json = text ? safeJson(text) : (files.artifacts.userDefinedMetadata?.tokenizer as unknown);
     if (json && (json as { type?: unknown }).type === 'char-lm') tokenizer = new CharTokenizer(json as CharTokenizerJson);
-    else if (opts.kind === 'char-lm') throw new McpError('MCP_BAD_REQUEST', `tfjs instance ${spec.id}: kind char-lm needs a char-lm tokenizer.json next to model.json (${files.baseUrl.href})`);
+    else if (opts.kind === 'char-lm')
+      throw new McpError('MCP_BAD_REQUEST', `tfjs instance ${spec.id}: kind char-lm needs a char-lm tokenizer.json next to model.json (${files.baseUrl.href})`);
   }
   if (signal.aborted) throw new McpError('MCP_CANCELLED', 'loading was cancelled');
 
@@ -138,19 +158,31 @@ async function loadInstance(rt: TfRuntime, spec: InstanceSpec, opts: TfjsInstanc
       try {
         const batching = mergeBatching(pluginBatching, opts.batching);
         instance = tokenizer
-          ? new CharLmInstance(spec.id, rt, model, layersModelIo(model, files.artifacts.modelTopology), tokenizer, batching, { defaultMaxTokens: opts.defaultMaxTokens, maxTokensLimit: opts.maxTokensLimit, defaultTemperature: opts.defaultTemperature })
+          ? new CharLmInstance(spec.id, rt, model, layersModelIo(model, files.artifacts.modelTopology), tokenizer, batching, {
+              defaultMaxTokens: opts.defaultMaxTokens,
+              maxTokensLimit: opts.maxTokensLimit,
+              defaultTemperature: opts.defaultTemperature,
+            })
           : new TensorInstance(spec.id, rt, { kind: 'layers', model }, layersModelIo(model, files.artifacts.modelTopology), batching);
-      } catch (err) { model.dispose(); throw err; }
+      } catch (err) {
+        model.dispose();
+        throw err;
+      }
     } else {
       if (tokenizer) throw new McpError('MCP_BAD_REQUEST', `tfjs instance ${spec.id}: char-lm models must be layers models`);
       const model = await tf.loadGraphModel(handler);
       try {
         instance = new TensorInstance(spec.id, rt, { kind: 'graph', model }, graphModelIo(model), mergeBatching(pluginBatching, opts.batching));
-      } catch (err) { model.dispose(); throw err; }
+      } catch (err) {
+        model.dispose();
+        throw err;
+      }
     }
   } catch (err) {
     if (err instanceof McpError) throw err;
-    throw new McpError('MCP_BAD_REQUEST', `tfjs instance ${spec.id}: cannot load the model at ${files.baseUrl.href}: ${(err as Error).message}`, { cause: err });
+    throw new McpError('MCP_BAD_REQUEST', `tfjs instance ${spec.id}: cannot load the model at ${files.baseUrl.href}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   try {
     if (opts.warmup) await instance.warmup();
@@ -159,22 +191,41 @@ async function loadInstance(rt: TfRuntime, spec: InstanceSpec, opts: TfjsInstanc
     await instance.unload();
     throw err;
   }
-  logger.info({ instance: spec.id, model: spec.model, version: spec.version, format: files.format, kind: tokenizer ? 'char-lm' : 'tensor', runtime: rt.name, device: rt.device }, 'tfjs instance loaded');
+  logger.info(
+    {
+      instance: spec.id,
+      model: spec.model,
+      version: spec.version,
+      format: files.format,
+      kind: tokenizer ? 'char-lm' : 'tensor',
+      runtime: rt.name,
+      device: rt.device,
+    },
+    'tfjs instance loaded',
+  );
   return instance;
 }
 
 function safeJson(text: string): unknown {
-  try { return JSON.parse(text); } catch { return undefined; }
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 function devicesOf(rt: TfRuntime): DeviceInfo[] {
   const tf = rt.tf;
   const cpuList = cpus();
-  const devices: DeviceInfo[] = [{
-    id: 'cpu', kind: 'cpu', name: `${cpuList[0]?.model?.trim() ?? 'cpu'} (${cpuList.length} cores, ${rt.name})`,
-    memoryTotalBytes: totalmem(),
-    memoryUsedBytes: rt.device === 'cpu' ? tf.memory().numBytes : process.memoryUsage().rss,
-  }];
+  const devices: DeviceInfo[] = [
+    {
+      id: 'cpu',
+      kind: 'cpu',
+      name: `${cpuList[0]?.model?.trim() ?? 'cpu'} (${cpuList.length} cores, ${rt.name})`,
+      memoryTotalBytes: totalmem(),
+      memoryUsedBytes: rt.device === 'cpu' ? tf.memory().numBytes : process.memoryUsage().rss,
+    },
+  ];
   if (rt.device === 'gpu:0') devices.push({ id: 'gpu:0', kind: 'gpu', name: 'CUDA device 0 (tfjs-node-gpu)', memoryUsedBytes: tf.memory().numBytes });
   return devices;
 }
@@ -201,7 +252,9 @@ export default definePlugin({
         const parsed = tfjsInstanceOptions.safeParse(spec.options ?? {});
         if (!parsed.success) {
           const issue = parsed.error.issues[0];
-          throw new McpError('MCP_VALIDATION_FAILED', `tfjs instance ${spec.id}: options.${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`, { details: { path: `options.${issue?.path.join('.') ?? ''}` } });
+          throw new McpError('MCP_VALIDATION_FAILED', `tfjs instance ${spec.id}: options.${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`, {
+            details: { path: `options.${issue?.path.join('.') ?? ''}` },
+          });
         }
         const instance = await loadInstance(rt, spec, parsed.data, options.batching, ctx.logger, signal);
         const unload = instance.unload.bind(instance);
@@ -218,4 +271,3 @@ export default definePlugin({
     };
   },
 });
-

@@ -76,7 +76,9 @@ export async function loadModelFiles(endpoint: string, signal?: AbortSignal): Pr
     throw new McpError('MCP_BAD_REQUEST', `cannot read TensorFlow.js model.json at ${jsonUrl.href}: ${(err as Error).message}`, { cause: err });
   }
   let format: ModelFormat;
-  try { format = detectFormat(json); } catch (err) {
+  try {
+    format = detectFormat(json);
+  } catch (err) {
     throw new McpError('MCP_BAD_REQUEST', `${jsonUrl.href}: ${(err as Error).message}`);
   }
   const weightSpecs: WeightsManifestEntry[] = [];
@@ -85,7 +87,9 @@ export async function loadModelFiles(endpoint: string, signal?: AbortSignal): Pr
     weightSpecs.push(...group.weights);
     for (const p of group.paths) {
       const shardUrl = new URL(p, baseUrl);
-      try { buffers.push(await fetchBytes(shardUrl, signal)); } catch (err) {
+      try {
+        buffers.push(await fetchBytes(shardUrl, signal));
+      } catch (err) {
         throw new McpError('MCP_BAD_REQUEST', `cannot read weight shard ${shardUrl.href}: ${(err as Error).message}`, { cause: err });
       }
     }
@@ -93,7 +97,10 @@ export async function loadModelFiles(endpoint: string, signal?: AbortSignal): Pr
   const total = buffers.reduce((n, b) => n + b.byteLength, 0);
   const weightData = new Uint8Array(total);
   let off = 0;
-  for (const b of buffers) { weightData.set(b, off); off += b.byteLength; }
+  for (const b of buffers) {
+    weightData.set(b, off);
+    off += b.byteLength;
+  }
 
   const artifacts: ModelArtifacts = {
     modelTopology: json.modelTopology as ModelArtifacts['modelTopology'],
@@ -113,7 +120,11 @@ export async function loadModelFiles(endpoint: string, signal?: AbortSignal): Pr
     format,
     baseUrl,
     async readSidecar(name: string) {
-      try { return new TextDecoder().decode(await fetchBytes(new URL(name, baseUrl), signal)); } catch { return undefined; }
+      try {
+        return new TextDecoder().decode(await fetchBytes(new URL(name, baseUrl), signal));
+      } catch {
+        return undefined;
+      }
     },
   };
 }
@@ -124,7 +135,10 @@ function concatWeightData(data: ArrayBuffer | ArrayBuffer[] | undefined): Uint8A
   const total = data.reduce((n, b) => n + b.byteLength, 0);
   const out = new Uint8Array(total);
   let off = 0;
-  for (const b of data) { out.set(new Uint8Array(b), off); off += b.byteLength; }
+  for (const b of data) {
+    out.set(new Uint8Array(b), off);
+    off += b.byteLength;
+  }
   return out;
 }
 

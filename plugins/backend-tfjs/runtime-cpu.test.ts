@@ -20,7 +20,10 @@ describe('tfjs backend on the pure-JS cpu runtime', () => {
     m.dispose();
     const inst = await backend.load({ id: 'c', model: 'm', version: '1', endpoint: dir, options: {} }, new AbortController().signal);
     expect([inst.runtime, inst.device]).toEqual(['tfjs-cpu', 'cpu']);
-    const out = await inst.infer({ task: 'tensor', tensors: [{ name: 'x', shape: [1, 2], datatype: 'FP32', data: [1, 2] }] }, { requestId: 'r', signal: new AbortController().signal });
+    const out = await inst.infer(
+      { task: 'tensor', tensors: [{ name: 'x', shape: [1, 2], datatype: 'FP32', data: [1, 2] }] },
+      { requestId: 'r', signal: new AbortController().signal },
+    );
     expect(out.tensors).toEqual([{ name: 'out', datatype: 'FP32', shape: [1, 2], data: [3, 3] }]);
     await inst.unload();
   });

@@ -15,7 +15,12 @@ const MISSING = NATIVE_RUNTIMES.filter((r) => !r.installed).map((r) => r.name);
 
 function memoryLogger(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({ write(chunk, _enc, cb) { lines.push(JSON.parse(String(chunk))); cb(); } });
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(JSON.parse(String(chunk)));
+      cb();
+    },
+  });
   return { logger: pino({ level: 'debug' }, stream), lines };
 }
 
@@ -24,12 +29,14 @@ describe('tfjs runtime selection', () => {
   it.runIf(MISSING.length > 0)('an explicit runtime that is not installed is a clear error', async () => {
     for (const name of MISSING) {
       const pkg = NATIVE_PACKAGES[name as keyof typeof NATIVE_PACKAGES];
-      await expect(selectRuntime(choiceOf(name))).rejects.toThrow(new RegExp(`tfjs runtime '${name}' was requested but is not available \\(${name}: .*(${pkg}|tfjs_binding)`));
+      await expect(selectRuntime(choiceOf(name))).rejects.toThrow(
+        new RegExp(`tfjs runtime '${name}' was requested but is not available \\(${name}: .*(${pkg}|tfjs_binding)`),
+      );
     }
     await expect(plugin.setup(testPluginContext('tfjs'), plugin.options.parse({ runtime: choiceOf(MISSING[0]!) }))).rejects.toThrow(/not available/);
   });
 
-  it('TensorFlow op threads: the option, else TF_NUM_INTRAOP_THREADS, else cores − 1 (at least 1); 0 = TensorFlow\'s default', () => {
+  it("TensorFlow op threads: the option, else TF_NUM_INTRAOP_THREADS, else cores − 1 (at least 1); 0 = TensorFlow's default", () => {
     expect(intraOpThreads(undefined, {}, 2)).toBe(1);
     expect(intraOpThreads(undefined, {}, 1)).toBe(1);
     expect(intraOpThreads(undefined, {}, 16)).toBe(15);
@@ -53,7 +60,11 @@ describe('tfjs runtime selection', () => {
     const envThreads = process.env.TF_NUM_INTRAOP_THREADS;
     const rt = await selectRuntime('auto', logger);
     const native = AUTO_RUNTIME === 'tfjs-node' || AUTO_RUNTIME === 'tfjs-node-gpu';
-    expect(rt).toMatchObject({ name: AUTO_RUNTIME, device: AUTO_RUNTIME === 'tfjs-node-gpu' ? expect.any(String) : 'cpu', backend: native ? 'tensorflow' : 'wasm' });
+    expect(rt).toMatchObject({
+      name: AUTO_RUNTIME,
+      device: AUTO_RUNTIME === 'tfjs-node-gpu' ? expect.any(String) : 'cpu',
+      backend: native ? 'tensorflow' : 'wasm',
+    });
     expect(rt.tf.getBackend()).toBe(native ? 'tensorflow' : 'wasm');
     // Under tfjs-node the native TensorFlow version is reported, and TensorFlow was started with one
     // thread per op less than the cores (unless the environment said otherwise).

@@ -40,7 +40,10 @@ export const NATIVE_PACKAGES = { 'tfjs-node-gpu': '@tensorflow/tfjs-node-gpu', '
 export const RUNTIME_ORDER: readonly RuntimeName[] = ['tfjs-node-gpu', 'tfjs-node', 'tfjs-wasm', 'tfjs-cpu'];
 /** The runtime each explicit choice names. */
 export const CHOICE_TO_NAME: Record<Exclude<RuntimeChoice, 'auto'>, RuntimeName> = {
-  'tfjs-node-gpu': 'tfjs-node-gpu', 'tfjs-node': 'tfjs-node', wasm: 'tfjs-wasm', cpu: 'tfjs-cpu',
+  'tfjs-node-gpu': 'tfjs-node-gpu',
+  'tfjs-node': 'tfjs-node',
+  wasm: 'tfjs-wasm',
+  cpu: 'tfjs-cpu',
 };
 
 let current: Promise<TfRuntime> | undefined;
@@ -91,7 +94,8 @@ async function tryRuntime(name: RuntimeName, requireGpu: boolean, options: Runti
       process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
       // TensorFlow reads its thread counts from the environment once, when it makes its thread pools.
       const threads = intraOpThreads(options.threads);
-      if (threads === undefined) delete process.env.TF_NUM_INTRAOP_THREADS; else process.env.TF_NUM_INTRAOP_THREADS = String(threads);
+      if (threads === undefined) delete process.env.TF_NUM_INTRAOP_THREADS;
+      else process.env.TF_NUM_INTRAOP_THREADS = String(threads);
       await importOptional(NATIVE_PACKAGES[name]);
       if (!(await tf.setBackend('tensorflow'))) throw new Error('the `tensorflow` backend failed to initialise');
       await tf.ready();
@@ -141,7 +145,8 @@ async function init(choice: RuntimeChoice, options: RuntimeOptions, logger?: Log
     try {
       const rt = await tryRuntime(name, choice !== 'auto', options);
       logger?.info({ runtime: rt.name, device: rt.device, backend: rt.backend, tensorflow: rt.version, threads: rt.threads }, 'tfjs runtime selected');
-      if (rt.name === 'tfjs-node-gpu' && rt.device === 'cpu') logger?.warn('tfjs-node-gpu is installed but TensorFlow sees no CUDA device: models run on the CPU');
+      if (rt.name === 'tfjs-node-gpu' && rt.device === 'cpu')
+        logger?.warn('tfjs-node-gpu is installed but TensorFlow sees no CUDA device: models run on the CPU');
       return { ...rt, tf, skipped };
     } catch (err) {
       const reason = err instanceof Error ? err.message.split('\n')[0]! : String(err);
@@ -150,9 +155,11 @@ async function init(choice: RuntimeChoice, options: RuntimeOptions, logger?: Log
     }
   }
   const why = skipped.map((s) => `${s.runtime}: ${s.reason}`).join('; ');
-  throw new Error(choice === 'auto'
-    ? `no TensorFlow.js runtime could be initialised (${why})`
-    : `tfjs runtime '${choice}' was requested but is not available (${why}); install it or use runtime: auto`);
+  throw new Error(
+    choice === 'auto'
+      ? `no TensorFlow.js runtime could be initialised (${why})`
+      : `tfjs runtime '${choice}' was requested but is not available (${why}); install it or use runtime: auto`,
+  );
 }
 
 /**
@@ -164,7 +171,9 @@ export async function selectRuntime(choice: RuntimeChoice = 'auto', logger?: Log
   if (!current) {
     const p = init(choice, options, logger);
     current = p;
-    p.catch(() => { if (current === p) current = undefined; });
+    p.catch(() => {
+      if (current === p) current = undefined;
+    });
     return p;
   }
   const rt = await current;

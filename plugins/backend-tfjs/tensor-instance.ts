@@ -4,8 +4,15 @@
  */
 import type * as tfTypes from '@tensorflow/tfjs';
 import {
-  McpError, type InferenceInput, type InferenceOutput, type Tensor, type TensorDatatype,
-  type BackendCall, type HealthReport, type LoadedInstance, type ModelSignature,
+  McpError,
+  type InferenceInput,
+  type InferenceOutput,
+  type Tensor,
+  type TensorDatatype,
+  type BackendCall,
+  type HealthReport,
+  type LoadedInstance,
+  type ModelSignature,
 } from 'capibara-mcp';
 import { DynamicBatcher, type BatcherStats, type DynamicBatcherOptions } from 'capibara-mcp/sdk';
 import type { TfRuntime } from './runtime.ts';
@@ -58,9 +65,13 @@ export class TensorInstance implements LoadedInstance {
     this.batcher = new DynamicBatcher<Job, Tensor[]>((jobs) => this.runBatch(jobs), opts);
   }
 
-  get batchable(): boolean { return this.io.batchable; }
+  get batchable(): boolean {
+    return this.io.batchable;
+  }
 
-  batcherStats(): BatcherStats { return this.batcher.stats(); }
+  batcherStats(): BatcherStats {
+    return this.batcher.stats();
+  }
 
   async infer(input: InferenceInput, call: BackendCall): Promise<InferenceOutput> {
     if (this.unloaded) throw new McpError('MCP_SHUTTING_DOWN', `instance ${this.id} is unloaded`, { retryable: true, mayHaveExecuted: false });
@@ -80,7 +91,10 @@ export class TensorInstance implements LoadedInstance {
   async health(_signal?: AbortSignal): Promise<HealthReport> {
     if (this.unloaded) return { ok: false, detail: 'unloaded' };
     const s = this.batcher.stats();
-    return { ok: true, detail: `${this.runtime} on ${this.device}; queue ${s.queueDepth}, ${s.batchesRun} batches, avg batch ${s.averageBatchSize.toFixed(2)}` };
+    return {
+      ok: true,
+      detail: `${this.runtime} on ${this.device}; queue ${s.queueDepth}, ${s.batchesRun} batches, avg batch ${s.averageBatchSize.toFixed(2)}`,
+    };
   }
 
   async unload(): Promise<void> {
@@ -105,7 +119,8 @@ export class TensorInstance implements LoadedInstance {
     if (!names || names.length === 0) return this.io.outputs.map((_, i) => i);
     return names.map((n) => {
       const i = this.io.outputs.findIndex((o) => o.name === n || o.tfName === n);
-      if (i < 0) throw new McpError('MCP_BAD_REQUEST', `unknown output '${n}'; the model's outputs are ${this.io.outputs.map((o) => `'${o.name}'`).join(', ')}`);
+      if (i < 0)
+        throw new McpError('MCP_BAD_REQUEST', `unknown output '${n}'; the model's outputs are ${this.io.outputs.map((o) => `'${o.name}'`).join(', ')}`);
       return i;
     });
   }
@@ -116,12 +131,15 @@ export class TensorInstance implements LoadedInstance {
     jobs.forEach((job, j) => {
       const key = job.inputs.map((i) => i.shape.slice(1).join('x')).join('|');
       const g = groups.get(key);
-      if (g) g.push(j); else groups.set(key, [j]);
+      if (g) g.push(j);
+      else groups.set(key, [j]);
     });
     const results = new Array<Tensor[]>(jobs.length);
     for (const idx of groups.values()) {
       const out = await this.runGroup(idx.map((j) => jobs[j]!));
-      idx.forEach((j, k) => { results[j] = out[k]!; });
+      idx.forEach((j, k) => {
+        results[j] = out[k]!;
+      });
     }
     return results;
   }
@@ -155,7 +173,12 @@ export class TensorInstance implements LoadedInstance {
         const stride = rest.reduce((a, b) => a * b, 1);
         let row = 0;
         jobs.forEach((job, j) => {
-          results[j]!.push({ name: spec.name, datatype: spec.datatype, shape: [job.rows, ...rest], data: toDataArray(values, spec.datatype, row * stride, (row + job.rows) * stride) });
+          results[j]!.push({
+            name: spec.name,
+            datatype: spec.datatype,
+            shape: [job.rows, ...rest],
+            data: toDataArray(values, spec.datatype, row * stride, (row + job.rows) * stride),
+          });
           row += job.rows;
         });
       });
@@ -182,7 +205,9 @@ export class TensorInstance implements LoadedInstance {
     }
     const model = this.m.model;
     const named: tfTypes.NamedTensorMap = {};
-    this.io.inputs.forEach((s, i) => { named[s.tfName] = feeds[i]!; });
+    this.io.inputs.forEach((s, i) => {
+      named[s.tfName] = feeds[i]!;
+    });
     const names = wanted.map((i) => this.io.outputs[i]!.tfName);
     try {
       return asArray(model.execute(named, names));

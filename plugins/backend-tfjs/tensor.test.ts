@@ -16,7 +16,12 @@ const spec = (endpoint: string, options: Record<string, unknown> = {}, id = 'i1'
 const fp32 = (name: string, shape: number[], data: number[]): Tensor => ({ name, shape, datatype: 'FP32', data });
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
-  try { await p; return 'resolved'; } catch (err) { return err instanceof McpError ? `${err.code}: ${err.message}` : String(err); }
+  try {
+    await p;
+    return 'resolved';
+  } catch (err) {
+    return err instanceof McpError ? `${err.code}: ${err.message}` : String(err);
+  }
 }
 
 let root: string;
@@ -72,7 +77,9 @@ beforeAll(async () => {
 
   const a = tf.input({ shape: [2], name: 'a' });
   const b = tf.input({ shape: [3], dtype: 'int32', name: 'b' });
-  const both = tf.layers.concatenate({ name: 'both' }).apply([a, tf.layers.dense({ units: 2, name: 'bproj', kernelInitializer: 'ones' }).apply(b) as tf.SymbolicTensor]) as tf.SymbolicTensor;
+  const both = tf.layers
+    .concatenate({ name: 'both' })
+    .apply([a, tf.layers.dense({ units: 2, name: 'bproj', kernelInitializer: 'ones' }).apply(b) as tf.SymbolicTensor]) as tf.SymbolicTensor;
   const score = tf.layers.dense({ units: 1, name: 'score', kernelInitializer: 'ones' }).apply(both) as tf.SymbolicTensor;
   const multi = tf.model({ inputs: [a, b], outputs: [both, score] });
   await multi.save(fileSaveHandler(multiDir));
@@ -81,7 +88,13 @@ beforeAll(async () => {
   writeGraphModel(graphDir);
 
   server = createServer((req, res) => {
-    readFile(join(root, decodeURIComponent(req.url ?? '/'))).then((body) => res.end(body), () => { res.statusCode = 404; res.end(); });
+    readFile(join(root, decodeURIComponent(req.url ?? '/'))).then(
+      (body) => res.end(body),
+      () => {
+        res.statusCode = 404;
+        res.end();
+      },
+    );
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const addr = server.address();
@@ -130,19 +143,23 @@ describe('tfjs backend: tensor models', () => {
     for (const r of results) expect(r).toEqual(results[0]);
   });
 
-  it('keeps public input/output names stable across loads (not tfjs\'s per-process unique tensor names)', async () => {
+  it("keeps public input/output names stable across loads (not tfjs's per-process unique tensor names)", async () => {
     const a = await backend.load(spec(multiDir), new AbortController().signal);
     const b = await backend.load(spec(multiDir), new AbortController().signal);
     expect(a.signature).toEqual(b.signature);
     expect(a.signature!.inputs.map((i) => i.name)).toEqual(['a', 'b']);
-    await a.unload(); await b.unload();
+    await a.unload();
+    await b.unload();
   });
 
   it('serves capibara-mini as a plain tensor model with kind: tensor', async () => {
     const dir = new URL('../../models/capibara-mini/', import.meta.url).href;
     const inst = await backend.load(spec(dir, { kind: 'tensor' }), new AbortController().signal);
     expect(inst.tasks).toEqual(['tensor']);
-    expect(inst.signature).toEqual({ inputs: [{ name: 'context', datatype: 'INT32', shape: [-1, 48] }], outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 64] }] });
+    expect(inst.signature).toEqual({
+      inputs: [{ name: 'context', datatype: 'INT32', shape: [-1, 48] }],
+      outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 64] }],
+    });
     const out = await inst.infer({ task: 'tensor', tensors: [{ name: 'context', datatype: 'INT32', shape: [1, 48], data: new Array(48).fill(0) }] }, call());
     expect(out.tensors![0]).toMatchObject({ name: 'logits', shape: [1, 64] });
     await inst.unload();
@@ -158,9 +175,15 @@ describe('tfjs backend: tensor models', () => {
     expect(wrongType).toMatch(/MCP_INVALID_INPUT_SHAPE: input 'b': expected INT32\[-1,3\], given FP32\[1,3\]/);
     expect(await codeOf(inst.infer({ task: 'tensor', tensors: [ok[0]!] }, call()))).toMatch(/MCP_INVALID_INPUT_SHAPE: missing input 'b'/);
     // Data that does not fill its shape never reaches a backend: the input schema refuses it at every entry point.
-    expect(await codeOf((async () => parseInferenceInput({ task: 'tensor', tensors: [fp32('a', [1, 2], [1]), ok[1]!] }))())).toMatch(/MCP_VALIDATION_FAILED.*1 elements/);
-    expect(await codeOf(inst.infer({ task: 'tensor', tensors: [fp32('a', [2, 2], [1, 2, 3, 4]), ok[1]!] }, call()))).toMatch(/MCP_INVALID_INPUT_SHAPE.*batch dimension/);
-    expect(await codeOf(inst.infer({ task: 'tensor', tensors: [fp32('a', [2], [1, 2]), ok[1]!] }, call()))).toMatch(/MCP_INVALID_INPUT_SHAPE.*rank 1 instead of 2/);
+    expect(await codeOf((async () => parseInferenceInput({ task: 'tensor', tensors: [fp32('a', [1, 2], [1]), ok[1]!] }))())).toMatch(
+      /MCP_VALIDATION_FAILED.*1 elements/,
+    );
+    expect(await codeOf(inst.infer({ task: 'tensor', tensors: [fp32('a', [2, 2], [1, 2, 3, 4]), ok[1]!] }, call()))).toMatch(
+      /MCP_INVALID_INPUT_SHAPE.*batch dimension/,
+    );
+    expect(await codeOf(inst.infer({ task: 'tensor', tensors: [fp32('a', [2], [1, 2]), ok[1]!] }, call()))).toMatch(
+      /MCP_INVALID_INPUT_SHAPE.*rank 1 instead of 2/,
+    );
     await inst.unload();
   });
 
@@ -176,13 +199,20 @@ describe('tfjs backend: tensor models', () => {
 
   it('serves a graph model (format auto-detected)', async () => {
     const inst = await backend.load(spec(graphDir), new AbortController().signal);
-    expect(inst.signature).toEqual({ inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 3] }], outputs: [{ name: 'Identity', datatype: 'FP32', shape: expect.any(Array) }] });
+    expect(inst.signature).toEqual({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 3] }],
+      outputs: [{ name: 'Identity', datatype: 'FP32', shape: expect.any(Array) }],
+    });
     const out = await inst.infer({ task: 'tensor', tensors: [fp32('x', [2, 3], [1, 2, 3, 4, 5, 6])] }, call());
     // W = [[1,0],[0,1],[1,1]] ⇒ rows [1+3, 2+3], [4+6, 5+6]
     expect(out.tensors).toEqual([{ name: 'Identity', datatype: 'FP32', shape: [2, 2], data: [4, 5, 10, 11] }]);
     // Concurrent requests are batched and split back correctly.
     const outs = await Promise.all([1, 2, 3].map((k) => inst.infer({ task: 'tensor', tensors: [fp32('x', [1, 3], [k, 0, 0])] }, call())));
-    expect(outs.map((o) => o.tensors![0]!.data)).toEqual([[1, 0], [2, 0], [3, 0]]);
+    expect(outs.map((o) => o.tensors![0]!.data)).toEqual([
+      [1, 0],
+      [2, 0],
+      [3, 0],
+    ]);
     await inst.unload();
   });
 
@@ -212,7 +242,9 @@ describe('tfjs backend: tensor models', () => {
 
   it('validates instance options, endpoint and task', async () => {
     const signal = new AbortController().signal;
-    expect(await codeOf(backend.load(spec(denseDir, { batching: { maxBatchSize: 0 } }), signal))).toMatch(/^MCP_VALIDATION_FAILED: .*options\.batching\.maxBatchSize/);
+    expect(await codeOf(backend.load(spec(denseDir, { batching: { maxBatchSize: 0 } }), signal))).toMatch(
+      /^MCP_VALIDATION_FAILED: .*options\.batching\.maxBatchSize/,
+    );
     expect(await codeOf(backend.load(spec(denseDir, { bogus: 1 }), signal))).toMatch(/^MCP_VALIDATION_FAILED/);
     expect(await codeOf(backend.load({ id: 'x', model: 'm', version: '1', options: {} }, signal))).toMatch(/^MCP_BAD_REQUEST: .*needs an endpoint/);
     expect(await codeOf(backend.load(spec(join(root, 'missing')), signal))).toMatch(/^MCP_BAD_REQUEST: cannot read TensorFlow.js model.json/);
@@ -260,15 +292,30 @@ describe('tfjs backend: tensor models', () => {
     let done = 0;
     let failed = 0;
     // Single requests, one after another.
-    for (let i = 0; i < 1000; i++) { await one(i); done++; }
+    for (let i = 0; i < 1000; i++) {
+      await one(i);
+      done++;
+    }
     // Concurrent waves through the batcher, with some bad and some cancelled requests mixed in.
     for (let wave = 0; wave < 90; wave++) {
       const ps: Array<Promise<unknown>> = [];
       for (let k = 0; k < 100; k++) {
         const i = wave * 100 + k;
-        if (k === 13) ps.push(inst.infer({ task: 'tensor', tensors: [fp32('in', [1, 3], [1, 2, 3])] }, call()).catch(() => { failed++; }));
-        else if (k === 42) { const ac = new AbortController(); ps.push(inst.infer({ task: 'tensor', tensors: [fp32('in', [1, 4], [1, 2, 3, 4])] }, call({ signal: ac.signal })).catch(() => { failed++; })); ac.abort(); }
-        else ps.push(one(i));
+        if (k === 13)
+          ps.push(
+            inst.infer({ task: 'tensor', tensors: [fp32('in', [1, 3], [1, 2, 3])] }, call()).catch(() => {
+              failed++;
+            }),
+          );
+        else if (k === 42) {
+          const ac = new AbortController();
+          ps.push(
+            inst.infer({ task: 'tensor', tensors: [fp32('in', [1, 4], [1, 2, 3, 4])] }, call({ signal: ac.signal })).catch(() => {
+              failed++;
+            }),
+          );
+          ac.abort();
+        } else ps.push(one(i));
       }
       await Promise.all(ps);
       done += ps.length;

@@ -51,8 +51,10 @@ export function layersTopologyNames(topology: unknown): { inputs?: string[]; out
   const names = (list: unknown): string[] | undefined =>
     Array.isArray(list) && list.every((e) => Array.isArray(e) && typeof e[0] === 'string') ? list.map((e) => (e as string[])[0]!) : undefined;
   if (top.class_name === 'Sequential') {
-    const layers = (Array.isArray(top.config) ? top.config : (top.config as { layers?: unknown[] } | undefined)?.layers) as Array<{ class_name?: string; config?: { name?: string } }> | undefined;
-    const first = layers?.[0]; const last = layers?.[layers.length - 1];
+    const layers = (Array.isArray(top.config) ? top.config : (top.config as { layers?: unknown[] } | undefined)?.layers) as
+      Array<{ class_name?: string; config?: { name?: string } }> | undefined;
+    const first = layers?.[0];
+    const last = layers?.[layers.length - 1];
     const out: { inputs?: string[]; outputs?: string[] } = {};
     if (first?.config?.name) out.inputs = [first.class_name === 'InputLayer' ? first.config.name : `${first.config.name}_input`];
     if (last?.config?.name) out.outputs = [last.config.name];
@@ -60,22 +62,38 @@ export function layersTopologyNames(topology: unknown): { inputs?: string[]; out
   }
   const cfg = top.config as { input_layers?: unknown; output_layers?: unknown } | undefined;
   const out: { inputs?: string[]; outputs?: string[] } = {};
-  const i = names(cfg?.input_layers); if (i) out.inputs = i;
-  const o = names(cfg?.output_layers); if (o) out.outputs = o;
+  const i = names(cfg?.input_layers);
+  if (i) out.inputs = i;
+  const o = names(cfg?.output_layers);
+  if (o) out.outputs = o;
   return out;
 }
 
 export function layersModelIo(model: tfTypes.LayersModel, topology?: unknown): ModelIo {
   const known = layersTopologyNames(topology);
   const inNames = known.inputs?.length === model.inputs.length ? known.inputs : model.inputNames.length === model.inputs.length ? model.inputNames : undefined;
-  const outNames = known.outputs?.length === model.outputs.length ? known.outputs : model.outputNames.length === model.outputs.length ? model.outputNames : undefined;
+  const outNames =
+    known.outputs?.length === model.outputs.length ? known.outputs : model.outputNames.length === model.outputs.length ? model.outputNames : undefined;
   const seen = new Map<string, number>();
   const unique = (name: string): string => {
-    const n = seen.get(name) ?? 0; seen.set(name, n + 1);
+    const n = seen.get(name) ?? 0;
+    seen.set(name, n + 1);
     return n > 0 ? `${name}_${n}` : name;
   };
-  const inputs = model.inputs.map((t, i): IoSpec => ({ name: unique(inNames?.[i] ?? t.name), tfName: t.name, datatype: toDatatype(t.dtype), shape: dims(t.shape), shapeKnown: true }));
-  const outputs = model.outputs.map((t, i): IoSpec => ({ name: unique(outNames?.[i] ?? (t.name.split('/')[0] || t.name)), tfName: t.name, datatype: toDatatype(t.dtype), shape: dims(t.shape), shapeKnown: true }));
+  const inputs = model.inputs.map((t, i): IoSpec => ({
+    name: unique(inNames?.[i] ?? t.name),
+    tfName: t.name,
+    datatype: toDatatype(t.dtype),
+    shape: dims(t.shape),
+    shapeKnown: true,
+  }));
+  const outputs = model.outputs.map((t, i): IoSpec => ({
+    name: unique(outNames?.[i] ?? (t.name.split('/')[0] || t.name)),
+    tfName: t.name,
+    datatype: toDatatype(t.dtype),
+    shape: dims(t.shape),
+    shapeKnown: true,
+  }));
   return { inputs, outputs, batchable: [...inputs, ...outputs].every((s) => s.shape[0] === -1) };
 }
 
@@ -117,24 +135,44 @@ export function checkInputs(io: ModelIo, tensors: readonly Tensor[]): CheckedInp
   const out: CheckedInput[] = [];
   const used: Tensor[] = [];
   for (const spec of io.inputs) {
-    const t = tensors.find((x) => x.name === spec.name) ?? tensors.find((x) => x.name === spec.tfName)
-      ?? (io.inputs.length === 1 && tensors.length === 1 ? tensors[0] : undefined);
+    const t =
+      tensors.find((x) => x.name === spec.name) ??
+      tensors.find((x) => x.name === spec.tfName) ??
+      (io.inputs.length === 1 && tensors.length === 1 ? tensors[0] : undefined);
     if (!t) {
-      throw new McpError('MCP_INVALID_INPUT_SHAPE', `missing input '${spec.name}': expected ${spec.datatype}${fmt(spec.shape)}; given ${tensors.map((x) => `'${x.name}'`).join(', ')}`, { details: { input: spec.name } });
+      throw new McpError(
+        'MCP_INVALID_INPUT_SHAPE',
+        `missing input '${spec.name}': expected ${spec.datatype}${fmt(spec.shape)}; given ${tensors.map((x) => `'${x.name}'`).join(', ')}`,
+        { details: { input: spec.name } },
+      );
     }
     used.push(t);
     // The message is built only when the input is refused: this runs for every request.
-    const bad = (why: string): McpError => new McpError('MCP_INVALID_INPUT_SHAPE', `input '${spec.name}': expected ${spec.datatype}${spec.shapeKnown ? fmt(spec.shape) : '[any]'}, given ${t.datatype}${fmt(t.shape)} (${why})`, { details: { input: spec.name, expected: { datatype: spec.datatype, shape: spec.shape }, given: { datatype: t.datatype, shape: t.shape } } });
+    const bad = (why: string): McpError =>
+      new McpError(
+        'MCP_INVALID_INPUT_SHAPE',
+        `input '${spec.name}': expected ${spec.datatype}${spec.shapeKnown ? fmt(spec.shape) : '[any]'}, given ${t.datatype}${fmt(t.shape)} (${why})`,
+        { details: { input: spec.name, expected: { datatype: spec.datatype, shape: spec.shape }, given: { datatype: t.datatype, shape: t.shape } } },
+      );
     if (t.datatype !== spec.datatype) throw bad('wrong datatype');
     if (spec.shapeKnown) {
       if (t.shape.length !== spec.shape.length) throw bad(`rank ${t.shape.length} instead of ${spec.shape.length}`);
-      spec.shape.forEach((d, i) => { if (d !== -1 && d !== t.shape[i]) throw bad(`dimension ${i} is ${t.shape[i]} instead of ${d}`); });
+      spec.shape.forEach((d, i) => {
+        if (d !== -1 && d !== t.shape[i]) throw bad(`dimension ${i} is ${t.shape[i]} instead of ${d}`);
+      });
     }
-    const ok = spec.datatype === 'BYTES' ? t.data.every((v) => typeof v === 'string')
-      : spec.datatype === 'BOOL' ? t.data.every((v) => typeof v === 'boolean' || v === 0 || v === 1)
-        : spec.datatype === 'INT32' ? t.data.every((v) => Number.isInteger(v))
-          : t.data.every((v) => typeof v === 'number');
-    if (!ok) throw bad(`data elements must be ${spec.datatype === 'BYTES' ? 'strings' : spec.datatype === 'BOOL' ? 'booleans' : spec.datatype === 'INT32' ? 'integers' : 'numbers'}`);
+    const ok =
+      spec.datatype === 'BYTES'
+        ? t.data.every((v) => typeof v === 'string')
+        : spec.datatype === 'BOOL'
+          ? t.data.every((v) => typeof v === 'boolean' || v === 0 || v === 1)
+          : spec.datatype === 'INT32'
+            ? t.data.every((v) => Number.isInteger(v))
+            : t.data.every((v) => typeof v === 'number');
+    if (!ok)
+      throw bad(
+        `data elements must be ${spec.datatype === 'BYTES' ? 'strings' : spec.datatype === 'BOOL' ? 'booleans' : spec.datatype === 'INT32' ? 'integers' : 'numbers'}`,
+      );
     out.push({ spec, shape: [...t.shape], data: t.data });
   }
   if (tensors.length > used.length) {
@@ -153,14 +191,22 @@ export function rowsOf(inputs: readonly CheckedInput[]): number {
   const rows = inputs[0]?.shape[0] ?? 1;
   for (const i of inputs) {
     if (i.shape[0] !== rows) {
-      throw new McpError('MCP_INVALID_INPUT_SHAPE', `inputs disagree on the batch dimension: '${inputs[0]!.spec.name}' has ${rows} rows, '${i.spec.name}' has ${i.shape[0]}`);
+      throw new McpError(
+        'MCP_INVALID_INPUT_SHAPE',
+        `inputs disagree on the batch dimension: '${inputs[0]!.spec.name}' has ${rows} rows, '${i.spec.name}' has ${i.shape[0]}`,
+      );
     }
   }
   return rows;
 }
 
 /** Converts downloaded tensor data to a KServe data array. */
-export function toDataArray(values: tfTypes.TypedArray | Uint8Array[] | ArrayLike<number>, datatype: TensorDatatype, from = 0, to?: number): Array<number | string | boolean> {
+export function toDataArray(
+  values: tfTypes.TypedArray | Uint8Array[] | ArrayLike<number>,
+  datatype: TensorDatatype,
+  from = 0,
+  to?: number,
+): Array<number | string | boolean> {
   const end = to ?? values.length;
   const out = new Array<number | string | boolean>(end - from);
   if (datatype === 'BYTES') {

@@ -26,7 +26,13 @@ function rowGather(original: KernelFunc): KernelFunc {
     const { inputs, attrs } = args as unknown as { inputs: { x: TensorInfo; indices: TensorInfo }; attrs: { axis: number | number[]; batchDims?: number } };
     const { x, indices } = inputs;
     const axis = Array.isArray(attrs.axis) ? attrs.axis[0] : attrs.axis;
-    if ((axis !== 0 && axis !== -x.shape.length) || (attrs.batchDims ?? 0) !== 0 || !COPYABLE.has(x.dtype) || indices.dtype !== 'int32' || x.shape.length === 0) {
+    if (
+      (axis !== 0 && axis !== -x.shape.length) ||
+      (attrs.batchDims ?? 0) !== 0 ||
+      !COPYABLE.has(x.dtype) ||
+      indices.dtype !== 'int32' ||
+      x.shape.length === 0
+    ) {
       return original(args);
     }
     const backend = args.backend as unknown as WasmBackend;
@@ -43,7 +49,9 @@ function rowGather(original: KernelFunc): KernelFunc {
       if (!(row >= 0 && row < rows)) throw new Error(`GatherV2: the index value ${row} is not in [0, ${rows - 1}]`);
       const src = row * slice;
       const dst = i * slice;
-      if (slice <= 64) { for (let k = 0; k < slice; k++) to[dst + k] = from[src + k]!; } // a view per short row costs more than the copy
+      if (slice <= 64) {
+        for (let k = 0; k < slice; k++) to[dst + k] = from[src + k]!;
+      } // a view per short row costs more than the copy
       else to.set(from.subarray(src, src + slice), dst);
     }
     return out;

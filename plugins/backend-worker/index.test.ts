@@ -11,17 +11,28 @@ function call(extra: Partial<BackendCall> = {}): BackendCall {
   return { requestId: extra.requestId ?? 'req-w', signal: extra.signal ?? new AbortController().signal, deadline: extra.deadline };
 }
 async function rejection(p: Promise<unknown>): Promise<McpError> {
-  try { await p; } catch (err) { expect(err).toBeInstanceOf(McpError); return err as McpError; }
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(McpError);
+    return err as McpError;
+  }
   throw new Error('expected a rejection');
 }
-async function drain(it: AsyncIterable<InferenceChunk>): Promise<InferenceChunk[]> { const out: InferenceChunk[] = []; for await (const c of it) out.push(c); return out; }
+async function drain(it: AsyncIterable<InferenceChunk>): Promise<InferenceChunk[]> {
+  const out: InferenceChunk[] = [];
+  for await (const c of it) out.push(c);
+  return out;
+}
 
 /** A valid input for the scripted instance (the worker validates every input it receives). */
 const X: InferenceInput = { task: 'tensor', tensors: [{ name: 'x', shape: [1, 2], datatype: 'FP32', data: [1, 2] }] };
 
 /** A local instance with scripted failures. */
 const scripted: LoadedInstance = {
-  runtime: 'tfjs-node-gpu', device: 'gpu:0', tasks: ['tensor'],
+  runtime: 'tfjs-node-gpu',
+  device: 'gpu:0',
+  tasks: ['tensor'],
   signature: { inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 2] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 2] }] },
   async infer(input: InferenceInput) {
     if (input.extra?.fail === 'shape') throw new McpError('MCP_INVALID_INPUT_SHAPE', 'bad shape', { details: { input: 'x', expected: { shape: [-1, 2] } } });
@@ -34,8 +45,12 @@ const scripted: LoadedInstance = {
     if (input.extra?.fail === 'mid') throw new McpError('MCP_UPSTREAM_UNAVAILABLE', 'gone', { retryable: true });
     yield { text: '', finishReason: 'stop' };
   },
-  async health() { return { ok: false, detail: 'warming up' }; },
-  async unload() { /* */ },
+  async health() {
+    return { ok: false, detail: 'warming up' };
+  },
+  async unload() {
+    /* */
+  },
 };
 
 describe('worker backend over the worker protocol', () => {
@@ -55,8 +70,16 @@ describe('worker backend over the worker protocol', () => {
     // the worker process side: an openai instance and a scripted one, served over HTTP
     const openai = await openaiPlugin.setup(workerCtx, openaiPlugin.options.parse({}));
     const llm = await openai.load({ id: 'llm-1', model: 'fake-model', version: '1', endpoint: fake.url, options: {} }, workerCtx.signal);
-    server = createWorkerHttpServer({ instances: new Map([['llm-1', llm], ['t/1', scripted]]), logger: pino({ level: 'silent' }) });
-    server.on('connection', () => { workerConnections++; });
+    server = createWorkerHttpServer({
+      instances: new Map([
+        ['llm-1', llm],
+        ['t/1', scripted],
+      ]),
+      logger: pino({ level: 'silent' }),
+    });
+    server.on('connection', () => {
+      workerConnections++;
+    });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     workerUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     proxy = await startFaultProxy({ target: workerUrl });
@@ -83,11 +106,16 @@ describe('worker backend over the worker protocol', () => {
   });
 
   it('infers through the worker, passing x-request-id to the model server', async () => {
-    const out = await remoteLlm.infer({ task: 'chat', messages: [{ role: 'user', content: 'hi' }], parameters: { maxTokens: 3 } }, call({ requestId: 'trace-1' }));
+    const out = await remoteLlm.infer(
+      { task: 'chat', messages: [{ role: 'user', content: 'hi' }], parameters: { maxTokens: 3 } },
+      call({ requestId: 'trace-1' }),
+    );
     expect(out).toEqual({ text: 'Hello, world!', finishReason: 'stop', usage: { promptTokens: 5, completionTokens: 4, totalTokens: 9 } });
     expect(fake.lastRequest?.headers['x-request-id']).toBe('trace-1');
     expect(fake.lastRequest?.body).toMatchObject({ max_tokens: 3 });
-    expect((await remoteTensor.infer({ task: 'tensor', tensors: [{ name: 'x', shape: [1, 2], datatype: 'FP32', data: [1, 2] }] }, call())).tensors?.[0]?.data).toEqual([2, 4]);
+    expect(
+      (await remoteTensor.infer({ task: 'tensor', tensors: [{ name: 'x', shape: [1, 2], datatype: 'FP32', data: [1, 2] }] }, call())).tensors?.[0]?.data,
+    ).toEqual([2, 4]);
   });
 
   it('streams in order, token by token', async () => {
@@ -95,20 +123,32 @@ describe('worker backend over the worker protocol', () => {
     const t0 = Date.now();
     const seen: Array<{ text: string; at: number }> = [];
     let last: InferenceChunk | undefined;
-    for await (const c of remoteLlm.stream!({ task: 'generate', prompt: 'p' }, call())) { seen.push({ text: c.text, at: Date.now() - t0 }); last = c; }
+    for await (const c of remoteLlm.stream!({ task: 'generate', prompt: 'p' }, call())) {
+      seen.push({ text: c.text, at: Date.now() - t0 });
+      last = c;
+    }
     fake.setBehavior({});
     expect(seen.map((s) => s.text)).toEqual(['x', 'y', 'z', 'w', '']);
     expect(last).toMatchObject({ finishReason: 'stop', usage: { completionTokens: 4 } });
     expect(seen[3]!.at - seen[0]!.at).toBeGreaterThanOrEqual(80);
   });
 
-  it('rebuilds the worker\'s McpErrors, before and during a stream', async () => {
+  it("rebuilds the worker's McpErrors, before and during a stream", async () => {
     const shape = await rejection(remoteTensor.infer({ ...X, extra: { fail: 'shape' } }, call()));
-    expect([shape.code, shape.status, shape.retryable, shape.details]).toEqual(['MCP_INVALID_INPUT_SHAPE', 400, false, { input: 'x', expected: { shape: [-1, 2] } }]);
+    expect([shape.code, shape.status, shape.retryable, shape.details]).toEqual([
+      'MCP_INVALID_INPUT_SHAPE',
+      400,
+      false,
+      { input: 'x', expected: { shape: [-1, 2] } },
+    ]);
     const busy = await rejection(remoteTensor.infer({ ...X, extra: { fail: 'overloaded' } }, call()));
     expect([busy.code, busy.retryable]).toEqual(['MCP_OVERLOADED', true]);
     const texts: string[] = [];
-    const mid = await rejection((async () => { for await (const c of remoteTensor.stream!({ task: 'generate', prompt: 'p', extra: { fail: 'mid' } }, call())) texts.push(c.text); })());
+    const mid = await rejection(
+      (async () => {
+        for await (const c of remoteTensor.stream!({ task: 'generate', prompt: 'p', extra: { fail: 'mid' } }, call())) texts.push(c.text);
+      })(),
+    );
     expect([mid.code, mid.retryable, texts]).toEqual(['MCP_UPSTREAM_UNAVAILABLE', true, ['a', 'b']]);
     fake.setBehavior({ status: 429, errorHeaders: { 'retry-after': '2' } });
     const rl = await rejection(remoteLlm.infer({ task: 'generate', prompt: 'x' }, call()));
@@ -132,12 +172,14 @@ describe('worker backend over the worker protocol', () => {
     const abortedBefore = fake.aborted;
     const ac = new AbortController();
     const seen: string[] = [];
-    const e = await rejection((async () => {
-      for await (const c of remoteLlm.stream!({ task: 'generate', prompt: 'p' }, call({ signal: ac.signal }))) {
-        seen.push(c.text);
-        if (seen.length === 2) ac.abort();
-      }
-    })());
+    const e = await rejection(
+      (async () => {
+        for await (const c of remoteLlm.stream!({ task: 'generate', prompt: 'p' }, call({ signal: ac.signal }))) {
+          seen.push(c.text);
+          if (seen.length === 2) ac.abort();
+        }
+      })(),
+    );
     expect(e.code).toBe('MCP_CANCELLED');
     await expect.poll(() => fake.aborted, { timeout: 2000, interval: 20 }).toBe(abortedBefore + 1);
     fake.setBehavior({});

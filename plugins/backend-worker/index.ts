@@ -7,8 +7,20 @@
 import { z, type ZodType } from 'zod';
 import type { Logger } from 'pino';
 import {
-  ERROR_CODES, McpError, definePlugin, type ErrorCode, type InferenceChunk, type InferenceInput, type InferenceOutput, type InferenceTask,
-  type Backend, type BackendCall, type HealthReport, type InstanceSpec, type LoadedInstance, type ModelSignature,
+  ERROR_CODES,
+  McpError,
+  definePlugin,
+  type ErrorCode,
+  type InferenceChunk,
+  type InferenceInput,
+  type InferenceOutput,
+  type InferenceTask,
+  type Backend,
+  type BackendCall,
+  type HealthReport,
+  type InstanceSpec,
+  type LoadedInstance,
+  type ModelSignature,
 } from 'capibara-mcp';
 import { UpstreamClient, joinUrl, mapHttpError, parseErrorBody, probeFailure, parseNdjson, clientOptionsFrom, upstreamPluginOptions } from 'capibara-mcp/sdk';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -39,7 +51,7 @@ export function errorFromWorker(
   status?: number,
 ): McpError {
   const code = isErrorCode(error.code) ? error.code : 'MCP_UPSTREAM_ERROR';
-  const details = typeof error.details === 'object' && error.details !== null ? error.details as Record<string, unknown> : undefined;
+  const details = typeof error.details === 'object' && error.details !== null ? (error.details as Record<string, unknown>) : undefined;
   return new McpError(code, typeof error.message === 'string' ? error.message : undefined, {
     details,
     retryable: typeof error.retryable === 'boolean' ? error.retryable : status !== undefined && status >= 502 && status <= 504,
@@ -53,7 +65,10 @@ export function errorFromWorker(
 export function mapWorkerHttpError(status: number, headers: IncomingHttpHeaders, bodyText: string): McpError {
   const body = parseErrorBody(bodyText);
   if (isErrorCode(body.code)) {
-    return errorFromWorker({ code: body.code, message: body.message, details: body.details, retryable: body.retryable, mayHaveExecuted: body.mayHaveExecuted }, status);
+    return errorFromWorker(
+      { code: body.code, message: body.message, details: body.details, retryable: body.retryable, mayHaveExecuted: body.mayHaveExecuted },
+      status,
+    );
   }
   return mapHttpError(status, headers, bodyText);
 }
@@ -72,10 +87,18 @@ class WorkerInstance implements LoadedInstance {
     this.update(initial);
   }
 
-  get runtime(): string { return this.remote.runtime; }
-  get device(): string { return this.remote.device; }
-  get tasks(): readonly InferenceTask[] { return this.remote.tasks; }
-  get signature(): ModelSignature | undefined { return this.remote.signature; }
+  get runtime(): string {
+    return this.remote.runtime;
+  }
+  get device(): string {
+    return this.remote.device;
+  }
+  get tasks(): readonly InferenceTask[] {
+    return this.remote.tasks;
+  }
+  get signature(): ModelSignature | undefined {
+    return this.remote.signature;
+  }
 
   private update(h: RemoteHealth | undefined): void {
     if (!h || typeof h !== 'object') return;
@@ -96,7 +119,11 @@ class WorkerInstance implements LoadedInstance {
   async infer(input: InferenceInput, call: BackendCall): Promise<InferenceOutput> {
     this.check();
     const { data } = await this.client.json<InferenceOutput>({
-      url: `${this.base}/infer`, json: input, headers: this.callHeaders(call), call, mapError: mapWorkerHttpError,
+      url: `${this.base}/infer`,
+      json: input,
+      headers: this.callHeaders(call),
+      call,
+      mapError: mapWorkerHttpError,
     });
     if (typeof data !== 'object' || data === null) throw new McpError('MCP_UPSTREAM_ERROR', 'the worker answered with an empty body');
     return data;
@@ -105,7 +132,11 @@ class WorkerInstance implements LoadedInstance {
   async *stream(input: InferenceInput, call: BackendCall): AsyncGenerator<InferenceChunk> {
     this.check();
     const upstream = await this.client.open({
-      url: `${this.base}/stream`, json: input, headers: { ...this.callHeaders(call), accept: 'application/x-ndjson' }, call, mapError: mapWorkerHttpError,
+      url: `${this.base}/stream`,
+      json: input,
+      headers: { ...this.callHeaders(call), accept: 'application/x-ndjson' },
+      call,
+      mapError: mapWorkerHttpError,
     });
     let finished = false;
     try {
@@ -125,7 +156,11 @@ class WorkerInstance implements LoadedInstance {
   async health(signal: AbortSignal): Promise<HealthReport> {
     try {
       const { data } = await this.client.json<RemoteHealth>({
-        url: `${this.base}/health`, headers: this.headers, signal, timeoutMs: this.client.timeouts.healthMs, mapError: mapWorkerHttpError,
+        url: `${this.base}/health`,
+        headers: this.headers,
+        signal,
+        timeoutMs: this.client.timeouts.healthMs,
+        mapError: mapWorkerHttpError,
       });
       this.update(data);
       const report: HealthReport = { ok: data?.ok === true };
@@ -150,13 +185,19 @@ export function createWorkerBackend(client: UpstreamClient, logger?: Logger): Ba
       }
       const parsed = workerInstanceOptions.safeParse(spec.options ?? {});
       if (!parsed.success) {
-        throw new McpError('MCP_VALIDATION_FAILED', `invalid options for worker instance '${spec.id}': ${parsed.error.message}`, { details: { path: 'options' } });
+        throw new McpError('MCP_VALIDATION_FAILED', `invalid options for worker instance '${spec.id}': ${parsed.error.message}`, {
+          details: { path: 'options' },
+        });
       }
       const o = parsed.data;
       const remoteId = o.remoteInstanceId ?? spec.id;
       const base = joinUrl(spec.endpoint, `worker/v1/instances/${encodeURIComponent(remoteId)}`);
       const { data } = await client.json<RemoteHealth>({
-        url: `${base}/health`, headers: o.headers, signal, timeoutMs: client.timeouts.healthMs, mapError: mapWorkerHttpError,
+        url: `${base}/health`,
+        headers: o.headers,
+        signal,
+        timeoutMs: client.timeouts.healthMs,
+        mapError: mapWorkerHttpError,
       });
       logger?.debug({ instance: spec.id, remoteId, endpoint: spec.endpoint, runtime: data?.runtime }, 'worker instance connected');
       return new WorkerInstance(client, base, o.headers, data ?? {});

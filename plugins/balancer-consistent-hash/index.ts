@@ -89,7 +89,11 @@ export function createConsistentHash(options: ConsistentHashOptions = {}, deps: 
     const n = candidates.length;
     if (n === lastIds.length) {
       let same = true;
-      for (let i = 0; i < n; i++) if (candidates[i]!.id !== lastIds[i]) { same = false; break; }
+      for (let i = 0; i < n; i++)
+        if (candidates[i]!.id !== lastIds[i]) {
+          same = false;
+          break;
+        }
       if (same) return;
     }
     epoch++;
@@ -98,7 +102,11 @@ export function createConsistentHash(options: ConsistentHashOptions = {}, deps: 
       const id = candidates[i]!.id;
       lastIds[i] = id;
       let node = nodes.get(id);
-      if (node === undefined) { node = { id, epoch, index: i, visit: 0 }; nodes.set(id, node); dirty = true; }
+      if (node === undefined) {
+        node = { id, epoch, index: i, visit: 0 };
+        nodes.set(id, node);
+        dirty = true;
+      }
       node.epoch = epoch;
       node.index = i;
     }
@@ -137,7 +145,8 @@ export function createConsistentHash(options: ConsistentHashOptions = {}, deps: 
       let hi = ringHash.length;
       while (lo < hi) {
         const mid = (lo + hi) >>> 1;
-        if (ringHash[mid]! < h) lo = mid + 1; else hi = mid;
+        if (ringHash[mid]! < h) lo = mid + 1;
+        else hi = mid;
       }
       const len = ringHash.length;
       const visit = ++visitNo;

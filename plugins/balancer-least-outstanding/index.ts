@@ -21,7 +21,9 @@ export interface LeastOutstandingDeps {
 
 /** Least outstanding among `candidates` minus `exclude` (ignored when it would leave none); exported for reuse. */
 export function pickLeastOutstanding<C extends BalancerCandidate>(
-  candidates: readonly C[], excludeAsked: ReadonlySet<string> | undefined, random: () => number,
+  candidates: readonly C[],
+  excludeAsked: ReadonlySet<string> | undefined,
+  random: () => number,
 ): C {
   const n = candidates.length;
   const exclude = effectiveExclude(candidates, excludeAsked);
@@ -33,8 +35,14 @@ export function pickLeastOutstanding<C extends BalancerCandidate>(
     if (exclude !== undefined && exclude.has(c.id)) continue;
     let o = c.outstanding;
     if (!(o >= 0)) o = 0; // NaN / negative: treat as idle
-    if (o < min || best === undefined) { min = o; best = c; ties = 1; }
-    else if (o === min) { ties++; if (random() * ties < 1) best = c; }
+    if (o < min || best === undefined) {
+      min = o;
+      best = c;
+      ties = 1;
+    } else if (o === min) {
+      ties++;
+      if (random() * ties < 1) best = c;
+    }
   }
   return best ?? candidates[0]!;
 }
@@ -61,7 +69,9 @@ export function createLeastOutstanding(options: LeastOutstandingOptions = {}, de
       }
       return { chosen, scores };
     },
-    forget() { /* stateless */ },
+    forget() {
+      /* stateless */
+    },
   };
 }
 

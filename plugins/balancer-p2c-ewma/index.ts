@@ -46,7 +46,10 @@ export interface P2cEwmaDeps {
   now?: () => number;
 }
 
-interface Stat { cost: number; stamp: number }
+interface Stat {
+  cost: number;
+  stamp: number;
+}
 
 /** Extra methods for tests and the admin API. */
 export interface P2cEwmaBalancer extends Balancer {
@@ -92,14 +95,22 @@ export function createP2cEwma(options: P2cEwmaOptions = {}, deps: P2cEwmaDeps = 
       if (exclude !== undefined && exclude.size > 0) {
         m = 0;
         for (let i = 0; i < n; i++) if (!exclude.has(candidates[i]!.id)) m++;
-        if (m === 0) { exclude = undefined; m = n; }
+        if (m === 0) {
+          exclude = undefined;
+          m = n;
+        }
       } else exclude = undefined;
 
       const t = now();
       const base = neutral();
       if (m === 1) {
         let only = candidates[0]!;
-        if (exclude !== undefined) for (let i = 0; i < n; i++) if (!exclude.has(candidates[i]!.id)) { only = candidates[i]!; break; }
+        if (exclude !== undefined)
+          for (let i = 0; i < n; i++)
+            if (!exclude.has(candidates[i]!.id)) {
+              only = candidates[i]!;
+              break;
+            }
         return o.explain ? { chosen: only, scores: { [only.id]: score(only, t, base) } } : { chosen: only };
       }
       let ka = Math.floor(random() * m);
@@ -109,9 +120,12 @@ export function createP2cEwma(options: P2cEwmaOptions = {}, deps: P2cEwmaDeps = 
       if (kb >= ka) kb++;
       let a: C;
       let b: C;
-      if (exclude === undefined) { a = candidates[ka]!; b = candidates[kb]!; }
-      else {
-        a = candidates[0]!; b = candidates[0]!;
+      if (exclude === undefined) {
+        a = candidates[ka]!;
+        b = candidates[kb]!;
+      } else {
+        a = candidates[0]!;
+        b = candidates[0]!;
         let k = 0;
         for (let i = 0; i < n; i++) {
           const c = candidates[i]!;
@@ -138,17 +152,24 @@ export function createP2cEwma(options: P2cEwmaOptions = {}, deps: P2cEwmaDeps = 
       if (rtt > 3_600_000) rtt = 3_600_000;
       if (outcome.ok) {
         if (fleetSeen) fleet += FLEET_ALPHA * (rtt - fleet);
-        else { fleet = rtt; fleetSeen = true; }
+        else {
+          fleet = rtt;
+          fleetSeen = true;
+        }
       } else {
         rtt = Math.max(rtt, fleetSeen ? fleet * o.errorPenaltyFactor : o.errorPenaltyMs);
       }
       const t = now();
       const s = stats.get(id);
-      if (s === undefined) { stats.set(id, { cost: rtt, stamp: t }); return; }
+      if (s === undefined) {
+        stats.set(id, { cost: rtt, stamp: t });
+        return;
+      }
       const dt = t - s.stamp;
       // What pick() sees now: the last estimate relaxed toward neutral.
       const seen = costAt(id, t, neutral());
-      if (rtt >= seen) s.cost = rtt; // peak: jump up at once
+      if (rtt >= seen)
+        s.cost = rtt; // peak: jump up at once
       else {
         const w = dt > 0 ? Math.exp(-dt / tau) : 1;
         s.cost = seen * w + rtt * (1 - w);

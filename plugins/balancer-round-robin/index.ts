@@ -31,7 +31,10 @@ export function createRoundRobin(options: RoundRobinOptions = {}, deps: RoundRob
       if (exclude !== undefined && exclude.size > 0) {
         for (let step = 0; step < n; step++) {
           const i = (start + step) % n;
-          if (!exclude.has(candidates[i]!.id)) { idx = i; break; }
+          if (!exclude.has(candidates[i]!.id)) {
+            idx = i;
+            break;
+          }
         }
       }
       cursor = idx + 1;
@@ -39,7 +42,9 @@ export function createRoundRobin(options: RoundRobinOptions = {}, deps: RoundRob
       const chosen = candidates[idx]!;
       return explain ? { chosen, scores: { [chosen.id]: 0 } } : { chosen };
     },
-    forget() { /* no per-instance state */ },
+    forget() {
+      /* no per-instance state */
+    },
   };
 }
 

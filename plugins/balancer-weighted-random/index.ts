@@ -66,7 +66,9 @@ export function createWeightedRandom(options: WeightedRandomOptions = {}, deps: 
       const pick = chosen ?? candidates[0]!;
       return explain ? { chosen: pick, scores: { [pick.id]: p } } : { chosen: pick };
     },
-    forget() { /* stateless */ },
+    forget() {
+      /* stateless */
+    },
   };
 }
 

@@ -7,8 +7,17 @@ import type { InstanceRow, ModelRegistry, ModelRow, VersionRow } from '../models
 import type { Router } from '../routing/router.ts';
 import { parseInput } from '../validation.ts';
 import {
-  EMBEDDED_WORKER_ID, HEARTBEAT_LOST, registerWorkerSchema, WORKER_STOPPED, workerIdOf, workerInstanceId, workerLoadCommandSchema,
-  type RegisterWorker, type WorkerCommandOptions, type WorkerRegistry, type WorkerView,
+  EMBEDDED_WORKER_ID,
+  HEARTBEAT_LOST,
+  registerWorkerSchema,
+  WORKER_STOPPED,
+  workerIdOf,
+  workerInstanceId,
+  workerLoadCommandSchema,
+  type RegisterWorker,
+  type WorkerCommandOptions,
+  type WorkerRegistry,
+  type WorkerView,
 } from '../workers/worker-registry.ts';
 
 /** How long unloadFromWorker waits for an instance's in-flight requests before unloading it, ms. */
@@ -116,11 +125,14 @@ export class AdminService {
     const input = parseInput(registerWorkerSchema, raw);
     const workerId = workerIdOf(input.name);
     if (workerId === EMBEDDED_WORKER_ID) {
-      throw new McpError('MCP_VALIDATION_FAILED', `input.name: "${EMBEDDED_WORKER_ID}" is reserved for the gateway's own process`, { details: { path: 'input.name' } });
+      throw new McpError('MCP_VALIDATION_FAILED', `input.name: "${EMBEDDED_WORKER_ID}" is reserved for the gateway's own process`, {
+        details: { path: 'input.name' },
+      });
     }
     const remoteIds = input.instances.map((i) => i.remoteInstanceId);
     const dup = remoteIds.find((r, i) => remoteIds.indexOf(r) !== i);
-    if (dup) throw new McpError('MCP_VALIDATION_FAILED', `input.instances: remoteInstanceId "${dup}" is listed twice`, { details: { path: 'input.instances' } });
+    if (dup)
+      throw new McpError('MCP_VALIDATION_FAILED', `input.instances: remoteInstanceId "${dup}" is listed twice`, { details: { path: 'input.instances' } });
     return this.workers.inOrder(workerId, async () => {
       const worker = await this.workers.upsert(workerId, input);
       const [previous = []] = await this.registry.instancesByWorker([workerId]);
@@ -174,7 +186,11 @@ export class AdminService {
       reload = existing.endpoint !== endpoint || existing.backend !== 'worker';
     }
     await this.registry.assignToWorker(id, {
-      workerId, endpoint, options, ...(inst.device ? { device: inst.device } : {}), ...(inst.runtime ? { runtime: inst.runtime } : {}),
+      workerId,
+      endpoint,
+      options,
+      ...(inst.device ? { device: inst.device } : {}),
+      ...(inst.runtime ? { runtime: inst.runtime } : {}),
     });
     if (reload && this.fleet.handle(id)?.loaded) await this.fleet.unload(id);
     await this.fleet.load(id);
@@ -216,12 +232,22 @@ export class AdminService {
   /** Asks a worker to load a model (it loads, then re-registers); on `embedded` the gateway loads it itself. */
   async loadModelOnWorker(workerId: string, raw: unknown): Promise<WorkerCommand> {
     const input = parseInput(workerLoadCommandSchema, raw);
-    const remoteId = input.instanceId ?? `${input.model}-${input.version}`.toLowerCase().replace(/[^a-z0-9._-]/g, '-').slice(0, 63);
+    const remoteId =
+      input.instanceId ??
+      `${input.model}-${input.version}`
+        .toLowerCase()
+        .replace(/[^a-z0-9._-]/g, '-')
+        .slice(0, 63);
     const options: WorkerCommandOptions = { commandId: randomUUID(), backend: input.backend, task: input.task, instanceOptions: input.options };
     if (input.device) options.device = input.device;
     const command: WorkerCommand = {
-      workerId, action: 'LOAD', instanceId: remoteId, modelId: input.model, version: input.version,
-      ...(input.source ? { endpoint: input.source } : {}), options: options as unknown as Record<string, unknown>,
+      workerId,
+      action: 'LOAD',
+      instanceId: remoteId,
+      modelId: input.model,
+      version: input.version,
+      ...(input.source ? { endpoint: input.source } : {}),
+      options: options as unknown as Record<string, unknown>,
     };
     if (workerId === EMBEDDED_WORKER_ID) {
       if (!(await this.workers.isLocalBackend(input.backend))) {
@@ -232,7 +258,11 @@ export class AdminService {
       const id = workerInstanceId(EMBEDDED_WORKER_ID, remoteId);
       if (!(await this.registry.getInstance(id))) {
         await this.registry.addInstance(input.model, input.version, {
-          id, backend: input.backend, options: input.options, ...(input.source ? { endpoint: input.source } : {}), ...(input.device ? { device: input.device } : {}),
+          id,
+          backend: input.backend,
+          options: input.options,
+          ...(input.source ? { endpoint: input.source } : {}),
+          ...(input.device ? { device: input.device } : {}),
         });
       }
       await this.fleet.load(id);
@@ -258,7 +288,11 @@ export class AdminService {
     await this.fleet.unload(row.id);
     const remoteId = (row.options as { remoteInstanceId?: string }).remoteInstanceId ?? row.id;
     const command: WorkerCommand = {
-      workerId, action: 'UNLOAD', instanceId: w.embedded ? row.id : remoteId, modelId: row.modelId, version,
+      workerId,
+      action: 'UNLOAD',
+      instanceId: w.embedded ? row.id : remoteId,
+      modelId: row.modelId,
+      version,
       options: { commandId: randomUUID() },
     };
     if (!w.embedded) this.workers.send(command);

@@ -53,7 +53,11 @@ function parseEnvValue(raw: string): unknown {
 export function envOverrides(env: NodeJS.ProcessEnv): Array<{ path: string[]; value: unknown; from: string }> {
   const out: Array<{ path: string[]; value: unknown; from: string }> = [];
   const shorthands: Record<string, string[]> = {
-    DATABASE_URL: ['storage', 'url'], REDIS_URL: ['events', 'redisUrl'], PORT: ['server', 'port'], HOST: ['server', 'host'], LOG_LEVEL: ['log', 'level'],
+    DATABASE_URL: ['storage', 'url'],
+    REDIS_URL: ['events', 'redisUrl'],
+    PORT: ['server', 'port'],
+    HOST: ['server', 'host'],
+    LOG_LEVEL: ['log', 'level'],
   };
   for (const [name, path] of Object.entries(shorthands)) {
     const v = env[name];

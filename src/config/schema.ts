@@ -7,7 +7,10 @@ export const pluginEntrySchema = z.strictObject({
   /** First-party plugin name (a folder under plugins/), an npm package name, or a file path (relative to the config file). */
   use: z.string().min(1),
   /** Configured name; defaults to the plugin's own name. Lets one plugin be configured twice. */
-  name: z.string().regex(/^[a-z][a-z0-9-]*$/, 'kebab-case').optional(),
+  name: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]*$/, 'kebab-case')
+    .optional(),
   /** Options passed to the plugin, validated by its own schema. */
   options: z.record(z.string(), z.unknown()).default({}),
   /** When false, a failure at boot is logged and the plugin skipped instead of stopping the start. */
@@ -47,172 +50,209 @@ export const workerModelSchema = z.strictObject({
   /** Requested device (`cpu`, `gpu:0`, …). */
   device: z.string().optional(),
   /** Instance id on the worker; default `<id>-<version>`. */
-  instanceId: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, ".", "_" or "-"').optional(),
+  instanceId: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, ".", "_" or "-"')
+    .optional(),
   /** Backend instance options. */
   options: z.record(z.string(), z.unknown()).default({}),
 });
 
 export const configSchema = z.strictObject({
-  server: z.strictObject({
-    host: z.string().default('127.0.0.1'),
-    port: port.default(8080),
-    /** Largest request body accepted, bytes. */
-    maxBodyBytes: z.number().int().positive().default(4 * 1024 * 1024),
-    /** Time given to in-flight requests at shutdown, ms. */
-    shutdownGraceMs: z.number().int().min(0).default(10_000),
-    /** Serve the GraphiQL playground at /graphql. */
-    playground: z.boolean().default(true),
-    /** Origins allowed to call /graphql from a browser (CORS); none by default (same origin only). */
-    corsOrigins: z.array(z.string()).default([]),
-  }).prefault({}),
-  storage: z.strictObject({
-    /** postgres://… to use a PostgreSQL server; empty for the embedded PGlite. */
-    url: z.string().optional(),
-    /** Folder for PGlite data and plugin files. */
-    dataDir: z.string().default('.data'),
-    /** Keep PGlite in memory (tests, throwaway demos). */
-    inMemory: z.boolean().default(false),
-    /**
-     * Let V8 optimise PGlite's hot PostgreSQL code: queries ~7% faster, ~90 MB more RSS under
-     * load. Off by default: the embedded database serves the registry, not the data plane.
-     */
-    pgliteOptimize: z.boolean().default(false),
-  }).prefault({}),
+  server: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      port: port.default(8080),
+      /** Largest request body accepted, bytes. */
+      maxBodyBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(4 * 1024 * 1024),
+      /** Time given to in-flight requests at shutdown, ms. */
+      shutdownGraceMs: z.number().int().min(0).default(10_000),
+      /** Serve the GraphiQL playground at /graphql. */
+      playground: z.boolean().default(true),
+      /** Origins allowed to call /graphql from a browser (CORS); none by default (same origin only). */
+      corsOrigins: z.array(z.string()).default([]),
+    })
+    .prefault({}),
+  storage: z
+    .strictObject({
+      /** postgres://… to use a PostgreSQL server; empty for the embedded PGlite. */
+      url: z.string().optional(),
+      /** Folder for PGlite data and plugin files. */
+      dataDir: z.string().default('.data'),
+      /** Keep PGlite in memory (tests, throwaway demos). */
+      inMemory: z.boolean().default(false),
+      /**
+       * Let V8 optimise PGlite's hot PostgreSQL code: queries ~7% faster, ~90 MB more RSS under
+       * load. Off by default: the embedded database serves the registry, not the data plane.
+       */
+      pgliteOptimize: z.boolean().default(false),
+    })
+    .prefault({}),
   /** Live events (registry changes, health, worker commands) between gateway replicas. */
-  events: z.strictObject({
-    /** redis://… to share events across replicas; empty for in-process only (one gateway). */
-    redisUrl: z.string().optional(),
-    /** Channel prefix, so several deployments can share one Redis. */
-    channel: z.string().min(1).default('capibara-mcp'),
-  }).prefault({}),
-  log: z.strictObject({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    /** One `request` line per HTTP request (method, path, status, ms, reqId). */
-    access: z.boolean().default(true),
-  }).prefault({}),
+  events: z
+    .strictObject({
+      /** redis://… to share events across replicas; empty for in-process only (one gateway). */
+      redisUrl: z.string().optional(),
+      /** Channel prefix, so several deployments can share one Redis. */
+      channel: z.string().min(1).default('capibara-mcp'),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      /** One `request` line per HTTP request (method, path, status, ms, reqId). */
+      access: z.boolean().default(true),
+    })
+    .prefault({}),
   /** Load every first-party plugin with default options (those listed in `plugins` get their listed options). */
   defaultPlugins: z.boolean().default(true),
   plugins: z.array(pluginEntrySchema).default([]),
-  router: z.strictObject({
-    /** Configured name of the balancer plugin used when a model names none. */
-    balancer: z.string().default('p2c-ewma'),
-    /** Attempts per request across instances, the first included. */
-    maxAttempts: z.number().int().min(1).max(10).default(3),
-    /** Deadline of a request that sets none, ms. */
-    defaultTimeoutMs: z.number().int().positive().default(60_000),
-    /** Retry budget: retries may add at most this fraction of requests (plus minRetriesPerSecond). */
-    retryBudget: z.strictObject({
-      ratio: z.number().min(0).max(1).default(0.2),
-      minRetriesPerSecond: z.number().min(0).default(10),
-      windowMs: z.number().int().positive().default(10_000),
-      /** Buckets of the sliding window. */
-      buckets: z.number().int().min(1).default(10),
-    }).prefault({}),
-    /** Circuit breaker per instance. */
-    circuitBreaker: z.strictObject({
-      consecutiveFailures: z.number().int().min(1).default(5),
-      failureRateThreshold: z.number().gt(0).max(1).default(0.5),
-      minRequests: z.number().int().min(1).default(20),
-      windowMs: z.number().int().positive().default(10_000),
-      /** Buckets of the sliding window. */
-      windowBuckets: z.number().int().min(1).default(10),
-      /** First open period, ms. */
-      openMs: z.number().int().positive().default(5_000),
-      /** Growth of the open period on each failed trial. */
-      backoffMultiplier: z.number().min(1).default(2),
-      /** Cap of the open period, ms. */
-      maxOpenMs: z.number().int().positive().default(60_000),
-      halfOpenMaxProbes: z.number().int().min(1).default(1),
-      /** At most halfOpenMaxProbes trial requests per this interval while half-open, ms (default: openMs). */
-      halfOpenIntervalMs: z.number().int().positive().optional(),
-      /** Successful trials that close the circuit. */
-      successThreshold: z.number().int().min(1).default(1),
-    }).transform((c) => ({ ...c, halfOpenIntervalMs: c.halfOpenIntervalMs ?? c.openMs })).prefault({}),
-    /** Passive outlier detection (Envoy-style ejection). */
-    outlierDetection: z.strictObject({
-      consecutiveFailures: z.number().int().min(1).default(5),
-      baseEjectionMs: z.number().int().positive().default(30_000),
-      maxEjectionMs: z.number().int().positive().default(300_000),
-      maxEjectionPercent: z.number().min(0).max(100).default(10),
-      /** Failure-rate evaluation interval, ms (Envoy `interval`). */
-      intervalMs: z.number().int().positive().default(10_000),
-      /** Failure rate over an interval that ejects (0 disables). */
-      failureRateThreshold: z.number().min(0).max(1).default(0.5),
-      /** Requests a host needs in an interval for its failure rate to count. */
-      minRequests: z.number().int().min(1).default(10),
-    }).prefault({}),
-    /** Active health probes (the backend's health endpoint, never an inference). */
-    healthCheck: z.strictObject({
-      enabled: z.boolean().default(true),
-      intervalMs: z.number().int().positive().default(5_000),
-      timeoutMs: z.number().int().positive().default(2_000),
-      healthyThreshold: z.number().int().min(1).default(2),
-      unhealthyThreshold: z.number().int().min(1).default(3),
-      /** ± fraction of the interval added at random to each wait, so probes do not run in lock-step. */
-      jitter: z.number().min(0).max(1).default(0.1),
-    }).prefault({}),
-    /** Hedging: when the first attempt has not answered after the pool's latency percentile, send a second one elsewhere (non-streamed requests; takes retry budget). */
-    hedging: z.strictObject({
-      enabled: z.boolean().default(false),
-      /** Latency percentile (of the model version's recent answers) after which to hedge. */
-      percentile: z.number().gt(0).lt(100).default(95),
-      /** Never hedge earlier than this, ms (also used until enough latencies are known). */
-      minDelayMs: z.number().int().min(0).default(50),
-    }).prefault({}),
-    /** Retry calls to models marked non-idempotent (routing.idempotent = false) after failures where the model may have run. */
-    retryNonIdempotent: z.boolean().default(false),
-    /** Per-inference records (table `inferences`), written with group commit. */
-    recording: z.strictObject({
-      enabled: z.boolean().default(true),
-      /** Flush the buffer after this long, ms. */
-      flushIntervalMs: z.number().int().positive().default(200),
-      /** Flush as soon as this many rows are buffered (rows per INSERT). */
-      maxBatch: z.number().int().min(1).max(5000).default(500),
-      /** Rows kept while the database is slow; beyond this, records are dropped (counted). */
-      maxBuffered: z.number().int().min(1).default(50_000),
-      /** Longest stored output text (shadow comparisons), characters. */
-      maxOutputChars: z.number().int().min(0).default(4096),
-      /** Records older than this are deleted, hours (0 keeps them forever). Feedback can only reach kept records. */
-      retentionHours: z.number().min(0).default(168),
-      /** How often old records are deleted, ms. */
-      pruneIntervalMs: z.number().int().positive().default(600_000),
-    }).prefault({}),
-  }).prefault({}),
+  router: z
+    .strictObject({
+      /** Configured name of the balancer plugin used when a model names none. */
+      balancer: z.string().default('p2c-ewma'),
+      /** Attempts per request across instances, the first included. */
+      maxAttempts: z.number().int().min(1).max(10).default(3),
+      /** Deadline of a request that sets none, ms. */
+      defaultTimeoutMs: z.number().int().positive().default(60_000),
+      /** Retry budget: retries may add at most this fraction of requests (plus minRetriesPerSecond). */
+      retryBudget: z
+        .strictObject({
+          ratio: z.number().min(0).max(1).default(0.2),
+          minRetriesPerSecond: z.number().min(0).default(10),
+          windowMs: z.number().int().positive().default(10_000),
+          /** Buckets of the sliding window. */
+          buckets: z.number().int().min(1).default(10),
+        })
+        .prefault({}),
+      /** Circuit breaker per instance. */
+      circuitBreaker: z
+        .strictObject({
+          consecutiveFailures: z.number().int().min(1).default(5),
+          failureRateThreshold: z.number().gt(0).max(1).default(0.5),
+          minRequests: z.number().int().min(1).default(20),
+          windowMs: z.number().int().positive().default(10_000),
+          /** Buckets of the sliding window. */
+          windowBuckets: z.number().int().min(1).default(10),
+          /** First open period, ms. */
+          openMs: z.number().int().positive().default(5_000),
+          /** Growth of the open period on each failed trial. */
+          backoffMultiplier: z.number().min(1).default(2),
+          /** Cap of the open period, ms. */
+          maxOpenMs: z.number().int().positive().default(60_000),
+          halfOpenMaxProbes: z.number().int().min(1).default(1),
+          /** At most halfOpenMaxProbes trial requests per this interval while half-open, ms (default: openMs). */
+          halfOpenIntervalMs: z.number().int().positive().optional(),
+          /** Successful trials that close the circuit. */
+          successThreshold: z.number().int().min(1).default(1),
+        })
+        .transform((c) => ({ ...c, halfOpenIntervalMs: c.halfOpenIntervalMs ?? c.openMs }))
+        .prefault({}),
+      /** Passive outlier detection (Envoy-style ejection). */
+      outlierDetection: z
+        .strictObject({
+          consecutiveFailures: z.number().int().min(1).default(5),
+          baseEjectionMs: z.number().int().positive().default(30_000),
+          maxEjectionMs: z.number().int().positive().default(300_000),
+          maxEjectionPercent: z.number().min(0).max(100).default(10),
+          /** Failure-rate evaluation interval, ms (Envoy `interval`). */
+          intervalMs: z.number().int().positive().default(10_000),
+          /** Failure rate over an interval that ejects (0 disables). */
+          failureRateThreshold: z.number().min(0).max(1).default(0.5),
+          /** Requests a host needs in an interval for its failure rate to count. */
+          minRequests: z.number().int().min(1).default(10),
+        })
+        .prefault({}),
+      /** Active health probes (the backend's health endpoint, never an inference). */
+      healthCheck: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          intervalMs: z.number().int().positive().default(5_000),
+          timeoutMs: z.number().int().positive().default(2_000),
+          healthyThreshold: z.number().int().min(1).default(2),
+          unhealthyThreshold: z.number().int().min(1).default(3),
+          /** ± fraction of the interval added at random to each wait, so probes do not run in lock-step. */
+          jitter: z.number().min(0).max(1).default(0.1),
+        })
+        .prefault({}),
+      /** Hedging: when the first attempt has not answered after the pool's latency percentile, send a second one elsewhere (non-streamed requests; takes retry budget). */
+      hedging: z
+        .strictObject({
+          enabled: z.boolean().default(false),
+          /** Latency percentile (of the model version's recent answers) after which to hedge. */
+          percentile: z.number().gt(0).lt(100).default(95),
+          /** Never hedge earlier than this, ms (also used until enough latencies are known). */
+          minDelayMs: z.number().int().min(0).default(50),
+        })
+        .prefault({}),
+      /** Retry calls to models marked non-idempotent (routing.idempotent = false) after failures where the model may have run. */
+      retryNonIdempotent: z.boolean().default(false),
+      /** Per-inference records (table `inferences`), written with group commit. */
+      recording: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          /** Flush the buffer after this long, ms. */
+          flushIntervalMs: z.number().int().positive().default(200),
+          /** Flush as soon as this many rows are buffered (rows per INSERT). */
+          maxBatch: z.number().int().min(1).max(5000).default(500),
+          /** Rows kept while the database is slow; beyond this, records are dropped (counted). */
+          maxBuffered: z.number().int().min(1).default(50_000),
+          /** Longest stored output text (shadow comparisons), characters. */
+          maxOutputChars: z.number().int().min(0).default(4096),
+          /** Records older than this are deleted, hours (0 keeps them forever). Feedback can only reach kept records. */
+          retentionHours: z.number().min(0).default(168),
+          /** How often old records are deleted, ms. */
+          pruneIntervalMs: z.number().int().positive().default(600_000),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   /** Register the shipped demo model `capibara-mini` at start when it is not registered yet. */
   demo: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
   /** Models registered at start when missing (declarative seed). */
   models: z.array(modelSeedSchema).default([]),
   /** V8 settings `capibara-mcp start` and `worker` apply to their own process (an embedding host keeps its own). */
-  node: z.strictObject({
-    /**
-     * How far V8 lets the JS heap grow past the live data before a full GC, in % (V8's
-     * --heap-growing-percent; 0 = V8's own factor, up to 300%). Under load most request garbage
-     * outlives the young generation, so V8's default lets the heap triple: 60 keeps the gateway
-     * ~100 MB smaller for 3–8% more CPU (bench/RESULTS.md). Ignored when node itself got the flag.
-     */
-    heapGrowingPercent: z.number().int().min(0).max(1000).default(60),
-  }).prefault({}),
+  node: z
+    .strictObject({
+      /**
+       * How far V8 lets the JS heap grow past the live data before a full GC, in % (V8's
+       * --heap-growing-percent; 0 = V8's own factor, up to 300%). Under load most request garbage
+       * outlives the young generation, so V8's default lets the heap triple: 60 keeps the gateway
+       * ~100 MB smaller for 3–8% more CPU (bench/RESULTS.md). Ignored when node itself got the flag.
+       */
+      heapGrowingPercent: z.number().int().min(0).max(1000).default(60),
+    })
+    .prefault({}),
   /** `capibara-mcp worker`: a process that serves backend plugins' models for a gateway. */
-  worker: z.strictObject({
-    /** Base URL of the gateway to register with (flag --gateway). */
-    gateway: z.string().url().default('http://127.0.0.1:8080'),
-    /** Interface the worker's HTTP server binds to. */
-    host: z.string().default('127.0.0.1'),
-    /** Port of the worker's HTTP server (0: any free port; flag --port). */
-    port: port.default(8090),
-    /** URL the gateway uses to reach this worker (default http://<host>:<port>, 127.0.0.1 when host is 0.0.0.0). */
-    advertiseUrl: z.string().url().optional(),
-    /** Worker name, unique per gateway; also its id (default <hostname>-<port>). */
-    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_" or "-"').optional(),
-    /** How often the worker heartbeats, ms; the gateway marks it unhealthy after about three missed beats. */
-    heartbeatIntervalMs: z.number().int().min(50).max(600_000).default(2_000),
-    /** Bearer token sent to the gateway (an API key or JWT with role `worker`); env MCP_WORKER__TOKEN. */
-    token: z.string().optional(),
-    /** Time given to in-flight requests at shutdown, ms. */
-    drainMs: z.number().int().min(0).default(10_000),
-    /** Models to serve; empty: the demo model capibara-mini on the tfjs backend. */
-    models: z.array(workerModelSchema).default([]),
-  }).prefault({}),
+  worker: z
+    .strictObject({
+      /** Base URL of the gateway to register with (flag --gateway). */
+      gateway: z.string().url().default('http://127.0.0.1:8080'),
+      /** Interface the worker's HTTP server binds to. */
+      host: z.string().default('127.0.0.1'),
+      /** Port of the worker's HTTP server (0: any free port; flag --port). */
+      port: port.default(8090),
+      /** URL the gateway uses to reach this worker (default http://<host>:<port>, 127.0.0.1 when host is 0.0.0.0). */
+      advertiseUrl: z.string().url().optional(),
+      /** Worker name, unique per gateway; also its id (default <hostname>-<port>). */
+      name: z
+        .string()
+        .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_" or "-"')
+        .optional(),
+      /** How often the worker heartbeats, ms; the gateway marks it unhealthy after about three missed beats. */
+      heartbeatIntervalMs: z.number().int().min(50).max(600_000).default(2_000),
+      /** Bearer token sent to the gateway (an API key or JWT with role `worker`); env MCP_WORKER__TOKEN. */
+      token: z.string().optional(),
+      /** Time given to in-flight requests at shutdown, ms. */
+      drainMs: z.number().int().min(0).default(10_000),
+      /** Models to serve; empty: the demo model capibara-mini on the tfjs backend. */
+      models: z.array(workerModelSchema).default([]),
+    })
+    .prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;

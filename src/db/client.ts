@@ -67,7 +67,11 @@ await db.close();`;
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     const e = err as Error & { stderr?: string };
-    throw new McpError('MCP_STORAGE_UNAVAILABLE', `cannot create the PGlite data folder ${dir}: ${(e.stderr || e.message).trim().split('\n').slice(-3).join(' ')}`, { cause: err });
+    throw new McpError(
+      'MCP_STORAGE_UNAVAILABLE',
+      `cannot create the PGlite data folder ${dir}: ${(e.stderr || e.message).trim().split('\n').slice(-3).join(' ')}`,
+      { cause: err },
+    );
   }
   return dir;
 }
@@ -111,7 +115,9 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     const { drizzle } = await import('drizzle-orm/node-postgres');
     const { migrate } = await import('drizzle-orm/node-postgres/migrator');
     const pool = new pg.Pool({ connectionString: opts.url, max: 10, connectionTimeoutMillis: 5000 });
-    pool.on('error', () => { /* idle client errors surface on the next query */ });
+    pool.on('error', () => {
+      /* idle client errors surface on the next query */
+    });
     try {
       const client = await pool.connect();
       client.release();
@@ -121,7 +127,9 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     }
     const db = drizzle(pool, { schema, logger }) as unknown as Db;
     return {
-      db, kind: 'postgres', statements,
+      db,
+      kind: 'postgres',
+      statements,
       async migrate() {
         const client = await pool.connect();
         try {
@@ -133,7 +141,12 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
         }
       },
       async ping() {
-        try { await pool.query('select 1'); return true; } catch { return false; }
+        try {
+          await pool.query('select 1');
+          return true;
+        } catch {
+          return false;
+        }
       },
       close: () => pool.end(),
     };
@@ -146,12 +159,19 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   await client.waitReady;
   const db = drizzle(client, { schema, logger }) as unknown as Db;
   return {
-    db, kind: 'pglite', statements,
+    db,
+    kind: 'pglite',
+    statements,
     async migrate() {
       await migrate(drizzle(client, { schema }), { migrationsFolder: MIGRATIONS_FOLDER });
     },
     async ping() {
-      try { await client.query('select 1'); return true; } catch { return false; }
+      try {
+        await client.query('select 1');
+        return true;
+      } catch {
+        return false;
+      }
     },
     close: () => client.close(),
   };

@@ -22,25 +22,35 @@ export interface ModelRouting {
   idempotent?: boolean;
 }
 
-export const models = pgTable('models', {
-  id: text('id').primaryKey(),
-  name: text('name').notNull(),
-  description: text('description').notNull().default(''),
-  task: text('task').notNull(),
-  labels: jsonb('labels').$type<Record<string, string>>().notNull().default({}),
-  defaultVersion: text('default_version'),
-  routing: jsonb('routing').$type<ModelRouting>().notNull().default({}),
-  createdAt: createdAt(),
-  updatedAt: updatedAt(),
-}, (t) => [index('models_created_at_id').on(t.createdAt, t.id)]);
+export const models = pgTable(
+  'models',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    description: text('description').notNull().default(''),
+    task: text('task').notNull(),
+    labels: jsonb('labels').$type<Record<string, string>>().notNull().default({}),
+    defaultVersion: text('default_version'),
+    routing: jsonb('routing').$type<ModelRouting>().notNull().default({}),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [index('models_created_at_id').on(t.createdAt, t.id)],
+);
 
-export const modelVersions = pgTable('model_versions', {
-  id: text('id').primaryKey(),
-  modelId: text('model_id').notNull().references(() => models.id, { onDelete: 'cascade' }),
-  version: text('version').notNull(),
-  description: text('description').notNull().default(''),
-  createdAt: createdAt(),
-}, (t) => [uniqueIndex('model_versions_model_version').on(t.modelId, t.version)]);
+export const modelVersions = pgTable(
+  'model_versions',
+  {
+    id: text('id').primaryKey(),
+    modelId: text('model_id')
+      .notNull()
+      .references(() => models.id, { onDelete: 'cascade' }),
+    version: text('version').notNull(),
+    description: text('description').notNull().default(''),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('model_versions_model_version').on(t.modelId, t.version)],
+);
 
 export const workers = pgTable('workers', {
   id: text('id').primaryKey(),
@@ -53,42 +63,53 @@ export const workers = pgTable('workers', {
   createdAt: createdAt(),
 });
 
-export const instances = pgTable('instances', {
-  id: text('id').primaryKey(),
-  modelId: text('model_id').notNull().references(() => models.id, { onDelete: 'cascade' }),
-  versionId: text('version_id').notNull().references(() => modelVersions.id, { onDelete: 'cascade' }),
-  backend: text('backend').notNull(),
-  endpoint: text('endpoint'),
-  device: text('device'),
-  options: jsonb('options').$type<Record<string, unknown>>().notNull().default({}),
-  weight: real('weight').notNull().default(1),
-  /** registered | loading | ready | draining | failed | unloaded */
-  status: text('status').notNull().default('registered'),
-  statusReason: text('status_reason'),
-  runtime: text('runtime'),
-  workerId: text('worker_id').references(() => workers.id, { onDelete: 'set null' }),
-  createdAt: createdAt(),
-  updatedAt: updatedAt(),
-}, (t) => [index('instances_version').on(t.versionId), index('instances_model').on(t.modelId)]);
+export const instances = pgTable(
+  'instances',
+  {
+    id: text('id').primaryKey(),
+    modelId: text('model_id')
+      .notNull()
+      .references(() => models.id, { onDelete: 'cascade' }),
+    versionId: text('version_id')
+      .notNull()
+      .references(() => modelVersions.id, { onDelete: 'cascade' }),
+    backend: text('backend').notNull(),
+    endpoint: text('endpoint'),
+    device: text('device'),
+    options: jsonb('options').$type<Record<string, unknown>>().notNull().default({}),
+    weight: real('weight').notNull().default(1),
+    /** registered | loading | ready | draining | failed | unloaded */
+    status: text('status').notNull().default('registered'),
+    statusReason: text('status_reason'),
+    runtime: text('runtime'),
+    workerId: text('worker_id').references(() => workers.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [index('instances_version').on(t.versionId), index('instances_model').on(t.modelId)],
+);
 
 /** One row per inference (usage, audit, per-variant accuracy through feedback). */
-export const inferences = pgTable('inferences', {
-  id: text('id').primaryKey(),
-  modelId: text('model_id').notNull(),
-  version: text('version').notNull(),
-  instanceId: text('instance_id'),
-  variant: text('variant'),
-  principalId: text('principal_id'),
-  entry: text('entry').notNull(),
-  ok: boolean('ok').notNull(),
-  errorCode: text('error_code'),
-  latencyMs: real('latency_ms').notNull(),
-  promptTokens: integer('prompt_tokens').notNull().default(0),
-  completionTokens: integer('completion_tokens').notNull().default(0),
-  shadow: boolean('shadow').notNull().default(false),
-  output: text('output'),
-  feedbackScore: real('feedback_score'),
-  feedbackLabel: text('feedback_label'),
-  createdAt: createdAt(),
-}, (t) => [index('inferences_model_created').on(t.modelId, t.createdAt), index('inferences_created').on(t.createdAt)]);
-
+export const inferences = pgTable(
+  'inferences',
+  {
+    id: text('id').primaryKey(),
+    modelId: text('model_id').notNull(),
+    version: text('version').notNull(),
+    instanceId: text('instance_id'),
+    variant: text('variant'),
+    principalId: text('principal_id'),
+    entry: text('entry').notNull(),
+    ok: boolean('ok').notNull(),
+    errorCode: text('error_code'),
+    latencyMs: real('latency_ms').notNull(),
+    promptTokens: integer('prompt_tokens').notNull().default(0),
+    completionTokens: integer('completion_tokens').notNull().default(0),
+    shadow: boolean('shadow').notNull().default(false),
+    output: text('output'),
+    feedbackScore: real('feedback_score'),
+    feedbackLabel: text('feedback_label'),
+    createdAt: createdAt(),
+  },
+  (t) => [index('inferences_model_created').on(t.modelId, t.createdAt), index('inferences_created').on(t.createdAt)],
+);

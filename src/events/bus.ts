@@ -10,7 +10,14 @@ export interface EventMap {
 
 /** What changed in the registry (also the GraphQL `ModelEventType` enum). */
 export const MODEL_EVENT_TYPES = [
-  'MODEL_REGISTERED', 'MODEL_UPDATED', 'MODEL_DELETED', 'VERSION_ADDED', 'INSTANCE_ADDED', 'INSTANCE_STATUS', 'INSTANCE_REMOVED', 'TRAFFIC_CHANGED',
+  'MODEL_REGISTERED',
+  'MODEL_UPDATED',
+  'MODEL_DELETED',
+  'VERSION_ADDED',
+  'INSTANCE_ADDED',
+  'INSTANCE_STATUS',
+  'INSTANCE_REMOVED',
+  'TRAFFIC_CHANGED',
 ] as const;
 export type ModelEventType = (typeof MODEL_EVENT_TYPES)[number];
 

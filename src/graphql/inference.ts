@@ -20,7 +20,12 @@ const ChatMessageInput = builder.inputType('ChatMessageInput', {
 
 const ParametersInput = builder.inputType('GenerationParametersInput', {
   fields: (t) => ({
-    maxTokens: t.int(), temperature: t.float(), topK: t.int(), topP: t.float(), seed: t.int(), stop: t.stringList(),
+    maxTokens: t.int(),
+    temperature: t.float(),
+    topK: t.int(),
+    topP: t.float(),
+    seed: t.int(),
+    stop: t.stringList(),
   }),
 });
 

@@ -5,7 +5,11 @@
 export function compact<T>(v: T): T {
   if (Array.isArray(v)) return v.map(compact) as T;
   if (v && typeof v === 'object' && !(v instanceof Date)) {
-    return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null && x !== undefined).map(([k, x]) => [k, k === 'options' || k === 'labels' || k === 'data' ? x : compact(x)])) as T;
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([, x]) => x !== null && x !== undefined)
+        .map(([k, x]) => [k, k === 'options' || k === 'labels' || k === 'data' ? x : compact(x)]),
+    ) as T;
   }
   return v;
 }

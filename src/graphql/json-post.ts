@@ -46,7 +46,11 @@ export function eligible(req: IncomingMessage, corsEnabled: boolean): boolean {
   return acceptedJson(req.headers.accept) !== undefined;
 }
 
-interface Params { query: string; variables?: Record<string, unknown>; operationName?: string }
+interface Params {
+  query: string;
+  variables?: Record<string, unknown>;
+  operationName?: string;
+}
 
 /** The body as GraphQL-over-HTTP parameters we can run directly, or undefined (Yoga decides). */
 function paramsOf(body: unknown): Params | undefined {
@@ -57,7 +61,11 @@ function paramsOf(body: unknown): Params | undefined {
   if (b.variables != null && (typeof b.variables !== 'object' || Array.isArray(b.variables))) return undefined;
   if (b.operationName != null && typeof b.operationName !== 'string') return undefined;
   if (b.extensions != null && (typeof b.extensions !== 'object' || Array.isArray(b.extensions))) return undefined;
-  return { query: b.query, variables: (b.variables ?? undefined) as Record<string, unknown> | undefined, operationName: (b.operationName ?? undefined) as string | undefined };
+  return {
+    query: b.query,
+    variables: (b.variables ?? undefined) as Record<string, unknown> | undefined,
+    operationName: (b.operationName ?? undefined) as string | undefined,
+  };
 }
 
 /**
@@ -79,7 +87,9 @@ function runnable(enveloped: ReturnType<Yoga['getEnveloped']>, params: Params): 
 async function send(res: ServerResponse, response: Response): Promise<void> {
   const body = await response.text();
   const headers: Record<string, string> = {};
-  response.headers.forEach((v, k) => { headers[k] = v; });
+  response.headers.forEach((v, k) => {
+    headers[k] = v;
+  });
   headers['content-length'] = String(Buffer.byteLength(body));
   res.writeHead(response.status, headers);
   res.end(body);
@@ -91,11 +101,19 @@ async function send(res: ServerResponse, response: Response): Promise<void> {
  * executing becomes the same GraphQL error Yoga would answer. Says which path answered.
  */
 export async function serve(
-  yoga: Yoga, mask: (error: unknown) => Error, raw: Buffer, res: ServerResponse, ctx: GraphQLServerContext,
+  yoga: Yoga,
+  mask: (error: unknown) => Error,
+  raw: Buffer,
+  res: ServerResponse,
+  ctx: GraphQLServerContext,
 ): Promise<'direct' | 'yoga'> {
   const text = raw.toString('utf8');
   let params: Params | undefined;
-  try { params = paramsOf(JSON.parse(text)); } catch { params = undefined; }
+  try {
+    params = paramsOf(JSON.parse(text));
+  } catch {
+    params = undefined;
+  }
   const enveloped = params ? yoga.getEnveloped(ctx) : undefined;
   const document = params && enveloped ? runnable(enveloped, params) : undefined;
   if (!params || !enveloped || !document) {
@@ -108,10 +126,13 @@ export async function serve(
   }
   let result: ExecutionResult;
   try {
-    result = await enveloped.execute({
-      schema: enveloped.schema, document, variableValues: params.variables, operationName: params.operationName,
+    result = (await enveloped.execute({
+      schema: enveloped.schema,
+      document,
+      variableValues: params.variables,
+      operationName: params.operationName,
       contextValue: await enveloped.contextFactory(),
-    }) as ExecutionResult;
+    })) as ExecutionResult;
   } catch (err) {
     result = { errors: [mask(err) as GraphQLError] };
   }

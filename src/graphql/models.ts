@@ -154,14 +154,15 @@ builder.queryFields((t) => ({
       first: t.arg.int({ defaultValue: 50, description: '1 to 500.' }),
       after: t.arg.string({ description: 'endCursor of the previous page.' }),
     },
-    resolve: (_r, args, ctx) => ctx.services.registry.list(
-      {
-        task: args.filter?.task ? lower(args.filter.task) : undefined,
-        search: args.filter?.search ?? undefined,
-        labels: args.filter?.labels ? Object.fromEntries(args.filter.labels.map((l) => [l.key, l.value])) : undefined,
-      },
-      { first: args.first ?? 50, after: args.after ?? undefined },
-    ),
+    resolve: (_r, args, ctx) =>
+      ctx.services.registry.list(
+        {
+          task: args.filter?.task ? lower(args.filter.task) : undefined,
+          search: args.filter?.search ?? undefined,
+          labels: args.filter?.labels ? Object.fromEntries(args.filter.labels.map((l) => [l.key, l.value])) : undefined,
+        },
+        { first: args.first ?? 50, after: args.after ?? undefined },
+      ),
   }),
   model: t.field({
     type: ModelRef,
@@ -231,7 +232,8 @@ builder.mutationFields((t) => ({
   }),
   resetInstanceHealth: t.field({
     type: InstanceRef,
-    description: "Operator override: closes the instance's circuit breaker and lifts its outlier ejection and 429 throttle, so it gets traffic again at once. Active probes still give their verdict on their next round. Publishes on instanceHealth.",
+    description:
+      "Operator override: closes the instance's circuit breaker and lifts its outlier ejection and 429 throttle, so it gets traffic again at once. Active probes still give their verdict on their next round. Publishes on instanceHealth.",
     authScopes: { role: 'admin' },
     args: { id: t.arg.id({ required: true }) },
     resolve: (_r, { id }, ctx) => ctx.services.admin.resetInstanceHealth(String(id)),

@@ -26,7 +26,8 @@ const StickyInput = builder.inputType('StickyInput', {
 });
 
 const AutoRollbackInput = builder.inputType('AutoRollbackInput', {
-  description: 'Take the canary out of the split when, over at least minSamples requests of both it and the baseline, its error rate exceeds the baseline by maxErrorRateDelta or its p95 by maxP95Ratio.',
+  description:
+    'Take the canary out of the split when, over at least minSamples requests of both it and the baseline, its error rate exceeds the baseline by maxErrorRateDelta or its p95 by maxP95Ratio.',
   fields: (t) => ({
     canary: t.string({ required: true }),
     maxErrorRateDelta: t.float({ required: true, description: 'E.g. 0.05 = 5 percentage points.' }),
@@ -45,7 +46,10 @@ const VariantRef = builder.objectRef<VariantView>('ModelVariant').implement({
     requests: t.exposeInt('requests'),
     errors: t.exposeInt('errors'),
     errorRate: t.exposeFloat('errorRate'),
-    diverted: t.exposeInt('diverted', { description: 'Requests the split assigned to this variant that another variant served because every instance of this one was unhealthy, ejected or had an open circuit. Automatic rollback counts them as canary errors.' }),
+    diverted: t.exposeInt('diverted', {
+      description:
+        'Requests the split assigned to this variant that another variant served because every instance of this one was unhealthy, ejected or had an open circuit. Automatic rollback counts them as canary errors.',
+    }),
     p50Ms: t.exposeFloat('p50Ms', { nullable: true }),
     p95Ms: t.exposeFloat('p95Ms', { nullable: true }),
     accuracy: t.exposeFloat('accuracy', { nullable: true, description: 'Mean feedback score (0–1) of its recorded inferences; null without feedback.' }),
@@ -89,16 +93,16 @@ const InstanceHealthEventRef = builder.objectRef<InstanceHealthEvent>('InstanceH
 builder.mutationFields((t) => ({
   setTrafficSplit: t.field({
     type: ModelRef,
-    description: 'A/B test or canary: weights per version (only ready versions get traffic), optionally sticky. An empty split sends everything to the default version. Resets the variant stats.',
+    description:
+      'A/B test or canary: weights per version (only ready versions get traffic), optionally sticky. An empty split sends everything to the default version. Resets the variant stats.',
     authScopes: { role: 'admin' },
     args: {
       model: t.arg.id({ required: true }),
       split: t.arg({ type: [SplitInput], required: true }),
       sticky: t.arg({ type: StickyInput }),
     },
-    resolve: (_r, { model, split, sticky }, ctx) => ctx.services.traffic.setTrafficSplit(
-      String(model), split, sticky ? { by: sticky.by, header: sticky.header ?? null } : null,
-    ),
+    resolve: (_r, { model, split, sticky }, ctx) =>
+      ctx.services.traffic.setTrafficSplit(String(model), split, sticky ? { by: sticky.by, header: sticky.header ?? null } : null),
   }),
   promoteVersion: t.field({
     type: ModelRef,
@@ -116,7 +120,8 @@ builder.mutationFields((t) => ({
   }),
   setShadow: t.field({
     type: ModelRef,
-    description: 'Mirrors a fraction (0–1) of the requests to a version; its answers are recorded (inferences.shadow) and never returned. version null or fraction 0 turns it off.',
+    description:
+      'Mirrors a fraction (0–1) of the requests to a version; its answers are recorded (inferences.shadow) and never returned. version null or fraction 0 turns it off.',
     authScopes: { role: 'admin' },
     args: { model: t.arg.id({ required: true }), version: t.arg.string(), fraction: t.arg.float({ required: true }) },
     resolve: (_r, { model, version, fraction }, ctx) => ctx.services.traffic.setShadow(String(model), version ?? null, fraction),
@@ -144,7 +149,8 @@ builder.mutationFields((t) => ({
   }),
   setIdempotent: t.field({
     type: ModelRef,
-    description: 'Whether calls to the model are idempotent (default true). When false, a failure after which the model may have run (502, 504, timeouts, resets) is not retried unless router.retryNonIdempotent.',
+    description:
+      'Whether calls to the model are idempotent (default true). When false, a failure after which the model may have run (502, 504, timeouts, resets) is not retried unless router.retryNonIdempotent.',
     authScopes: { role: 'admin' },
     args: { model: t.arg.id({ required: true }), idempotent: t.arg.boolean({ required: true }) },
     resolve: (_r, { model, idempotent }, ctx) => ctx.services.traffic.setIdempotent(String(model), idempotent),

@@ -1,17 +1,19 @@
 import { builder } from './builder.ts';
 
-const PluginRef = builder.objectRef<{ name: string; kind: string; plugin: string; source: string; description?: string; required: boolean; ok: boolean; detail?: string }>('Plugin').implement({
-  fields: (t) => ({
-    name: t.exposeString('name'),
-    kind: t.exposeString('kind'),
-    plugin: t.exposeString('plugin', { description: 'The plugin’s own name (differs from name when configured twice).' }),
-    source: t.exposeString('source'),
-    description: t.exposeString('description', { nullable: true }),
-    required: t.exposeBoolean('required'),
-    healthy: t.boolean({ resolve: (p) => p.ok }),
-    detail: t.exposeString('detail', { nullable: true }),
-  }),
-});
+const PluginRef = builder
+  .objectRef<{ name: string; kind: string; plugin: string; source: string; description?: string; required: boolean; ok: boolean; detail?: string }>('Plugin')
+  .implement({
+    fields: (t) => ({
+      name: t.exposeString('name'),
+      kind: t.exposeString('kind'),
+      plugin: t.exposeString('plugin', { description: 'The plugin’s own name (differs from name when configured twice).' }),
+      source: t.exposeString('source'),
+      description: t.exposeString('description', { nullable: true }),
+      required: t.exposeBoolean('required'),
+      healthy: t.boolean({ resolve: (p) => p.ok }),
+      detail: t.exposeString('detail', { nullable: true }),
+    }),
+  });
 
 const HealthRef = builder.objectRef<{ live: boolean; ready: boolean; storage: string }>('Health').implement({
   fields: (t) => ({

@@ -131,10 +131,13 @@ builder.mutationFields((t) => ({
     description: 'A worker announces itself and what it serves; its instances are registered (backend `worker`) and loaded so the router routes to them.',
     authScopes: { role: 'worker' },
     args: { input: t.arg({ type: RegisterWorkerInput, required: true }) },
-    resolve: (_r, { input }, ctx) => ctx.services.admin.registerWorker(compact({
-      ...input,
-      instances: (input.instances ?? []).map((i) => ({ ...i, task: lower(i.task) })),
-    })),
+    resolve: (_r, { input }, ctx) =>
+      ctx.services.admin.registerWorker(
+        compact({
+          ...input,
+          instances: (input.instances ?? []).map((i) => ({ ...i, task: lower(i.task) })),
+        }),
+      ),
   }),
   workerHeartbeat: t.field({
     type: WorkerRef,

@@ -25,7 +25,9 @@ function maskError(services: Services) {
     if (original instanceof GraphQLError) {
       // Parse/validation errors and argument coercion: client errors.
       return new GraphQLError(original.message, {
-        nodes: original.nodes, positions: original.positions, path: original.path,
+        nodes: original.nodes,
+        positions: original.positions,
+        path: original.path,
         extensions: { ...original.extensions, code: (original.extensions?.code as string) ?? 'MCP_BAD_REQUEST' },
       });
     }
@@ -48,28 +50,38 @@ function headersFromConnectionParams(params: Record<string, unknown> | undefined
  * (GraphQL's or Yoga's own code kept as `graphqlCode`).
  */
 function useCodedValidationErrors(): Plugin {
-  const recode = (e: GraphQLError, graphqlCode: string) => new GraphQLError(e.message, {
-    nodes: e.nodes, source: e.source, positions: e.positions, path: e.path,
-    extensions: { ...e.extensions, code: 'MCP_BAD_REQUEST', graphqlCode, http: { status: 400 } },
-  });
+  const recode = (e: GraphQLError, graphqlCode: string) =>
+    new GraphQLError(e.message, {
+      nodes: e.nodes,
+      source: e.source,
+      positions: e.positions,
+      path: e.path,
+      extensions: { ...e.extensions, code: 'MCP_BAD_REQUEST', graphqlCode, http: { status: 400 } },
+    });
   /** Yoga's HTTP-level errors (invalid JSON, batches, bad parameters): code BAD_REQUEST, sometimes the parser's error attached. */
   const recodeRequestError = (e: unknown): unknown => {
     if (!(e instanceof GraphQLError) || e.extensions?.code !== 'BAD_REQUEST') return e;
     const { originalError: _dropped, http, ...extensions } = e.extensions as Record<string, unknown> & { http?: { status?: number } };
     // Yoga answers these 400 (its `http.spec` flag would let an application/json answer say 200).
-    return new GraphQLError(e.message, { extensions: { ...extensions, code: 'MCP_BAD_REQUEST', graphqlCode: 'BAD_REQUEST', http: { status: http?.status ?? 400 } } });
+    return new GraphQLError(e.message, {
+      extensions: { ...extensions, code: 'MCP_BAD_REQUEST', graphqlCode: 'BAD_REQUEST', http: { status: http?.status ?? 400 } },
+    });
   };
   return {
     onResultProcess: ({ result, setResult }) => {
       if (Array.isArray(result) || !('errors' in result) || !result.errors?.length) return;
       setResult({ ...result, errors: result.errors.map(recodeRequestError) as GraphQLError[] });
     },
-    onValidate: () => ({ result, setResult }) => {
-      if (result.length) setResult(result.map((e) => recode(e, 'GRAPHQL_VALIDATION_FAILED')));
-    },
-    onParse: () => ({ result, replaceParseResult }) => {
-      if (result instanceof Error) replaceParseResult(recode(result as GraphQLError, 'GRAPHQL_PARSE_FAILED'));
-    },
+    onValidate:
+      () =>
+      ({ result, setResult }) => {
+        if (result.length) setResult(result.map((e) => recode(e, 'GRAPHQL_VALIDATION_FAILED')));
+      },
+    onParse:
+      () =>
+      ({ result, replaceParseResult }) => {
+        if (result instanceof Error) replaceParseResult(recode(result as GraphQLError, 'GRAPHQL_PARSE_FAILED'));
+      },
   };
 }
 
@@ -125,9 +137,10 @@ export function createGraphQLServer(services: Services): GraphQLServer {
         services,
         headers,
         signal: signal ?? new AbortController().signal,
-        unauthorized: () => (principal
-          ? new McpError('MCP_FORBIDDEN', 'this operation needs a role the principal does not have')
-          : new McpError('MCP_UNAUTHENTICATED', 'send an API key or token: Authorization: Bearer …')),
+        unauthorized: () =>
+          principal
+            ? new McpError('MCP_FORBIDDEN', 'this operation needs a role the principal does not have')
+            : new McpError('MCP_UNAUTHENTICATED', 'send an API key or token: Authorization: Bearer …'),
       };
     },
   });
@@ -151,28 +164,40 @@ export function createGraphQLServer(services: Services): GraphQLServer {
     },
     attachWebSocket(server) {
       const wss = new WebSocketServer({ server, path: '/graphql', maxPayload: 1024 * 1024 });
-      const disposable = useServer<Record<string, unknown>, { request: IncomingMessage }>({
-        connectionInitWaitTimeout: 3000,
-        execute: (args) => (args.rootValue as { execute(a: ExecutionArgs): unknown }).execute(args) as never,
-        subscribe: (args) => (args.rootValue as { subscribe(a: ExecutionArgs): unknown }).subscribe(args) as never,
-        onSubscribe: async (ctx, _id, params) => {
-          const ctl = new AbortController();
-          const { schema: s, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
-            req: ctx.extra.request, connectionParams: ctx.connectionParams, signal: ctl.signal,
-          });
-          const args: ExecutionArgs = {
-            schema: s,
-            operationName: params.operationName,
-            document: parse(params.query),
-            variableValues: params.variables,
-            contextValue: await contextFactory(),
-            rootValue: { execute, subscribe },
-          };
-          const errors = validate(args.schema, args.document);
-          if (errors.length) return errors;
-          return args;
+      const disposable = useServer<Record<string, unknown>, { request: IncomingMessage }>(
+        {
+          connectionInitWaitTimeout: 3000,
+          execute: (args) => (args.rootValue as { execute(a: ExecutionArgs): unknown }).execute(args) as never,
+          subscribe: (args) => (args.rootValue as { subscribe(a: ExecutionArgs): unknown }).subscribe(args) as never,
+          onSubscribe: async (ctx, _id, params) => {
+            const ctl = new AbortController();
+            const {
+              schema: s,
+              execute,
+              subscribe,
+              contextFactory,
+              parse,
+              validate,
+            } = yoga.getEnveloped({
+              req: ctx.extra.request,
+              connectionParams: ctx.connectionParams,
+              signal: ctl.signal,
+            });
+            const args: ExecutionArgs = {
+              schema: s,
+              operationName: params.operationName,
+              document: parse(params.query),
+              variableValues: params.variables,
+              contextValue: await contextFactory(),
+              rootValue: { execute, subscribe },
+            };
+            const errors = validate(args.schema, args.document);
+            if (errors.length) return errors;
+            return args;
+          },
         },
-      }, wss);
+        wss,
+      );
       return {
         close: async () => {
           for (const c of wss.clients) c.terminate();

@@ -7,13 +7,28 @@ import { authRequestOf, pathParam, readJson, sendJson, type HttpExchange } from 
 import type { HttpAdapter } from './server.ts';
 
 /** Body fields we accept; anything else is MCP_UNSUPPORTED_PARAMETER (so typos do not pass silently). */
-const COMMON = new Set(['model', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'stop', 'n', 'user', 'extra_body']);
+const COMMON = new Set([
+  'model',
+  'stream',
+  'stream_options',
+  'max_tokens',
+  'max_completion_tokens',
+  'temperature',
+  'top_p',
+  'top_k',
+  'seed',
+  'stop',
+  'n',
+  'user',
+  'extra_body',
+]);
 const CHAT = new Set([...COMMON, 'messages']);
 const COMPLETION = new Set([...COMMON, 'prompt']);
 const EMBEDDING = new Set(['model', 'input', 'user', 'encoding_format']);
 
 function object(body: unknown): Record<string, unknown> {
-  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new McpError('MCP_VALIDATION_FAILED', 'the body must be a JSON object', { details: { path: 'body' } });
+  if (!body || typeof body !== 'object' || Array.isArray(body))
+    throw new McpError('MCP_VALIDATION_FAILED', 'the body must be a JSON object', { details: { path: 'body' } });
   return body as Record<string, unknown>;
 }
 
@@ -23,7 +38,8 @@ function checkFields(b: Record<string, unknown>, allowed: Set<string>): void {
   }
   if (typeof b.model !== 'string' || !b.model) throw new McpError('MCP_VALIDATION_FAILED', 'model: required string', { details: { path: 'model' } });
   if (b.n !== undefined && b.n !== 1) throw new McpError('MCP_UNSUPPORTED_PARAMETER', 'n: only 1 is supported', { details: { path: 'n' } });
-  if (b.stream !== undefined && typeof b.stream !== 'boolean') throw new McpError('MCP_VALIDATION_FAILED', 'stream: must be a boolean', { details: { path: 'stream' } });
+  if (b.stream !== undefined && typeof b.stream !== 'boolean')
+    throw new McpError('MCP_VALIDATION_FAILED', 'stream: must be a boolean', { details: { path: 'stream' } });
 }
 
 function parameters(b: Record<string, unknown>): Record<string, unknown> {
@@ -72,7 +88,12 @@ async function completions(services: Services, x: HttpExchange, chat: boolean): 
   const extra = b.extra_body && typeof b.extra_body === 'object' ? (b.extra_body as Record<string, unknown>) : undefined;
   const req = buildInferenceRequest({
     headers: x.req.headers,
-    id: x.requestId, ...ref, stream, entry: 'openai', signal: x.signal, principal,
+    id: x.requestId,
+    ...ref,
+    stream,
+    entry: 'openai',
+    signal: x.signal,
+    principal,
     affinityKey: typeof b.user === 'string' ? b.user : undefined,
     input: chat
       ? { task: 'chat', messages: b.messages, parameters: parameters(b), ...(extra ? { extra } : {}) }
@@ -85,10 +106,15 @@ async function completions(services: Services, x: HttpExchange, chat: boolean): 
     const r: InferenceResult = await services.inference.infer(req);
     const finish = r.finishReason ?? 'stop';
     sendJson(x.res, 200, {
-      id, object: object_, created: created(), model,
-      choices: [chat
-        ? { index: 0, message: { role: 'assistant', content: r.text ?? '' }, finish_reason: finish, logprobs: null }
-        : { index: 0, text: r.text ?? '', finish_reason: finish, logprobs: null }],
+      id,
+      object: object_,
+      created: created(),
+      model,
+      choices: [
+        chat
+          ? { index: 0, message: { role: 'assistant', content: r.text ?? '' }, finish_reason: finish, logprobs: null }
+          : { index: 0, text: r.text ?? '', finish_reason: finish, logprobs: null },
+      ],
       usage: usageJson(r.usage) ?? null,
     });
     return;
@@ -101,10 +127,15 @@ async function completions(services: Services, x: HttpExchange, chat: boolean): 
   sseHeaders(x.res, x.requestId);
   const write = (data: unknown) => x.res.write(`data: ${JSON.stringify(data)}\n\n`);
   const frame = (text: string, finish: string | null, role = false) => ({
-    id, object: chat ? 'chat.completion.chunk' : 'text_completion', created: created(), model,
-    choices: [chat
-      ? { index: 0, delta: role ? { role: 'assistant', content: text } : { content: text }, finish_reason: finish, logprobs: null }
-      : { index: 0, text, finish_reason: finish, logprobs: null }],
+    id,
+    object: chat ? 'chat.completion.chunk' : 'text_completion',
+    created: created(),
+    model,
+    choices: [
+      chat
+        ? { index: 0, delta: role ? { role: 'assistant', content: text } : { content: text }, finish_reason: finish, logprobs: null }
+        : { index: 0, text, finish_reason: finish, logprobs: null },
+    ],
   });
   let usage: Usage | undefined;
   let finish: string = 'stop';
@@ -120,7 +151,8 @@ async function completions(services: Services, x: HttpExchange, chat: boolean): 
       r = await it.next();
     }
     write(frame('', finish === 'cancelled' ? 'stop' : finish));
-    if (includeUsage) write({ id, object: chat ? 'chat.completion.chunk' : 'text_completion', created: created(), model, choices: [], usage: usageJson(usage) ?? null });
+    if (includeUsage)
+      write({ id, object: chat ? 'chat.completion.chunk' : 'text_completion', created: created(), model, choices: [], usage: usageJson(usage) ?? null });
     x.res.end('data: [DONE]\n\n');
   } catch (err) {
     // After the first token the status is sent: report the error in the stream, then end it.
@@ -147,14 +179,25 @@ async function embeddings(services: Services, x: HttpExchange): Promise<void> {
     throw new McpError('MCP_UNSUPPORTED_PARAMETER', 'encoding_format: float or base64', { details: { path: 'encoding_format' } });
   }
   const texts = typeof b.input === 'string' ? [b.input] : b.input;
-  const r = await services.inference.infer(buildInferenceRequest({
-    headers: x.req.headers,
-    id: x.requestId, ...modelRef(b.model as string), entry: 'openai', signal: x.signal, principal,
-    input: { task: 'embed', texts },
-  }));
+  const r = await services.inference.infer(
+    buildInferenceRequest({
+      headers: x.req.headers,
+      id: x.requestId,
+      ...modelRef(b.model as string),
+      entry: 'openai',
+      signal: x.signal,
+      principal,
+      input: { task: 'embed', texts },
+    }),
+  );
   sendJson(x.res, 200, {
-    object: 'list', model: b.model,
-    data: (r.embeddings ?? []).map((embedding, index) => ({ object: 'embedding', index, embedding: format === 'base64' ? base64Floats(embedding) : embedding })),
+    object: 'list',
+    model: b.model,
+    data: (r.embeddings ?? []).map((embedding, index) => ({
+      object: 'embedding',
+      index,
+      embedding: format === 'base64' ? base64Floats(embedding) : embedding,
+    })),
     usage: r.usage ? { prompt_tokens: r.usage.promptTokens, total_tokens: r.usage.totalTokens } : { prompt_tokens: 0, total_tokens: 0 },
   });
 }

@@ -7,8 +7,20 @@ import { authRequestOf, pathParam, readJson, sendJson, type HttpExchange } from 
 const MODEL_INFERENCE = /^\/api\/v1\/models\/([^/]+)\/inference$/;
 const MODEL_ONE = /^\/api\/v1\/models\/([^/]+)$/;
 
-function modelJson(m: { id: string; name: string; description: string; task: string; labels: unknown; defaultVersion: string | null; createdAt: Date }, status: string) {
-  return { id: m.id, name: m.name, description: m.description, task: m.task, labels: m.labels, default_version: m.defaultVersion, status, created_at: m.createdAt.toISOString() };
+function modelJson(
+  m: { id: string; name: string; description: string; task: string; labels: unknown; defaultVersion: string | null; createdAt: Date },
+  status: string,
+) {
+  return {
+    id: m.id,
+    name: m.name,
+    description: m.description,
+    task: m.task,
+    labels: m.labels,
+    default_version: m.defaultVersion,
+    status,
+    created_at: m.createdAt.toISOString(),
+  };
 }
 
 /** Turns the REST body into an inference input: a plain `input` string, or prompt / messages / texts / inputs (KServe-style tensors). */
@@ -21,7 +33,9 @@ function restInput(body: Record<string, unknown>): unknown {
   if (Array.isArray(body.messages)) return { task: 'chat', messages: body.messages, ...base };
   if (Array.isArray(body.texts)) return { task: 'embed', texts: body.texts, ...base };
   if (Array.isArray(body.inputs)) return { task: 'tensor', tensors: body.inputs, ...base };
-  throw new McpError('MCP_VALIDATION_FAILED', 'body: give `input` (a prompt string or an input object), `prompt`, `messages`, `texts` or `inputs`', { details: { path: 'body' } });
+  throw new McpError('MCP_VALIDATION_FAILED', 'body: give `input` (a prompt string or an input object), `prompt`, `messages`, `texts` or `inputs`', {
+    details: { path: 'body' },
+  });
 }
 
 function resultOf(r: InferenceResult): unknown {
@@ -73,24 +87,33 @@ export async function handleRest(services: Services, x: HttpExchange): Promise<b
     if (method !== 'POST') throw new McpError('MCP_BAD_REQUEST', 'use POST for inference', { status: 405 });
     const principal = await services.auth.require(authRequestOf(req, 'rest'));
     const body = await readJson(req, services.config.server.maxBodyBytes);
-    if (!body || typeof body !== 'object' || Array.isArray(body)) throw new McpError('MCP_VALIDATION_FAILED', 'body: must be a JSON object', { details: { path: 'body' } });
+    if (!body || typeof body !== 'object' || Array.isArray(body))
+      throw new McpError('MCP_VALIDATION_FAILED', 'body: must be a JSON object', { details: { path: 'body' } });
     const b = body as Record<string, unknown>;
-    if (b.version !== undefined && typeof b.version !== 'string') throw new McpError('MCP_VALIDATION_FAILED', 'version: must be a string', { details: { path: 'version' } });
+    if (b.version !== undefined && typeof b.version !== 'string')
+      throw new McpError('MCP_VALIDATION_FAILED', 'version: must be a string', { details: { path: 'version' } });
     const modelId = pathParam(m[1]!, 'model');
-    const result = await services.inference.infer(buildInferenceRequest({
-      headers: req.headers,
-      id: x.requestId,
-      model: modelId,
-      version: typeof b.version === 'string' ? b.version : undefined,
-      input: restInput(b),
-      entry: 'rest',
-      signal: x.signal,
-      principal,
-    }));
+    const result = await services.inference.infer(
+      buildInferenceRequest({
+        headers: req.headers,
+        id: x.requestId,
+        model: modelId,
+        version: typeof b.version === 'string' ? b.version : undefined,
+        input: restInput(b),
+        entry: 'rest',
+        signal: x.signal,
+        principal,
+      }),
+    );
     sendJson(res, 200, {
-      result: resultOf(result), model_id: modelId, version: result.version, id: result.id,
+      result: resultOf(result),
+      model_id: modelId,
+      version: result.version,
+      id: result.id,
       finish_reason: result.finishReason ?? null,
-      usage: result.usage ? { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.totalTokens } : null,
+      usage: result.usage
+        ? { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.totalTokens }
+        : null,
       latency_ms: result.latencyMs,
       ...(result.routing ? { routing: result.routing } : {}),
     });

@@ -65,7 +65,9 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
     const logger = services.logger.child({ reqId: requestId });
     if (accessLog) {
       const started = performance.now();
-      res.once('close', () => logger.info({ method: req.method, path, status: res.statusCode, ms: Math.round((performance.now() - started) * 100) / 100 }, 'request'));
+      res.once('close', () =>
+        logger.info({ method: req.method, path, status: res.statusCode, ms: Math.round((performance.now() - started) * 100) / 100 }, 'request'),
+      );
     }
     if (path === '/graphql') {
       // The body limit is enforced here from Content-Length (Yoga's own check pipes every body
@@ -83,7 +85,15 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
     try {
       if (draining) throw new McpError('MCP_SHUTTING_DOWN');
       if (path === '/' && req.method === 'GET') {
-        return sendJson(res, 200, { name: 'capibara-mcp', graphql: '/graphql', rest: '/api/v1', openai: '/v1', kserve: '/v2', health: ['/healthz', '/readyz'], metrics: '/metrics' });
+        return sendJson(res, 200, {
+          name: 'capibara-mcp',
+          graphql: '/graphql',
+          rest: '/api/v1',
+          openai: '/v1',
+          kserve: '/v2',
+          health: ['/healthz', '/readyz'],
+          metrics: '/metrics',
+        });
       }
       if (!adapter || !(await adapter.handle(services, x))) {
         throw new McpError('MCP_NOT_FOUND', `no route ${req.method} ${path}`);
@@ -109,11 +119,13 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
       if (inflight === 0 && onIdle) onIdle();
     };
     res.once('close', settled);
-    dispatch(req, res).catch((err) => {
-      const e = reportError(err, services.logger);
-      if (!res.headersSent) sendJson(res, e.status, defaultErrorBody(e));
-      else res.destroy();
-    }).finally(settled);
+    dispatch(req, res)
+      .catch((err) => {
+        const e = reportError(err, services.logger);
+        if (!res.headersSent) sendJson(res, e.status, defaultErrorBody(e));
+        else res.destroy();
+      })
+      .finally(settled);
   });
   server.on('clientError', (err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
@@ -130,7 +142,10 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, graceMs);
           t.unref();
-          onIdle = () => { clearTimeout(t); resolve(); };
+          onIdle = () => {
+            clearTimeout(t);
+            resolve();
+          };
         });
       }
       server.closeAllConnections();

@@ -8,7 +8,9 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** A promise that can be opened from outside. */
 function gate(): { promise: Promise<void>; open(): void } {
   let open!: () => void;
-  const promise = new Promise<void>((r) => { open = r; });
+  const promise = new Promise<void>((r) => {
+    open = r;
+  });
   return { promise, open };
 }
 
@@ -24,7 +26,12 @@ function recording(opts: ConstructorParameters<typeof DynamicBatcher<number, num
 }
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
-  try { await p; return 'resolved'; } catch (err) { return err instanceof McpError ? err.code : String(err); }
+  try {
+    await p;
+    return 'resolved';
+  } catch (err) {
+    return err instanceof McpError ? err.code : String(err);
+  }
 }
 
 describe('DynamicBatcher', () => {
@@ -39,7 +46,11 @@ describe('DynamicBatcher', () => {
     const { b, batches } = recording({ maxBatchSize: 4 });
     const out = await Promise.all(Array.from({ length: 10 }, (_, i) => b.submit(i)));
     expect(out).toEqual(Array.from({ length: 10 }, (_, i) => i * 2));
-    expect(batches).toEqual([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]);
+    expect(batches).toEqual([
+      [0, 1, 2, 3],
+      [4, 5, 6, 7],
+      [8, 9],
+    ]);
   });
 
   it('maxBatchSize 1 runs one request per batch', async () => {
@@ -91,7 +102,10 @@ describe('DynamicBatcher', () => {
     expect(b.stats().queueDepth).toBe(1);
     const p6 = b.submit(6);
     expect(await Promise.all([ps[4], p6])).toEqual([10, 12]);
-    expect(batches).toEqual([[1, 2, 3, 4], [5, 6]]);
+    expect(batches).toEqual([
+      [1, 2, 3, 4],
+      [5, 6],
+    ]);
   });
 
   it('batches what queued while the previous batch was running', async () => {
@@ -163,10 +177,13 @@ describe('DynamicBatcher', () => {
   it('rejects every item of a batch whose function throws, and keeps serving', async () => {
     let calls = 0;
     const boom = new Error('boom');
-    const b = new DynamicBatcher<number, number>((xs) => {
-      if (calls++ === 0) throw boom;
-      return xs.map((x) => -x);
-    }, { maxBatchSize: 8 });
+    const b = new DynamicBatcher<number, number>(
+      (xs) => {
+        if (calls++ === 0) throw boom;
+        return xs.map((x) => -x);
+      },
+      { maxBatchSize: 8 },
+    );
     const results = await Promise.allSettled([1, 2, 3].map((x) => b.submit(x)));
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
     expect(results.every((r) => r.status === 'rejected' && r.reason === boom)).toBe(true);
@@ -182,7 +199,13 @@ describe('DynamicBatcher', () => {
 
   it('counts item sizes against maxBatchSize; an oversized item runs alone', async () => {
     const sizes: number[][] = [];
-    const b = new DynamicBatcher<string, string>((xs, s) => { sizes.push(s); return xs; }, { maxBatchSize: 4 });
+    const b = new DynamicBatcher<string, string>(
+      (xs, s) => {
+        sizes.push(s);
+        return xs;
+      },
+      { maxBatchSize: 4 },
+    );
     await Promise.all([b.submit('a', { size: 3 }), b.submit('b', { size: 2 }), b.submit('c', { size: 2 }), b.submit('big', { size: 9 })]);
     expect(sizes).toEqual([[3], [2, 2], [9]]);
   });
@@ -214,7 +237,9 @@ describe('DynamicBatcher', () => {
     const closing = b.close();
     expect(await codeOf(queued)).toBe('MCP_SHUTTING_DOWN');
     let closed = false;
-    void closing.then(() => { closed = true; });
+    void closing.then(() => {
+      closed = true;
+    });
     await sleep(5);
     expect(closed).toBe(false);
     g.open();
@@ -229,31 +254,37 @@ describe('DynamicBatcher', () => {
   });
 
   it('property: every item resolves exactly once with its own result; batches respect maxBatchSize', async () => {
-    await fc.assert(fc.asyncProperty(
-      fc.integer({ min: 1, max: 8 }),
-      fc.array(fc.record({ size: fc.integer({ min: 1, max: 10 }), delay: fc.integer({ min: 0, max: 2 }) }), { minLength: 1, maxLength: 40 }),
-      fc.array(fc.integer({ min: 1, max: 8 }), { maxLength: 3 }),
-      async (max, items, preferred) => {
-        const batches: Array<{ ids: number[]; sizes: number[] }> = [];
-        const b = new DynamicBatcher<number, string>(async (ids, sizes) => {
-          batches.push({ ids, sizes });
-          await Promise.resolve();
-          return ids.map((id) => `r${id}`);
-        }, { maxBatchSize: max, preferredBatchSizes: preferred, maxQueueDelayMicros: 500 });
-        const ps: Array<Promise<string>> = [];
-        for (const [id, it] of items.entries()) {
-          if (it.delay) await sleep(it.delay);
-          ps.push(b.submit(id, { size: it.size }));
-        }
-        const out = await Promise.all(ps);
-        expect(out).toEqual(items.map((_, id) => `r${id}`));
-        const seen = batches.flatMap((x) => x.ids).sort((x, y) => x - y);
-        expect(seen).toEqual(items.map((_, id) => id));
-        for (const batch of batches) {
-          const total = batch.sizes.reduce((x, y) => x + y, 0);
-          expect(batch.sizes.length === 1 || total <= max).toBe(true);
-        }
-      },
-    ), { numRuns: 40 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 8 }),
+        fc.array(fc.record({ size: fc.integer({ min: 1, max: 10 }), delay: fc.integer({ min: 0, max: 2 }) }), { minLength: 1, maxLength: 40 }),
+        fc.array(fc.integer({ min: 1, max: 8 }), { maxLength: 3 }),
+        async (max, items, preferred) => {
+          const batches: Array<{ ids: number[]; sizes: number[] }> = [];
+          const b = new DynamicBatcher<number, string>(
+            async (ids, sizes) => {
+              batches.push({ ids, sizes });
+              await Promise.resolve();
+              return ids.map((id) => `r${id}`);
+            },
+            { maxBatchSize: max, preferredBatchSizes: preferred, maxQueueDelayMicros: 500 },
+          );
+          const ps: Array<Promise<string>> = [];
+          for (const [id, it] of items.entries()) {
+            if (it.delay) await sleep(it.delay);
+            ps.push(b.submit(id, { size: it.size }));
+          }
+          const out = await Promise.all(ps);
+          expect(out).toEqual(items.map((_, id) => `r${id}`));
+          const seen = batches.flatMap((x) => x.ids).sort((x, y) => x - y);
+          expect(seen).toEqual(items.map((_, id) => id));
+          for (const batch of batches) {
+            const total = batch.sizes.reduce((x, y) => x + y, 0);
+            expect(batch.sizes.length === 1 || total <= max).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 });

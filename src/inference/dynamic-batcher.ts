@@ -105,7 +105,10 @@ export class DynamicBatcher<I, O> {
   private closedWith: McpError | undefined;
   private readonly counters = { batchesRun: 0, itemsRun: 0, rowsRun: 0, rejectedQueueFull: 0, cancelled: 0, deadlineExceeded: 0, failedBatches: 0 };
 
-  constructor(private readonly fn: BatchFunction<I, O>, private readonly options: DynamicBatcherOptions) {
+  constructor(
+    private readonly fn: BatchFunction<I, O>,
+    private readonly options: DynamicBatcherOptions,
+  ) {
     const int = (v: number | undefined, name: string, min: number, dflt: number): number => {
       const x = v ?? dflt;
       if (!(Number.isFinite(x) || x === Infinity) || x < min) throw new RangeError(`DynamicBatcher: ${name} must be ≥ ${min} (got ${v})`);
@@ -124,18 +127,40 @@ export class DynamicBatcher<I, O> {
   submit(input: I, opts: SubmitOptions = {}): Promise<O> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     const { signal, deadline } = opts;
-    if (signal?.aborted) { this.counters.cancelled++; return Promise.reject(cancelled(signal)); }
-    if (deadline !== undefined && deadline <= Date.now()) { this.counters.deadlineExceeded++; return Promise.reject(deadlineExceeded()); }
+    if (signal?.aborted) {
+      this.counters.cancelled++;
+      return Promise.reject(cancelled(signal));
+    }
+    if (deadline !== undefined && deadline <= Date.now()) {
+      this.counters.deadlineExceeded++;
+      return Promise.reject(deadlineExceeded());
+    }
     if (this.queue.length >= this.maxQueueSize) {
       this.counters.rejectedQueueFull++;
-      return Promise.reject(new McpError('MCP_QUEUE_FULL', `The request queue is full (${this.maxQueueSize} waiting).`, { retryable: true, mayHaveExecuted: false, details: { maxQueueSize: this.maxQueueSize } }));
+      return Promise.reject(
+        new McpError('MCP_QUEUE_FULL', `The request queue is full (${this.maxQueueSize} waiting).`, {
+          retryable: true,
+          mayHaveExecuted: false,
+          details: { maxQueueSize: this.maxQueueSize },
+        }),
+      );
     }
     const size = Math.max(1, Math.floor(opts.size ?? 1));
     return new Promise<O>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
-      const onAbort = (): void => { if (this.drop(item)) { this.counters.cancelled++; reject(cancelled(signal)); } };
+      const onAbort = (): void => {
+        if (this.drop(item)) {
+          this.counters.cancelled++;
+          reject(cancelled(signal));
+        }
+      };
       const item: Item<I, O> = {
-        input, size, enqueuedAt: performance.now(), resolve, reject, queued: true,
+        input,
+        size,
+        enqueuedAt: performance.now(),
+        resolve,
+        reject,
+        queued: true,
         detach: () => {
           signal?.removeEventListener('abort', onAbort);
           if (timer) clearTimeout(timer);
@@ -143,7 +168,12 @@ export class DynamicBatcher<I, O> {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       if (deadline !== undefined) {
-        timer = setTimeout(() => { if (this.drop(item)) { this.counters.deadlineExceeded++; reject(deadlineExceeded()); } }, deadline - Date.now());
+        timer = setTimeout(() => {
+          if (this.drop(item)) {
+            this.counters.deadlineExceeded++;
+            reject(deadlineExceeded());
+          }
+        }, deadline - Date.now());
         timer.unref?.();
       }
       this.queue.push(item);
@@ -172,13 +202,19 @@ export class DynamicBatcher<I, O> {
     if (!this.closedWith) {
       this.closedWith = reason ?? new McpError('MCP_SHUTTING_DOWN', 'The instance is being unloaded.', { retryable: true, mayHaveExecuted: false });
       this.clearTimers();
-      for (const item of this.queue.splice(0)) { item.queued = false; item.detach(); item.reject(this.closedWith); }
+      for (const item of this.queue.splice(0)) {
+        item.queued = false;
+        item.detach();
+        item.reject(this.closedWith);
+      }
       this.queuedSize = 0;
     }
     await Promise.allSettled([...this.inFlight]);
   }
 
-  get closed(): boolean { return this.closedWith !== undefined; }
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
 
   /** Removes a queued item; false when it already left the queue. */
   private drop(item: Item<I, O>): boolean {
@@ -186,32 +222,53 @@ export class DynamicBatcher<I, O> {
     item.queued = false;
     item.detach();
     const i = this.queue.indexOf(item);
-    if (i >= 0) { this.queue.splice(i, 1); this.queuedSize -= item.size; }
+    if (i >= 0) {
+      this.queue.splice(i, 1);
+      this.queuedSize -= item.size;
+    }
     if (this.queue.length === 0) this.clearTimers();
     return true;
   }
 
   private clearTimers(): void {
-    if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
-    if (this.immediate) { clearImmediate(this.immediate); this.immediate = undefined; }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.immediate) {
+      clearImmediate(this.immediate);
+      this.immediate = undefined;
+    }
   }
 
   /** Re-evaluates the queue on the next turn of the event loop (so same-tick submissions batch together). */
   private kick(): void {
     if (this.immediate || this.closedWith) return;
-    this.immediate = setImmediate(() => { this.immediate = undefined; this.evaluate(); });
+    this.immediate = setImmediate(() => {
+      this.immediate = undefined;
+      this.evaluate();
+    });
   }
 
   private evaluate(): void {
     while (this.queue.length > 0 && this.running < this.maxConcurrent && !this.closedWith) {
       const take = this.batchLength();
       if (take === 0) break;
-      if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+      }
       this.dispatch(this.queue.splice(0, take));
     }
     if (this.queue.length > 0 && this.running < this.maxConcurrent && !this.timer && !this.closedWith) {
       const wait = this.queue[0]!.enqueuedAt + this.delayMs - performance.now();
-      this.timer = setTimeout(() => { this.timer = undefined; this.evaluate(); }, Math.max(0, wait));
+      this.timer = setTimeout(
+        () => {
+          this.timer = undefined;
+          this.evaluate();
+        },
+        Math.max(0, wait),
+      );
     }
   }
 
@@ -220,10 +277,13 @@ export class DynamicBatcher<I, O> {
     const first = this.queue[0]!;
     if (first.size >= this.maxBatchSize) return 1;
     // Longest prefix that fits, and the longest prefix whose size is a preferred size.
-    let sum = 0; let fit = 0; let preferredFit = 0;
+    let sum = 0;
+    let fit = 0;
+    let preferredFit = 0;
     for (const item of this.queue) {
       if (sum + item.size > this.maxBatchSize) break;
-      sum += item.size; fit++;
+      sum += item.size;
+      fit++;
       if (this.preferred.includes(sum)) preferredFit = fit;
     }
     const full = fit < this.queue.length || sum >= this.maxBatchSize;
@@ -236,7 +296,11 @@ export class DynamicBatcher<I, O> {
   private dispatch(items: Array<Item<I, O>>): void {
     const now = performance.now();
     let size = 0;
-    for (const item of items) { item.queued = false; item.detach(); size += item.size; }
+    for (const item of items) {
+      item.queued = false;
+      item.detach();
+      size += item.size;
+    }
     this.queuedSize -= size;
     const maxQueueWaitMs = now - Math.min(...items.map((i) => i.enqueuedAt));
     this.running++;
@@ -244,9 +308,15 @@ export class DynamicBatcher<I, O> {
       const t0 = performance.now();
       let ok = false;
       try {
-        const results = await this.fn(items.map((i) => i.input), items.map((i) => i.size));
+        const results = await this.fn(
+          items.map((i) => i.input),
+          items.map((i) => i.size),
+        );
         if (!Array.isArray(results) || results.length !== items.length) {
-          throw new McpError('MCP_INTERNAL', `batch function returned ${Array.isArray(results) ? results.length : typeof results} results for ${items.length} inputs`);
+          throw new McpError(
+            'MCP_INTERNAL',
+            `batch function returned ${Array.isArray(results) ? results.length : typeof results} results for ${items.length} inputs`,
+          );
         }
         ok = true;
         items.forEach((item, i) => item.resolve(results[i] as O));
@@ -258,14 +328,19 @@ export class DynamicBatcher<I, O> {
         this.counters.itemsRun += items.length;
         this.counters.rowsRun += size;
         this.running--;
-        try { this.options.onBatch?.({ items: items.length, size, durationMs: performance.now() - t0, maxQueueWaitMs, ok }); } catch { /* metrics must not break batching */ }
+        try {
+          this.options.onBatch?.({ items: items.length, size, durationMs: performance.now() - t0, maxQueueWaitMs, ok });
+        } catch {
+          /* metrics must not break batching */
+        }
       }
     })();
     this.inFlight.add(run);
     void run.finally(() => {
       this.inFlight.delete(run);
       // A full batch is already waiting: start it now instead of on the next turn of the event loop.
-      if (this.queuedSize >= this.maxBatchSize && !this.closedWith) this.evaluate(); else this.kick();
+      if (this.queuedSize >= this.maxBatchSize && !this.closedWith) this.evaluate();
+      else this.kick();
     });
   }
 }

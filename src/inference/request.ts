@@ -55,9 +55,10 @@ export function buildInferenceRequest(parts: RequestParts): InferenceRequest {
     version: parts.version,
     input,
     stream: parts.stream ?? false,
-    deadline: parts.timeoutMs !== undefined && parts.timeoutMs !== null
-      ? deadlineOf(parts.timeoutMs, 'timeoutMs')
-      : deadlineOf(parts.headers?.['x-mcp-timeout-ms'], 'x-mcp-timeout-ms'),
+    deadline:
+      parts.timeoutMs !== undefined && parts.timeoutMs !== null
+        ? deadlineOf(parts.timeoutMs, 'timeoutMs')
+        : deadlineOf(parts.headers?.['x-mcp-timeout-ms'], 'x-mcp-timeout-ms'),
     signal: parts.signal,
     principal: parts.principal,
     // The x-mcp-affinity-key header wins over what the entry point proposes, then the principal.

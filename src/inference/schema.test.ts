@@ -24,8 +24,12 @@ describe('the inference input schema', () => {
     expect(refusal({ task: 'tensor', tensors: [tensor([1, 2], [1, true])], outputs: ['y'] })).toBe('accepted');
   });
 
-  it('needs the field of its task, at that field\'s path', () => {
-    expect(refusal({ task: 'generate' })).toEqual({ code: 'MCP_VALIDATION_FAILED', path: 'input.prompt', message: 'input.prompt: task "generate" needs `prompt`' });
+  it("needs the field of its task, at that field's path", () => {
+    expect(refusal({ task: 'generate' })).toEqual({
+      code: 'MCP_VALIDATION_FAILED',
+      path: 'input.prompt',
+      message: 'input.prompt: task "generate" needs `prompt`',
+    });
     expect(refusal({ task: 'chat' })).toMatchObject({ path: 'input.messages', message: 'input.messages: task "chat" needs `messages`' });
     expect(refusal({ task: 'embed' })).toMatchObject({ path: 'input.texts', message: 'input.texts: task "embed" needs `texts`' });
     expect(refusal({ task: 'tensor', outputs: ['y'] })).toMatchObject({ path: 'input.tensors', message: 'input.tensors: task "tensor" needs `tensors`' });
@@ -44,7 +48,9 @@ describe('the inference input schema', () => {
 
   it('refuses fields of another task and unknown fields', () => {
     expect(refusal({ task: 'chat', messages: [{ role: 'user', content: 'x' }], prompt: 'y' })).toEqual({
-      code: 'MCP_VALIDATION_FAILED', path: 'input', message: 'input: Unrecognized key: "prompt"',
+      code: 'MCP_VALIDATION_FAILED',
+      path: 'input',
+      message: 'input: Unrecognized key: "prompt"',
     });
     expect(refusal({ task: 'generate', prompt: 'x', outputs: ['y'] })).toMatchObject({ path: 'input' });
     expect(refusal({ task: 'generate', prompt: 'x', parameters: { beam: 4 } })).toMatchObject({ path: 'input.parameters' });
@@ -53,8 +59,15 @@ describe('the inference input schema', () => {
   it('bounds the generation parameters', () => {
     const gen = (parameters: unknown) => ({ task: 'generate', prompt: 'x', parameters });
     for (const [p, path] of [
-      [{ maxTokens: 0 }, 'maxTokens'], [{ maxTokens: 32_769 }, 'maxTokens'], [{ temperature: -1 }, 'temperature'], [{ temperature: 2.5 }, 'temperature'],
-      [{ topP: 0 }, 'topP'], [{ topK: 1.5 }, 'topK'], [{ seed: -1 }, 'seed'], [{ stop: [''] }, 'stop.0'], [{ stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop'],
+      [{ maxTokens: 0 }, 'maxTokens'],
+      [{ maxTokens: 32_769 }, 'maxTokens'],
+      [{ temperature: -1 }, 'temperature'],
+      [{ temperature: 2.5 }, 'temperature'],
+      [{ topP: 0 }, 'topP'],
+      [{ topK: 1.5 }, 'topK'],
+      [{ seed: -1 }, 'seed'],
+      [{ stop: [''] }, 'stop.0'],
+      [{ stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop'],
     ] as const) {
       expect(refusal(gen(p))).toMatchObject({ code: 'MCP_VALIDATION_FAILED', path: `input.parameters.${path}` });
     }
@@ -67,20 +80,39 @@ describe('the inference input schema', () => {
     expect(t(tensor([1, 1.5], [1]))).toMatchObject({ path: 'input.tensors.0.shape.1' });
     expect(t({ ...tensor([1], [1]), name: '' })).toMatchObject({ path: 'input.tensors.0.name' });
     expect(t(tensor([2], 'nope' as unknown as unknown[]))).toEqual({
-      code: 'MCP_VALIDATION_FAILED', path: 'input.tensors.0.data', message: 'input.tensors.0.data: Invalid input: expected array, received string',
+      code: 'MCP_VALIDATION_FAILED',
+      path: 'input.tensors.0.data',
+      message: 'input.tensors.0.data: Invalid input: expected array, received string',
     });
     expect(t(tensor([2], null as unknown as unknown[]))).toMatchObject({ path: 'input.tensors.0.data' });
     expect(t(tensor([3], [1, { a: 1 }, 'x']))).toEqual({
-      code: 'MCP_VALIDATION_FAILED', path: 'input.tensors.0.data.1', message: 'input.tensors.0.data.1: Invalid input: expected a number, a string or a boolean, received object',
+      code: 'MCP_VALIDATION_FAILED',
+      path: 'input.tensors.0.data.1',
+      message: 'input.tensors.0.data.1: Invalid input: expected a number, a string or a boolean, received object',
     });
-    expect(t(tensor([2], [[1, 2], [3, 4]]))).toMatchObject({ path: 'input.tensors.0.data.0' });
+    expect(
+      t(
+        tensor(
+          [2],
+          [
+            [1, 2],
+            [3, 4],
+          ],
+        ),
+      ),
+    ).toMatchObject({ path: 'input.tensors.0.data.0' });
     expect(t(tensor([2], [1, null]))).toMatchObject({ path: 'input.tensors.0.data.1' });
     expect(t(tensor([2], [1, Number.NaN]))).toMatchObject({ path: 'input.tensors.0.data.1' });
     expect(t(tensor([1, 4], [1, 2, 3]))).toEqual({
-      code: 'MCP_VALIDATION_FAILED', path: 'input.tensors.0', message: 'input.tensors.0: data has 3 elements, shape [1,4] needs 4',
+      code: 'MCP_VALIDATION_FAILED',
+      path: 'input.tensors.0',
+      message: 'input.tensors.0: data has 3 elements, shape [1,4] needs 4',
     });
     const huge = new Array<number>(MAX_TENSOR_ELEMENTS + 1).fill(0);
-    expect(t(tensor([huge.length], huge))).toMatchObject({ path: 'input.tensors.0.data', message: `input.tensors.0.data: Too big: expected array to have <=${MAX_TENSOR_ELEMENTS} items` });
+    expect(t(tensor([huge.length], huge))).toMatchObject({
+      path: 'input.tensors.0.data',
+      message: `input.tensors.0.data: Too big: expected array to have <=${MAX_TENSOR_ELEMENTS} items`,
+    });
   });
 
   it('passes tensor data on as the same array (no copy of large tensors)', () => {

@@ -28,7 +28,12 @@ export const parametersSchema = z.strictObject({
   temperature: z.number().min(0).max(2).optional(),
   topK: z.number().int().min(0).max(1000).optional(),
   topP: z.number().gt(0).max(1).optional(),
-  seed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 32 - 1)
+    .optional(),
   stop: z.array(z.string().min(1).max(64)).max(4).optional(),
 });
 
@@ -39,10 +44,18 @@ const received = (v: unknown): string => (v === null ? 'null' : typeof v);
  * booleans. Checked in one plain loop and passed on as the same array: a per-element zod schema
  * would copy the array and cost a parse per element, and tensors run to millions of elements.
  */
-const tensorDataSchema = z.custom<TensorValue[]>((v) => Array.isArray(v), { error: (iss) => `Invalid input: expected array, received ${received(iss.input)}` })
+const tensorDataSchema = z
+  .custom<TensorValue[]>((v) => Array.isArray(v), { error: (iss) => `Invalid input: expected array, received ${received(iss.input)}` })
   .superRefine((data, ctx) => {
     if (data.length > MAX_TENSOR_ELEMENTS) {
-      ctx.addIssue({ code: 'too_big', origin: 'array', maximum: MAX_TENSOR_ELEMENTS, inclusive: true, input: data, message: `Too big: expected array to have <=${MAX_TENSOR_ELEMENTS} items` });
+      ctx.addIssue({
+        code: 'too_big',
+        origin: 'array',
+        maximum: MAX_TENSOR_ELEMENTS,
+        inclusive: true,
+        input: data,
+        message: `Too big: expected array to have <=${MAX_TENSOR_ELEMENTS} items`,
+      });
       return;
     }
     for (let i = 0; i < data.length; i++) {
@@ -55,15 +68,26 @@ const tensorDataSchema = z.custom<TensorValue[]>((v) => Array.isArray(v), { erro
   });
 
 /** A named tensor, row-major flat data (KServe v2 `inputs[i]` / `outputs[i]`). */
-export const tensorSchema = z.strictObject({
-  name: z.string().min(1).max(128),
-  shape: z.array(z.number().int().min(0).max(1 << 24)).max(8),
-  datatype: z.enum(TENSOR_DATATYPES),
-  data: tensorDataSchema,
-}).superRefine((t, ctx) => {
-  const elements = t.shape.reduce((a, b) => a * b, 1);
-  if (t.data.length !== elements) ctx.addIssue({ code: 'custom', input: t, message: `data has ${t.data.length} elements, shape [${t.shape.join(',')}] needs ${elements}` });
-});
+export const tensorSchema = z
+  .strictObject({
+    name: z.string().min(1).max(128),
+    shape: z
+      .array(
+        z
+          .number()
+          .int()
+          .min(0)
+          .max(1 << 24),
+      )
+      .max(8),
+    datatype: z.enum(TENSOR_DATATYPES),
+    data: tensorDataSchema,
+  })
+  .superRefine((t, ctx) => {
+    const elements = t.shape.reduce((a, b) => a * b, 1);
+    if (t.data.length !== elements)
+      ctx.addIssue({ code: 'custom', input: t, message: `data has ${t.data.length} elements, shape [${t.shape.join(',')}] needs ${elements}` });
+  });
 
 export const chatMessageSchema = z.strictObject({ role: z.enum(CHAT_ROLES), content: z.string().max(1_000_000) });
 
@@ -83,34 +107,38 @@ const common = {
  * The validated form of an inference input, whatever the entry point: one variant per task, each
  * with its own fields only (a field of another task is refused as an unrecognized key).
  */
-export const inferenceInputSchema = z.discriminatedUnion('task', [
-  z.strictObject({
-    task: z.literal('generate'),
-    /** The prompt. */
-    prompt: z.string(needs('generate', 'prompt')).max(1_000_000),
-    ...common,
-  }),
-  z.strictObject({
-    task: z.literal('chat'),
-    /** The conversation, oldest message first. */
-    messages: z.array(chatMessageSchema, needs('chat', 'messages')).min(1).max(1000),
-    ...common,
-  }),
-  z.strictObject({
-    task: z.literal('embed'),
-    /** The texts to embed. */
-    texts: z.array(z.string().max(1_000_000), needs('embed', 'texts')).min(1).max(2048),
-    ...common,
-  }),
-  z.strictObject({
-    task: z.literal('tensor'),
-    /** The input tensors. */
-    tensors: z.array(tensorSchema, needs('tensor', 'tensors')).min(1).max(64),
-    /** Names of the outputs wanted (all when absent). */
-    outputs: z.array(z.string()).max(64).optional(),
-    ...common,
-  }),
-], { error: (iss) => (iss.code === 'invalid_union' ? `Invalid option: expected one of ${TASKS.map((t) => `"${t}"`).join('|')}` : undefined) });
+export const inferenceInputSchema = z.discriminatedUnion(
+  'task',
+  [
+    z.strictObject({
+      task: z.literal('generate'),
+      /** The prompt. */
+      prompt: z.string(needs('generate', 'prompt')).max(1_000_000),
+      ...common,
+    }),
+    z.strictObject({
+      task: z.literal('chat'),
+      /** The conversation, oldest message first. */
+      messages: z.array(chatMessageSchema, needs('chat', 'messages')).min(1).max(1000),
+      ...common,
+    }),
+    z.strictObject({
+      task: z.literal('embed'),
+      /** The texts to embed. */
+      texts: z.array(z.string().max(1_000_000), needs('embed', 'texts')).min(1).max(2048),
+      ...common,
+    }),
+    z.strictObject({
+      task: z.literal('tensor'),
+      /** The input tensors. */
+      tensors: z.array(tensorSchema, needs('tensor', 'tensors')).min(1).max(64),
+      /** Names of the outputs wanted (all when absent). */
+      outputs: z.array(z.string()).max(64).optional(),
+      ...common,
+    }),
+  ],
+  { error: (iss) => (iss.code === 'invalid_union' ? `Invalid option: expected one of ${TASKS.map((t) => `"${t}"`).join('|')}` : undefined) },
+);
 
 export type GenerationParameters = z.output<typeof parametersSchema>;
 export type Tensor = z.output<typeof tensorSchema>;

@@ -4,7 +4,13 @@ import { RoutingFailure } from '../routing/decision.ts';
 import type { Routed, Router } from '../routing/router.ts';
 import type { InferenceChunk, InferenceRequest, InferenceResult, RoutingDecision } from './types.ts';
 
-export interface InferenceOutcome { ok: boolean; errorCode?: string; latencyMs: number; result?: InferenceResult; decision?: RoutingDecision }
+export interface InferenceOutcome {
+  ok: boolean;
+  errorCode?: string;
+  latencyMs: number;
+  result?: InferenceResult;
+  decision?: RoutingDecision;
+}
 
 export interface InferenceObserver {
   /** Called once per finished client request (metrics, usage records); `decision` is the router's, failures included. */
@@ -25,7 +31,10 @@ function failureDecision(err: unknown): RoutingDecision | undefined {
 export class InferenceService {
   private readonly observers: InferenceObserver[] = [];
 
-  constructor(private readonly router: Router, private readonly logger: Logger) {}
+  constructor(
+    private readonly router: Router,
+    private readonly logger: Logger,
+  ) {}
 
   observe(observer: InferenceObserver): void {
     this.observers.push(observer);
@@ -48,8 +57,13 @@ export class InferenceService {
     try {
       const { value, handle, decision, finish } = await this.router.route(req, (h, call) => h.loaded!.infer(req.input, call));
       const result: InferenceResult = {
-        ...value, id: req.id, model: req.model, version: handle.version, instanceId: handle.id,
-        latencyMs: performance.now() - started, runtime: handle.loaded?.runtime,
+        ...value,
+        id: req.id,
+        model: req.model,
+        version: handle.version,
+        instanceId: handle.id,
+        latencyMs: performance.now() - started,
+        runtime: handle.loaded?.runtime,
         routing: req.explain ? decision : undefined,
       };
       finish(true);
@@ -77,16 +91,20 @@ export class InferenceService {
       let rest: AsyncIterator<InferenceChunk> | undefined;
       let settled = false;
       try {
-        routed = await self.router.route(req, async (h, call) => {
-          const loaded = h.loaded!;
-          if (!loaded.stream) {
-            const out = await loaded.infer(req.input, call);
-            return { first: { text: out.text ?? '', finishReason: out.finishReason ?? 'stop', usage: out.usage } as InferenceChunk, rest: undefined };
-          }
-          const it = loaded.stream(req.input, call)[Symbol.asyncIterator]();
-          const first = await it.next();
-          return { first: first.done ? undefined : first.value, rest: first.done ? undefined : it };
-        }, { streaming: true });
+        routed = await self.router.route(
+          req,
+          async (h, call) => {
+            const loaded = h.loaded!;
+            if (!loaded.stream) {
+              const out = await loaded.infer(req.input, call);
+              return { first: { text: out.text ?? '', finishReason: out.finishReason ?? 'stop', usage: out.usage } as InferenceChunk, rest: undefined };
+            }
+            const it = loaded.stream(req.input, call)[Symbol.asyncIterator]();
+            const first = await it.next();
+            return { first: first.done ? undefined : first.value, rest: first.done ? undefined : it };
+          },
+          { streaming: true },
+        );
         const h = routed.handle;
         const routing = req.explain ? routed.decision : undefined;
         meta = { id: req.id, model: req.model, version: h.version, instanceId: h.id, runtime: h.loaded?.runtime, routing };
@@ -122,7 +140,9 @@ export class InferenceService {
           const e = new McpError('MCP_CANCELLED', 'the client stopped reading the stream');
           try {
             await rest?.return?.();
-          } catch { /* the stream is abandoned either way */ }
+          } catch {
+            /* the stream is abandoned either way */
+          }
           routed?.finish(false, e);
           self.report(req, started, { ok: false, errorCode: e.code }, routed?.decision);
         }

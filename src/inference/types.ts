@@ -9,9 +9,7 @@
 import type { InferenceInput, Tensor } from './schema.ts';
 
 export { CHAT_ROLES, TASKS, TENSOR_DATATYPES } from './schema.ts';
-export type {
-  ChatMessage, GenerationParameters, InferenceInput, InferenceInputOf, InferenceTask, Tensor, TensorDatatype, TensorValue,
-} from './schema.ts';
+export type { ChatMessage, GenerationParameters, InferenceInput, InferenceInputOf, InferenceTask, Tensor, TensorDatatype, TensorValue } from './schema.ts';
 
 export interface Usage {
   promptTokens: number;

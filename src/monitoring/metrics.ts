@@ -17,10 +17,18 @@ export class GatewayMetrics implements InferenceObserver {
 
   constructor(readonly registry: Registry) {
     collectDefaultMetrics({ register: registry, prefix: 'mcp_process_' });
-    this.requests = new Counter({ name: 'mcp_inference_requests_total', help: 'Inference requests by outcome code (OK or an MCP_* code).', labelNames: ['model', 'version', 'entry', 'code'], registers: [registry] });
+    this.requests = new Counter({
+      name: 'mcp_inference_requests_total',
+      help: 'Inference requests by outcome code (OK or an MCP_* code).',
+      labelNames: ['model', 'version', 'entry', 'code'],
+      registers: [registry],
+    });
     this.latency = new Histogram({
-      name: 'mcp_inference_duration_seconds', help: 'End-to-end inference latency seen by the gateway.', labelNames: ['model', 'version', 'entry'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry],
+      name: 'mcp_inference_duration_seconds',
+      help: 'End-to-end inference latency seen by the gateway.',
+      labelNames: ['model', 'version', 'entry'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
     });
     this.tokens = new Counter({ name: 'mcp_tokens_total', help: 'Tokens processed.', labelNames: ['model', 'kind'], registers: [registry] });
   }
@@ -40,6 +48,11 @@ export class GatewayMetrics implements InferenceObserver {
 
   /** A summary for GET /api/v1/metrics. */
   summary(): { uptimeSeconds: number; requests: number; errors: number; errorRate: number } {
-    return { uptimeSeconds: (Date.now() - this.started) / 1000, requests: this.total, errors: this.failed, errorRate: this.total ? this.failed / this.total : 0 };
+    return {
+      uptimeSeconds: (Date.now() - this.started) / 1000,
+      requests: this.total,
+      errors: this.failed,
+      errorRate: this.total ? this.failed / this.total : 0,
+    };
   }
 }

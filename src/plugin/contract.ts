@@ -12,9 +12,7 @@
 import type { ZodType } from 'zod';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type {
-  InferenceChunk, InferenceInput, InferenceOutput, Principal, TensorDatatype,
-} from '../inference/types.ts';
+import type { InferenceChunk, InferenceInput, InferenceOutput, Principal, TensorDatatype } from '../inference/types.ts';
 
 /** The plugin API version this build of the host implements (semver). */
 export const PLUGIN_API_VERSION = '1.0.0';

@@ -34,7 +34,12 @@ interface ActivePlugin extends PluginInfo {
   checks: Array<() => HealthReport | Promise<HealthReport>>;
 }
 
-interface Planned { entry: PluginEntry; def: AnyPluginDefinition; name: string; options: unknown }
+interface Planned {
+  entry: PluginEntry;
+  def: AnyPluginDefinition;
+  name: string;
+  options: unknown;
+}
 
 function formatOptionIssues(name: string, error: { issues: Array<{ path: PropertyKey[]; message: string }> }): string {
   return error.issues.map((i) => `plugin "${name}": option ${i.path.map(String).join('.') || '(root)'}: ${i.message}`).join('; ');
@@ -85,7 +90,9 @@ export class PluginHost {
   private entries(): PluginEntry[] {
     const listed = new Set(this.opts.entries.map((e) => e.use));
     const defaults = this.opts.defaultPlugins
-      ? Object.keys(FIRST_PARTY_PLUGINS).filter((n) => !listed.has(n)).map((use) => ({ use, options: {}, required: true }))
+      ? Object.keys(FIRST_PARTY_PLUGINS)
+          .filter((n) => !listed.has(n))
+          .map((use) => ({ use, options: {}, required: true }))
       : [];
     return [...defaults, ...this.opts.entries];
   }
@@ -142,18 +149,29 @@ export class PluginHost {
       const missing = (BUILT_IN_KINDS[def.kind] ?? []).filter((m) => typeof (capability as unknown as Record<string, unknown>)[m] !== 'function');
       if (missing.length) throw new Error(`setup() returned a ${def.kind} without ${missing.map((m) => `${m}()`).join(', ')}`);
       this.active.push({
-        name, kind: def.kind, plugin: def.name, source: entry.use, description: def.description, required: entry.required,
-        capability, closers, checks,
+        name,
+        kind: def.kind,
+        plugin: def.name,
+        source: entry.use,
+        description: def.description,
+        required: entry.required,
+        capability,
+        closers,
+        checks,
       });
       logger.debug({ kind: def.kind, source: entry.use }, 'plugin ready');
     } catch (err) {
-      for (const fn of closers.reverse()) await Promise.resolve().then(fn).catch(() => {});
+      for (const fn of closers.reverse())
+        await Promise.resolve()
+          .then(fn)
+          .catch(() => {});
       if (!entry.required) {
         logger.warn({ err }, 'optional plugin failed at setup; skipped');
         return;
       }
       throw new McpError('MCP_PLUGIN_SETUP_FAILED', `plugin "${name}" failed at setup: ${(err as Error).message}`, {
-        cause: err, details: { plugin: name, kind: def.kind },
+        cause: err,
+        details: { plugin: name, kind: def.kind },
       });
     }
   }
@@ -183,21 +201,23 @@ export class PluginHost {
 
   /** Runs every plugin's health checks (each bounded to 2 s). */
   async health(): Promise<Array<PluginInfo & HealthReport>> {
-    return Promise.all(this.active.map(async (p) => {
-      const info = { name: p.name, kind: p.kind, plugin: p.plugin, source: p.source, description: p.description, required: p.required };
-      for (const check of p.checks) {
-        try {
-          const r = await Promise.race([
-            Promise.resolve().then(check),
-            new Promise<HealthReport>((res) => setTimeout(() => res({ ok: false, detail: 'health check timed out' }), 2000).unref()),
-          ]);
-          if (!r.ok) return { ...info, ...r };
-        } catch (err) {
-          return { ...info, ok: false, detail: (err as Error).message };
+    return Promise.all(
+      this.active.map(async (p) => {
+        const info = { name: p.name, kind: p.kind, plugin: p.plugin, source: p.source, description: p.description, required: p.required };
+        for (const check of p.checks) {
+          try {
+            const r = await Promise.race([
+              Promise.resolve().then(check),
+              new Promise<HealthReport>((res) => setTimeout(() => res({ ok: false, detail: 'health check timed out' }), 2000).unref()),
+            ]);
+            if (!r.ok) return { ...info, ...r };
+          } catch (err) {
+            return { ...info, ok: false, detail: (err as Error).message };
+          }
         }
-      }
-      return { ...info, ok: true };
-    }));
+        return { ...info, ok: true };
+      }),
+    );
   }
 
   /** Aborts the shared signal, then closes plugins in reverse setup order. */

@@ -39,7 +39,13 @@ export class Attempt<T> {
   private closed = false;
 
   /** `abortable`: the attempt gets its own abort controller on top of `call.signal` (hedged attempts, aborted alone). */
-  constructor(private readonly sinks: AttemptSinks, h: InstanceHandle, run: Run<T>, call: BackendCall, abortable = false) {
+  constructor(
+    private readonly sinks: AttemptSinks,
+    h: InstanceHandle,
+    run: Run<T>,
+    call: BackendCall,
+    abortable = false,
+  ) {
     this.instance = h;
     this.ctl = abortable ? new AbortController() : undefined;
     const c = this.ctl ? { ...call, signal: AbortSignal.any([call.signal, this.ctl.signal]) } : call;
@@ -47,7 +53,11 @@ export class Attempt<T> {
     this.end = sinks.fleet.begin(h);
     this.started = performance.now();
     let p: Promise<T>;
-    try { p = run(h, c); } catch (err) { p = Promise.reject(err); }
+    try {
+      p = run(h, c);
+    } catch (err) {
+      p = Promise.reject(err);
+    }
     this.settled = p.then(
       (value): Settled<T> => {
         const latencyMs = this.elapsed();
@@ -96,7 +106,8 @@ export class Attempt<T> {
   private report(e: McpError): void {
     const id = this.instance.id;
     if (e.code === 'MCP_CANCELLED') this.sinks.health.onCancel(id);
-    else if (e.code === 'MCP_UPSTREAM_RATE_LIMITED') return; // throttled instead (Retry-After): not a health verdict
+    else if (e.code === 'MCP_UPSTREAM_RATE_LIMITED')
+      return; // throttled instead (Retry-After): not a health verdict
     else if (INSTANCE_FAILURES.has(e.code)) this.sinks.health.onResult(id, false);
   }
 }

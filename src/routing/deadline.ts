@@ -11,7 +11,10 @@ export class RequestDeadline {
   private readonly timer: NodeJS.Timeout;
   private readonly onParentAbort: () => void;
 
-  constructor(private readonly parent: AbortSignal, ms: number) {
+  constructor(
+    private readonly parent: AbortSignal,
+    ms: number,
+  ) {
     this.signal = this.ctl.signal;
     this.onParentAbort = () => this.ctl.abort(parent.reason);
     this.timer = setTimeout(() => {

@@ -27,7 +27,10 @@ export class DecisionTrace {
   shadow: string | undefined;
   private readonly scores: Record<string, number> = {};
 
-  constructor(private readonly req: InferenceRequest, private readonly stateOf: (h: InstanceHandle) => string) {}
+  constructor(
+    private readonly req: InferenceRequest,
+    private readonly stateOf: (h: InstanceHandle) => string,
+  ) {}
 
   /** Keeps a pick's per-candidate scores (shown with explain). */
   scored(scores: Record<string, number> | undefined): void {
@@ -40,8 +43,14 @@ export class DecisionTrace {
     // Observers need model/version/variant/chosen only; the per-candidate account is built when asked for.
     const candidates = this.req.explain ? (t?.pool ?? []).map((c) => ({ instanceId: c.id, score: this.scores[c.id], state: this.stateOf(c) })) : [];
     const d: RoutingDecision = {
-      model: t?.modelId ?? this.req.model, version: t?.version ?? '', variant: t?.variant, balancer: t?.balancerName ?? '',
-      candidates, chosen, attempts: this.attempts, fallbacks: this.fallbacks,
+      model: t?.modelId ?? this.req.model,
+      version: t?.version ?? '',
+      variant: t?.variant,
+      balancer: t?.balancerName ?? '',
+      candidates,
+      chosen,
+      attempts: this.attempts,
+      fallbacks: this.fallbacks,
     };
     if (this.hedged) d.hedged = true;
     if (this.shadow) d.shadow = this.shadow;

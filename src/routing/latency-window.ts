@@ -10,7 +10,10 @@ export class LatencyWindow {
   private sorted: Float64Array | undefined;
   private sinceSort = 0;
 
-  constructor(private readonly size: number, private readonly refreshEvery: number) {
+  constructor(
+    private readonly size: number,
+    private readonly refreshEvery: number,
+  ) {
     this.ring = new Float64Array(size);
   }
 
@@ -23,7 +26,9 @@ export class LatencyWindow {
   }
 
   /** Samples held (at most `size`). */
-  get samples(): number { return this.count; }
+  get samples(): number {
+    return this.count;
+  }
 
   /** The p-th percentile (0–100) of the samples held, or undefined when empty. */
   percentile(p: number): number | undefined {

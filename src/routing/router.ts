@@ -77,7 +77,10 @@ interface Trip<T> {
 }
 
 /** An attempt and how it settled. */
-interface Outcome<T> { attempt: Attempt<T>; result: Settled<T> }
+interface Outcome<T> {
+  attempt: Attempt<T>;
+  result: Settled<T>;
+}
 
 /** A failed settlement. */
 type Failed = Extract<Settled<unknown>, { ok: false }>;
@@ -91,7 +94,11 @@ const NOTHING_TRIED: ReadonlySet<string> = new Set();
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   if (ms <= 0 || signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
-    const done = () => { clearTimeout(t); signal.removeEventListener('abort', done); resolve(); };
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
     const t = setTimeout(done, ms);
     signal.addEventListener('abort', done, { once: true });
   });
@@ -161,8 +168,15 @@ export class Router {
     if (remaining <= 0) throw new McpError('MCP_DEADLINE_EXCEEDED', 'the request deadline had already passed', { details: { deadline } });
     const limit = new RequestDeadline(req.signal, remaining);
     const trip: Trip<T> = {
-      req, run, streaming: opts.streaming === true, limit, deadline, trace: new DecisionTrace(req, this.describe),
-      sent: 0, lastError: undefined, budgetExhausted: false,
+      req,
+      run,
+      streaming: opts.streaming === true,
+      limit,
+      deadline,
+      trace: new DecisionTrace(req, this.describe),
+      sent: 0,
+      lastError: undefined,
+      budgetExhausted: false,
     };
     try {
       // On success Routed.finish disposes the deadline when the request ends.
@@ -212,7 +226,12 @@ export class Router {
     const balancerName = view.routing.balancer ?? this.options.defaultBalancer;
     const balancer = this.plugins.get('balancer', balancerName);
     return {
-      modelId, version, variant, diverted, balancerName, balancer,
+      modelId,
+      version,
+      variant,
+      diverted,
+      balancerName,
+      balancer,
       pool: view.versions.get(version) ?? [],
       idempotent: view.routing.idempotent !== false || this.options.retryNonIdempotent,
       sinks: { fleet: this.fleet, health: this.health, balancer, latency: this.window(modelId, version) },
@@ -222,14 +241,20 @@ export class Router {
   /** Attempts on one model version, up to maxAttempts, each on an instance not tried yet. */
   private async tryTarget<T>(trip: Trip<T>, target: Target): Promise<Step<T>> {
     const unsupported = this.unsupportedTask(target, trip.req.input.task);
-    if (unsupported) { trip.lastError = unsupported; return 'stop'; }
+    if (unsupported) {
+      trip.lastError = unsupported;
+      return 'stop';
+    }
     const tried = new Set<string>();
     for (let n = 0; n < this.options.maxAttempts; n++) {
       if (trip.limit.signal.aborted) return 'stop';
       let candidates = this.eligible(target, trip.req.input.task, tried);
       if (!candidates.length && (await this.awaitThrottled(trip, target, tried))) candidates = this.eligible(target, trip.req.input.task, tried);
       if (!candidates.length) return this.noCandidate(trip, target);
-      if (trip.sent > 0 && !this.health.tryRetry()) { trip.budgetExhausted = true; return 'stop'; }
+      if (trip.sent > 0 && !this.health.tryRetry()) {
+        trip.budgetExhausted = true;
+        return 'stop';
+      }
       const { attempt, result } = await this.runAttempt(trip, target, candidates, tried);
       if (result.ok) return this.routed(trip, target, attempt, result);
       const next = this.afterFailure(trip, target, attempt, result, tried);
@@ -344,7 +369,7 @@ export class Router {
   private hedgeDelay(target: Target): number {
     const h = this.options.hedging;
     const w = target.sinks.latency;
-    const p = w.samples >= 20 ? w.percentile(h.percentile) ?? 0 : 0;
+    const p = w.samples >= 20 ? (w.percentile(h.percentile) ?? 0) : 0;
     return Math.max(h.minDelayMs, p);
   }
 
@@ -424,16 +449,18 @@ export class Router {
       const run: Run<InferenceOutput> = (i, call) => i.loaded!.infer(req.input, call);
       const attempt = new Attempt(target.sinks, h, run, { requestId: `${req.id}:shadow`, signal, deadline });
       const base = { model: view.id, version: sh.version, instanceId: h.id };
-      attempt.settled.then((r) => {
-        if (r.ok) {
-          attempt.finish(true);
-          this.listener?.onShadow(req, { ...base, ok: true, latencyMs: r.latencyMs, output: shadowText(r.value), usage: r.value.usage });
-          return;
-        }
-        const e = signal.aborted ? new McpError('MCP_DEADLINE_EXCEEDED') : toMcpError(r.error);
-        attempt.finish(false, e);
-        this.listener?.onShadow(req, { ...base, ok: false, errorCode: e.code, latencyMs: r.latencyMs });
-      }).catch((err: unknown) => this.logger.warn({ err }, 'shadow bookkeeping failed'));
+      attempt.settled
+        .then((r) => {
+          if (r.ok) {
+            attempt.finish(true);
+            this.listener?.onShadow(req, { ...base, ok: true, latencyMs: r.latencyMs, output: shadowText(r.value), usage: r.value.usage });
+            return;
+          }
+          const e = signal.aborted ? new McpError('MCP_DEADLINE_EXCEEDED') : toMcpError(r.error);
+          attempt.finish(false, e);
+          this.listener?.onShadow(req, { ...base, ok: false, errorCode: e.code, latencyMs: r.latencyMs });
+        })
+        .catch((err: unknown) => this.logger.warn({ err }, 'shadow bookkeeping failed'));
     });
   }
 
@@ -450,7 +477,10 @@ export class Router {
   private window(modelId: string, version: string): LatencyWindow {
     const key = `${modelId}@${version}`;
     let w = this.latency.get(key);
-    if (!w) { w = new LatencyWindow(512, 16); this.latency.set(key, w); }
+    if (!w) {
+      w = new LatencyWindow(512, 16);
+      this.latency.set(key, w);
+    }
     return w;
   }
 }

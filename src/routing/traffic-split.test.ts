@@ -21,10 +21,12 @@ describe('chooseVariant', () => {
   });
 
   it('is sticky: same key, same weights → same variant', () => {
-    fc.assert(fc.property(fc.string({ minLength: 1 }), (key) => {
-      const a = chooseVariant(split(), key);
-      for (let k = 0; k < 5; k++) expect(chooseVariant(split(), key)).toBe(a);
-    }));
+    fc.assert(
+      fc.property(fc.string({ minLength: 1 }), (key) => {
+        const a = chooseVariant(split(), key);
+        for (let k = 0; k < 5; k++) expect(chooseVariant(split(), key)).toBe(a);
+      }),
+    );
   });
 
   it('ramping the canary (listed last) only moves keys into it', () => {
@@ -51,14 +53,24 @@ describe('chooseVariant', () => {
 
   it('ignores zero, negative and non-finite weights; undefined when nothing is eligible', () => {
     expect(chooseVariant([])).toBeUndefined();
-    expect(chooseVariant([{ name: 'x', weight: 0, ready: true }, { name: 'y', weight: 5, ready: false }])).toBeUndefined();
+    expect(
+      chooseVariant([
+        { name: 'x', weight: 0, ready: true },
+        { name: 'y', weight: 5, ready: false },
+      ]),
+    ).toBeUndefined();
     for (let i = 0; i < 200; i++) {
-      expect(chooseVariant([
-        { name: 'neg', weight: -5, ready: true },
-        { name: 'nan', weight: Number.NaN, ready: true },
-        { name: 'inf', weight: Infinity, ready: true },
-        { name: 'ok', weight: 1, ready: true },
-      ], i % 2 ? `k${i}` : undefined)).toBe('ok');
+      expect(
+        chooseVariant(
+          [
+            { name: 'neg', weight: -5, ready: true },
+            { name: 'nan', weight: Number.NaN, ready: true },
+            { name: 'inf', weight: Infinity, ready: true },
+            { name: 'ok', weight: 1, ready: true },
+          ],
+          i % 2 ? `k${i}` : undefined,
+        ),
+      ).toBe('ok');
     }
   });
 

@@ -32,7 +32,10 @@ export function pickVariant<V extends Variant>(variants: readonly V[], stickyKey
   let last: V | undefined;
   for (const v of variants) {
     const w = eligibleWeight(v);
-    if (w > 0) { total += w; last = v; }
+    if (w > 0) {
+      total += w;
+      last = v;
+    }
   }
   if (last === undefined || !(total < Infinity)) return last;
   const u = stickyKey === undefined || stickyKey === '' ? random() : hashToUnit(stickyKey, SPLIT_SEED);

@@ -47,7 +47,10 @@ export function chooseVersion(view: ModelView, pinned: string | undefined, req: 
     const picked = pickVariant(variants, key);
     if (picked?.healthy) return { version: picked.name, variant: picked.name };
     if (picked) {
-      const other = chooseVariant(variants.map((v) => ({ ...v, ready: v.healthy })), key);
+      const other = chooseVariant(
+        variants.map((v) => ({ ...v, ready: v.healthy })),
+        key,
+      );
       if (other) return { version: other, variant: other, diverted: picked.name };
     }
   }

@@ -37,7 +37,10 @@ describe('hash32', () => {
       const b = hash32(`key-${i}-y`);
       let d = (a ^ b) >>> 0;
       let bits = 0;
-      while (d) { bits += d & 1; d >>>= 1; }
+      while (d) {
+        bits += d & 1;
+        d >>>= 1;
+      }
       total += bits;
     }
     const mean = total / n;

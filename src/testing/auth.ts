@@ -178,7 +178,7 @@ export function describeAuthConformance(
       }
     });
 
-    it('foreign: another strategy\'s credential gives null, not a throw', async (t) => {
+    it("foreign: another strategy's credential gives null, not a throw", async (t) => {
       if (!fx.foreign?.length) t.skip('the fixture gives no foreign credential');
       for (const [i, request] of fx.foreign!.entries()) {
         const o = await authenticate(strategy, request);
@@ -187,72 +187,124 @@ export function describeAuthConformance(
       }
     });
 
-    it('throws nothing but McpError on random requests, and never repeats what was presented', async () => {
-      const token = fc.oneof(fc.string({ maxLength: 80 }), fc.string({ unit: 'grapheme', maxLength: 40 }), fc.base64String({ maxLength: 120 }),
-        fc.constantFrom('', ' ', 'null', 'undefined', 'eyJhbGciOiJub25lIn0.e30.', 'mcp_sk_', `mcp_sk_${'A'.repeat(43)}_AAAAAA`));
-      const scheme = fc.constantFrom('Bearer', 'bearer', 'BEARER', 'Basic', 'Token', 'ApiKey', '');
-      const authorization = fc.oneof(token, fc.tuple(scheme, token).map(([s, v]) => `${s} ${v}`));
-      const headers = fc.record({
-        authorization: fc.option(authorization, { nil: undefined }),
-        'x-api-key': fc.option(token, { nil: undefined }),
-        cookie: fc.option(token, { nil: undefined }),
-      }, { requiredKeys: [] }).chain((known) => fc.dictionary(fc.string({ minLength: 1, maxLength: 20 }).map((k) => k.toLowerCase()), token, { maxKeys: 3 })
-        .map((other) => ({ ...other, ...known })));
-      const request = fc.record({ headers, entry: fc.constantFrom(...ENTRIES), ip: fc.option(fc.ipV4(), { nil: undefined }) })
-        .map((r): AuthRequest => (r.ip === undefined ? { headers: r.headers, entry: r.entry } : r));
-      await fc.assert(fc.asyncProperty(request, async (req) => {
-        const o = await authenticate(strategy, req);
-        if (o.kind === 'error') expectSafeError(o.error, req, `authenticate(${JSON.stringify(req.headers).slice(0, 300)})`);
-        if (o.kind === 'principal') expectPrincipal(o, `authenticate(${JSON.stringify(req.headers).slice(0, 300)})`);
-      }), { numRuns });
-    }, testTimeout);
+    it(
+      'throws nothing but McpError on random requests, and never repeats what was presented',
+      async () => {
+        const token = fc.oneof(
+          fc.string({ maxLength: 80 }),
+          fc.string({ unit: 'grapheme', maxLength: 40 }),
+          fc.base64String({ maxLength: 120 }),
+          fc.constantFrom('', ' ', 'null', 'undefined', 'eyJhbGciOiJub25lIn0.e30.', 'mcp_sk_', `mcp_sk_${'A'.repeat(43)}_AAAAAA`),
+        );
+        const scheme = fc.constantFrom('Bearer', 'bearer', 'BEARER', 'Basic', 'Token', 'ApiKey', '');
+        const authorization = fc.oneof(
+          token,
+          fc.tuple(scheme, token).map(([s, v]) => `${s} ${v}`),
+        );
+        const headers = fc
+          .record(
+            {
+              authorization: fc.option(authorization, { nil: undefined }),
+              'x-api-key': fc.option(token, { nil: undefined }),
+              cookie: fc.option(token, { nil: undefined }),
+            },
+            { requiredKeys: [] },
+          )
+          .chain((known) =>
+            fc
+              .dictionary(
+                fc.string({ minLength: 1, maxLength: 20 }).map((k) => k.toLowerCase()),
+                token,
+                { maxKeys: 3 },
+              )
+              .map((other) => ({ ...other, ...known })),
+          );
+        const request = fc
+          .record({ headers, entry: fc.constantFrom(...ENTRIES), ip: fc.option(fc.ipV4(), { nil: undefined }) })
+          .map((r): AuthRequest => (r.ip === undefined ? { headers: r.headers, entry: r.entry } : r));
+        await fc.assert(
+          fc.asyncProperty(request, async (req) => {
+            const o = await authenticate(strategy, req);
+            if (o.kind === 'error') expectSafeError(o.error, req, `authenticate(${JSON.stringify(req.headers).slice(0, 300)})`);
+            if (o.kind === 'principal') expectPrincipal(o, `authenticate(${JSON.stringify(req.headers).slice(0, 300)})`);
+          }),
+          { numRuns },
+        );
+      },
+      testTimeout,
+    );
 
-    it('throws nothing but McpError when a valid or invalid credential is altered (a character changed, cut or added)', async () => {
-      const seeds = [...fx.mine.map((m) => m.request), ...fx.invalid];
-      const mutated = fc.record({
-        seed: fc.constantFrom(...seeds),
-        at: fc.nat(),
-        op: fc.constantFrom('flip', 'cut', 'add', 'case', 'pad'),
-        ch: fc.string({ minLength: 1, maxLength: 1 }),
-      }).map(({ seed, at, op, ch }): AuthRequest => {
-        const keys = Object.keys(seed.headers).filter((k) => typeof seed.headers[k] === 'string');
-        if (keys.length === 0) return seed;
-        const key = keys[at % keys.length]!;
-        const v = seed.headers[key]!;
-        const i = at % Math.max(1, v.length);
-        const next = op === 'flip' ? `${v.slice(0, i)}${ch}${v.slice(i + 1)}`
-          : op === 'cut' ? v.slice(0, i)
-            : op === 'add' ? `${v}${ch}`
-              : op === 'case' ? (at % 2 ? v.toUpperCase() : v.toLowerCase())
-                : ` ${v} `;
-        return { ...seed, headers: { ...seed.headers, [key]: next } };
-      });
-      await fc.assert(fc.asyncProperty(mutated, async (req) => {
-        const o = await authenticate(strategy, req);
-        if (o.kind === 'error') {
-          const e = expectSafeError(o.error, req, `authenticate(${JSON.stringify(req.headers).slice(0, 300)})`);
-          expect(e.status, `a refused credential: ${e.code} (${e.message})`).toBe(401);
-        }
-        if (o.kind === 'principal') expectPrincipal(o, `authenticate(${JSON.stringify(req.headers).slice(0, 300)})`);
-      }), { numRuns });
-    }, testTimeout);
+    it(
+      'throws nothing but McpError when a valid or invalid credential is altered (a character changed, cut or added)',
+      async () => {
+        const seeds = [...fx.mine.map((m) => m.request), ...fx.invalid];
+        const mutated = fc
+          .record({
+            seed: fc.constantFrom(...seeds),
+            at: fc.nat(),
+            op: fc.constantFrom('flip', 'cut', 'add', 'case', 'pad'),
+            ch: fc.string({ minLength: 1, maxLength: 1 }),
+          })
+          .map(({ seed, at, op, ch }): AuthRequest => {
+            const keys = Object.keys(seed.headers).filter((k) => typeof seed.headers[k] === 'string');
+            if (keys.length === 0) return seed;
+            const key = keys[at % keys.length]!;
+            const v = seed.headers[key]!;
+            const i = at % Math.max(1, v.length);
+            const next =
+              op === 'flip'
+                ? `${v.slice(0, i)}${ch}${v.slice(i + 1)}`
+                : op === 'cut'
+                  ? v.slice(0, i)
+                  : op === 'add'
+                    ? `${v}${ch}`
+                    : op === 'case'
+                      ? at % 2
+                        ? v.toUpperCase()
+                        : v.toLowerCase()
+                      : ` ${v} `;
+            return { ...seed, headers: { ...seed.headers, [key]: next } };
+          });
+        await fc.assert(
+          fc.asyncProperty(mutated, async (req) => {
+            const o = await authenticate(strategy, req);
+            if (o.kind === 'error') {
+              const e = expectSafeError(o.error, req, `authenticate(${JSON.stringify(req.headers).slice(0, 300)})`);
+              expect(e.status, `a refused credential: ${e.code} (${e.message})`).toBe(401);
+            }
+            if (o.kind === 'principal') expectPrincipal(o, `authenticate(${JSON.stringify(req.headers).slice(0, 300)})`);
+          }),
+          { numRuns },
+        );
+      },
+      testTimeout,
+    );
 
-    it(`runs on every request: ${calls} calls complete (bound: ${callsBudgetMs} ms)`, async () => {
-      const mix = [...fx.none, ...fx.mine.map((m) => m.request), ...fx.invalid, ...(fx.foreign ?? [])];
-      const run = async () => {
-        for (let i = 0; i < calls; i++) await authenticate(strategy, mix[i % mix.length]!);
-      };
-      await within(run(), callsBudgetMs, `${calls} authenticate() calls`);
-    }, testTimeout);
+    it(
+      `runs on every request: ${calls} calls complete (bound: ${callsBudgetMs} ms)`,
+      async () => {
+        const mix = [...fx.none, ...fx.mine.map((m) => m.request), ...fx.invalid, ...(fx.foreign ?? [])];
+        const run = async () => {
+          for (let i = 0; i < calls; i++) await authenticate(strategy, mix[i % mix.length]!);
+        };
+        await within(run(), callsBudgetMs, `${calls} authenticate() calls`);
+      },
+      testTimeout,
+    );
 
-    it('concurrent calls agree with sequential ones', async () => {
-      const mix = [...fx.none, ...fx.mine.map((m) => m.request), ...fx.invalid, ...(fx.foreign ?? [])];
-      const key = (o: Outcome) => (o.kind === 'principal' ? `principal:${o.principal.id}` : o.kind === 'null' ? 'null' : `error:${(o.error as McpError).code}`);
-      const sequential: string[] = [];
-      for (const r of mix) sequential.push(key(await authenticate(strategy, r)));
-      const requests = Array.from({ length: 20 }, () => mix).flat();
-      const concurrent = await within(Promise.all(requests.map((r) => authenticate(strategy, r))), callsBudgetMs, 'concurrent authenticate() calls');
-      expect(concurrent.map(key)).toEqual(Array.from({ length: 20 }, () => sequential).flat());
-    }, testTimeout);
+    it(
+      'concurrent calls agree with sequential ones',
+      async () => {
+        const mix = [...fx.none, ...fx.mine.map((m) => m.request), ...fx.invalid, ...(fx.foreign ?? [])];
+        const key = (o: Outcome) =>
+          o.kind === 'principal' ? `principal:${o.principal.id}` : o.kind === 'null' ? 'null' : `error:${(o.error as McpError).code}`;
+        const sequential: string[] = [];
+        for (const r of mix) sequential.push(key(await authenticate(strategy, r)));
+        const requests = Array.from({ length: 20 }, () => mix).flat();
+        const concurrent = await within(Promise.all(requests.map((r) => authenticate(strategy, r))), callsBudgetMs, 'concurrent authenticate() calls');
+        expect(concurrent.map(key)).toEqual(Array.from({ length: 20 }, () => sequential).flat());
+      },
+      testTimeout,
+    );
   });
 }

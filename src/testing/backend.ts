@@ -84,8 +84,21 @@ export interface BackendConformanceFixture {
 
 /** The suite's checks, by id (for `knownGaps`). */
 export type BackendCheck =
-  | 'setup' | 'load' | 'infer' | 'stream' | 'concurrency' | 'cancel' | 'cancel-return' | 'deadline' | 'aborted-call'
-  | 'health' | 'unsupported-task' | 'bad-input' | 'unreachable' | 'unload' | 'random-inputs';
+  | 'setup'
+  | 'load'
+  | 'infer'
+  | 'stream'
+  | 'concurrency'
+  | 'cancel'
+  | 'cancel-return'
+  | 'deadline'
+  | 'aborted-call'
+  | 'health'
+  | 'unsupported-task'
+  | 'bad-input'
+  | 'unreachable'
+  | 'unload'
+  | 'random-inputs';
 
 export interface BackendConformanceOptions {
   /**
@@ -111,10 +124,14 @@ const GENERATIVE: ReadonlySet<InferenceTask> = new Set<InferenceTask>(['generate
 /** A plausible request for a task, used where the instance must refuse the task. */
 function genericRequest(task: InferenceTask): InferenceInput {
   switch (task) {
-    case 'generate': return { task, prompt: 'Hello' };
-    case 'chat': return { task, messages: [{ role: 'user', content: 'Hello' }] };
-    case 'embed': return { task, texts: ['Hello'] };
-    case 'tensor': return { task, tensors: [{ name: 'input', shape: [1, 1], datatype: 'FP32', data: [1] }] };
+    case 'generate':
+      return { task, prompt: 'Hello' };
+    case 'chat':
+      return { task, messages: [{ role: 'user', content: 'Hello' }] };
+    case 'embed':
+      return { task, texts: ['Hello'] };
+    case 'tensor':
+      return { task, tensors: [{ name: 'input', shape: [1, 1], datatype: 'FP32', data: [1] }] };
   }
 }
 
@@ -204,7 +221,10 @@ function checkOutput(inst: LoadedInstance, input: InferenceInput, out: Inference
     expect(Array.isArray(out.tensors) && out.tensors.length > 0, `${what}: tensors`).toBe(true);
     for (const t of out.tensors!) checkTensor(t, what);
     if (input.outputs && input.outputs.length > 0) {
-      expect(out.tensors!.map((t) => t.name), `${what}: the outputs asked for`).toEqual(input.outputs);
+      expect(
+        out.tensors!.map((t) => t.name),
+        `${what}: the outputs asked for`,
+      ).toEqual(input.outputs);
     } else if (inst.signature && inst.signature.outputs.length > 0) {
       const names = inst.signature.outputs.map((s) => s.name);
       for (const t of out.tensors!) expect(names, `${what}: output ${t.name} is not in the signature`).toContain(t.name);
@@ -214,7 +234,10 @@ function checkOutput(inst: LoadedInstance, input: InferenceInput, out: Inference
   checkUsage(out.usage, what);
 }
 
-interface Collected { chunks: InferenceChunk[]; error?: unknown }
+interface Collected {
+  chunks: InferenceChunk[];
+  error?: unknown;
+}
 
 /** Reads a whole stream; a throw (when calling stream() or mid-way) is returned, not thrown. */
 async function collect(inst: LoadedInstance, input: InferenceInput, call: BackendCall): Promise<Collected> {
@@ -229,12 +252,15 @@ async function collect(inst: LoadedInstance, input: InferenceInput, call: Backen
 
 /** Where a cancelled stream or call must end: MCP_CANCELLED / MCP_DEADLINE_EXCEEDED, or a last chunk with finishReason 'cancelled'. */
 function expectStoppedStream(r: Collected, what: string): void {
-  if (r.error !== undefined) { expectCancelledOrDeadline(r.error, what); return; }
+  if (r.error !== undefined) {
+    expectCancelledOrDeadline(r.error, what);
+    return;
+  }
   const last = r.chunks.at(-1);
   expect(
     last?.finishReason,
     `${what}: the stream ended ${last?.finishReason ? `with finishReason '${last.finishReason}' (it ran to completion)` : 'silently, as if complete'}; ` +
-    "a stopped stream must throw MCP_CANCELLED (or MCP_DEADLINE_EXCEEDED) or end with finishReason 'cancelled'",
+      "a stopped stream must throw MCP_CANCELLED (or MCP_DEADLINE_EXCEEDED) or end with finishReason 'cancelled'",
   ).toBe('cancelled');
 }
 
@@ -273,28 +299,37 @@ function badTensorInputs(sig: ModelSignature): Array<{ why: string; input: Infer
 /** Random inputs in the domain the gateway validates (strings of any kind; tensors whose data fits their shape). */
 function randomInputs(base: InferenceInput, sig: ModelSignature | undefined): fc.Arbitrary<InferenceInput> {
   const text = fc.oneof(
-    fc.string({ maxLength: 60 }), fc.string({ unit: 'grapheme', maxLength: 30 }), fc.constantFrom('', ' ', '\n\n', '\u0000', '🦫'.repeat(20)),
+    fc.string({ maxLength: 60 }),
+    fc.string({ unit: 'grapheme', maxLength: 30 }),
+    fc.constantFrom('', ' ', '\n\n', '\u0000', '🦫'.repeat(20)),
   );
   switch (base.task) {
-    case 'generate': return text.map((prompt) => ({ ...base, prompt }));
+    case 'generate':
+      return text.map((prompt) => ({ ...base, prompt }));
     case 'chat':
       return fc.array(text, { minLength: 1, maxLength: 3 }).map((cs) => ({ ...base, messages: cs.map((content) => ({ role: 'user' as const, content })) }));
-    case 'embed': return fc.array(text, { minLength: 1, maxLength: 4 }).map((texts) => ({ ...base, texts }));
+    case 'embed':
+      return fc.array(text, { minLength: 1, maxLength: 4 }).map((texts) => ({ ...base, texts }));
     case 'tensor': {
       const names = [...(sig?.inputs.map((s) => s.name) ?? []), ...(base.tensors?.map((t) => t.name) ?? []), 'x'];
-      const tensor = fc.record({
-        name: fc.constantFrom(...names),
-        shape: fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 0, maxLength: 3 }),
-        datatype: fc.constantFrom<TensorDatatype>('FP32', 'INT32', 'BOOL', 'BYTES', 'FP64', 'UINT8'),
-        seed: fc.integer({ min: 0, max: 1000 }),
-        extra: fc.constantFrom(0, 0, 0, 1),
-      }).map(({ name, shape, datatype, seed, extra }): Tensor => {
-        const n = shape.reduce((a, b) => a * b, 1);
-        const value = (i: number) => (datatype === 'BYTES' ? `v${i}` : datatype === 'BOOL' ? (i + seed) % 2 === 0 : ((i + seed) % 7) - 3);
-        return { name, shape, datatype, data: Array.from({ length: n }, (_, i) => value(i)).slice(0, Math.max(0, n - extra)) };
-      });
+      const tensor = fc
+        .record({
+          name: fc.constantFrom(...names),
+          shape: fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 0, maxLength: 3 }),
+          datatype: fc.constantFrom<TensorDatatype>('FP32', 'INT32', 'BOOL', 'BYTES', 'FP64', 'UINT8'),
+          seed: fc.integer({ min: 0, max: 1000 }),
+          extra: fc.constantFrom(0, 0, 0, 1),
+        })
+        .map(({ name, shape, datatype, seed, extra }): Tensor => {
+          const n = shape.reduce((a, b) => a * b, 1);
+          const value = (i: number) => (datatype === 'BYTES' ? `v${i}` : datatype === 'BOOL' ? (i + seed) % 2 === 0 : ((i + seed) % 7) - 3);
+          return { name, shape, datatype, data: Array.from({ length: n }, (_, i) => value(i)).slice(0, Math.max(0, n - extra)) };
+        });
       const fromBase = fc.constant(base.tensors ?? []);
-      const tensors = fc.oneof(fc.array(tensor, { minLength: 1, maxLength: 2 }), fromBase.chain((ts) => tensor.map((t) => [...ts.slice(1), t])));
+      const tensors = fc.oneof(
+        fc.array(tensor, { minLength: 1, maxLength: 2 }),
+        fromBase.chain((ts) => tensor.map((t) => [...ts.slice(1), t])),
+      );
       return tensors.map((ts) => ({ task: 'tensor' as const, tensors: ts }));
     }
   }
@@ -373,24 +408,29 @@ export function describeBackendConformance(
       await fx?.close?.();
     }, setupTimeoutMs);
 
-    check('setup', 'setup gives a backend: load(), instanceOptions accepting the spec, devices()', async () => {
-      expect(typeof backend.load).toBe('function');
-      if (backend.instanceOptions) {
-        const r = backend.instanceOptions.safeParse(fx.spec.options);
-        expect(r.success, `instanceOptions refuses the fixture spec's options: ${r.success ? '' : r.error.message}`).toBe(true);
-      }
-      if (backend.devices) {
-        const devices = await backend.devices();
-        expect(Array.isArray(devices)).toBe(true);
-        for (const d of devices) {
-          expect(typeof d.id === 'string' && d.id !== '', `device id ${describeValue(d.id)}`).toBe(true);
-          expect(['cpu', 'gpu', 'tpu', 'remote']).toContain(d.kind);
+    check(
+      'setup',
+      'setup gives a backend: load(), instanceOptions accepting the spec, devices()',
+      async () => {
+        expect(typeof backend.load).toBe('function');
+        if (backend.instanceOptions) {
+          const r = backend.instanceOptions.safeParse(fx.spec.options);
+          expect(r.success, `instanceOptions refuses the fixture spec's options: ${r.success ? '' : r.error.message}`).toBe(true);
         }
-      }
-      for (const report of await within(harness!.health(), promptMs, 'the plugin health checks')) {
-        expect(report.ok, `plugin health check: ${report.detail ?? ''}`).toBe(true);
-      }
-    }, testTimeout);
+        if (backend.devices) {
+          const devices = await backend.devices();
+          expect(Array.isArray(devices)).toBe(true);
+          for (const d of devices) {
+            expect(typeof d.id === 'string' && d.id !== '', `device id ${describeValue(d.id)}`).toBe(true);
+            expect(['cpu', 'gpu', 'tpu', 'remote']).toContain(d.kind);
+          }
+        }
+        for (const report of await within(harness!.health(), promptMs, 'the plugin health checks')) {
+          expect(report.ok, `plugin health check: ${report.detail ?? ''}`).toBe(true);
+        }
+      },
+      testTimeout,
+    );
 
     check('load', 'load returns a LoadedInstance with runtime, device, tasks (and a well-formed signature)', () => {
       if (loadError !== undefined) throw loadError;
@@ -411,234 +451,329 @@ export function describeBackendConformance(
       }
     });
 
-    check('infer', 'infer answers each task it serves with the right output shape', async () => {
-      if (loadError !== undefined) throw loadError;
-      for (const [task, input] of requestsOf(inst)) {
-        const r = await within(settle(inst.infer(input, call())), testTimeout, `infer(${task})`);
-        if (!r.ok) { expectMcpError(r.error, `infer(${task})`); throw r.error; }
-        checkOutput(inst, input, r.value, `infer(${task})`);
-      }
-    }, testTimeout);
-
-    check('stream', 'stream yields chunks that concatenate to the answer; only the last has finishReason (and usage when reported)', async (t) => {
-      if (loadError !== undefined) throw loadError;
-      const tasks = requestsOf(inst).filter(([task]) => streams(inst, task));
-      if (tasks.length === 0) t.skip('the instance does not stream');
-      for (const [task, input] of tasks) {
-        const answer = await inst.infer(input, call());
-        const r = await within(collect(inst, input, call()), testTimeout, `stream(${task})`);
-        if (r.error !== undefined) { expectMcpError(r.error, `stream(${task})`); throw r.error; }
-        expect(r.chunks.length, `stream(${task}) yielded nothing`).toBeGreaterThan(0);
-        for (const [i, c] of r.chunks.entries()) {
-          expect(typeof c?.text, `stream(${task}) chunk ${i} text`).toBe('string');
-          if (i < r.chunks.length - 1) expect(c.finishReason, `stream(${task}) chunk ${i} of ${r.chunks.length} has finishReason`).toBeUndefined();
-          checkUsage(c.usage, `stream(${task}) chunk ${i}`);
+    check(
+      'infer',
+      'infer answers each task it serves with the right output shape',
+      async () => {
+        if (loadError !== undefined) throw loadError;
+        for (const [task, input] of requestsOf(inst)) {
+          const r = await within(settle(inst.infer(input, call())), testTimeout, `infer(${task})`);
+          if (!r.ok) {
+            expectMcpError(r.error, `infer(${task})`);
+            throw r.error;
+          }
+          checkOutput(inst, input, r.value, `infer(${task})`);
         }
-        const last = r.chunks.at(-1)!;
-        expect([...FINISHED], `stream(${task}): the last chunk's finishReason`).toContain(last.finishReason);
-        expect(r.chunks.map((c) => c.text).join(''), `stream(${task}): the chunks do not add up to infer's text`).toBe(answer.text);
-        if (answer.usage) expect(last.usage, `stream(${task}): infer reports usage, the last chunk has none`).toBeDefined();
-      }
-    }, testTimeout);
+      },
+      testTimeout,
+    );
 
-    check('concurrency', `answers ${concurrency} concurrent requests of each task`, async () => {
-      if (loadError !== undefined) throw loadError;
-      for (const [task, input] of requestsOf(inst)) {
-        const all = Promise.all(Array.from({ length: concurrency }, () => settle(inst.infer(input, call()))));
-        const answers = await within(all, testTimeout, `${concurrency} concurrent infer(${task})`);
-        for (const [i, r] of answers.entries()) {
-          if (!r.ok) { expectMcpError(r.error, `concurrent infer(${task}) #${i}`); throw r.error; }
-          checkOutput(inst, input, r.value, `concurrent infer(${task}) #${i}`);
+    check(
+      'stream',
+      'stream yields chunks that concatenate to the answer; only the last has finishReason (and usage when reported)',
+      async (t) => {
+        if (loadError !== undefined) throw loadError;
+        const tasks = requestsOf(inst).filter(([task]) => streams(inst, task));
+        if (tasks.length === 0) t.skip('the instance does not stream');
+        for (const [task, input] of tasks) {
+          const answer = await inst.infer(input, call());
+          const r = await within(collect(inst, input, call()), testTimeout, `stream(${task})`);
+          if (r.error !== undefined) {
+            expectMcpError(r.error, `stream(${task})`);
+            throw r.error;
+          }
+          expect(r.chunks.length, `stream(${task}) yielded nothing`).toBeGreaterThan(0);
+          for (const [i, c] of r.chunks.entries()) {
+            expect(typeof c?.text, `stream(${task}) chunk ${i} text`).toBe('string');
+            if (i < r.chunks.length - 1) expect(c.finishReason, `stream(${task}) chunk ${i} of ${r.chunks.length} has finishReason`).toBeUndefined();
+            checkUsage(c.usage, `stream(${task}) chunk ${i}`);
+          }
+          const last = r.chunks.at(-1)!;
+          expect([...FINISHED], `stream(${task}): the last chunk's finishReason`).toContain(last.finishReason);
+          expect(r.chunks.map((c) => c.text).join(''), `stream(${task}): the chunks do not add up to infer's text`).toBe(answer.text);
+          if (answer.usage) expect(last.usage, `stream(${task}): infer reports usage, the last chunk has none`).toBeDefined();
         }
-      }
-    }, testTimeout);
+      },
+      testTimeout,
+    );
+
+    check(
+      'concurrency',
+      `answers ${concurrency} concurrent requests of each task`,
+      async () => {
+        if (loadError !== undefined) throw loadError;
+        for (const [task, input] of requestsOf(inst)) {
+          const all = Promise.all(Array.from({ length: concurrency }, () => settle(inst.infer(input, call()))));
+          const answers = await within(all, testTimeout, `${concurrency} concurrent infer(${task})`);
+          for (const [i, r] of answers.entries()) {
+            if (!r.ok) {
+              expectMcpError(r.error, `concurrent infer(${task}) #${i}`);
+              throw r.error;
+            }
+            checkOutput(inst, input, r.value, `concurrent infer(${task}) #${i}`);
+          }
+        }
+      },
+      testTimeout,
+    );
 
     const cancelTitle = 'cancel mid-stream: aborting the signal after the first chunk ends the stream promptly; the backend stays usable';
-    check('cancel', cancelTitle, async (t) => {
-      if (loadError !== undefined) throw loadError;
-      const target = slowInst ?? inst;
-      if (!fx.slow) t.skip('the fixture gives no slow request');
-      if (!streams(target, fx.slow!.input.task)) t.skip('the instance does not stream the slow request');
-      await released(target, 'before the check');
-      const ac = new AbortController();
-      const what = 'the slow stream, aborted after its first chunk';
-      const iterator = (async function* () { yield* target.stream!(fx.slow!.input, call(ac.signal)); })()[Symbol.asyncIterator]();
-      const first = await within(settle(iterator.next()), promptMs, 'the first chunk of the slow stream');
-      if (!first.ok) { expectMcpError(first.error, 'the slow stream'); throw first.error; }
-      expect(first.value.done, 'the slow stream ended before its first chunk').toBe(false);
-      expect(first.value.value?.finishReason, 'the slow stream finished in its first chunk: it is not slow').toBeUndefined();
-      ac.abort();
-      const rest: Collected = { chunks: [] };
-      const drained = await within(settle(async () => {
-        for (let r = await iterator.next(); !r.done; r = await iterator.next()) rest.chunks.push(r.value);
-      }), promptMs, what);
-      if (!drained.ok) rest.error = drained.error;
-      expectStoppedStream(rest, what);
-      await released(target, what);
-      const [task, input] = firstRequest(inst);
-      const next = `infer(${task}) after a cancelled stream`;
-      checkOutput(inst, input, await within(inst.infer(input, call()), testTimeout, next), next);
-    }, testTimeout);
+    check(
+      'cancel',
+      cancelTitle,
+      async (t) => {
+        if (loadError !== undefined) throw loadError;
+        const target = slowInst ?? inst;
+        if (!fx.slow) t.skip('the fixture gives no slow request');
+        if (!streams(target, fx.slow!.input.task)) t.skip('the instance does not stream the slow request');
+        await released(target, 'before the check');
+        const ac = new AbortController();
+        const what = 'the slow stream, aborted after its first chunk';
+        const iterator = (async function* () {
+          yield* target.stream!(fx.slow!.input, call(ac.signal));
+        })()[Symbol.asyncIterator]();
+        const first = await within(settle(iterator.next()), promptMs, 'the first chunk of the slow stream');
+        if (!first.ok) {
+          expectMcpError(first.error, 'the slow stream');
+          throw first.error;
+        }
+        expect(first.value.done, 'the slow stream ended before its first chunk').toBe(false);
+        expect(first.value.value?.finishReason, 'the slow stream finished in its first chunk: it is not slow').toBeUndefined();
+        ac.abort();
+        const rest: Collected = { chunks: [] };
+        const drained = await within(
+          settle(async () => {
+            for (let r = await iterator.next(); !r.done; r = await iterator.next()) rest.chunks.push(r.value);
+          }),
+          promptMs,
+          what,
+        );
+        if (!drained.ok) rest.error = drained.error;
+        expectStoppedStream(rest, what);
+        await released(target, what);
+        const [task, input] = firstRequest(inst);
+        const next = `infer(${task}) after a cancelled stream`;
+        checkOutput(inst, input, await within(inst.infer(input, call()), testTimeout, next), next);
+      },
+      testTimeout,
+    );
 
-    check('cancel-return', "cancel mid-stream: the iterator's return() after the first chunk releases it promptly; the backend stays usable", async (t) => {
-      if (loadError !== undefined) throw loadError;
-      const target = slowInst ?? inst;
-      if (!fx.slow) t.skip('the fixture gives no slow request');
-      if (!streams(target, fx.slow!.input.task)) t.skip('the instance does not stream the slow request');
-      await released(target, 'before the check');
-      const iterator = target.stream!(fx.slow!.input, call())[Symbol.asyncIterator]();
-      expect(typeof iterator.return, 'the stream iterator has no return(): a consumer that stops reading cannot release it').toBe('function');
-      const first = await within(settle(iterator.next()), promptMs, 'the first chunk of the slow stream');
-      if (!first.ok) { expectMcpError(first.error, 'the slow stream'); throw first.error; }
-      expect(first.value.done, 'the slow stream ended before its first chunk').toBe(false);
-      const returned = await within(settle(iterator.return!()), promptMs, "the slow stream's return()");
-      if (!returned.ok) expectMcpError(returned.error, "the slow stream's return()");
-      const after = await within(settle(iterator.next()), promptMs, 'next() after return()');
-      expect(after.ok && after.value.done, 'next() after return() should report done').toBe(true);
-      await released(target, 'the slow stream after return()');
-      const [task, input] = firstRequest(inst);
-      const what = `infer(${task}) after a released stream`;
-      checkOutput(inst, input, await within(inst.infer(input, call()), testTimeout, what), what);
-      // the instance that streamed takes a new stream too
-      const again = target.stream!(fx.slow!.input, call())[Symbol.asyncIterator]();
-      const next = await within(settle(again.next()), promptMs, 'a new stream on the instance after return()');
-      if (!next.ok) { expectMcpError(next.error, 'a new stream after return()'); throw next.error; }
-      await within(Promise.resolve(again.return?.()), promptMs, 'return() of the new stream');
-      await released(target, 'the new stream after return()');
-    }, testTimeout);
+    check(
+      'cancel-return',
+      "cancel mid-stream: the iterator's return() after the first chunk releases it promptly; the backend stays usable",
+      async (t) => {
+        if (loadError !== undefined) throw loadError;
+        const target = slowInst ?? inst;
+        if (!fx.slow) t.skip('the fixture gives no slow request');
+        if (!streams(target, fx.slow!.input.task)) t.skip('the instance does not stream the slow request');
+        await released(target, 'before the check');
+        const iterator = target.stream!(fx.slow!.input, call())[Symbol.asyncIterator]();
+        expect(typeof iterator.return, 'the stream iterator has no return(): a consumer that stops reading cannot release it').toBe('function');
+        const first = await within(settle(iterator.next()), promptMs, 'the first chunk of the slow stream');
+        if (!first.ok) {
+          expectMcpError(first.error, 'the slow stream');
+          throw first.error;
+        }
+        expect(first.value.done, 'the slow stream ended before its first chunk').toBe(false);
+        const returned = await within(settle(iterator.return!()), promptMs, "the slow stream's return()");
+        if (!returned.ok) expectMcpError(returned.error, "the slow stream's return()");
+        const after = await within(settle(iterator.next()), promptMs, 'next() after return()');
+        expect(after.ok && after.value.done, 'next() after return() should report done').toBe(true);
+        await released(target, 'the slow stream after return()');
+        const [task, input] = firstRequest(inst);
+        const what = `infer(${task}) after a released stream`;
+        checkOutput(inst, input, await within(inst.infer(input, call()), testTimeout, what), what);
+        // the instance that streamed takes a new stream too
+        const again = target.stream!(fx.slow!.input, call())[Symbol.asyncIterator]();
+        const next = await within(settle(again.next()), promptMs, 'a new stream on the instance after return()');
+        if (!next.ok) {
+          expectMcpError(next.error, 'a new stream after return()');
+          throw next.error;
+        }
+        await within(Promise.resolve(again.return?.()), promptMs, 'return() of the new stream');
+        await released(target, 'the new stream after return()');
+      },
+      testTimeout,
+    );
 
-    check('deadline', 'deadline: a call whose signal times out fails with MCP_DEADLINE_EXCEEDED or MCP_CANCELLED, never hangs', async (t) => {
-      if (loadError !== undefined) throw loadError;
-      const target = slowInst ?? inst;
-      if (!fx.slow) t.skip('the fixture gives no slow request');
-      const slow = fx.slow!;
-      const timed = () => call(AbortSignal.timeout(deadlineMs), Date.now() + deadlineMs);
-      await released(target, 'before the check');
-      let checked = false;
-      if (!slow.streamOnly) {
-        const r = await within(settle(target.infer(slow.input, timed())), deadlineMs + promptMs, 'infer past its deadline');
-        expect(r.ok, `infer of the slow request answered although its ${deadlineMs} ms deadline passed`).toBe(false);
-        if (!r.ok) expectCancelledOrDeadline(r.error, 'infer past its deadline');
-        await released(target, 'infer past its deadline');
-        checked = true;
-      }
-      if (streams(target, slow.input.task)) {
-        const r = await within(collect(target, slow.input, timed()), deadlineMs + promptMs, 'a stream past its deadline');
-        expectStoppedStream(r, 'a stream past its deadline');
-        await released(target, 'a stream past its deadline');
-        checked = true;
-      }
-      if (!checked) t.skip('the slow request is slow only as a stream and the instance does not stream it');
-    }, testTimeout);
+    check(
+      'deadline',
+      'deadline: a call whose signal times out fails with MCP_DEADLINE_EXCEEDED or MCP_CANCELLED, never hangs',
+      async (t) => {
+        if (loadError !== undefined) throw loadError;
+        const target = slowInst ?? inst;
+        if (!fx.slow) t.skip('the fixture gives no slow request');
+        const slow = fx.slow!;
+        const timed = () => call(AbortSignal.timeout(deadlineMs), Date.now() + deadlineMs);
+        await released(target, 'before the check');
+        let checked = false;
+        if (!slow.streamOnly) {
+          const r = await within(settle(target.infer(slow.input, timed())), deadlineMs + promptMs, 'infer past its deadline');
+          expect(r.ok, `infer of the slow request answered although its ${deadlineMs} ms deadline passed`).toBe(false);
+          if (!r.ok) expectCancelledOrDeadline(r.error, 'infer past its deadline');
+          await released(target, 'infer past its deadline');
+          checked = true;
+        }
+        if (streams(target, slow.input.task)) {
+          const r = await within(collect(target, slow.input, timed()), deadlineMs + promptMs, 'a stream past its deadline');
+          expectStoppedStream(r, 'a stream past its deadline');
+          await released(target, 'a stream past its deadline');
+          checked = true;
+        }
+        if (!checked) t.skip('the slow request is slow only as a stream and the instance does not stream it');
+      },
+      testTimeout,
+    );
 
-    check('aborted-call', 'a call whose signal has already aborted ends at once: MCP_CANCELLED / MCP_DEADLINE_EXCEEDED, or an answer', async () => {
-      if (loadError !== undefined) throw loadError;
-      for (const [task, input] of requestsOf(inst)) {
-        const r = await within(settle(inst.infer(input, call(AbortSignal.abort(), Date.now() - 1))), promptMs, `infer(${task}) with an aborted signal`);
-        if (r.ok) checkOutput(inst, input, r.value, `infer(${task}) with an aborted signal`);
-        else expectCancelledOrDeadline(r.error, `infer(${task}) with an aborted signal`);
-        if (!streams(inst, task)) continue;
-        const s = await within(collect(inst, input, call(AbortSignal.abort(), Date.now() - 1)), promptMs, `stream(${task}) with an aborted signal`);
-        const stopped = s.error !== undefined || s.chunks.at(-1)?.finishReason === 'cancelled' || s.chunks.length === 0;
-        if (stopped) expectStoppedStream(s, `stream(${task}) with an aborted signal`);
-      }
-    }, testTimeout);
+    check(
+      'aborted-call',
+      'a call whose signal has already aborted ends at once: MCP_CANCELLED / MCP_DEADLINE_EXCEEDED, or an answer',
+      async () => {
+        if (loadError !== undefined) throw loadError;
+        for (const [task, input] of requestsOf(inst)) {
+          const r = await within(settle(inst.infer(input, call(AbortSignal.abort(), Date.now() - 1))), promptMs, `infer(${task}) with an aborted signal`);
+          if (r.ok) checkOutput(inst, input, r.value, `infer(${task}) with an aborted signal`);
+          else expectCancelledOrDeadline(r.error, `infer(${task}) with an aborted signal`);
+          if (!streams(inst, task)) continue;
+          const s = await within(collect(inst, input, call(AbortSignal.abort(), Date.now() - 1)), promptMs, `stream(${task}) with an aborted signal`);
+          const stopped = s.error !== undefined || s.chunks.at(-1)?.finishReason === 'cancelled' || s.chunks.length === 0;
+          if (stopped) expectStoppedStream(s, `stream(${task}) with an aborted signal`);
+        }
+      },
+      testTimeout,
+    );
 
-    check('health', 'health: a serving instance reports ok, promptly', async () => {
-      if (loadError !== undefined) throw loadError;
-      const r = await within(settle(inst.health(AbortSignal.timeout(promptMs))), promptMs, 'health()');
-      if (!r.ok) { expectMcpError(r.error, 'health()'); throw new Error(`health() threw instead of returning a report: ${describeValue(r.error)}`); }
-      expect(r.value.ok, `health() of a serving instance: ${r.value.detail ?? ''}`).toBe(true);
-      if (r.value.detail !== undefined) expect(typeof r.value.detail).toBe('string');
-    }, testTimeout);
+    check(
+      'health',
+      'health: a serving instance reports ok, promptly',
+      async () => {
+        if (loadError !== undefined) throw loadError;
+        const r = await within(settle(inst.health(AbortSignal.timeout(promptMs))), promptMs, 'health()');
+        if (!r.ok) {
+          expectMcpError(r.error, 'health()');
+          throw new Error(`health() threw instead of returning a report: ${describeValue(r.error)}`);
+        }
+        expect(r.value.ok, `health() of a serving instance: ${r.value.detail ?? ''}`).toBe(true);
+        if (r.value.detail !== undefined) expect(typeof r.value.detail).toBe('string');
+      },
+      testTimeout,
+    );
 
-    check('unsupported-task', 'refuses a task the instance does not serve with a 4xx McpError, not a crash', async (t) => {
-      if (loadError !== undefined) throw loadError;
-      const others = TASKS.filter((task) => !inst.tasks.includes(task));
-      if (others.length === 0) t.skip('the instance serves every task');
-      for (const task of others) {
-        const r = await within(settle(inst.infer(genericRequest(task), call())), promptMs, `infer(${task})`);
-        expect(r.ok, `infer(${task}) answered, but the instance serves only ${inst.tasks.join(', ')}`).toBe(false);
-        if (!r.ok) expectClientError(r.error, `infer(${task}) on an instance that does not serve it`);
-        if (typeof inst.stream !== 'function') continue;
-        const s = await within(collect(inst, genericRequest(task), call()), promptMs, `stream(${task})`);
-        expect(s.error, `stream(${task}) was served, but the instance serves only ${inst.tasks.join(', ')}`).toBeDefined();
-        expectClientError(s.error, `stream(${task}) on an instance that does not serve it`);
-      }
-    }, testTimeout);
+    check(
+      'unsupported-task',
+      'refuses a task the instance does not serve with a 4xx McpError, not a crash',
+      async (t) => {
+        if (loadError !== undefined) throw loadError;
+        const others = TASKS.filter((task) => !inst.tasks.includes(task));
+        if (others.length === 0) t.skip('the instance serves every task');
+        for (const task of others) {
+          const r = await within(settle(inst.infer(genericRequest(task), call())), promptMs, `infer(${task})`);
+          expect(r.ok, `infer(${task}) answered, but the instance serves only ${inst.tasks.join(', ')}`).toBe(false);
+          if (!r.ok) expectClientError(r.error, `infer(${task}) on an instance that does not serve it`);
+          if (typeof inst.stream !== 'function') continue;
+          const s = await within(collect(inst, genericRequest(task), call()), promptMs, `stream(${task})`);
+          expect(s.error, `stream(${task}) was served, but the instance serves only ${inst.tasks.join(', ')}`).toBeDefined();
+          expectClientError(s.error, `stream(${task}) on an instance that does not serve it`);
+        }
+      },
+      testTimeout,
+    );
 
-    check('bad-input', 'refuses bad input (e.g. a tensor that does not fit the signature) with a 4xx McpError', async (t) => {
-      if (loadError !== undefined) throw loadError;
-      const cases = [
-        ...(inst.tasks.includes('tensor') && inst.signature ? badTensorInputs(inst.signature) : []),
-        ...(fx.invalid ?? []).map((input, i) => ({ why: `fixture invalid[${i}]`, input })),
-      ];
-      if (cases.length === 0) t.skip('no signature to derive bad tensors from, and the fixture gives no invalid inputs');
-      for (const { why, input } of cases) {
-        const r = await within(settle(inst.infer(input, call())), promptMs, `infer(${why})`);
-        expect(r.ok, `infer with ${why} answered ${describeValue(r.ok ? r.value : undefined).slice(0, 200)}`).toBe(false);
-        if (!r.ok) expectClientError(r.error, `infer with ${why}`);
-      }
-    }, testTimeout);
+    check(
+      'bad-input',
+      'refuses bad input (e.g. a tensor that does not fit the signature) with a 4xx McpError',
+      async (t) => {
+        if (loadError !== undefined) throw loadError;
+        const cases = [
+          ...(inst.tasks.includes('tensor') && inst.signature ? badTensorInputs(inst.signature) : []),
+          ...(fx.invalid ?? []).map((input, i) => ({ why: `fixture invalid[${i}]`, input })),
+        ];
+        if (cases.length === 0) t.skip('no signature to derive bad tensors from, and the fixture gives no invalid inputs');
+        for (const { why, input } of cases) {
+          const r = await within(settle(inst.infer(input, call())), promptMs, `infer(${why})`);
+          expect(r.ok, `infer with ${why} answered ${describeValue(r.ok ? r.value : undefined).slice(0, 200)}`).toBe(false);
+          if (!r.ok) expectClientError(r.error, `infer with ${why}`);
+        }
+      },
+      testTimeout,
+    );
 
-    check('unreachable', 'unreachable server: health is a report (never a throw); infer fails retryable with mayHaveExecuted false', async (t) => {
-      if (!fx.unreachable) t.skip('the fixture gives no unreachable spec (a local backend)');
-      const l = await within(settle(backend.load(fx.unreachable!, new AbortController().signal)), promptMs * 2, 'load() of an unreachable instance');
-      if (!l.ok) {
-        // Refusing to load is fine, as an McpError the fleet can report and retry.
-        const e = expectMcpError(l.error, 'load() of an unreachable instance');
-        expect(e.retryable, `load() of an unreachable instance: ${e.code} should be retryable (the server may come back)`).toBe(true);
-        return;
-      }
-      const u = l.value;
-      loaded.push(u);
-      const h = await within(settle(u.health(AbortSignal.timeout(promptMs))), promptMs * 2, 'health() of an unreachable instance');
-      if (!h.ok) throw new Error(`health() of an unreachable instance threw instead of returning a report: ${describeValue(h.error)}`);
-      expect(h.value.ok, 'health() of an unreachable instance says ok').toBe(false);
-      const tasks = u.tasks.length > 0 ? u.tasks.filter((task) => fx.requests[task]) : Object.keys(fx.requests) as InferenceTask[];
-      for (const [task, input] of tasks.map((task) => [task, fx.requests[task]!] as const)) {
-        const r = await within(settle(u.infer(input, call())), promptMs * 2, `infer(${task}) on an unreachable instance`);
-        expect(r.ok, `infer(${task}) on an unreachable instance answered`).toBe(false);
-        if (!r.ok) expectNotExecuted(r.error, `infer(${task}) on an unreachable instance`);
-        if (!streams(u, task)) continue;
-        const s = await within(collect(u, input, call()), promptMs * 2, `stream(${task}) on an unreachable instance`);
-        expectNotExecuted(s.error, `stream(${task}) on an unreachable instance`);
-      }
-    }, testTimeout);
+    check(
+      'unreachable',
+      'unreachable server: health is a report (never a throw); infer fails retryable with mayHaveExecuted false',
+      async (t) => {
+        if (!fx.unreachable) t.skip('the fixture gives no unreachable spec (a local backend)');
+        const l = await within(settle(backend.load(fx.unreachable!, new AbortController().signal)), promptMs * 2, 'load() of an unreachable instance');
+        if (!l.ok) {
+          // Refusing to load is fine, as an McpError the fleet can report and retry.
+          const e = expectMcpError(l.error, 'load() of an unreachable instance');
+          expect(e.retryable, `load() of an unreachable instance: ${e.code} should be retryable (the server may come back)`).toBe(true);
+          return;
+        }
+        const u = l.value;
+        loaded.push(u);
+        const h = await within(settle(u.health(AbortSignal.timeout(promptMs))), promptMs * 2, 'health() of an unreachable instance');
+        if (!h.ok) throw new Error(`health() of an unreachable instance threw instead of returning a report: ${describeValue(h.error)}`);
+        expect(h.value.ok, 'health() of an unreachable instance says ok').toBe(false);
+        const tasks = u.tasks.length > 0 ? u.tasks.filter((task) => fx.requests[task]) : (Object.keys(fx.requests) as InferenceTask[]);
+        for (const [task, input] of tasks.map((task) => [task, fx.requests[task]!] as const)) {
+          const r = await within(settle(u.infer(input, call())), promptMs * 2, `infer(${task}) on an unreachable instance`);
+          expect(r.ok, `infer(${task}) on an unreachable instance answered`).toBe(false);
+          if (!r.ok) expectNotExecuted(r.error, `infer(${task}) on an unreachable instance`);
+          if (!streams(u, task)) continue;
+          const s = await within(collect(u, input, call()), promptMs * 2, `stream(${task}) on an unreachable instance`);
+          expectNotExecuted(s.error, `stream(${task}) on an unreachable instance`);
+        }
+      },
+      testTimeout,
+    );
 
-    check('unload', 'unload: then infer fails retryable with mayHaveExecuted false; health is a report; unload twice is safe', async () => {
-      if (loadError !== undefined) throw loadError;
-      const u = await load(fx.spec);
-      const [task0, input0] = firstRequest(u);
-      checkOutput(u, input0, await u.infer(input0, call()), `infer(${task0}) before unload`);
-      await within(u.unload(), promptMs, 'unload()');
-      for (const [task, input] of requestsOf(u)) {
-        const r = await within(settle(u.infer(input, call())), promptMs, `infer(${task}) after unload`);
-        expect(r.ok, `infer(${task}) answered after unload()`).toBe(false);
-        if (!r.ok) expectNotExecuted(r.error, `infer(${task}) after unload`);
-        if (!streams(u, task)) continue;
-        const s = await within(collect(u, input, call()), promptMs, `stream(${task}) after unload`);
-        expect(s.error, `stream(${task}) was served after unload()`).toBeDefined();
-        expectNotExecuted(s.error, `stream(${task}) after unload`);
-      }
-      const h = await within(settle(u.health(AbortSignal.timeout(promptMs))), promptMs, 'health() after unload');
-      if (!h.ok) throw new Error(`health() after unload threw instead of returning a report: ${describeValue(h.error)}`);
-      expect(typeof h.value.ok).toBe('boolean');
-      const again = await within(settle(u.unload()), promptMs, 'a second unload()');
-      expect(again.ok, `a second unload() threw ${describeValue(again.ok ? undefined : again.error)}`).toBe(true);
-      // the other instances of the backend are not affected
-      checkOutput(inst, input0, await inst.infer(input0, call()), `infer(${task0}) on another instance after an unload`);
-    }, testTimeout);
+    check(
+      'unload',
+      'unload: then infer fails retryable with mayHaveExecuted false; health is a report; unload twice is safe',
+      async () => {
+        if (loadError !== undefined) throw loadError;
+        const u = await load(fx.spec);
+        const [task0, input0] = firstRequest(u);
+        checkOutput(u, input0, await u.infer(input0, call()), `infer(${task0}) before unload`);
+        await within(u.unload(), promptMs, 'unload()');
+        for (const [task, input] of requestsOf(u)) {
+          const r = await within(settle(u.infer(input, call())), promptMs, `infer(${task}) after unload`);
+          expect(r.ok, `infer(${task}) answered after unload()`).toBe(false);
+          if (!r.ok) expectNotExecuted(r.error, `infer(${task}) after unload`);
+          if (!streams(u, task)) continue;
+          const s = await within(collect(u, input, call()), promptMs, `stream(${task}) after unload`);
+          expect(s.error, `stream(${task}) was served after unload()`).toBeDefined();
+          expectNotExecuted(s.error, `stream(${task}) after unload`);
+        }
+        const h = await within(settle(u.health(AbortSignal.timeout(promptMs))), promptMs, 'health() after unload');
+        if (!h.ok) throw new Error(`health() after unload threw instead of returning a report: ${describeValue(h.error)}`);
+        expect(typeof h.value.ok).toBe('boolean');
+        const again = await within(settle(u.unload()), promptMs, 'a second unload()');
+        expect(again.ok, `a second unload() threw ${describeValue(again.ok ? undefined : again.error)}`).toBe(true);
+        // the other instances of the backend are not affected
+        checkOutput(inst, input0, await inst.infer(input0, call()), `infer(${task0}) on another instance after an unload`);
+      },
+      testTimeout,
+    );
 
-    check('random-inputs', 'never crashes on random inputs: an answer of the right shape, or a 4xx McpError', async () => {
-      if (loadError !== undefined) throw loadError;
-      for (const [task, input] of requestsOf(inst)) {
-        await fc.assert(fc.asyncProperty(randomInputs(input, inst.signature), async (random) => {
-          const r = await within(settle(inst.infer(random, call())), testTimeout, `infer(${task}) of a random input`);
-          if (r.ok) checkOutput(inst, random, r.value, `infer(${task}) of ${JSON.stringify(random).slice(0, 300)}`);
-          else expectClientError(r.error, `infer(${task}) of ${JSON.stringify(random).slice(0, 300)}`);
-        }), { numRuns });
-      }
-    }, testTimeout);
+    check(
+      'random-inputs',
+      'never crashes on random inputs: an answer of the right shape, or a 4xx McpError',
+      async () => {
+        if (loadError !== undefined) throw loadError;
+        for (const [task, input] of requestsOf(inst)) {
+          await fc.assert(
+            fc.asyncProperty(randomInputs(input, inst.signature), async (random) => {
+              const r = await within(settle(inst.infer(random, call())), testTimeout, `infer(${task}) of a random input`);
+              if (r.ok) checkOutput(inst, random, r.value, `infer(${task}) of ${JSON.stringify(random).slice(0, 300)}`);
+              else expectClientError(r.error, `infer(${task}) of ${JSON.stringify(random).slice(0, 300)}`);
+            }),
+            { numRuns },
+          );
+        }
+      },
+      testTimeout,
+    );
   });
 }

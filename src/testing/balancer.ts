@@ -20,7 +20,11 @@ export interface BalancerConformanceOptions {
   numRuns?: number;
 }
 
-interface Cand extends BalancerCandidate { id: string; weight: number; outstanding: number }
+interface Cand extends BalancerCandidate {
+  id: string;
+  weight: number;
+  outstanding: number;
+}
 
 function cands(n: number, prefix = 'i'): Cand[] {
   return Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}`, weight: 1, outstanding: 0 }));
@@ -40,15 +44,15 @@ function checkPick(pick: BalancerPick<Cand>, candidates: readonly Cand[]): void 
 }
 
 const contexts: BalanceContext[] = [
-  {}, { affinityKey: 'user-1' }, { affinityKey: 'user-2', exclude: new Set(['i0']) },
-  { exclude: new Set(['i1', 'i2']) }, { affinityKey: '' }, { affinityKey: 'x'.repeat(300) },
+  {},
+  { affinityKey: 'user-1' },
+  { affinityKey: 'user-2', exclude: new Set(['i0']) },
+  { exclude: new Set(['i1', 'i2']) },
+  { affinityKey: '' },
+  { affinityKey: 'x'.repeat(300) },
 ];
 
-export function describeBalancerConformance(
-  name: string,
-  create: () => Balancer | Promise<Balancer>,
-  options: BalancerConformanceOptions = {},
-): void {
+export function describeBalancerConformance(name: string, create: () => Balancer | Promise<Balancer>, options: BalancerConformanceOptions = {}): void {
   const perfBudgetMs = options.perfBudgetMs ?? 3000;
   const numRuns = options.numRuns ?? 150;
 
@@ -159,10 +163,13 @@ export function describeBalancerConformance(
       const opArb = fc.record({
         affinityKey: fc.option(fc.string({ maxLength: 40 }), { nil: undefined }),
         excludeMask: fc.nat(0xffffff),
-        observe: fc.option(fc.record({
-          ok: fc.boolean(),
-          latencyMs: fc.oneof(fc.double({ min: 0, max: 1e6, noNaN: true }), fc.constantFrom(0, Number.NaN, -5, Infinity)),
-        }), { nil: undefined }),
+        observe: fc.option(
+          fc.record({
+            ok: fc.boolean(),
+            latencyMs: fc.oneof(fc.double({ min: 0, max: 1e6, noNaN: true }), fc.constantFrom(0, Number.NaN, -5, Infinity)),
+          }),
+          { nil: undefined },
+        ),
         forget: fc.boolean(),
       });
       await fc.assert(

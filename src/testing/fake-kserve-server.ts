@@ -6,7 +6,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { listenOnLoopback, tallyingListener, type RequestTally } from './loopback-server.ts';
 
-export interface FakeKServeTensorMeta { name: string; datatype: string; shape: number[] }
+export interface FakeKServeTensorMeta {
+  name: string;
+  datatype: string;
+  shape: number[];
+}
 
 export interface FakeKServeModel {
   name: string;
@@ -80,25 +84,47 @@ export async function startFakeKServe(opts: Partial<FakeKServeBehavior> = {}): P
   function route(req: IncomingMessage, res: ServerResponse, body: unknown): void {
     const b = behavior;
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (req.method === 'GET' && path === '/v2/health/live') { send(res, 200, { live: true }); return; }
-    if (req.method === 'GET' && path === '/v2/health/ready') { send(res, b.ready ? 200 : 503, { ready: b.ready }); return; }
-    if (req.method === 'GET' && path === '/v2') { send(res, 200, { name: 'fake-kserve', version: '0.0.0', extensions: [] }); return; }
+    if (req.method === 'GET' && path === '/v2/health/live') {
+      send(res, 200, { live: true });
+      return;
+    }
+    if (req.method === 'GET' && path === '/v2/health/ready') {
+      send(res, b.ready ? 200 : 503, { ready: b.ready });
+      return;
+    }
+    if (req.method === 'GET' && path === '/v2') {
+      send(res, 200, { name: 'fake-kserve', version: '0.0.0', extensions: [] });
+      return;
+    }
     const m = ROUTE.exec(path);
-    if (!m) { send(res, 404, { error: `no route ${path}` }); return; }
+    if (!m) {
+      send(res, 404, { error: `no route ${path}` });
+      return;
+    }
     const [, name, version, action] = m;
     const model = b.models.find((x) => x.name === decodeURIComponent(name ?? ''));
-    if (!model) { send(res, 404, { error: `Request for unknown model: '${name}' is not found` }); return; }
+    if (!model) {
+      send(res, 404, { error: `Request for unknown model: '${name}' is not found` });
+      return;
+    }
     if (version !== undefined && !model.versions.includes(version)) {
-      send(res, 404, { error: `Request for unknown model: '${name}' version ${version} is not found` }); return;
+      send(res, 404, { error: `Request for unknown model: '${name}' version ${version} is not found` });
+      return;
     }
     if (req.method === 'GET' && action === undefined) {
       send(res, 200, { name: model.name, versions: model.versions, platform: model.platform, inputs: model.inputs, outputs: model.outputs });
       return;
     }
-    if (req.method === 'GET' && action === '/ready') { send(res, b.ready ? 200 : 400, { ready: b.ready }); return; }
+    if (req.method === 'GET' && action === '/ready') {
+      send(res, b.ready ? 200 : 400, { ready: b.ready });
+      return;
+    }
     if (req.method === 'POST' && action === '/infer') {
       if (b.inferDelayMs > 0) {
-        const t = setTimeout(() => { timers.delete(t); if (!res.destroyed) infer(res, b, model, version, body); }, b.inferDelayMs);
+        const t = setTimeout(() => {
+          timers.delete(t);
+          if (!res.destroyed) infer(res, b, model, version, body);
+        }, b.inferDelayMs);
         timers.add(t);
         return;
       }
@@ -109,9 +135,15 @@ export async function startFakeKServe(opts: Partial<FakeKServeBehavior> = {}): P
   }
 
   function infer(res: ServerResponse, b: FakeKServeBehavior, model: FakeKServeModel, version: string | undefined, body: unknown): void {
-    if (b.status !== undefined) { send(res, b.status, b.errorBody ?? { error: `fake error ${b.status}` }, b.errorHeaders); return; }
+    if (b.status !== undefined) {
+      send(res, b.status, b.errorBody ?? { error: `fake error ${b.status}` }, b.errorHeaders);
+      return;
+    }
     const r = (body ?? {}) as InferRequestBody;
-    if (!Array.isArray(r.inputs)) { send(res, 400, { error: 'inputs is required' }); return; }
+    if (!Array.isArray(r.inputs)) {
+      send(res, 400, { error: 'inputs is required' });
+      return;
+    }
     let outputs = r.inputs.map((input, i) => ({
       name: model.outputs[i]?.name ?? `OUTPUT${i}`,
       shape: input.shape,
@@ -125,30 +157,52 @@ export async function startFakeKServe(opts: Partial<FakeKServeBehavior> = {}): P
     send(res, 200, { model_name: model.name, model_version: version ?? model.versions.at(-1) ?? '1', id: r.id ?? '', outputs });
   }
 
-  const lb = await listenOnLoopback(tallyingListener(tally, (req, res, raw, path) => {
-    let body: unknown;
-    if (raw !== '') {
-      try { body = JSON.parse(raw); } catch { send(res, 400, { error: 'invalid JSON' }); return; }
-    }
-    lastRequest = { method: req.method ?? 'GET', path, headers: req.headers, body };
-    if (behavior.hang) return;
-    if (behavior.delayMs > 0) {
-      const t = setTimeout(() => { timers.delete(t); if (!res.destroyed) route(req, res, body); }, behavior.delayMs);
-      timers.add(t);
-    } else {
-      route(req, res, body);
-    }
-  }));
+  const lb = await listenOnLoopback(
+    tallyingListener(tally, (req, res, raw, path) => {
+      let body: unknown;
+      if (raw !== '') {
+        try {
+          body = JSON.parse(raw);
+        } catch {
+          send(res, 400, { error: 'invalid JSON' });
+          return;
+        }
+      }
+      lastRequest = { method: req.method ?? 'GET', path, headers: req.headers, body };
+      if (behavior.hang) return;
+      if (behavior.delayMs > 0) {
+        const t = setTimeout(() => {
+          timers.delete(t);
+          if (!res.destroyed) route(req, res, body);
+        }, behavior.delayMs);
+        timers.add(t);
+      } else {
+        route(req, res, body);
+      }
+    }),
+  );
 
   return {
     url: lb.origin,
-    get requests() { return tally.requests; },
-    get connections() { return lb.connections; },
-    get aborted() { return tally.aborted; },
-    get open() { return tally.open; },
+    get requests() {
+      return tally.requests;
+    },
+    get connections() {
+      return lb.connections;
+    },
+    get aborted() {
+      return tally.aborted;
+    },
+    get open() {
+      return tally.open;
+    },
     counts: tally.counts,
-    get lastRequest() { return lastRequest; },
-    setBehavior(b) { behavior = { ...DEFAULTS, ...b }; },
+    get lastRequest() {
+      return lastRequest;
+    },
+    setBehavior(b) {
+      behavior = { ...DEFAULTS, ...b };
+    },
     async close() {
       for (const t of timers) clearTimeout(t);
       timers.clear();

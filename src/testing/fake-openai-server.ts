@@ -94,7 +94,9 @@ const DONE = Buffer.from('data: [DONE]\n\n');
 const JSON_HEADERS = { 'content-type': 'application/json' };
 const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
 
-function sse(obj: unknown): Buffer { return Buffer.from(`data: ${JSON.stringify(obj)}\n\n`); }
+function sse(obj: unknown): Buffer {
+  return Buffer.from(`data: ${JSON.stringify(obj)}\n\n`);
+}
 
 function precompute(b: FakeOpenAIBehavior): Precomputed {
   const model = b.models[0] ?? 'fake-model';
@@ -105,16 +107,26 @@ function precompute(b: FakeOpenAIBehavior): Precomputed {
   return {
     behavior: b,
     models: Buffer.from(JSON.stringify({ object: 'list', data: b.models.map((id) => ({ id, object: 'model', created: 0, owned_by: 'fake' })) })),
-    chat: Buffer.from(JSON.stringify({
-      id: 'chatcmpl-fake', object: 'chat.completion', created: 0, model,
-      choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: b.finishReason, logprobs: null }],
-      usage,
-    })),
-    completion: Buffer.from(JSON.stringify({
-      id: 'cmpl-fake', object: 'text_completion', created: 0, model,
-      choices: [{ index: 0, text, finish_reason: b.finishReason, logprobs: null }],
-      usage,
-    })),
+    chat: Buffer.from(
+      JSON.stringify({
+        id: 'chatcmpl-fake',
+        object: 'chat.completion',
+        created: 0,
+        model,
+        choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: b.finishReason, logprobs: null }],
+        usage,
+      }),
+    ),
+    completion: Buffer.from(
+      JSON.stringify({
+        id: 'cmpl-fake',
+        object: 'text_completion',
+        created: 0,
+        model,
+        choices: [{ index: 0, text, finish_reason: b.finishReason, logprobs: null }],
+        usage,
+      }),
+    ),
     chatFrames: [
       sse({ ...chunkBase, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] }),
       ...b.tokens.map((t) => sse({ ...chunkBase, choices: [{ index: 0, delta: { content: t }, finish_reason: null }] })),
@@ -134,12 +146,24 @@ export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): P
   let lastRequest: RecordedRequest | undefined;
   const timers = new Set<ReturnType<typeof setTimeout>>();
 
-  const sleep = (ms: number, res: ServerResponse) => new Promise<boolean>((resolve) => {
-    if (ms <= 0) { resolve(!res.destroyed); return; }
-    const t = setTimeout(() => { timers.delete(t); resolve(!res.destroyed); }, ms);
-    timers.add(t);
-    res.once('close', () => { if (timers.delete(t)) { clearTimeout(t); resolve(false); } });
-  });
+  const sleep = (ms: number, res: ServerResponse) =>
+    new Promise<boolean>((resolve) => {
+      if (ms <= 0) {
+        resolve(!res.destroyed);
+        return;
+      }
+      const t = setTimeout(() => {
+        timers.delete(t);
+        resolve(!res.destroyed);
+      }, ms);
+      timers.add(t);
+      res.once('close', () => {
+        if (timers.delete(t)) {
+          clearTimeout(t);
+          resolve(false);
+        }
+      });
+    });
 
   const send = (res: ServerResponse, status: number, headers: Record<string, string>, body: Buffer) => {
     res.writeHead(status, { ...headers, 'content-length': String(body.length) });
@@ -150,34 +174,65 @@ export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): P
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     let body: unknown;
     if (raw !== '') {
-      try { body = JSON.parse(raw); } catch { send(res, 400, JSON_HEADERS, Buffer.from('{"error":{"message":"invalid JSON","type":"invalid_request_error"}}')); return; }
+      try {
+        body = JSON.parse(raw);
+      } catch {
+        send(res, 400, JSON_HEADERS, Buffer.from('{"error":{"message":"invalid JSON","type":"invalid_request_error"}}'));
+        return;
+      }
     }
     lastRequest = { method: req.method ?? 'GET', path, headers: req.headers, body };
     const p = pre;
     const b = p.behavior;
     if (b.hang) return;
     if (b.delayMs > 0 && !(await sleep(b.delayMs, res))) return;
-    if (b.gate) { await b.gate; if (res.destroyed) return; }
+    if (b.gate) {
+      await b.gate;
+      if (res.destroyed) return;
+    }
 
-    if (req.method === 'GET' && path === '/v1/models') { send(res, 200, JSON_HEADERS, p.models); return; }
-    if (req.method !== 'POST') { send(res, 404, JSON_HEADERS, Buffer.from('{"error":{"message":"not found"}}')); return; }
-    if (b.status !== undefined) { send(res, b.status, { ...JSON_HEADERS, ...(b.errorHeaders ?? {}) }, p.error); return; }
+    if (req.method === 'GET' && path === '/v1/models') {
+      send(res, 200, JSON_HEADERS, p.models);
+      return;
+    }
+    if (req.method !== 'POST') {
+      send(res, 404, JSON_HEADERS, Buffer.from('{"error":{"message":"not found"}}'));
+      return;
+    }
+    if (b.status !== undefined) {
+      send(res, b.status, { ...JSON_HEADERS, ...(b.errorHeaders ?? {}) }, p.error);
+      return;
+    }
 
     const reqBody = (body ?? {}) as { stream?: boolean; stream_options?: { include_usage?: boolean }; input?: unknown };
     if (path === '/v1/embeddings') {
-      const inputs = Array.isArray(reqBody.input) ? reqBody.input as unknown[] : [reqBody.input];
+      const inputs = Array.isArray(reqBody.input) ? (reqBody.input as unknown[]) : [reqBody.input];
       const data = inputs.map((text, index) => ({
-        object: 'embedding', index,
+        object: 'embedding',
+        index,
         embedding: Array.from({ length: b.embeddingDim }, (_, j) => ((String(text).length + j) % 7) / 7),
       }));
       const tokens = inputs.reduce<number>((n, t) => n + String(t).length, 0);
-      send(res, 200, JSON_HEADERS, Buffer.from(JSON.stringify({
-        object: 'list', data, model: b.models[0], usage: { prompt_tokens: tokens, total_tokens: tokens },
-      })));
+      send(
+        res,
+        200,
+        JSON_HEADERS,
+        Buffer.from(
+          JSON.stringify({
+            object: 'list',
+            data,
+            model: b.models[0],
+            usage: { prompt_tokens: tokens, total_tokens: tokens },
+          }),
+        ),
+      );
       return;
     }
     const chat = path === '/v1/chat/completions';
-    if (!chat && path !== '/v1/completions') { send(res, 404, JSON_HEADERS, Buffer.from('{"error":{"message":"not found"}}')); return; }
+    if (!chat && path !== '/v1/completions') {
+      send(res, 404, JSON_HEADERS, Buffer.from('{"error":{"message":"not found"}}'));
+      return;
+    }
     if (!reqBody.stream) {
       if (b.paceAnswers && !(await sleep(b.tokenDelayMs * b.tokens.length, res))) return;
       send(res, 200, JSON_HEADERS, chat ? p.chat : p.completion);
@@ -190,7 +245,10 @@ export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): P
     for (let i = 0; i < frames.length; i++) {
       const tokenIndex = i - tokenOffset;
       if (tokenIndex >= 0) {
-        if (b.dropAfterTokens !== undefined && tokenIndex >= b.dropAfterTokens) { res.socket?.destroy(); return; }
+        if (b.dropAfterTokens !== undefined && tokenIndex >= b.dropAfterTokens) {
+          res.socket?.destroy();
+          return;
+        }
         if (tokenIndex > 0 && b.tokenDelayMs > 0 && !(await sleep(b.tokenDelayMs, res))) return;
       }
       if (res.destroyed) return;
@@ -201,21 +259,35 @@ export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): P
     res.end(DONE);
   }
 
-  const lb = await listenOnLoopback(tallyingListener(tally, (req, res, raw) => {
-    handle(req, res, raw).catch(() => res.destroy());
-  }));
+  const lb = await listenOnLoopback(
+    tallyingListener(tally, (req, res, raw) => {
+      handle(req, res, raw).catch(() => res.destroy());
+    }),
+  );
   const origin = lb.origin;
 
   return {
     url: `${origin}/v1`,
     origin,
-    get requests() { return tally.requests; },
-    get connections() { return lb.connections; },
-    get aborted() { return tally.aborted; },
-    get open() { return tally.open; },
+    get requests() {
+      return tally.requests;
+    },
+    get connections() {
+      return lb.connections;
+    },
+    get aborted() {
+      return tally.aborted;
+    },
+    get open() {
+      return tally.open;
+    },
     counts: tally.counts,
-    get lastRequest() { return lastRequest; },
-    setBehavior(behavior) { pre = precompute({ ...DEFAULTS, ...behavior }); },
+    get lastRequest() {
+      return lastRequest;
+    },
+    setBehavior(behavior) {
+      pre = precompute({ ...DEFAULTS, ...behavior });
+    },
     async close() {
       for (const t of timers) clearTimeout(t);
       timers.clear();

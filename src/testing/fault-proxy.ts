@@ -48,9 +48,7 @@ export interface FaultProxy {
 /** Seeded PRNG in [0, 1) for reproducible fault patterns. */
 export const seededRandom = mulberry32;
 
-const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'host',
-]);
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'host']);
 
 function forwardHeaders(headers: IncomingMessage['headers']): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
@@ -69,19 +67,33 @@ export async function startFaultProxy(opts: { target: string; seed?: number; fau
   const timers = new Set<ReturnType<typeof setTimeout>>();
   const inflight = new Set<AbortController>();
 
-  const delay = (ms: number, res: ServerResponse) => new Promise<boolean>((resolve) => {
-    const t = setTimeout(() => { timers.delete(t); resolve(!res.destroyed); }, ms);
-    timers.add(t);
-    res.once('close', () => { if (timers.delete(t)) { clearTimeout(t); resolve(false); } });
-  });
+  const delay = (ms: number, res: ServerResponse) =>
+    new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => {
+        timers.delete(t);
+        resolve(!res.destroyed);
+      }, ms);
+      timers.add(t);
+      res.once('close', () => {
+        if (timers.delete(t)) {
+          clearTimeout(t);
+          resolve(false);
+        }
+      });
+    });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const f = fault;
-    if (f.blackHole) { faulted++; req.resume(); return; }
+    if (f.blackHole) {
+      faulted++;
+      req.resume();
+      return;
+    }
     if (f.reset) {
       faulted++;
       const socket = req.socket as Socket & { resetAndDestroy?: () => void };
-      if (typeof socket.resetAndDestroy === 'function') socket.resetAndDestroy(); else socket.destroy();
+      if (typeof socket.resetAndDestroy === 'function') socket.resetAndDestroy();
+      else socket.destroy();
       return;
     }
     const injectError = (f.errorRate ?? 0) > 0 && rng() < (f.errorRate ?? 0);
@@ -100,7 +112,10 @@ export async function startFaultProxy(opts: { target: string; seed?: number; fau
     forwarded++;
     const ac = new AbortController();
     inflight.add(ac);
-    res.once('close', () => { if (!res.writableFinished) ac.abort(); inflight.delete(ac); });
+    res.once('close', () => {
+      if (!res.writableFinished) ac.abort();
+      inflight.delete(ac);
+    });
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
     try {
       const up = await request(`${target.origin}${req.url ?? '/'}`, {
@@ -116,7 +131,9 @@ export async function startFaultProxy(opts: { target: string; seed?: number; fau
       for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
       res.writeHead(up.statusCode, headers);
       res.flushHeaders();
-      pipeline(up.body, res, () => { /* errors: one side went away; the other is destroyed by pipeline */ });
+      pipeline(up.body, res, () => {
+        /* errors: one side went away; the other is destroyed by pipeline */
+      });
     } catch {
       if (res.destroyed) return;
       if (!res.headersSent) {
@@ -137,10 +154,18 @@ export async function startFaultProxy(opts: { target: string; seed?: number; fau
 
   return {
     url: `${lb.origin}${path}`,
-    get requests() { return requests; },
-    get forwarded() { return forwarded; },
-    get faulted() { return faulted; },
-    get connections() { return lb.connections; },
+    get requests() {
+      return requests;
+    },
+    get forwarded() {
+      return forwarded;
+    },
+    get faulted() {
+      return faulted;
+    },
+    get connections() {
+      return lb.connections;
+    },
     set(next, seed) {
       fault = { ...next };
       if (seed !== undefined) rng = seededRandom(seed);

@@ -24,11 +24,17 @@ describe('test fixtures', () => {
       expect(proxy.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1$/);
       const t0 = Date.now();
       const r = await request(`${proxy.url}/completions`, {
-        method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'x', stream: true }),
+        method: 'POST',
+        dispatcher: agent,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'x', stream: true }),
       });
       const arrivals: number[] = [];
       let text = '';
-      for await (const c of r.body) { arrivals.push(Date.now() - t0); text += String(c); }
+      for await (const c of r.body) {
+        arrivals.push(Date.now() - t0);
+        text += String(c);
+      }
       expect(text).toContain('data: [DONE]');
       expect(arrivals.at(-1)! - arrivals[0]!).toBeGreaterThanOrEqual(100); // first token came before the last was produced
       expect(proxy.forwarded).toBe(1);
@@ -40,7 +46,10 @@ describe('test fixtures', () => {
 
       // a black-holed request is still pending when the proxy closes
       proxy.set({ blackHole: true });
-      const pending = request(`${proxy.url}/models`, { dispatcher: agent }).then(() => 'answered', () => 'failed');
+      const pending = request(`${proxy.url}/models`, { dispatcher: agent }).then(
+        () => 'answered',
+        () => 'failed',
+      );
       await expect.poll(() => proxy.faulted, { timeout: 1000, interval: 10 }).toBe(1);
       await proxy.close();
       expect(await pending).toBe('failed');
@@ -57,10 +66,15 @@ describe('test fixtures', () => {
     const agent = new Agent();
     try {
       const r = await request(`${fake.url}/v2/models/doubler/infer`, {
-        method: 'POST', dispatcher: agent, body: JSON.stringify({ id: '1', inputs: [{ name: 'INPUT0', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4.5] }] }),
+        method: 'POST',
+        dispatcher: agent,
+        body: JSON.stringify({ id: '1', inputs: [{ name: 'INPUT0', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4.5] }] }),
       });
       expect(await r.body.json()).toEqual({
-        model_name: 'doubler', model_version: '2', id: '1', outputs: [{ name: 'OUTPUT0', shape: [1, 4], datatype: 'FP32', data: [2, 4, 6, 9] }],
+        model_name: 'doubler',
+        model_version: '2',
+        id: '1',
+        outputs: [{ name: 'OUTPUT0', shape: [1, 4], datatype: 'FP32', data: [2, 4, 6, 9] }],
       });
       expect((await request(`${fake.url}/v2/health/ready`, { dispatcher: agent })).statusCode).toBe(200);
     } finally {

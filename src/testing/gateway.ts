@@ -36,7 +36,11 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
 
 export interface TestGateway extends Gateway {
   /** POST a GraphQL operation; returns the parsed body. */
-  gql<T = Record<string, unknown>>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<{ data?: T; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> }>;
+  gql<T = Record<string, unknown>>(
+    query: string,
+    variables?: Record<string, unknown>,
+    headers?: Record<string, string>,
+  ): Promise<{ data?: T; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> }>;
   config: Config;
 }
 

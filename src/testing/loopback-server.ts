@@ -28,7 +28,9 @@ export async function listenOnLoopback(handler: RequestListener): Promise<Loopba
     server,
     port,
     origin: `http://127.0.0.1:${port}`,
-    get connections() { return connections; },
+    get connections() {
+      return connections;
+    },
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();
@@ -51,13 +53,19 @@ export interface RequestTally {
  * A request listener for fake model servers: counts the request (per path, and whether the client
  * went away before the answer finished), reads the whole body, then calls `handle` with it as text.
  */
-export function tallyingListener(tally: RequestTally, handle: (req: IncomingMessage, res: ServerResponse, body: string, path: string) => void): RequestListener {
+export function tallyingListener(
+  tally: RequestTally,
+  handle: (req: IncomingMessage, res: ServerResponse, body: string, path: string) => void,
+): RequestListener {
   return (req, res) => {
     tally.requests++;
     tally.open++;
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     tally.counts[path] = (tally.counts[path] ?? 0) + 1;
-    res.once('close', () => { tally.open--; if (!res.writableFinished) tally.aborted++; });
+    res.once('close', () => {
+      tally.open--;
+      if (!res.writableFinished) tally.aborted++;
+    });
     const parts: Buffer[] = [];
     req.on('data', (c: Buffer) => parts.push(c));
     req.on('end', () => handle(req, res, parts.length === 0 ? '' : Buffer.concat(parts).toString('utf8'), path));

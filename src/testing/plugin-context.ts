@@ -18,9 +18,14 @@ export function testPluginContext(name = 'test-plugin'): PluginContext & { close
     get<K extends PluginKind>(kind: K, other: string): Capabilities[K] {
       throw new Error(`testPluginContext has no ${kind} plugin ${other}`);
     },
-    onClose(fn) { closers.push(fn); },
+    onClose(fn) {
+      closers.push(fn);
+    },
     onHealth() {},
     abort,
-    async close() { abort.abort(); for (const fn of closers.reverse()) await fn(); },
+    async close() {
+      abort.abort();
+      for (const fn of closers.reverse()) await fn();
+    },
   };
 }

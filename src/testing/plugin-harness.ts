@@ -30,7 +30,11 @@ export interface PluginHarness<K extends PluginKind> {
 
 function describeValue(v: unknown): string {
   if (v instanceof Error) return `${v.name}: ${v.message}`;
-  try { return JSON.stringify(v) ?? String(v); } catch { return String(v); }
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
 }
 
 /**
@@ -53,7 +57,7 @@ export async function setUpPlugin<K extends PluginKind>(
     const issues = parsed.error.issues.map((i) => `option ${i.path.map(String).join('.') || '(root)'}: ${i.message}`).join('; ');
     throw new Error(`plugin "${definition.name}": the fixture's options are invalid: ${issues}`);
   }
-  const name = typeof configuredName === 'function' ? configuredName(definition.name) : configuredName ?? definition.name;
+  const name = typeof configuredName === 'function' ? configuredName(definition.name) : (configuredName ?? definition.name);
   const abort = new AbortController();
   const closers: Array<() => unknown> = [];
   const checks: Array<() => HealthReport | Promise<HealthReport>> = [];
@@ -67,15 +71,22 @@ export async function setUpPlugin<K extends PluginKind>(
     get(other: PluginKind, otherName: string): never {
       throw new McpError('MCP_UNKNOWN_PLUGIN', `the conformance suite sets up "${name}" alone; it has no ${other} plugin "${otherName}"`);
     },
-    onClose(fn) { closers.push(fn); },
-    onHealth(fn) { checks.push(fn); },
+    onClose(fn) {
+      closers.push(fn);
+    },
+    onHealth(fn) {
+      checks.push(fn);
+    },
   };
   let capability: Capabilities[K];
   try {
     capability = await definition.setup(ctx, parsed.data);
     if (!capability || typeof capability !== 'object') throw new Error(`setup() returned ${describeValue(capability)}, not a ${kind} object`);
   } catch (err) {
-    for (const fn of closers.reverse()) await Promise.resolve().then(fn).catch(() => {});
+    for (const fn of closers.reverse())
+      await Promise.resolve()
+        .then(fn)
+        .catch(() => {});
     rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }

@@ -6,7 +6,14 @@ import { InferenceRecorder, type InferenceRecord } from './inference-recorder.ts
 /** A database that only counts the statements it is handed (the recorder's only call is db.execute). */
 function countingDatabase(): { database: Database; statements: () => number } {
   let n = 0;
-  const database = { db: { execute: async () => { n++; return { rows: [] }; } } } as unknown as Database;
+  const database = {
+    db: {
+      execute: async () => {
+        n++;
+        return { rows: [] };
+      },
+    },
+  } as unknown as Database;
   return { database, statements: () => n };
 }
 
@@ -16,8 +23,12 @@ const options = { flushIntervalMs: 50, maxBatch: 100, maxBuffered: 1000, retenti
 // Group commit against a controlled clock: what one INSERT holds is decided by the window and the
 // batch size, never by how fast the machine happens to run.
 describe('InferenceRecorder group commit', () => {
-  beforeEach(() => { vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] }); });
-  afterEach(() => { vi.useRealTimers(); });
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
 
   it('writes the rows of one window with one INSERT when the window closes, not before', async () => {
     const { database, statements } = countingDatabase();

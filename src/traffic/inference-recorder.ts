@@ -4,7 +4,22 @@ import type { Database } from '../db/client.ts';
 import { inferences } from '../db/schema.ts';
 
 /** The columns the hot path fills; the others (feedback, created_at) keep their defaults. */
-const RECORD_COLUMNS = ['id', 'modelId', 'version', 'instanceId', 'variant', 'principalId', 'entry', 'ok', 'errorCode', 'latencyMs', 'promptTokens', 'completionTokens', 'shadow', 'output'] as const;
+const RECORD_COLUMNS = [
+  'id',
+  'modelId',
+  'version',
+  'instanceId',
+  'variant',
+  'principalId',
+  'entry',
+  'ok',
+  'errorCode',
+  'latencyMs',
+  'promptTokens',
+  'completionTokens',
+  'shadow',
+  'output',
+] as const;
 
 export type InferenceRecord = Pick<typeof inferences.$inferInsert, (typeof RECORD_COLUMNS)[number]>;
 
@@ -59,9 +74,16 @@ export class InferenceRecorder {
   private readonly pruneTimer: ReturnType<typeof setInterval> | undefined;
   private pruning: Promise<number> | undefined;
 
-  constructor(private readonly database: Database, private readonly o: InferenceRecorderOptions, private readonly logger: Logger) {
+  constructor(
+    private readonly database: Database,
+    private readonly o: InferenceRecorderOptions,
+    private readonly logger: Logger,
+  ) {
     if (o.retentionHours > 0) {
-      this.pruneTimer = setInterval(() => void this.prune().catch((err: unknown) => this.logger.warn({ err }, 'could not delete old inference records')), o.pruneIntervalMs);
+      this.pruneTimer = setInterval(
+        () => void this.prune().catch((err: unknown) => this.logger.warn({ err }, 'could not delete old inference records')),
+        o.pruneIntervalMs,
+      );
       this.pruneTimer.unref?.();
     }
   }
@@ -76,25 +98,39 @@ export class InferenceRecorder {
       const before = new Date(now.getTime() - this.o.retentionHours * 3_600_000);
       let total = 0;
       for (;;) {
-        const deleted = await this.database.db.delete(inferences)
-          .where(sql`${inferences.id} in (select ${inferences.id} from ${inferences} where ${inferences.createdAt} < ${before.toISOString()} order by ${inferences.createdAt} limit ${PRUNE_BATCH})`)
+        const deleted = await this.database.db
+          .delete(inferences)
+          .where(
+            sql`${inferences.id} in (select ${inferences.id} from ${inferences} where ${inferences.createdAt} < ${before.toISOString()} order by ${inferences.createdAt} limit ${PRUNE_BATCH})`,
+          )
           .returning({ id: inferences.id });
         total += deleted.length;
         if (deleted.length < PRUNE_BATCH || this.closed) break;
       }
       if (total) this.logger.info({ deleted: total, before }, 'old inference records deleted');
       return total;
-    })().finally(() => { this.pruning = undefined; });
+    })().finally(() => {
+      this.pruning = undefined;
+    });
     return this.pruning;
   }
 
   record(row: InferenceRecord): void {
     if (this.closed) return;
-    if (this.buffer.length >= this.o.maxBuffered) { this.stats.dropped++; return; }
+    if (this.buffer.length >= this.o.maxBuffered) {
+      this.stats.dropped++;
+      return;
+    }
     this.buffer.push(row);
-    if (this.buffer.length >= this.o.maxBatch) { void this.flush(); return; }
+    if (this.buffer.length >= this.o.maxBatch) {
+      void this.flush();
+      return;
+    }
     if (!this.timer) {
-      this.timer = setTimeout(() => { this.timer = undefined; void this.flush(); }, this.o.flushIntervalMs);
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.flush();
+      }, this.o.flushIntervalMs);
       this.timer.unref?.();
     }
   }
@@ -107,11 +143,16 @@ export class InferenceRecorder {
   /** Writes everything buffered now (waits for a flush in progress first). */
   async flush(): Promise<void> {
     while (this.flushing) await this.flushing;
-    if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
     if (this.buffer.length === 0) return;
     const rows = this.buffer;
     this.buffer = [];
-    this.flushing = this.write(rows).finally(() => { this.flushing = undefined; });
+    this.flushing = this.write(rows).finally(() => {
+      this.flushing = undefined;
+    });
     await this.flushing;
   }
 
@@ -132,7 +173,8 @@ export class InferenceRecorder {
   /** Stores feedback on a recorded inference; returns its model and version, or undefined when unknown. */
   async feedback(id: string, score: number, label: string | null): Promise<{ modelId: string; version: string; shadow: boolean } | undefined> {
     if (this.pending(id) || this.flushing) await this.flush();
-    const [row] = await this.database.db.update(inferences)
+    const [row] = await this.database.db
+      .update(inferences)
       .set({ feedbackScore: score, feedbackLabel: label })
       .where(eq(inferences.id, id))
       .returning({ modelId: inferences.modelId, version: inferences.version, shadow: inferences.shadow });
@@ -143,7 +185,8 @@ export class InferenceRecorder {
   async accuracy(modelId: string): Promise<Array<{ version: string; shadow: boolean; accuracy: number; samples: number }>> {
     const rows = await this.database.db
       .select({
-        version: inferences.version, shadow: inferences.shadow,
+        version: inferences.version,
+        shadow: inferences.shadow,
         accuracy: sql<number>`avg(${inferences.feedbackScore})::float8`,
         samples: sql<number>`count(${inferences.feedbackScore})::int`,
       })

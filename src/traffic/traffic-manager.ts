@@ -40,9 +40,20 @@ export interface VariantView {
   feedbackCount: number;
 }
 
-export interface SplitEntry { version: string; weight: number }
-export interface StickyInput { by: 'principal' | 'header'; header?: string | null }
-export interface AutoRollbackInput { canary: string; maxErrorRateDelta: number; maxP95Ratio: number; minSamples: number }
+export interface SplitEntry {
+  version: string;
+  weight: number;
+}
+export interface StickyInput {
+  by: 'principal' | 'header';
+  header?: string | null;
+}
+export interface AutoRollbackInput {
+  canary: string;
+  maxErrorRateDelta: number;
+  maxP95Ratio: number;
+  minSamples: number;
+}
 
 const MAX_FALLBACKS = 5;
 
@@ -59,9 +70,7 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
   private readonly rollingBack = new Set<string>();
   readonly recorder: InferenceRecorder | undefined;
 
-  constructor(
-    private readonly deps: { database: Database; registry: ModelRegistry; fleet: Fleet; config: RouterConfig; logger: Logger },
-  ) {
+  constructor(private readonly deps: { database: Database; registry: ModelRegistry; fleet: Fleet; config: RouterConfig; logger: Logger }) {
     const r = deps.config.recording;
     this.recorder = r.enabled ? new InferenceRecorder(deps.database, r, deps.logger) : undefined;
   }
@@ -70,9 +79,15 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
 
   private variant(modelId: string, key: string): VariantStats {
     let m = this.stats.get(modelId);
-    if (!m) { m = new Map(); this.stats.set(modelId, m); }
+    if (!m) {
+      m = new Map();
+      this.stats.set(modelId, m);
+    }
     let v = m.get(key);
-    if (!v) { v = new VariantStats(); m.set(key, v); }
+    if (!v) {
+      v = new VariantStats();
+      m.set(key, v);
+    }
     return v;
   }
 
@@ -84,12 +99,22 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
     if (d?.diverted) this.variant(modelId, d.diverted).diverted++;
     const s = this.variant(modelId, version);
     s.requests++;
-    if (o.ok) s.latency.add(o.latencyMs); else s.errors++;
+    if (o.ok) s.latency.add(o.latencyMs);
+    else s.errors++;
     const routing = this.deps.fleet.view(modelId)?.routing;
     this.recorder?.record({
-      id: req.id, modelId, version, instanceId: o.result?.instanceId ?? (d?.chosen || null), variant: d?.variant ?? null,
-      principalId: req.principal?.id ?? null, entry: req.entry, ok: o.ok, errorCode: o.ok ? null : (o.errorCode ?? 'MCP_INTERNAL'),
-      latencyMs: o.latencyMs, promptTokens: o.result?.usage?.promptTokens ?? 0, completionTokens: o.result?.usage?.completionTokens ?? 0,
+      id: req.id,
+      modelId,
+      version,
+      instanceId: o.result?.instanceId ?? (d?.chosen || null),
+      variant: d?.variant ?? null,
+      principalId: req.principal?.id ?? null,
+      entry: req.entry,
+      ok: o.ok,
+      errorCode: o.ok ? null : (o.errorCode ?? 'MCP_INTERNAL'),
+      latencyMs: o.latencyMs,
+      promptTokens: o.result?.usage?.promptTokens ?? 0,
+      completionTokens: o.result?.usage?.completionTokens ?? 0,
       shadow: false,
       output: routing?.shadow && o.result?.text !== undefined ? o.result.text.slice(0, this.deps.config.recording.maxOutputChars) : null,
     });
@@ -99,12 +124,23 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
   onShadow(req: InferenceRequest, o: ShadowOutcome): void {
     const s = this.variant(o.model, `${o.version}#shadow`);
     s.requests++;
-    if (o.ok) s.latency.add(o.latencyMs); else s.errors++;
+    if (o.ok) s.latency.add(o.latencyMs);
+    else s.errors++;
     this.recorder?.record({
-      id: `${req.id}:shadow`, modelId: o.model, version: o.version, instanceId: o.instanceId, variant: o.version,
-      principalId: req.principal?.id ?? null, entry: req.entry, ok: o.ok, errorCode: o.ok ? null : (o.errorCode ?? 'MCP_INTERNAL'),
-      latencyMs: o.latencyMs, promptTokens: o.usage?.promptTokens ?? 0, completionTokens: o.usage?.completionTokens ?? 0,
-      shadow: true, output: o.output?.slice(0, this.deps.config.recording.maxOutputChars) ?? null,
+      id: `${req.id}:shadow`,
+      modelId: o.model,
+      version: o.version,
+      instanceId: o.instanceId,
+      variant: o.version,
+      principalId: req.principal?.id ?? null,
+      entry: req.entry,
+      ok: o.ok,
+      errorCode: o.ok ? null : (o.errorCode ?? 'MCP_INTERNAL'),
+      latencyMs: o.latencyMs,
+      promptTokens: o.usage?.promptTokens ?? 0,
+      completionTokens: o.usage?.completionTokens ?? 0,
+      shadow: true,
+      output: o.output?.slice(0, this.deps.config.recording.maxOutputChars) ?? null,
     });
   }
 
@@ -128,8 +164,10 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
     const cp95 = canary.latency.percentile(95);
     const bp95 = base.latency.percentile(95);
     let reason: string | undefined;
-    if (canaryErr - baseErr > ar.maxErrorRateDelta) reason = `error rate ${(canaryErr * 100).toFixed(1)}% (${canary.diverted} diverted while unhealthy) vs ${(baseErr * 100).toFixed(1)}% (margin ${(ar.maxErrorRateDelta * 100).toFixed(1)} points)`;
-    else if (cp95 !== undefined && bp95 !== undefined && bp95 > 0 && cp95 > bp95 * ar.maxP95Ratio) reason = `p95 ${cp95.toFixed(1)} ms vs ${bp95.toFixed(1)} ms (max ratio ${ar.maxP95Ratio})`;
+    if (canaryErr - baseErr > ar.maxErrorRateDelta)
+      reason = `error rate ${(canaryErr * 100).toFixed(1)}% (${canary.diverted} diverted while unhealthy) vs ${(baseErr * 100).toFixed(1)}% (margin ${(ar.maxErrorRateDelta * 100).toFixed(1)} points)`;
+    else if (cp95 !== undefined && bp95 !== undefined && bp95 > 0 && cp95 > bp95 * ar.maxP95Ratio)
+      reason = `p95 ${cp95.toFixed(1)} ms vs ${bp95.toFixed(1)} ms (max ratio ${ar.maxP95Ratio})`;
     if (!reason) return;
     this.rollingBack.add(modelId);
     const split = { ...(routing.split ?? {}) };
@@ -171,11 +209,14 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
       if (!Number.isFinite(e.weight) || e.weight < 0 || e.weight > 1_000_000) {
         throw new McpError('MCP_VALIDATION_FAILED', `split.${i}.weight: a finite number between 0 and 1000000`, { details: { path: `split.${i}.weight` } });
       }
-      if (e.version in out) throw new McpError('MCP_VALIDATION_FAILED', `split.${i}.version: "${e.version}" is listed twice`, { details: { path: `split.${i}.version` } });
+      if (e.version in out)
+        throw new McpError('MCP_VALIDATION_FAILED', `split.${i}.version: "${e.version}" is listed twice`, { details: { path: `split.${i}.version` } });
       out[e.version] = e.weight;
     });
     if (split.length && !Object.values(out).some((w) => w > 0)) {
-      throw new McpError('MCP_VALIDATION_FAILED', 'split: at least one weight must be > 0 (send an empty split to route everything to the default version)', { details: { path: 'split' } });
+      throw new McpError('MCP_VALIDATION_FAILED', 'split: at least one weight must be > 0 (send an empty split to route everything to the default version)', {
+        details: { path: 'split' },
+      });
     }
     let st: ModelRouting['sticky'] = null;
     if (sticky) {
@@ -225,13 +266,15 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
   /** Models tried in order when every instance of this one fails (at most 5). */
   async setFallbacks(modelId: string, fallbacks: string[]): Promise<ModelRow> {
     const model = await this.deps.registry.require(modelId);
-    if (fallbacks.length > MAX_FALLBACKS) throw new McpError('MCP_VALIDATION_FAILED', `models: at most ${MAX_FALLBACKS} fallbacks`, { details: { path: 'models' } });
+    if (fallbacks.length > MAX_FALLBACKS)
+      throw new McpError('MCP_VALIDATION_FAILED', `models: at most ${MAX_FALLBACKS} fallbacks`, { details: { path: 'models' } });
     const seen = new Set<string>();
     for (const [i, f] of fallbacks.entries()) {
       if (f === modelId) throw new McpError('MCP_VALIDATION_FAILED', `models.${i}: a model cannot fall back to itself`, { details: { path: `models.${i}` } });
       if (seen.has(f)) throw new McpError('MCP_VALIDATION_FAILED', `models.${i}: "${f}" is listed twice`, { details: { path: `models.${i}` } });
       seen.add(f);
-      if (!(await this.deps.registry.get(f))) throw new McpError('MCP_MODEL_NOT_FOUND', `models.${i}: no model "${f}"`, { details: { path: `models.${i}`, model: f } });
+      if (!(await this.deps.registry.get(f)))
+        throw new McpError('MCP_MODEL_NOT_FOUND', `models.${i}: no model "${f}"`, { details: { path: `models.${i}`, model: f } });
     }
     return this.apply(modelId, { ...model.routing, fallbacks }, false);
   }
@@ -240,10 +283,13 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
   async setBalancer(modelId: string, balancer: string | null, known: readonly string[]): Promise<ModelRow> {
     const model = await this.deps.registry.require(modelId);
     if (balancer && !known.includes(balancer)) {
-      throw new McpError('MCP_UNKNOWN_PLUGIN', `balancer: no balancer plugin named "${balancer}" (configured: ${known.join(', ')})`, { details: { path: 'balancer', available: [...known] } });
+      throw new McpError('MCP_UNKNOWN_PLUGIN', `balancer: no balancer plugin named "${balancer}" (configured: ${known.join(', ')})`, {
+        details: { path: 'balancer', available: [...known] },
+      });
     }
     const routing: ModelRouting = { ...model.routing };
-    if (balancer) routing.balancer = balancer; else delete routing.balancer;
+    if (balancer) routing.balancer = balancer;
+    else delete routing.balancer;
     return this.apply(modelId, routing, false);
   }
 
@@ -252,9 +298,12 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
     const { model, versions } = await this.versionsOf(modelId);
     if (policy) {
       this.requireVersion(modelId, versions, policy.canary, 'policy.canary');
-      if (!(policy.maxErrorRateDelta >= 0 && policy.maxErrorRateDelta <= 1)) throw new McpError('MCP_VALIDATION_FAILED', 'policy.maxErrorRateDelta: between 0 and 1', { details: { path: 'policy.maxErrorRateDelta' } });
-      if (!(policy.maxP95Ratio >= 1)) throw new McpError('MCP_VALIDATION_FAILED', 'policy.maxP95Ratio: at least 1', { details: { path: 'policy.maxP95Ratio' } });
-      if (!(Number.isInteger(policy.minSamples) && policy.minSamples >= 1)) throw new McpError('MCP_VALIDATION_FAILED', 'policy.minSamples: a positive integer', { details: { path: 'policy.minSamples' } });
+      if (!(policy.maxErrorRateDelta >= 0 && policy.maxErrorRateDelta <= 1))
+        throw new McpError('MCP_VALIDATION_FAILED', 'policy.maxErrorRateDelta: between 0 and 1', { details: { path: 'policy.maxErrorRateDelta' } });
+      if (!(policy.maxP95Ratio >= 1))
+        throw new McpError('MCP_VALIDATION_FAILED', 'policy.maxP95Ratio: at least 1', { details: { path: 'policy.maxP95Ratio' } });
+      if (!(Number.isInteger(policy.minSamples) && policy.minSamples >= 1))
+        throw new McpError('MCP_VALIDATION_FAILED', 'policy.minSamples: a positive integer', { details: { path: 'policy.minSamples' } });
     }
     return this.apply(modelId, { ...model.routing, autoRollback: policy }, false);
   }
@@ -266,7 +315,11 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
   }
 
   /** Attaches a score (0–1) and label to a recorded inference; returns whether it was found. */
-  async submitFeedback(inferenceId: string, score: number, label: string | null): Promise<{ inferenceId: string; modelId: string; version: string; shadow: boolean }> {
+  async submitFeedback(
+    inferenceId: string,
+    score: number,
+    label: string | null,
+  ): Promise<{ inferenceId: string; modelId: string; version: string; shadow: boolean }> {
     if (!(score >= 0 && score <= 1)) throw new McpError('MCP_VALIDATION_FAILED', 'score: between 0 and 1', { details: { path: 'score' } });
     if (!this.recorder) throw new McpError('MCP_CONFLICT', 'inference recording is off (router.recording.enabled); feedback cannot be stored');
     const row = await this.recorder.feedback(inferenceId, score, label);
@@ -290,10 +343,18 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
       const s = m?.get(key);
       const a = acc.find((r) => r.version === k.version && r.shadow === k.shadow);
       return {
-        version: k.version, weight: k.weight, shadow: k.shadow, isDefault: !k.shadow && k.version === model.defaultVersion,
-        requests: s?.requests ?? 0, errors: s?.errors ?? 0, errorRate: s && s.requests ? s.errors / s.requests : 0, diverted: s?.diverted ?? 0,
-        p50Ms: s?.latency.percentile(50) ?? null, p95Ms: s?.latency.percentile(95) ?? null,
-        accuracy: a ? a.accuracy : null, feedbackCount: a?.samples ?? 0,
+        version: k.version,
+        weight: k.weight,
+        shadow: k.shadow,
+        isDefault: !k.shadow && k.version === model.defaultVersion,
+        requests: s?.requests ?? 0,
+        errors: s?.errors ?? 0,
+        errorRate: s && s.requests ? s.errors / s.requests : 0,
+        diverted: s?.diverted ?? 0,
+        p50Ms: s?.latency.percentile(50) ?? null,
+        p95Ms: s?.latency.percentile(95) ?? null,
+        accuracy: a ? a.accuracy : null,
+        feedbackCount: a?.samples ?? 0,
       };
     });
   }

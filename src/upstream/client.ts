@@ -25,7 +25,11 @@ export interface UpstreamTimeouts {
 }
 
 export const DEFAULT_UPSTREAM_TIMEOUTS: UpstreamTimeouts = {
-  connectMs: 5_000, firstByteMs: 120_000, idleMs: 120_000, totalMs: 600_000, healthMs: 5_000,
+  connectMs: 5_000,
+  firstByteMs: 120_000,
+  idleMs: 120_000,
+  totalMs: 600_000,
+  healthMs: 5_000,
 };
 
 export interface UpstreamClientOptions {
@@ -89,17 +93,28 @@ export class CallScope {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private parent: AbortSignal | undefined;
   private listener: ((err: McpError) => void) | undefined;
-  private readonly onParentAbort = (): void => { this.abort(classifyAbortReason(this.parent?.reason)); };
+  private readonly onParentAbort = (): void => {
+    this.abort(classifyAbortReason(this.parent?.reason));
+  };
 
   constructor(parent: AbortSignal | undefined, totalMs: number, deadline?: number) {
-    if (parent?.aborted) { this.abort(classifyAbortReason(parent.reason)); return; }
+    if (parent?.aborted) {
+      this.abort(classifyAbortReason(parent.reason));
+      return;
+    }
     let budget = totalMs;
     let kind: TimeoutKind = 'total';
     if (deadline !== undefined) {
       const left = deadline - Date.now();
-      if (left <= totalMs) { budget = left; kind = 'deadline'; }
+      if (left <= totalMs) {
+        budget = left;
+        kind = 'deadline';
+      }
     }
-    if (budget <= 0) { this.abort(deadlineError(kind, kind === 'total' ? totalMs : undefined)); return; }
+    if (budget <= 0) {
+      this.abort(deadlineError(kind, kind === 'total' ? totalMs : undefined));
+      return;
+    }
     this.timer = setTimeout(() => this.abort(deadlineError(kind, kind === 'total' ? totalMs : undefined)), budget);
     if (parent) {
       this.parent = parent;
@@ -123,7 +138,9 @@ export class CallScope {
   }
 
   /** Why the scope aborted, if it did. */
-  get reason(): McpError | undefined { return this.why; }
+  get reason(): McpError | undefined {
+    return this.why;
+  }
 
   abort(err: McpError): void {
     if (this.why) return;
@@ -139,8 +156,14 @@ export class CallScope {
   }
 
   dispose(): void {
-    if (this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined; }
-    if (this.parent) { this.parent.removeEventListener('abort', this.onParentAbort); this.parent = undefined; }
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.parent) {
+      this.parent.removeEventListener('abort', this.onParentAbort);
+      this.parent = undefined;
+    }
   }
 }
 
@@ -152,7 +175,11 @@ export async function readBody(body: Dispatcher.ResponseData['body'], limit: num
     const buf = chunk as Buffer;
     size += buf.length;
     if (size > limit) {
-      if (truncate) { chunks.push(buf.subarray(0, buf.length - (size - limit))); body.destroy(); break; }
+      if (truncate) {
+        chunks.push(buf.subarray(0, buf.length - (size - limit)));
+        body.destroy();
+        break;
+      }
       body.destroy();
       throw new McpError('MCP_UPSTREAM_ERROR', `the upstream response is larger than ${limit} bytes`, { details: { limitBytes: limit } });
     }
@@ -184,7 +211,12 @@ const ERROR_BODY_BYTES = 64 * 1024;
  * (more is MCP_UPSTREAM_ERROR), an error body up to ERROR_BODY_BYTES (the rest is dropped and
  * the request ended). The scope aborting aborts it.
  */
-function collect(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, scope: CallScope, limit: number): Promise<{ status: number; headers: IncomingHttpHeaders; text: string }> {
+function collect(
+  dispatcher: Dispatcher,
+  options: Dispatcher.DispatchOptions,
+  scope: CallScope,
+  limit: number,
+): Promise<{ status: number; headers: IncomingHttpHeaders; text: string }> {
   return new Promise((resolve, reject) => {
     let status = 0;
     let headers: IncomingHttpHeaders = {};
@@ -303,13 +335,25 @@ export class UpstreamClient {
     const { scope, method, headers, body } = this.prepare(req);
     try {
       const { origin, path } = originAndPath(req.url);
-      const answer = await collect(this.agent, {
-        origin, path, method, headers, body,
-        headersTimeout: this.timeouts.firstByteMs, bodyTimeout: this.timeouts.idleMs,
-      }, scope, this.maxResponseBytes);
+      const answer = await collect(
+        this.agent,
+        {
+          origin,
+          path,
+          method,
+          headers,
+          body,
+          headersTimeout: this.timeouts.firstByteMs,
+          bodyTimeout: this.timeouts.idleMs,
+        },
+        scope,
+        this.maxResponseBytes,
+      );
       if (answer.status < 200 || answer.status >= 300) throw (req.mapError ?? mapHttpError)(answer.status, answer.headers, answer.text);
       let data: T;
-      try { data = (answer.text === '' ? undefined : JSON.parse(answer.text)) as T; } catch (err) {
+      try {
+        data = (answer.text === '' ? undefined : JSON.parse(answer.text)) as T;
+      } catch (err) {
         throw new McpError('MCP_UPSTREAM_ERROR', 'the model server answered with invalid JSON', { cause: err, details: { status: answer.status } });
       }
       return { status: answer.status, headers: answer.headers, data };
@@ -350,7 +394,11 @@ export class UpstreamClient {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       this.agent.close(),
-      new Promise<void>((resolve) => { timer = setTimeout(() => { void this.agent.destroy().then(resolve, resolve); }, graceMs); }),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          void this.agent.destroy().then(resolve, resolve);
+        }, graceMs);
+      }),
     ]).finally(() => clearTimeout(timer));
   }
 }

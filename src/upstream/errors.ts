@@ -9,9 +9,21 @@ export type TimeoutKind = 'connect' | 'firstByte' | 'idle' | 'total' | 'deadline
 
 /** Transport error codes that mean "the server could not be reached / the connection broke". */
 const UNAVAILABLE_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH',
-  'EHOSTDOWN', 'ENETDOWN', 'ECONNABORTED', 'ETIMEDOUT',
-  'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_INFO',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+  'UND_ERR_INFO',
 ]);
 
 /** Of those, the ones raised before a connection existed: the request cannot have reached the model. */
@@ -34,7 +46,11 @@ function errorCodeOf(err: unknown): string | undefined {
   const e = err as { code?: unknown; errors?: unknown; cause?: unknown };
   if (typeof e.code === 'string') return e.code;
   // happy-eyeballs connect errors come as AggregateError whose members carry the code
-  if (Array.isArray(e.errors)) for (const inner of e.errors) { const c = errorCodeOf(inner); if (c) return c; }
+  if (Array.isArray(e.errors))
+    for (const inner of e.errors) {
+      const c = errorCodeOf(inner);
+      if (c) return c;
+    }
   if (e.cause !== undefined && e.cause !== err) return errorCodeOf(e.cause);
   return undefined;
 }
@@ -61,21 +77,32 @@ export function mapTransportError(err: unknown, timeouts: { connectMs?: number; 
   if (err instanceof McpError) return err;
   const code = errorCodeOf(err);
   switch (code) {
-    case 'UND_ERR_CONNECT_TIMEOUT': return deadlineError('connect', timeouts.connectMs, err);
-    case 'UND_ERR_HEADERS_TIMEOUT': return deadlineError('firstByte', timeouts.firstByteMs, err);
-    case 'UND_ERR_BODY_TIMEOUT': return deadlineError('idle', timeouts.idleMs, err);
-    case 'UND_ERR_ABORTED': case 'ABORT_ERR': return cancelledError(err);
-    default: break;
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return deadlineError('connect', timeouts.connectMs, err);
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return deadlineError('firstByte', timeouts.firstByteMs, err);
+    case 'UND_ERR_BODY_TIMEOUT':
+      return deadlineError('idle', timeouts.idleMs, err);
+    case 'UND_ERR_ABORTED':
+    case 'ABORT_ERR':
+      return cancelledError(err);
+    default:
+      break;
   }
   if (code !== undefined && UNAVAILABLE_CODES.has(code)) {
     return new McpError('MCP_UPSTREAM_UNAVAILABLE', `model server unreachable (${code})`, {
-      retryable: true, mayHaveExecuted: !NOT_SENT_CODES.has(code), details: { cause: code }, cause: err,
+      retryable: true,
+      mayHaveExecuted: !NOT_SENT_CODES.has(code),
+      details: { cause: code },
+      cause: err,
     });
   }
-  if (err instanceof Error && (err.name === 'AbortError')) return cancelledError(err);
+  if (err instanceof Error && err.name === 'AbortError') return cancelledError(err);
   if (err instanceof Error && err.name === 'TimeoutError') return deadlineError('total', undefined, err);
   return new McpError('MCP_UPSTREAM_ERROR', `upstream call failed${code ? ` (${code})` : ''}`, {
-    retryable: false, details: code ? { cause: code } : undefined, cause: err,
+    retryable: false,
+    details: code ? { cause: code } : undefined,
+    cause: err,
   });
 }
 
@@ -96,7 +123,11 @@ export function parseErrorBody(text: string): UpstreamErrorBody {
   const trimmed = text.trim();
   if (trimmed === '') return {};
   let json: unknown;
-  try { json = JSON.parse(trimmed); } catch { return { message: trimmed.slice(0, 500) }; }
+  try {
+    json = JSON.parse(trimmed);
+  } catch {
+    return { message: trimmed.slice(0, 500) };
+  }
   if (typeof json !== 'object' || json === null) return { message: trimmed.slice(0, 500) };
   const obj = json as Record<string, unknown>;
   const err = obj.error;
@@ -108,7 +139,7 @@ export function parseErrorBody(text: string): UpstreamErrorBody {
       code: typeof e.code === 'string' ? e.code : typeof e.code === 'number' ? String(e.code) : undefined,
       type: typeof e.type === 'string' ? e.type : undefined,
       param: typeof e.param === 'string' ? e.param : undefined,
-      details: typeof e.details === 'object' && e.details !== null ? e.details as Record<string, unknown> : undefined,
+      details: typeof e.details === 'object' && e.details !== null ? (e.details as Record<string, unknown>) : undefined,
       retryable: typeof e.retryable === 'boolean' ? e.retryable : undefined,
       mayHaveExecuted: typeof e.mayHaveExecuted === 'boolean' ? e.mayHaveExecuted : undefined,
     };
@@ -127,19 +158,14 @@ const UNSUPPORTED_RE = /unsupported|not supported|unrecognized|unknown (paramete
  * 404 → MODEL_NOT_FOUND; 400/422 → BAD_REQUEST or UNSUPPORTED_PARAMETER; 413 → PAYLOAD_TOO_LARGE;
  * 401/403 → UPSTREAM_ERROR (our credentials, not the client's); other 4xx → BAD_REQUEST; other 5xx → UPSTREAM_ERROR.
  */
-export function mapHttpError(
-  status: number,
-  headers: Record<string, string | string[] | undefined>,
-  bodyText: string,
-  now = Date.now(),
-): McpError {
+export function mapHttpError(status: number, headers: Record<string, string | string[] | undefined>, bodyText: string, now = Date.now()): McpError {
   const body = parseErrorBody(bodyText);
   const upstreamMessage = body.message;
   const details: Record<string, unknown> = { status };
   if (body.code !== undefined) details.upstreamCode = body.code;
   if (body.type !== undefined) details.upstreamType = body.type;
   if (body.param !== undefined) details.param = body.param;
-  const msg = (fallback: string) => upstreamMessage ? `${upstreamMessage}` : `${fallback} (upstream status ${status})`;
+  const msg = (fallback: string) => (upstreamMessage ? `${upstreamMessage}` : `${fallback} (upstream status ${status})`);
   const make = (code: ErrorCode, message: string, retryable: boolean, mayHaveExecuted = true) =>
     new McpError(code, message, { details, retryable, mayHaveExecuted });
 
@@ -161,8 +187,8 @@ export function mapHttpError(
   }
   if (status === 408) return make('MCP_UPSTREAM_ERROR', msg('upstream request timeout'), true);
   if (status >= 400 && status < 500) {
-    const unsupported = (upstreamMessage !== undefined && UNSUPPORTED_RE.test(upstreamMessage))
-      || body.code === 'unsupported_parameter' || body.code === 'unsupported_value';
+    const unsupported =
+      (upstreamMessage !== undefined && UNSUPPORTED_RE.test(upstreamMessage)) || body.code === 'unsupported_parameter' || body.code === 'unsupported_value';
     return make(unsupported ? 'MCP_UNSUPPORTED_PARAMETER' : 'MCP_BAD_REQUEST', msg('the model server rejected the request'), false);
   }
   return make('MCP_UPSTREAM_ERROR', msg('the model server failed'), false);

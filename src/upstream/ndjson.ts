@@ -6,7 +6,9 @@ export async function* parseNdjson(body: AsyncIterable<Uint8Array | string>, max
   const decoder = new TextDecoder('utf-8');
   let buffer = '';
   const parse = (line: string): unknown => {
-    try { return JSON.parse(line); } catch (err) {
+    try {
+      return JSON.parse(line);
+    } catch (err) {
       throw new McpError('MCP_UPSTREAM_ERROR', 'the upstream stream sent a line that is not JSON', { cause: err });
     }
   };

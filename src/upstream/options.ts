@@ -4,23 +4,31 @@ import { DEFAULT_UPSTREAM_TIMEOUTS, type UpstreamClientOptions } from './client.
 
 const ms = (def: number) => z.number().int().positive().default(def);
 
-export const upstreamTimeoutsSchema = z.strictObject({
-  connectMs: ms(DEFAULT_UPSTREAM_TIMEOUTS.connectMs),
-  firstByteMs: ms(DEFAULT_UPSTREAM_TIMEOUTS.firstByteMs),
-  idleMs: ms(DEFAULT_UPSTREAM_TIMEOUTS.idleMs),
-  totalMs: ms(DEFAULT_UPSTREAM_TIMEOUTS.totalMs),
-  healthMs: ms(DEFAULT_UPSTREAM_TIMEOUTS.healthMs),
-}).prefault({});
+export const upstreamTimeoutsSchema = z
+  .strictObject({
+    connectMs: ms(DEFAULT_UPSTREAM_TIMEOUTS.connectMs),
+    firstByteMs: ms(DEFAULT_UPSTREAM_TIMEOUTS.firstByteMs),
+    idleMs: ms(DEFAULT_UPSTREAM_TIMEOUTS.idleMs),
+    totalMs: ms(DEFAULT_UPSTREAM_TIMEOUTS.totalMs),
+    healthMs: ms(DEFAULT_UPSTREAM_TIMEOUTS.healthMs),
+  })
+  .prefault({});
 
-export const upstreamPluginOptions = z.strictObject({
-  timeouts: upstreamTimeoutsSchema,
-  /** Max keep-alive connections per upstream origin. */
-  connections: z.number().int().positive().default(32),
-  keepAliveMs: z.number().int().positive().default(4_000),
-  /** Headers sent with every upstream request. */
-  headers: z.record(z.string(), z.string()).default({}),
-  maxResponseBytes: z.number().int().positive().default(64 * 1024 * 1024),
-}).prefault({});
+export const upstreamPluginOptions = z
+  .strictObject({
+    timeouts: upstreamTimeoutsSchema,
+    /** Max keep-alive connections per upstream origin. */
+    connections: z.number().int().positive().default(32),
+    keepAliveMs: z.number().int().positive().default(4_000),
+    /** Headers sent with every upstream request. */
+    headers: z.record(z.string(), z.string()).default({}),
+    maxResponseBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(64 * 1024 * 1024),
+  })
+  .prefault({});
 
 export type UpstreamPluginOptions = z.output<typeof upstreamPluginOptions>;
 

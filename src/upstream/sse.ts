@@ -42,11 +42,18 @@ export class SseParser {
       let next = -1;
       for (let i = start; i < this.buffer.length; i++) {
         const c = this.buffer.charCodeAt(i);
-        if (c === 10) { end = i; next = i + 1; break; }
+        if (c === 10) {
+          end = i;
+          next = i + 1;
+          break;
+        }
         if (c === 13) {
           end = i;
           if (i + 1 < this.buffer.length) next = this.buffer.charCodeAt(i + 1) === 10 ? i + 2 : i + 1;
-          else { next = i + 1; this.pendingCr = true; }
+          else {
+            next = i + 1;
+            this.pendingCr = true;
+          }
           break;
         }
       }
@@ -85,11 +92,20 @@ export class SseParser {
     let value = colon === -1 ? '' : line.slice(colon + 1);
     if (value.charCodeAt(0) === 32) value = value.slice(1);
     switch (field) {
-      case 'data': this.data.push(value); break;
-      case 'event': this.event = value; break;
-      case 'id': if (!value.includes('\0')) this.id = value; break;
-      case 'retry': if (/^\d+$/.test(value)) this.retry = Number(value); break;
-      default: break;
+      case 'data':
+        this.data.push(value);
+        break;
+      case 'event':
+        this.event = value;
+        break;
+      case 'id':
+        if (!value.includes('\0')) this.id = value;
+        break;
+      case 'retry':
+        if (/^\d+$/.test(value)) this.retry = Number(value);
+        break;
+      default:
+        break;
     }
   }
 }

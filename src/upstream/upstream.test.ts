@@ -12,10 +12,21 @@ import { startFakeOpenAI, type FakeOpenAIServer } from '../testing/fake-openai-s
 import { startFaultProxy, type FaultProxy } from '../testing/fault-proxy.ts';
 import { listenOnLoopback, type LoopbackServer } from '../testing/loopback-server.ts';
 
-async function* chunks(parts: Array<string | Uint8Array>): AsyncGenerator<string | Uint8Array> { for (const p of parts) yield p; }
-async function collect<T>(it: AsyncIterable<T>): Promise<T[]> { const out: T[] = []; for await (const x of it) out.push(x); return out; }
+async function* chunks(parts: Array<string | Uint8Array>): AsyncGenerator<string | Uint8Array> {
+  for (const p of parts) yield p;
+}
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
 async function rejection(p: Promise<unknown>): Promise<McpError> {
-  try { await p; } catch (err) { expect(err).toBeInstanceOf(McpError); return err as McpError; }
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(McpError);
+    return err as McpError;
+  }
   throw new Error('expected a rejection');
 }
 function call(extra: { signal?: AbortSignal; deadline?: number } = {}) {
@@ -34,11 +45,13 @@ describe('SseParser', () => {
   it('parses events, comments, multi-line data, CRLF and [DONE]', async () => {
     const text = ': keep-alive\r\ndata: {"a":1}\r\n\r\nevent: x\ndata: line1\ndata: line2\nid: 7\n\ndata: [DONE]\n\n';
     const events = await collect(parseSse(chunks([text, 'data: after-done\n\n'])));
-    expect(events).toEqual([
-      { event: 'message', data: '{"a":1}', id: undefined },
-      { event: 'x', data: 'line1\nline2', id: '7' },
-      { event: 'message', data: '[DONE]', id: '7' },
-    ].map((e) => (e.id === undefined ? { event: e.event, data: e.data } : e)));
+    expect(events).toEqual(
+      [
+        { event: 'message', data: '{"a":1}', id: undefined },
+        { event: 'x', data: 'line1\nline2', id: '7' },
+        { event: 'message', data: '[DONE]', id: '7' },
+      ].map((e) => (e.id === undefined ? { event: e.event, data: e.data } : e)),
+    );
   });
 
   it('gives the same events however the bytes are split (incl. inside UTF-8 characters and CRLF)', () => {
@@ -46,14 +59,20 @@ describe('SseParser', () => {
     const bytes = new TextEncoder().encode(text);
     const whole = new SseParser().push(bytes);
     expect(whole.map((e) => e.data)).toEqual(['héllo wörld 🎉', '{"x":"ü"}', 'a', 'b']);
-    fc.assert(fc.property(fc.uniqueArray(fc.integer({ min: 1, max: bytes.length - 1 }), { maxLength: 8 }), (cuts) => {
-      const sorted = [...cuts].sort((a, b) => a - b);
-      const parser = new SseParser();
-      const events = [];
-      let prev = 0;
-      for (const c of [...sorted, bytes.length]) { events.push(...parser.push(bytes.subarray(prev, c))); prev = c; }
-      expect(events).toEqual(whole);
-    }), { numRuns: 200 });
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 1, max: bytes.length - 1 }), { maxLength: 8 }), (cuts) => {
+        const sorted = [...cuts].sort((a, b) => a - b);
+        const parser = new SseParser();
+        const events = [];
+        let prev = 0;
+        for (const c of [...sorted, bytes.length]) {
+          events.push(...parser.push(bytes.subarray(prev, c)));
+          prev = c;
+        }
+        expect(events).toEqual(whole);
+      }),
+      { numRuns: 200 },
+    );
   });
 });
 
@@ -132,7 +151,11 @@ describe('UpstreamClient against real loopback servers', () => {
     proxy = await startFaultProxy({ target: fake.url, seed: 42 });
     client = new UpstreamClient({ connections: 4, timeouts: { connectMs: 500, firstByteMs: 300, idleMs: 300, totalMs: 2000, healthMs: 500 } });
   });
-  afterAll(async () => { await client.close(); await proxy.close(); await fake.close(); });
+  afterAll(async () => {
+    await client.close();
+    await proxy.close();
+    await fake.close();
+  });
 
   it('reuses keep-alive connections', async () => {
     const before = fake.connections;
@@ -204,15 +227,30 @@ describe('UpstreamClient: answers it cannot use', () => {
   const big = 'x'.repeat(300 * 1024);
   beforeAll(async () => {
     server = await listenOnLoopback((req, res) => {
-      if (req.url === '/big') { res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ big })); return; }
-      if (req.url === '/big-error') { res.writeHead(500, { 'content-type': 'text/plain' }); res.end(`model crashed: ${big}`); return; }
-      if (req.url === '/not-json') { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"half": '); return; }
+      if (req.url === '/big') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ big }));
+        return;
+      }
+      if (req.url === '/big-error') {
+        res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(`model crashed: ${big}`);
+        return;
+      }
+      if (req.url === '/not-json') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"half": ');
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"ok":true}');
     });
     client = new UpstreamClient({ maxResponseBytes: 100 * 1024, timeouts: { totalMs: 2000 } });
   });
-  afterAll(async () => { await client.close(); await server.close(); });
+  afterAll(async () => {
+    await client.close();
+    await server.close();
+  });
 
   it('refuses a 2xx answer larger than maxResponseBytes, and keeps working', async () => {
     const e = await rejection(client.json({ url: `${server.origin}/big`, call: call() }));

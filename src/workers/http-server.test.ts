@@ -11,9 +11,18 @@ import { createWorkerHttpServer } from './http-server.ts';
 /** Sleeps, rejecting with the signal's reason when it aborts. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal.aborted) { reject(signal.reason); return; }
-    const t = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve(); }, ms);
-    const onAbort = () => { clearTimeout(t); reject(signal.reason); };
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
     signal.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -29,11 +38,17 @@ const promptOf = (input: InferenceInput): string | undefined => (input.task === 
 function fakeInstance(): FakeInstance {
   const calls: BackendCall[] = [];
   const aborts: unknown[] = [];
-  const watch = (call: BackendCall) => { calls.push(call); call.signal.addEventListener('abort', () => aborts.push(call.signal.reason), { once: true }); };
+  const watch = (call: BackendCall) => {
+    calls.push(call);
+    call.signal.addEventListener('abort', () => aborts.push(call.signal.reason), { once: true });
+  };
   return {
-    runtime: 'tfjs-node', device: 'cpu', tasks: ['generate', 'chat'],
+    runtime: 'tfjs-node',
+    device: 'cpu',
+    tasks: ['generate', 'chat'],
     signature: { inputs: [{ name: 'x', datatype: 'FP32', shape: [-1] }], outputs: [] },
-    calls, aborts,
+    calls,
+    aborts,
     async infer(input: InferenceInput, call: BackendCall) {
       watch(call);
       const prompt = promptOf(input);
@@ -54,8 +69,12 @@ function fakeInstance(): FakeInstance {
       }
       yield { text: '', finishReason: 'stop', usage: { promptTokens: 1, completionTokens: n, totalTokens: n + 1 } };
     },
-    async health() { return { ok: true, detail: 'fine' }; },
-    async unload() { /* nothing */ },
+    async health() {
+      return { ok: true, detail: 'fine' };
+    },
+    async unload() {
+      /* nothing */
+    },
   };
 }
 
@@ -76,13 +95,26 @@ describe('worker http server', () => {
   });
 
   const post = (path: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) =>
-    request(`${base}${path}`, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers }, dispatcher: agent, signal });
+    request(`${base}${path}`, {
+      method: 'POST',
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+      headers: { 'content-type': 'application/json', ...headers },
+      dispatcher: agent,
+      signal,
+    });
 
   it('serves health routes with runtime and device', async () => {
     const w = await request(`${base}/health`, { dispatcher: agent });
     expect([w.statusCode, await w.body.json()]).toEqual([200, { ok: true }]);
     const h = await request(`${base}/instances/i1/health`, { dispatcher: agent });
-    expect(await h.body.json()).toEqual({ ok: true, detail: 'fine', runtime: 'tfjs-node', device: 'cpu', tasks: ['generate', 'chat'], signature: inst.signature });
+    expect(await h.body.json()).toEqual({
+      ok: true,
+      detail: 'fine',
+      runtime: 'tfjs-node',
+      device: 'cpu',
+      tasks: ['generate', 'chat'],
+      signature: inst.signature,
+    });
   });
 
   it('infers, echoing x-request-id and passing the deadline', async () => {
@@ -100,8 +132,14 @@ describe('worker http server', () => {
     const arrivals: number[] = [];
     let text = '';
     const t0 = Date.now();
-    for await (const c of r.body) { text += String(c); arrivals.push(Date.now() - t0); }
-    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as InferenceChunk);
+    for await (const c of r.body) {
+      text += String(c);
+      arrivals.push(Date.now() - t0);
+    }
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as InferenceChunk);
     expect(lines.map((l) => l.text)).toEqual(['t0', 't1', 't2', 't3', '']);
     expect(lines.at(-1)?.finishReason).toBe('stop');
     expect(arrivals.length).toBeGreaterThanOrEqual(3);
@@ -110,9 +148,11 @@ describe('worker http server', () => {
   it('sends errors with code, status and retryable; masks internal errors', async () => {
     const rl = await post('/instances/i1/infer', { task: 'generate', prompt: 'ratelimit' });
     expect(rl.statusCode).toBe(429);
-    expect(await rl.body.json()).toEqual({ error: { code: 'MCP_UPSTREAM_RATE_LIMITED', message: 'slow down', details: { retryAfterMs: 10 }, retryable: true, mayHaveExecuted: true } });
+    expect(await rl.body.json()).toEqual({
+      error: { code: 'MCP_UPSTREAM_RATE_LIMITED', message: 'slow down', details: { retryAfterMs: 10 }, retryable: true, mayHaveExecuted: true },
+    });
     const boom = await post('/instances/i1/infer', { task: 'generate', prompt: 'boom' });
-    const body = await boom.body.json() as { error: { code: string; message: string } };
+    const body = (await boom.body.json()) as { error: { code: string; message: string } };
     expect([boom.statusCode, body.error.code]).toEqual([500, 'MCP_INTERNAL']);
     expect(body.error.message).not.toMatch(/secret/);
     const nf = await post('/instances/nope/infer', { task: 'generate', prompt: 'x' });
@@ -122,7 +162,10 @@ describe('worker http server', () => {
     const task = await post('/instances/i1/infer', { task: 'dance' });
     expect(((await task.body.json()) as { error: { code: string } }).error.code).toBe('MCP_VALIDATION_FAILED');
     const noPrompt = await post('/instances/i1/infer', { task: 'generate' });
-    expect([noPrompt.statusCode, ((await noPrompt.body.json()) as { error: { code: string; details: { path: string } } }).error]).toEqual([400, expect.objectContaining({ code: 'MCP_VALIDATION_FAILED', details: expect.objectContaining({ path: 'input.prompt' }) })]);
+    expect([noPrompt.statusCode, ((await noPrompt.body.json()) as { error: { code: string; details: { path: string } } }).error]).toEqual([
+      400,
+      expect.objectContaining({ code: 'MCP_VALIDATION_FAILED', details: expect.objectContaining({ path: 'input.prompt' }) }),
+    ]);
     const big = await post('/instances/i1/infer', { task: 'generate', prompt: 'x'.repeat(2000) });
     expect([big.statusCode, ((await big.body.json()) as { error: { code: string } }).error.code]).toEqual([413, 'MCP_PAYLOAD_TOO_LARGE']);
     const past = await post('/instances/i1/infer', { task: 'generate', prompt: 'x' }, { 'x-mcp-deadline': String(Date.now() - 1) });
@@ -140,8 +183,15 @@ describe('worker http server', () => {
   it('reports a failure after the stream started as the last line', async () => {
     const r = await post('/instances/i1/stream', { task: 'generate', prompt: 'midfail', parameters: { maxTokens: 5 } });
     expect(r.statusCode).toBe(200);
-    const lines = (await r.body.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines).toEqual([{ text: 't0' }, { text: 't1' }, { error: { code: 'MCP_UPSTREAM_UNAVAILABLE', message: 'model server went away', retryable: true, mayHaveExecuted: true } }]);
+    const lines = (await r.body.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toEqual([
+      { text: 't0' },
+      { text: 't1' },
+      { error: { code: 'MCP_UPSTREAM_UNAVAILABLE', message: 'model server went away', retryable: true, mayHaveExecuted: true } },
+    ]);
     const early = await post('/instances/i1/stream', { task: 'generate', prompt: 'ratelimit' });
     expect(early.statusCode).toBe(429);
     await early.body.dump();

@@ -45,12 +45,21 @@ export const WORKER_PROTOCOL_PREFIX = '/worker/v1';
 const INSTANCE_ROUTE = /^\/worker\/v1\/instances\/([^/]+)\/(infer|stream|health)$/;
 const RETRYABLE_BY_DEFAULT = new Set(['MCP_INSTANCE_NOT_FOUND', 'MCP_SHUTTING_DOWN', 'MCP_QUEUE_FULL', 'MCP_OVERLOADED', 'MCP_UPSTREAM_UNAVAILABLE']);
 
-interface WorkerErrorBody { code: string; message: string; details?: Record<string, unknown>; retryable: boolean; mayHaveExecuted: boolean }
+interface WorkerErrorBody {
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
+  retryable: boolean;
+  mayHaveExecuted: boolean;
+}
 
 /** The error body of the worker protocol (also used for a failing stream's last line). */
 export function workerErrorBody(err: McpError): { error: WorkerErrorBody } {
   const body: WorkerErrorBody = {
-    code: err.code, message: err.message, retryable: err.retryable || RETRYABLE_BY_DEFAULT.has(err.code), mayHaveExecuted: err.mayHaveExecuted,
+    code: err.code,
+    message: err.message,
+    retryable: err.retryable || RETRYABLE_BY_DEFAULT.has(err.code),
+    mayHaveExecuted: err.mayHaveExecuted,
   };
   if (err.details) body.details = err.details;
   return { error: body };
@@ -96,7 +105,11 @@ function writeLine(res: ServerResponse, obj: unknown): Promise<boolean> {
   if (res.destroyed) return Promise.resolve(false);
   if (res.write(`${JSON.stringify(obj)}\n`)) return Promise.resolve(true);
   return new Promise((resolve) => {
-    const done = (ok: boolean) => { res.off('drain', onDrain); res.off('close', onClose); resolve(ok); };
+    const done = (ok: boolean) => {
+      res.off('drain', onDrain);
+      res.off('close', onClose);
+      resolve(ok);
+    };
     const onDrain = () => done(true);
     const onClose = () => done(false);
     res.once('drain', onDrain);
@@ -134,16 +147,27 @@ export function createWorkerHttpServer(opts: WorkerHttpServerOptions): Server {
     if (!m) throw new McpError('MCP_NOT_FOUND', `no route ${req.method ?? ''} ${path}`);
     const action = m[2] as 'infer' | 'stream' | 'health';
     let id: string;
-    try { id = decodeURIComponent(m[1]!); } catch { throw new McpError('MCP_BAD_REQUEST', 'malformed instance id'); }
+    try {
+      id = decodeURIComponent(m[1]!);
+    } catch {
+      throw new McpError('MCP_BAD_REQUEST', 'malformed instance id');
+    }
     if (req.method !== (action === 'health' ? 'GET' : 'POST')) {
       throw new McpError('MCP_NOT_FOUND', 'method not allowed', { status: 405 });
     }
     const instance = instances.get(id);
-    if (!instance) throw new McpError('MCP_INSTANCE_NOT_FOUND', `no instance '${id}' on this worker`, { retryable: true, mayHaveExecuted: false, details: { instanceId: id } });
+    if (!instance)
+      throw new McpError('MCP_INSTANCE_NOT_FOUND', `no instance '${id}' on this worker`, {
+        retryable: true,
+        mayHaveExecuted: false,
+        details: { instanceId: id },
+      });
 
     // the call's signal: client disconnect, deadline
     const controller = new AbortController();
-    const onClose = () => { if (!res.writableFinished) controller.abort(new McpError('MCP_CANCELLED')); };
+    const onClose = () => {
+      if (!res.writableFinished) controller.abort(new McpError('MCP_CANCELLED'));
+    };
     res.once('close', onClose);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -168,11 +192,15 @@ export function createWorkerHttpServer(opts: WorkerHttpServerOptions): Server {
       }
       const call: BackendCall = { requestId, signal: controller.signal };
       if (deadline !== undefined) call.deadline = deadline;
-      const abortReason = (): McpError | undefined => controller.signal.aborted ? toMcpError(controller.signal.reason) : undefined;
+      const abortReason = (): McpError | undefined => (controller.signal.aborted ? toMcpError(controller.signal.reason) : undefined);
 
       if (action === 'infer') {
         let out;
-        try { out = await instance.infer(input, call); } catch (err) { throw abortReason() ?? err; }
+        try {
+          out = await instance.infer(input, call);
+        } catch (err) {
+          throw abortReason() ?? err;
+        }
         if (abortReason()) throw abortReason();
         sendJson(res, 200, out);
         return;
@@ -181,7 +209,11 @@ export function createWorkerHttpServer(opts: WorkerHttpServerOptions): Server {
       // stream
       if (!instance.stream) {
         let out;
-        try { out = await instance.infer(input, call); } catch (err) { throw abortReason() ?? err; }
+        try {
+          out = await instance.infer(input, call);
+        } catch (err) {
+          throw abortReason() ?? err;
+        }
         const chunk: InferenceChunk = { text: out.text ?? '', finishReason: out.finishReason ?? 'stop' };
         if (out.usage) chunk.usage = out.usage;
         res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
@@ -190,7 +222,11 @@ export function createWorkerHttpServer(opts: WorkerHttpServerOptions): Server {
       }
       const it = instance.stream(input, call)[Symbol.asyncIterator]();
       let first: IteratorResult<InferenceChunk>;
-      try { first = await it.next(); } catch (err) { throw abortReason() ?? err; }
+      try {
+        first = await it.next();
+      } catch (err) {
+        throw abortReason() ?? err;
+      }
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
       res.flushHeaders();
       let step = first;

@@ -89,7 +89,17 @@ const COMMANDS = `subscription Commands($id: ID!) {
 
 /** The worker's default model: the shipped demo capibara-mini on the tfjs backend. */
 export function defaultWorkerModels(): WorkerModel[] {
-  return [{ id: DEMO_MODEL_ID, version: 'v1', task: 'generate', backend: 'tfjs', source: DEMO_MODEL_DIR, instanceId: `${DEMO_MODEL_ID}-v1`, options: { kind: 'char-lm' } }];
+  return [
+    {
+      id: DEMO_MODEL_ID,
+      version: 'v1',
+      task: 'generate',
+      backend: 'tfjs',
+      source: DEMO_MODEL_DIR,
+      instanceId: `${DEMO_MODEL_ID}-v1`,
+      options: { kind: 'char-lm' },
+    },
+  ];
 }
 
 function defaultName(port: number): string {
@@ -98,7 +108,11 @@ function defaultName(port: number): string {
 }
 
 const remoteIdOf = (m: { id: string; version: string; instanceId?: string | undefined }) =>
-  m.instanceId ?? `${m.id}-${m.version}`.toLowerCase().replace(/[^a-z0-9._-]/g, '-').slice(0, 63);
+  m.instanceId ??
+  `${m.id}-${m.version}`
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]/g, '-')
+    .slice(0, 63);
 
 /** Counts requests in flight and served, for the heartbeat's load report. */
 class LoadCounter {
@@ -108,13 +122,26 @@ class LoadCounter {
   wrap(inst: LoadedInstance): LoadedInstance {
     const self = this;
     const wrapped: LoadedInstance = {
-      get runtime() { return inst.runtime; },
-      get device() { return inst.device; },
-      get tasks() { return inst.tasks; },
-      get signature() { return inst.signature; },
+      get runtime() {
+        return inst.runtime;
+      },
+      get device() {
+        return inst.device;
+      },
+      get tasks() {
+        return inst.tasks;
+      },
+      get signature() {
+        return inst.signature;
+      },
       async infer(input: InferenceInput, call: BackendCall) {
         self.inflight++;
-        try { return await inst.infer(input, call); } finally { self.inflight--; self.total++; }
+        try {
+          return await inst.infer(input, call);
+        } finally {
+          self.inflight--;
+          self.total++;
+        }
       },
       health: (signal) => inst.health(signal),
       unload: () => inst.unload(),
@@ -123,7 +150,12 @@ class LoadCounter {
       const stream = inst.stream.bind(inst);
       wrapped.stream = async function* (input: InferenceInput, call: BackendCall): AsyncGenerator<InferenceChunk> {
         self.inflight++;
-        try { yield* stream(input, call); } finally { self.inflight--; self.total++; }
+        try {
+          yield* stream(input, call);
+        } finally {
+          self.inflight--;
+          self.total++;
+        }
       };
     }
     return wrapped;
@@ -131,14 +163,18 @@ class LoadCounter {
 }
 
 class GatewayClient {
-  constructor(private readonly base: string, private readonly headers: Record<string, string>) {}
+  constructor(
+    private readonly base: string,
+    private readonly headers: Record<string, string>,
+  ) {}
 
   async gql<T>(query: string, variables: Record<string, unknown>, timeoutMs = 10_000): Promise<T> {
     const res = await request(`${this.base}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...this.headers },
       body: JSON.stringify({ query, variables }),
-      headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
       signal: AbortSignal.timeout(timeoutMs),
     });
     const text = await res.body.text();
@@ -152,7 +188,7 @@ class GatewayClient {
     if (err) {
       const code = err.extensions?.code;
       const known = typeof code === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, code);
-      throw new McpError(known ? code as ErrorCode : 'MCP_UPSTREAM_ERROR', err.message);
+      throw new McpError(known ? (code as ErrorCode) : 'MCP_UPSTREAM_ERROR', err.message);
     }
     if (!body.data) throw new McpError('MCP_UPSTREAM_ERROR', `the gateway answered ${res.statusCode} without data`);
     return body.data;
@@ -174,15 +210,32 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   let server: Server | undefined;
   let ws: Client | undefined;
 
-  const loadOne = async (m: { model: string; version: string; task: string; backend: string; source?: string | undefined; device?: string | undefined; options: Record<string, unknown> }, remoteId: string) => {
+  const loadOne = async (
+    m: {
+      model: string;
+      version: string;
+      task: string;
+      backend: string;
+      source?: string | undefined;
+      device?: string | undefined;
+      options: Record<string, unknown>;
+    },
+    remoteId: string,
+  ) => {
     if (!plugins.has('backend', m.backend)) {
-      throw new McpError('MCP_UNKNOWN_PLUGIN', `no backend plugin named "${m.backend}" on this worker (configured: ${plugins.names('backend').join(', ') || 'none'})`);
+      throw new McpError(
+        'MCP_UNKNOWN_PLUGIN',
+        `no backend plugin named "${m.backend}" on this worker (configured: ${plugins.names('backend').join(', ') || 'none'})`,
+      );
     }
     const backend = plugins.get('backend', m.backend);
     const parsed = backend.instanceOptions ? backend.instanceOptions.safeParse(m.options) : { success: true as const, data: m.options };
     if (!parsed.success) throw new McpError('MCP_VALIDATION_FAILED', `options of ${remoteId}: ${parsed.error.message}`);
     const source = m.source && !isAbsolute(m.source) && !/^[a-z]+:\/\//i.test(m.source) ? resolve(baseDir, m.source) : m.source;
-    const loaded = await backend.load({ id: remoteId, model: m.model, version: m.version, endpoint: source, options: parsed.data, device: m.device }, abort.signal);
+    const loaded = await backend.load(
+      { id: remoteId, model: m.model, version: m.version, endpoint: source, options: parsed.data, device: m.device },
+      abort.signal,
+    );
     const old = served.get(remoteId);
     served.set(remoteId, { model: m.model, version: m.version, task: m.task, backend: m.backend, loaded: counter.wrap(loaded) });
     if (old) await old.loaded.unload().catch(() => {});
@@ -203,7 +256,10 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     const srv = server;
     await new Promise<void>((res, rej) => {
       srv.once('error', rej);
-      srv.listen(wc.port, wc.host, () => { srv.off('error', rej); res(); });
+      srv.listen(wc.port, wc.host, () => {
+        srv.off('error', rej);
+        res();
+      });
     });
   } catch (err) {
     abort.abort();
@@ -226,23 +282,42 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     const seen = new Set<string>();
     for (const b of new Set([...served.values()].map((s) => s.backend))) {
       const list = await Promise.resolve(plugins.get('backend', b).devices?.()).catch(() => undefined);
-      for (const d of list ?? []) if (d.kind !== 'remote' && !seen.has(d.id)) { seen.add(d.id); out.push(d); }
+      for (const d of list ?? [])
+        if (d.kind !== 'remote' && !seen.has(d.id)) {
+          seen.add(d.id);
+          out.push(d);
+        }
     }
     if (!seen.has('cpu')) out.unshift({ id: 'cpu', kind: 'cpu', name: cpus()[0]?.model ?? 'cpu', memoryTotalBytes: totalmem() });
-    return out.map((d) => ({ id: d.id, kind: d.kind, ...(d.name ? { name: d.name } : {}), ...(d.memoryTotalBytes !== undefined ? { memoryTotalBytes: d.memoryTotalBytes } : {}) }));
+    return out.map((d) => ({
+      id: d.id,
+      kind: d.kind,
+      ...(d.name ? { name: d.name } : {}),
+      ...(d.memoryTotalBytes !== undefined ? { memoryTotalBytes: d.memoryTotalBytes } : {}),
+    }));
   };
 
   let registeredOnce = false;
   let resolveRegistered!: () => void;
-  const registered = new Promise<void>((r) => { resolveRegistered = r; });
+  const registered = new Promise<void>((r) => {
+    resolveRegistered = r;
+  });
   let needsRegistration = true;
   let lastError = '';
 
   const register = async () => {
     const input = {
-      name, endpoint, heartbeatIntervalMs: wc.heartbeatIntervalMs, devices: await devices(),
+      name,
+      endpoint,
+      heartbeatIntervalMs: wc.heartbeatIntervalMs,
+      devices: await devices(),
       instances: [...served.entries()].map(([remoteInstanceId, s]) => ({
-        model: s.model, version: s.version, remoteInstanceId, task: s.task.toUpperCase(), runtime: s.loaded.runtime, device: s.loaded.device,
+        model: s.model,
+        version: s.version,
+        remoteInstanceId,
+        task: s.task.toUpperCase(),
+        runtime: s.loaded.runtime,
+        device: s.loaded.device,
       })),
     };
     await gateway.gql(REGISTER, { input }, 60_000);
@@ -278,7 +353,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
         return;
       }
       const msg = `${e.code}: ${(err as Error).message}`;
-      if (msg !== lastError) logger.warn({ err, gateway: wc.gateway }, needsRegistration ? 'cannot register with the gateway; retrying' : 'heartbeat failed; retrying');
+      if (msg !== lastError)
+        logger.warn({ err, gateway: wc.gateway }, needsRegistration ? 'cannot register with the gateway; retrying' : 'heartbeat failed; retrying');
       lastError = msg;
     }
   };
@@ -293,10 +369,18 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     logger.info({ command: c.id, action: c.action, instance: c.instanceId, model: c.model, version: c.version }, 'command received');
     try {
       if (c.action === 'LOAD') {
-        await loadOne({
-          model: c.model, version: c.version, task: (c.task ?? 'generate').toLowerCase(), backend: c.backend ?? 'tfjs',
-          source: c.source ?? undefined, device: c.device ?? undefined, options: c.options ?? {},
-        }, c.instanceId);
+        await loadOne(
+          {
+            model: c.model,
+            version: c.version,
+            task: (c.task ?? 'generate').toLowerCase(),
+            backend: c.backend ?? 'tfjs',
+            source: c.source ?? undefined,
+            device: c.device ?? undefined,
+            options: c.options ?? {},
+          },
+          c.instanceId,
+        );
       } else {
         const s = served.get(c.instanceId);
         served.delete(c.instanceId);
@@ -306,7 +390,10 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     } catch (err) {
       logger.error({ err, command: c.id }, 'command failed');
     }
-    await register().catch((err: unknown) => { needsRegistration = true; logger.warn({ err }, 'registration after a command failed'); });
+    await register().catch((err: unknown) => {
+      needsRegistration = true;
+      logger.warn({ err }, 'registration after a command failed');
+    });
   };
 
   const subscribe = () => {
@@ -318,23 +405,34 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       lazy: false,
       retryAttempts: Number.MAX_SAFE_INTEGER,
       shouldRetry: () => !abort.signal.aborted,
-      retryWait: async (retries) => { await new Promise((r) => setTimeout(r, Math.min(5000, 250 * 2 ** Math.min(retries, 5)))); },
+      retryWait: async (retries) => {
+        await new Promise((r) => setTimeout(r, Math.min(5000, 250 * 2 ** Math.min(retries, 5))));
+      },
       on: {
         connected: () => logger.debug({ gateway: wsUrl }, 'command subscription connected'),
-        closed: () => { if (!abort.signal.aborted) logger.debug('command subscription closed; reconnecting'); },
+        closed: () => {
+          if (!abort.signal.aborted) logger.debug('command subscription closed; reconnecting');
+        },
       },
     });
     const client = ws;
     const start = () => {
       if (abort.signal.aborted) return;
-      client.subscribe<{ workerCommands: CommandMessage }>({ query: COMMANDS, variables: { id } }, {
-        next: (msg) => { if (msg.data?.workerCommands) void serial(() => onCommand(msg.data!.workerCommands)); },
-        error: (err) => {
-          logger.warn({ err }, 'command subscription failed; subscribing again');
-          if (!abort.signal.aborted) setTimeout(start, 1000).unref();
+      client.subscribe<{ workerCommands: CommandMessage }>(
+        { query: COMMANDS, variables: { id } },
+        {
+          next: (msg) => {
+            if (msg.data?.workerCommands) void serial(() => onCommand(msg.data!.workerCommands));
+          },
+          error: (err) => {
+            logger.warn({ err }, 'command subscription failed; subscribing again');
+            if (!abort.signal.aborted) setTimeout(start, 1000).unref();
+          },
+          complete: () => {
+            if (!abort.signal.aborted) setTimeout(start, 1000).unref();
+          },
         },
-        complete: () => { if (!abort.signal.aborted) setTimeout(start, 1000).unref(); },
-      });
+      );
     };
     start();
   };
@@ -344,7 +442,10 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
 
   let closing: Promise<void> | undefined;
   return {
-    id, name, endpoint, registered,
+    id,
+    name,
+    endpoint,
+    registered,
     instances: () => [...served.keys()],
     close() {
       closing ??= (async () => {
@@ -394,7 +495,10 @@ export async function runWorker(opts: RunWorkerOptions): Promise<number> {
       }
       stopping = true;
       logger.info({ signal }, 'worker shutting down');
-      worker.close().then(resolveStop, (err: unknown) => { logger.error({ err }, 'worker shutdown failed'); resolveStop(); });
+      worker.close().then(resolveStop, (err: unknown) => {
+        logger.error({ err }, 'worker shutdown failed');
+        resolveStop();
+      });
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

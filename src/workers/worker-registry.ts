@@ -39,26 +39,39 @@ const MISSED_HEARTBEATS = 2.5;
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_" or "-", at most 63 characters');
 const instanceId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, ".", "_" or "-", at most 63 characters');
-const httpUrl = z.string().url().refine((u) => /^https?:\/\//.test(u), 'an http(s) URL');
+const httpUrl = z
+  .string()
+  .url()
+  .refine((u) => /^https?:\/\//.test(u), 'an http(s) URL');
 
 export const registerWorkerSchema = z.strictObject({
   name,
   endpoint: httpUrl,
-  devices: z.array(z.strictObject({
-    id: z.string().min(1).max(63),
-    kind: z.enum(['cpu', 'gpu', 'tpu', 'remote']),
-    name: z.string().max(200).optional(),
-    memoryTotalBytes: z.number().min(0).optional(),
-  })).max(64).default([]),
+  devices: z
+    .array(
+      z.strictObject({
+        id: z.string().min(1).max(63),
+        kind: z.enum(['cpu', 'gpu', 'tpu', 'remote']),
+        name: z.string().max(200).optional(),
+        memoryTotalBytes: z.number().min(0).optional(),
+      }),
+    )
+    .max(64)
+    .default([]),
   heartbeatIntervalMs: z.number().int().min(50).max(600_000),
-  instances: z.array(z.strictObject({
-    model: instanceId,
-    version: name,
-    remoteInstanceId: instanceId,
-    task: z.enum(TASKS),
-    runtime: z.string().max(63).optional(),
-    device: z.string().max(63).optional(),
-  })).max(256).default([]),
+  instances: z
+    .array(
+      z.strictObject({
+        model: instanceId,
+        version: name,
+        remoteInstanceId: instanceId,
+        task: z.enum(TASKS),
+        runtime: z.string().max(63).optional(),
+        device: z.string().max(63).optional(),
+      }),
+    )
+    .max(256)
+    .default([]),
 });
 export type RegisterWorkerInput = z.input<typeof registerWorkerSchema>;
 export type RegisterWorker = z.infer<typeof registerWorkerSchema>;
@@ -87,7 +100,10 @@ export interface WorkerCommandOptions {
 
 /** Gateway instance id of a worker's instance: `<worker>.<remote id>`, lower case, at most 63 characters. */
 export function workerInstanceId(workerId: string, remoteInstanceId: string): string {
-  return `${workerId}.${remoteInstanceId}`.toLowerCase().replace(/[^a-z0-9._-]/g, '-').slice(0, 63);
+  return `${workerId}.${remoteInstanceId}`
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]/g, '-')
+    .slice(0, 63);
 }
 
 export function workerIdOf(workerName: string): string {
@@ -131,7 +147,9 @@ export class WorkerRegistry {
     const next = prev.catch(() => {}).then(fn);
     const tail = next.catch(() => {});
     this.queues.set(workerId, tail);
-    void tail.then(() => { if (this.queues.get(workerId) === tail) this.queues.delete(workerId); });
+    void tail.then(() => {
+      if (this.queues.get(workerId) === tail) this.queues.delete(workerId);
+    });
     return next;
   }
 
@@ -203,13 +221,25 @@ export class WorkerRegistry {
       for (const d of list) {
         if (seen.has(d.id)) continue;
         seen.add(d.id);
-        devices.push({ id: d.id, kind: d.kind, ...(d.name ? { name: d.name } : {}), ...(d.memoryTotalBytes !== undefined ? { memoryTotalBytes: d.memoryTotalBytes } : {}) });
+        devices.push({
+          id: d.id,
+          kind: d.kind,
+          ...(d.name ? { name: d.name } : {}),
+          ...(d.memoryTotalBytes !== undefined ? { memoryTotalBytes: d.memoryTotalBytes } : {}),
+        });
       }
     }
     const now = new Date();
     return {
-      id: EMBEDDED_WORKER_ID, name: EMBEDDED_WORKER_ID, endpoint: 'in-process', devices, status: 'healthy',
-      heartbeatIntervalMs: 0, lastHeartbeatAt: now, createdAt: now, embedded: true,
+      id: EMBEDDED_WORKER_ID,
+      name: EMBEDDED_WORKER_ID,
+      endpoint: 'in-process',
+      devices,
+      status: 'healthy',
+      heartbeatIntervalMs: 0,
+      lastHeartbeatAt: now,
+      createdAt: now,
+      embedded: true,
     };
   }
 
@@ -219,10 +249,18 @@ export class WorkerRegistry {
   async upsert(workerId: string, input: RegisterWorker): Promise<WorkerView> {
     const now = new Date();
     const set = {
-      name: input.name, endpoint: input.endpoint, devices: input.devices, status: 'healthy',
-      heartbeatIntervalMs: input.heartbeatIntervalMs, lastHeartbeatAt: now,
+      name: input.name,
+      endpoint: input.endpoint,
+      devices: input.devices,
+      status: 'healthy',
+      heartbeatIntervalMs: input.heartbeatIntervalMs,
+      lastHeartbeatAt: now,
     };
-    const [row] = await this.db.insert(workers).values({ id: workerId, ...set }).onConflictDoUpdate({ target: workers.id, set }).returning();
+    const [row] = await this.db
+      .insert(workers)
+      .values({ id: workerId, ...set })
+      .onConflictDoUpdate({ target: workers.id, set })
+      .returning();
     this.noteInterval(input.heartbeatIntervalMs);
     return this.view(row!);
   }
@@ -237,7 +275,8 @@ export class WorkerRegistry {
   ): Promise<{ worker: WorkerView; was: WorkerStatus }> {
     const [before] = await this.db.select().from(workers).where(eq(workers.id, workerId));
     if (!before) throw new McpError('MCP_WORKER_NOT_FOUND', `no worker "${workerId}": register first`, { details: { worker: workerId } });
-    if (before.status === 'stopped') throw new McpError('MCP_WORKER_NOT_FOUND', `worker "${workerId}" deregistered: register again`, { details: { worker: workerId } });
+    if (before.status === 'stopped')
+      throw new McpError('MCP_WORKER_NOT_FOUND', `worker "${workerId}" deregistered: register again`, { details: { worker: workerId } });
     const [row] = await this.db.update(workers).set({ lastHeartbeatAt: new Date(), status: 'healthy' }).where(eq(workers.id, workerId)).returning();
     this.noteInterval(before.heartbeatIntervalMs);
     if (load) this.loads.set(workerId, { inflight: load.inflight ?? 0, requestsTotal: load.requestsTotal ?? 0, at: new Date() });
@@ -269,7 +308,10 @@ export class WorkerRegistry {
         for (const inst of rowsOf) {
           if (inst.status === 'ready' || inst.status === 'loading' || inst.status === 'registered') await this.fleet.markFailed(inst.id, HEARTBEAT_LOST);
         }
-        this.logger.warn({ worker: w.id, lastHeartbeatAt: cur.lastHeartbeatAt, intervalMs: cur.heartbeatIntervalMs }, 'worker stopped heartbeating: marked unhealthy');
+        this.logger.warn(
+          { worker: w.id, lastHeartbeatAt: cur.lastHeartbeatAt, intervalMs: cur.heartbeatIntervalMs },
+          'worker stopped heartbeating: marked unhealthy',
+        );
       });
     }
     await this.alignLocalHandles();
@@ -279,9 +321,15 @@ export class WorkerRegistry {
   private async alignLocalHandles(): Promise<void> {
     const all = await this.db.select({ id: workers.id, status: workers.status }).from(workers);
     const rows = await this.registry.instancesByWorker(all.map((w) => w.id));
-    this.fleet.followWorkers(all.flatMap((w, i) => (rows[i] ?? []).map((r) => ({
-      instanceId: r.id, status: r.status, workerHealthy: w.status === 'healthy',
-    }))));
+    this.fleet.followWorkers(
+      all.flatMap((w, i) =>
+        (rows[i] ?? []).map((r) => ({
+          instanceId: r.id,
+          status: r.status,
+          workerHealthy: w.status === 'healthy',
+        })),
+      ),
+    );
   }
 
   private schedule(): void {
@@ -290,10 +338,12 @@ export class WorkerRegistry {
     const delay = Math.max(25, Math.min(MAX_SWEEP_MS, Math.floor(this.minIntervalMs / 4)));
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.sweeping = this.sweep().catch((err) => this.logger.warn({ err }, 'worker watchdog sweep failed')).finally(() => {
-        this.sweeping = undefined;
-        this.schedule();
-      });
+      this.sweeping = this.sweep()
+        .catch((err) => this.logger.warn({ err }, 'worker watchdog sweep failed'))
+        .finally(() => {
+          this.sweeping = undefined;
+          this.schedule();
+        });
     }, delay);
     this.timer.unref?.();
   }

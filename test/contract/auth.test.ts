@@ -17,11 +17,13 @@ describeAuthConformance('api-key', () => {
   const badChecksum = `${good.key.slice(0, -1)}${good.key.endsWith('A') ? 'B' : 'A'}`;
   return {
     plugin: apiKeyPlugin,
-    options: { keys: [
-      { id: 'team-a', sha256: good.sha256, roles: ['infer', 'admin'], name: 'Team A' },
-      { id: 'team-b', sha256: other.sha256 },
-      { id: 'old', sha256: revoked.sha256, revoked: true },
-    ] },
+    options: {
+      keys: [
+        { id: 'team-a', sha256: good.sha256, roles: ['infer', 'admin'], name: 'Team A' },
+        { id: 'team-b', sha256: other.sha256 },
+        { id: 'old', sha256: revoked.sha256, revoked: true },
+      ],
+    },
     none: [req({}), req({ 'content-type': 'application/json' }), req({ authorization: 'Bearer ' }, 'graphql')],
     mine: [
       { request: req({ authorization: `Bearer ${good.key}` }), id: 'team-a', roles: ['infer', 'admin'] },
@@ -35,10 +37,7 @@ describeAuthConformance('api-key', () => {
       req({ 'x-api-key': 'not-a-key-at-all-1234' }, 'openai'),
       req({ 'x-api-key': unknown.key }, 'websocket'),
     ],
-    foreign: [
-      req({ authorization: 'Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJl' }),
-      req({ authorization: 'Basic dXNlcjpwYXNzd29yZA==' }),
-    ],
+    foreign: [req({ authorization: 'Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJl' }), req({ authorization: 'Basic dXNlcjpwYXNzd29yZA==' })],
     secrets: [unknown.key, revoked.key, badChecksum],
   };
 });

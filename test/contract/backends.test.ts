@@ -18,8 +18,13 @@ import kservePlugin from '../../plugins/backend-kserve-v2/index.ts';
 import workerPlugin from '../../plugins/backend-worker/index.ts';
 import tfjsPlugin, { fileSaveHandler, type CharLmInstance } from '../../plugins/backend-tfjs/index.ts';
 
-const spec = (id: string, endpoint: string, options: Record<string, unknown> = {}, model = 'fake-model'): InstanceSpec =>
-  ({ id, model, version: '1', endpoint, options });
+const spec = (id: string, endpoint: string, options: Record<string, unknown> = {}, model = 'fake-model'): InstanceSpec => ({
+  id,
+  model,
+  version: '1',
+  endpoint,
+  options,
+});
 
 const llmRequests = {
   generate: { task: 'generate', prompt: 'Say hello', parameters: { maxTokens: 8, seed: 1 } },
@@ -32,7 +37,8 @@ const SLOW_OPENAI = { tokens: Array.from({ length: 100 }, (_, i) => `t${i} `), t
 const slowGenerate: InferenceInput = { task: 'generate', prompt: 'Tell a long story' };
 
 const doubler = (rows: number): InferenceInput => ({
-  task: 'tensor', tensors: [{ name: 'INPUT0', shape: [rows, 4], datatype: 'FP32', data: Array.from({ length: rows * 4 }, (_, i) => i / 2) }],
+  task: 'tensor',
+  tensors: [{ name: 'INPUT0', shape: [rows, 4], datatype: 'FP32', data: Array.from({ length: rows * 4 }, (_, i) => i / 2) }],
 });
 
 describeBackendConformance('openai', async () => {
@@ -46,7 +52,10 @@ describeBackendConformance('openai', async () => {
     requests: llmRequests,
     unreachable: spec('openai-gone', `http://127.0.0.1:${closed}/v1`),
     slow: { spec: spec('openai-slow', slow.url), input: slowGenerate, inFlight: () => slow.open },
-    close: async () => { await fake.close(); await slow.close(); },
+    close: async () => {
+      await fake.close();
+      await slow.close();
+    },
   };
 });
 
@@ -61,7 +70,10 @@ describeBackendConformance('kserve-v2', async () => {
     invalid: [{ task: 'tensor', tensors: [{ name: 'INPUT0', shape: [1, 4], datatype: 'INT32', data: [1, 2, 3, 4] }] }],
     unreachable: spec('doubler-gone', `http://127.0.0.1:${closed}`, {}, 'doubler'),
     slow: { spec: spec('doubler-slow', slow.url, {}, 'doubler'), input: doubler(1), inFlight: () => slow.open },
-    close: async () => { await fake.close(); await slow.close(); },
+    close: async () => {
+      await fake.close();
+      await slow.close();
+    },
   };
 });
 
@@ -84,10 +96,12 @@ describeBackendConformance('worker (an openai instance on the worker)', async ()
   const ctx = testPluginContext('openai');
   const openai = await openaiPlugin.setup(ctx, openaiPlugin.options.parse({}));
   const never = new AbortController().signal;
-  const worker = await startWorker(new Map([
-    ['llm', await openai.load(spec('llm', fake.url), never)],
-    ['llm-slow', await openai.load(spec('llm-slow', slow.url), never)],
-  ]));
+  const worker = await startWorker(
+    new Map([
+      ['llm', await openai.load(spec('llm', fake.url), never)],
+      ['llm-slow', await openai.load(spec('llm-slow', slow.url), never)],
+    ]),
+  );
   const closed = await freeLoopbackPort();
   return {
     plugin: workerPlugin,
@@ -95,7 +109,12 @@ describeBackendConformance('worker (an openai instance on the worker)', async ()
     requests: llmRequests,
     unreachable: spec('gw-gone', `http://127.0.0.1:${closed}`, { remoteInstanceId: 'llm' }),
     slow: { spec: spec('gw-llm-slow', worker.url, { remoteInstanceId: 'llm-slow' }), input: slowGenerate, inFlight: () => slow.open },
-    close: async () => { await worker.close(); await ctx.close(); await fake.close(); await slow.close(); },
+    close: async () => {
+      await worker.close();
+      await ctx.close();
+      await fake.close();
+      await slow.close();
+    },
   };
 });
 
@@ -105,16 +124,23 @@ describeBackendConformance('worker (a kserve-v2 instance on the worker)', async 
   const ctx = testPluginContext('kserve-v2');
   const kserve = await kservePlugin.setup(ctx, kservePlugin.options.parse({}));
   const never = new AbortController().signal;
-  const worker = await startWorker(new Map([
-    ['doubler', await kserve.load(spec('doubler', fake.url, {}, 'doubler'), never)],
-    ['doubler-slow', await kserve.load(spec('doubler-slow', slow.url, {}, 'doubler'), never)],
-  ]));
+  const worker = await startWorker(
+    new Map([
+      ['doubler', await kserve.load(spec('doubler', fake.url, {}, 'doubler'), never)],
+      ['doubler-slow', await kserve.load(spec('doubler-slow', slow.url, {}, 'doubler'), never)],
+    ]),
+  );
   return {
     plugin: workerPlugin,
     spec: spec('gw-doubler', worker.url, { remoteInstanceId: 'doubler' }, 'doubler'),
     requests: { tensor: doubler(3) },
     slow: { spec: spec('gw-doubler-slow', worker.url, { remoteInstanceId: 'doubler-slow' }, 'doubler'), input: doubler(1), inFlight: () => slow.open },
-    close: async () => { await worker.close(); await ctx.close(); await fake.close(); await slow.close(); },
+    close: async () => {
+      await worker.close();
+      await ctx.close();
+      await fake.close();
+      await slow.close();
+    },
   };
 });
 

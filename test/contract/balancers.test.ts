@@ -8,7 +8,10 @@ import leastOutstandingPlugin, { createLeastOutstanding } from '../../plugins/ba
 import p2cEwmaPlugin, { createP2cEwma } from '../../plugins/balancer-p2c-ewma/index.ts';
 import consistentHashPlugin, { createConsistentHash } from '../../plugins/balancer-consistent-hash/index.ts';
 
-const plugins = [roundRobinPlugin, weightedRandomPlugin, leastOutstandingPlugin, p2cEwmaPlugin, consistentHashPlugin] as PluginDefinition<'balancer', unknown>[];
+const plugins = [roundRobinPlugin, weightedRandomPlugin, leastOutstandingPlugin, p2cEwmaPlugin, consistentHashPlugin] as PluginDefinition<
+  'balancer',
+  unknown
+>[];
 
 /** Runs the plugin through its definition, as the host would: parse options, then setup. */
 async function viaPlugin(p: PluginDefinition<'balancer', unknown>, raw: unknown = {}) {
@@ -78,7 +81,10 @@ describe('weighted-random', () => {
   });
   it('reports the chosen probability as its score', () => {
     const b = createWeightedRandom({}, { random: () => 0.99 });
-    const pick = b.pick(mk(2, (i) => ({ weight: i + 1 })), {});
+    const pick = b.pick(
+      mk(2, (i) => ({ weight: i + 1 })),
+      {},
+    );
     expect(pick.chosen.id).toBe('i1');
     expect(pick.scores!.i1).toBeCloseTo(2 / 3);
   });
@@ -120,7 +126,7 @@ describe('consistent-hash', () => {
     for (const n of per.values()) expect(n).toBeGreaterThan(20); // 50 expected each
   });
 
-  it('moves only the removed instance\'s keys, and they come back when it returns', () => {
+  it("moves only the removed instance's keys, and they come back when it returns", () => {
     const b = createConsistentHash();
     const cs = mk(6);
     const before = new Map<string, string>();
@@ -129,7 +135,10 @@ describe('consistent-hash', () => {
     let moved = 0;
     for (const [key, id] of before) {
       const now = b.pick(without, { affinityKey: key }).chosen.id;
-      if (id === 'i2') { moved++; expect(now).not.toBe('i2'); } else expect(now).toBe(id);
+      if (id === 'i2') {
+        moved++;
+        expect(now).not.toBe('i2');
+      } else expect(now).toBe(id);
     }
     expect(moved).toBeGreaterThan(0);
     for (const [key, id] of before) expect(b.pick(cs, { affinityKey: key }).chosen.id).toBe(id);
@@ -138,7 +147,10 @@ describe('consistent-hash', () => {
     let toNew = 0;
     for (const [key, id] of before) {
       const now = b.pick(more, { affinityKey: key }).chosen.id;
-      if (now !== id) { expect(now).toBe('i6'); toNew++; }
+      if (now !== id) {
+        expect(now).toBe('i6');
+        toNew++;
+      }
     }
     expect(toNew / 600).toBeGreaterThan(0.05);
     expect(toNew / 600).toBeLessThan(0.3);
@@ -185,7 +197,11 @@ describe('p2c-ewma', () => {
     const b = createP2cEwma({}, { now: () => t, random: rng(3) });
     const cs = mk(2);
     const latency: Record<string, number> = { i0: 10, i1: 100 };
-    for (let k = 0; k < 50; k++) { const { chosen } = b.pick(cs, {}); t += 5; b.observe!(chosen.id, { ok: true, latencyMs: latency[chosen.id]! }); }
+    for (let k = 0; k < 50; k++) {
+      const { chosen } = b.pick(cs, {});
+      t += 5;
+      b.observe!(chosen.id, { ok: true, latencyMs: latency[chosen.id]! });
+    }
     let slow = 0;
     for (let k = 0; k < 1000; k++) {
       const { chosen } = b.pick(cs, {});

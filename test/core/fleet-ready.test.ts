@@ -11,7 +11,9 @@ describe('instance readiness', () => {
   beforeAll(async () => {
     gw = await startTestGateway({ plugins: [{ use: './examples/capibara-plugin-echo' }] });
   });
-  afterAll(async () => { await gw?.close(); });
+  afterAll(async () => {
+    await gw?.close();
+  });
 
   it('the registry says READY only once the router view holds the loaded instance, however slow rebuilding that view is', async () => {
     const { registry, instances: fleet } = gw.services;
@@ -19,11 +21,20 @@ describe('instance readiness', () => {
     await fleet.refresh('late');
     // Registry reads as slow as a busy machine makes them, for the view rebuilds only.
     const versionsByModel = registry.versionsByModel.bind(registry);
-    registry.versionsByModel = async (...args) => { await new Promise((r) => setTimeout(r, 300)); return versionsByModel(...args); };
+    registry.versionsByModel = async (...args) => {
+      await new Promise((r) => setTimeout(r, 300));
+      return versionsByModel(...args);
+    };
     const routableWhenReady: boolean[] = [];
     const setInstanceStatus = registry.setInstanceStatus.bind(registry);
     registry.setInstanceStatus = async (id, status, extra) => {
-      if (status === 'ready') routableWhenReady.push(fleet.view('late')?.versions.get('v1')?.some((h) => h.id === id && h.loaded !== undefined) ?? false);
+      if (status === 'ready')
+        routableWhenReady.push(
+          fleet
+            .view('late')
+            ?.versions.get('v1')
+            ?.some((h) => h.id === id && h.loaded !== undefined) ?? false,
+        );
       return setInstanceStatus(id, status, extra);
     };
     try {

@@ -78,13 +78,22 @@ describe('persistence and lifecycle', () => {
     const upstream = await startFakeOpenAI();
     const gw = await startTestGateway({});
     try {
-      const reg = await gw.gql(`mutation { registerModel(input: { id: "slow", task: CHAT, versions: [{ version: "v1", instances: [{ backend: "openai", endpoint: "${upstream.url}" }] }] }) { status } }`);
+      const reg = await gw.gql(
+        `mutation { registerModel(input: { id: "slow", task: CHAT, versions: [{ version: "v1", instances: [{ backend: "openai", endpoint: "${upstream.url}" }] }] }) { status } }`,
+      );
       expect(reg.errors).toBeUndefined();
       // The upstream holds its answer until the test opens the gate: the request is in flight for as
       // long as the test needs, whatever the machine's speed.
       let open!: () => void;
-      upstream.setBehavior({ gate: new Promise<void>((r) => { open = r; }) });
-      const inflight = fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'slow', messages: [{ role: 'user', content: 'hi' }] }) });
+      upstream.setBehavior({
+        gate: new Promise<void>((r) => {
+          open = r;
+        }),
+      });
+      const inflight = fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        body: JSON.stringify({ model: 'slow', messages: [{ role: 'user', content: 'hi' }] }),
+      });
       await vi.waitFor(() => expect(upstream.counts['/v1/chat/completions']).toBe(1), { timeout: 10_000, interval: 10 });
       const closing = gw.close();
       // New connections are refused while the request is still in flight.
@@ -102,17 +111,26 @@ describe('persistence and lifecycle', () => {
   it('`capibara-mcp start` runs as a process, logs JSON with request ids, and exits 0 on SIGTERM', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'mcp-proc-'));
     const child = spawn(join(ROOT, 'bin/capibara-mcp.js'), ['start'], {
-      cwd: dataDir, env: { ...process.env, PORT: '0', DATABASE_URL: '', MCP_DEMO__ENABLED: 'false' }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: dataDir,
+      env: { ...process.env, PORT: '0', DATABASE_URL: '', MCP_DEMO__ENABLED: 'false' },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     // A test that fails or times out does not leave a gateway process running.
-    onTestFinished(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
     let out = '';
-    child.stdout.on('data', (d) => { out += d; });
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
     const url = await new Promise<string>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`no ready line: ${out}`)), 110_000);
       child.stdout.on('data', () => {
         const m = /"url":"(http:[^"]+)".*"msg":"gateway ready"/.exec(out);
-        if (m) { clearTimeout(t); resolve(m[1]!); }
+        if (m) {
+          clearTimeout(t);
+          resolve(m[1]!);
+        }
       });
     });
     const r = await fetch(`${url}/api/v1/models/none/inference`, { method: 'POST', body: '{"input":"x"}', headers: { 'x-request-id': 'trace-me' } });
@@ -122,7 +140,11 @@ describe('persistence and lifecycle', () => {
       child.kill('SIGTERM');
     });
     expect(code).toBe(0);
-    const lines = out.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = out
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.some((l) => l.msg === 'stopped')).toBe(true);
     expect(lines.some((l) => l.reqId === 'trace-me')).toBe(true);
     // A process that compiles the sources (tsx) and creates its PGlite cluster: seconds of CPU on an

@@ -16,27 +16,40 @@ const events: string[] = [];
 /** Writes a plugin module (plain ESM, as a third party would ship it). */
 function plugin(file: string, body: string): string {
   const path = join(dir, file);
-  writeFileSync(path, `import { z } from ${JSON.stringify(join(ROOT, 'node_modules/zod/index.js'))};\nconst ev = globalThis.__pluginEvents;\nexport default ${body};\n`);
+  writeFileSync(
+    path,
+    `import { z } from ${JSON.stringify(join(ROOT, 'node_modules/zod/index.js'))};\nconst ev = globalThis.__pluginEvents;\nexport default ${body};\n`,
+  );
   return path;
 }
 
-const recorder = (name: string, extra = '') => plugin(`${name}.mjs`, `{
+const recorder = (name: string, extra = '') =>
+  plugin(
+    `${name}.mjs`,
+    `{
   name: '${name}', kind: 'scaler', apiVersion: '^1.0.0', options: z.strictObject({ target: z.number().default(2) }), ${extra}
   setup(ctx, o) {
     ev.push('setup:${name}');
     ctx.onClose(() => ev.push('close:${name}:' + (ctx.signal.aborted ? 'aborted' : 'live')));
     return { desiredInstances: () => o.target };
   },
-}`);
+}`,
+  );
 
 function start(entries: Array<Partial<PluginEntry> & { use: string }>) {
   return PluginHost.start({
     entries: entries.map((e) => ({ options: {}, required: true, ...e })),
-    defaultPlugins: false, baseDir: ROOT, logger: pino({ level: 'silent' }), dataDir: dir, metrics: new Registry(),
+    defaultPlugins: false,
+    baseDir: ROOT,
+    logger: pino({ level: 'silent' }),
+    dataDir: dir,
+    metrics: new Registry(),
   });
 }
 
-afterEach(() => { events.length = 0; });
+afterEach(() => {
+  events.length = 0;
+});
 
 describe('plugin host', () => {
   it('sets plugins up in dependency order and closes them in reverse with the signal aborted', async () => {
@@ -52,14 +65,18 @@ describe('plugin host', () => {
   it('validates options at boot and names the plugin and the option path', async () => {
     const p = recorder('gamma');
     await expect(start([{ use: p, options: { target: 'x' } }])).rejects.toMatchObject({
-      code: 'MCP_PLUGIN_INVALID', message: expect.stringMatching(/plugin "gamma": option target: .*number/),
+      code: 'MCP_PLUGIN_INVALID',
+      message: expect.stringMatching(/plugin "gamma": option target: .*number/),
     });
     await expect(start([{ use: p, options: { colour: 1 } }])).rejects.toThrow(/plugin "gamma": option .*colour/);
     expect(events).toEqual([]);
   });
 
   it('rejects a plugin written for another plugin API version, a missing dependency, a bad module', async () => {
-    const future = plugin('future.mjs', "{ name: 'future', kind: 'scaler', apiVersion: '^2.0.0', options: z.object({}), setup: () => ({ desiredInstances: () => 1 }) }");
+    const future = plugin(
+      'future.mjs',
+      "{ name: 'future', kind: 'scaler', apiVersion: '^2.0.0', options: z.object({}), setup: () => ({ desiredInstances: () => 1 }) }",
+    );
     await expect(start([{ use: future }])).rejects.toThrow(/plugin ".*future.mjs": written for plugin API \^2\.0\.0/);
     const orphan = recorder('orphan', "dependsOn: ['nobody'],");
     await expect(start([{ use: orphan }])).rejects.toThrow(/"orphan" depends on "nobody", which is not configured/);
@@ -71,9 +88,14 @@ describe('plugin host', () => {
 
   it('a plugin failing at setup stops the boot with a coded error naming it, unless it is optional', async () => {
     const ok = recorder('first');
-    const broken = plugin('broken.mjs', "{ name: 'broken', kind: 'scaler', apiVersion: '^1.0.0', options: z.object({}), setup() { throw new Error('GPU on fire'); } }");
+    const broken = plugin(
+      'broken.mjs',
+      "{ name: 'broken', kind: 'scaler', apiVersion: '^1.0.0', options: z.object({}), setup() { throw new Error('GPU on fire'); } }",
+    );
     await expect(start([{ use: ok }, { use: broken }])).rejects.toMatchObject({
-      code: 'MCP_PLUGIN_SETUP_FAILED', message: 'plugin "broken" failed at setup: GPU on fire', details: { plugin: 'broken', kind: 'scaler' },
+      code: 'MCP_PLUGIN_SETUP_FAILED',
+      message: 'plugin "broken" failed at setup: GPU on fire',
+      details: { plugin: 'broken', kind: 'scaler' },
     });
     // What was set up before the failure was closed again.
     expect(events).toEqual(['setup:first', 'close:first:aborted']);
@@ -85,7 +107,10 @@ describe('plugin host', () => {
 
   it('the same plugin can be configured twice under different names', async () => {
     const p = recorder('twin');
-    const host = await start([{ use: p, options: { target: 1 } }, { use: p, name: 'twin-b', options: { target: 3 } }]);
+    const host = await start([
+      { use: p, options: { target: 1 } },
+      { use: p, name: 'twin-b', options: { target: 3 } },
+    ]);
     expect(host.get('scaler', 'twin-b').desiredInstances({} as never)).toBe(3);
     await host.close();
     await expect(start([{ use: p }, { use: p }])).rejects.toThrow(/configured twice/);
@@ -97,7 +122,9 @@ describe('plugin host', () => {
       const r = await gw.gql<{ plugins: Array<{ name: string; kind: string; source: string; healthy: boolean }> }>('{ plugins { name kind source healthy } }');
       expect(r.data?.plugins).toContainEqual({ name: 'echo', kind: 'backend', source: './examples/capibara-plugin-echo', healthy: true });
       expect(r.data?.plugins.map((p) => p.name)).toEqual(expect.arrayContaining(['tfjs', 'openai', 'kserve-v2', 'worker', 'p2c-ewma', 'round-robin']));
-      const reg = await gw.gql('mutation { registerModel(input: { id: "e", task: GENERATE, versions: [{ version: "1", instances: [{ backend: "echo" }] }] }) { status } }');
+      const reg = await gw.gql(
+        'mutation { registerModel(input: { id: "e", task: GENERATE, versions: [{ version: "1", instances: [{ backend: "echo" }] }] }) { status } }',
+      );
       expect(reg.data).toEqual({ registerModel: { status: 'READY' } });
       const inf = await gw.gql<{ infer: { text: string } }>('mutation { infer(model: "e", input: { prompt: "hi" }) { text } }');
       expect(inf.data?.infer.text).toBe('> hi');

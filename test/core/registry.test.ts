@@ -7,12 +7,30 @@ const ECHO = { plugins: [{ use: './examples/capibara-plugin-echo', options: { pr
 
 const REGISTER = /* GraphQL */ `
   mutation ($input: RegisterModelInput!) {
-    registerModel(input: $input) { id name task status defaultVersion versions { version instances { id backend status runtime } } }
-  }`;
+    registerModel(input: $input) {
+      id
+      name
+      task
+      status
+      defaultVersion
+      versions {
+        version
+        instances {
+          id
+          backend
+          status
+          runtime
+        }
+      }
+    }
+  }
+`;
 
 function modelInput(id: string, instances = 1) {
   return {
-    id, task: 'GENERATE', labels: { team: 'search' },
+    id,
+    task: 'GENERATE',
+    labels: { team: 'search' },
     versions: [{ version: 'v1', instances: Array.from({ length: instances }, () => ({ backend: 'echo' })) }],
   };
 }
@@ -30,11 +48,20 @@ describe.each(STORAGES)('model registry over GraphQL and REST (%s)', (storageKin
     const r = await gw.gql(REGISTER, { input: modelInput('sentiment') });
     expect(r.errors).toBeUndefined();
     expect(r.data).toMatchObject({
-      registerModel: { id: 'sentiment', name: 'sentiment', task: 'GENERATE', status: 'READY', defaultVersion: 'v1', versions: [{ version: 'v1', instances: [{ backend: 'echo', status: 'READY', runtime: 'echo' }] }] },
+      registerModel: {
+        id: 'sentiment',
+        name: 'sentiment',
+        task: 'GENERATE',
+        status: 'READY',
+        defaultVersion: 'v1',
+        versions: [{ version: 'v1', instances: [{ backend: 'echo', status: 'READY', runtime: 'echo' }] }],
+      },
     });
-    const list = await gw.gql<{ models: { totalCount: number; nodes: Array<{ id: string }> } }>('{ models(filter: { search: "senti" }) { totalCount nodes { id } } }');
+    const list = await gw.gql<{ models: { totalCount: number; nodes: Array<{ id: string }> } }>(
+      '{ models(filter: { search: "senti" }) { totalCount nodes { id } } }',
+    );
     expect(list.data?.models).toEqual({ totalCount: 1, nodes: [{ id: 'sentiment' }] });
-    const rest = await (await fetch(`${gw.url}/api/v1/models`)).json() as { models: Array<{ id: string; status: string }>; total: number; status: string };
+    const rest = (await (await fetch(`${gw.url}/api/v1/models`)).json()) as { models: Array<{ id: string; status: string }>; total: number; status: string };
     expect(rest.status).toBe('ok');
     expect(rest.models.find((m) => m.id === 'sentiment')).toMatchObject({ status: 'ready' });
     expect(rest.total).toBeGreaterThanOrEqual(1);
@@ -70,7 +97,9 @@ describe.each(STORAGES)('model registry over GraphQL and REST (%s)', (storageKin
 
   it('updates and deletes models', async () => {
     await gw.gql(REGISTER, { input: modelInput('tmp') });
-    const up = await gw.gql<{ updateModel: { name: string; description: string } }>('mutation { updateModel(id: "tmp", input: { name: "Temp", description: "d" }) { name description } }');
+    const up = await gw.gql<{ updateModel: { name: string; description: string } }>(
+      'mutation { updateModel(id: "tmp", input: { name: "Temp", description: "d" }) { name description } }',
+    );
     expect(up.data?.updateModel).toEqual({ name: 'Temp', description: 'd' });
     const del = await gw.gql('mutation { deleteModel(id: "tmp") { id } }');
     expect(del.errors).toBeUndefined();
@@ -82,11 +111,18 @@ describe.each(STORAGES)('model registry over GraphQL and REST (%s)', (storageKin
   });
 
   it('a changed default version serves the very next request (the mutation applied it before answering)', async () => {
-    const two = { ...modelInput('two'), versions: [{ version: 'v1', instances: [{ backend: 'echo' }] }, { version: 'v2', instances: [{ backend: 'echo' }] }] };
+    const two = {
+      ...modelInput('two'),
+      versions: [
+        { version: 'v1', instances: [{ backend: 'echo' }] },
+        { version: 'v2', instances: [{ backend: 'echo' }] },
+      ],
+    };
     expect((await gw.gql(REGISTER, { input: two })).errors).toBeUndefined();
     for (const version of ['v2', 'v1', 'v2']) {
       const up = await gw.gql<{ updateModel: { defaultVersion: string } }>(
-        'mutation ($v: String!) { updateModel(id: "two", input: { defaultVersion: $v }) { defaultVersion } }', { v: version },
+        'mutation ($v: String!) { updateModel(id: "two", input: { defaultVersion: $v }) { defaultVersion } }',
+        { v: version },
       );
       expect(up.data?.updateModel.defaultVersion).toBe(version);
       const res = await fetch(`${gw.url}/api/v1/models/two/inference`, { method: 'POST', body: '{"input":"x"}' });
@@ -99,8 +135,10 @@ describe.each(STORAGES)('model registry over GraphQL and REST (%s)', (storageKin
     const seen: string[] = [];
     let after: string | null = null;
     for (let guard = 0; guard < 20; guard++) {
-      const r: { data?: { models: { nodes: Array<{ id: string }>; pageInfo: { endCursor: string | null; hasNextPage: boolean } } } } =
-        await gw.gql('query ($after: String) { models(first: 2, after: $after, filter: { search: "page-" }) { nodes { id } pageInfo { endCursor hasNextPage } } }', { after });
+      const r: { data?: { models: { nodes: Array<{ id: string }>; pageInfo: { endCursor: string | null; hasNextPage: boolean } } } } = await gw.gql(
+        'query ($after: String) { models(first: 2, after: $after, filter: { search: "page-" }) { nodes { id } pageInfo { endCursor hasNextPage } } }',
+        { after },
+      );
       seen.push(...r.data!.models.nodes.map((n) => n.id));
       if (!r.data!.models.pageInfo.hasNextPage) break;
       after = r.data!.models.pageInfo.endCursor;
@@ -117,7 +155,10 @@ describe.each(STORAGES)('model registry over GraphQL and REST (%s)', (storageKin
         {
           next: (v) => {
             events.push(v.data!.modelEvents);
-            if (events.some((e) => e.type === 'MODEL_REGISTERED')) { unsubscribe(); resolve(); }
+            if (events.some((e) => e.type === 'MODEL_REGISTERED')) {
+              unsubscribe();
+              resolve();
+            }
           },
           error: reject,
           complete: () => resolve(),
@@ -139,7 +180,15 @@ describe.each(STORAGES)('model registry over GraphQL and REST (%s)', (storageKin
 
   it('resolves models { versions { instances } } over 50 models in a bounded number of SQL statements', async () => {
     for (let i = 0; i < 50; i++) {
-      await gw.gql(REGISTER, { input: { ...modelInput(`bulk-${String(i).padStart(2, '0')}`, 0), versions: [{ version: 'v1', instances: [] }, { version: 'v2', instances: [] }] } });
+      await gw.gql(REGISTER, {
+        input: {
+          ...modelInput(`bulk-${String(i).padStart(2, '0')}`, 0),
+          versions: [
+            { version: 'v1', instances: [] },
+            { version: 'v2', instances: [] },
+          ],
+        },
+      });
     }
     const before = gw.services.database.statements.count;
     const r = await gw.gql<{ models: { nodes: Array<{ versions: Array<{ instances: unknown[] }> }> } }>(

@@ -18,11 +18,17 @@ describe.runIf(process.env.DATABASE_URL)('two gateway replicas sharing PostgreSQ
     try {
       const seen: string[] = [];
       const announced = new Promise<void>((resolve, reject) => {
-        client.subscribe<{ modelEvents: { type: string } }>({ query: 'subscription { modelEvents(modelId: "shared") { type } }' }, {
-          next: (v) => { seen.push(v.data!.modelEvents.type); if (v.data!.modelEvents.type === 'MODEL_REGISTERED') resolve(); },
-          error: reject,
-          complete: () => {},
-        });
+        client.subscribe<{ modelEvents: { type: string } }>(
+          { query: 'subscription { modelEvents(modelId: "shared") { type } }' },
+          {
+            next: (v) => {
+              seen.push(v.data!.modelEvents.type);
+              if (v.data!.modelEvents.type === 'MODEL_REGISTERED') resolve();
+            },
+            error: reject,
+            complete: () => {},
+          },
+        );
       });
       // Register once b's subscription is established: it is when an event published on a after it
       // reaches b's client (through Redis), not after a fixed wait a busy machine can outlast.
@@ -31,9 +37,14 @@ describe.runIf(process.env.DATABASE_URL)('two gateway replicas sharing PostgreSQ
         await new Promise((r) => setTimeout(r, 50));
       }
       expect(seen).toContain('MODEL_UPDATED');
-      const reg = await a.gql('mutation { registerModel(input: { id: "shared", task: GENERATE, versions: [{ version: "v1", instances: [{ backend: "echo" }] }] }) { id } }');
+      const reg = await a.gql(
+        'mutation { registerModel(input: { id: "shared", task: GENERATE, versions: [{ version: "v1", instances: [{ backend: "echo" }] }] }) { id } }',
+      );
       expect(reg.errors).toBeUndefined();
-      await Promise.race([announced, new Promise((_, rej) => setTimeout(() => rej(new Error(`no MODEL_REGISTERED on the other replica; saw ${seen.join(',')}`)), 5000))]);
+      await Promise.race([
+        announced,
+        new Promise((_, rej) => setTimeout(() => rej(new Error(`no MODEL_REGISTERED on the other replica; saw ${seen.join(',')}`)), 5000)),
+      ]);
 
       // Replica b loaded the instance itself (its own backend handle) and serves it.
       let answer: string | undefined;
@@ -71,7 +82,9 @@ describe.runIf(process.env.DATABASE_URL)('two gateway replicas sharing PostgreSQ
     const a = await startTestGateway({ plugins: ECHO, storage: { url: db.url } });
     const b = await startTestGateway({ plugins: ECHO, storage: { url: db.url } });
     try {
-      const reg = await a.gql('mutation { registerModel(input: { id: "quiet", task: GENERATE, versions: [{ version: "v1", instances: [{ backend: "echo" }] }] }) { id } }');
+      const reg = await a.gql(
+        'mutation { registerModel(input: { id: "quiet", task: GENERATE, versions: [{ version: "v1", instances: [{ backend: "echo" }] }] }) { id } }',
+      );
       expect(reg.errors).toBeUndefined();
       const q = 'mutation { infer(model: "quiet", input: { prompt: "caught up" }) { text } }';
       const first = await b.gql<{ infer: { text: string } }>(q);

@@ -24,7 +24,8 @@ describe('the demo model capibara-mini on a default gateway', () => {
   });
 
   it('answers GraphQL infer, the same text for the same seed', async () => {
-    const q = 'mutation { infer(model: "capibara-mini", input: { prompt: "The capybara", parameters: { maxTokens: 40, seed: 11, temperature: 0.8 } }) { text finishReason usage { completionTokens } } }';
+    const q =
+      'mutation { infer(model: "capibara-mini", input: { prompt: "The capybara", parameters: { maxTokens: 40, seed: 11, temperature: 0.8 } }) { text finishReason usage { completionTokens } } }';
     const a = await gw.gql<{ infer: { text: string; finishReason: string; usage: { completionTokens: number } } }>(q);
     const b = await gw.gql<{ infer: { text: string } }>(q);
     expect(a.errors).toBeUndefined();
@@ -34,7 +35,10 @@ describe('the demo model capibara-mini on a default gateway', () => {
   });
 
   it('answers REST in the seed shape', async () => {
-    const res = await fetch(`${gw.url}/api/v1/models/capibara-mini/inference`, { method: 'POST', body: JSON.stringify({ input: 'Capybaras eat', parameters: { maxTokens: 20 } }) });
+    const res = await fetch(`${gw.url}/api/v1/models/capibara-mini/inference`, {
+      method: 'POST',
+      body: JSON.stringify({ input: 'Capybaras eat', parameters: { maxTokens: 20 } }),
+    });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { result: string; model_id: string };
     expect(body.model_id).toBe('capibara-mini');
@@ -43,9 +47,20 @@ describe('the demo model capibara-mini on a default gateway', () => {
   });
 
   it('answers the OpenAI SDK, streamed and not', async () => {
-    const one = await openai.chat.completions.create({ model: 'capibara-mini', messages: [{ role: 'user', content: 'What do capybaras eat?' }], max_tokens: 40, seed: 3 });
+    const one = await openai.chat.completions.create({
+      model: 'capibara-mini',
+      messages: [{ role: 'user', content: 'What do capybaras eat?' }],
+      max_tokens: 40,
+      seed: 3,
+    });
     expect(one.choices[0]!.message.content!.length).toBeGreaterThan(0);
-    const stream = await openai.chat.completions.create({ model: 'capibara-mini', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 30, seed: 3, stream: true });
+    const stream = await openai.chat.completions.create({
+      model: 'capibara-mini',
+      messages: [{ role: 'user', content: 'Hello' }],
+      max_tokens: 30,
+      seed: 3,
+      stream: true,
+    });
     const parts: string[] = [];
     let finish: string | null = null;
     for await (const chunk of stream) {
@@ -58,7 +73,7 @@ describe('the demo model capibara-mini on a default gateway', () => {
   });
 
   it('answers KServe v2 with a BYTES text_input', async () => {
-    const meta = await (await fetch(`${gw.url}/v2/models/capibara-mini`)).json() as { inputs: Array<{ name: string }> };
+    const meta = (await (await fetch(`${gw.url}/v2/models/capibara-mini`)).json()) as { inputs: Array<{ name: string }> };
     expect(meta.inputs[0]?.name).toBe('text_input');
     expect((await fetch(`${gw.url}/v2/models/capibara-mini/ready`)).status).toBe(200);
     const res = await fetch(`${gw.url}/v2/models/capibara-mini/infer`, {

@@ -14,7 +14,16 @@ describe.skipIf(!existsSync(CHROMIUM))('GraphiQL playground in a real browser', 
     await gw.gql('mutation { registerModel(input: { id: "play", task: GENERATE, versions: [{ version: "v1", instances: [{ backend: "echo" }] }] }) { id } }');
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   }, 60_000);
   afterAll(async () => {

@@ -7,7 +7,11 @@ const LIMIT = 16 * 1024;
 describe('bad input on every entry point → coded 4xx, never a 500', () => {
   let s: Stack;
   const post = (path: string, body: string | Uint8Array, headers: Record<string, string> = {}) =>
-    fetch(`${s.gw.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : Buffer.from(body) });
+    fetch(`${s.gw.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: typeof body === 'string' ? body : Buffer.from(body),
+    });
   beforeAll(async () => {
     s = await startStack({ server: { maxBodyBytes: LIMIT } });
   });
@@ -18,7 +22,11 @@ describe('bad input on every entry point → coded 4xx, never a 500', () => {
   async function expectCode(res: Response, status: number, code: string) {
     const text = await res.text();
     let body: unknown;
-    try { body = JSON.parse(text); } catch { body = text; }
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = text;
+    }
     expect({ status: res.status, code: codeOf(body) }).toEqual({ status, code });
     expect(ERROR_CODES[code as keyof typeof ERROR_CODES]).toBeDefined();
   }
@@ -77,37 +85,99 @@ describe('bad input on every entry point → coded 4xx, never a 500', () => {
   });
 
   it('wrong shapes, dtypes and field types', async () => {
-    await expectCode(await post('/api/v1/models/doubler/inference', JSON.stringify({ inputs: [{ name: 'INPUT0', shape: [1, 5], datatype: 'FP32', data: [1, 2, 3, 4, 5] }] })), 400, 'MCP_INVALID_INPUT_SHAPE');
-    await expectCode(await post('/api/v1/models/doubler/inference', JSON.stringify({ inputs: [{ name: 'INPUT0', shape: [1, 4], datatype: 'complex', data: [1, 2, 3, 4] }] })), 400, 'MCP_VALIDATION_FAILED');
-    await expectCode(await post('/api/v1/models/doubler/inference', JSON.stringify({ inputs: [{ name: 'INPUT0', shape: 'x', datatype: 'FP32', data: [1] }] })), 400, 'MCP_VALIDATION_FAILED');
-    await expectCode(await post('/api/v1/models/doubler/inference', JSON.stringify({ inputs: [{ name: 'INPUT0', shape: [1, 4], datatype: 'FP32', data: [[1, 2, 3, 4]] }] })), 400, 'MCP_VALIDATION_FAILED');
-    await expectCode(await post('/v2/models/gen-model/infer', JSON.stringify({ inputs: [{ name: 'text_input', shape: [1], datatype: 'BYTES', data: null }] })), 400, 'MCP_VALIDATION_FAILED');
-    await expectCode(await post('/v2/models/gen-model/infer', JSON.stringify({ inputs: [{ name: 'text_input', shape: [1], datatype: 'BYTES', data: [{ a: 1 }] }] })), 400, 'MCP_VALIDATION_FAILED');
+    await expectCode(
+      await post('/api/v1/models/doubler/inference', JSON.stringify({ inputs: [{ name: 'INPUT0', shape: [1, 5], datatype: 'FP32', data: [1, 2, 3, 4, 5] }] })),
+      400,
+      'MCP_INVALID_INPUT_SHAPE',
+    );
+    await expectCode(
+      await post('/api/v1/models/doubler/inference', JSON.stringify({ inputs: [{ name: 'INPUT0', shape: [1, 4], datatype: 'complex', data: [1, 2, 3, 4] }] })),
+      400,
+      'MCP_VALIDATION_FAILED',
+    );
+    await expectCode(
+      await post('/api/v1/models/doubler/inference', JSON.stringify({ inputs: [{ name: 'INPUT0', shape: 'x', datatype: 'FP32', data: [1] }] })),
+      400,
+      'MCP_VALIDATION_FAILED',
+    );
+    await expectCode(
+      await post('/api/v1/models/doubler/inference', JSON.stringify({ inputs: [{ name: 'INPUT0', shape: [1, 4], datatype: 'FP32', data: [[1, 2, 3, 4]] }] })),
+      400,
+      'MCP_VALIDATION_FAILED',
+    );
+    await expectCode(
+      await post('/v2/models/gen-model/infer', JSON.stringify({ inputs: [{ name: 'text_input', shape: [1], datatype: 'BYTES', data: null }] })),
+      400,
+      'MCP_VALIDATION_FAILED',
+    );
+    await expectCode(
+      await post('/v2/models/gen-model/infer', JSON.stringify({ inputs: [{ name: 'text_input', shape: [1], datatype: 'BYTES', data: [{ a: 1 }] }] })),
+      400,
+      'MCP_VALIDATION_FAILED',
+    );
     await expectCode(await post('/api/v1/models/gen-model/inference', JSON.stringify({ input: 5 })), 400, 'MCP_VALIDATION_FAILED');
     await expectCode(await post('/api/v1/models/gen-model/inference', JSON.stringify({ input: 'x', version: 5 })), 400, 'MCP_VALIDATION_FAILED');
-    await expectCode(await post('/api/v1/models/gen-model/inference', JSON.stringify({ input: 'x', parameters: { maxTokens: -1 } })), 400, 'MCP_VALIDATION_FAILED');
+    await expectCode(
+      await post('/api/v1/models/gen-model/inference', JSON.stringify({ input: 'x', parameters: { maxTokens: -1 } })),
+      400,
+      'MCP_VALIDATION_FAILED',
+    );
     await expectCode(await post('/v1/chat/completions', JSON.stringify({ model: 'chat-model', messages: 'hi' })), 400, 'MCP_VALIDATION_FAILED');
-    await expectCode(await post('/v1/chat/completions', JSON.stringify({ model: 'chat-model', messages: [{ role: 'user', content: 'x' }], stream: 'yes' })), 400, 'MCP_VALIDATION_FAILED');
-    await expectCode(await post('/v1/chat/completions', JSON.stringify({ model: 'chat-model', messages: [{ role: 'user', content: 'x' }], max_tokens: 'many' })), 400, 'MCP_VALIDATION_FAILED');
-    await expectCode(await post('/v1/chat/completions', JSON.stringify({ model: 42, messages: [{ role: 'user', content: 'x' }] })), 400, 'MCP_VALIDATION_FAILED');
+    await expectCode(
+      await post('/v1/chat/completions', JSON.stringify({ model: 'chat-model', messages: [{ role: 'user', content: 'x' }], stream: 'yes' })),
+      400,
+      'MCP_VALIDATION_FAILED',
+    );
+    await expectCode(
+      await post('/v1/chat/completions', JSON.stringify({ model: 'chat-model', messages: [{ role: 'user', content: 'x' }], max_tokens: 'many' })),
+      400,
+      'MCP_VALIDATION_FAILED',
+    );
+    await expectCode(
+      await post('/v1/chat/completions', JSON.stringify({ model: 42, messages: [{ role: 'user', content: 'x' }] })),
+      400,
+      'MCP_VALIDATION_FAILED',
+    );
     await expectCode(await post('/v1/embeddings', JSON.stringify({ model: 'embed-model', input: [1, 2] })), 400, 'MCP_VALIDATION_FAILED');
   });
 
   it('unsupported parameters and tasks', async () => {
-    await expectCode(await post('/v1/chat/completions', JSON.stringify({ model: 'chat-model', messages: [{ role: 'user', content: 'x' }], tools: [] })), 400, 'MCP_UNSUPPORTED_PARAMETER');
-    await expectCode(await post('/v1/chat/completions', JSON.stringify({ model: 'chat-model', messages: [{ role: 'user', content: 'x' }], n: 3 })), 400, 'MCP_UNSUPPORTED_PARAMETER');
+    await expectCode(
+      await post('/v1/chat/completions', JSON.stringify({ model: 'chat-model', messages: [{ role: 'user', content: 'x' }], tools: [] })),
+      400,
+      'MCP_UNSUPPORTED_PARAMETER',
+    );
+    await expectCode(
+      await post('/v1/chat/completions', JSON.stringify({ model: 'chat-model', messages: [{ role: 'user', content: 'x' }], n: 3 })),
+      400,
+      'MCP_UNSUPPORTED_PARAMETER',
+    );
     await expectCode(await post('/v1/completions', JSON.stringify({ model: 'gen-model', prompt: ['a', 'b'] })), 400, 'MCP_UNSUPPORTED_PARAMETER');
     await expectCode(await post('/v1/embeddings', JSON.stringify({ model: 'embed-model', input: 'x', dimensions: 3 })), 400, 'MCP_UNSUPPORTED_PARAMETER');
     await expectCode(await post('/api/v1/models/gen-model/inference', JSON.stringify({ input: 'x', parameters: { beam: 4 } })), 400, 'MCP_VALIDATION_FAILED');
-    await expectCode(await post('/v1/embeddings', JSON.stringify({ model: 'embed-model', input: 'x', encoding_format: 'int8' })), 400, 'MCP_UNSUPPORTED_PARAMETER');
-    await expectCode(await post('/v1/chat/completions', JSON.stringify({ model: 'doubler', messages: [{ role: 'user', content: 'x' }] })), 400, 'MCP_UNSUPPORTED_PARAMETER');
-    await expectCode(await post('/v1/chat/completions', JSON.stringify({ model: 'doubler', messages: [{ role: 'user', content: 'x' }], stream: true })), 400, 'MCP_UNSUPPORTED_PARAMETER');
+    await expectCode(
+      await post('/v1/embeddings', JSON.stringify({ model: 'embed-model', input: 'x', encoding_format: 'int8' })),
+      400,
+      'MCP_UNSUPPORTED_PARAMETER',
+    );
+    await expectCode(
+      await post('/v1/chat/completions', JSON.stringify({ model: 'doubler', messages: [{ role: 'user', content: 'x' }] })),
+      400,
+      'MCP_UNSUPPORTED_PARAMETER',
+    );
+    await expectCode(
+      await post('/v1/chat/completions', JSON.stringify({ model: 'doubler', messages: [{ role: 'user', content: 'x' }], stream: true })),
+      400,
+      'MCP_UNSUPPORTED_PARAMETER',
+    );
   });
 
   it('GraphQL: bad arguments are coded errors', async () => {
     const r1 = await s.gw.gql('mutation { infer(model: "gen-model", input: { prompt: 5 }) { text } }');
     expect(r1.errors?.[0]?.extensions?.code).toBe('MCP_BAD_REQUEST');
-    const r2 = await s.gw.gql('mutation { infer(model: "doubler", input: { tensors: [{ name: "INPUT0", shape: [1, 4], datatype: "FP32", data: "nope" }] }) { text } }');
+    const r2 = await s.gw.gql(
+      'mutation { infer(model: "doubler", input: { tensors: [{ name: "INPUT0", shape: [1, 4], datatype: "FP32", data: "nope" }] }) { text } }',
+    );
     expect(r2.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
     const r3 = await s.gw.gql('mutation { infer(model: "gen-model", input: {}) { text } }');
     expect(r3.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');

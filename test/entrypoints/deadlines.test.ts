@@ -27,10 +27,11 @@ describe('deadlines and cancellation on every entry point', () => {
   /** A GraphQL POST returning the HTTP status too (Yoga turns extensions.http into the status). */
   async function gqlWithStatus(variables: Record<string, unknown>, headers: Record<string, string> = {}) {
     const r = await fetch(`${s.gw.url}/graphql`, {
-      method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json', ...headers },
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json', ...headers },
       body: JSON.stringify({ query: INFER, variables }),
     });
-    return { status: r.status, body: await r.json() as { errors?: Array<{ extensions?: { code?: string } }> } };
+    return { status: r.status, body: (await r.json()) as { errors?: Array<{ extensions?: { code?: string } }> } };
   }
 
   /** Asserts a 504 MCP_DEADLINE_EXCEEDED arriving close to the deadline, and that the upstream call was abandoned. */
@@ -49,24 +50,44 @@ describe('deadlines and cancellation on every entry point', () => {
 
   it('REST: x-mcp-timeout-ms past a slow upstream → 504 close to the deadline', async () => {
     s.openai.setBehavior({ models: ['fake-model'], tokens: TOKENS, delayMs: 3000 });
-    await expectDeadline(async () => {
-      const r = await fetch(`${s.gw.url}/api/v1/models/gen-model/inference`, { method: 'POST', headers: { 'x-mcp-timeout-ms': '250' }, body: '{"input":"x"}' });
-      return { status: r.status, code: ((await r.json()) as { error?: { code?: string } }).error?.code };
-    }, 250, s.openai);
+    await expectDeadline(
+      async () => {
+        const r = await fetch(`${s.gw.url}/api/v1/models/gen-model/inference`, {
+          method: 'POST',
+          headers: { 'x-mcp-timeout-ms': '250' },
+          body: '{"input":"x"}',
+        });
+        return { status: r.status, code: ((await r.json()) as { error?: { code?: string } }).error?.code };
+      },
+      250,
+      s.openai,
+    );
   });
 
   it('OpenAI: header deadline → APIError 504 MCP_DEADLINE_EXCEEDED', async () => {
     s.openai.setBehavior({ models: ['fake-model'], tokens: TOKENS, delayMs: 3000 });
-    await expectDeadline(async () => {
-      const e = await client.chat.completions.create({ model: 'chat-model', messages: [{ role: 'user', content: 'x' }] }, { headers: { 'x-mcp-timeout-ms': '200' } }).catch((x: unknown) => x);
-      expect(e).toBeInstanceOf(APIError);
-      return { status: (e as APIError).status ?? 0, code: (e as APIError).code ?? undefined };
-    }, 200, s.openai);
+    await expectDeadline(
+      async () => {
+        const e = await client.chat.completions
+          .create({ model: 'chat-model', messages: [{ role: 'user', content: 'x' }] }, { headers: { 'x-mcp-timeout-ms': '200' } })
+          .catch((x: unknown) => x);
+        expect(e).toBeInstanceOf(APIError);
+        return { status: (e as APIError).status ?? 0, code: (e as APIError).code ?? undefined };
+      },
+      200,
+      s.openai,
+    );
     // Streamed requests time out the same way before their first token.
-    await expectDeadline(async () => {
-      const e = await client.chat.completions.create({ model: 'chat-model', messages: [{ role: 'user', content: 'x' }], stream: true }, { headers: { 'x-mcp-timeout-ms': '200' } }).catch((x: unknown) => x);
-      return { status: (e as APIError).status ?? 0, code: (e as APIError).code ?? undefined };
-    }, 200, s.openai);
+    await expectDeadline(
+      async () => {
+        const e = await client.chat.completions
+          .create({ model: 'chat-model', messages: [{ role: 'user', content: 'x' }], stream: true }, { headers: { 'x-mcp-timeout-ms': '200' } })
+          .catch((x: unknown) => x);
+        return { status: (e as APIError).status ?? 0, code: (e as APIError).code ?? undefined };
+      },
+      200,
+      s.openai,
+    );
   });
 
   it('KServe: header deadline on a slow tensor model → 504', async () => {
@@ -75,7 +96,8 @@ describe('deadlines and cancellation on every entry point', () => {
     const stall = stallMeter(); // the upper bound is the gateway's own time (see stall-meter.ts)
     const t0 = performance.now();
     const r = await fetch(`${s.gw.url}/v2/models/doubler/infer`, {
-      method: 'POST', headers: { 'x-mcp-timeout-ms': '200' },
+      method: 'POST',
+      headers: { 'x-mcp-timeout-ms': '200' },
       body: JSON.stringify({ inputs: [{ name: 'INPUT0', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }),
     });
     expect(r.status).toBe(504);
@@ -86,14 +108,22 @@ describe('deadlines and cancellation on every entry point', () => {
 
   it('GraphQL: timeoutMs argument and x-mcp-timeout-ms header', async () => {
     s.openai.setBehavior({ models: ['fake-model'], tokens: TOKENS, delayMs: 3000 });
-    await expectDeadline(async () => {
-      const r = await gqlWithStatus({ m: 'gen-model', i: { prompt: 'x' }, t: 200 });
-      return { status: r.status, code: r.body.errors?.[0]?.extensions?.code };
-    }, 200, s.openai);
-    await expectDeadline(async () => {
-      const r = await gqlWithStatus({ m: 'gen-model', i: { prompt: 'x' } }, { 'x-mcp-timeout-ms': '200' });
-      return { status: r.status, code: r.body.errors?.[0]?.extensions?.code };
-    }, 200, s.openai);
+    await expectDeadline(
+      async () => {
+        const r = await gqlWithStatus({ m: 'gen-model', i: { prompt: 'x' }, t: 200 });
+        return { status: r.status, code: r.body.errors?.[0]?.extensions?.code };
+      },
+      200,
+      s.openai,
+    );
+    await expectDeadline(
+      async () => {
+        const r = await gqlWithStatus({ m: 'gen-model', i: { prompt: 'x' } }, { 'x-mcp-timeout-ms': '200' });
+        return { status: r.status, code: r.body.errors?.[0]?.extensions?.code };
+      },
+      200,
+      s.openai,
+    );
   });
 
   it('a bad deadline is a coded 400, not ignored', async () => {
@@ -123,7 +153,12 @@ describe('deadlines and cancellation on every entry point', () => {
     for (const [name, path, body, upstream] of calls) {
       const before = upstream.aborted;
       const ctl = new AbortController();
-      const p = fetch(`${s.gw.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: ctl.signal }).catch((e: Error) => e);
+      const p = fetch(`${s.gw.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: ctl.signal,
+      }).catch((e: Error) => e);
       // Wait until the call reached the upstream, then hang up.
       const requests = upstream.requests;
       expect(await until(() => upstream.requests > requests, 2000)).toBe(true);
@@ -161,7 +196,8 @@ describe('deadlines and cancellation on every entry point', () => {
       const before = s.openai.aborted;
       const ctl = new AbortController();
       const res = await fetch(`${s.gw.url}/graphql`, {
-        method: 'POST', signal: ctl.signal,
+        method: 'POST',
+        signal: ctl.signal,
         headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
         body: JSON.stringify({ query: 'subscription { inferStream(model: "gen-model", input: { prompt: "x" }) { type text } }' }),
       });
@@ -182,11 +218,19 @@ describe('deadlines and cancellation on every entry point', () => {
       const ws = createClient({ url: `${s.gw.url.replace('http', 'ws')}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0 });
       let n = 0;
       await new Promise<void>((resolve, reject) => {
-        const unsubscribe = ws.subscribe<{ inferStream: { type: string } }>({ query: 'subscription { inferStream(model: "gen-model", input: { prompt: "x" }) { type text } }' }, {
-          next: () => { if (++n === 3) { unsubscribe(); resolve(); } },
-          error: reject,
-          complete: () => resolve(),
-        });
+        const unsubscribe = ws.subscribe<{ inferStream: { type: string } }>(
+          { query: 'subscription { inferStream(model: "gen-model", input: { prompt: "x" }) { type text } }' },
+          {
+            next: () => {
+              if (++n === 3) {
+                unsubscribe();
+                resolve();
+              }
+            },
+            error: reject,
+            complete: () => resolve(),
+          },
+        );
       });
       expect(n).toBe(3);
       expect(await until(() => s.openai.aborted > before, 2000)).toBe(true);

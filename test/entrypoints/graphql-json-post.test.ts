@@ -16,7 +16,9 @@ describe('JSON POSTs to /graphql: the direct path answers as Yoga does', () => {
       models: [{ id: 'echo-model', versions: [{ version: 'v1', instances: [{ backend: 'echo' }] }] }],
     });
   }, 60_000);
-  afterAll(async () => { await gw?.close(); });
+  afterAll(async () => {
+    await gw?.close();
+  });
 
   /** GraphQL HTTP requests so far, by the path that answered (the gateway's own metric). */
   async function served(): Promise<{ direct: number; yoga: number }> {
@@ -31,21 +33,49 @@ describe('JSON POSTs to /graphql: the direct path answers as Yoga does', () => {
     const r = await fetch(`${gw.url}/graphql`, { method: 'POST', headers, body });
     const text = await r.text();
     let json: unknown = text;
-    try { json = JSON.parse(text); } catch { /* compared as text */ }
+    try {
+      json = JSON.parse(text);
+    } catch {
+      /* compared as text */
+    }
     return { status: r.status, type: r.headers.get('content-type'), json };
   }
 
   const cases: Array<{ name: string; body: string; auth?: 'admin' | 'bad' | 'none'; direct: boolean }> = [
     { name: 'a query', body: JSON.stringify({ query: '{ model(id: "echo-model") { id status } }' }), direct: true },
-    { name: 'a mutation with variables', body: JSON.stringify({ query: 'mutation ($p: String!) { infer(model: "echo-model", input: { prompt: $p }) { text model } }', variables: { p: 'same answer' } }), direct: true },
-    { name: 'a named operation picked by operationName', body: JSON.stringify({ query: 'query A { __typename } query B { model(id: "echo-model") { id } }', operationName: 'B' }), direct: true },
-    { name: 'an execution error (unknown model)', body: JSON.stringify({ query: 'mutation { infer(model: "nope", input: { prompt: "x" }) { text } }' }), direct: true },
-    { name: 'a mutation without a key', body: JSON.stringify({ query: 'mutation { resetInstanceHealth(id: "no-such-instance") { id } }' }), auth: 'none', direct: true },
+    {
+      name: 'a mutation with variables',
+      body: JSON.stringify({
+        query: 'mutation ($p: String!) { infer(model: "echo-model", input: { prompt: $p }) { text model } }',
+        variables: { p: 'same answer' },
+      }),
+      direct: true,
+    },
+    {
+      name: 'a named operation picked by operationName',
+      body: JSON.stringify({ query: 'query A { __typename } query B { model(id: "echo-model") { id } }', operationName: 'B' }),
+      direct: true,
+    },
+    {
+      name: 'an execution error (unknown model)',
+      body: JSON.stringify({ query: 'mutation { infer(model: "nope", input: { prompt: "x" }) { text } }' }),
+      direct: true,
+    },
+    {
+      name: 'a mutation without a key',
+      body: JSON.stringify({ query: 'mutation { resetInstanceHealth(id: "no-such-instance") { id } }' }),
+      auth: 'none',
+      direct: true,
+    },
     { name: 'a bad key', body: JSON.stringify({ query: '{ model(id: "echo-model") { id } }' }), auth: 'bad', direct: true },
     { name: 'a syntax error', body: JSON.stringify({ query: '{ model(' }), direct: false },
     { name: 'a validation error', body: JSON.stringify({ query: '{ nope }' }), direct: false },
     { name: 'an unknown operationName', body: JSON.stringify({ query: 'query A { __typename }', operationName: 'B' }), direct: false },
-    { name: 'variables of the wrong type', body: JSON.stringify({ query: 'query ($id: ID!) { model(id: $id) { id } }', variables: { id: { x: 1 } } }), direct: true },
+    {
+      name: 'variables of the wrong type',
+      body: JSON.stringify({ query: 'query ($id: ID!) { model(id: $id) { id } }', variables: { id: { x: 1 } } }),
+      direct: true,
+    },
     { name: 'a subscription', body: JSON.stringify({ query: 'subscription { instanceHealth { instanceId } }' }), direct: false },
     { name: 'a body that is not JSON', body: '{"query": ', direct: false },
     { name: 'a JSON array (batch)', body: JSON.stringify([{ query: '{ __typename }' }]), direct: false },
@@ -79,7 +109,14 @@ describe('JSON POSTs to /graphql: the direct path answers as Yoga does', () => {
   });
 
   it('answers requests it cannot run with 400 and MCP_BAD_REQUEST, whichever path reads them', async () => {
-    for (const body of ['{"query": ', '[{"query": "{ __typename }"}]', '{"query": 42}', '{"query": "{ __typename }", "variables": "x"}', '{}', '{"query": "{ model("}']) {
+    for (const body of [
+      '{"query": ',
+      '[{"query": "{ __typename }"}]',
+      '{"query": 42}',
+      '{"query": "{ __typename }", "variables": "x"}',
+      '{}',
+      '{"query": "{ model("}',
+    ]) {
       for (const accept of ['application/json', 'application/json, text/plain;q=0.1']) {
         const r = await post(body, accept, admin.key);
         expect(r.status, `${body} (${accept})`).toBe(400);

@@ -6,12 +6,43 @@ import { ANSWER, TOKENS, readSse, startStack, type Stack } from './harness.ts';
 
 const INFER = /* GraphQL */ `
   mutation ($model: ID!, $input: InferInput!, $timeoutMs: Int) {
-    infer(model: $model, input: $input, timeoutMs: $timeoutMs) { id model version instanceId text finishReason tensors { name shape datatype data } embeddings usage { promptTokens completionTokens totalTokens } latencyMs }
-  }`;
+    infer(model: $model, input: $input, timeoutMs: $timeoutMs) {
+      id
+      model
+      version
+      instanceId
+      text
+      finishReason
+      tensors {
+        name
+        shape
+        datatype
+        data
+      }
+      embeddings
+      usage {
+        promptTokens
+        completionTokens
+        totalTokens
+      }
+      latencyMs
+    }
+  }
+`;
 const STREAM = /* GraphQL */ `
   subscription ($model: ID!, $input: InferInput!) {
-    inferStream(model: $model, input: $input) { type text finishReason usage { completionTokens } version instanceId }
-  }`;
+    inferStream(model: $model, input: $input) {
+      type
+      text
+      finishReason
+      usage {
+        completionTokens
+      }
+      version
+      instanceId
+    }
+  }
+`;
 
 type StreamEvent = { type: 'TOKEN' | 'DONE'; text: string; finishReason: string | null; usage: { completionTokens: number } | null };
 
@@ -25,14 +56,26 @@ describe('GraphQL infer / inferStream and REST inference on the same models', ()
   });
 
   it('infer: chat, generate, embed and tensor', async () => {
-    const chat = await s.gw.gql<{ infer: Record<string, unknown> }>(INFER, { model: 'chat-model', input: { messages: [{ role: 'user', content: 'hi' }], parameters: { maxTokens: 5 } } });
+    const chat = await s.gw.gql<{ infer: Record<string, unknown> }>(INFER, {
+      model: 'chat-model',
+      input: { messages: [{ role: 'user', content: 'hi' }], parameters: { maxTokens: 5 } },
+    });
     expect(chat.errors).toBeUndefined();
-    expect(chat.data?.infer).toMatchObject({ model: 'chat-model', version: 'v1', text: ANSWER, finishReason: 'stop', usage: { completionTokens: TOKENS.length } });
+    expect(chat.data?.infer).toMatchObject({
+      model: 'chat-model',
+      version: 'v1',
+      text: ANSWER,
+      finishReason: 'stop',
+      usage: { completionTokens: TOKENS.length },
+    });
     const gen = await s.gw.gql<{ infer: Record<string, unknown> }>(INFER, { model: 'gen-model', input: { prompt: 'p' } });
     expect(gen.data?.infer.text).toBe(ANSWER);
     const emb = await s.gw.gql<{ infer: { embeddings: number[][] } }>(INFER, { model: 'embed-model', input: { texts: ['a', 'b'] } });
     expect(emb.data?.infer.embeddings).toHaveLength(2);
-    const t = await s.gw.gql<{ infer: { tensors: unknown[] } }>(INFER, { model: 'doubler', input: { tensors: [{ name: 'INPUT0', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] } });
+    const t = await s.gw.gql<{ infer: { tensors: unknown[] } }>(INFER, {
+      model: 'doubler',
+      input: { tensors: [{ name: 'INPUT0', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] },
+    });
     expect(t.errors).toBeUndefined();
     expect(t.data?.infer.tensors).toEqual([{ name: 'OUTPUT0', shape: [1, 4], datatype: 'FP32', data: [2, 4, 6, 8] }]);
   });
@@ -61,14 +104,27 @@ describe('GraphQL infer / inferStream and REST inference on the same models', ()
       const events: Array<StreamEvent & { at: number }> = [];
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('no DONE within 5 s')), 5000);
-        client.subscribe<{ inferStream: StreamEvent }>({ query: STREAM, variables: { model: 'chat-model', input: { messages: [{ role: 'user', content: 'hi' }] } } }, {
-          next: (v) => {
-            if (v.errors) { clearTimeout(timer); reject(new Error(JSON.stringify(v.errors))); return; }
-            events.push({ ...v.data!.inferStream, at: performance.now() });
+        client.subscribe<{ inferStream: StreamEvent }>(
+          { query: STREAM, variables: { model: 'chat-model', input: { messages: [{ role: 'user', content: 'hi' }] } } },
+          {
+            next: (v) => {
+              if (v.errors) {
+                clearTimeout(timer);
+                reject(new Error(JSON.stringify(v.errors)));
+                return;
+              }
+              events.push({ ...v.data!.inferStream, at: performance.now() });
+            },
+            error: (e) => {
+              clearTimeout(timer);
+              reject(e instanceof Error ? e : new Error(JSON.stringify(e)));
+            },
+            complete: () => {
+              clearTimeout(timer);
+              resolve();
+            },
           },
-          error: (e) => { clearTimeout(timer); reject(e instanceof Error ? e : new Error(JSON.stringify(e))); },
-          complete: () => { clearTimeout(timer); resolve(); },
-        });
+        );
       });
       const tokens = events.filter((e) => e.type === 'TOKEN');
       expect(tokens.length).toBeGreaterThanOrEqual(TOKENS.length);
@@ -114,7 +170,8 @@ describe('GraphQL infer / inferStream and REST inference on the same models', ()
   });
 
   it('REST POST /api/v1/models/{id}/inference → { result, model_id }', async () => {
-    const post = (id: string, body: unknown) => fetch(`${s.gw.url}/api/v1/models/${id}/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const post = (id: string, body: unknown) =>
+      fetch(`${s.gw.url}/api/v1/models/${id}/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     const r = await post('gen-model', { input: 'hello' });
     expect(r.status).toBe(200);
     expect(await r.json()).toMatchObject({ result: ANSWER, model_id: 'gen-model', version: 'v1', finish_reason: 'stop' });
@@ -132,10 +189,22 @@ describe('GraphQL infer / inferStream and REST inference on the same models', ()
   it('all four entry points give the same answer for the same model, through the same path', async () => {
     const before = s.openai.counts['/v1/completions'] ?? 0;
     const prompt = 'same question';
-    const rest = (await (await fetch(`${s.gw.url}/api/v1/models/gen-model/inference`, { method: 'POST', body: JSON.stringify({ input: prompt, parameters: { maxTokens: 9 } }) })).json()).result;
+    const rest = (
+      await (
+        await fetch(`${s.gw.url}/api/v1/models/gen-model/inference`, { method: 'POST', body: JSON.stringify({ input: prompt, parameters: { maxTokens: 9 } }) })
+      ).json()
+    ).result;
     const gql = (await s.gw.gql<{ infer: { text: string } }>(INFER, { model: 'gen-model', input: { prompt, parameters: { maxTokens: 9 } } })).data?.infer.text;
-    const oa = (await new OpenAI({ baseURL: `${s.gw.url}/v1`, apiKey: 'x', maxRetries: 0 }).completions.create({ model: 'gen-model', prompt, max_tokens: 9 })).choices[0]!.text;
-    const ks = (await (await fetch(`${s.gw.url}/v2/models/gen-model/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'text_input', shape: [1], datatype: 'BYTES', data: [prompt] }], parameters: { max_tokens: 9 } }) })).json()).outputs[0].data[0];
+    const oa = (await new OpenAI({ baseURL: `${s.gw.url}/v1`, apiKey: 'x', maxRetries: 0 }).completions.create({ model: 'gen-model', prompt, max_tokens: 9 }))
+      .choices[0]!.text;
+    const ks = (
+      await (
+        await fetch(`${s.gw.url}/v2/models/gen-model/infer`, {
+          method: 'POST',
+          body: JSON.stringify({ inputs: [{ name: 'text_input', shape: [1], datatype: 'BYTES', data: [prompt] }], parameters: { max_tokens: 9 } }),
+        })
+      ).json()
+    ).outputs[0].data[0];
     expect([rest, gql, oa, ks]).toEqual([ANSWER, ANSWER, ANSWER, ANSWER]);
     // Each call reached the upstream once, with the same upstream body.
     expect((s.openai.counts['/v1/completions'] ?? 0) - before).toBe(4);

@@ -31,7 +31,9 @@ export async function startStack(extra: Partial<ConfigInput> = {}): Promise<Stac
         { id: 'gen-model', task: 'generate', defaultVersion: 'v1', versions: [{ version: 'v1', instances: [inst()] }] },
         { id: 'embed-model', task: 'embed', defaultVersion: 'v1', versions: [{ version: 'v1', instances: [inst()] }] },
         {
-          id: 'doubler', task: 'tensor', defaultVersion: '1',
+          id: 'doubler',
+          task: 'tensor',
+          defaultVersion: '1',
           versions: [{ version: '1', instances: [{ backend: 'kserve-v2', endpoint: kserve.url, options: { model: 'doubler', version: '1' } }] }],
         },
         ...(extra.models ?? []),
@@ -46,7 +48,9 @@ export async function startStack(extra: Partial<ConfigInput> = {}): Promise<Stac
     throw err;
   }
   return {
-    gw, openai, kserve,
+    gw,
+    openai,
+    kserve,
     async close() {
       await gw.close();
       await openai.close();
@@ -76,7 +80,11 @@ export async function readSse(res: Response): Promise<Array<{ data: string; at: 
     while ((i = buf.indexOf('\n\n')) !== -1) {
       const event = buf.slice(0, i);
       buf = buf.slice(i + 2);
-      const data = event.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
+      const data = event
+        .split('\n')
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5).trimStart())
+        .join('\n');
       if (data) out.push({ data, at: performance.now() });
     }
   }

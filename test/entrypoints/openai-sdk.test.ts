@@ -27,7 +27,12 @@ describe('OpenAI-compatible /v1 through the official openai SDK', () => {
   it('chat completion, streamed: several chunks arrive, joined they are the answer', async () => {
     s.openai.setBehavior({ models: ['fake-model'], tokens: TOKENS, tokenDelayMs: 20 });
     try {
-      const stream = await client.chat.completions.create({ model: 'chat-model', messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: true } });
+      const stream = await client.chat.completions.create({
+        model: 'chat-model',
+        messages: [{ role: 'user', content: 'hi' }],
+        stream: true,
+        stream_options: { include_usage: true },
+      });
       const parts: string[] = [];
       const times: number[] = [];
       let finish: string | null = null;
@@ -36,7 +41,10 @@ describe('OpenAI-compatible /v1 through the official openai SDK', () => {
         if (chunk.usage) usage = chunk.usage;
         const c = chunk.choices[0];
         if (!c) continue;
-        if (c.delta.content) { parts.push(c.delta.content); times.push(performance.now()); }
+        if (c.delta.content) {
+          parts.push(c.delta.content);
+          times.push(performance.now());
+        }
         if (c.finish_reason) finish = c.finish_reason;
       }
       expect(parts.length).toBeGreaterThanOrEqual(TOKENS.length);
@@ -88,13 +96,19 @@ describe('OpenAI-compatible /v1 through the official openai SDK', () => {
     expect(unknown).toBeInstanceOf(APIError);
     expect((unknown as APIError).status).toBe(404);
     expect((unknown as APIError).code).toBe('MCP_MODEL_NOT_FOUND');
-    const unknownStream = await client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }], stream: true }).catch((e: unknown) => e);
+    const unknownStream = await client.chat.completions
+      .create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }], stream: true })
+      .catch((e: unknown) => e);
     expect((unknownStream as APIError).code).toBe('MCP_MODEL_NOT_FOUND');
-    const badParam = await client.chat.completions.create({ model: 'chat-model', messages: [{ role: 'user', content: 'hi' }], logit_bias: { 1: 2 } }).catch((e: unknown) => e);
+    const badParam = await client.chat.completions
+      .create({ model: 'chat-model', messages: [{ role: 'user', content: 'hi' }], logit_bias: { 1: 2 } })
+      .catch((e: unknown) => e);
     expect((badParam as APIError).status).toBe(400);
     expect((badParam as APIError).code).toBe('MCP_UNSUPPORTED_PARAMETER');
     expect((badParam as APIError).param).toBe('logit_bias');
-    const badTemp = await client.chat.completions.create({ model: 'chat-model', messages: [{ role: 'user', content: 'hi' }], temperature: 7 }).catch((e: unknown) => e);
+    const badTemp = await client.chat.completions
+      .create({ model: 'chat-model', messages: [{ role: 'user', content: 'hi' }], temperature: 7 })
+      .catch((e: unknown) => e);
     expect((badTemp as APIError).code).toBe('MCP_VALIDATION_FAILED');
     const wrongTask = await client.embeddings.create({ model: 'doubler', input: 'x' }).catch((e: unknown) => e);
     expect((wrongTask as APIError).status).toBe(400);

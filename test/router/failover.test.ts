@@ -7,7 +7,19 @@ import { Agent } from 'undici';
 import type { InstanceHealthEvent } from '../../src/events/bus.ts';
 import type { TestGateway } from '../../src/testing/gateway.ts';
 import { stallMeter } from '../support/stall-meter.ts';
-import { closeUpstreams, infer, loadFor, loadInProcess, modelSeed, routerConfig, sleep, startRouterGateway, startUpstreams, until, type Upstream } from './harness.ts';
+import {
+  closeUpstreams,
+  infer,
+  loadFor,
+  loadInProcess,
+  modelSeed,
+  routerConfig,
+  sleep,
+  startRouterGateway,
+  startUpstreams,
+  until,
+  type Upstream,
+} from './harness.ts';
 
 describe('one of three instances answers 503 to everything', () => {
   let ups: Upstream[];
@@ -20,7 +32,9 @@ describe('one of three instances answers 503 to everything', () => {
     // Faults are injected on the third instance only: the healthy two reach their fake servers
     // directly, without the fault proxy's HTTP hop (CPU the 5,000 requests do not need).
     gw = await startRouterGateway({ router: routerConfig(), models: [modelSeed('m3', { v1: [ups[0]!.fake.url, ups[1]!.fake.url, ups[2]!.url] })] });
-    void (async () => { for await (const e of gw.services.events.subscribe('instanceHealth', watch.signal)) events.push(e); })();
+    void (async () => {
+      for await (const e of gw.services.events.subscribe('instanceHealth', watch.signal)) events.push(e);
+    })();
   });
   afterAll(async () => {
     watch.abort();
@@ -70,11 +84,13 @@ describe('one of three instances answers 503 to everything', () => {
     expect(await until(() => gw.services.router.healthOf('m3-v1-2') === 'healthy', 1000)).toBe(true);
     const r = await gw.gql<{ instance: { health: string } }>('query { instance(id: "m3-v1-2") { health } }');
     expect(r.data?.instance.health).toBe('healthy');
-    console.log(`[failover] 5000 requests, 1 of 3 instances 503: success ${(ok / 50).toFixed(2)}%; trials while open ${trials} in ${elapsed} ms; traffic back ${returnedAfter} ms after healing`);
+    console.log(
+      `[failover] 5000 requests, 1 of 3 instances 503: success ${(ok / 50).toFixed(2)}%; trials while open ${trials} in ${elapsed} ms; traffic back ${returnedAfter} ms after healing`,
+    );
   });
 });
 
-describe('an operator resets an instance\'s health', () => {
+describe("an operator resets an instance's health", () => {
   it('resetInstanceHealth closes an open circuit at once instead of after its cool-down, and says so on instanceHealth', async () => {
     const ups = await startUpstreams(1);
     const gw = await startRouterGateway({
@@ -83,7 +99,9 @@ describe('an operator resets an instance\'s health', () => {
     });
     const events: InstanceHealthEvent[] = [];
     const watch = new AbortController();
-    void (async () => { for await (const e of gw.services.events.subscribe('instanceHealth', watch.signal)) events.push(e); })();
+    void (async () => {
+      for await (const e of gw.services.events.subscribe('instanceHealth', watch.signal)) events.push(e);
+    })();
     const agent = new Agent({ connections: 1 });
     try {
       ups[0]!.proxy.set({ errorRate: 1, errorStatus: 503 });
@@ -140,7 +158,9 @@ describe('50% errors on every instance', () => {
       expect(ok / n).toBeGreaterThan(0.55);
       const exhausted = answers.filter((a) => a.status !== 200 && a.details?.retryBudgetExhausted === true).length;
       expect(exhausted).toBeGreaterThan(0);
-      console.log(`[retry-amplification] ${n} requests, 50% errors everywhere: upstream/client ${ratio.toFixed(3)} (allowed ${(1.2 + floor / n).toFixed(3)}), success ${(ok / n * 100).toFixed(1)}%, ${seconds.toFixed(1)} s`);
+      console.log(
+        `[retry-amplification] ${n} requests, 50% errors everywhere: upstream/client ${ratio.toFixed(3)} (allowed ${(1.2 + floor / n).toFixed(3)}), success ${((ok / n) * 100).toFixed(1)}%, ${seconds.toFixed(1)} s`,
+      );
     } finally {
       await gw.close();
       await closeUpstreams(ups);
@@ -175,7 +195,9 @@ describe('black hole', () => {
       const gone = await until(() => tcp() <= before, 5000);
       if (!gone) console.log('[black-hole] handles left:', process.getActiveResourcesInfo().join(', '));
       expect(gone).toBe(true);
-      console.log(`[black-hole] deadline ${deadlineMs} ms: answered in ${Math.max(...answers.map((a) => a.ms)).toFixed(0)} ms max; TCP handles before ${before}, after ${tcp()}`);
+      console.log(
+        `[black-hole] deadline ${deadlineMs} ms: answered in ${Math.max(...answers.map((a) => a.ms)).toFixed(0)} ms max; TCP handles before ${before}, after ${tcp()}`,
+      );
     } finally {
       await gw.close();
       await closeUpstreams(ups);

@@ -10,7 +10,11 @@ import { startFakeOpenAI, type FakeOpenAIBehavior, type FakeOpenAIServer } from 
 import { startFaultProxy, type Fault, type FaultProxy } from '../../src/testing/fault-proxy.ts';
 import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
 
-export interface Upstream { fake: FakeOpenAIServer; proxy: FaultProxy; url: string }
+export interface Upstream {
+  fake: FakeOpenAIServer;
+  proxy: FaultProxy;
+  url: string;
+}
 
 export async function startUpstreams(n: number, behavior: Partial<FakeOpenAIBehavior> = {}, fault: Fault = {}): Promise<Upstream[]> {
   const out: Upstream[] = [];
@@ -23,13 +27,18 @@ export async function startUpstreams(n: number, behavior: Partial<FakeOpenAIBeha
 }
 
 export async function closeUpstreams(ups: Upstream[]): Promise<void> {
-  for (const u of ups) { await u.proxy.close(); await u.fake.close(); }
+  for (const u of ups) {
+    await u.proxy.close();
+    await u.fake.close();
+  }
 }
 
 /** A `generate` model whose versions' instances point at the given upstream URLs (ids `<model>-<version>-<i>`). */
 export function modelSeed(id: string, versions: Record<string, string[]>, defaultVersion?: string) {
   return {
-    id, task: 'generate' as const, defaultVersion: defaultVersion ?? Object.keys(versions)[0],
+    id,
+    task: 'generate' as const,
+    defaultVersion: defaultVersion ?? Object.keys(versions)[0],
     versions: Object.entries(versions).map(([version, urls]) => ({
       version,
       instances: urls.map((endpoint, i) => ({ id: `${id}-${version}-${i}`, backend: 'openai', endpoint, options: { model: 'fake-model' } })),
@@ -71,18 +80,43 @@ export interface Answer {
 }
 
 /** One REST inference. */
-export async function infer(gw: TestGateway, agent: Agent, model: string, headers: Record<string, string> = {}, body: Record<string, unknown> = { prompt: 'hi' }): Promise<Answer> {
+export async function infer(
+  gw: TestGateway,
+  agent: Agent,
+  model: string,
+  headers: Record<string, string> = {},
+  body: Record<string, unknown> = { prompt: 'hi' },
+): Promise<Answer> {
   const t0 = performance.now();
   const r = await request(`${gw.url}/api/v1/models/${model}/inference`, {
-    method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body),
+    method: 'POST',
+    dispatcher: agent,
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
   });
-  const json = await r.body.json() as { version?: string; id?: string; routing?: Record<string, unknown>; error?: { code: string; details?: Record<string, unknown> } };
-  return { status: r.statusCode, code: json.error?.code, version: json.version, id: json.id, ms: performance.now() - t0, routing: json.routing, details: json.error?.details };
+  const json = (await r.body.json()) as {
+    version?: string;
+    id?: string;
+    routing?: Record<string, unknown>;
+    error?: { code: string; details?: Record<string, unknown> };
+  };
+  return {
+    status: r.statusCode,
+    code: json.error?.code,
+    version: json.version,
+    id: json.id,
+    ms: performance.now() - t0,
+    routing: json.routing,
+    details: json.error?.details,
+  };
 }
 
 /** `total` requests with `concurrency` workers; returns every answer (in completion order). */
 export async function load(
-  gw: TestGateway, model: string, total: number, concurrency: number,
+  gw: TestGateway,
+  model: string,
+  total: number,
+  concurrency: number,
   opts: { headers?: (i: number) => Record<string, string>; agent?: Agent; onAnswer?: (a: Answer, i: number) => void } = {},
 ): Promise<Answer[]> {
   const agent = opts.agent ?? new Agent({ connections: concurrency, pipelining: 1 });
@@ -113,7 +147,10 @@ export async function load(
  * per request, for claims that need thousands of draws on a machine that may be busy.
  */
 export async function loadInProcess(
-  gw: TestGateway, model: string, total: number, concurrency: number,
+  gw: TestGateway,
+  model: string,
+  total: number,
+  concurrency: number,
   opts: { headers?: (i: number) => Record<string, string> } = {},
 ): Promise<Answer[]> {
   const answers: Answer[] = [];
@@ -146,9 +183,11 @@ export async function loadFor(gw: TestGateway, model: string, ms: number, concur
   const answers: Answer[] = [];
   const end = Date.now() + ms;
   try {
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (Date.now() < end) answers.push(await infer(gw, agent, model));
-    }));
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (Date.now() < end) answers.push(await infer(gw, agent, model));
+      }),
+    );
   } finally {
     await agent.close();
   }

@@ -14,7 +14,10 @@ describe('health', () => {
     const ups = await startUpstreams(1);
     // Open for 1 s: the request that checks "fails fast while open" comes right after the circuit
     // opened, and a busy machine can hold this process up for a few hundred ms in between.
-    const gw = await startRouterGateway({ router: routerConfig({ circuitBreaker: { openMs: 1000, maxOpenMs: 1000 } }), models: [modelSeed('one', { v1: [ups[0]!.url] })] });
+    const gw = await startRouterGateway({
+      router: routerConfig({ circuitBreaker: { openMs: 1000, maxOpenMs: 1000 } }),
+      models: [modelSeed('one', { v1: [ups[0]!.url] })],
+    });
     const agent = new Agent({ connections: 2 });
     try {
       const p = ups[0]!.proxy;
@@ -28,7 +31,10 @@ describe('health', () => {
       expect(p.requests).toBe(n); // never reached the upstream
       // Half-open after 1 s: one trial per interval while it stays broken.
       const t0 = Date.now();
-      while (Date.now() - t0 < 3000) { await infer(gw, agent, 'one'); await sleep(5); }
+      while (Date.now() - t0 < 3000) {
+        await infer(gw, agent, 'one');
+        await sleep(5);
+      }
       const trials = p.requests - n;
       expect(trials).toBeGreaterThanOrEqual(2);
       expect(trials).toBeLessThanOrEqual(Math.ceil((Date.now() - t0) / 1000) + 1);
@@ -52,20 +58,34 @@ describe('health', () => {
     const events: Array<{ instanceId: string; state: string; reason: string | null }> = [];
     const unsubscribe = client.subscribe<{ instanceHealth: { instanceId: string; state: string; reason: string | null } }>(
       { query: 'subscription { instanceHealth(modelId: "pr") { instanceId state reason version at } }' },
-      { next: (m) => { if (m.data) events.push(m.data.instanceHealth); }, error: () => {}, complete: () => {} },
+      {
+        next: (m) => {
+          if (m.data) events.push(m.data.instanceHealth);
+        },
+        error: () => {},
+        complete: () => {},
+      },
     );
     const agent = new Agent({ connections: 2 });
     try {
       expect(await until(() => gw.services.router.healthOf('pr-v1-0') === 'healthy' && gw.services.router.healthOf('pr-v1-1') === 'healthy', 2000)).toBe(true);
       // The subscription is live once an event published after it arrives (an operator reset publishes
       // one), rather than "100 ms later", which a busy machine can make too early.
-      expect(await until(async () => {
-        await gw.gql('mutation { resetInstanceHealth(id: "pr-v1-1") { id } }');
-        return events.some((e) => e.instanceId === 'pr-v1-1' && e.reason === 'reset by an operator');
-      }, 10_000, 50)).toBe(true);
+      expect(
+        await until(
+          async () => {
+            await gw.gql('mutation { resetInstanceHealth(id: "pr-v1-1") { id } }');
+            return events.some((e) => e.instanceId === 'pr-v1-1' && e.reason === 'reset by an operator');
+          },
+          10_000,
+          50,
+        ),
+      ).toBe(true);
       ups[1]!.proxy.set({ errorRate: 1, errorStatus: 503 });
       expect(await until(() => events.some((e) => e.instanceId === 'pr-v1-1' && e.state === 'unhealthy'), 3000)).toBe(true);
-      const q = await gw.gql<{ model: { versions: Array<{ instances: Array<{ id: string; health: string }> }> } }>('query { model(id: "pr") { versions { instances { id health } } } }');
+      const q = await gw.gql<{ model: { versions: Array<{ instances: Array<{ id: string; health: string }> }> } }>(
+        'query { model(id: "pr") { versions { instances { id health } } } }',
+      );
       expect(Object.fromEntries(q.data!.model.versions[0]!.instances.map((i) => [i.id, i.health]))).toEqual({ 'pr-v1-0': 'healthy', 'pr-v1-1': 'unhealthy' });
       // Routing avoids it, and probes never cost an inference.
       const before = ups[1]!.proxy.requests;
@@ -73,10 +93,15 @@ describe('health', () => {
       expect(ups[0]!.fake.counts['/v1/completions']).toBe(20);
       expect(ups[1]!.fake.counts['/v1/completions'] ?? 0).toBe(0);
       expect(ups[1]!.fake.counts['/v1/models']).toBeGreaterThan(0);
-      expect(ups[1]!.proxy.requests - before).toBeLessThanOrEqual(Math.ceil(20 * 5 / 50) + 10); // only probes
+      expect(ups[1]!.proxy.requests - before).toBeLessThanOrEqual(Math.ceil((20 * 5) / 50) + 10); // only probes
       // Explain shows the state of every candidate.
       const ex = await infer(gw, agent, 'pr', { 'x-mcp-explain': '1' });
-      const r = ex.routing as { chosen: string; balancer: string; candidates: Array<{ instanceId: string; state: string; score?: number }>; attempts: unknown[] };
+      const r = ex.routing as {
+        chosen: string;
+        balancer: string;
+        candidates: Array<{ instanceId: string; state: string; score?: number }>;
+        attempts: unknown[];
+      };
       expect(r.chosen).toBe('pr-v1-0');
       expect(r.balancer).toBe('p2c-ewma');
       expect(r.candidates.find((c) => c.instanceId === 'pr-v1-1')?.state).toBe('unhealthy');
@@ -97,7 +122,10 @@ describe('health', () => {
   it('passive outlier ejection shows in explain; a removed instance is forgotten by the outlier detector and the balancer', async () => {
     const ups = await startUpstreams(3);
     const gw = await startRouterGateway({
-      router: routerConfig({ circuitBreaker: { consecutiveFailures: 100, failureRateThreshold: 1, minRequests: 1000 }, outlierDetection: { consecutiveFailures: 3, baseEjectionMs: 5000, maxEjectionMs: 5000 } }),
+      router: routerConfig({
+        circuitBreaker: { consecutiveFailures: 100, failureRateThreshold: 1, minRequests: 1000 },
+        outlierDetection: { consecutiveFailures: 3, baseEjectionMs: 5000, maxEjectionMs: 5000 },
+      }),
       models: [modelSeed('od', { v1: ups.map((u) => u.url) })],
     });
     const agent = new Agent({ connections: 2 });
@@ -105,13 +133,25 @@ describe('health', () => {
       // Round-robin keeps sending to the bad instance until the detector ejects it (p2c-EWMA would mostly avoid it on its own).
       expect((await gw.gql('mutation { setBalancer(model: "od", balancer: "round-robin") { id } }')).errors).toBeUndefined();
       ups[2]!.proxy.set({ errorRate: 1, errorStatus: 503 });
-      expect(await until(async () => { await infer(gw, agent, 'od'); return gw.services.router.healthOf('od-v1-2') === 'ejected'; }, 3000, 1)).toBe(true);
+      expect(
+        await until(
+          async () => {
+            await infer(gw, agent, 'od');
+            return gw.services.router.healthOf('od-v1-2') === 'ejected';
+          },
+          3000,
+          1,
+        ),
+      ).toBe(true);
       expect((await gw.gql('mutation { setBalancer(model: "od") { id } }')).errors).toBeUndefined(); // back to the default, p2c-ewma
       const ex = await infer(gw, agent, 'od', { 'x-mcp-explain': '1' });
       const r = ex.routing as { candidates: Array<{ instanceId: string; state: string }> };
       expect(r.candidates.find((c) => c.instanceId === 'od-v1-2')?.state).toBe('ejected');
       // p2c-EWMA keeps a latency estimate per instance; removing the instance drops it (balancer.forget) and its health.
-      const bal = gw.services.plugins.get('balancer', 'p2c-ewma') as unknown as { costOf(id: string): number; observe(id: string, o: { ok: boolean; latencyMs: number }): void };
+      const bal = gw.services.plugins.get('balancer', 'p2c-ewma') as unknown as {
+        costOf(id: string): number;
+        observe(id: string, o: { ok: boolean; latencyMs: number }): void;
+      };
       bal.observe('od-v1-1', { ok: false, latencyMs: 5000 }); // a failure: leaves the fleet-wide average (the neutral cost) alone
       expect(bal.costOf('od-v1-1')).toBeGreaterThan(1000);
       expect((await gw.gql('mutation { removeInstance(id: "od-v1-1") { id } }')).errors).toBeUndefined();

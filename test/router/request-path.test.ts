@@ -27,12 +27,18 @@ beforeAll(async () => {
     router: routerConfig({ hedging: { enabled: true, minDelayMs: 20 } }),
     models: [
       {
-        id: 'mixed', task: 'generate',
+        id: 'mixed',
+        task: 'generate',
         versions: [{ version: 'v1', instances: [instance('mixed-gen', 0, ['generate']), instance('mixed-chat', 1, ['chat'])] }],
       },
       {
-        id: 'paths', task: 'generate', defaultVersion: 'v1',
-        versions: [{ version: 'v1', instances: [instance('paths-0', 2), instance('paths-1', 3)] }, { version: 'v2', instances: [instance('paths-shadow', 4)] }],
+        id: 'paths',
+        task: 'generate',
+        defaultVersion: 'v1',
+        versions: [
+          { version: 'v1', instances: [instance('paths-0', 2), instance('paths-1', 3)] },
+          { version: 'v2', instances: [instance('paths-shadow', 4)] },
+        ],
       },
     ],
   });

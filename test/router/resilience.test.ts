@@ -12,7 +12,10 @@ import { closeUpstreams, infer, load, modelSeed, routerConfig, sleep, startRoute
 describe('resilience', () => {
   it('429 + Retry-After: the instance is left alone for that long; a single instance is waited for when that fits the deadline, else answered at once', async () => {
     const ups = await startUpstreams(3);
-    const gw = await startRouterGateway({ router: routerConfig(), models: [modelSeed('rl', { v1: [ups[0]!.url, ups[1]!.url] }), modelSeed('rl1', { v1: [ups[2]!.url] })] });
+    const gw = await startRouterGateway({
+      router: routerConfig(),
+      models: [modelSeed('rl', { v1: [ups[0]!.url, ups[1]!.url] }), modelSeed('rl1', { v1: [ups[2]!.url] })],
+    });
     const agent = new Agent({ connections: 4 });
     try {
       // Asked to back off for 10 s: no second request inside those seconds (10 requests one after the
@@ -44,9 +47,12 @@ describe('resilience', () => {
       const t0 = performance.now();
       const { request } = await import('undici');
       const r = await request(`${gw.url}/api/v1/models/rl1/inference`, {
-        method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json', 'x-mcp-timeout-ms': '1000' }, body: JSON.stringify({ prompt: 'hi' }),
+        method: 'POST',
+        dispatcher: agent,
+        headers: { 'content-type': 'application/json', 'x-mcp-timeout-ms': '1000' },
+        body: JSON.stringify({ prompt: 'hi' }),
       });
-      const body = await r.body.json() as { error: { code: string } };
+      const body = (await r.body.json()) as { error: { code: string } };
       expect(r.statusCode).toBe(429);
       expect(body.error.code).toBe('MCP_UPSTREAM_RATE_LIMITED');
       expect(r.headers['retry-after']).toBe('2');
@@ -67,7 +73,13 @@ describe('resilience', () => {
     // The slow instance answers nothing until the end of the test: an answer can only come from the
     // hedge, and only an abort can take its twin out of the in-flight count.
     let open!: () => void;
-    ups[1]!.fake.setBehavior({ models: ['fake-model'], tokens: ['ok'], gate: new Promise<void>((r) => { open = r; }) });
+    ups[1]!.fake.setBehavior({
+      models: ['fake-model'],
+      tokens: ['ok'],
+      gate: new Promise<void>((r) => {
+        open = r;
+      }),
+    });
     const agent = new Agent({ connections: 4 });
     try {
       expect((await gw.gql('mutation { setBalancer(model: "hg", balancer: "round-robin") { id } }')).errors).toBeUndefined();
@@ -95,7 +107,9 @@ describe('resilience', () => {
     const ups = await startUpstreams(2, { tokens: ['a', 'b', 'c', 'd'], tokenDelayMs: 20 });
     const gw = await startRouterGateway({ router: routerConfig(), models: [modelSeed('st', { v1: ups.map((u) => u.url) })] });
     const run = async () => {
-      const stream = gw.services.inference.stream(buildInferenceRequest({ model: 'st', input: { task: 'generate', prompt: 'x' }, stream: true, entry: 'test', signal: new AbortController().signal }));
+      const stream = gw.services.inference.stream(
+        buildInferenceRequest({ model: 'st', input: { task: 'generate', prompt: 'x' }, stream: true, entry: 'test', signal: new AbortController().signal }),
+      );
       let text = '';
       try {
         for await (const c of stream) text += c.text;
@@ -152,7 +166,9 @@ describe('resilience', () => {
     // Both upstreams hold their answers until the test opens the gate: what is in flight, and when it
     // finishes, is decided by the test rather than by a latency and the machine's speed.
     let open!: () => void;
-    const gate = new Promise<void>((r) => { open = r; });
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
     for (const u of ups) u.fake.setBehavior({ models: ['fake-model'], tokens: ['ok'], gate });
     const agent = new Agent({ connections: 16 });
     try {
@@ -164,7 +180,9 @@ describe('resilience', () => {
       const drained = gw.gql<{ drainInstance: { status: string } }>('mutation { drainInstance(id: "dr-v1-0", timeoutMs: 5000) { status } }');
       expect(await until(() => gw.services.instances.handle('dr-v1-0')!.draining, 10_000)).toBe(true);
       let settled = false;
-      void drained.then(() => { settled = true; });
+      void drained.then(() => {
+        settled = true;
+      });
       const before = ups[0]!.proxy.requests;
       const other = ups[1]!.fake.requests;
       const during = Array.from({ length: 4 }, () => infer(gw, agent, 'dr'));

@@ -26,7 +26,10 @@ const REGISTER = `mutation($input: RegisterModelInput!) { registerModel(input: $
 async function measure(gw: TestGateway, ups: Upstream[], round: number) {
   const urls = ups.map((u) => u.url);
   const names = { rr: `rr${round}`, p2c: `p2c${round}` };
-  for (const [kind, balancer] of [['rr', 'round-robin'], ['p2c', 'p2c-ewma']] as const) {
+  for (const [kind, balancer] of [
+    ['rr', 'round-robin'],
+    ['p2c', 'p2c-ewma'],
+  ] as const) {
     const seed = modelSeed(names[kind], { v1: urls });
     const r = await gw.gql(REGISTER, { input: { ...seed, task: 'GENERATE' } });
     expect(r.errors).toBeUndefined();
@@ -46,9 +49,24 @@ async function measure(gw: TestGateway, ups: Upstream[], round: number) {
   expect([...rr, ...p2c].every((a) => a.status === 200)).toBe(true);
   const sent = ups.map((u, i) => u.proxy.requests - s0[i]!);
   return {
-    rrN: rr.length, p2cN: p2c.length,
-    rr99: percentile(rr.map((a) => a.ms), 99), p2c99: percentile(p2c.map((a) => a.ms), 99),
-    rr50: percentile(rr.map((a) => a.ms), 50), p2c50: percentile(p2c.map((a) => a.ms), 50),
+    rrN: rr.length,
+    p2cN: p2c.length,
+    rr99: percentile(
+      rr.map((a) => a.ms),
+      99,
+    ),
+    p2c99: percentile(
+      p2c.map((a) => a.ms),
+      99,
+    ),
+    rr50: percentile(
+      rr.map((a) => a.ms),
+      50,
+    ),
+    p2c50: percentile(
+      p2c.map((a) => a.ms),
+      50,
+    ),
     slowShare: sent[2]! / sent.reduce((a, b) => a + b, 0),
     p2cSlow,
     stallMs: eld.max / 1e6,
@@ -60,13 +78,23 @@ describe('one instance 10× slower', () => {
     const ups = await startUpstreams(3);
     for (const [i, u] of ups.entries()) u.proxy.set({ latencyMs: i === 2 ? 1000 : 100 });
     const gw = await startRouterGateway({ router: routerConfig({ recording: { enabled: false } }) });
-    gw.services.inference.observe({ onFinished: (_req, o) => { const id = o.result?.instanceId; if (id) served.set(id, (served.get(id) ?? 0) + 1); } });
+    gw.services.inference.observe({
+      onFinished: (_req, o) => {
+        const id = o.result?.instanceId;
+        if (id) served.set(id, (served.get(id) ?? 0) + 1);
+      },
+    });
     try {
       let m = await measure(gw, ups, 1);
       const first = m;
       if (m.rr99 / m.p2c99 < 3) m = await measure(gw, ups, 2);
-      const note = m === first ? '' : ` (first measurement discarded: ratio ${(first.rr99 / first.p2c99).toFixed(2)}, p2c slow share ${(first.p2cSlow * 100).toFixed(1)}%, max event-loop delay ${first.stallMs.toFixed(0)} ms)`;
-      console.log(`[slow-instance] ${m.rrN} round-robin and ${m.p2cN} p2c-ewma requests, concurrency 2 each: p99 ${m.rr99.toFixed(1)} vs ${m.p2c99.toFixed(1)} ms, ratio ${(m.rr99 / m.p2c99).toFixed(2)}; p50 ${m.rr50.toFixed(1)} / ${m.p2c50.toFixed(1)} ms; slow instance share: both ${(m.slowShare * 100).toFixed(1)}%, p2c-ewma ${(m.p2cSlow * 100).toFixed(1)}%; max event-loop delay ${m.stallMs.toFixed(0)} ms${note}`);
+      const note =
+        m === first
+          ? ''
+          : ` (first measurement discarded: ratio ${(first.rr99 / first.p2c99).toFixed(2)}, p2c slow share ${(first.p2cSlow * 100).toFixed(1)}%, max event-loop delay ${first.stallMs.toFixed(0)} ms)`;
+      console.log(
+        `[slow-instance] ${m.rrN} round-robin and ${m.p2cN} p2c-ewma requests, concurrency 2 each: p99 ${m.rr99.toFixed(1)} vs ${m.p2c99.toFixed(1)} ms, ratio ${(m.rr99 / m.p2c99).toFixed(2)}; p50 ${m.rr50.toFixed(1)} / ${m.p2c50.toFixed(1)} ms; slow instance share: both ${(m.slowShare * 100).toFixed(1)}%, p2c-ewma ${(m.p2cSlow * 100).toFixed(1)}%; max event-loop delay ${m.stallMs.toFixed(0)} ms${note}`,
+      );
       expect(m.rr99 / m.p2c99).toBeGreaterThanOrEqual(3);
     } finally {
       await gw.close();

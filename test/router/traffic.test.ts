@@ -8,7 +8,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from 'undici';
 import type { ModelEvent } from '../../src/events/bus.ts';
 import type { TestGateway } from '../../src/testing/gateway.ts';
-import { closeUpstreams, infer, load, loadInProcess, modelSeed, routerConfig, sleep, startRouterGateway, startUpstreams, until, type Upstream } from './harness.ts';
+import {
+  closeUpstreams,
+  infer,
+  load,
+  loadInProcess,
+  modelSeed,
+  routerConfig,
+  sleep,
+  startRouterGateway,
+  startUpstreams,
+  until,
+  type Upstream,
+} from './harness.ts';
 
 const AUTH = fileURLToPath(new URL('./header-auth-plugin.ts', import.meta.url));
 
@@ -17,7 +29,20 @@ const SPLIT = `mutation($m: ID!, $split: [TrafficSplitEntry!]!, $sticky: StickyI
 }`;
 const VARIANTS = `query($m: ID!) { model(id: $m) { defaultVersion variants { version weight shadow isDefault requests errors errorRate diverted p50Ms p95Ms accuracy feedbackCount } } }`;
 
-interface Variant { version: string; weight: number; shadow: boolean; isDefault: boolean; requests: number; errors: number; errorRate: number; diverted: number; p50Ms: number | null; p95Ms: number | null; accuracy: number | null; feedbackCount: number }
+interface Variant {
+  version: string;
+  weight: number;
+  shadow: boolean;
+  isDefault: boolean;
+  requests: number;
+  errors: number;
+  errorRate: number;
+  diverted: number;
+  p50Ms: number | null;
+  p95Ms: number | null;
+  accuracy: number | null;
+  feedbackCount: number;
+}
 
 describe('traffic management', () => {
   let ups: Upstream[];
@@ -39,17 +64,24 @@ describe('traffic management', () => {
         // fault proxy's extra HTTP hop (a third or more of the CPU of each of the split's 10,000 requests).
         modelSeed('ab', { v1: [ups[0]!.fake.url, ups[1]!.fake.url], v2: [ups[2]!.fake.url], v3: [ups[3]!.fake.url] }, 'v1'),
         // v2's instance has no endpoint: it fails to load, so v2 is never ready.
-        { id: 'nr', task: 'generate', defaultVersion: 'v1', versions: [
-          { version: 'v1', instances: [{ id: 'nr-v1', backend: 'openai', endpoint: ups[0]!.url, options: { model: 'fake-model' } }] },
-          { version: 'v2', instances: [{ id: 'nr-v2', backend: 'openai', options: { model: 'fake-model' } }] },
-        ] },
+        {
+          id: 'nr',
+          task: 'generate',
+          defaultVersion: 'v1',
+          versions: [
+            { version: 'v1', instances: [{ id: 'nr-v1', backend: 'openai', endpoint: ups[0]!.url, options: { model: 'fake-model' } }] },
+            { version: 'v2', instances: [{ id: 'nr-v2', backend: 'openai', options: { model: 'fake-model' } }] },
+          ],
+        },
         modelSeed('can', { stable: [ups[0]!.url], canary: [ups[4]!.url] }, 'stable'),
         modelSeed('can2', { stable: [ups[1]!.url], canary: [ups[4]!.url] }, 'stable'),
         modelSeed('primary', { v1: [ups[4]!.url] }),
         modelSeed('backup', { v1: [ups[5]!.url] }),
       ],
     });
-    void (async () => { for await (const e of gw.services.events.subscribe('modelEvents', watch.signal)) modelEvents.push(e); })();
+    void (async () => {
+      for await (const e of gw.services.events.subscribe('modelEvents', watch.signal)) modelEvents.push(e);
+    })();
   });
   afterAll(async () => {
     watch.abort();
@@ -58,7 +90,13 @@ describe('traffic management', () => {
   });
 
   it('a 90/10 split over 10,000 requests lands within ±2%', async () => {
-    const r = await gw.gql(SPLIT, { m: 'ab', split: [{ version: 'v1', weight: 90 }, { version: 'v2', weight: 10 }] });
+    const r = await gw.gql(SPLIT, {
+      m: 'ab',
+      split: [
+        { version: 'v1', weight: 90 },
+        { version: 'v2', weight: 10 },
+      ],
+    });
     expect(r.errors).toBeUndefined();
     // Distinct principals, no sticky: independent random draws. In process (no HTTP hop in front of
     // the gateway): the draws, the stats and the upstream calls are the same, at half the CPU.
@@ -77,11 +115,22 @@ describe('traffic management', () => {
   });
 
   it('a sticky principal never changes variant while the weights stay the same', async () => {
-    await gw.gql(SPLIT, { m: 'ab', split: [{ version: 'v1', weight: 50 }, { version: 'v2', weight: 50 }], sticky: { by: 'PRINCIPAL' } });
+    await gw.gql(SPLIT, {
+      m: 'ab',
+      split: [
+        { version: 'v1', weight: 50 },
+        { version: 'v2', weight: 50 },
+      ],
+      sticky: { by: 'PRINCIPAL' },
+    });
     const seen = new Map<string, Set<string>>();
     await load(gw, 'ab', 1200, 12, {
       headers: (i) => ({ 'x-test-user': `p${i % 100}` }),
-      onAnswer: (a, i) => { const k = `p${i % 100}`; if (!seen.has(k)) seen.set(k, new Set()); seen.get(k)!.add(a.version!); },
+      onAnswer: (a, i) => {
+        const k = `p${i % 100}`;
+        if (!seen.has(k)) seen.set(k, new Set());
+        seen.get(k)!.add(a.version!);
+      },
     });
     expect(seen.size).toBe(100);
     expect([...seen.values()].every((s) => s.size === 1)).toBe(true);
@@ -89,13 +138,21 @@ describe('traffic management', () => {
     expect(onV2).toBeGreaterThan(25);
     expect(onV2).toBeLessThan(75);
     // By header: the key travels in a header of our choice.
-    await gw.gql(SPLIT, { m: 'ab', split: [{ version: 'v1', weight: 50 }, { version: 'v2', weight: 50 }], sticky: { by: 'HEADER', header: 'X-Session' } });
+    await gw.gql(SPLIT, {
+      m: 'ab',
+      split: [
+        { version: 'v1', weight: 50 },
+        { version: 'v2', weight: 50 },
+      ],
+      sticky: { by: 'HEADER', header: 'X-Session' },
+    });
     // (GraphQL passes the request headers to the router; see README-ROUTING.md for the other entry points.)
     const q = 'mutation { infer(model: "ab", input: { prompt: "hi" }) { version } }';
     const bySession = new Map<string, Set<string>>();
     for (const sid of ['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']) {
       const versions = new Set<string>();
-      for (let i = 0; i < 6; i++) versions.add((await gw.gql<{ infer: { version: string } }>(q, {}, { 'x-session': sid, 'x-test-user': `other${i}` })).data!.infer.version);
+      for (let i = 0; i < 6; i++)
+        versions.add((await gw.gql<{ infer: { version: string } }>(q, {}, { 'x-session': sid, 'x-test-user': `other${i}` })).data!.infer.version);
       expect(versions.size).toBe(1);
       bySession.set(sid, versions);
     }
@@ -104,7 +161,17 @@ describe('traffic management', () => {
   it('a not-ready canary gets no traffic', async () => {
     const st = await gw.gql<{ instance: { status: string; health: string } }>('query { instance(id: "nr-v2") { status health } }');
     expect(st.data?.instance.status).toBe('FAILED');
-    expect((await gw.gql(SPLIT, { m: 'nr', split: [{ version: 'v1', weight: 50 }, { version: 'v2', weight: 50 }] })).errors).toBeUndefined();
+    expect(
+      (
+        await gw.gql(SPLIT, {
+          m: 'nr',
+          split: [
+            { version: 'v1', weight: 50 },
+            { version: 'v2', weight: 50 },
+          ],
+        })
+      ).errors,
+    ).toBeUndefined();
     const answers = await load(gw, 'nr', 500, 10, { headers: (i) => ({ 'x-test-user': `n${i}` }) });
     expect(answers.every((a) => a.status === 200 && a.version === 'v1')).toBe(true);
   });
@@ -114,13 +181,20 @@ describe('traffic management', () => {
     expect(a.errors?.[0]?.extensions?.code).toBe('MCP_VERSION_NOT_FOUND');
     const b = await gw.gql(SPLIT, { m: 'ab', split: [{ version: 'v1', weight: 0 }] });
     expect(b.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
-    const c = await gw.gql(SPLIT, { m: 'ab', split: [{ version: 'v1', weight: 1 }, { version: 'v1', weight: 2 }] });
+    const c = await gw.gql(SPLIT, {
+      m: 'ab',
+      split: [
+        { version: 'v1', weight: 1 },
+        { version: 'v1', weight: 2 },
+      ],
+    });
     expect(c.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
   });
 
   it('promoteVersion makes a version the default with all the traffic; rollbackVersion goes back', async () => {
     const p = await gw.gql<{ promoteVersion: { defaultVersion: string; routing: { split: Record<string, number>; previousDefault: string } } }>(
-      'mutation { promoteVersion(model: "ab", version: "v2") { defaultVersion routing } }');
+      'mutation { promoteVersion(model: "ab", version: "v2") { defaultVersion routing } }',
+    );
     expect(p.errors).toBeUndefined();
     expect(p.data!.promoteVersion.defaultVersion).toBe('v2');
     expect(p.data!.promoteVersion.routing.split).toEqual({});
@@ -170,9 +244,12 @@ describe('traffic management', () => {
     await load(gw, 'ab', 30, 5);
     await recorder.flush();
     const db = gw.services.database.db;
-    const count = async (where: string) => ((await db.execute(`select count(*)::int as n from inferences where ${where}` as never)) as unknown as { rows: Array<{ n: number }> }).rows[0]!.n;
+    const count = async (where: string) =>
+      ((await db.execute(`select count(*)::int as n from inferences where ${where}` as never)) as unknown as { rows: Array<{ n: number }> }).rows[0]!.n;
     // Age 12 of the 'ab' records past the 168 h retention (shipped default).
-    await db.execute("update inferences set created_at = now() - interval '200 hours' where id in (select id from inferences where model_id = 'ab' order by created_at desc limit 12)" as never);
+    await db.execute(
+      "update inferences set created_at = now() - interval '200 hours' where id in (select id from inferences where model_id = 'ab' order by created_at desc limit 12)" as never,
+    );
     const kept = await count("created_at >= now() - interval '168 hours'");
     expect(await count("created_at < now() - interval '168 hours'")).toBe(12);
     expect(await recorder.prune()).toBe(12);
@@ -185,7 +262,9 @@ describe('traffic management', () => {
     // The shadow's upstream answers only when the test opens the gate, so "the primary does not wait
     // for it" is shown by construction rather than by a wall-clock bound a busy machine can break.
     let open!: () => void;
-    const gate = new Promise<void>((r) => { open = r; });
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
     ups[3]!.fake.setBehavior({ models: ['fake-model'], tokens: ['shadow-answer'], gate });
     const r = await gw.gql('mutation { setShadow(model: "ab", version: "v3", fraction: 1) { routing } }');
     expect(r.errors).toBeUndefined();
@@ -201,7 +280,8 @@ describe('traffic management', () => {
     const recorded = async () => {
       await gw.services.traffic.recorder!.flush();
       const rows = await gw.services.database.db.execute(
-        "select count(*)::int as n, bool_and(ok) as ok, min(output) as output from inferences where model_id = 'ab' and shadow" as never);
+        "select count(*)::int as n, bool_and(ok) as ok, min(output) as output from inferences where model_id = 'ab' and shadow" as never,
+      );
       return (rows as unknown as { rows: Array<{ n: number; ok: boolean; output: string }> }).rows[0]!;
     };
     await until(async () => (await recorded()).n >= 40, 10_000, 50);
@@ -235,8 +315,16 @@ describe('traffic management', () => {
     // 500: not retried, the client sees it. Whether or not a streak of errors gets the canary's
     // instance ejected on the way, the rollback happens: requests diverted from an ejected canary count against it.
     ups[4]!.proxy.set({ errorRate: 0.3, errorStatus: 500 }, 7);
-    await gw.gql(SPLIT, { m: 'can', split: [{ version: 'stable', weight: 50 }, { version: 'canary', weight: 50 }] });
-    const pol = await gw.gql('mutation { setAutoRollback(model: "can", policy: { canary: "canary", maxErrorRateDelta: 0.1, maxP95Ratio: 5, minSamples: 50 }) { routing } }');
+    await gw.gql(SPLIT, {
+      m: 'can',
+      split: [
+        { version: 'stable', weight: 50 },
+        { version: 'canary', weight: 50 },
+      ],
+    });
+    const pol = await gw.gql(
+      'mutation { setAutoRollback(model: "can", policy: { canary: "canary", maxErrorRateDelta: 0.1, maxP95Ratio: 5, minSamples: 50 }) { routing } }',
+    );
     expect(pol.errors).toBeUndefined();
     const seen = modelEvents.length;
     await load(gw, 'can', 600, 4);
@@ -253,8 +341,16 @@ describe('traffic management', () => {
 
   it('a canary whose only instance is ejected gets its traffic diverted to the baseline, and is rolled back', async () => {
     ups[4]!.proxy.set({ errorRate: 1, errorStatus: 500 });
-    await gw.gql(SPLIT, { m: 'can2', split: [{ version: 'stable', weight: 50 }, { version: 'canary', weight: 50 }] });
-    const pol = await gw.gql('mutation { setAutoRollback(model: "can2", policy: { canary: "canary", maxErrorRateDelta: 0.1, maxP95Ratio: 5, minSamples: 50 }) { routing } }');
+    await gw.gql(SPLIT, {
+      m: 'can2',
+      split: [
+        { version: 'stable', weight: 50 },
+        { version: 'canary', weight: 50 },
+      ],
+    });
+    const pol = await gw.gql(
+      'mutation { setAutoRollback(model: "can2", policy: { canary: "canary", maxErrorRateDelta: 0.1, maxP95Ratio: 5, minSamples: 50 }) { routing } }',
+    );
     expect(pol.errors).toBeUndefined();
     const seen = modelEvents.length;
     const answers = await load(gw, 'can2', 300, 4, { headers: () => ({ 'x-mcp-explain': '1' }) });
@@ -283,7 +379,8 @@ describe('traffic management', () => {
     expect(routing.model).toBe('backup');
     expect(routing.fallbacks).toEqual(['backup']);
     expect(routing.attempts.map((x) => [x.instanceId, x.outcome, x.errorCode ?? null])).toEqual([
-      ['primary-v1-0', 'error', 'MCP_UPSTREAM_UNAVAILABLE'], ['backup-v1-0', 'ok', null],
+      ['primary-v1-0', 'error', 'MCP_UPSTREAM_UNAVAILABLE'],
+      ['backup-v1-0', 'ok', null],
     ]);
     ups[4]!.proxy.set({});
   });

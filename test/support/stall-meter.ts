@@ -38,9 +38,14 @@ export function stallMeter(tickMs = 5, toleranceMs = 2): StallMeter {
   let final: number | undefined;
   return {
     // The time since the last tick counts too when the loop is held up right now.
-    get ms() { return final ?? stalled + lost().l; },
+    get ms() {
+      return final ?? stalled + lost().l;
+    },
     stop() {
-      if (final === undefined) { clearInterval(timer); final = stalled + lost().l; }
+      if (final === undefined) {
+        clearInterval(timer);
+        final = stalled + lost().l;
+      }
       return final;
     },
   };

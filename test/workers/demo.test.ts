@@ -23,13 +23,23 @@ describe('a worker with the default configuration', () => {
 
   it('serves the demo model capibara-mini on the tfjs backend; the gateway registers the model and routes to it', async () => {
     worker = spawnWorker({
-      gateway: gw.url, name: 'demo',
-      raw: { storage: { dataDir: join(dir, 'data') }, log: { level: 'info' }, worker: { gateway: gw.url, port: 0, name: 'tfjs-host', heartbeatIntervalMs: 1000 } },
+      gateway: gw.url,
+      name: 'demo',
+      raw: {
+        storage: { dataDir: join(dir, 'data') },
+        log: { level: 'info' },
+        worker: { gateway: gw.url, port: 0, name: 'tfjs-host', heartbeatIntervalMs: 1000 },
+      },
     });
-    const w = await waitFor(async () => {
-      const found = (await gw.gql<{ workers: WorkerInfo[] }>(WORKERS_QUERY)).data!.workers.find((x) => x.id === 'tfjs-host');
-      return found?.instances[0]?.status === 'READY' ? found : undefined;
-    }, 40_000, 'the tfjs worker to register', 100);
+    const w = await waitFor(
+      async () => {
+        const found = (await gw.gql<{ workers: WorkerInfo[] }>(WORKERS_QUERY)).data!.workers.find((x) => x.id === 'tfjs-host');
+        return found?.instances[0]?.status === 'READY' ? found : undefined;
+      },
+      40_000,
+      'the tfjs worker to register',
+      100,
+    );
     expect(w.instances[0]).toMatchObject({ id: 'tfjs-host.capibara-mini-v1', modelId: 'capibara-mini', backend: 'worker' });
     const r = await gw.gql<{ infer: { text: string; instanceId: string; runtime: string } }>(
       `mutation { infer(model: "capibara-mini", input: { prompt: "The capybara", parameters: { maxTokens: 8, seed: 1 } }) { text instanceId runtime } }`,

@@ -40,7 +40,9 @@ describe('worker processes: registration, traffic, failover on kill -9', () => {
     expect(w.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(w.heartbeatIntervalMs).toBe(INTERVAL);
     expect(w.devices.some((d) => d.kind === 'cpu')).toBe(true);
-    expect(w.instances).toEqual([expect.objectContaining({ id: 'worker-a.echo-v1', modelId: 'echo', backend: 'worker', workerId: 'worker-a', endpoint: w.endpoint, status: 'READY' })]);
+    expect(w.instances).toEqual([
+      expect.objectContaining({ id: 'worker-a.echo-v1', modelId: 'echo', backend: 'worker', workerId: 'worker-a', endpoint: w.endpoint, status: 'READY' }),
+    ]);
     const answer = await infer('hello');
     expect(answer).toEqual({ text: 'worker-a:hello', instanceId: 'worker-a.echo-v1' });
     // the embedded worker (the gateway process) is listed too
@@ -78,10 +80,18 @@ describe('worker processes: registration, traffic, failover on kill -9', () => {
         killedAt = performance.now();
         stall = stallMeter();
         a.kill('SIGKILL');
-        watching = waitFor(async () => {
-          const w = await workerById('worker-a');
-          return w?.status === 'UNHEALTHY' && w.instances.every((x) => x.status === 'FAILED' && x.statusReason === 'worker heartbeat lost');
-        }, 10_000, 'worker-a to be marked unhealthy', 20).then(() => { markedAt = performance.now(); stall!.stop(); });
+        watching = waitFor(
+          async () => {
+            const w = await workerById('worker-a');
+            return w?.status === 'UNHEALTHY' && w.instances.every((x) => x.status === 'FAILED' && x.statusReason === 'worker heartbeat lost');
+          },
+          10_000,
+          'worker-a to be marked unhealthy',
+          20,
+        ).then(() => {
+          markedAt = performance.now();
+          stall!.stop();
+        });
       }
       const startedAt = performance.now();
       inflight++;
@@ -94,12 +104,20 @@ describe('worker processes: registration, traffic, failover on kill -9', () => {
         inflight--;
       }
     };
-    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      while (next < TOTAL) await one(next++);
-    }));
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < TOTAL) await one(next++);
+      }),
+    );
     await watching;
 
-    if (process.env.WORKER_TEST_VERBOSE) console.log({ failures: failures.length, inflightAtKill, detectMs: Math.round(markedAt - killedAt), afterMark: answers.filter((r) => r.startedAt > markedAt).length });
+    if (process.env.WORKER_TEST_VERBOSE)
+      console.log({
+        failures: failures.length,
+        inflightAtKill,
+        detectMs: Math.round(markedAt - killedAt),
+        afterMark: answers.filter((r) => r.startedAt > markedAt).length,
+      });
     expect(answers.length + failures.length).toBe(TOTAL);
     // only requests in flight at the kill may fail (the router retries them elsewhere, so usually none do)
     expect(failures.length, failures.join('\n')).toBeLessThanOrEqual(Math.max(inflightAtKill, 0));
@@ -122,10 +140,14 @@ describe('worker processes: registration, traffic, failover on kill -9', () => {
     const back = await waitFor(readyInstance('worker-a'), 20_000, 'worker-a to come back');
     expect(back.instances[0]).toMatchObject({ id: 'worker-a.echo-v1', status: 'READY', statusReason: null });
     const again = new Set<string>();
-    await waitFor(async () => {
-      again.add((await infer('again')).instanceId);
-      return again.has('worker-a.echo-v1');
-    }, 10_000, 'traffic to the restarted worker-a');
+    await waitFor(
+      async () => {
+        again.add((await infer('again')).instanceId);
+        return again.has('worker-a.echo-v1');
+      },
+      10_000,
+      'traffic to the restarted worker-a',
+    );
   });
 
   it('SIGTERM deregisters the worker (its instance leaves routing) and the process exits 0', async () => {

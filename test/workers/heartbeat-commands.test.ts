@@ -10,9 +10,11 @@ describe('worker heartbeats and commands', () => {
   let worker: WorkerProcess;
 
   const workerById = async (id: string) => (await gw.gql<{ workers: WorkerInfo[] }>(WORKERS_QUERY)).data!.workers.find((w) => w.id === id);
-  const infer = (model: string) => gw.gql<{ infer: { text: string; instanceId: string } }>(
-    `mutation($m: ID!) { infer(model: $m, input: { prompt: "ping" }, timeoutMs: 5000) { text instanceId } }`, { m: model },
-  );
+  const infer = (model: string) =>
+    gw.gql<{ infer: { text: string; instanceId: string } }>(
+      `mutation($m: ID!) { infer(model: $m, input: { prompt: "ping" }, timeoutMs: 5000) { text instanceId } }`,
+      { m: model },
+    );
 
   beforeAll(async () => {
     gw = await startTestGateway({ router: FAST_HEALTH });
@@ -33,10 +35,15 @@ describe('worker heartbeats and commands', () => {
     // Bounds below are in the gateway's own time: what a busy machine kept this process from running is added.
     const stall = stallMeter();
     worker.kill('SIGSTOP');
-    await waitFor(async () => {
-      const w = await workerById('lapse-1');
-      return w?.status === 'UNHEALTHY' && w.instances[0]?.status === 'FAILED' && w.instances[0]?.statusReason === 'worker heartbeat lost';
-    }, 5_000, 'lapse-1 to be marked unhealthy', 10);
+    await waitFor(
+      async () => {
+        const w = await workerById('lapse-1');
+        return w?.status === 'UNHEALTHY' && w.instances[0]?.status === 'FAILED' && w.instances[0]?.statusReason === 'worker heartbeat lost';
+      },
+      5_000,
+      'lapse-1 to be marked unhealthy',
+      10,
+    );
     const detectMs = performance.now() - paused;
     expect(detectMs).toBeLessThan(3 * INTERVAL + 150 + stall.ms);
     // no ready instance: the router does not even try the paused worker (it would hang until the deadline)
@@ -47,10 +54,14 @@ describe('worker heartbeats and commands', () => {
     expect(performance.now() - started).toBeLessThan(1000 + stall.stop() - stalledBefore);
 
     worker.kill('SIGCONT');
-    await waitFor(async () => {
-      const w = await workerById('lapse-1');
-      return w?.status === 'HEALTHY' && w.instances[0]?.status === 'READY';
-    }, 5_000, 'lapse-1 to be healthy again');
+    await waitFor(
+      async () => {
+        const w = await workerById('lapse-1');
+        return w?.status === 'HEALTHY' && w.instances[0]?.status === 'READY';
+      },
+      5_000,
+      'lapse-1 to be healthy again',
+    );
     await waitFor(async () => (await infer('echo')).data?.infer.instanceId === 'lapse-1.echo-v1', 5_000, 'traffic back on lapse-1');
   });
 
@@ -60,7 +71,11 @@ describe('worker heartbeats and commands', () => {
     );
     expect(sent.errors).toBeUndefined();
     expect(sent.data!.loadModelOnWorker).toMatchObject({ action: 'LOAD', instanceId: 'echo-two-v2' });
-    await waitFor(async () => (await workerById('lapse-1'))?.instances.find((i) => i.id === 'lapse-1.echo-two-v2' && i.status === 'READY'), 10_000, 'the loaded instance');
+    await waitFor(
+      async () => (await workerById('lapse-1'))?.instances.find((i) => i.id === 'lapse-1.echo-two-v2' && i.status === 'READY'),
+      10_000,
+      'the loaded instance',
+    );
     const model = await gw.gql<{ model: { task: string; defaultVersion: string } }>(`{ model(id: "echo-two") { task defaultVersion } }`);
     expect(model.data!.model).toEqual({ task: 'CHAT', defaultVersion: 'v2' });
     expect((await infer('echo-two')).data?.infer).toEqual({ text: 'Lapse-1:ping', instanceId: 'lapse-1.echo-two-v2' });

@@ -39,26 +39,42 @@ export function spawnWorker(opts: SpawnWorkerOptions): WorkerProcess {
     storage: { dataDir: join(dir, 'data') },
     log: { level: 'info' },
     worker: {
-      gateway: opts.gateway, port: opts.port ?? 0, name: opts.name, heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 300, drainMs: 2000,
+      gateway: opts.gateway,
+      port: opts.port ?? 0,
+      name: opts.name,
+      heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 300,
+      drainMs: 2000,
       models: opts.models ?? [{ id: 'echo', version: 'v1', backend: 'echo', task: 'generate' }],
     },
   };
   const file = join(dir, 'capibara.json');
   writeFileSync(file, JSON.stringify(config));
   const proc = spawn(process.execPath, ['--conditions=capibara-source', '--import', 'tsx', join(ROOT, 'src/main.ts'), 'worker', '--config', file], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MCP_CONFIG: '' },
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, MCP_CONFIG: '' },
   });
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => {
-    rmSync(dir, { recursive: true, force: true });
-    resolve(code ?? signal ?? -1);
-  }));
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const exited = new Promise<number | string>((resolve) =>
+    proc.once('exit', (code, signal) => {
+      rmSync(dir, { recursive: true, force: true });
+      resolve(code ?? signal ?? -1);
+    }),
+  );
   return {
-    proc, name: opts.name, exited,
+    proc,
+    name: opts.name,
+    exited,
     output: () => out,
-    kill: (signal = 'SIGKILL') => { if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal); },
+    kill: (signal = 'SIGKILL') => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    },
   };
 }
 
@@ -94,5 +110,13 @@ export interface WorkerInfo {
   endpoint: string;
   heartbeatIntervalMs: number;
   devices: Array<{ id: string; kind: string }>;
-  instances: Array<{ id: string; modelId: string; status: string; statusReason: string | null; backend: string; endpoint: string | null; workerId: string | null }>;
+  instances: Array<{
+    id: string;
+    modelId: string;
+    status: string;
+    statusReason: string | null;
+    backend: string;
+    endpoint: string | null;
+    workerId: string | null;
+  }>;
 }

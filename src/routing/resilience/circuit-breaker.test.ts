@@ -18,7 +18,11 @@ describe('CircuitBreaker', () => {
     const c = clock();
     const changes: CircuitStateChange[] = [];
     const b = breaker({ consecutiveFailures: 3, failureRateThreshold: 0, now: c.now, onStateChange: (x) => changes.push(x) });
-    b.onFailure(); b.onFailure(); b.onSuccess(); b.onFailure(); b.onFailure();
+    b.onFailure();
+    b.onFailure();
+    b.onSuccess();
+    b.onFailure();
+    b.onFailure();
     expect(b.state).toBe('closed');
     b.onFailure();
     expect(b.state).toBe('open');
@@ -29,18 +33,27 @@ describe('CircuitBreaker', () => {
   it('opens on failure rate over the window only with enough requests', () => {
     const c = clock();
     const b = breaker({ consecutiveFailures: 0, failureRateThreshold: 0.5, minRequests: 10, windowMs: 10_000, now: c.now });
-    for (let i = 0; i < 4; i++) { b.onFailure(); b.onSuccess(); }
+    for (let i = 0; i < 4; i++) {
+      b.onFailure();
+      b.onSuccess();
+    }
     expect(b.state).toBe('closed'); // 8 requests < 10
-    b.onSuccess(); b.onFailure(); // 10 requests, 5 failures
+    b.onSuccess();
+    b.onFailure(); // 10 requests, 5 failures
     expect(b.state).toBe('open');
   });
 
   it('forgets failures that slid out of the window', () => {
     const c = clock();
     const b = breaker({ consecutiveFailures: 0, failureRateThreshold: 0.5, minRequests: 4, windowMs: 10_000, now: c.now });
-    b.onFailure(); b.onFailure(); b.onFailure();
+    b.onFailure();
+    b.onFailure();
+    b.onFailure();
     c.t += 11_000;
-    b.onSuccess(); b.onSuccess(); b.onSuccess(); b.onFailure();
+    b.onSuccess();
+    b.onSuccess();
+    b.onSuccess();
+    b.onFailure();
     expect(b.windowCounts()).toEqual({ requests: 4, failures: 1 });
     expect(b.state).toBe('closed');
   });
@@ -67,8 +80,16 @@ describe('CircuitBreaker', () => {
   it('re-opens on a failed probe with a growing, capped cool-down; a close resets it', () => {
     const c = clock();
     const retryAts: number[] = [];
-    const b = breaker({ consecutiveFailures: 1, openMs: 1000, backoffMultiplier: 2, maxOpenMs: 5000, now: c.now,
-      onStateChange: (x) => { if (x.to === 'open') retryAts.push(x.retryAt! - x.at); } });
+    const b = breaker({
+      consecutiveFailures: 1,
+      openMs: 1000,
+      backoffMultiplier: 2,
+      maxOpenMs: 5000,
+      now: c.now,
+      onStateChange: (x) => {
+        if (x.to === 'open') retryAts.push(x.retryAt! - x.at);
+      },
+    });
     b.onFailure();
     for (let i = 0; i < 5; i++) {
       c.t = b.retryAt!;
@@ -115,16 +136,23 @@ describe('CircuitBreaker', () => {
   it('ignores late failures while open, and works for a lone instance (no instance-count logic)', () => {
     const c = clock();
     const b = breaker({ consecutiveFailures: 2, now: c.now });
-    b.onFailure(); b.onFailure();
+    b.onFailure();
+    b.onFailure();
     const until = b.retryAt;
-    b.onFailure(); b.onFailure();
+    b.onFailure();
+    b.onFailure();
     expect(b.retryAt).toBe(until);
     b.reset();
     expect(b.state).toBe('closed');
   });
 
   it('a throwing listener does not break the breaker', () => {
-    const b = breaker({ consecutiveFailures: 1, onStateChange: () => { throw new Error('boom'); } });
+    const b = breaker({
+      consecutiveFailures: 1,
+      onStateChange: () => {
+        throw new Error('boom');
+      },
+    });
     expect(() => b.onFailure()).not.toThrow();
     expect(b.state).toBe('open');
   });

@@ -129,7 +129,10 @@ export class CircuitBreaker {
     const s = this.stateAt(now);
     if (s === 'closed') return true;
     if (s === 'open') return false;
-    if (now - this.intervalStart >= this.o.halfOpenIntervalMs) { this.intervalStart = now; this.probesInInterval = 0; }
+    if (now - this.intervalStart >= this.o.halfOpenIntervalMs) {
+      this.intervalStart = now;
+      this.probesInInterval = 0;
+    }
     if (this.probesInInterval >= this.o.halfOpenMaxProbes) return false;
     this.probesInInterval++;
     return true;
@@ -198,7 +201,10 @@ export class CircuitBreaker {
     const oldest = Math.floor(now / this.bucketMs) - this.o.windowBuckets + 1;
     for (let i = 0; i < this.o.windowBuckets; i++) {
       const st = this.stamps[i]!;
-      if (st >= oldest) { requests += this.reqs[i]!; failures += this.fails[i]!; }
+      if (st >= oldest) {
+        requests += this.reqs[i]!;
+        failures += this.fails[i]!;
+      }
     }
     return { requests, failures };
   }
@@ -206,7 +212,11 @@ export class CircuitBreaker {
   private record(now: number, failed: boolean): void {
     const slot = Math.floor(now / this.bucketMs);
     const i = ((slot % this.o.windowBuckets) + this.o.windowBuckets) % this.o.windowBuckets;
-    if (this.stamps[i] !== slot) { this.stamps[i] = slot; this.reqs[i] = 0; this.fails[i] = 0; }
+    if (this.stamps[i] !== slot) {
+      this.stamps[i] = slot;
+      this.reqs[i] = 0;
+      this.fails[i] = 0;
+    }
     this.reqs[i]! += 1;
     if (failed) this.fails[i]! += 1;
   }
@@ -228,11 +238,19 @@ export class CircuitBreaker {
     const from = this._state;
     if (from === to && to !== 'open') return;
     this._state = to;
-    if (to === 'half-open') { this.probesInInterval = 0; this.intervalStart = now; this.probeSuccesses = 0; }
+    if (to === 'half-open') {
+      this.probesInInterval = 0;
+      this.intervalStart = now;
+      this.probeSuccesses = 0;
+    }
     if (this.onStateChange) {
       const change: CircuitStateChange = { from, to, reason, openings: this.openings, at: now };
       if (to === 'open') change.retryAt = this.openUntil;
-      try { this.onStateChange(change); } catch { /* a listener must not break routing */ }
+      try {
+        this.onStateChange(change);
+      } catch {
+        /* a listener must not break routing */
+      }
     }
   }
 }
@@ -257,8 +275,16 @@ export class CircuitBreakers {
   }
 
   /** The breaker of `id` when it has one (creates nothing). */
-  peek(id: string): CircuitBreaker | undefined { return this.map.get(id); }
-  has(id: string): boolean { return this.map.has(id); }
-  forget(id: string): void { this.map.delete(id); }
-  ids(): IterableIterator<string> { return this.map.keys(); }
+  peek(id: string): CircuitBreaker | undefined {
+    return this.map.get(id);
+  }
+  has(id: string): boolean {
+    return this.map.has(id);
+  }
+  forget(id: string): void {
+    this.map.delete(id);
+  }
+  ids(): IterableIterator<string> {
+    return this.map.keys();
+  }
 }

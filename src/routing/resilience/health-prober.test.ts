@@ -14,18 +14,31 @@ async function until(cond: () => boolean, timeoutMs = 2000): Promise<void> {
 const probers: HealthProber[] = [];
 function make(opts: Partial<HealthProberOptions> = {}) {
   const changes: HealthChange[] = [];
-  const p = new HealthProber({ intervalMs: 10, timeoutMs: 30, healthyThreshold: 2, unhealthyThreshold: 3, jitter: 0.2, onChange: (c) => changes.push(c), ...opts });
+  const p = new HealthProber({
+    intervalMs: 10,
+    timeoutMs: 30,
+    healthyThreshold: 2,
+    unhealthyThreshold: 3,
+    jitter: 0.2,
+    onChange: (c) => changes.push(c),
+    ...opts,
+  });
   probers.push(p);
   return { p, changes };
 }
-afterEach(() => { for (const p of probers.splice(0)) p.stop(); });
+afterEach(() => {
+  for (const p of probers.splice(0)) p.stop();
+});
 
 describe('HealthProber', () => {
   it('decides on the first result, then needs thresholds to flip (hysteresis)', async () => {
     const { p, changes } = make();
     let ok = true;
     let calls = 0;
-    p.add('a', () => { calls++; return { ok }; });
+    p.add('a', () => {
+      calls++;
+      return { ok };
+    });
     expect(p.state('a')).toBe('unknown');
     await until(() => p.state('a') === 'healthy');
     ok = false;
@@ -41,10 +54,16 @@ describe('HealthProber', () => {
     const { p, changes } = make({ unhealthyThreshold: 1 });
     let aborted = false;
     p.add('slow', (signal) => {
-      signal.addEventListener('abort', () => { aborted = true; });
-      return new Promise<ProbeResult>(() => { /* never answers */ });
+      signal.addEventListener('abort', () => {
+        aborted = true;
+      });
+      return new Promise<ProbeResult>(() => {
+        /* never answers */
+      });
     });
-    p.add('throws', () => { throw new Error('connection refused'); });
+    p.add('throws', () => {
+      throw new Error('connection refused');
+    });
     await until(() => p.state('slow') === 'unhealthy' && p.state('throws') === 'unhealthy');
     expect(aborted).toBe(true);
     expect(changes.find((c) => c.id === 'slow')!.detail).toBe('timeout');
@@ -58,7 +77,8 @@ describe('HealthProber', () => {
     let calls = 0;
     p.add('x', async () => {
       calls++;
-      concurrent++; max = Math.max(max, concurrent);
+      concurrent++;
+      max = Math.max(max, concurrent);
       await sleep(15);
       concurrent--;
       return { ok: true };
@@ -70,7 +90,10 @@ describe('HealthProber', () => {
   it('add/remove targets; remove aborts a probe in flight and drops its late answer', async () => {
     const { p, changes } = make();
     let signal: AbortSignal | undefined;
-    p.add('r', (s) => { signal = s; return new Promise<ProbeResult>((res) => setTimeout(() => res({ ok: true }), 20)); });
+    p.add('r', (s) => {
+      signal = s;
+      return new Promise<ProbeResult>((res) => setTimeout(() => res({ ok: true }), 20));
+    });
     await until(() => signal !== undefined);
     expect(p.remove('r')).toBe(true);
     expect(signal!.aborted).toBe(true);
@@ -87,8 +110,15 @@ describe('HealthProber', () => {
     const { p } = make({ intervalMs: 5 });
     let calls = 0;
     let inflightSignal: AbortSignal | undefined;
-    for (let i = 0; i < 5; i++) p.add(`t${i}`, () => { calls++; return { ok: true }; });
-    p.add('hang', (s) => { inflightSignal = s; return new Promise<ProbeResult>(() => {}); });
+    for (let i = 0; i < 5; i++)
+      p.add(`t${i}`, () => {
+        calls++;
+        return { ok: true };
+      });
+    p.add('hang', (s) => {
+      inflightSignal = s;
+      return new Promise<ProbeResult>(() => {});
+    });
     await until(() => calls >= 10 && inflightSignal !== undefined);
     p.stop();
     expect(inflightSignal!.aborted).toBe(true);
@@ -103,7 +133,10 @@ describe('HealthProber', () => {
   it('spreads probes with jitter (waits vary)', async () => {
     const stamps: number[] = [];
     const { p } = make({ intervalMs: 20, jitter: 0.5 });
-    p.add('j', () => { stamps.push(performance.now()); return { ok: true }; });
+    p.add('j', () => {
+      stamps.push(performance.now());
+      return { ok: true };
+    });
     await until(() => stamps.length >= 6);
     p.stop();
     const gaps = stamps.slice(1).map((s, i) => s - stamps[i]!);

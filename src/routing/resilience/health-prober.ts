@@ -92,7 +92,18 @@ export class HealthProber {
   add(id: string, probe: Probe): void {
     if (this.stopped) throw new Error('HealthProber is stopped');
     this.remove(id);
-    const t: Target = { id, probe, state: 'unknown', successes: 0, failures: 0, timer: undefined, inFlight: undefined, lastDetail: undefined, lastProbeAt: undefined, removed: false };
+    const t: Target = {
+      id,
+      probe,
+      state: 'unknown',
+      successes: 0,
+      failures: 0,
+      timer: undefined,
+      inFlight: undefined,
+      lastDetail: undefined,
+      lastProbeAt: undefined,
+      removed: false,
+    };
     this.targets.set(id, t);
     this.schedule(t, this.random() * this.o.jitter * this.o.intervalMs);
   }
@@ -106,26 +117,36 @@ export class HealthProber {
     return true;
   }
 
-  has(id: string): boolean { return this.targets.has(id); }
+  has(id: string): boolean {
+    return this.targets.has(id);
+  }
 
-  state(id: string): HealthState | undefined { return this.targets.get(id)?.state; }
+  state(id: string): HealthState | undefined {
+    return this.targets.get(id)?.state;
+  }
 
   /** State and last probe of every target. */
   snapshot(): Array<{ id: string; state: HealthState; detail?: string; lastProbeAt?: number }> {
     return [...this.targets.values()].map((t) => ({
-      id: t.id, state: t.state,
+      id: t.id,
+      state: t.state,
       ...(t.lastDetail !== undefined ? { detail: t.lastDetail } : {}),
       ...(t.lastProbeAt !== undefined ? { lastProbeAt: t.lastProbeAt } : {}),
     }));
   }
 
-  get size(): number { return this.targets.size; }
+  get size(): number {
+    return this.targets.size;
+  }
 
   /** Timers and probes outstanding (0 after stop()); for tests and leak checks. */
   pending(): { timers: number; inFlight: number } {
     let timers = 0;
     let inFlight = 0;
-    for (const t of this.targets.values()) { if (t.timer) timers++; if (t.inFlight) inFlight++; }
+    for (const t of this.targets.values()) {
+      if (t.timer) timers++;
+      if (t.inFlight) inFlight++;
+    }
     return { timers, inFlight };
   }
 
@@ -138,13 +159,25 @@ export class HealthProber {
 
   private dispose(t: Target): void {
     t.removed = true;
-    if (t.timer) { clearTimeout(t.timer); t.timer = undefined; }
-    if (t.inFlight) { t.inFlight.abort(new Error('health probe cancelled')); t.inFlight = undefined; }
+    if (t.timer) {
+      clearTimeout(t.timer);
+      t.timer = undefined;
+    }
+    if (t.inFlight) {
+      t.inFlight.abort(new Error('health probe cancelled'));
+      t.inFlight = undefined;
+    }
   }
 
   private schedule(t: Target, delayMs: number): void {
     if (t.removed || this.stopped) return;
-    t.timer = setTimeout(() => { t.timer = undefined; void this.run(t); }, Math.max(0, delayMs));
+    t.timer = setTimeout(
+      () => {
+        t.timer = undefined;
+        void this.run(t);
+      },
+      Math.max(0, delayMs),
+    );
     t.timer.unref?.();
   }
 
@@ -168,7 +201,8 @@ export class HealthProber {
   private async probeOnce(t: Target, ac: AbortController): Promise<ProbeResult> {
     let onAbort: (() => void) | undefined;
     const aborted = new Promise<ProbeResult>((resolve) => {
-      onAbort = () => resolve({ ok: false, detail: ac.signal.reason instanceof Error && ac.signal.reason.message === 'health probe cancelled' ? 'cancelled' : 'timeout' });
+      onAbort = () =>
+        resolve({ ok: false, detail: ac.signal.reason instanceof Error && ac.signal.reason.message === 'health probe cancelled' ? 'cancelled' : 'timeout' });
       ac.signal.addEventListener('abort', onAbort, { once: true });
     });
     const timer = setTimeout(() => ac.abort(new Error('health probe timeout')), this.o.timeoutMs);
@@ -189,10 +223,12 @@ export class HealthProber {
     const from = t.state;
     let to: HealthState = from;
     if (r.ok === true) {
-      t.successes++; t.failures = 0;
+      t.successes++;
+      t.failures = 0;
       if (from === 'unknown' || (from === 'unhealthy' && t.successes >= this.o.healthyThreshold)) to = 'healthy';
     } else {
-      t.failures++; t.successes = 0;
+      t.failures++;
+      t.successes = 0;
       if (from === 'unknown' || (from === 'healthy' && t.failures >= this.o.unhealthyThreshold)) to = 'unhealthy';
     }
     if (to === from) return;
@@ -200,7 +236,11 @@ export class HealthProber {
     if (this.onChange) {
       const change: HealthChange = { id: t.id, from, to, at: Date.now() };
       if (r.detail !== undefined) change.detail = r.detail;
-      try { this.onChange(change); } catch { /* listeners must not stop probing */ }
+      try {
+        this.onChange(change);
+      } catch {
+        /* listeners must not stop probing */
+      }
     }
   }
 }

@@ -60,7 +60,9 @@ export class InstanceHealth {
     if (!d) {
       d = new OutlierDetector({
         ...this.config.outlierDetection,
-        onChange: (e: OutlierEvent) => { if (e.reason !== 'removed') this.publish(e.id, e.ejected ? 'ejected' : this.stateOf(e.id), e.reason); },
+        onChange: (e: OutlierEvent) => {
+          if (e.reason !== 'removed') this.publish(e.id, e.ejected ? 'ejected' : this.stateOf(e.id), e.reason);
+        },
       });
       this.detectors.set(key, d);
     }
@@ -87,7 +89,11 @@ export class InstanceHealth {
     this.throttled.delete(instanceId);
     for (const d of this.detectors.values()) d.removeHost(instanceId);
     for (const fn of this.leaveListeners) {
-      try { fn(instanceId); } catch (err) { this.logger.warn({ err, instance: instanceId }, 'instance leave listener failed'); }
+      try {
+        fn(instanceId);
+      } catch (err) {
+        this.logger.warn({ err, instance: instanceId }, 'instance leave listener failed');
+      }
     }
   }
 
@@ -122,7 +128,10 @@ export class InstanceHealth {
   throttledUntil(id: string, now = Date.now()): number | undefined {
     const until = this.throttled.get(id);
     if (until === undefined) return undefined;
-    if (until <= now) { this.throttled.delete(id); return undefined; }
+    if (until <= now) {
+      this.throttled.delete(id);
+      return undefined;
+    }
     return until;
   }
 
@@ -190,7 +199,8 @@ export class InstanceHealth {
       for await (const e of this.events.subscribe('modelEvents', signal)) {
         if (!e.instanceId) continue;
         if (e.type === 'INSTANCE_STATUS' && e.status === 'ready') this.track(e.instanceId);
-        else if (e.type === 'INSTANCE_REMOVED' || (e.type === 'INSTANCE_STATUS' && (e.status === 'unloaded' || e.status === 'failed'))) this.untrack(e.instanceId);
+        else if (e.type === 'INSTANCE_REMOVED' || (e.type === 'INSTANCE_STATUS' && (e.status === 'unloaded' || e.status === 'failed')))
+          this.untrack(e.instanceId);
       }
     })();
   }

@@ -51,7 +51,10 @@ describe('OutlierDetector', () => {
 
   it('ejects on failure rate in an interval with enough requests', () => {
     const { c, d, events } = setup({ consecutiveFailures: 0, failureRateThreshold: 0.5, minRequests: 10 });
-    for (let i = 0; i < 6; i++) { d.recordFailure('h3'); d.recordSuccess('h3'); } // 12 req, 50 %
+    for (let i = 0; i < 6; i++) {
+      d.recordFailure('h3');
+      d.recordSuccess('h3');
+    } // 12 req, 50 %
     for (let i = 0; i < 4; i++) d.recordFailure('h4'); // 4 req: too few
     c.t = 10_000;
     d.tick();

@@ -133,7 +133,10 @@ export class OutlierDetector {
     this.tick(now);
     const h = this.hosts.get(id);
     if (!h || !h.ejectedUntil) return false;
-    if (now >= h.ejectedUntil) { this.uneject(id, h, now); return false; }
+    if (now >= h.ejectedUntil) {
+      this.uneject(id, h, now);
+      return false;
+    }
     return true;
   }
 
@@ -180,17 +183,26 @@ export class OutlierDetector {
         if (h.failures / h.requests >= this.o.failureRateThreshold) this.eject(id, h, now, 'failure-rate');
       }
     }
-    for (const h of this.hosts.values()) { h.requests = 0; h.failures = 0; }
+    for (const h of this.hosts.values()) {
+      h.requests = 0;
+      h.failures = 0;
+    }
   }
 
   private host(id: string): Host {
     let h = this.hosts.get(id);
-    if (!h) { this.addHost(id); h = this.hosts.get(id)!; }
+    if (!h) {
+      this.addHost(id);
+      h = this.hosts.get(id)!;
+    }
     return h;
   }
 
   private expire(id: string, h: Host, now: number): boolean {
-    if (now >= h.ejectedUntil) { this.uneject(id, h, now); return true; }
+    if (now >= h.ejectedUntil) {
+      this.uneject(id, h, now);
+      return true;
+    }
     return false;
   }
 
@@ -212,6 +224,10 @@ export class OutlierDetector {
 
   private emit(e: OutlierEvent): void {
     if (!this.onChange) return;
-    try { this.onChange(e); } catch { /* listeners must not break routing */ }
+    try {
+      this.onChange(e);
+    } catch {
+      /* listeners must not break routing */
+    }
   }
 }

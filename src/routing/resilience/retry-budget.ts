@@ -86,7 +86,11 @@ export class RetryBudget {
   private slot(now: number): number {
     const s = Math.floor(now / this.bucketMs);
     const i = ((s % this.n) + this.n) % this.n;
-    if (this.stamps[i] !== s) { this.stamps[i] = s; this.reqs[i] = 0; this.retries[i] = 0; }
+    if (this.stamps[i] !== s) {
+      this.stamps[i] = s;
+      this.reqs[i] = 0;
+      this.retries[i] = 0;
+    }
     return i;
   }
 
@@ -95,7 +99,10 @@ export class RetryBudget {
     let requests = 0;
     let retries = 0;
     for (let i = 0; i < this.n; i++) {
-      if (this.stamps[i]! >= oldest) { requests += this.reqs[i]!; retries += this.retries[i]!; }
+      if (this.stamps[i]! >= oldest) {
+        requests += this.reqs[i]!;
+        retries += this.retries[i]!;
+      }
     }
     return { requests, retries };
   }
