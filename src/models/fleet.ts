@@ -107,7 +107,16 @@ export class Fleet {
   private upsertHandle(row: InstanceRow, version: string): InstanceHandle {
     let h = this.handles.get(row.id);
     if (!h) {
-      h = { id: row.id, modelId: row.modelId, version, backend: row.backend, weight: row.weight, outstanding: 0, status: row.status as InstanceStatus, draining: false };
+      h = {
+        id: row.id,
+        modelId: row.modelId,
+        version,
+        backend: row.backend,
+        weight: row.weight,
+        outstanding: 0,
+        status: row.status as InstanceStatus,
+        draining: false,
+      };
       this.handles.set(row.id, h);
     }
     h.weight = row.weight;
@@ -151,9 +160,7 @@ export class Fleet {
       after = page.hasNextPage ? (page.endCursor ?? undefined) : undefined;
     } while (after);
     await mapLimit(ids, concurrency, (id) => this.refresh(id));
-    const toLoad = [...this.views.values()]
-      .flatMap((v) => [...v.versions.values()].flat())
-      .filter(shouldLoad);
+    const toLoad = [...this.views.values()].flatMap((v) => [...v.versions.values()].flat()).filter(shouldLoad);
     await mapLimit(toLoad, concurrency, (h) => this.load(h.id).catch(() => {}));
   }
 
@@ -192,7 +199,9 @@ export class Fleet {
       const reason = e.code === 'MCP_INTERNAL' ? String((err as Error)?.message ?? err) : e.message;
       await this.setStatus(h, 'failed', { reason });
       this.logger.warn({ instance: row.id, err }, 'instance failed to load');
-      throw new McpError(e.code === 'MCP_INTERNAL' ? 'MCP_CONFLICT' : e.code, `instance "${row.id}" failed to load: ${reason}`, { details: { instance: row.id } });
+      throw new McpError(e.code === 'MCP_INTERNAL' ? 'MCP_CONFLICT' : e.code, `instance "${row.id}" failed to load: ${reason}`, {
+        details: { instance: row.id },
+      });
     } finally {
       await this.ensureInView(h, row.modelId, row.version);
     }
@@ -218,7 +227,10 @@ export class Fleet {
     if (h.outstanding > 0) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, timeoutMs);
-        h.idle = () => { clearTimeout(t); resolve(); };
+        h.idle = () => {
+          clearTimeout(t);
+          resolve();
+        };
       });
       h.idle = undefined;
     }
@@ -294,11 +306,13 @@ export class Fleet {
   /** Unloads everything (shutdown). */
   async close(): Promise<void> {
     this.abort.abort();
-    await Promise.all([...this.handles.values()].map(async (h) => {
-      const loaded = h.loaded;
-      h.loaded = undefined;
-      if (loaded) await loaded.unload().catch(() => {});
-    }));
+    await Promise.all(
+      [...this.handles.values()].map(async (h) => {
+        const loaded = h.loaded;
+        h.loaded = undefined;
+        if (loaded) await loaded.unload().catch(() => {});
+      }),
+    );
   }
 
   /**

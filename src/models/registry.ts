@@ -17,7 +17,9 @@ export const INSTANCE_STATUSES = ['registered', 'loading', 'ready', 'draining', 
 export type InstanceStatus = (typeof INSTANCE_STATUSES)[number];
 export { TASKS };
 
-const id = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, ".", "_" or "-", starting with a letter or digit, at most 63 characters');
+const id = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, ".", "_" or "-", starting with a letter or digit, at most 63 characters');
 const versionName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_" or "-", at most 63 characters');
 
 const instanceInputSchema = z.strictObject({
@@ -110,9 +112,13 @@ export class ModelRegistry {
 
   private checkBackend(inst: z.infer<typeof instanceInputSchema>, path: string): Record<string, unknown> {
     if (!this.plugins.has('backend', inst.backend)) {
-      throw new McpError('MCP_UNKNOWN_PLUGIN', `${path}.backend: no backend plugin named "${inst.backend}" (configured: ${this.plugins.names('backend').join(', ')})`, {
-        details: { path: `${path}.backend`, available: this.plugins.names('backend') },
-      });
+      throw new McpError(
+        'MCP_UNKNOWN_PLUGIN',
+        `${path}.backend: no backend plugin named "${inst.backend}" (configured: ${this.plugins.names('backend').join(', ')})`,
+        {
+          details: { path: `${path}.backend`, available: this.plugins.names('backend') },
+        },
+      );
     }
     const schema = this.plugins.get('backend', inst.backend).instanceOptions;
     return schema ? parseInput(schema, inst.options, `${path}.options`) : inst.options;
@@ -122,8 +128,14 @@ export class ModelRegistry {
     const options = this.checkBackend(inst, path);
     return {
       id: inst.id ?? `${modelId}-${randomUUID().slice(0, 8)}`,
-      modelId, versionId, backend: inst.backend, endpoint: inst.endpoint ?? null, device: inst.device ?? null,
-      weight: inst.weight, options, status: 'registered',
+      modelId,
+      versionId,
+      backend: inst.backend,
+      endpoint: inst.endpoint ?? null,
+      device: inst.device ?? null,
+      weight: inst.weight,
+      options,
+      status: 'registered',
     };
   }
 
@@ -143,8 +155,12 @@ export class ModelRegistry {
       pageWhere.push(or(gt(models.createdAt, at), and(eq(models.createdAt, at), gt(models.id, rid)))!);
     }
     const [rows, totals] = await Promise.all([
-      this.db.select().from(models).where(pageWhere.length ? and(...pageWhere) : undefined)
-        .orderBy(asc(models.createdAt), asc(models.id)).limit(first + 1),
+      this.db
+        .select()
+        .from(models)
+        .where(pageWhere.length ? and(...pageWhere) : undefined)
+        .orderBy(asc(models.createdAt), asc(models.id))
+        .limit(first + 1),
       this.db.select({ n: count() }).from(models).where(base),
     ]);
     const items = rows.slice(0, first);
@@ -164,24 +180,40 @@ export class ModelRegistry {
 
   /** Batch loaders for DataLoader: one statement for many keys. */
   async versionsByModel(modelIds: readonly string[]): Promise<VersionRow[][]> {
-    const rows = await this.db.select().from(modelVersions).where(inArray(modelVersions.modelId, [...modelIds])).orderBy(asc(modelVersions.createdAt), asc(modelVersions.version));
+    const rows = await this.db
+      .select()
+      .from(modelVersions)
+      .where(inArray(modelVersions.modelId, [...modelIds]))
+      .orderBy(asc(modelVersions.createdAt), asc(modelVersions.version));
     return groupBy(modelIds, rows, (r) => r.modelId);
   }
 
   async instancesByVersion(versionIds: readonly string[]): Promise<InstanceRow[][]> {
-    const rows = await this.db.select().from(instances).where(inArray(instances.versionId, [...versionIds])).orderBy(asc(instances.createdAt), asc(instances.id));
+    const rows = await this.db
+      .select()
+      .from(instances)
+      .where(inArray(instances.versionId, [...versionIds]))
+      .orderBy(asc(instances.createdAt), asc(instances.id));
     return groupBy(versionIds, rows, (r) => r.versionId);
   }
 
   async instancesByModel(modelIds: readonly string[]): Promise<InstanceRow[][]> {
-    const rows = await this.db.select().from(instances).where(inArray(instances.modelId, [...modelIds])).orderBy(asc(instances.createdAt), asc(instances.id));
+    const rows = await this.db
+      .select()
+      .from(instances)
+      .where(inArray(instances.modelId, [...modelIds]))
+      .orderBy(asc(instances.createdAt), asc(instances.id));
     return groupBy(modelIds, rows, (r) => r.modelId);
   }
 
   /** Instances worker processes registered, per worker (DataLoader order). */
   async instancesByWorker(workerIds: readonly string[]): Promise<InstanceRow[][]> {
     const rows = workerIds.length
-      ? await this.db.select().from(instances).where(inArray(instances.workerId, [...workerIds])).orderBy(asc(instances.createdAt), asc(instances.id))
+      ? await this.db
+          .select()
+          .from(instances)
+          .where(inArray(instances.workerId, [...workerIds]))
+          .orderBy(asc(instances.createdAt), asc(instances.id))
       : [];
     return groupBy(workerIds, rows, (r) => r.workerId ?? '');
   }
@@ -197,8 +229,11 @@ export class ModelRegistry {
   }
 
   async getInstance(instanceId: string): Promise<(InstanceRow & { version: string }) | undefined> {
-    const [r] = await this.db.select({ i: instances, version: modelVersions.version }).from(instances)
-      .innerJoin(modelVersions, eq(instances.versionId, modelVersions.id)).where(eq(instances.id, instanceId));
+    const [r] = await this.db
+      .select({ i: instances, version: modelVersions.version })
+      .from(instances)
+      .innerJoin(modelVersions, eq(instances.versionId, modelVersions.id))
+      .where(eq(instances.id, instanceId));
     return r ? { ...r.i, version: r.version } : undefined;
   }
 
@@ -215,14 +250,27 @@ export class ModelRegistry {
     if (dup) throw new McpError('MCP_VALIDATION_FAILED', `input.versions: version "${dup}" is listed twice`, { details: { path: 'input.versions' } });
     const defaultVersion = input.defaultVersion ?? input.versions[0]?.version ?? null;
     if (defaultVersion && input.versions.length && !names.includes(defaultVersion)) {
-      throw new McpError('MCP_VERSION_NOT_FOUND', `input.defaultVersion: "${defaultVersion}" is not among the versions`, { details: { path: 'input.defaultVersion' } });
+      throw new McpError('MCP_VERSION_NOT_FOUND', `input.defaultVersion: "${defaultVersion}" is not among the versions`, {
+        details: { path: 'input.defaultVersion' },
+      });
     }
     const versionRows = input.versions.map((v) => ({ id: randomUUID(), modelId: input.id, version: v.version, description: v.description }));
-    const instanceRows = input.versions.flatMap((v, vi) => v.instances.map((inst, ii) => this.instanceRow(input.id, versionRows[vi]!.id, inst, `input.versions.${vi}.instances.${ii}`)));
+    const instanceRows = input.versions.flatMap((v, vi) =>
+      v.instances.map((inst, ii) => this.instanceRow(input.id, versionRows[vi]!.id, inst, `input.versions.${vi}.instances.${ii}`)),
+    );
     const row = await this.db.transaction(async (tx) => {
-      const [inserted] = await tx.insert(models).values({
-        id: input.id, name: input.name ?? input.id, description: input.description, task: input.task, labels: input.labels, defaultVersion,
-      }).onConflictDoNothing().returning();
+      const [inserted] = await tx
+        .insert(models)
+        .values({
+          id: input.id,
+          name: input.name ?? input.id,
+          description: input.description,
+          task: input.task,
+          labels: input.labels,
+          defaultVersion,
+        })
+        .onConflictDoNothing()
+        .returning();
       if (!inserted) throw new McpError('MCP_DUPLICATE_ID', `a model with id "${input.id}" already exists`, { details: { path: 'input.id', id: input.id } });
       if (versionRows.length) await tx.insert(modelVersions).values(versionRows);
       if (instanceRows.length) await tx.insert(instances).values(instanceRows);
@@ -235,7 +283,11 @@ export class ModelRegistry {
   async update(modelId: string, raw: unknown): Promise<ModelRow> {
     const patch = parseInput(updateModelSchema, raw);
     if (patch.defaultVersion) await this.requireVersion(modelId, patch.defaultVersion);
-    const [row] = await this.db.update(models).set({ ...patch, updatedAt: new Date() }).where(eq(models.id, modelId)).returning();
+    const [row] = await this.db
+      .update(models)
+      .set({ ...patch, updatedAt: new Date() })
+      .where(eq(models.id, modelId))
+      .returning();
     if (!row) throw new McpError('MCP_MODEL_NOT_FOUND', `no model "${modelId}"`, { details: { model: modelId } });
     this.publish({ type: 'MODEL_UPDATED', modelId });
     return row;
@@ -256,7 +308,10 @@ export class ModelRegistry {
   }
 
   async requireVersion(modelId: string, version: string): Promise<VersionRow> {
-    const [row] = await this.db.select().from(modelVersions).where(and(eq(modelVersions.modelId, modelId), eq(modelVersions.version, version)));
+    const [row] = await this.db
+      .select()
+      .from(modelVersions)
+      .where(and(eq(modelVersions.modelId, modelId), eq(modelVersions.version, version)));
     if (!row) {
       await this.require(modelId);
       throw new McpError('MCP_VERSION_NOT_FOUND', `model "${modelId}" has no version "${version}"`, { details: { model: modelId, version } });
@@ -270,7 +325,11 @@ export class ModelRegistry {
     const versionId = randomUUID();
     const instanceRows = input.instances.map((inst, i) => this.instanceRow(modelId, versionId, inst, `input.instances.${i}`));
     const row = await this.db.transaction(async (tx) => {
-      const [v] = await tx.insert(modelVersions).values({ id: versionId, modelId, version: input.version, description: input.description }).onConflictDoNothing().returning();
+      const [v] = await tx
+        .insert(modelVersions)
+        .values({ id: versionId, modelId, version: input.version, description: input.description })
+        .onConflictDoNothing()
+        .returning();
       if (!v) throw new McpError('MCP_DUPLICATE_ID', `model "${modelId}" already has version "${input.version}"`, { details: { path: 'input.version' } });
       if (instanceRows.length) await tx.insert(instances).values(instanceRows);
       if (!model.defaultVersion) await tx.update(models).set({ defaultVersion: input.version }).where(eq(models.id, modelId));
@@ -283,7 +342,11 @@ export class ModelRegistry {
   async addInstance(modelId: string, version: string, raw: unknown): Promise<InstanceRow> {
     const input = parseInput(instanceInputSchema, raw);
     const v = await this.requireVersion(modelId, version);
-    const [row] = await this.db.insert(instances).values(this.instanceRow(modelId, v.id, input, 'input')).onConflictDoNothing().returning();
+    const [row] = await this.db
+      .insert(instances)
+      .values(this.instanceRow(modelId, v.id, input, 'input'))
+      .onConflictDoNothing()
+      .returning();
     if (!row) throw new McpError('MCP_DUPLICATE_ID', `an instance with id "${input.id}" already exists`, { details: { path: 'input.id' } });
     this.publish({ type: 'INSTANCE_ADDED', modelId, version, instanceId: row.id });
     return row;
@@ -298,17 +361,36 @@ export class ModelRegistry {
 
   /** Records that a worker serves the instance (backend `worker`, at the worker's endpoint); no event: the caller loads it next. */
   async assignToWorker(instanceId: string, a: WorkerAssignment): Promise<void> {
-    await this.db.update(instances).set({
-      workerId: a.workerId, endpoint: a.endpoint, backend: 'worker', options: a.options, updatedAt: new Date(),
-      ...(a.device ? { device: a.device } : {}), ...(a.runtime ? { runtime: a.runtime } : {}),
-    }).where(eq(instances.id, instanceId));
+    await this.db
+      .update(instances)
+      .set({
+        workerId: a.workerId,
+        endpoint: a.endpoint,
+        backend: 'worker',
+        options: a.options,
+        updatedAt: new Date(),
+        ...(a.device ? { device: a.device } : {}),
+        ...(a.runtime ? { runtime: a.runtime } : {}),
+      })
+      .where(eq(instances.id, instanceId));
   }
 
-  async setInstanceStatus(instanceId: string, status: InstanceStatus, extra: { reason?: string | null; runtime?: string; device?: string } = {}): Promise<void> {
-    const [row] = await this.db.update(instances).set({
-      status, statusReason: extra.reason ?? null, updatedAt: new Date(),
-      ...(extra.runtime ? { runtime: extra.runtime } : {}), ...(extra.device ? { device: extra.device } : {}),
-    }).where(eq(instances.id, instanceId)).returning({ modelId: instances.modelId, versionId: instances.versionId });
+  async setInstanceStatus(
+    instanceId: string,
+    status: InstanceStatus,
+    extra: { reason?: string | null; runtime?: string; device?: string } = {},
+  ): Promise<void> {
+    const [row] = await this.db
+      .update(instances)
+      .set({
+        status,
+        statusReason: extra.reason ?? null,
+        updatedAt: new Date(),
+        ...(extra.runtime ? { runtime: extra.runtime } : {}),
+        ...(extra.device ? { device: extra.device } : {}),
+      })
+      .where(eq(instances.id, instanceId))
+      .returning({ modelId: instances.modelId, versionId: instances.versionId });
     if (row) this.publish({ type: 'INSTANCE_STATUS', modelId: row.modelId, instanceId, status });
   }
 }

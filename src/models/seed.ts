@@ -22,7 +22,9 @@ export async function seedModels(services: Services, baseDir: string): Promise<v
       task: 'generate',
       labels: { demo: 'true' },
       defaultVersion: 'v1',
-      versions: [{ version: 'v1', instances: [{ id: 'capibara-mini-local', backend: 'tfjs', endpoint: DEMO_MODEL_DIR, weight: 1, options: { kind: 'char-lm' } }] }],
+      versions: [
+        { version: 'v1', instances: [{ id: 'capibara-mini-local', backend: 'tfjs', endpoint: DEMO_MODEL_DIR, weight: 1, options: { kind: 'char-lm' } }] },
+      ],
     });
   }
   for (const seed of seeds) {
@@ -31,7 +33,7 @@ export async function seedModels(services: Services, baseDir: string): Promise<v
       ...v,
       instances: v.instances.map((i) => ({
         ...i,
-        endpoint: i.endpoint && (i.endpoint.startsWith('.') && !isAbsolute(i.endpoint)) ? resolve(baseDir, i.endpoint) : i.endpoint,
+        endpoint: i.endpoint && i.endpoint.startsWith('.') && !isAbsolute(i.endpoint) ? resolve(baseDir, i.endpoint) : i.endpoint,
       })),
     }));
     await registry.register({ ...seed, versions });
