@@ -219,7 +219,9 @@ for (const w of workloads) {
   const speedup = bat.throughput / unb.throughput;
   const bound = single + batchMs + DELAY_US / 1000;
   notes.push(
-    `- ${w.label}: throughput ×${speedup.toFixed(1)} (target ≥ 4×: ${speedup >= 4 ? 'met' : 'NOT met'}); batched p99 ${bat.p99.toFixed(2)} ms vs bound single p50 ${single.toFixed(2)} + batch-of-${MAX_BATCH} ${batchMs.toFixed(2)} + delay ${(DELAY_US / 1000).toFixed(2)} = ${bound.toFixed(2)} ms (${bat.p99 <= bound ? 'met' : 'NOT met'})`,
+    `- ${w.label}: throughput ×${speedup.toFixed(1)} (target ≥ 4×: ${speedup >= 4 ? 'met' : 'NOT met'}); ` +
+      `batched p99 ${bat.p99.toFixed(2)} ms vs bound single p50 ${single.toFixed(2)} + batch-of-${MAX_BATCH} ${batchMs.toFixed(2)} + ` +
+      `delay ${(DELAY_US / 1000).toFixed(2)} = ${bound.toFixed(2)} ms (${bat.p99 <= bound ? 'met' : 'NOT met'})`,
   );
 }
 
@@ -227,13 +229,15 @@ const rt = await (await import('../plugins/backend-tfjs/runtime.ts')).selectRunt
 const runtime = rt.threads ? `${rt.name}, ${rt.threads} TensorFlow op thread${rt.threads > 1 ? 's' : ''}` : rt.name;
 const os = await import('node:os');
 console.log(
-  `\n### Dynamic batching, tfjs backend (${runtime}), concurrency ${CONCURRENCY}, ${SECONDS}s per config (alternating rounds), ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(1)}\n`,
+  `\n### Dynamic batching, tfjs backend (${runtime}), concurrency ${CONCURRENCY}, ${SECONDS}s per config (alternating rounds), ` +
+    `${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(1)}\n`,
 );
 console.log('| workload | config | conc. | throughput (req/s) | p50 (ms) | p99 (ms) | avg batch | requests |');
 console.log('|---|---|---:|---:|---:|---:|---:|---:|');
 for (const r of rows) {
   console.log(
-    `| ${r.workload} | ${r.config} | ${r.concurrency} | ${r.throughput.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.avgBatch.toFixed(1)} | ${r.requests} |`,
+    `| ${r.workload} | ${r.config} | ${r.concurrency} | ${r.throughput.toFixed(0)} | ` +
+      `${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.avgBatch.toFixed(1)} | ${r.requests} |`,
   );
 }
 console.log('');
@@ -270,7 +274,9 @@ if (args.control) {
   const full = sizes.filter((n) => n === MAX_BATCH).length;
   const batchMs = 0.2 + MAX_BATCH * 0.028;
   console.log(
-    `- control, the batcher alone (batch function holding the thread ${batchMs.toFixed(2)} ms per batch of ${MAX_BATCH}), concurrency ${CONCURRENCY}: p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms vs bound batch + delay ${(batchMs + DELAY_US / 1000).toFixed(2)} ms; ${full} of ${sizes.length} batches full`,
+    `- control, the batcher alone (batch function holding the thread ${batchMs.toFixed(2)} ms per batch of ${MAX_BATCH}), ` +
+      `concurrency ${CONCURRENCY}: p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms ` +
+      `vs bound batch + delay ${(batchMs + DELAY_US / 1000).toFixed(2)} ms; ${full} of ${sizes.length} batches full`,
   );
 }
 for (const fn of closers.reverse()) await fn();

@@ -83,7 +83,8 @@ async function benchStorage(label: string, env: () => Promise<{ env: Record<stri
         const inst = '{ backend: "echo" }, { backend: "echo" }';
         await gql(
           first.url,
-          `mutation { registerModel(input: { id: "bench-${i}", task: GENERATE, versions: [{ version: "v1", instances: [${inst}] }, { version: "v2", instances: [${inst}] }] }) { id } }`,
+          `mutation { registerModel(input: { id: "bench-${i}", task: GENERATE, ` +
+            `versions: [{ version: "v1", instances: [${inst}] }, { version: "v2", instances: [${inst}] }] }) { id } }`,
         );
       }
     }

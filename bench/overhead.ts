@@ -413,7 +413,8 @@ async function main(): Promise<void> {
       row.c1p50.push(c1.p50);
       row.c1p99.push(c1.p99);
       console.error(
-        `run ${run + 1}/${RUNS} ${t.label}: ${r.rps.toFixed(0)} req/s, ${cpuUs.toFixed(0)} µs CPU/req, p50 ${r.p50.toFixed(2)} ms, c=1 p50 ${c1.p50.toFixed(3)} ms, RSS ${rss.toFixed(0)} MB${r.errors ? `, ${r.errors} errors` : ''}`,
+        `run ${run + 1}/${RUNS} ${t.label}: ${r.rps.toFixed(0)} req/s, ${cpuUs.toFixed(0)} µs CPU/req, p50 ${r.p50.toFixed(2)} ms, ` +
+          `c=1 p50 ${c1.p50.toFixed(3)} ms, RSS ${rss.toFixed(0)} MB${r.errors ? `, ${r.errors} errors` : ''}`,
       );
     }
   }
@@ -422,7 +423,10 @@ async function main(): Promise<void> {
   const directC1 = direct ? median(direct.c1p50) : NaN;
   const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '–');
   const lines = [
-    `Overhead bench — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${(await import('node:os')).cpus().length} vCPU, load: ${HAS_WRK ? `wrk -t1 -c${CONNECTIONS}` : `autocannon -c${CONNECTIONS}`}, ${DURATION} s × ${RUNS} runs (medians), c=1: ${C1_REQUESTS} sequential requests, our gateway: storage ${process.env.DATABASE_URL ? 'PostgreSQL' : 'PGlite in-process'}, inference recording ${RECORDING ? 'on' : 'off'}`,
+    `Overhead bench — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${(await import('node:os')).cpus().length} vCPU, ` +
+      `load: ${HAS_WRK ? `wrk -t1 -c${CONNECTIONS}` : `autocannon -c${CONNECTIONS}`}, ${DURATION} s × ${RUNS} runs (medians), ` +
+      `c=1: ${C1_REQUESTS} sequential requests, our gateway: storage ${process.env.DATABASE_URL ? 'PostgreSQL' : 'PGlite in-process'}, ` +
+      `inference recording ${RECORDING ? 'on' : 'off'}`,
     '',
     '| in the middle | req/s | CPU µs/req | req/s per core | p50 ms | p99 ms | c=1 p50 ms | added p50 ms (c=1) | RSS MB (under load) | errors |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -434,7 +438,8 @@ async function main(): Promise<void> {
     perCore.set(t.key, 1e6 / cpu);
     const c1 = median(r.c1p50);
     lines.push(
-      `| ${t.label} | ${fmt(median(r.rps))} | ${fmt(cpu)} | ${fmt(1e6 / cpu)} | ${fmt(median(r.p50), 2)} | ${fmt(median(r.p99), 2)} | ${fmt(c1, 3)} | ${t.key === 'a' ? '–' : fmt(c1 - directC1, 3)} | ${fmt(Math.max(...r.rss))} | ${r.errors} |`,
+      `| ${t.label} | ${fmt(median(r.rps))} | ${fmt(cpu)} | ${fmt(1e6 / cpu)} | ${fmt(median(r.p50), 2)} | ${fmt(median(r.p99), 2)} | ` +
+        `${fmt(c1, 3)} | ${t.key === 'a' ? '–' : fmt(c1 - directC1, 3)} | ${fmt(Math.max(...r.rss))} | ${r.errors} |`,
     );
   }
   const ratio = (k: string) => (perCore.get(k) ?? NaN) / (perCore.get('e') ?? NaN);
@@ -447,7 +452,8 @@ async function main(): Promise<void> {
     lines.push(`- OpenAI path req/s per core ≥ 4× Portkey: ${fmt(ratio('d'), 2)}× — ${mark(ratio('d') >= 4)}`);
   }
   lines.push(
-    `- added p50 at concurrency 1 ≤ 0.4 ms: GraphQL ${fmt(added('c'), 3)} ms — ${mark(added('c') <= 0.4)}; OpenAI ${fmt(added('d'), 3)} ms — ${mark(added('d') <= 0.4)}`,
+    `- added p50 at concurrency 1 ≤ 0.4 ms: GraphQL ${fmt(added('c'), 3)} ms — ${mark(added('c') <= 0.4)}; ` +
+      `OpenAI ${fmt(added('d'), 3)} ms — ${mark(added('d') <= 0.4)}`,
   );
   lines.push(`- gateway RSS under load < 300 MB: ${fmt(Math.max(rss('c'), rss('d')))} MB — ${mark(Math.max(rss('c'), rss('d')) < 300)}`);
   console.log(lines.join('\n'));

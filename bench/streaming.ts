@@ -112,7 +112,8 @@ for (let s = 0; s < STREAMS; s++) for (const [name, run] of Object.entries(paths
 
 const direct = stats(results.get('direct (upstream SSE)')!);
 console.log(
-  `\nnode ${process.version}; ${STREAMS} streams × ${TOKENS} tokens, ${GAP} ms apart, one stream at a time; per-token latency from upstream write to client read\n`,
+  `\nnode ${process.version}; ${STREAMS} streams × ${TOKENS} tokens, ${GAP} ms apart, one stream at a time; ` +
+    `per-token latency from upstream write to client read\n`,
 );
 console.log('| path | tokens | p50 ms | p90 ms | p99 ms | added p50 ms | added p99 ms |');
 console.log('|---|---:|---:|---:|---:|---:|---:|');

@@ -144,8 +144,10 @@ mkdirSync(dirname(bindingPath), { recursive: true });
 copyFileSync(join(pkgDir, 'build', 'Release', 'tfjs_binding.node'), bindingPath);
 
 // 4. Proof it loads: the TensorFlow version, whether it sees a GPU, one matMul.
-const check = `const tf = require(${JSON.stringify(pkgDir)});
+const check =
+  `const tf = require(${JSON.stringify(pkgDir)});
 const y = tf.tensor2d([[1, 2], [3, 4]]).matMul(tf.tensor2d([[1], [1]])).dataSync();
 if (y[0] !== 3 || y[1] !== 7) throw new Error('matMul gave ' + y);
-console.log('* ${pkgName} works: backend ' + tf.getBackend() + ', TensorFlow ' + tf.backend().binding.TF_Version + ', GPU ' + (tf.backend().isUsingGpuDevice ? 'in use' : 'none'));`;
+console.log('* ${pkgName} works: backend ' + tf.getBackend() + ', TensorFlow ' + tf.backend().binding.TF_Version + ` +
+  `', GPU ' + (tf.backend().isUsingGpuDevice ? 'in use' : 'none'));`;
 run(process.execPath, ['-e', check]);

@@ -87,7 +87,8 @@ function flatten(ds: number[][]): { ids: Int32Array; start: Int32Array } {
 const train = flatten(trainDocs);
 const held = flatten(heldDocs);
 console.log(
-  `corpus: ${corpus.length} chars, vocab ${V}, ${trainDocs.length} train docs (${train.ids.length} positions), ${heldDocs.length} held-out docs (${held.ids.length} positions)`,
+  `corpus: ${corpus.length} chars, vocab ${V}, ${trainDocs.length} train docs (${train.ids.length} positions), ` +
+    `${heldDocs.length} held-out docs (${held.ids.length} positions)`,
 );
 
 /** Context windows (padded at document start) and targets for positions `pos`. */
@@ -208,7 +209,8 @@ for (; step < STEPS; step++) {
   running = step === 0 ? l : 0.98 * running + 0.02 * l;
   if ((step + 1) % 200 === 0) {
     console.log(
-      `step ${step + 1}/${STEPS}  train loss ~${running.toFixed(3)}  held-out (first 8k) ${(await heldOutLoss(8192)).toFixed(3)}  ${((performance.now() - t0) / 1000).toFixed(0)}s`,
+      `step ${step + 1}/${STEPS}  train loss ~${running.toFixed(3)}  held-out (first 8k) ${(await heldOutLoss(8192)).toFixed(3)}  ` +
+        `${((performance.now() - t0) / 1000).toFixed(0)}s`,
     );
   }
 }

@@ -22,16 +22,19 @@ const server = createServer((req, res) => {
     const send = () => {
       if (res.destroyed) return;
       if (i === TOKENS) {
-        res.write(
-          `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: TOKENS, total_tokens: TOKENS + 1 } })}\n\n`,
-        );
+        const last = {
+          id: 'x',
+          object: 'chat.completion.chunk',
+          choices: [{ index: 0, delta: {}, finish_reason: 'stop' }],
+          usage: { prompt_tokens: 1, completion_tokens: TOKENS, total_tokens: TOKENS + 1 },
+        };
+        res.write(`data: ${JSON.stringify(last)}\n\n`);
         res.end('data: [DONE]\n\n');
         return;
       }
       i++;
-      res.write(
-        `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: `<${nowUs()}>` }, finish_reason: null }] })}\n\n`,
-      );
+      const chunk = { id: 'x', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: `<${nowUs()}>` }, finish_reason: null }] };
+      res.write(`data: ${JSON.stringify(chunk)}\n\n`);
       setTimeout(send, GAP_MS);
     };
     send();

@@ -8,5 +8,6 @@ import { generateApiKey } from './index.ts';
 const [id = 'my-key', ...roles] = process.argv.slice(2);
 const { key, sha256 } = generateApiKey();
 process.stdout.write(
-  `key (shown once): ${key}\n\nconfig:\nplugins:\n  - use: api-key\n    options:\n      keys:\n        - { id: ${JSON.stringify(id)}, sha256: "${sha256}", roles: ${JSON.stringify(roles)} }\n`,
+  `key (shown once): ${key}\n\nconfig:\nplugins:\n  - use: api-key\n    options:\n      keys:\n` +
+    `        - { id: ${JSON.stringify(id)}, sha256: "${sha256}", roles: ${JSON.stringify(roles)} }\n`,
 );

@@ -74,7 +74,8 @@ export class CharLmInstance implements LoadedInstance {
     ) {
       throw new McpError(
         'MCP_BAD_REQUEST',
-        `char-lm model must map [batch, ${tokenizer.contextLength}] token ids to [batch, ${tokenizer.vocabSize}] logits; it has inputs ${JSON.stringify(io.inputs.map((i) => i.shape))} and outputs ${JSON.stringify(io.outputs.map((o) => o.shape))}`,
+        `char-lm model must map [batch, ${tokenizer.contextLength}] token ids to [batch, ${tokenizer.vocabSize}] logits; ` +
+          `it has inputs ${JSON.stringify(io.inputs.map((i) => i.shape))} and outputs ${JSON.stringify(io.outputs.map((o) => o.shape))}`,
       );
     }
     this.signature = publicSignature(io);

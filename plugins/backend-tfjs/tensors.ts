@@ -169,10 +169,10 @@ export function checkInputs(io: ModelIo, tensors: readonly Tensor[]): CheckedInp
           : spec.datatype === 'INT32'
             ? t.data.every((v) => Number.isInteger(v))
             : t.data.every((v) => typeof v === 'number');
-    if (!ok)
-      throw bad(
-        `data elements must be ${spec.datatype === 'BYTES' ? 'strings' : spec.datatype === 'BOOL' ? 'booleans' : spec.datatype === 'INT32' ? 'integers' : 'numbers'}`,
-      );
+    if (!ok) {
+      const kind = spec.datatype === 'BYTES' ? 'strings' : spec.datatype === 'BOOL' ? 'booleans' : spec.datatype === 'INT32' ? 'integers' : 'numbers';
+      throw bad(`data elements must be ${kind}`);
+    }
     out.push({ spec, shape: [...t.shape], data: t.data });
   }
   if (tensors.length > used.length) {

@@ -179,7 +179,10 @@ export const configSchema = z.strictObject({
           jitter: z.number().min(0).max(1).default(0.1),
         })
         .prefault({}),
-      /** Hedging: when the first attempt has not answered after the pool's latency percentile, send a second one elsewhere (non-streamed requests; takes retry budget). */
+      /**
+       * Hedging: when the first attempt has not answered after the pool's latency percentile, send a
+       * second one elsewhere (non-streamed requests; takes retry budget).
+       */
       hedging: z
         .strictObject({
           enabled: z.boolean().default(false),

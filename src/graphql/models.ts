@@ -233,7 +233,8 @@ builder.mutationFields((t) => ({
   resetInstanceHealth: t.field({
     type: InstanceRef,
     description:
-      "Operator override: closes the instance's circuit breaker and lifts its outlier ejection and 429 throttle, so it gets traffic again at once. Active probes still give their verdict on their next round. Publishes on instanceHealth.",
+      "Operator override: closes the instance's circuit breaker and lifts its outlier ejection and 429 throttle, so it gets traffic again at once. " +
+      'Active probes still give their verdict on their next round. Publishes on instanceHealth.',
     authScopes: { role: 'admin' },
     args: { id: t.arg.id({ required: true }) },
     resolve: (_r, { id }, ctx) => ctx.services.admin.resetInstanceHealth(String(id)),

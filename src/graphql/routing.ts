@@ -27,7 +27,8 @@ const StickyInput = builder.inputType('StickyInput', {
 
 const AutoRollbackInput = builder.inputType('AutoRollbackInput', {
   description:
-    'Take the canary out of the split when, over at least minSamples requests of both it and the baseline, its error rate exceeds the baseline by maxErrorRateDelta or its p95 by maxP95Ratio.',
+    'Take the canary out of the split when, over at least minSamples requests of both it and the baseline, ' +
+    'its error rate exceeds the baseline by maxErrorRateDelta or its p95 by maxP95Ratio.',
   fields: (t) => ({
     canary: t.string({ required: true }),
     maxErrorRateDelta: t.float({ required: true, description: 'E.g. 0.05 = 5 percentage points.' }),
@@ -48,7 +49,8 @@ const VariantRef = builder.objectRef<VariantView>('ModelVariant').implement({
     errorRate: t.exposeFloat('errorRate'),
     diverted: t.exposeInt('diverted', {
       description:
-        'Requests the split assigned to this variant that another variant served because every instance of this one was unhealthy, ejected or had an open circuit. Automatic rollback counts them as canary errors.',
+        'Requests the split assigned to this variant that another variant served because every instance of this one was unhealthy, ' +
+        'ejected or had an open circuit. Automatic rollback counts them as canary errors.',
     }),
     p50Ms: t.exposeFloat('p50Ms', { nullable: true }),
     p95Ms: t.exposeFloat('p95Ms', { nullable: true }),
@@ -94,7 +96,8 @@ builder.mutationFields((t) => ({
   setTrafficSplit: t.field({
     type: ModelRef,
     description:
-      'A/B test or canary: weights per version (only ready versions get traffic), optionally sticky. An empty split sends everything to the default version. Resets the variant stats.',
+      'A/B test or canary: weights per version (only ready versions get traffic), optionally sticky. ' +
+      'An empty split sends everything to the default version. Resets the variant stats.',
     authScopes: { role: 'admin' },
     args: {
       model: t.arg.id({ required: true }),
@@ -121,7 +124,8 @@ builder.mutationFields((t) => ({
   setShadow: t.field({
     type: ModelRef,
     description:
-      'Mirrors a fraction (0–1) of the requests to a version; its answers are recorded (inferences.shadow) and never returned. version null or fraction 0 turns it off.',
+      'Mirrors a fraction (0–1) of the requests to a version; its answers are recorded (inferences.shadow) and never returned. ' +
+      'version null or fraction 0 turns it off.',
     authScopes: { role: 'admin' },
     args: { model: t.arg.id({ required: true }), version: t.arg.string(), fraction: t.arg.float({ required: true }) },
     resolve: (_r, { model, version, fraction }, ctx) => ctx.services.traffic.setShadow(String(model), version ?? null, fraction),
@@ -150,7 +154,8 @@ builder.mutationFields((t) => ({
   setIdempotent: t.field({
     type: ModelRef,
     description:
-      'Whether calls to the model are idempotent (default true). When false, a failure after which the model may have run (502, 504, timeouts, resets) is not retried unless router.retryNonIdempotent.',
+      'Whether calls to the model are idempotent (default true). ' +
+      'When false, a failure after which the model may have run (502, 504, timeouts, resets) is not retried unless router.retryNonIdempotent.',
     authScopes: { role: 'admin' },
     args: { model: t.arg.id({ required: true }), idempotent: t.arg.boolean({ required: true }) },
     resolve: (_r, { model, idempotent }, ctx) => ctx.services.traffic.setIdempotent(String(model), idempotent),

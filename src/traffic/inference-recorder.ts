@@ -98,11 +98,10 @@ export class InferenceRecorder {
       const before = new Date(now.getTime() - this.o.retentionHours * 3_600_000);
       let total = 0;
       for (;;) {
+        const expired = sql`${inferences.createdAt} < ${before.toISOString()}`;
         const deleted = await this.database.db
           .delete(inferences)
-          .where(
-            sql`${inferences.id} in (select ${inferences.id} from ${inferences} where ${inferences.createdAt} < ${before.toISOString()} order by ${inferences.createdAt} limit ${PRUNE_BATCH})`,
-          )
+          .where(sql`${inferences.id} in (select ${inferences.id} from ${inferences} where ${expired} order by ${inferences.createdAt} limit ${PRUNE_BATCH})`)
           .returning({ id: inferences.id });
         total += deleted.length;
         if (deleted.length < PRUNE_BATCH || this.closed) break;

@@ -165,7 +165,9 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
     const bp95 = base.latency.percentile(95);
     let reason: string | undefined;
     if (canaryErr - baseErr > ar.maxErrorRateDelta)
-      reason = `error rate ${(canaryErr * 100).toFixed(1)}% (${canary.diverted} diverted while unhealthy) vs ${(baseErr * 100).toFixed(1)}% (margin ${(ar.maxErrorRateDelta * 100).toFixed(1)} points)`;
+      reason =
+        `error rate ${(canaryErr * 100).toFixed(1)}% (${canary.diverted} diverted while unhealthy) ` +
+        `vs ${(baseErr * 100).toFixed(1)}% (margin ${(ar.maxErrorRateDelta * 100).toFixed(1)} points)`;
     else if (cp95 !== undefined && bp95 !== undefined && bp95 > 0 && cp95 > bp95 * ar.maxP95Ratio)
       reason = `p95 ${cp95.toFixed(1)} ms vs ${bp95.toFixed(1)} ms (max ratio ${ar.maxP95Ratio})`;
     if (!reason) return;

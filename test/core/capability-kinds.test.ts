@@ -82,7 +82,8 @@ describe('capability kinds added by packages (Capabilities augmentation)', () =>
   it('a plugin gets another kind only through dependsOn', async () => {
     const nosy = plugin(
       'nosy.mjs',
-      "{ name: 'nosy', kind: 'scaler', apiVersion: '^1.0.0', options: z.object({}), setup(ctx) { ctx.get('greeter', 'greeter'); return { desiredInstances: () => 1 }; } }",
+      "{ name: 'nosy', kind: 'scaler', apiVersion: '^1.0.0', options: z.object({}), " +
+        "setup(ctx) { ctx.get('greeter', 'greeter'); return { desiredInstances: () => 1 }; } }",
     );
     await expect(start([{ use: GREETER }, { use: nosy }])).rejects.toMatchObject({
       code: 'MCP_PLUGIN_SETUP_FAILED',

@@ -79,7 +79,8 @@ describe('persistence and lifecycle', () => {
     const gw = await startTestGateway({});
     try {
       const reg = await gw.gql(
-        `mutation { registerModel(input: { id: "slow", task: CHAT, versions: [{ version: "v1", instances: [{ backend: "openai", endpoint: "${upstream.url}" }] }] }) { status } }`,
+        `mutation { registerModel(input: { id: "slow", task: CHAT, ` +
+          `versions: [{ version: "v1", instances: [{ backend: "openai", endpoint: "${upstream.url}" }] }] }) { status } }`,
       );
       expect(reg.errors).toBeUndefined();
       // The upstream holds its answer until the test opens the gate: the request is in flight for as

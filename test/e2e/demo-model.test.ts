@@ -25,7 +25,8 @@ describe('the demo model capibara-mini on a default gateway', () => {
 
   it('answers GraphQL infer, the same text for the same seed', async () => {
     const q =
-      'mutation { infer(model: "capibara-mini", input: { prompt: "The capybara", parameters: { maxTokens: 40, seed: 11, temperature: 0.8 } }) { text finishReason usage { completionTokens } } }';
+      'mutation { infer(model: "capibara-mini", input: { prompt: "The capybara", parameters: { maxTokens: 40, seed: 11, temperature: 0.8 } }) ' +
+      '{ text finishReason usage { completionTokens } } }';
     const a = await gw.gql<{ infer: { text: string; finishReason: string; usage: { completionTokens: number } } }>(q);
     const b = await gw.gql<{ infer: { text: string } }>(q);
     expect(a.errors).toBeUndefined();

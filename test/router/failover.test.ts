@@ -85,7 +85,8 @@ describe('one of three instances answers 503 to everything', () => {
     const r = await gw.gql<{ instance: { health: string } }>('query { instance(id: "m3-v1-2") { health } }');
     expect(r.data?.instance.health).toBe('healthy');
     console.log(
-      `[failover] 5000 requests, 1 of 3 instances 503: success ${(ok / 50).toFixed(2)}%; trials while open ${trials} in ${elapsed} ms; traffic back ${returnedAfter} ms after healing`,
+      `[failover] 5000 requests, 1 of 3 instances 503: success ${(ok / 50).toFixed(2)}%; ` +
+        `trials while open ${trials} in ${elapsed} ms; traffic back ${returnedAfter} ms after healing`,
     );
   });
 });
@@ -159,7 +160,8 @@ describe('50% errors on every instance', () => {
       const exhausted = answers.filter((a) => a.status !== 200 && a.details?.retryBudgetExhausted === true).length;
       expect(exhausted).toBeGreaterThan(0);
       console.log(
-        `[retry-amplification] ${n} requests, 50% errors everywhere: upstream/client ${ratio.toFixed(3)} (allowed ${(1.2 + floor / n).toFixed(3)}), success ${((ok / n) * 100).toFixed(1)}%, ${seconds.toFixed(1)} s`,
+        `[retry-amplification] ${n} requests, 50% errors everywhere: upstream/client ${ratio.toFixed(3)} ` +
+          `(allowed ${(1.2 + floor / n).toFixed(3)}), success ${((ok / n) * 100).toFixed(1)}%, ${seconds.toFixed(1)} s`,
       );
     } finally {
       await gw.close();
@@ -196,7 +198,8 @@ describe('black hole', () => {
       if (!gone) console.log('[black-hole] handles left:', process.getActiveResourcesInfo().join(', '));
       expect(gone).toBe(true);
       console.log(
-        `[black-hole] deadline ${deadlineMs} ms: answered in ${Math.max(...answers.map((a) => a.ms)).toFixed(0)} ms max; TCP handles before ${before}, after ${tcp()}`,
+        `[black-hole] deadline ${deadlineMs} ms: answered in ${Math.max(...answers.map((a) => a.ms)).toFixed(0)} ms max; ` +
+          `TCP handles before ${before}, after ${tcp()}`,
       );
     } finally {
       await gw.close();

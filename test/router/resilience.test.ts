@@ -10,7 +10,9 @@ import { stallMeter } from '../support/stall-meter.ts';
 import { closeUpstreams, infer, load, modelSeed, routerConfig, sleep, startRouterGateway, startUpstreams, until } from './harness.ts';
 
 describe('resilience', () => {
-  it('429 + Retry-After: the instance is left alone for that long; a single instance is waited for when that fits the deadline, else answered at once', async () => {
+  const retryAfter429 =
+    '429 + Retry-After: the instance is left alone for that long; ' + 'a single instance is waited for when that fits the deadline, else answered at once';
+  it(retryAfter429, async () => {
     const ups = await startUpstreams(3);
     const gw = await startRouterGateway({
       router: routerConfig(),

@@ -91,9 +91,14 @@ describe('one instance 10× slower', () => {
       const note =
         m === first
           ? ''
-          : ` (first measurement discarded: ratio ${(first.rr99 / first.p2c99).toFixed(2)}, p2c slow share ${(first.p2cSlow * 100).toFixed(1)}%, max event-loop delay ${first.stallMs.toFixed(0)} ms)`;
+          : ` (first measurement discarded: ratio ${(first.rr99 / first.p2c99).toFixed(2)}, p2c slow share ${(first.p2cSlow * 100).toFixed(1)}%, ` +
+            `max event-loop delay ${first.stallMs.toFixed(0)} ms)`;
       console.log(
-        `[slow-instance] ${m.rrN} round-robin and ${m.p2cN} p2c-ewma requests, concurrency 2 each: p99 ${m.rr99.toFixed(1)} vs ${m.p2c99.toFixed(1)} ms, ratio ${(m.rr99 / m.p2c99).toFixed(2)}; p50 ${m.rr50.toFixed(1)} / ${m.p2c50.toFixed(1)} ms; slow instance share: both ${(m.slowShare * 100).toFixed(1)}%, p2c-ewma ${(m.p2cSlow * 100).toFixed(1)}%; max event-loop delay ${m.stallMs.toFixed(0)} ms${note}`,
+        `[slow-instance] ${m.rrN} round-robin and ${m.p2cN} p2c-ewma requests, concurrency 2 each: ` +
+          `p99 ${m.rr99.toFixed(1)} vs ${m.p2c99.toFixed(1)} ms, ratio ${(m.rr99 / m.p2c99).toFixed(2)}; ` +
+          `p50 ${m.rr50.toFixed(1)} / ${m.p2c50.toFixed(1)} ms; ` +
+          `slow instance share: both ${(m.slowShare * 100).toFixed(1)}%, p2c-ewma ${(m.p2cSlow * 100).toFixed(1)}%; ` +
+          `max event-loop delay ${m.stallMs.toFixed(0)} ms${note}`,
       );
       expect(m.rr99 / m.p2c99).toBeGreaterThanOrEqual(3);
     } finally {

@@ -27,7 +27,9 @@ const AUTH = fileURLToPath(new URL('./header-auth-plugin.ts', import.meta.url));
 const SPLIT = `mutation($m: ID!, $split: [TrafficSplitEntry!]!, $sticky: StickyInput) {
   setTrafficSplit(model: $m, split: $split, sticky: $sticky) { id routing }
 }`;
-const VARIANTS = `query($m: ID!) { model(id: $m) { defaultVersion variants { version weight shadow isDefault requests errors errorRate diverted p50Ms p95Ms accuracy feedbackCount } } }`;
+const VARIANTS =
+  `query($m: ID!) { model(id: $m) { defaultVersion variants { ` +
+  `version weight shadow isDefault requests errors errorRate diverted p50Ms p95Ms accuracy feedbackCount } } }`;
 
 interface Variant {
   version: string;
@@ -248,7 +250,8 @@ describe('traffic management', () => {
       ((await db.execute(`select count(*)::int as n from inferences where ${where}` as never)) as unknown as { rows: Array<{ n: number }> }).rows[0]!.n;
     // Age 12 of the 'ab' records past the 168 h retention (shipped default).
     await db.execute(
-      "update inferences set created_at = now() - interval '200 hours' where id in (select id from inferences where model_id = 'ab' order by created_at desc limit 12)" as never,
+      ("update inferences set created_at = now() - interval '200 hours' " +
+        "where id in (select id from inferences where model_id = 'ab' order by created_at desc limit 12)") as never,
     );
     const kept = await count("created_at >= now() - interval '168 hours'");
     expect(await count("created_at < now() - interval '168 hours'")).toBe(12);

@@ -50,7 +50,9 @@ describe('worker processes: registration, traffic, failover on kill -9', () => {
     expect(all[0]).toMatchObject({ id: 'embedded', embedded: true, status: 'HEALTHY' });
   });
 
-  it('killing a worker under load fails no request beyond those in flight; it is marked unhealthy within three intervals; a restart brings it back', async () => {
+  const killUnderLoad =
+    'killing a worker under load fails no request beyond those in flight; ' + 'it is marked unhealthy within three intervals; a restart brings it back';
+  it(killUnderLoad, async () => {
     const b = spawnWorker({ gateway: gw.url, name: 'worker-b', heartbeatIntervalMs: INTERVAL });
     procs.push(b);
     await waitFor(readyInstance('worker-b'), 20_000, 'worker-b to register');

@@ -101,7 +101,9 @@ export const FAST_HEALTH = {
   outlierDetection: { baseEjectionMs: 300, maxEjectionMs: 1000 },
 };
 
-export const WORKERS_QUERY = `{ workers { id status embedded endpoint heartbeatIntervalMs devices { id kind } instances { id modelId status statusReason backend endpoint workerId } } }`;
+export const WORKERS_QUERY =
+  `{ workers { id status embedded endpoint heartbeatIntervalMs devices { id kind } ` +
+  `instances { id modelId status statusReason backend endpoint workerId } } }`;
 
 export interface WorkerInfo {
   id: string;

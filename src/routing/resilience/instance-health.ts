@@ -81,7 +81,10 @@ export class InstanceHealth {
     });
   }
 
-  /** Forgets everything about an instance that left the pool (removed, unloaded, failed): probes, breaker, outlier host, throttle; then tells the leave listeners (balancers forget it). */
+  /**
+   * Forgets everything about an instance that left the pool (removed, unloaded, failed): probes,
+   * breaker, outlier host, throttle; then tells the leave listeners (balancers forget it).
+   */
   untrack(instanceId: string): void {
     this.prober?.remove(instanceId);
     this.probed.delete(instanceId);
