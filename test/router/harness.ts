@@ -120,22 +120,25 @@ export async function load(
   opts: { headers?: (i: number) => Record<string, string>; agent?: Agent; onAnswer?: (a: Answer, i: number) => void } = {},
 ): Promise<Answer[]> {
   const agent = opts.agent ?? new Agent({ connections: concurrency, pipelining: 1 });
-  const answers: Answer[] = [];
-  let next = 0;
-  const worker = async () => {
-    for (;;) {
-      const i = next++;
-      if (i >= total) return;
-      const a = await infer(gw, agent, model, opts.headers?.(i) ?? {});
-      answers.push(a);
-      opts.onAnswer?.(a, i);
-    }
-  };
   try {
-    await Promise.all(Array.from({ length: concurrency }, worker));
+    return await inPool(total, concurrency, async (i) => {
+      const a = await infer(gw, agent, model, opts.headers?.(i) ?? {});
+      opts.onAnswer?.(a, i);
+      return a;
+    });
   } finally {
     if (!opts.agent) await agent.close();
   }
+}
+
+/** Runs `one(0 … total-1)` on `concurrency` workers; the answers in completion order. */
+async function inPool(total: number, concurrency: number, one: (i: number) => Promise<Answer>): Promise<Answer[]> {
+  const answers: Answer[] = [];
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < total; i = next++) answers.push(await one(i));
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
   return answers;
 }
 
@@ -153,28 +156,20 @@ export async function loadInProcess(
   concurrency: number,
   opts: { headers?: (i: number) => Record<string, string> } = {},
 ): Promise<Answer[]> {
-  const answers: Answer[] = [];
-  let next = 0;
-  const worker = async () => {
-    for (;;) {
-      const i = next++;
-      if (i >= total) return;
-      const headers = opts.headers?.(i) ?? {};
-      const signal = new AbortController().signal; // one per request, like the client connection REST's comes from
-      const t0 = performance.now();
-      try {
-        const principal = await gw.services.auth.require({ headers, entry: 'rest' });
-        const input = { task: 'generate', prompt: 'hi' };
-        const r = await gw.services.inference.infer(buildInferenceRequest({ headers, model, input, entry: 'rest', signal, principal }));
-        answers.push({ status: 200, version: r.version, id: r.id, ms: performance.now() - t0 });
-      } catch (err) {
-        const e = err as { status?: number; code?: string; details?: Record<string, unknown> };
-        answers.push({ status: e.status ?? 500, code: e.code, ms: performance.now() - t0, details: e.details });
-      }
+  return inPool(total, concurrency, async (i) => {
+    const headers = opts.headers?.(i) ?? {};
+    const signal = new AbortController().signal; // one per request, like the client connection REST's comes from
+    const t0 = performance.now();
+    try {
+      const principal = await gw.services.auth.require({ headers, entry: 'rest' });
+      const input = { task: 'generate', prompt: 'hi' };
+      const r = await gw.services.inference.infer(buildInferenceRequest({ headers, model, input, entry: 'rest', signal, principal }));
+      return { status: 200, version: r.version, id: r.id, ms: performance.now() - t0 };
+    } catch (err) {
+      const e = err as { status?: number; code?: string; details?: Record<string, unknown> };
+      return { status: e.status ?? 500, code: e.code, ms: performance.now() - t0, details: e.details };
     }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return answers;
+  });
 }
 
 /** Keeps `concurrency` workers sending requests for `ms`. */
