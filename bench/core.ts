@@ -30,7 +30,7 @@ async function startGateway(cwd: string, env: Record<string, string>): Promise<S
   const port = await freeLoopbackPort();
   const url = `http://127.0.0.1:${port}`;
   const t0 = performance.now();
-  const child = spawn(process.execPath, [join(ROOT, 'bin/capibara-mcp.js'), 'start'], {
+  const child = spawn(process.execPath, [join(ROOT, 'dist/src/main.js'), 'start'], {
     cwd,
     env: { ...process.env, PORT: String(port), LOG_LEVEL: 'warn', MCP_LOG__ACCESS: 'false', ...env },
     stdio: ['ignore', 'inherit', 'inherit'],

@@ -73,7 +73,7 @@ function startNode(file: string, env: Record<string, string> = {}, extraArgs: st
 }
 
 /**
- * Our gateway as users deploy it: the compiled CLI (`npm run build`, then `capibara-mcp start`) with
+ * Our gateway as users deploy it: the compiled CLI (`npm run build`, then `node dist/src/main.js start`) with
  * a config file, shipped defaults (access log on, health probes on, inference records on, PGlite in
  * a data folder) except no demo model and only the plugins it needs, with api-key auth on.
  */
@@ -109,7 +109,7 @@ async function startGateway(o: { upstreamV1: string; keySha256: string; database
   const nodeArgs = (process.env.GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn(
     process.execPath,
-    [...nodeArgs, ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(OUT, 'prof')}`] : []), join(ROOT, 'bin/capibara-mcp.js'), 'start', '--config', file],
+    [...nodeArgs, ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(OUT, 'prof')}`] : []), join(ROOT, 'dist/src/main.js'), 'start', '--config', file],
     {
       cwd: ROOT,
       env,

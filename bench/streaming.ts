@@ -71,7 +71,7 @@ writeFileSync(
   ].join('\n'),
 );
 const port = await freeLoopbackPort();
-const gateway = spawn(process.execPath, [join(ROOT, 'bin/capibara-mcp.js'), 'start'], {
+const gateway = spawn(process.execPath, [join(ROOT, 'dist/src/main.js'), 'start'], {
   cwd: dir,
   env: { ...process.env, PORT: String(port), DATABASE_URL: '' },
   stdio: 'ignore',
