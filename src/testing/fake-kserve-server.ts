@@ -4,7 +4,7 @@
  * numeric input is answered by an output with the same shape and the values doubled.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { listenOnLoopback, tallyingListener, type RequestTally } from './loopback-server.ts';
+import { AnswerTimers, listenOnLoopback, tallyingListener, withCounters, type RequestTally, type ServerCounters } from './loopback-server.ts';
 
 export interface FakeKServeTensorMeta {
   name: string;
@@ -36,15 +36,9 @@ export interface FakeKServeBehavior {
   hang: boolean;
 }
 
-export interface FakeKServeServer {
+export interface FakeKServeServer extends ServerCounters {
   /** `http://127.0.0.1:port` (the backend `endpoint`). */
   readonly url: string;
-  readonly requests: number;
-  readonly connections: number;
-  readonly aborted: number;
-  /** Requests being answered now (not complete, client still there). */
-  readonly open: number;
-  readonly counts: Readonly<Record<string, number>>;
   readonly lastRequest: { method: string; path: string; headers: IncomingMessage['headers']; body: unknown } | undefined;
   setBehavior(behavior: Partial<FakeKServeBehavior>): void;
   close(): Promise<void>;
@@ -73,7 +67,7 @@ export async function startFakeKServe(opts: Partial<FakeKServeBehavior> = {}): P
   let behavior: FakeKServeBehavior = { ...DEFAULTS, ...opts };
   const tally: RequestTally = { requests: 0, aborted: 0, open: 0, counts: {} };
   let lastRequest: FakeKServeServer['lastRequest'];
-  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const timers = new AnswerTimers();
 
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
     const buf = Buffer.from(JSON.stringify(body));
@@ -121,11 +115,9 @@ export async function startFakeKServe(opts: Partial<FakeKServeBehavior> = {}): P
     }
     if (req.method === 'POST' && action === '/infer') {
       if (b.inferDelayMs > 0) {
-        const t = setTimeout(() => {
-          timers.delete(t);
+        timers.after(b.inferDelayMs, () => {
           if (!res.destroyed) infer(res, b, model, version, body);
-        }, b.inferDelayMs);
-        timers.add(t);
+        });
         return;
       }
       infer(res, b, model, version, body);
@@ -171,32 +163,17 @@ export async function startFakeKServe(opts: Partial<FakeKServeBehavior> = {}): P
       lastRequest = { method: req.method ?? 'GET', path, headers: req.headers, body };
       if (behavior.hang) return;
       if (behavior.delayMs > 0) {
-        const t = setTimeout(() => {
-          timers.delete(t);
+        timers.after(behavior.delayMs, () => {
           if (!res.destroyed) route(req, res, body);
-        }, behavior.delayMs);
-        timers.add(t);
+        });
       } else {
         route(req, res, body);
       }
     }),
   );
 
-  return {
+  const server: Omit<FakeKServeServer, keyof ServerCounters> = {
     url: lb.origin,
-    get requests() {
-      return tally.requests;
-    },
-    get connections() {
-      return lb.connections;
-    },
-    get aborted() {
-      return tally.aborted;
-    },
-    get open() {
-      return tally.open;
-    },
-    counts: tally.counts,
     get lastRequest() {
       return lastRequest;
     },
@@ -204,9 +181,9 @@ export async function startFakeKServe(opts: Partial<FakeKServeBehavior> = {}): P
       behavior = { ...DEFAULTS, ...b };
     },
     async close() {
-      for (const t of timers) clearTimeout(t);
       timers.clear();
       await lb.close();
     },
   };
+  return withCounters(server, tally, lb);
 }

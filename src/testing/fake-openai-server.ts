@@ -6,7 +6,7 @@
  * Answers immediately by default.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { listenOnLoopback, tallyingListener, type RequestTally } from './loopback-server.ts';
+import { AnswerTimers, listenOnLoopback, tallyingListener, withCounters, type RequestTally, type ServerCounters } from './loopback-server.ts';
 
 export interface FakeOpenAIBehavior {
   /** Model ids listed by GET /v1/models; the first is echoed as `model` in answers. */
@@ -42,21 +42,12 @@ export interface RecordedRequest {
   body: unknown;
 }
 
-export interface FakeOpenAIServer {
+/** The fake server and what it saw (`counts` per path, e.g. counts['/v1/chat/completions']). */
+export interface FakeOpenAIServer extends ServerCounters {
   /** Base URL including `/v1` (an OpenAI `baseURL`, a backend `endpoint`). */
   readonly url: string;
   /** `http://127.0.0.1:port`. */
   readonly origin: string;
-  /** Requests received. */
-  readonly requests: number;
-  /** TCP connections accepted (keep-alive reuse keeps it low). */
-  readonly connections: number;
-  /** Requests whose client went away before the answer was complete. */
-  readonly aborted: number;
-  /** Requests being answered now (not complete, client still there). */
-  readonly open: number;
-  /** Requests per path, e.g. counts['/v1/chat/completions']. */
-  readonly counts: Readonly<Record<string, number>>;
   /** The last request (body parsed as JSON). */
   readonly lastRequest: RecordedRequest | undefined;
   /** Replaces the behaviour (unspecified fields take defaults). */
@@ -144,26 +135,8 @@ export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): P
   let pre = precompute({ ...DEFAULTS, ...opts });
   const tally: RequestTally = { requests: 0, aborted: 0, open: 0, counts: {} };
   let lastRequest: RecordedRequest | undefined;
-  const timers = new Set<ReturnType<typeof setTimeout>>();
-
-  const sleep = (ms: number, res: ServerResponse) =>
-    new Promise<boolean>((resolve) => {
-      if (ms <= 0) {
-        resolve(!res.destroyed);
-        return;
-      }
-      const t = setTimeout(() => {
-        timers.delete(t);
-        resolve(!res.destroyed);
-      }, ms);
-      timers.add(t);
-      res.once('close', () => {
-        if (timers.delete(t)) {
-          clearTimeout(t);
-          resolve(false);
-        }
-      });
-    });
+  const timers = new AnswerTimers();
+  const sleep = (ms: number, res: ServerResponse) => timers.wait(ms, res);
 
   const send = (res: ServerResponse, status: number, headers: Record<string, string>, body: Buffer) => {
     res.writeHead(status, { ...headers, 'content-length': String(body.length) });
@@ -266,22 +239,9 @@ export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): P
   );
   const origin = lb.origin;
 
-  return {
+  const server: Omit<FakeOpenAIServer, keyof ServerCounters> = {
     url: `${origin}/v1`,
     origin,
-    get requests() {
-      return tally.requests;
-    },
-    get connections() {
-      return lb.connections;
-    },
-    get aborted() {
-      return tally.aborted;
-    },
-    get open() {
-      return tally.open;
-    },
-    counts: tally.counts,
     get lastRequest() {
       return lastRequest;
     },
@@ -289,9 +249,9 @@ export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): P
       pre = precompute({ ...DEFAULTS, ...behavior });
     },
     async close() {
-      for (const t of timers) clearTimeout(t);
       timers.clear();
       await lb.close();
     },
   };
+  return withCounters(server, tally, lb);
 }

@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { Agent, request } from 'undici';
 import { mulberry32 } from '../sdk/random.ts';
-import { listenOnLoopback } from './loopback-server.ts';
+import { AnswerTimers, listenOnLoopback } from './loopback-server.ts';
 
 export interface Fault {
   /** Delay before forwarding (or before answering with an injected error). */
@@ -64,23 +64,8 @@ export async function startFaultProxy(opts: { target: string; seed?: number; fau
   let requests = 0;
   let forwarded = 0;
   let faulted = 0;
-  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const timers = new AnswerTimers();
   const inflight = new Set<AbortController>();
-
-  const delay = (ms: number, res: ServerResponse) =>
-    new Promise<boolean>((resolve) => {
-      const t = setTimeout(() => {
-        timers.delete(t);
-        resolve(!res.destroyed);
-      }, ms);
-      timers.add(t);
-      res.once('close', () => {
-        if (timers.delete(t)) {
-          clearTimeout(t);
-          resolve(false);
-        }
-      });
-    });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const f = fault;
@@ -97,7 +82,7 @@ export async function startFaultProxy(opts: { target: string; seed?: number; fau
       return;
     }
     const injectError = (f.errorRate ?? 0) > 0 && rng() < (f.errorRate ?? 0);
-    if ((f.latencyMs ?? 0) > 0 && !(await delay(f.latencyMs ?? 0, res))) return;
+    if ((f.latencyMs ?? 0) > 0 && !(await timers.wait(f.latencyMs ?? 0, res))) return;
     if (injectError) {
       faulted++;
       req.resume();
@@ -171,7 +156,6 @@ export async function startFaultProxy(opts: { target: string; seed?: number; fau
       if (seed !== undefined) rng = seededRandom(seed);
     },
     async close() {
-      for (const t of timers) clearTimeout(t);
       timers.clear();
       for (const ac of inflight) ac.abort();
       await lb.close();

@@ -28,4 +28,4 @@ export {
   type FakeKServeTensorMeta,
 } from './fake-kserve-server.ts';
 export { startFaultProxy, seededRandom, type Fault, type FaultProxy } from './fault-proxy.ts';
-export { listenOnLoopback, tallyingListener, freeLoopbackPort, type LoopbackServer, type RequestTally } from './loopback-server.ts';
+export { listenOnLoopback, tallyingListener, freeLoopbackPort, type LoopbackServer, type RequestTally, type ServerCounters } from './loopback-server.ts';

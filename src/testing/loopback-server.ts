@@ -80,3 +80,63 @@ export async function freeLoopbackPort(): Promise<number> {
   await new Promise((resolve) => s.close(resolve));
   return port;
 }
+
+/** What a fake model server tells about the traffic it saw (live figures). */
+export interface ServerCounters {
+  /** Requests received. */
+  readonly requests: number;
+  /** TCP connections accepted (keep-alive reuse keeps it low). */
+  readonly connections: number;
+  /** Requests whose client went away before the answer was complete. */
+  readonly aborted: number;
+  /** Requests being answered now (not complete, client still there). */
+  readonly open: number;
+  /** Requests per path. */
+  readonly counts: Readonly<Record<string, number>>;
+}
+
+/** Adds the live counters of `tally` and `lb` to `target` (as getters) and returns it. */
+export function withCounters<T extends object>(target: T, tally: RequestTally, lb: LoopbackServer): T & ServerCounters {
+  const live = (get: () => number) => ({ get, enumerable: true });
+  return Object.defineProperties(target, {
+    requests: live(() => tally.requests),
+    connections: live(() => lb.connections),
+    aborted: live(() => tally.aborted),
+    open: live(() => tally.open),
+    counts: { value: tally.counts, enumerable: true },
+  }) as T & ServerCounters;
+}
+
+/** The timers a fake server holds answers back with; clear() cancels them all (at close). */
+export class AnswerTimers {
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+
+  /** Resolves after `ms` with whether the client still waits; with false at once when it goes away. */
+  wait(ms: number, res: ServerResponse): Promise<boolean> {
+    if (ms <= 0) return Promise.resolve(!res.destroyed);
+    return new Promise<boolean>((resolve) => {
+      const t = this.after(ms, () => resolve(!res.destroyed));
+      res.once('close', () => {
+        if (this.timers.delete(t)) {
+          clearTimeout(t);
+          resolve(false);
+        }
+      });
+    });
+  }
+
+  /** Runs `fn` after `ms` unless clear() comes first. */
+  after(ms: number, fn: () => void): ReturnType<typeof setTimeout> {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, ms);
+    this.timers.add(t);
+    return t;
+  }
+
+  clear(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
+}
