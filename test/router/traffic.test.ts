@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from 'undici';
 import type { ModelEvent } from '../../src/events/bus.ts';
+import type { VariantView } from '../../src/traffic/traffic-manager.ts';
 import type { TestGateway } from '../../src/testing/gateway.ts';
 import {
   closeUpstreams,
@@ -31,20 +32,8 @@ const VARIANTS =
   `query($m: ID!) { model(id: $m) { defaultVersion variants { ` +
   `version weight shadow isDefault requests errors errorRate diverted p50Ms p95Ms accuracy feedbackCount } } }`;
 
-interface Variant {
-  version: string;
-  weight: number;
-  shadow: boolean;
-  isDefault: boolean;
-  requests: number;
-  errors: number;
-  errorRate: number;
-  diverted: number;
-  p50Ms: number | null;
-  p95Ms: number | null;
-  accuracy: number | null;
-  feedbackCount: number;
-}
+/** What the `variants` field answers: the traffic manager's view of each variant. */
+type Variant = VariantView;
 
 describe('traffic management', () => {
   let ups: Upstream[];
