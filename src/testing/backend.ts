@@ -361,6 +361,14 @@ export function describeBackendConformance(
     let inst: LoadedInstance;
     let slowInst: LoadedInstance | undefined;
     let loadError: unknown;
+    /** The instance and request of a slow-request check; skips the check when the fixture gives none (or, for a stream check, when it does not stream). */
+    const slowCase = (t: TestContext, streamed: boolean): { target: LoadedInstance; slow: SlowRequest } => {
+      if (loadError !== undefined) throw loadError;
+      const target = slowInst ?? inst;
+      if (!fx.slow) t.skip('the fixture gives no slow request');
+      if (streamed && !streams(target, fx.slow!.input.task)) t.skip('the instance does not stream the slow request');
+      return { target, slow: fx.slow! };
+    };
     let requestSeq = 0;
     const loaded: LoadedInstance[] = [];
 
@@ -522,15 +530,12 @@ export function describeBackendConformance(
       'cancel',
       cancelTitle,
       async (t) => {
-        if (loadError !== undefined) throw loadError;
-        const target = slowInst ?? inst;
-        if (!fx.slow) t.skip('the fixture gives no slow request');
-        if (!streams(target, fx.slow!.input.task)) t.skip('the instance does not stream the slow request');
+        const { target, slow } = slowCase(t, true);
         await released(target, 'before the check');
         const ac = new AbortController();
         const what = 'the slow stream, aborted after its first chunk';
         const iterator = (async function* () {
-          yield* target.stream!(fx.slow!.input, call(ac.signal));
+          yield* target.stream!(slow.input, call(ac.signal));
         })()[Symbol.asyncIterator]();
         const first = await within(settle(iterator.next()), promptMs, 'the first chunk of the slow stream');
         if (!first.ok) {
@@ -562,12 +567,9 @@ export function describeBackendConformance(
       'cancel-return',
       "cancel mid-stream: the iterator's return() after the first chunk releases it promptly; the backend stays usable",
       async (t) => {
-        if (loadError !== undefined) throw loadError;
-        const target = slowInst ?? inst;
-        if (!fx.slow) t.skip('the fixture gives no slow request');
-        if (!streams(target, fx.slow!.input.task)) t.skip('the instance does not stream the slow request');
+        const { target, slow } = slowCase(t, true);
         await released(target, 'before the check');
-        const iterator = target.stream!(fx.slow!.input, call())[Symbol.asyncIterator]();
+        const iterator = target.stream!(slow.input, call())[Symbol.asyncIterator]();
         expect(typeof iterator.return, 'the stream iterator has no return(): a consumer that stops reading cannot release it').toBe('function');
         const first = await within(settle(iterator.next()), promptMs, 'the first chunk of the slow stream');
         if (!first.ok) {
@@ -584,7 +586,7 @@ export function describeBackendConformance(
         const what = `infer(${task}) after a released stream`;
         checkOutput(inst, input, await within(inst.infer(input, call()), testTimeout, what), what);
         // the instance that streamed takes a new stream too
-        const again = target.stream!(fx.slow!.input, call())[Symbol.asyncIterator]();
+        const again = target.stream!(slow.input, call())[Symbol.asyncIterator]();
         const next = await within(settle(again.next()), promptMs, 'a new stream on the instance after return()');
         if (!next.ok) {
           expectMcpError(next.error, 'a new stream after return()');
@@ -600,10 +602,7 @@ export function describeBackendConformance(
       'deadline',
       'deadline: a call whose signal times out fails with MCP_DEADLINE_EXCEEDED or MCP_CANCELLED, never hangs',
       async (t) => {
-        if (loadError !== undefined) throw loadError;
-        const target = slowInst ?? inst;
-        if (!fx.slow) t.skip('the fixture gives no slow request');
-        const slow = fx.slow!;
+        const { target, slow } = slowCase(t, false);
         const timed = () => call(AbortSignal.timeout(deadlineMs), Date.now() + deadlineMs);
         await released(target, 'before the check');
         let checked = false;
