@@ -1,5 +1,9 @@
 import { z } from 'zod';
+import { auditConfigSchema } from '../audit/config.ts';
+import { authConfigSchema } from '../auth/config.ts';
 import { TASKS } from '../inference/schema.ts';
+import { limitsConfigSchema } from '../limits/config.ts';
+import { securityConfigSchema } from '../security/config.ts';
 
 const port = z.number().int().min(0).max(65535);
 
@@ -108,6 +112,10 @@ export const configSchema = z.strictObject({
       access: z.boolean().default(true),
     })
     .prefault({}),
+  auth: authConfigSchema,
+  security: securityConfigSchema,
+  limits: limitsConfigSchema,
+  audit: auditConfigSchema,
   /** Load every first-party plugin with default options (those listed in `plugins` get their listed options). */
   defaultPlugins: z.boolean().default(true),
   plugins: z.array(pluginEntrySchema).default([]),

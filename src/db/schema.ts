@@ -1,4 +1,4 @@
-import { boolean, index, integer, jsonb, pgTable, real, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigserial, boolean, index, integer, jsonb, pgTable, real, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
 const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow();
 const updatedAt = () => timestamp('updated_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow();
@@ -112,4 +112,103 @@ export const inferences = pgTable(
     createdAt: createdAt(),
   },
   (t) => [index('inferences_model_created').on(t.modelId, t.createdAt), index('inferences_created').on(t.createdAt)],
+);
+
+// ───────────────────────────── security ─────────────────────────────
+
+/** People who log in with a password (strategy `password`). Only scrypt hashes are stored. */
+export const users = pgTable('users', {
+  id: text('id').primaryKey(),
+  username: text('username').notNull().unique(),
+  passwordHash: text('password_hash').notNull(),
+  roles: jsonb('roles').$type<string[]>().notNull().default([]),
+  /** Models the user may use; null: every model. */
+  models: jsonb('models').$type<string[] | null>(),
+  disabled: boolean('disabled').notNull().default(false),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+/** Rotating refresh tokens: one family per login; reusing a spent token revokes its family. */
+export const refreshTokens = pgTable(
+  'refresh_tokens',
+  {
+    id: text('id').primaryKey(),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    familyId: text('family_id').notNull(),
+    /** SHA-256 of the token; the token itself is never stored. */
+    tokenHash: text('token_hash').notNull().unique(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull(),
+    usedAt: timestamp('used_at', { withTimezone: true, mode: 'date', precision: 3 }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date', precision: 3 }),
+    createdAt: createdAt(),
+  },
+  (t) => [index('refresh_tokens_family').on(t.familyId), index('refresh_tokens_user').on(t.userId)],
+);
+
+/** API keys created at run time (strategy `api-key`); stored as SHA-256 hashes only. */
+export const apiKeys = pgTable('api_keys', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  /** The first characters of the key, shown in listings to recognise it. */
+  prefix: text('prefix').notNull(),
+  keyHash: text('key_hash').notNull().unique(),
+  roles: jsonb('roles').$type<string[]>().notNull().default([]),
+  /** Models the key may use; null: every model. */
+  models: jsonb('models').$type<string[] | null>(),
+  /** A worker credential names the one worker it may act as. */
+  worker: text('worker'),
+  expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date', precision: 3 }),
+  lastUsedAt: timestamp('last_used_at', { withTimezone: true, mode: 'date', precision: 3 }),
+  revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date', precision: 3 }),
+  createdBy: text('created_by'),
+  createdAt: createdAt(),
+});
+
+/** Small shared auth state across replicas (e.g. the access-token signing key, encrypted). */
+export const authState = pgTable('auth_state', {
+  key: text('key').primaryKey(),
+  value: text('value').notNull(),
+  createdAt: createdAt(),
+});
+
+/** Models an operator assigned to a worker: the only models that worker may serve. */
+export const workerModels = pgTable(
+  'worker_models',
+  {
+    worker: text('worker').notNull(),
+    modelId: text('model_id')
+      .notNull()
+      .references(() => models.id, { onDelete: 'cascade' }),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('worker_models_pk').on(t.worker, t.modelId)],
+);
+
+/**
+ * Append-only, hash-chained audit log: each row's hash is SHA-256 over the previous row's hash
+ * and this row's canonical form. A trigger (migration 0003) refuses UPDATE, DELETE and TRUNCATE.
+ */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: timestamp('at', { withTimezone: true, mode: 'date', precision: 3 }).notNull(),
+    actor: text('actor'),
+    actorVia: text('actor_via'),
+    action: text('action').notNull(),
+    target: text('target'),
+    model: text('model'),
+    /** ok | denied | failed */
+    outcome: text('outcome').notNull(),
+    ip: text('ip'),
+    requestId: text('request_id'),
+    latencyMs: real('latency_ms'),
+    details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
+    prevHash: text('prev_hash').notNull(),
+    hash: text('hash').notNull(),
+  },
+  (t) => [index('audit_log_at').on(t.at), index('audit_log_actor').on(t.actor), index('audit_log_action').on(t.action)],
 );

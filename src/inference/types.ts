@@ -42,6 +42,10 @@ export interface Principal {
   /** How the principal authenticated: plugin name. */
   via: string;
   roles: string[];
+  /** Models the principal may use (an API key for model A cannot call model B); undefined: every model. */
+  models?: readonly string[];
+  /** When the credential stops being valid (epoch ms): subscriptions end then. */
+  expiresAt?: number;
   /** Free-form claims (tenant, plan, …) for policies. */
   claims?: Record<string, unknown>;
 }
