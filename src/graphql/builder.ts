@@ -1,12 +1,13 @@
 import SchemaBuilder from '@pothos/core';
 import DataloaderPlugin from '@pothos/plugin-dataloader';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
+import { can, type Permission } from '../auth/permissions.ts';
 import type { GraphQLContext } from './context.ts';
 
 /** The one Pothos builder; every domain file under src/graphql adds its types to it. */
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
-  AuthScopes: { authenticated: boolean; role: string };
+  AuthScopes: { authenticated: boolean; role: string; permission: Permission };
   DefaultFieldNullability: false;
   Scalars: {
     JSON: { Input: unknown; Output: unknown };
@@ -19,6 +20,7 @@ export const builder = new SchemaBuilder<{
     authScopes: (ctx) => ({
       authenticated: ctx.principal !== undefined,
       role: (role: string) => ctx.principal?.roles.includes(role) === true || ctx.principal?.roles.includes('admin') === true,
+      permission: (permission: Permission) => can(ctx.principal, permission),
     }),
     treatErrorsAsUnauthorized: true,
     unauthorizedError: (_parent, ctx) => ctx.unauthorized(),

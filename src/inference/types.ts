@@ -44,6 +44,8 @@ export interface Principal {
   roles: string[];
   /** Models the principal may use (an API key for model A cannot call model B); undefined: every model. */
   models?: readonly string[];
+  /** A worker credential names the one worker it may act as (register, heartbeat, deregister, serve assigned models). */
+  worker?: string;
   /** When the credential stops being valid (epoch ms): subscriptions end then. */
   expiresAt?: number;
   /** Free-form claims (tenant, plan, …) for policies. */
