@@ -128,6 +128,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       workers,
       admin,
       auth: new AuthService(plugins),
+      // Placeholder until src/audit's log is wired (the audit work of issue 10 replaces this line).
+      audit: { record: async () => {} },
       async readiness() {
         const checks: Record<string, { ok: boolean; detail?: string }> = { storage: { ok: await database.ping() } };
         for (const p of await plugins.health()) if (p.required) checks[`plugin:${p.name}`] = { ok: p.ok, ...(p.detail ? { detail: p.detail } : {}) };
