@@ -24,6 +24,7 @@ import plugin, { fileSaveHandler, type TfjsInstance } from '../plugins/backend-t
 import type { LoadedInstance, PluginContext } from '../src/plugin/contract.ts';
 import type { Tensor } from '../src/inference/types.ts';
 import { DynamicBatcher } from '../src/inference/dynamic-batcher.ts';
+import { AddressPolicy } from '../src/security/address-policy.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -48,6 +49,7 @@ const ctx: PluginContext = {
   name: 'tfjs',
   logger: pino({ level: 'silent' }),
   signal: new AbortController().signal,
+  addressPolicy: new AddressPolicy(),
   dataDir: mkdtempSync(join(tmpdir(), 'bench-tfjs-')),
   metrics: new Registry(),
   get() {

@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   MCP_UPSTREAM_ERROR: { status: 502, message: 'The model server answered with an error.' },
   MCP_UPSTREAM_UNAVAILABLE: { status: 503, message: 'The model server could not be reached.' },
   MCP_UPSTREAM_RATE_LIMITED: { status: 429, message: 'The model server is rate limiting us.' },
+  MCP_UPSTREAM_FORBIDDEN: { status: 502, message: "The model server's address is not allowed by the gateway's upstream address policy." },
   MCP_DEADLINE_EXCEEDED: { status: 504, message: 'The request deadline passed before an answer.' },
   MCP_CANCELLED: { status: 499, message: 'The client went away; the work was abandoned.' },
   MCP_SHUTTING_DOWN: { status: 503, message: 'The gateway is shutting down.' },

@@ -17,6 +17,8 @@ import { seedModels } from './models/seed.ts';
 import { Fleet } from './models/fleet.ts';
 import { ModelRegistry } from './models/registry.ts';
 import { GatewayMetrics } from './monitoring/metrics.ts';
+import { createUpstreamSafety } from './security/upstream.ts';
+import type { LookupFunction } from './security/address-policy.ts';
 import { PluginHost } from './plugin/host.ts';
 import { InstanceHealth } from './routing/resilience/instance-health.ts';
 import { Router } from './routing/router.ts';
@@ -31,6 +33,8 @@ export interface GatewayOptions {
   logger?: Logger;
   /** Extra HTTP APIs (OpenAI, KServe v2 are added by default). */
   adapters?: HttpAdapter[];
+  /** The DNS resolver upstream connections use (default `dns.lookup`); the address policy checks what it answers. */
+  lookup?: LookupFunction;
 }
 
 export interface Gateway {
@@ -57,9 +61,18 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   try {
     // Storage and plugins start side by side (plugins do not use storage; a new PGlite folder is
     // made in a child process, so that overlaps the runtimes' start-up on another core).
+    const upstream = createUpstreamSafety(config.security, { baseDir, logger, ...(opts.lookup ? { lookup: opts.lookup } : {}) });
     const [db, pluginHost] = await Promise.allSettled([
       openDatabase({ url: config.storage.url, dataDir, inMemory: config.storage.inMemory, pgliteOptimize: config.storage.pgliteOptimize }),
-      PluginHost.start({ entries: config.plugins, defaultPlugins: config.defaultPlugins, baseDir, logger, dataDir, metrics: metricsRegistry }),
+      PluginHost.start({
+        entries: config.plugins,
+        defaultPlugins: config.defaultPlugins,
+        baseDir,
+        logger,
+        dataDir,
+        metrics: metricsRegistry,
+        addressPolicy: upstream.policy,
+      }),
     ]);
     if (db.status === 'fulfilled') closers.push(() => db.value.close());
     if (pluginHost.status === 'fulfilled') closers.push(() => pluginHost.value.close());
@@ -84,7 +97,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       closers.push(() => shared.close());
       events = shared;
     }
-    const registry = new ModelRegistry(database, plugins, events);
+    const registry = new ModelRegistry(database, plugins, events, upstream);
     const fleet = new Fleet(registry, plugins, events, logger.child({ component: 'fleet' }));
     closers.push(() => fleet.close());
     const health = new InstanceHealth(fleet, events, config.router, logger.child({ component: 'health' }));

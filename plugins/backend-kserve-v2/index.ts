@@ -231,7 +231,7 @@ export default definePlugin({
   description: 'KServe v2 / Open Inference Protocol servers (Triton, KServe, MLServer) over HTTP',
   options: upstreamPluginOptions,
   setup(ctx, options) {
-    const client = new UpstreamClient(clientOptionsFrom(options));
+    const client = new UpstreamClient({ ...clientOptionsFrom(options), policy: ctx.addressPolicy, logger: ctx.logger });
     ctx.onClose(() => client.close());
     return createKServeBackend(client, ctx.logger);
   },

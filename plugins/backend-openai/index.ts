@@ -97,9 +97,17 @@ export function buildCompletionBody(input: CompletionInput, model: string, strea
   return body;
 }
 
-function streamError(e: NonNullable<OpenAIAnswer['error']>): McpError {
-  return new McpError('MCP_UPSTREAM_ERROR', e.message ?? 'the model server reported an error mid-stream', {
-    details: { upstreamType: e.type, upstreamCode: e.code ?? undefined },
+const IDENTIFIER = /^[A-Za-z0-9_.:-]{1,64}$/;
+const identifier = (v: unknown) => (typeof v === 'string' && IDENTIFIER.test(v) ? v : typeof v === 'number' ? String(v) : undefined);
+
+/** An error event in the middle of a stream: its text goes to the log (cut short), never to the client. */
+function streamError(e: NonNullable<OpenAIAnswer['error']>, logger: Logger | undefined): McpError {
+  logger?.warn(
+    { upstreamMessage: String(e.message ?? '').slice(0, 512), upstreamType: e.type, upstreamCode: e.code },
+    'the model server reported an error mid-stream',
+  );
+  return new McpError('MCP_UPSTREAM_ERROR', 'the model server reported an error mid-stream', {
+    details: { upstreamType: identifier(e.type), upstreamCode: identifier(e.code) },
     retryable: false,
   });
 }
@@ -118,6 +126,7 @@ class OpenAIInstance implements LoadedInstance {
     private readonly model: string,
     private readonly headers: Record<string, string>,
     tasks: readonly OpenAITask[],
+    private readonly logger?: Logger,
   ) {
     this.tasks = tasks;
     this.streamTasks = tasks.filter((t) => t !== 'embed');
@@ -202,7 +211,7 @@ class OpenAIInstance implements LoadedInstance {
           } catch (err) {
             throw new McpError('MCP_UPSTREAM_ERROR', 'the model server sent an SSE event that is not JSON', { cause: err });
           }
-          if (obj.error) throw streamError(obj.error);
+          if (obj.error) throw streamError(obj.error, this.logger);
           const u = mapUsage(obj.usage);
           if (u) usage = u;
           const choice = obj.choices?.[0];
@@ -264,7 +273,7 @@ export function createOpenAIBackend(client: UpstreamClient, logger?: Logger): Ba
       const headers: Record<string, string> = { ...o.headers };
       if (o.apiKey) headers.authorization = `Bearer ${o.apiKey}`;
       logger?.debug({ instance: spec.id, endpoint: spec.endpoint }, 'openai instance loaded');
-      return new OpenAIInstance(client, spec.endpoint, o.model ?? spec.model, headers, o.tasks);
+      return new OpenAIInstance(client, spec.endpoint, o.model ?? spec.model, headers, o.tasks, logger);
     },
     devices: () => [{ id: 'remote', kind: 'remote', name: 'OpenAI-compatible server' }],
   };
@@ -277,7 +286,7 @@ export default definePlugin({
   description: 'OpenAI-compatible model servers (vLLM, TGI, Ollama, llama.cpp, TPU engines) over HTTP',
   options: upstreamPluginOptions,
   setup(ctx, options) {
-    const client = new UpstreamClient(clientOptionsFrom(options));
+    const client = new UpstreamClient({ ...clientOptionsFrom(options), policy: ctx.addressPolicy, logger: ctx.logger });
     ctx.onClose(() => client.close());
     return createOpenAIBackend(client, ctx.logger);
   },

@@ -13,7 +13,7 @@ import { z, type ZodType } from 'zod';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { McpError, definePlugin, type Backend, type DeviceInfo, type InstanceSpec, type LoadedInstance } from 'capibara-mcp';
-import type { BatcherStats, DynamicBatcherOptions } from 'capibara-mcp/sdk';
+import { UpstreamClient, type BatcherStats, type DynamicBatcherOptions } from 'capibara-mcp/sdk';
 import { RUNTIME_CHOICES, selectRuntime, type TfRuntime } from './runtime.ts';
 import { loadModelFiles } from './io.ts';
 import { graphModelIo, layersModelIo } from './tensors.ts';
@@ -128,6 +128,7 @@ async function loadInstance(
   pluginBatching: BatchingOptions,
   logger: Logger,
   signal: AbortSignal,
+  http: UpstreamClient,
 ): Promise<TfjsInstance> {
   const tf = rt.tf;
   if (!spec.endpoint) {
@@ -139,7 +140,7 @@ async function loadInstance(
       'requested device not available on this tfjs runtime; using the runtime device',
     );
   }
-  const files = await loadModelFiles(spec.endpoint, signal);
+  const files = await loadModelFiles(spec.endpoint, signal, http);
   let tokenizer: CharTokenizer | undefined;
   if (opts.kind !== 'tensor') {
     const text = await files.readSidecar('tokenizer.json');
@@ -240,6 +241,8 @@ export default definePlugin({
     const rt = await selectRuntime(options.runtime, ctx.logger, { threads: options.threads });
     const live = instanceRegistry(ctx.metrics);
     const mine = new Map<string, TfjsInstance>();
+    const http = new UpstreamClient({ policy: ctx.addressPolicy, logger: ctx.logger });
+    ctx.onClose(() => http.close());
     ctx.onHealth(() => ({ ok: true, detail: `${rt.name} on ${rt.device}; ${mine.size} instance(s) loaded; ${rt.tf.memory().numTensors} tensors` }));
     ctx.onClose(async () => {
       await Promise.allSettled([...mine.values()].map((i) => i.unload()));
@@ -256,7 +259,7 @@ export default definePlugin({
             details: { path: `options.${issue?.path.join('.') ?? ''}` },
           });
         }
-        const instance = await loadInstance(rt, spec, parsed.data, options.batching, ctx.logger, signal);
+        const instance = await loadInstance(rt, spec, parsed.data, options.batching, ctx.logger, signal, http);
         const unload = instance.unload.bind(instance);
         instance.unload = async () => {
           mine.delete(spec.id);

@@ -7,6 +7,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as tfTypes from '@tensorflow/tfjs';
 import { McpError } from 'capibara-mcp';
+import { UpstreamClient } from 'capibara-mcp/sdk';
 
 type ModelArtifacts = tfTypes.io.ModelArtifacts;
 type WeightsManifestEntry = tfTypes.io.WeightsManifestEntry;
@@ -47,11 +48,24 @@ export function modelJsonUrl(endpoint: string): URL {
   return url;
 }
 
-async function fetchBytes(url: URL, signal?: AbortSignal): Promise<Uint8Array> {
+let defaultClient: UpstreamClient | undefined;
+
+/**
+ * Reads a file: local for `file:` URLs, else through `http` (an UpstreamClient, so the gateway's
+ * address policy applies to every connection). Files named by model.json (weight shards, sidecars)
+ * must stay on model.json's own origin: a model.json cannot point the gateway at a local file or
+ * another host.
+ */
+async function fetchBytes(url: URL, base: URL, http: UpstreamClient | undefined, signal?: AbortSignal): Promise<Uint8Array> {
+  if (url.protocol !== base.protocol || (url.protocol !== 'file:' && url.origin !== base.origin)) {
+    throw new Error('files named by model.json must be on the same origin as model.json');
+  }
   if (url.protocol === 'file:') return new Uint8Array(await readFile(fileURLToPath(url), signal ? { signal } : {}));
-  const res = await fetch(url, signal ? { signal } : {});
-  if (!res.ok) throw new Error(`GET ${url.href} answered ${res.status}`);
-  return new Uint8Array(await res.arrayBuffer());
+  const client = http ?? (defaultClient ??= new UpstreamClient());
+  const res = await client.open({ url, ...(signal ? { signal } : {}) });
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of res.body) chunks.push(chunk);
+  return new Uint8Array(Buffer.concat(chunks));
 }
 
 /** Detects the format from model.json's `format` field, falling back to the shape of `modelTopology`. */
@@ -66,12 +80,12 @@ export function detectFormat(json: ModelJson): ModelFormat {
 }
 
 /** Reads model.json and all its weight shards; errors are McpError(MCP_BAD_REQUEST) naming the file. */
-export async function loadModelFiles(endpoint: string, signal?: AbortSignal): Promise<LoadedModelFiles> {
+export async function loadModelFiles(endpoint: string, signal?: AbortSignal, http?: UpstreamClient): Promise<LoadedModelFiles> {
   const jsonUrl = modelJsonUrl(endpoint);
   const baseUrl = new URL('./', jsonUrl);
   let json: ModelJson;
   try {
-    json = JSON.parse(new TextDecoder().decode(await fetchBytes(jsonUrl, signal))) as ModelJson;
+    json = JSON.parse(new TextDecoder().decode(await fetchBytes(jsonUrl, jsonUrl, http, signal))) as ModelJson;
   } catch (err) {
     throw new McpError('MCP_BAD_REQUEST', `cannot read TensorFlow.js model.json at ${jsonUrl.href}: ${(err as Error).message}`, { cause: err });
   }
@@ -88,7 +102,7 @@ export async function loadModelFiles(endpoint: string, signal?: AbortSignal): Pr
     for (const p of group.paths) {
       const shardUrl = new URL(p, baseUrl);
       try {
-        buffers.push(await fetchBytes(shardUrl, signal));
+        buffers.push(await fetchBytes(shardUrl, jsonUrl, http, signal));
       } catch (err) {
         throw new McpError('MCP_BAD_REQUEST', `cannot read weight shard ${shardUrl.href}: ${(err as Error).message}`, { cause: err });
       }
@@ -121,7 +135,7 @@ export async function loadModelFiles(endpoint: string, signal?: AbortSignal): Pr
     baseUrl,
     async readSidecar(name: string) {
       try {
-        return new TextDecoder().decode(await fetchBytes(new URL(name, baseUrl), signal));
+        return new TextDecoder().decode(await fetchBytes(new URL(name, baseUrl), jsonUrl, http, signal));
       } catch {
         return undefined;
       }

@@ -213,7 +213,7 @@ export default definePlugin({
   description: 'Instances hosted by Capibara worker processes, over the worker HTTP protocol',
   options: upstreamPluginOptions,
   setup(ctx, options) {
-    const client = new UpstreamClient(clientOptionsFrom(options));
+    const client = new UpstreamClient({ ...clientOptionsFrom(options), policy: ctx.addressPolicy, logger: ctx.logger });
     ctx.onClose(() => client.close());
     return createWorkerBackend(client, ctx.logger);
   },

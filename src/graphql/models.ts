@@ -25,7 +25,11 @@ InstanceRef.implement({
     device: t.exposeString('device', { nullable: true, description: 'Device it runs on, as reported by the backend once loaded.' }),
     runtime: t.exposeString('runtime', { nullable: true, description: 'Runtime that executes it (tfjs-node-gpu, tfjs-node, tfjs-wasm, tfjs-cpu, remote).' }),
     weight: t.exposeFloat('weight'),
-    options: t.expose('options', { type: 'JSON' }),
+    options: t.field({
+      type: 'JSON',
+      description: 'Backend options; secret values (apiKey, token, authorization headers…) are shown as their env:/file: reference or "[redacted]".',
+      resolve: (i, _a, ctx) => ctx.services.registry.redactedOptions(i),
+    }),
     status: t.field({ type: InstanceStatusEnum, resolve: (i) => upper(i.status) }),
     statusReason: t.exposeString('statusReason', { nullable: true }),
     workerId: t.exposeString('workerId', { nullable: true }),

@@ -185,7 +185,14 @@ export class Fleet {
     try {
       const backend = this.plugins.get('backend', row.backend);
       const loaded = await backend.load(
-        { id: row.id, model: row.modelId, version: row.version, endpoint: row.endpoint ?? undefined, options: row.options, device: row.device ?? undefined },
+        {
+          id: row.id,
+          model: row.modelId,
+          version: row.version,
+          endpoint: row.endpoint ?? undefined,
+          options: await this.registry.resolveOptions(row),
+          device: row.device ?? undefined,
+        },
         this.abort.signal,
       );
       h.loaded = loaded;

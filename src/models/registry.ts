@@ -8,6 +8,8 @@ import { McpError } from '../errors.ts';
 import type { EventBus, ModelEvent } from '../events/bus.ts';
 import type { PluginHost } from '../plugin/host.ts';
 import { parseInput } from '../validation.ts';
+import { AddressPolicy, checkEndpoint, type EndpointSource } from '../security/address-policy.ts';
+import { InstanceSecrets, SecretBox } from '../security/secrets.ts';
 
 export type ModelRow = typeof models.$inferSelect;
 export type VersionRow = typeof modelVersions.$inferSelect;
@@ -100,7 +102,27 @@ export class ModelRegistry {
     private readonly database: Database,
     private readonly plugins: PluginHost,
     private readonly events: EventBus,
+    /** Endpoint checks and secret options (security.upstream, security.secrets). */
+    private readonly upstream: { policy: AddressPolicy; secrets: InstanceSecrets } = {
+      policy: new AddressPolicy(),
+      secrets: new InstanceSecrets({ box: SecretBox.fromEnv() }),
+    },
   ) {}
+
+  /** The option paths the instance's backend declares secret (besides the built-in names). */
+  secretOptionsOf(backend: string): readonly string[] {
+    return this.plugins.has('backend', backend) ? (this.plugins.get('backend', backend).secretOptions ?? []) : [];
+  }
+
+  /** The instance's options as the backend receives them at load: secret references read, literals decrypted. */
+  resolveOptions(row: Pick<InstanceRow, 'backend' | 'options'>): Promise<Record<string, unknown>> {
+    return this.upstream.secrets.resolve(row.options, this.secretOptionsOf(row.backend));
+  }
+
+  /** The instance's options as any API shows them: secret literals as "[redacted]". */
+  redactedOptions(row: Pick<InstanceRow, 'backend' | 'options'>): unknown {
+    return this.upstream.secrets.redact(row.options, this.secretOptionsOf(row.backend));
+  }
 
   private get db() {
     return this.database.db;
@@ -110,7 +132,7 @@ export class ModelRegistry {
     this.events.publish('modelEvents', { ...event, at: new Date(), origin: this.origin });
   }
 
-  private checkBackend(inst: z.infer<typeof instanceInputSchema>, path: string): Record<string, unknown> {
+  private checkBackend(inst: z.infer<typeof instanceInputSchema>, path: string, source: EndpointSource): Record<string, unknown> {
     if (!this.plugins.has('backend', inst.backend)) {
       throw new McpError(
         'MCP_UNKNOWN_PLUGIN',
@@ -120,12 +142,20 @@ export class ModelRegistry {
         },
       );
     }
+    if (inst.endpoint !== undefined) checkEndpoint(this.upstream.policy, inst.endpoint, source, `${path}.endpoint`);
     const schema = this.plugins.get('backend', inst.backend).instanceOptions;
-    return schema ? parseInput(schema, inst.options, `${path}.options`) : inst.options;
+    const options = schema ? parseInput(schema, inst.options, `${path}.options`) : inst.options;
+    return this.upstream.secrets.seal(options, this.secretOptionsOf(inst.backend), source, `${path}.options`);
   }
 
-  private instanceRow(modelId: string, versionId: string, inst: z.infer<typeof instanceInputSchema>, path: string): typeof instances.$inferInsert {
-    const options = this.checkBackend(inst, path);
+  private instanceRow(
+    modelId: string,
+    versionId: string,
+    inst: z.infer<typeof instanceInputSchema>,
+    path: string,
+    source: EndpointSource = 'api',
+  ): typeof instances.$inferInsert {
+    const options = this.checkBackend(inst, path, source);
     return {
       id: inst.id ?? `${modelId}-${randomUUID().slice(0, 8)}`,
       modelId,
@@ -243,7 +273,8 @@ export class ModelRegistry {
     return r;
   }
 
-  async register(raw: unknown): Promise<ModelRow> {
+  /** `source: 'config'` for models seeded from the configuration file (file endpoints and file: secrets accepted anywhere). */
+  async register(raw: unknown, source: EndpointSource = 'api'): Promise<ModelRow> {
     const input = parseInput(registerModelSchema, raw);
     const names = input.versions.map((v) => v.version);
     const dup = names.find((n, i) => names.indexOf(n) !== i);
@@ -256,7 +287,7 @@ export class ModelRegistry {
     }
     const versionRows = input.versions.map((v) => ({ id: randomUUID(), modelId: input.id, version: v.version, description: v.description }));
     const instanceRows = input.versions.flatMap((v, vi) =>
-      v.instances.map((inst, ii) => this.instanceRow(input.id, versionRows[vi]!.id, inst, `input.versions.${vi}.instances.${ii}`)),
+      v.instances.map((inst, ii) => this.instanceRow(input.id, versionRows[vi]!.id, inst, `input.versions.${vi}.instances.${ii}`, source)),
     );
     const row = await this.db.transaction(async (tx) => {
       const [inserted] = await tx
@@ -361,6 +392,7 @@ export class ModelRegistry {
 
   /** Records that a worker serves the instance (backend `worker`, at the worker's endpoint); no event: the caller loads it next. */
   async assignToWorker(instanceId: string, a: WorkerAssignment): Promise<void> {
+    checkEndpoint(this.upstream.policy, a.endpoint, 'api', 'input.endpoint');
     await this.db
       .update(instances)
       .set({

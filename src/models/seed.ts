@@ -36,7 +36,7 @@ export async function seedModels(services: Services, baseDir: string): Promise<v
         endpoint: i.endpoint && i.endpoint.startsWith('.') && !isAbsolute(i.endpoint) ? resolve(baseDir, i.endpoint) : i.endpoint,
       })),
     }));
-    await registry.register({ ...seed, versions });
+    await registry.register({ ...seed, versions }, 'config');
     logger.info({ model: seed.id }, 'model registered from configuration');
   }
 }

@@ -13,6 +13,7 @@ import type { ZodType } from 'zod';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { InferenceChunk, InferenceInput, InferenceOutput, Principal, TensorDatatype } from '../inference/types.ts';
+import type { AddressPolicy } from '../security/address-policy.ts';
 
 /** The plugin API version this build of the host implements (semver). */
 export const PLUGIN_API_VERSION = '1.0.0';
@@ -69,6 +70,11 @@ export interface PluginContext {
   readonly dataDir: string;
   /** The shared Prometheus registry; prefix metric names with `mcp_`. */
   readonly metrics: Registry;
+  /**
+   * Where upstream connections may go (`security.mode`, `security.upstream`): pass it to every
+   * `UpstreamClient` (`new UpstreamClient({ ..., policy: ctx.addressPolicy })`), which checks it on each connection.
+   */
+  readonly addressPolicy: AddressPolicy;
   /** Another plugin's capability, of any kind (built in or added), by configured name; it must be listed in `dependsOn`. */
   get<K extends PluginKind>(kind: K, name: string): Capabilities[K];
   /** Registers cleanup; close hooks run in reverse registration order at shutdown. */
@@ -226,6 +232,12 @@ export interface LoadedInstance {
 export interface Backend {
   /** Zod schema of `InstanceSpec.options`; validated at registration. */
   readonly instanceOptions?: ZodType<Record<string, unknown>>;
+  /**
+   * Dotted option paths holding secrets besides the built-in names (apiKey, token, secret, password,
+   * authorization, headers.*authorization*, …): stored as `env:`/`file:` references or encrypted, resolved
+   * to plaintext only in the options `load` receives, redacted in every API answer.
+   */
+  readonly secretOptions?: readonly string[];
   /** Loads (or connects to) an instance. */
   load(spec: InstanceSpec, signal: AbortSignal): Promise<LoadedInstance>;
   /** Devices this backend can place instances on (inventory). */

@@ -4,6 +4,7 @@ import { McpError } from '../errors.ts';
 import type { PluginEntry } from '../config/schema.ts';
 import type { Capabilities, HealthReport, PluginContext, PluginKind } from './contract.ts';
 import { FIRST_PARTY_PLUGINS } from './first-party.ts';
+import { AddressPolicy } from '../security/address-policy.ts';
 import { BUILT_IN_KINDS, loadPluginDefinition, type AnyPluginDefinition } from './loader.ts';
 
 export interface PluginHostOptions {
@@ -15,6 +16,8 @@ export interface PluginHostOptions {
   logger: Logger;
   dataDir: string;
   metrics: Registry;
+  /** Handed to plugins as `ctx.addressPolicy` (default: development mode). */
+  addressPolicy?: AddressPolicy;
 }
 
 export interface PluginInfo {
@@ -134,6 +137,7 @@ export class PluginHost {
       signal: this.abort.signal,
       dataDir: this.opts.dataDir,
       metrics: this.opts.metrics,
+      addressPolicy: this.opts.addressPolicy ?? new AddressPolicy(),
       get: (kind, other) => {
         if (!(def.dependsOn ?? []).includes(other)) {
           throw new McpError('MCP_PLUGIN_INVALID', `plugin "${name}" asked for "${other}" without listing it in dependsOn`);

@@ -17,6 +17,7 @@ export {
   type UpstreamJson,
   type UpstreamStream,
   type ErrorMapper,
+  LOGGED_ERROR_BODY_BYTES,
 } from '../upstream/client.ts';
 /** Upstream failures as McpError: HTTP status and body, transport errors, Retry-After, health-probe failures. */
 export {
@@ -30,6 +31,17 @@ export {
   type TimeoutKind,
   type UpstreamErrorBody,
 } from '../upstream/errors.ts';
+/** Where upstream connections may go (the plugin context's `addressPolicy`), and the undici connector that enforces it. */
+export {
+  AddressPolicy,
+  guardedConnector,
+  checkEndpoint,
+  forbiddenAddressError,
+  type AddressPolicyOptions,
+  type LookupFunction,
+  type Refusal,
+  type SecurityMode,
+} from '../security/address-policy.ts';
 /** Plugin options shared by HTTP backends (connections, timeouts, headers) and their client options. */
 export { upstreamPluginOptions, upstreamTimeoutsSchema, clientOptionsFrom, type UpstreamPluginOptions } from '../upstream/options.ts';
 /** Streaming body readers: server-sent events and newline-delimited JSON. */

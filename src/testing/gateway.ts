@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { configSchema, type Config, type ConfigInput } from '../config/schema.ts';
-import { createGateway, type Gateway } from '../gateway.ts';
+import { createGateway, type Gateway, type GatewayOptions } from '../gateway.ts';
 
 export type Storage = 'pglite' | 'postgres';
 
@@ -48,7 +48,10 @@ export interface TestGateway extends Gateway {
  * Starts a real gateway on 127.0.0.1:0 with in-memory PGlite (or a fresh PostgreSQL database),
  * no demo model unless asked, and quiet logs. close() also drops the PostgreSQL database.
  */
-export async function startTestGateway(input: ConfigInput & { storageKind?: Storage } = {}, opts: { baseDir?: string } = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  input: ConfigInput & { storageKind?: Storage } = {},
+  opts: { baseDir?: string; lookup?: GatewayOptions['lookup']; logger?: Logger } = {},
+): Promise<TestGateway> {
   const { storageKind = 'pglite', ...rest } = input;
   let db: { url: string; drop(): Promise<void> } | undefined;
   if (storageKind === 'postgres') db = await createTestDatabase();
@@ -59,10 +62,10 @@ export async function startTestGateway(input: ConfigInput & { storageKind?: Stor
     demo: { enabled: false, ...rest.demo },
     log: { level: (process.env.LOG_LEVEL as 'info' | undefined) ?? 'silent' },
   });
-  const logger = pino({ level: config.log.level });
+  const logger = opts.logger ?? pino({ level: config.log.level });
   let gw: Gateway;
   try {
-    gw = await createGateway({ config, logger, baseDir: opts.baseDir });
+    gw = await createGateway({ config, logger, baseDir: opts.baseDir, ...(opts.lookup ? { lookup: opts.lookup } : {}) });
   } catch (err) {
     await db?.drop();
     throw err;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import type { Capabilities, PluginContext, PluginKind } from '../plugin/contract.ts';
+import { AddressPolicy } from '../security/address-policy.ts';
 
 /** A plugin context for tests of one plugin on its own; close() runs the onClose hooks. */
 export function testPluginContext(name = 'test-plugin'): PluginContext & { close(): Promise<void>; abort: AbortController } {
@@ -15,6 +16,7 @@ export function testPluginContext(name = 'test-plugin'): PluginContext & { close
     signal: abort.signal,
     dataDir: mkdtempSync(join(tmpdir(), 'mcp-plugin-')),
     metrics: new Registry(),
+    addressPolicy: new AddressPolicy(),
     get<K extends PluginKind>(kind: K, other: string): Capabilities[K] {
       throw new Error(`testPluginContext has no ${kind} plugin ${other}`);
     },

@@ -3,6 +3,7 @@
  * definition (or a `use:` string resolved by the gateway's own loader), options validated by the
  * plugin's schema, `setup` called with a real PluginContext, close hooks run in reverse order.
  */
+import { AddressPolicy } from '../security/address-policy.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,6 +69,7 @@ export async function setUpPlugin<K extends PluginKind>(
     signal: abort.signal,
     dataDir,
     metrics: new Registry(),
+    addressPolicy: new AddressPolicy(),
     get(other: PluginKind, otherName: string): never {
       throw new McpError('MCP_UNKNOWN_PLUGIN', `the conformance suite sets up "${name}" alone; it has no ${other} plugin "${otherName}"`);
     },

@@ -7,7 +7,9 @@
  */
 import { Agent, request, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Logger } from 'pino';
 import { McpError } from '../errors.ts';
+import { AddressPolicy, guardedConnector, refusalOf } from '../security/address-policy.ts';
 import type { BackendCall } from '../plugin/contract.ts';
 import { cancelledError, deadlineError, mapHttpError, mapTransportError, type TimeoutKind } from './errors.ts';
 
@@ -42,7 +44,18 @@ export interface UpstreamClientOptions {
   headers?: Record<string, string>;
   /** Largest non-streamed response body accepted. */
   maxResponseBytes?: number;
+  /**
+   * Where connections may go, checked on every new connection after DNS resolution (the plugin
+   * context's `addressPolicy`). Default: a development-mode policy (link-local, cloud metadata and
+   * unspecified addresses refused).
+   */
+  policy?: AddressPolicy;
+  /** Where upstream error answers (cut to 512 bytes) and refused connections are logged. */
+  logger?: Logger;
 }
+
+/** How much of an upstream error body reaches the log (it never reaches the client). */
+export const LOGGED_ERROR_BODY_BYTES = 512;
 
 export type ErrorMapper = (status: number, headers: IncomingHttpHeaders, bodyText: string) => McpError;
 
@@ -271,16 +284,18 @@ export class UpstreamClient {
   readonly timeouts: UpstreamTimeouts;
   private readonly headers: Record<string, string>;
   private readonly maxResponseBytes: number;
+  private readonly logger: Logger | undefined;
   private closed = false;
 
   constructor(options: UpstreamClientOptions = {}) {
     this.timeouts = { ...DEFAULT_UPSTREAM_TIMEOUTS, ...stripUndefined(options.timeouts ?? {}) };
     this.headers = { ...(options.headers ?? {}) };
     this.maxResponseBytes = options.maxResponseBytes ?? 64 * 1024 * 1024;
+    this.logger = options.logger;
     this.agent = new Agent({
       connections: options.connections ?? 32,
       keepAliveTimeout: options.keepAliveMs ?? 4_000,
-      connect: { timeout: this.timeouts.connectMs },
+      connect: guardedConnector(options.policy ?? new AddressPolicy(), { timeout: this.timeouts.connectMs }),
       headersTimeout: this.timeouts.firstByteMs,
       bodyTimeout: this.timeouts.idleMs,
     });
@@ -316,14 +331,34 @@ export class UpstreamClient {
       });
       if (res.statusCode < 200 || res.statusCode >= 300) {
         const text = await readBody(res.body, ERROR_BODY_BYTES, true);
-        throw (req.mapError ?? mapHttpError)(res.statusCode, res.headers, text);
+        throw this.upstreamError(req, res.statusCode, res.headers, text);
       }
       return { scope, res };
     } catch (err) {
       const mapped = scope.map(err, this.timeouts);
       scope.dispose();
-      throw mapped;
+      throw this.noteRefusal(req, mapped);
     }
+  }
+
+  /** Maps a non-2xx answer; its body goes to the log (cut short), never into the error a client sees. */
+  private upstreamError(req: UpstreamRequest, status: number, headers: IncomingHttpHeaders, text: string): McpError {
+    const body = Buffer.byteLength(text) > LOGGED_ERROR_BODY_BYTES ? `${Buffer.from(text).subarray(0, LOGGED_ERROR_BODY_BYTES).toString('utf8')}…` : text;
+    const level = status >= 500 || status === 401 || status === 403 ? 'warn' : 'debug';
+    this.logger?.[level]({ upstream: urlForLog(req.url), status, body, requestId: req.call?.requestId }, 'upstream answered with an error');
+    return (req.mapError ?? mapHttpError)(status, headers, text);
+  }
+
+  /** Logs which host and rule a policy refusal concerned (the client's error says only "not allowed by policy"). */
+  private noteRefusal(req: UpstreamRequest, err: McpError): McpError {
+    if (err.code === 'MCP_UPSTREAM_FORBIDDEN') {
+      const refusal = refusalOf(err) ?? refusalOf(err.cause);
+      this.logger?.warn(
+        { upstream: urlForLog(req.url), reason: refusal?.reason, requestId: req.call?.requestId },
+        'upstream connection refused by the address policy',
+      );
+    }
+    return err;
   }
 
   /**
@@ -349,7 +384,7 @@ export class UpstreamClient {
         scope,
         this.maxResponseBytes,
       );
-      if (answer.status < 200 || answer.status >= 300) throw (req.mapError ?? mapHttpError)(answer.status, answer.headers, answer.text);
+      if (answer.status < 200 || answer.status >= 300) throw this.upstreamError(req, answer.status, answer.headers, answer.text);
       let data: T;
       try {
         data = (answer.text === '' ? undefined : JSON.parse(answer.text)) as T;
@@ -358,7 +393,7 @@ export class UpstreamClient {
       }
       return { status: answer.status, headers: answer.headers, data };
     } catch (err) {
-      throw scope.map(err, this.timeouts);
+      throw this.noteRefusal(req, scope.map(err, this.timeouts));
     } finally {
       scope.dispose();
     }
@@ -400,6 +435,16 @@ export class UpstreamClient {
         }, graceMs);
       }),
     ]).finally(() => clearTimeout(timer));
+  }
+}
+
+/** Origin and path of an upstream URL without query string or credentials. */
+function urlForLog(url: string | URL): string {
+  try {
+    const u = typeof url === 'string' ? new URL(url) : url;
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return '(invalid url)';
   }
 }
 

@@ -152,8 +152,15 @@ export function parseErrorBody(text: string): UpstreamErrorBody {
 
 const UNSUPPORTED_RE = /unsupported|not supported|unrecognized|unknown (parameter|field|argument|option)|not permitted|extra (fields|inputs)/i;
 
+/** An upstream code, type or parameter name worth passing on: a short identifier, nothing free-form. */
+const TOKEN_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
+const token = (v: string | undefined) => (v !== undefined && TOKEN_RE.test(v) ? v : undefined);
+
 /**
- * Maps a non-2xx upstream HTTP answer to an McpError.
+ * Maps a non-2xx upstream HTTP answer to an McpError. The message is ours (what happened and the
+ * upstream status), never the upstream body: an internal service's error text can carry secrets.
+ * Only short identifiers from the body (code, type, param) go into `details`. The client logs the
+ * body, cut short.
  * 429 → RATE_LIMITED (retryable, retryAfterMs); 502/504 → UPSTREAM_ERROR, 503 → UPSTREAM_UNAVAILABLE (retryable);
  * 404 → MODEL_NOT_FOUND; 400/422 → BAD_REQUEST or UNSUPPORTED_PARAMETER; 413 → PAYLOAD_TOO_LARGE;
  * 401/403 → UPSTREAM_ERROR (our credentials, not the client's); other 4xx → BAD_REQUEST; other 5xx → UPSTREAM_ERROR.
@@ -162,10 +169,13 @@ export function mapHttpError(status: number, headers: Record<string, string | st
   const body = parseErrorBody(bodyText);
   const upstreamMessage = body.message;
   const details: Record<string, unknown> = { status };
-  if (body.code !== undefined) details.upstreamCode = body.code;
-  if (body.type !== undefined) details.upstreamType = body.type;
-  if (body.param !== undefined) details.param = body.param;
-  const msg = (fallback: string) => (upstreamMessage ? `${upstreamMessage}` : `${fallback} (upstream status ${status})`);
+  const code = token(body.code);
+  const type = token(body.type);
+  const param = token(body.param);
+  if (code !== undefined) details.upstreamCode = code;
+  if (type !== undefined) details.upstreamType = type;
+  if (param !== undefined) details.param = param;
+  const msg = (what: string) => `${what} (upstream status ${status})`;
   const make = (code: ErrorCode, message: string, retryable: boolean, mayHaveExecuted = true) =>
     new McpError(code, message, { details, retryable, mayHaveExecuted });
 
@@ -182,14 +192,14 @@ export function mapHttpError(status: number, headers: Record<string, string | st
   if (status === 502 || status === 504) return make('MCP_UPSTREAM_ERROR', msg('bad gateway upstream'), true);
   if (status === 404) return make('MCP_MODEL_NOT_FOUND', msg('the model server does not know this model'), false);
   if (status === 413) return make('MCP_PAYLOAD_TOO_LARGE', msg('the model server rejected the body as too large'), false);
-  if (status === 401 || status === 403) {
-    return make('MCP_UPSTREAM_ERROR', `the model server rejected the gateway's credentials: ${msg('unauthorized')}`, false);
-  }
+  if (status === 401 || status === 403) return make('MCP_UPSTREAM_ERROR', msg("the model server rejected the gateway's credentials"), false);
   if (status === 408) return make('MCP_UPSTREAM_ERROR', msg('upstream request timeout'), true);
   if (status >= 400 && status < 500) {
     const unsupported =
       (upstreamMessage !== undefined && UNSUPPORTED_RE.test(upstreamMessage)) || body.code === 'unsupported_parameter' || body.code === 'unsupported_value';
-    return make(unsupported ? 'MCP_UNSUPPORTED_PARAMETER' : 'MCP_BAD_REQUEST', msg('the model server rejected the request'), false);
+    return unsupported
+      ? make('MCP_UNSUPPORTED_PARAMETER', msg(`the model server does not support a parameter${param ? ` (${param})` : ''}`), false)
+      : make('MCP_BAD_REQUEST', msg('the model server rejected the request'), false);
   }
   return make('MCP_UPSTREAM_ERROR', msg('the model server failed'), false);
 }
