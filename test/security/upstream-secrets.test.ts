@@ -1,0 +1,167 @@
+/**
+ * Issue 10: "an upstream `apiKey` in instance options is stored in plaintext and returned to any
+ * authenticated caller by `versions { instances { options } }`". Literal secrets are stored
+ * encrypted (MCP_SECRET_KEY), references (`env:`, `file:`) as they are; no API answer and no
+ * database dump shows a literal; the model server still receives the right key.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeOpenAI, type FakeOpenAIServer } from '../../src/testing/fake-openai-server.ts';
+import { STORAGES, startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
+
+const API_KEY = 'sk-live-PLAINTEXT-5c1e9a';
+const HEADER_KEY = 'hdr-PLAINTEXT-8b2d4f';
+const ENV_KEY = 'sk-from-env-3e7a1c';
+const FILE_KEY = 'sk-from-file-9d4b2e';
+
+const REGISTER = /* GraphQL */ `
+  mutation ($input: RegisterModelInput!) {
+    registerModel(input: $input) {
+      versions {
+        instances {
+          options
+        }
+      }
+    }
+  }
+`;
+const OPTIONS = /* GraphQL */ `
+  query ($id: ID!) {
+    model(id: $id) {
+      versions {
+        instances {
+          options
+        }
+      }
+    }
+  }
+`;
+type OptionsAnswer = { versions: Array<{ instances: Array<{ options: Record<string, unknown> }> }> };
+
+const plugins = { defaultPlugins: false, plugins: [{ use: 'openai' }, { use: 'p2c-ewma' }] };
+const modelInput = (id: string, endpoint: string, options: Record<string, unknown>) => ({
+  id,
+  task: 'CHAT',
+  versions: [{ version: 'v1', instances: [{ backend: 'openai', endpoint, options: { model: 'fake-model', ...options } }] }],
+});
+const chat = (model: string) => `mutation { infer(model: "${model}", input: { messages: [{ role: "user", content: "hi" }] }) { text } }`;
+
+describe.each(STORAGES)('secret instance options (%s)', (storageKind) => {
+  let gw: TestGateway;
+  let fake: FakeOpenAIServer;
+  const secretsDir = mkdtempSync(join(tmpdir(), 'mcp-secrets-'));
+  const previousKey = process.env.MCP_SECRET_KEY;
+
+  beforeAll(async () => {
+    process.env.MCP_SECRET_KEY = randomBytes(32).toString('base64');
+    process.env.MCP_TEST_UPSTREAM_KEY = ENV_KEY;
+    writeFileSync(join(secretsDir, 'openai.key'), `${FILE_KEY}\n`);
+    fake = await startFakeOpenAI();
+    gw = await startTestGateway({ storageKind, ...plugins, security: { secrets: { fileRoots: [secretsDir] } } });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await fake?.close();
+    if (previousKey === undefined) delete process.env.MCP_SECRET_KEY;
+    else process.env.MCP_SECRET_KEY = previousKey;
+  });
+
+  it('stores a literal apiKey and authorization-like header encrypted, answers them redacted, and sends the real key upstream', async () => {
+    const options = { apiKey: API_KEY, headers: { 'X-Api-Key': HEADER_KEY, 'x-trace': 'visible' } };
+    const r = await gw.gql<{ registerModel: OptionsAnswer }>(REGISTER, { input: modelInput('literal', fake.url, options) });
+    expect(r.errors).toBeUndefined();
+    expect(r.data?.registerModel.versions[0]?.instances[0]?.options).toMatchObject({
+      apiKey: '[redacted]',
+      headers: { 'X-Api-Key': '[redacted]', 'x-trace': 'visible' },
+    });
+    const q = await gw.gql<{ model: OptionsAnswer }>(OPTIONS, { id: 'literal' });
+    expect(JSON.stringify(q)).not.toContain(API_KEY);
+    expect(JSON.stringify(q)).not.toContain(HEADER_KEY);
+
+    const out = await gw.gql<{ infer: { text: string } }>(chat('literal'));
+    expect(out.data?.infer.text).toBe('Hello, world!');
+    expect(fake.lastRequest?.headers.authorization).toBe(`Bearer ${API_KEY}`);
+    expect(fake.lastRequest?.headers['x-api-key']).toBe(HEADER_KEY);
+  });
+
+  it('the stored rows hold ciphertext, not the plaintext', async () => {
+    const rows = (await gw.services.database.db.execute(sql`select options::text as options from instances`)) as unknown as {
+      rows: Array<{ options: string }>;
+    };
+    const stored = rows.rows.map((r) => r.options).join('\n');
+    expect(stored).toContain('enc:v1:');
+    expect(stored).not.toContain(API_KEY);
+    expect(stored).not.toContain(HEADER_KEY);
+  });
+
+  it.runIf(storageKind === 'postgres')('a pg_dump of the database contains no plaintext secret', () => {
+    const dump = execFileSync('pg_dump', ['--data-only', gw.config.storage.url!], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    expect(dump).toContain('enc:v1:');
+    expect(dump).not.toContain(API_KEY);
+    expect(dump).not.toContain(HEADER_KEY);
+  });
+
+  it('keeps env: references as they are, and resolves them when the instance loads', async () => {
+    const r = await gw.gql<{ registerModel: OptionsAnswer }>(REGISTER, { input: modelInput('from-env', fake.url, { apiKey: 'env:MCP_TEST_UPSTREAM_KEY' }) });
+    expect(r.data?.registerModel.versions[0]?.instances[0]?.options.apiKey).toBe('env:MCP_TEST_UPSTREAM_KEY');
+    await gw.gql(chat('from-env'));
+    expect(fake.lastRequest?.headers.authorization).toBe(`Bearer ${ENV_KEY}`);
+  });
+
+  it('accepts file: references through the API only under security.secrets.fileRoots', async () => {
+    const outside = await gw.gql(REGISTER, { input: modelInput('file-outside', fake.url, { apiKey: 'file:/etc/passwd' }) });
+    expect(outside.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
+    expect(outside.errors?.[0]?.message).toContain('security.secrets.fileRoots');
+    const escape = await gw.gql(REGISTER, { input: modelInput('file-escape', fake.url, { apiKey: `file:${secretsDir}/../../etc/passwd` }) });
+    expect(escape.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
+    const inside = await gw.gql<{ registerModel: OptionsAnswer }>(REGISTER, {
+      input: modelInput('file-inside', fake.url, { apiKey: `file:${join(secretsDir, 'openai.key')}` }),
+    });
+    expect(inside.errors).toBeUndefined();
+    await gw.gql(chat('file-inside'));
+    expect(fake.lastRequest?.headers.authorization).toBe(`Bearer ${FILE_KEY}`);
+  });
+
+  it('refuses a malformed env: reference', async () => {
+    const r = await gw.gql(REGISTER, { input: modelInput('bad-env', fake.url, { apiKey: 'env:$(id)' }) });
+    expect(r.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
+    expect(r.errors?.[0]?.message).toContain('options.apiKey');
+  });
+});
+
+describe('without MCP_SECRET_KEY', () => {
+  let gw: TestGateway;
+  let fake: FakeOpenAIServer;
+  const previousKey = process.env.MCP_SECRET_KEY;
+  beforeAll(async () => {
+    delete process.env.MCP_SECRET_KEY;
+    fake = await startFakeOpenAI();
+    gw = await startTestGateway(plugins);
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await fake?.close();
+    if (previousKey !== undefined) process.env.MCP_SECRET_KEY = previousKey;
+  });
+
+  it('refuses a literal secret with a clear error, stores nothing', async () => {
+    const r = await gw.gql(REGISTER, { input: modelInput('no-key', fake.url, { apiKey: API_KEY }) });
+    expect(r.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
+    expect(r.errors?.[0]?.message).toMatch(/options\.apiKey: .*env:NAME.*MCP_SECRET_KEY/);
+    expect(JSON.stringify(r)).not.toContain(API_KEY);
+    const rows = (await gw.services.database.db.execute(sql`select options::text as options from instances`)) as unknown as {
+      rows: Array<{ options: string }>;
+    };
+    expect(rows.rows.map((x) => x.options).join('')).not.toContain(API_KEY);
+  });
+
+  it('still accepts env: references', async () => {
+    const r = await gw.gql(REGISTER, { input: modelInput('no-key-env', fake.url, { apiKey: 'env:MCP_TEST_UPSTREAM_KEY' }) });
+    expect(r.errors).toBeUndefined();
+  });
+});
