@@ -103,7 +103,8 @@ describe('kserve-v2 backend', () => {
   it('maps upstream errors and faults', async () => {
     fake.setBehavior({ status: 400, errorBody: { error: 'unexpected shape for input INPUT0' } });
     const bad = await rejection(inst.infer(input([1, 2, 3, 4]), call()));
-    expect([bad.code, bad.message]).toEqual(['MCP_BAD_REQUEST', 'unexpected shape for input INPUT0']);
+    // the upstream's own words go to the log, never to the caller
+    expect([bad.code, bad.message]).toEqual(['MCP_BAD_REQUEST', 'the model server rejected the request (upstream status 400)']);
     fake.setBehavior({});
     const viaProxy = await backend.load({ id: 'k4', model: 'doubler', version: '1', endpoint: proxy.url, options: {} }, ctx.signal);
     proxy.set({ errorRate: 1, errorStatus: 503 });

@@ -215,7 +215,14 @@ export function createKServeBackend(client: UpstreamClient, logger?: Logger): Ba
       }
       const o = parsed.data;
       const url = modelUrl(spec.endpoint, o.model ?? spec.model, o.version);
-      const { data } = await client.json<KServeModelMetadata>({ url, headers: o.headers, signal, timeoutMs: client.timeouts.healthMs });
+      const name = o.model ?? spec.model;
+      const { data } = await client
+        .json<KServeModelMetadata>({ url, headers: o.headers, signal, timeoutMs: client.timeouts.healthMs })
+        .catch((err: unknown) => {
+          if (!(err instanceof McpError && err.code === 'MCP_MODEL_NOT_FOUND')) throw err;
+          const what = o.version ? `model '${name}' version '${o.version}'` : `model '${name}'`;
+          throw new McpError('MCP_MODEL_NOT_FOUND', `kserve-v2 instance '${spec.id}': the server has no ${what}`, { details: err.details });
+        });
       const signature = signatureFromMetadata(data ?? {});
       logger?.debug({ instance: spec.id, url, inputs: signature.inputs.length }, 'kserve-v2 instance loaded');
       return new KServeInstance(client, url, o.headers, signature);

@@ -154,7 +154,12 @@ describe('openai backend', () => {
   it('maps upstream statuses and faults', async () => {
     fake.setBehavior({ status: 400, errorBody: { error: { message: "Unsupported parameter: 'top_k'", type: 'invalid_request_error' } } });
     const bad = await rejection(inst.infer({ task: 'generate', prompt: 'x' }, call()));
-    expect([bad.code, bad.retryable, bad.message]).toEqual(['MCP_UNSUPPORTED_PARAMETER', false, "Unsupported parameter: 'top_k'"]);
+    // the upstream's own words go to the log, never to the caller
+    expect([bad.code, bad.retryable, bad.message]).toEqual([
+      'MCP_UNSUPPORTED_PARAMETER',
+      false,
+      'the model server does not support a parameter (upstream status 400)',
+    ]);
     fake.setBehavior({ status: 404, errorBody: { error: { message: 'The model `x` does not exist.' } } });
     expect((await rejection(inst.infer({ task: 'generate', prompt: 'x' }, call()))).code).toBe('MCP_MODEL_NOT_FOUND');
     fake.setBehavior({ status: 429, errorHeaders: { 'retry-after': '1' } });

@@ -258,3 +258,23 @@ describe('strict mode: only the configured hosts and ranges', () => {
     expect(fake.requests).toBe(before);
   });
 });
+
+describe('tfjs model files over http', () => {
+  it('a model.json cannot name a weight shard on another origin or on the local disk', async () => {
+    const { loadModelFiles } = await import('../../plugins/backend-tfjs/io.ts');
+    for (const shard of ['file:///etc/passwd', 'http://169.254.169.254/latest/meta-data/']) {
+      const server = createServer((_req, res) => {
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ format: 'layers-model', modelTopology: { class_name: 'Sequential' }, weightsManifest: [{ paths: [shard], weights: [] }] }));
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      try {
+        const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/model.json`;
+        await expect(loadModelFiles(url)).rejects.toThrow(/same origin as model.json/);
+      } finally {
+        await new Promise<void>((r) => server.close(() => r()));
+      }
+    }
+  });
+});
