@@ -233,9 +233,16 @@ export class InstanceSecrets {
   /**
    * What is stored for `options`: each secret value checked (references) or encrypted (literals).
    * Throws MCP_VALIDATION_FAILED naming the option: a malformed `env:` name, a `file:` path outside
-   * the allowed folders (API), a literal while no MCP_SECRET_KEY is set.
+   * the allowed folders (API), a literal while no MCP_SECRET_KEY is set. `literals: 'keep'` only
+   * checks the references (options that are used at once and never stored, e.g. a worker's LOAD command).
    */
-  seal(options: Record<string, unknown>, declared: readonly string[], source: EndpointSource, at: string): Record<string, unknown> {
+  seal(
+    options: Record<string, unknown>,
+    declared: readonly string[],
+    source: EndpointSource,
+    at: string,
+    literals: 'seal' | 'keep' = 'seal',
+  ): Record<string, unknown> {
     return mapSecretsSync(options, this.fields, declared, (value, path) => {
       const where = `${at}.${path.join('.')}`;
       const fail = (why: string): never => {
@@ -246,6 +253,7 @@ export class InstanceSecrets {
         return value;
       }
       if (value.startsWith('file:')) return `file:${this.checkFile(value.slice(5), source, fail)}`;
+      if (literals === 'keep') return value;
       if (!this.box.canSeal) {
         fail('a literal secret cannot be stored: give a reference "env:NAME" (or "file:PATH"), or set MCP_SECRET_KEY so the gateway stores it encrypted');
       }

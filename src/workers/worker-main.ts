@@ -16,6 +16,8 @@ import { createLogger } from '../logging.ts';
 import { Registry } from 'prom-client';
 import { request } from 'undici';
 import WebSocket from 'ws';
+import { checkEndpoint, type EndpointSource } from '../security/address-policy.ts';
+import { createUpstreamSafety } from '../security/upstream.ts';
 import { loadConfig } from '../config/loader.ts';
 import { applyNodeTuning } from '../node-tuning.ts';
 import type { Config, WorkerModel } from '../config/schema.ts';
@@ -203,7 +205,16 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const logger = opts.logger ?? createLogger(config.log.level, 'capibara-mcp-worker');
   const dataDir = resolve(baseDir, config.storage.dataDir);
   mkdirSync(dataDir, { recursive: true });
-  const plugins = await PluginHost.start({ entries: config.plugins, defaultPlugins: config.defaultPlugins, baseDir, logger, dataDir, metrics: new Registry() });
+  const upstream = createUpstreamSafety(config.security, { baseDir, logger });
+  const plugins = await PluginHost.start({
+    entries: config.plugins,
+    defaultPlugins: config.defaultPlugins,
+    baseDir,
+    logger,
+    dataDir,
+    metrics: new Registry(),
+    addressPolicy: upstream.policy,
+  });
   const abort = new AbortController();
   const served = new Map<string, Served>();
   const counter = new LoadCounter();
@@ -221,6 +232,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       options: Record<string, unknown>;
     },
     remoteId: string,
+    /** `api` for LOAD commands: no local file sources, file: secrets only under security.secrets.fileRoots. */
+    from: EndpointSource,
   ) => {
     if (!plugins.has('backend', m.backend)) {
       throw new McpError(
@@ -231,11 +244,11 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     const backend = plugins.get('backend', m.backend);
     const parsed = backend.instanceOptions ? backend.instanceOptions.safeParse(m.options) : { success: true as const, data: m.options };
     if (!parsed.success) throw new McpError('MCP_VALIDATION_FAILED', `options of ${remoteId}: ${parsed.error.message}`);
+    if (m.source !== undefined) checkEndpoint(upstream.policy, m.source, from, 'source');
+    const declared = backend.secretOptions ?? [];
+    const options = await upstream.secrets.resolve(upstream.secrets.seal(parsed.data, declared, from, 'options', 'keep'), declared);
     const source = m.source && !isAbsolute(m.source) && !/^[a-z]+:\/\//i.test(m.source) ? resolve(baseDir, m.source) : m.source;
-    const loaded = await backend.load(
-      { id: remoteId, model: m.model, version: m.version, endpoint: source, options: parsed.data, device: m.device },
-      abort.signal,
-    );
+    const loaded = await backend.load({ id: remoteId, model: m.model, version: m.version, endpoint: source, options, device: m.device }, abort.signal);
     const old = served.get(remoteId);
     served.set(remoteId, { model: m.model, version: m.version, task: m.task, backend: m.backend, loaded: counter.wrap(loaded) });
     if (old) await old.loaded.unload().catch(() => {});
@@ -247,7 +260,11 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     for (const m of models) {
       const remoteId = remoteIdOf(m);
       try {
-        await loadOne({ model: m.id, version: m.version, task: m.task, backend: m.backend, source: m.source, device: m.device, options: m.options }, remoteId);
+        await loadOne(
+          { model: m.id, version: m.version, task: m.task, backend: m.backend, source: m.source, device: m.device, options: m.options },
+          remoteId,
+          'config',
+        );
       } catch (err) {
         logger.error({ err, instance: remoteId, model: m.id }, 'instance failed to load; not served');
       }
@@ -380,6 +397,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
             options: c.options ?? {},
           },
           c.instanceId,
+          'api',
         );
       } else {
         const s = served.get(c.instanceId);
