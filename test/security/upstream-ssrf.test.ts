@@ -122,9 +122,9 @@ describe('endpoints at registration', () => {
     const fake = await startFakeOpenAI();
     try {
       expect((await gw.gql(REGISTER, { input: model('ok-model', fake.url) })).errors).toBeUndefined();
-      const v = await gw.gql(
-        `mutation { addModelVersion(model: "ok-model", input: { version: "v2", instances: [{ backend: "openai", endpoint: "http://169.254.169.254/v1" }] }) { version } }`,
-      );
+      const v = await gw.gql(`mutation ($input: ModelVersionInput!) { addModelVersion(model: "ok-model", input: $input) { version } }`, {
+        input: { version: 'v2', instances: [{ backend: 'openai', endpoint: 'http://169.254.169.254/v1' }] },
+      });
       expect(v.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
       const i = await gw.gql(`mutation { addInstance(model: "ok-model", version: "v1", input: { backend: "tfjs", endpoint: "/etc/passwd" }) { id } }`);
       expect(i.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
