@@ -123,6 +123,7 @@ export class AdminService {
    */
   async registerWorker(raw: unknown): Promise<WorkerView> {
     const input = parseInput(registerWorkerSchema, raw);
+    this.registry.checkApiEndpoint(input.endpoint, 'input.endpoint');
     const workerId = workerIdOf(input.name);
     if (workerId === EMBEDDED_WORKER_ID) {
       throw new McpError('MCP_VALIDATION_FAILED', `input.name: "${EMBEDDED_WORKER_ID}" is reserved for the gateway's own process`, {

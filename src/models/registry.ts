@@ -109,6 +109,11 @@ export class ModelRegistry {
     },
   ) {}
 
+  /** Throws MCP_VALIDATION_FAILED naming `path` when an endpoint given through the API is not allowed (scheme, address policy). */
+  checkApiEndpoint(endpoint: string, path: string): void {
+    checkEndpoint(this.upstream.policy, endpoint, 'api', path);
+  }
+
   /** The option paths the instance's backend declares secret (besides the built-in names). */
   secretOptionsOf(backend: string): readonly string[] {
     return this.plugins.has('backend', backend) ? (this.plugins.get('backend', backend).secretOptions ?? []) : [];
@@ -392,7 +397,7 @@ export class ModelRegistry {
 
   /** Records that a worker serves the instance (backend `worker`, at the worker's endpoint); no event: the caller loads it next. */
   async assignToWorker(instanceId: string, a: WorkerAssignment): Promise<void> {
-    checkEndpoint(this.upstream.policy, a.endpoint, 'api', 'input.endpoint');
+    this.checkApiEndpoint(a.endpoint, 'input.endpoint');
     await this.db
       .update(instances)
       .set({

@@ -43,7 +43,8 @@ const OPTIONS = /* GraphQL */ `
 `;
 type OptionsAnswer = { versions: Array<{ instances: Array<{ options: Record<string, unknown> }> }> };
 
-const plugins = { defaultPlugins: false, plugins: [{ use: 'openai' }, { use: 'p2c-ewma' }] };
+// no health probes: the fake's lastRequest is then always the inference the test just made
+const plugins = { defaultPlugins: false, plugins: [{ use: 'openai' }, { use: 'p2c-ewma' }], router: { healthCheck: { enabled: false } } };
 const modelInput = (id: string, endpoint: string, options: Record<string, unknown>) => ({
   id,
   task: 'CHAT',
@@ -158,6 +159,46 @@ describe('without MCP_SECRET_KEY', () => {
       rows: Array<{ options: string }>;
     };
     expect(rows.rows.map((x) => x.options).join('')).not.toContain(API_KEY);
+  });
+
+  it('refuses to start with a literal secret in the configuration file (it would be stored in plaintext)', async () => {
+    const seeded = {
+      id: 'seeded',
+      task: 'chat' as const,
+      versions: [{ version: 'v1', instances: [{ backend: 'openai', endpoint: fake.url, options: { apiKey: API_KEY } }] }],
+    };
+    const err = await startTestGateway({ ...plugins, models: [seeded] }).then(
+      async (g) => {
+        await g.close();
+        return undefined;
+      },
+      (e: unknown) => e as { code?: string; message?: string },
+    );
+    expect(err?.code).toBe('MCP_VALIDATION_FAILED');
+    expect(err?.message).toContain('MCP_SECRET_KEY');
+    expect(err?.message).not.toContain(API_KEY);
+  });
+
+  it('seeds config models with env: and file: references (any path from the config file)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mcp-config-secret-'));
+    writeFileSync(join(dir, 'key'), FILE_KEY);
+    process.env.MCP_TEST_UPSTREAM_KEY = ENV_KEY;
+    const instance = (apiKey: string) => ({ backend: 'openai', endpoint: fake.url, options: { model: 'fake-model', apiKey } });
+    const g = await startTestGateway({
+      ...plugins,
+      models: [
+        { id: 'seed-env', task: 'chat', versions: [{ version: 'v1', instances: [instance('env:MCP_TEST_UPSTREAM_KEY')] }] },
+        { id: 'seed-file', task: 'chat', versions: [{ version: 'v1', instances: [instance(`file:${join(dir, 'key')}`)] }] },
+      ],
+    });
+    try {
+      await g.gql(chat('seed-env'));
+      expect(fake.lastRequest?.headers.authorization).toBe(`Bearer ${ENV_KEY}`);
+      await g.gql(chat('seed-file'));
+      expect(fake.lastRequest?.headers.authorization).toBe(`Bearer ${FILE_KEY}`);
+    } finally {
+      await g.close();
+    }
   });
 
   it('still accepts env: references', async () => {

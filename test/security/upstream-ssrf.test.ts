@@ -278,3 +278,26 @@ describe('tfjs model files over http', () => {
     }
   });
 });
+
+describe('worker registration', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway({ defaultPlugins: false, plugins: [{ use: 'worker' }, { use: 'p2c-ewma' }] });
+  });
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  it.each(['http://169.254.169.254', 'http://[fe80::1]:9000', 'http://metadata.google.internal'])(
+    'refuses a worker whose endpoint is %s, and attaches nothing',
+    async (endpoint) => {
+      const r = await gw.gql(`mutation ($input: RegisterWorkerInput!) { registerWorker(input: $input) { id } }`, {
+        input: { name: 'sneaky', endpoint, heartbeatIntervalMs: 1000, instances: [{ model: 'llm', version: 'v1', remoteInstanceId: 'llm', task: 'GENERATE' }] },
+      });
+      expect(r.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
+      expect(r.errors?.[0]?.message).toMatch(/^input\.endpoint: /);
+      const m = await gw.gql<{ model: unknown }>(`{ model(id: "llm") { id } }`);
+      expect(m.data?.model ?? null).toBeNull();
+    },
+  );
+});
