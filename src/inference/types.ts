@@ -66,6 +66,8 @@ export interface InferenceRequest {
   /** Aborts when the client goes away. */
   signal: AbortSignal;
   principal?: Principal;
+  /** Client address (rate limits per IP). */
+  ip?: string;
   /** Key for sticky routing (header, principal or prompt prefix, chosen by the router config). */
   affinityKey?: string;
   /** Lower-cased request headers, when the entry point passes them (sticky traffic splits by header). */
