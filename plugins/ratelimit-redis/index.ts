@@ -98,6 +98,7 @@ export function createRedisRateLimitStore(input: RedisRateLimitOptions = {}, onE
   const url = o.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   let client: ScriptClient | undefined;
   let connecting: Promise<void> | undefined;
+  let lastAnswer = Date.now();
 
   function open(): ScriptClient {
     const options: RedisOptions = {
@@ -132,6 +133,22 @@ export function createRedisRateLimitStore(input: RedisRateLimitOptions = {}, onE
     return client;
   }
 
+  /** Runs one script call; a connection that has answered nothing for a while (a partition) is dropped and reconnected. */
+  async function run(mode: 'spend' | 'adjust', charges: readonly RateLimitCharge[]): Promise<string[]> {
+    const c = await ready();
+    try {
+      const out = await c.mcpGcra(charges.length, ...args(charges, mode));
+      lastAnswer = Date.now();
+      return out;
+    } catch (err) {
+      if (/timed out/i.test((err as Error).message) && Date.now() - lastAnswer > 4 * o.commandTimeoutMs && c.status === 'ready') {
+        lastAnswer = Date.now();
+        c.disconnect(true);
+      }
+      throw err;
+    }
+  }
+
   function args(charges: readonly RateLimitCharge[], mode: 'spend' | 'adjust'): Array<string | number> {
     const a: Array<string | number> = [];
     for (const c of charges) a.push(c.key);
@@ -146,8 +163,7 @@ export function createRedisRateLimitStore(input: RedisRateLimitOptions = {}, onE
     },
     async spend(charges) {
       if (charges.length === 0) return [];
-      const c = await ready();
-      const out = await c.mcpGcra(charges.length, ...args(charges, 'spend'));
+      const out = await run('spend', charges);
       const decisions: RateLimitDecision[] = [];
       for (let i = 0; i < charges.length; i++) {
         decisions.push({
@@ -161,8 +177,7 @@ export function createRedisRateLimitStore(input: RedisRateLimitOptions = {}, onE
     },
     async adjust(charges) {
       if (charges.length === 0) return;
-      const c = await ready();
-      await c.mcpGcra(charges.length, ...args(charges, 'adjust'));
+      await run('adjust', charges);
     },
     async close() {
       const c = client;

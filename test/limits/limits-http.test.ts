@@ -10,7 +10,9 @@ import { generateApiKey } from '../../plugins/auth-api-key/index.ts';
 import { McpError } from '../../src/errors.ts';
 import { startStack, type Stack } from '../entrypoints/harness.ts';
 
-const KEYS = Object.fromEntries(['rest', 'rest2', 'openai', 'stream', 'kserve', 'graphql', 'charge', 'refund', 'cut', 'model'].map((n) => [n, generateApiKey()]));
+const KEYS = Object.fromEntries(
+  ['rest', 'rest2', 'openai', 'stream', 'kserve', 'graphql', 'charge', 'refund', 'cut', 'model'].map((n) => [n, generateApiKey()]),
+);
 
 describe('rate and token limits through every entry point', () => {
   let s: Stack;
