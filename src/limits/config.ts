@@ -80,6 +80,8 @@ export const limitsConfigSchema = z
       .strictObject({
         /** Prompt characters per token (the prompt estimate is its length / this). */
         charsPerToken: z.number().min(1).max(16).default(4),
+        /** Tokens a chat template adds per message (and once more for the reply's priming). */
+        messageOverheadTokens: z.number().int().min(0).max(64).default(4),
         /** Completion tokens reserved when the request sets no max tokens. */
         defaultCompletionTokens: z.number().int().min(0).max(1_000_000).default(512),
         /** Most tokens one request reserves (also capped by the rule's token burst). */

@@ -13,9 +13,10 @@ function promptChars(input: InferenceInput): number {
   return 0;
 }
 
-/** Prompt tokens estimated from the prompt's length. */
+/** Prompt tokens estimated from the prompt's length, plus the chat template's overhead (per message, and the reply's priming). */
 export function estimatePromptTokens(input: InferenceInput, est: LimitsConfig['tokenEstimate']): number {
-  return Math.ceil(promptChars(input) / est.charsPerToken);
+  const template = input.task === 'chat' ? est.messageOverheadTokens * (input.messages.length + 1) : 0;
+  return Math.ceil(promptChars(input) / est.charsPerToken) + template;
 }
 
 /** What a generative call reserves before it runs: the prompt estimate plus the completion it may produce, bounded. */

@@ -100,45 +100,47 @@ describe('rate and token limits through every entry point', () => {
   const chatCall = (name: string, maxTokens: number, stream = false, signal?: AbortSignal) =>
     post('/v1/chat/completions', name, { model: 'chat-model', stream, messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens }, signal);
 
+  // A one-message chat prompt "hi" is estimated at 1 + 4 × 2 (template) = 9 tokens.
   it('tokens: a small reservation is charged up to the real usage (10 calls of 10 tokens fill 100, the 11th is refused)', async () => {
-    // Each call reserves 1 (prompt) + 5 (max_tokens) = 6 tokens and is charged 4 more afterwards.
+    // Each call reserves 9 (prompt) + 0 … (max_tokens 1 → 10) and is charged 10: with max_tokens 1, 1 more afterwards.
     for (let i = 0; i < 10; i++) {
-      const r = await chatCall('charge', 5, i % 2 === 1);
+      const r = await chatCall('charge', 1, i % 2 === 1);
       expect(r.status).toBe(200);
       await r.text();
     }
-    const r = await chatCall('charge', 5);
+    const r = await chatCall('charge', 1);
     const body = await expect429(r, '"tok-tokens";q=100;w=3600');
     expect(body).toMatchObject({ error: { code: 'MCP_RATE_LIMITED', message: expect.stringContaining('"tok" (tokens)') } });
   });
 
   it('tokens: a large reservation is refunded down to the real usage', async () => {
-    // Each call reserves 1 + 80 = 81 of 100 and is refunded to 10: the second fits only because the first was refunded.
-    expect((await chatCall('refund', 80)).status).toBe(200);
-    expect((await chatCall('refund', 80)).status).toBe(200);
-    await expect429(await chatCall('refund', 80), '"tok-tokens"');
+    // Each call reserves 9 + 72 = 81 of 100 and is refunded to 10: the second fits only because the first was refunded.
+    expect((await chatCall('refund', 72)).status).toBe(200);
+    expect((await chatCall('refund', 72)).status).toBe(200);
+    await expect429(await chatCall('refund', 72), '"tok-tokens"');
     // 20 used: 80 still fit.
-    expect((await chatCall('refund', 79)).status).toBe(200);
+    expect((await chatCall('refund', 71)).status).toBe(200);
   });
 
   it('a stream cut short by the client is reconciled with what was produced, not with its reservation', async () => {
     s.openai.setBehavior({ models: ['fake-model'], tokens: Array.from({ length: 60 }, (_, i) => `w${i % 10} `), tokenDelayMs: 40 });
     try {
       const ac = new AbortController();
-      // Reserves 1 + 60 = 61 of 100.
+      // Reserves 9 + 60 = 69 of 100.
       const r = await chatCall('cut', 60, true, ac.signal);
       expect(r.status).toBe(200);
       const reader = r.body!.getReader();
       let seen = '';
       while ((seen.match(/"content":"w/g) ?? []).length < 2) seen += new TextDecoder().decode((await reader.read()).value);
       ac.abort();
-      // Once the gateway has seen the client go, the reservation shrinks to ~1 + a few tokens: a 90-token reservation fits.
-      // A refused call spends nothing, so asking again until it fits is safe; refilling alone would take 32 s per token... minutes.
+      // Once the gateway has seen the client go, the reservation shrinks to the prompt (9) + the few tokens produced: a 79-token
+      // reservation fits (without the reconciliation, 31 would be left). A refused call spends nothing, so asking again until it fits is
+      // safe; refilling alone would take 36 s per token.
       const deadline = Date.now() + 20_000;
       let status = 0;
       s.openai.setBehavior({ models: ['fake-model'], tokens: ['ok'] });
       while (Date.now() < deadline) {
-        const again = await chatCall('cut', 89);
+        const again = await chatCall('cut', 70);
         status = again.status;
         await again.text();
         if (status === 200) break;
