@@ -17,6 +17,7 @@ export interface RequestParts {
   principal?: Principal;
   /** Client address (rate limits per IP). */
   ip?: string;
+  onLimits?: InferenceRequest['onLimits'];
   affinityKey?: string;
   explain?: boolean;
   headers?: InferenceRequest['headers'];
@@ -64,6 +65,7 @@ export function buildInferenceRequest(parts: RequestParts): InferenceRequest {
     signal: parts.signal,
     principal: parts.principal,
     ...(parts.ip ? { ip: parts.ip } : {}),
+    ...(parts.onLimits ? { onLimits: parts.onLimits } : {}),
     // The x-mcp-affinity-key header wins over what the entry point proposes, then the principal.
     affinityKey: headerValue(parts.headers, 'x-mcp-affinity-key') ?? parts.affinityKey ?? parts.principal?.id,
     explain: parts.explain ?? headerValue(parts.headers, 'x-mcp-explain') === '1',

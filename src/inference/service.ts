@@ -61,6 +61,7 @@ export class InferenceService {
     let result: InferenceResult | undefined;
     try {
       admission = await this.limits?.admit(req);
+      if (admission?.policies.length) req.onLimits?.(admission.policies);
       const { value, handle, decision, finish } = await this.router.route(req, (h, call) => h.loaded!.infer(req.input, call));
       result = {
         ...value,
@@ -102,6 +103,7 @@ export class InferenceService {
       let admission: Admission | undefined;
       try {
         admission = await self.limits?.admit(req);
+        if (admission?.policies.length) req.onLimits?.(admission.policies);
         routed = await self.router.route(
           req,
           async (h, call) => {

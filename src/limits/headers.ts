@@ -4,6 +4,8 @@
  * `RateLimit: "per-key";r=0;t=12` (r units remaining, t seconds until they are back / until a retry may succeed).
  */
 
+import type { ServerResponse } from 'node:http';
+
 /** One limit's state in a response, as carried in McpError details (`policies`). */
 export interface LimitPolicyState {
   /** Rule name; `<rule>-tokens` for a token limit. */
@@ -25,6 +27,12 @@ export function rateLimitHeaders(policies: readonly LimitPolicyState[]): Record<
     'ratelimit-policy': policies.map((p) => `"${p.name}";q=${p.q};w=${p.w}`).join(', '),
     ratelimit: policies.map((p) => `"${p.name}";r=${p.r};t=${p.t}`).join(', '),
   };
+}
+
+/** Sets the RateLimit headers on a response not yet sent (successful limited calls). */
+export function setRateLimitHeaders(res: ServerResponse, policies: readonly LimitPolicyState[]): void {
+  if (res.headersSent) return;
+  for (const [k, v] of Object.entries(rateLimitHeaders(policies))) res.setHeader(k, v);
 }
 
 /** Reads the policies an McpError carries (`details.policies`), ignoring anything malformed. */

@@ -50,7 +50,12 @@ describe('rate and token limits through every entry point', () => {
   }
 
   it('REST: a key gets its 3 requests a minute, then 429 with Retry-After and the IETF headers; another key is unaffected', async () => {
-    for (let i = 0; i < 3; i++) expect((await rest('rest')).status).toBe(200);
+    const first = await rest('rest');
+    expect(first.status).toBe(200);
+    // Successful limited calls carry the headers too.
+    expect(first.headers.get('ratelimit-policy')).toBe('"per-key";q=3;w=60');
+    expect(first.headers.get('ratelimit')).toBe('"per-key";r=2;t=20');
+    for (let i = 0; i < 2; i++) expect((await rest('rest')).status).toBe(200);
     const r = await rest('rest');
     const body = await expect429(r, '"per-key";q=3;w=60');
     expect(r.headers.get('ratelimit')).toMatch(/^"per-key";r=0;t=(1[0-9]|[2-9][0-9])$/);
@@ -63,6 +68,8 @@ describe('rate and token limits through every entry point', () => {
     expect((await chat(false)).status).toBe(200);
     const streamed = await chat(true);
     expect(streamed.status).toBe(200);
+    expect(streamed.headers.get('content-type')).toContain('text/event-stream');
+    expect(streamed.headers.get('ratelimit')).toMatch(/^"per-key";r=1;t=(39|40)$/);
     await streamed.text();
     expect((await chat(true)).status).toBe(200);
     const r = await chat(true);
