@@ -6,6 +6,8 @@ export interface MemoryStoreOptions {
   now?: () => number;
   /** Most keys kept; beyond it keys whose bucket is full again are dropped, then the oldest. */
   maxKeys?: number;
+  /** Keys whose bucket is full again are swept at most this often, ms (they cost nothing to forget). */
+  sweepEveryMs?: number;
 }
 
 /**
@@ -16,10 +18,14 @@ export class MemoryRateLimitStore implements RateLimitStore {
   private readonly tats = new Map<string, number>();
   private readonly now: () => number;
   private readonly maxKeys: number;
+  private readonly sweepEveryMs: number;
+  private lastSweep: number;
 
   constructor(opts: MemoryStoreOptions = {}) {
     this.now = opts.now ?? Date.now;
     this.maxKeys = opts.maxKeys ?? 1_000_000;
+    this.sweepEveryMs = opts.sweepEveryMs ?? 30_000;
+    this.lastSweep = this.now();
   }
 
   /** Keys held (for tests and metrics). */
@@ -48,12 +54,18 @@ export class MemoryRateLimitStore implements RateLimitStore {
       this.tats.delete(key);
       return;
     }
+    if (now - this.lastSweep >= this.sweepEveryMs) this.sweep(now);
     if (!this.tats.has(key) && this.tats.size >= this.maxKeys) this.evict(now);
     this.tats.set(key, tat);
   }
 
-  private evict(now: number): void {
+  private sweep(now: number): void {
+    this.lastSweep = now;
     for (const [k, t] of this.tats) if (t <= now) this.tats.delete(k);
+  }
+
+  private evict(now: number): void {
+    this.sweep(now);
     if (this.tats.size < this.maxKeys) return;
     // Still full: drop the oldest tenth (insertion order); those keys start again with a full bucket.
     let n = Math.ceil(this.maxKeys / 10);

@@ -86,3 +86,19 @@ describe('GCRA on a fake clock', () => {
     );
   });
 });
+
+describe('memory store bounds', () => {
+  it('forgets buckets that are full again, and beyond maxKeys drops the oldest', async () => {
+    let now = 1_000_000;
+    const store = new MemoryRateLimitStore({ now: () => now, maxKeys: 100, sweepEveryMs: 1000 });
+    for (let i = 0; i < 50; i++) await store.spend([{ key: `a${i}`, cost: 1, intervalMs: 100, burst: 5 }]);
+    expect(store.size).toBe(50);
+    now += 1000;
+    await store.spend([{ key: 'b', cost: 1, intervalMs: 100, burst: 5 }]);
+    expect(store.size).toBe(1);
+    for (let i = 0; i < 250; i++) await store.spend([{ key: `c${i}`, cost: 1, intervalMs: 60_000, burst: 5 }]);
+    expect(store.size).toBeLessThanOrEqual(100);
+    // The newest keys are still counted.
+    expect((await store.spend([{ key: 'c249', cost: 5, intervalMs: 60_000, burst: 5 }]))[0]!.allowed).toBe(false);
+  });
+});

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../plugins/auth-api-key/index.ts';
 import { McpError } from '../../src/errors.ts';
-import { startStack, type Stack } from '../entrypoints/harness.ts';
+import { readSse, startStack, type Stack } from '../entrypoints/harness.ts';
 
 const KEYS = Object.fromEntries(
   ['rest', 'rest2', 'openai', 'stream', 'kserve', 'graphql', 'charge', 'refund', 'cut', 'model'].map((n) => [n, generateApiKey()]),
@@ -93,6 +93,15 @@ describe('rate and token limits through every entry point', () => {
     const wait = (r.errors![0]!.extensions!.details as { retryAfterMs: number }).retryAfterMs;
     expect(wait).toBeGreaterThan(10_000);
     expect(wait).toBeLessThanOrEqual(60_000);
+    // The streaming subscription (GraphQL over SSE) shares the limit: a coded error in the stream, before any token.
+    const res = await fetch(`${s.gw.url}/graphql`, {
+      method: 'POST',
+      headers: { ...auth('graphql'), accept: 'text/event-stream' },
+      body: JSON.stringify({ query: 'subscription { inferStream(model: "gen-model", input: { prompt: "hi" }) { type } }' }),
+    });
+    const frames = (await readSse(res)).map((f) => JSON.parse(f.data) as { data?: unknown; errors?: Array<{ extensions?: Record<string, unknown> }> });
+    expect(frames.some((f) => f.data)).toBe(false);
+    expect(frames.find((f) => f.errors)?.errors?.[0]?.extensions).toMatchObject({ code: 'MCP_RATE_LIMITED', details: { rule: 'per-key' } });
   });
 
   it('a rule per principal and model counts each pair on its own', async () => {
