@@ -60,7 +60,7 @@ export class InferenceService {
     let admission: Admission | undefined;
     let result: InferenceResult | undefined;
     try {
-      admission = await this.limits?.admit(req);
+      if (this.limits?.active) admission = await this.limits.admit(req);
       if (admission?.policies.length) req.onLimits?.(admission.policies);
       const { value, handle, decision, finish } = await this.router.route(req, (h, call) => h.loaded!.infer(req.input, call));
       result = {
@@ -102,7 +102,7 @@ export class InferenceService {
       let settled = false;
       let admission: Admission | undefined;
       try {
-        admission = await self.limits?.admit(req);
+        if (self.limits?.active) admission = await self.limits.admit(req);
         if (admission?.policies.length) req.onLimits?.(admission.policies);
         routed = await self.router.route(
           req,

@@ -21,7 +21,10 @@ const names = z.array(z.string().min(1).max(256)).min(1).max(1000);
 export const limitRuleSchema = z
   .strictObject({
     /** Names the rule in metrics, headers and errors. */
-    name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "_" or "-"'),
+    name: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "_" or "-"')
+      .refine((n) => n !== 'failed-auth', '"failed-auth" is the failed-authentication limit (limits.failedAuth)'),
     /** One scope or a combination (`[principal, model]`): a bucket per distinct value. */
     scope: z.union([z.enum(LIMIT_SCOPES), z.array(z.enum(LIMIT_SCOPES)).min(1).max(LIMIT_SCOPES.length)]).transform((s) => {
       const list = typeof s === 'string' ? [s] : s;
