@@ -74,8 +74,8 @@ export function compileRule(rule: LimitRule): CompiledRule {
             parts.push('*');
             break;
           case 'principal':
-            // Anonymous callers (auth off) are told apart by address.
-            parts.push(s.principal ? `p=${encodeURIComponent(s.principal.id)}` : `anon=${ipBucket(s.ip)}`);
+            // Anonymous callers (no principal, or the anonymous one of auth off: via `none`) are told apart by address.
+            parts.push(s.principal && s.principal.via !== 'none' ? `p=${encodeURIComponent(s.principal.id)}` : `anon=${ipBucket(s.ip)}`);
             break;
           case 'apiKey': {
             const key = apiKeyOf(s.principal);
