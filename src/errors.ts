@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   MCP_CONFLICT: { status: 409, message: 'The object is in a state that does not allow this operation.' },
   MCP_UNKNOWN_PLUGIN: { status: 400, message: 'No plugin of that kind and name is configured.' },
   MCP_RATE_LIMITED: { status: 429, message: 'Too many requests; retry after the time in Retry-After.' },
+  MCP_RATE_LIMIT_UNAVAILABLE: { status: 503, message: 'The rate-limit store cannot be reached and limits.failurePolicy is closed.' },
   MCP_NO_HEALTHY_INSTANCE: { status: 503, message: 'No ready, healthy instance can serve the model now.' },
   MCP_QUEUE_FULL: { status: 503, message: 'The request queue is full.' },
   MCP_OVERLOADED: { status: 503, message: 'The request was shed under load.' },

@@ -13,6 +13,7 @@ import { createLocalEventBus, type EventBus } from './events/bus.ts';
 import { createGraphQLServer } from './graphql/yoga.ts';
 import { createGatewayHttpServer, type HttpAdapter } from './http/server.ts';
 import { InferenceService } from './inference/service.ts';
+import { createLimits } from './limits/create.ts';
 import { seedModels } from './models/seed.ts';
 import { Fleet } from './models/fleet.ts';
 import { ModelRegistry } from './models/registry.ts';
@@ -118,7 +119,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const traffic = new TrafficManager({ database, registry, fleet, config: config.router, logger: logger.child({ component: 'traffic' }) });
     closers.push(() => traffic.close());
     router.setListener(traffic);
-    const inference = new InferenceService(router, logger);
+    const limits = createLimits(config.limits, plugins, logger.child({ component: 'limits' }), metricsRegistry);
+    closers.push(() => limits.idle());
+    const inference = new InferenceService(router, logger, limits);
     const metrics = new GatewayMetrics(metricsRegistry);
     inference.observe(metrics);
     inference.observe(traffic);
@@ -141,6 +144,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       workers,
       admin,
       auth: new AuthService(plugins),
+      limits,
       // Placeholder until src/audit's log is wired (the audit work of issue 10 replaces this line).
       audit: { record: async () => {} },
       async readiness() {

@@ -9,6 +9,7 @@ import type { Fleet } from './models/fleet.ts';
 import type { ModelRegistry } from './models/registry.ts';
 import type { AuthService } from './auth/auth-service.ts';
 import type { AuditRecorder } from './audit/types.ts';
+import type { LimitsService } from './limits/limits-service.ts';
 import type { PluginHost } from './plugin/host.ts';
 import type { Router } from './routing/router.ts';
 import type { TrafficManager } from './traffic/traffic-manager.ts';
@@ -29,6 +30,8 @@ export interface Services {
   traffic: TrafficManager;
   inference: InferenceService;
   auth: AuthService;
+  /** Rate and token limits (config `limits`): inference admission, `checkRequest` for every request, the failed-auth limit per IP. */
+  limits: LimitsService;
   /** The append-only audit log. */
   audit: AuditRecorder;
   metrics: GatewayMetrics;

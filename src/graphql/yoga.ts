@@ -136,6 +136,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
         principal,
         services,
         headers,
+        ip: req.socket?.remoteAddress,
         signal: signal ?? new AbortController().signal,
         unauthorized: () =>
           principal

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { McpError, toMcpError } from '../errors.ts';
+import { policiesOf, rateLimitHeaders } from '../limits/headers.ts';
 import type { AuthRequest } from '../plugin/contract.ts';
 
 /** Per-request state shared by the REST, OpenAI and KServe adapters. */
@@ -89,10 +90,11 @@ export function sendGraphQLError(res: ServerResponse, e: McpError): void {
   sendJson(res, e.status, { errors: [{ message: e.message, extensions: { code: e.code } }] }, { connection: 'close' });
 }
 
-/** Headers that go with an error status (Retry-After for 429/503 when known). */
+/** Headers that go with an error status: Retry-After (seconds) for 429/503 when known, and a rate limit's RateLimit-Policy / RateLimit. */
 export function errorHeaders(e: McpError): Record<string, string> {
   const retryAfterMs = Number(e.details?.retryAfterMs ?? 0);
-  return retryAfterMs > 0 ? { 'retry-after': String(Math.ceil(retryAfterMs / 1000)) } : {};
+  const retry: Record<string, string> = retryAfterMs > 0 ? { 'retry-after': String(Math.ceil(retryAfterMs / 1000)) } : {};
+  return e.code === 'MCP_RATE_LIMITED' ? { ...retry, ...rateLimitHeaders(policiesOf(e.details)) } : retry;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { McpError } from '../errors.ts';
 import { buildInferenceRequest } from '../inference/request.ts';
+import { setRateLimitHeaders } from '../limits/headers.ts';
 import type { InferenceTask } from '../inference/types.ts';
 import type { ModelView } from '../models/fleet.ts';
 import type { Services } from '../services.ts';
@@ -115,6 +116,8 @@ export const kserveAdapter: HttpAdapter = {
         version,
         input: toInput(view, body),
         entry: 'kserve',
+        ip: req.socket.remoteAddress,
+        onLimits: (p) => setRateLimitHeaders(res, p),
         signal: x.signal,
         principal,
       });

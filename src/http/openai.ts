@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { McpError, toMcpError } from '../errors.ts';
 import { buildInferenceRequest } from '../inference/request.ts';
+import { setRateLimitHeaders } from '../limits/headers.ts';
 import type { InferenceResult, Usage } from '../inference/types.ts';
 import type { Services } from '../services.ts';
 import { authRequestOf, pathParam, readJson, sendJson, type HttpExchange } from './common.ts';
@@ -92,6 +93,8 @@ async function completions(services: Services, x: HttpExchange, chat: boolean): 
     ...ref,
     stream,
     entry: 'openai',
+    ip: x.req.socket.remoteAddress,
+    onLimits: (p) => setRateLimitHeaders(x.res, p),
     signal: x.signal,
     principal,
     affinityKey: typeof b.user === 'string' ? b.user : undefined,
@@ -185,6 +188,8 @@ async function embeddings(services: Services, x: HttpExchange): Promise<void> {
       id: x.requestId,
       ...modelRef(b.model as string),
       entry: 'openai',
+      ip: x.req.socket.remoteAddress,
+      onLimits: (p) => setRateLimitHeaders(x.res, p),
       signal: x.signal,
       principal,
       input: { task: 'embed', texts },

@@ -1,5 +1,6 @@
 import { McpError } from '../errors.ts';
 import { buildInferenceRequest } from '../inference/request.ts';
+import { setRateLimitHeaders } from '../limits/headers.ts';
 import type { InferenceResult } from '../inference/types.ts';
 import type { Services } from '../services.ts';
 import { authRequestOf, pathParam, readJson, sendJson, type HttpExchange } from './common.ts';
@@ -101,6 +102,8 @@ export async function handleRest(services: Services, x: HttpExchange): Promise<b
         version: typeof b.version === 'string' ? b.version : undefined,
         input: restInput(b),
         entry: 'rest',
+        ip: req.socket.remoteAddress,
+        onLimits: (p) => setRateLimitHeaders(res, p),
         signal: x.signal,
         principal,
       }),

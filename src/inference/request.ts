@@ -15,6 +15,9 @@ export interface RequestParts {
   /** Deadline from now, ms (the GraphQL `timeoutMs` argument); otherwise the `x-mcp-timeout-ms` header. */
   timeoutMs?: number | null;
   principal?: Principal;
+  /** Client address (rate limits per IP). */
+  ip?: string;
+  onLimits?: InferenceRequest['onLimits'];
   affinityKey?: string;
   explain?: boolean;
   headers?: InferenceRequest['headers'];
@@ -61,6 +64,8 @@ export function buildInferenceRequest(parts: RequestParts): InferenceRequest {
         : deadlineOf(parts.headers?.['x-mcp-timeout-ms'], 'x-mcp-timeout-ms'),
     signal: parts.signal,
     principal: parts.principal,
+    ...(parts.ip ? { ip: parts.ip } : {}),
+    ...(parts.onLimits ? { onLimits: parts.onLimits } : {}),
     // The x-mcp-affinity-key header wins over what the entry point proposes, then the principal.
     affinityKey: headerValue(parts.headers, 'x-mcp-affinity-key') ?? parts.affinityKey ?? parts.principal?.id,
     explain: parts.explain ?? headerValue(parts.headers, 'x-mcp-explain') === '1',

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { McpError, toMcpError } from '../errors.ts';
 import { RoutingFailure } from '../routing/decision.ts';
+import type { Admission, LimitsService } from '../limits/limits-service.ts';
 import type { Routed, Router } from '../routing/router.ts';
 import type { InferenceChunk, InferenceRequest, InferenceResult, RoutingDecision } from './types.ts';
 
@@ -34,6 +35,8 @@ export class InferenceService {
   constructor(
     private readonly router: Router,
     private readonly logger: Logger,
+    /** Rate and token limits: every call is admitted first, and its token reservation settled when it ends. */
+    private readonly limits?: LimitsService,
   ) {}
 
   observe(observer: InferenceObserver): void {
@@ -54,9 +57,13 @@ export class InferenceService {
 
   async infer(req: InferenceRequest): Promise<InferenceResult> {
     const started = performance.now();
+    let admission: Admission | undefined;
+    let result: InferenceResult | undefined;
     try {
+      if (this.limits?.active) admission = await this.limits.admit(req);
+      if (admission?.policies.length) req.onLimits?.(admission.policies);
       const { value, handle, decision, finish } = await this.router.route(req, (h, call) => h.loaded!.infer(req.input, call));
-      const result: InferenceResult = {
+      result = {
         ...value,
         id: req.id,
         model: req.model,
@@ -73,6 +80,9 @@ export class InferenceService {
       const e = toMcpError(err);
       this.report(req, started, { ok: false, errorCode: e.code }, failureDecision(err));
       throw e;
+    } finally {
+      // A failed call produced nothing: its whole reservation goes back.
+      void admission?.settle({ totalTokens: result?.usage?.totalTokens, producedChars: result?.text?.length ?? 0, ran: result !== undefined });
     }
   }
 
@@ -90,7 +100,10 @@ export class InferenceService {
       let text = '';
       let rest: AsyncIterator<InferenceChunk> | undefined;
       let settled = false;
+      let admission: Admission | undefined;
       try {
+        if (self.limits?.active) admission = await self.limits.admit(req);
+        if (admission?.policies.length) req.onLimits?.(admission.policies);
         routed = await self.router.route(
           req,
           async (h, call) => {
@@ -146,6 +159,8 @@ export class InferenceService {
           routed?.finish(false, e);
           self.report(req, started, { ok: false, errorCode: e.code }, routed?.decision);
         }
+        // Reconcile the token reservation with what was produced, finished or cut short.
+        void admission?.settle({ totalTokens: usage?.totalTokens, producedChars: text.length, ran: text.length > 0 || usage !== undefined });
       }
     }
     const gen = run();

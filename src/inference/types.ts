@@ -6,6 +6,7 @@
  * itself, a union on `task`) is inferred from the zod schemas in ./schema.ts that every entry
  * point validates against; it is re-exported here under the names plugins import.
  */
+import type { LimitPolicyState } from '../limits/headers.ts';
 import type { InferenceInput, Tensor } from './schema.ts';
 
 export { CHAT_ROLES, TASKS, TENSOR_DATATYPES } from './schema.ts';
@@ -66,6 +67,10 @@ export interface InferenceRequest {
   /** Aborts when the client goes away. */
   signal: AbortSignal;
   principal?: Principal;
+  /** Client address (rate limits per IP). */
+  ip?: string;
+  /** Called once the call is admitted by the rate limits that apply to it, with their state (HTTP entry points set RateLimit headers). */
+  onLimits?: (policies: readonly LimitPolicyState[]) => void;
   /** Key for sticky routing (header, principal or prompt prefix, chosen by the router config). */
   affinityKey?: string;
   /** Lower-cased request headers, when the entry point passes them (sticky traffic splits by header). */

@@ -24,9 +24,9 @@ export const PLUGIN_API_VERSION = '1.0.0';
  * The capability kinds and the interface a plugin of each kind returns from `setup`.
  *
  * Built in: `auth`, `balancer` and `backend`, which the gateway calls on every request (first-party
- * plugins under plugins/); `alertSink`, `rateLimitStore` and `scaler`, which the host loads and sets up
- * but nothing in the gateway calls yet (alerting, shared rate limits and autoscaling will). A capability
- * of a built-in kind missing a method the gateway calls (`authenticate`, `pick`, `load`, `send`, `consume`,
+ * plugins under plugins/), `rateLimitStore` (the `limits.store` the rate limits use, plugins/ratelimit-redis), and
+ * `alertSink` and `scaler`, which the host loads and sets up but nothing in the gateway calls yet (alerting and autoscaling will). A capability
+ * of a built-in kind missing a method the gateway calls (`authenticate`, `pick`, `load`, `send`, `spend`,
  * `desiredInstances`) fails setup.
  *
  * A package adds a kind by augmenting this interface; the host sets its plugins up like any other, lists
@@ -274,17 +274,49 @@ export interface AlertSink {
 
 // ───────────────────────────── rate limits ─────────────────────────────
 
+/**
+ * One limit applied to one key, as a GCRA (generic cell rate algorithm, a token bucket kept as one
+ * timestamp per key): the key refills one unit every `intervalMs` up to `burst` units.
+ * A limit of N units per period P is `intervalMs: P / N`, `burst: N` (or a larger/smaller burst).
+ */
+export interface RateLimitCharge {
+  /** Store key (the store adds its own prefix). */
+  key: string;
+  /** Units to spend (1 for a request, a token estimate for a generation); in `adjust`, negative refunds. */
+  cost: number;
+  /** Ms to earn back one unit (period / allowance). */
+  intervalMs: number;
+  /** Capacity in units: what a full bucket allows at once. */
+  burst: number;
+}
+
 export interface RateLimitDecision {
   allowed: boolean;
-  /** Units left in the window after this request. */
+  /** Whole units left after this decision (what a request of cost 1 could still spend now). */
   remaining: number;
-  /** Ms until the window resets (Retry-After when not allowed). */
+  /** When refused: ms until this charge would fit; 0 when allowed. */
+  retryAfterMs: number;
+  /** Ms until the bucket is full again (nothing spent) after this decision. */
   resetMs: number;
 }
 
+/**
+ * Shared rate-limit state (memory, Redis, …). Both methods are atomic: concurrent calls from any
+ * number of gateway replicas never allow more than the limits allow. A store bounds every call
+ * (a short timeout): a call that cannot reach its backing service rejects quickly, and the gateway
+ * applies its `limits.failurePolicy`.
+ */
 export interface RateLimitStore {
-  /** Atomically adds `cost` to `key`'s usage in a window of `windowMs` with capacity `limit`. */
-  consume(key: string, cost: number, limit: number, windowMs: number): Promise<RateLimitDecision>;
+  /**
+   * Check and spend in one step: when every charge fits, spends them all and every decision is allowed;
+   * otherwise spends nothing: the charges that do not fit are refused (those that fit say allowed, as if alone). One decision per charge, in order.
+   */
+  spend(charges: readonly RateLimitCharge[]): Promise<RateLimitDecision[]>;
+  /**
+   * Unchecked correction after the fact (token reconciliation): a positive cost charges (and may overdraw,
+   * so later requests wait), a negative cost refunds (never below an empty bucket).
+   */
+  adjust(charges: readonly RateLimitCharge[]): Promise<void>;
 }
 
 // ───────────────────────────── scaling ─────────────────────────────

@@ -15,6 +15,7 @@ const FOLDERS = {
   'p2c-ewma': 'balancer-p2c-ewma',
   'consistent-hash': 'balancer-consistent-hash',
   'api-key': 'auth-api-key',
+  'ratelimit-redis': 'ratelimit-redis',
 } as const;
 
 /**

@@ -13,7 +13,7 @@ export const BUILT_IN_KINDS: { readonly [K in keyof Capabilities]?: ReadonlyArra
   balancer: ['pick'],
   backend: ['load'],
   alertSink: ['send'],
-  rateLimitStore: ['consume'],
+  rateLimitStore: ['spend', 'adjust'],
   scaler: ['desiredInstances'],
 };
 
