@@ -29,6 +29,7 @@ import { ERROR_CODES, McpError } from '../errors.ts';
 import type { AuthRequest, AuthStrategy } from '../plugin/contract.ts';
 import type { Principal } from '../inference/types.ts';
 import { describeValue, settle, setUpPlugin, within, type PluginHarness, type PluginUnderTest } from './plugin-harness.ts';
+import { listenOnLoopback } from './loopback-server.ts';
 
 export interface AuthConformanceFixture {
   /**
@@ -307,4 +308,56 @@ export function describeAuthConformance(
       testTimeout,
     );
   });
+}
+
+// ───────────────────────────── a key server for JWT strategies ─────────────────────────────
+
+/** A JSON Web Key Set served on loopback, standing in for an identity provider's JWKS endpoint. */
+export interface JwksServer {
+  /** URL of the key set (`<origin><path>`). */
+  url: string;
+  /** `http://127.0.0.1:<port>` (an Auth0 `baseUrl`). */
+  origin: string;
+  /** Requests for the key set so far. */
+  readonly fetches: number;
+  /** Requests for any other path (a strategy must never build a URL out of a token's `kid`). */
+  readonly otherRequests: string[];
+  /** Serves another key set from now on (key rotation). */
+  setKeys(keys: ReadonlyArray<Record<string, unknown>>): void;
+  /** Answers with this HTTP status and no key set (an outage) until set back to 200. */
+  setStatus(status: number): void;
+  close(): Promise<void>;
+}
+
+/** Starts a JWKS server on 127.0.0.1 serving `keys` (public JWKs) at `path` (default `/.well-known/jwks.json`). */
+export async function startJwksServer(keys: ReadonlyArray<Record<string, unknown>>, path = '/.well-known/jwks.json'): Promise<JwksServer> {
+  let current = JSON.stringify({ keys });
+  let status = 200;
+  let fetches = 0;
+  const otherRequests: string[] = [];
+  const server = await listenOnLoopback((req, res) => {
+    if ((req.url ?? '/') !== path) {
+      otherRequests.push(req.url ?? '/');
+      res.writeHead(404).end();
+      return;
+    }
+    fetches++;
+    if (status !== 200) res.writeHead(status, { 'content-type': 'text/plain' }).end('unavailable');
+    else res.writeHead(200, { 'content-type': 'application/json' }).end(current);
+  });
+  return {
+    url: `${server.origin}${path}`,
+    origin: server.origin,
+    get fetches() {
+      return fetches;
+    },
+    otherRequests,
+    setKeys(next) {
+      current = JSON.stringify({ keys: next });
+    },
+    setStatus(next) {
+      status = next;
+    },
+    close: () => server.close(),
+  };
 }
