@@ -5,18 +5,7 @@
  */
 import { createHash, createPublicKey } from 'node:crypto';
 import { z } from 'zod';
-import {
-  base64url,
-  createLocalJWKSet,
-  decodeJwt,
-  importJWK,
-  jwtVerify,
-  type CryptoKey,
-  type JWK,
-  type JWTPayload,
-  type JWTVerifyGetKey,
-  type JWTVerifyOptions,
-} from 'jose';
+import { createLocalJWKSet, decodeJwt, jwtVerify, type CryptoKey, type JWK, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
 import { McpError, type AuthRequest, type AuthStrategy, type PluginContext, type Principal } from 'capibara-mcp';
 import { claimMappingShape, createClaimMapper, resolveSecret, secretReference, TtlCache } from 'capibara-mcp/sdk';
 import { RemoteKeySet } from './jwks.ts';
@@ -162,13 +151,16 @@ function keyResolver(ctx: PluginContext, opts: JwtOptions): { getKey: JWTVerifyG
     const need = Math.max(...opts.algorithms.map((a) => HMAC_BYTES[a] ?? 0));
     if (bytes.length < need)
       throw new McpError('MCP_CONFIG_INVALID', `jwt: the secret has ${bytes.length} bytes; ${opts.algorithms.join('/')} needs at least ${need}`);
-    const jwk: JWK = { kty: 'oct', k: base64url.encode(bytes) };
-    const byAlg = new Map<string, Promise<CryptoKey | Uint8Array>>();
+    // One WebCrypto key per algorithm, imported once (given raw bytes, jose would import them on every verification).
+    const byAlg = new Map<string, Promise<CryptoKey>>();
     return {
       getKey: (header) => {
         const alg = header.alg ?? '';
         let key = byAlg.get(alg);
-        if (!key) byAlg.set(alg, (key = importJWK(jwk, alg) as Promise<CryptoKey | Uint8Array>));
+        if (!key) {
+          key = crypto.subtle.importKey('raw', bytes, { name: 'HMAC', hash: `SHA-${alg.slice(2)}` }, false, ['verify']);
+          byAlg.set(alg, key);
+        }
         return key;
       },
     };
@@ -196,6 +188,12 @@ function keyResolver(ctx: PluginContext, opts: JwtOptions): { getKey: JWTVerifyG
 /** Builds the JWT strategy of a configured plugin (`ctx.name` becomes the principal's `via`). */
 export function createJwtStrategy(ctx: PluginContext, opts: JwtOptions): JwtStrategy {
   const { getKey, keySet } = keyResolver(ctx, opts);
+  if (opts.issuer === undefined || opts.audience === undefined) {
+    ctx.logger.warn(
+      { issuer: opts.issuer ?? null, audience: opts.audience ?? null },
+      'jwt: without issuer and audience, any token signed by these keys is accepted, whoever it was issued for',
+    );
+  }
   const issuers = opts.issuer === undefined ? undefined : new Set(typeof opts.issuer === 'string' ? [opts.issuer] : opts.issuer);
   const verifyOptions: JWTVerifyOptions = {
     algorithms: opts.algorithms,
