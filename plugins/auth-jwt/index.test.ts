@@ -52,8 +52,7 @@ async function outcome(strategy: JwtStrategy, token: string): Promise<{ principa
   }
 }
 
-function strategyOf(options: Record<string, unknown>, name = 'jwt'): JwtStrategy {
-  const ctx = testPluginContext(name);
+function strategyOf(options: Record<string, unknown>, name = 'jwt', ctx = testPluginContext(name)): JwtStrategy {
   return plugin.setup(ctx, plugin.options.parse(options)) as JwtStrategy;
 }
 
@@ -228,7 +227,8 @@ describe('jwt: RS256 with a JWKS URL', () => {
   it('with a short cooldown: one fetch per cooldown over a 3 s flood, including while the key server fails', async () => {
     const server = await startJwksServer([good.jwk]);
     try {
-      const s = strategyOf({ algorithms: ['RS256'], jwksUrl: server.url, jwks: { cooldownSec: 1 } });
+      const ctx = testPluginContext('jwt-flood');
+      const s = strategyOf({ algorithms: ['RS256'], jwksUrl: server.url, jwks: { cooldownSec: 1 } }, 'jwt-flood', ctx);
       const stranger = await rsaPair('x');
       const started = Date.now();
       let i = 0;
@@ -243,6 +243,10 @@ describe('jwt: RS256 with a JWKS URL', () => {
       const windows = Math.ceil((Date.now() - started) / 1000);
       expect(server.fetches).toBeGreaterThanOrEqual(2);
       expect(server.fetches).toBeLessThanOrEqual(windows + 1);
+      // Every attempt is counted, failed ones too.
+      const counted = (await ctx.metrics.getSingleMetric('mcp_auth_jwks_fetches_total')!.get()).values.reduce((n, v) => n + v.value, 0);
+      expect(counted).toBe(server.fetches);
+      expect(s.keySet?.fetches).toBe(server.fetches);
     } finally {
       await server.close();
     }

@@ -22,6 +22,8 @@ export interface JwksOptions {
   maxBytes: number;
   /** Receives a short account of a failed fetch (never a token). */
   onFetchError?(message: string): void;
+  /** Called after every fetch attempt (metrics). */
+  onFetch?(ok: boolean): void;
 }
 
 /** Retry interval while no key set was ever fetched. */
@@ -75,8 +77,12 @@ export class RemoteKeySet {
         this.local = createLocalJWKSet(set);
         this.fetchedAt = Date.now();
         ok = true;
+        this.opts.onFetch?.(true);
       })
-      .catch((err: unknown) => this.opts.onFetchError?.((err as Error).message))
+      .catch((err: unknown) => {
+        this.opts.onFetch?.(false);
+        this.opts.onFetchError?.((err as Error).message);
+      })
       .finally(() => {
         this.pending = undefined;
       });

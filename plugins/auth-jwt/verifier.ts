@@ -5,6 +5,7 @@
  */
 import { createHash, createPublicKey } from 'node:crypto';
 import { z } from 'zod';
+import { Counter } from 'prom-client';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type CryptoKey, type JWK, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
 import { McpError, type AuthRequest, type AuthStrategy, type PluginContext, type Principal } from 'capibara-mcp';
 import { claimMappingShape, createClaimMapper, resolveSecret, secretReference, TtlCache } from 'capibara-mcp/sdk';
@@ -142,6 +143,11 @@ function toJwk(key: NonNullable<JwtOptions['publicKeys']>[number]): JWK {
   return key as JWK;
 }
 
+/** A counter shared by every plugin instance that registers it (jwt and auth0 may both be configured). */
+function sharedCounter(ctx: PluginContext, name: string, help: string, labelNames: string[]): Counter<string> {
+  return (ctx.metrics.getSingleMetric(name) as Counter<string> | undefined) ?? new Counter({ name, help, labelNames, registers: [ctx.metrics] });
+}
+
 /** The key resolver for the configured key source. */
 function keyResolver(ctx: PluginContext, opts: JwtOptions): { getKey: JWTVerifyGetKey; keySet?: RemoteKeySet } {
   if (opts.secret !== undefined) {
@@ -174,6 +180,7 @@ function keyResolver(ctx: PluginContext, opts: JwtOptions): { getKey: JWTVerifyG
     }
     return { getKey: createLocalJWKSet({ keys }) };
   }
+  const fetches = sharedCounter(ctx, 'mcp_auth_jwks_fetches_total', 'JWKS fetch attempts of JWT auth plugins.', ['plugin', 'outcome']);
   const keySet = new RemoteKeySet({
     url: opts.jwksUrl!,
     cooldownMs: opts.jwks.cooldownSec * 1000,
@@ -181,6 +188,7 @@ function keyResolver(ctx: PluginContext, opts: JwtOptions): { getKey: JWTVerifyG
     timeoutMs: opts.jwks.timeoutMs,
     maxBytes: opts.jwks.maxBytes,
     onFetchError: (message) => ctx.logger.warn({ jwksUrl: opts.jwksUrl, err: message }, 'jwt: fetching the JWKS failed'),
+    onFetch: (ok) => fetches.inc({ plugin: ctx.name, outcome: ok ? 'ok' : 'error' }),
   });
   return { getKey: keySet.getKey, keySet };
 }

@@ -161,6 +161,24 @@ describe('oauth2: token introspection on loopback', () => {
     idp.state.mode = 'ok';
     expect((await outcome(s, 'tok-outage')).principal).toMatchObject({ id: 'o' });
   });
+
+  it('counts introspection calls by outcome (mcp_auth_introspections_total)', async () => {
+    const ctx = testPluginContext('oauth2-metrics');
+    const s = plugin.setup(ctx, plugin.options.parse({ introspectionUrl: idp.url, clientId: 'c', clientSecret: 'literal', timeoutMs: 500 })) as {
+      authenticate(r: AuthRequest): Promise<Principal | null>;
+    };
+    idp.tokens.set('tok-metric', { active: true, sub: 'm', exp: now() + 300 });
+    await outcome(s, 'tok-metric');
+    await outcome(s, 'tok-metric-unknown');
+    idp.state.mode = 'down';
+    await outcome(s, 'tok-metric-outage');
+    idp.state.mode = 'ok';
+    const text = await ctx.metrics.getSingleMetricAsString('mcp_auth_introspections_total');
+    for (const outcomeName of ['active', 'refused', 'error']) {
+      expect(text).toContain(`mcp_auth_introspections_total{plugin="oauth2-metrics",outcome="${outcomeName}"} 1`);
+    }
+    await ctx.close();
+  });
 });
 
 describe('oauth2 in a gateway (auth on)', () => {

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { request } from 'undici';
+import { Counter } from 'prom-client';
 import { McpError, definePlugin, type AuthRequest, type Principal } from 'capibara-mcp';
 import { claimMappingShape, createClaimMapper, readBody, resolveSecret, secretReference, TtlCache } from 'capibara-mcp/sdk';
 
@@ -86,6 +87,14 @@ export default definePlugin({
   setup(ctx, opts) {
     const { value: secret, literal } = resolveSecret(opts.clientSecret);
     if (literal) ctx.logger.warn('oauth2: the client secret is written in the config; prefer clientSecret: env:NAME or file:PATH');
+    const calls =
+      (ctx.metrics.getSingleMetric('mcp_auth_introspections_total') as Counter<string> | undefined) ??
+      new Counter({
+        name: 'mcp_auth_introspections_total',
+        help: 'Token introspection calls by outcome.',
+        labelNames: ['plugin', 'outcome'],
+        registers: [ctx.metrics],
+      });
     const mapClaims = createClaimMapper(opts);
     const issuers = listOf(opts.issuer);
     const audiences = listOf(opts.audience);
@@ -157,13 +166,21 @@ export default definePlugin({
     }
 
     async function check(token: string, key: string): Promise<Principal> {
-      const claims = await introspect(token);
+      let claims: Record<string, unknown>;
+      try {
+        claims = await introspect(token);
+      } catch (err) {
+        calls.inc({ plugin: ctx.name, outcome: 'error' });
+        throw err;
+      }
       try {
         const { principal, until } = judge(claims);
         active.set(key, principal, until);
+        calls.inc({ plugin: ctx.name, outcome: 'active' });
         return principal;
       } catch (err) {
         inactive.set(key, true, Date.now() + opts.cache.negativeTtlSec * 1000);
+        calls.inc({ plugin: ctx.name, outcome: 'refused' });
         throw err;
       }
     }
