@@ -16,7 +16,8 @@
  * The fixture (or a function returning it, e.g. after starting a JWKS server) gives requests of
  * four kinds: `none` (no credentials this strategy understands: authenticate returns null, so the
  * next strategy may try), `mine` (valid: a Principal with the expected id, `via` = the configured
- * plugin name, roles), `invalid` (this strategy's kind of credential, but wrong: McpError
+ * plugin name, roles; `models` a list of strings and `expiresAt` epoch ms, when present), `invalid`
+ * (this strategy's kind of credential, but wrong: McpError
  * MCP_UNAUTHENTICATED, 401), and optionally `foreign` (another strategy's credential: null, not a
  * throw). The suite sets the plugin up as the host does, under a configured name that differs from
  * the plugin's own, and also checks: nothing but McpError is ever thrown (random and mutated
@@ -139,6 +140,13 @@ export function describeAuthConformance(
       expect(p.via, `${what}: via must be the plugin's configured name (ctx.name)`).toBe(via);
       expect(Array.isArray(p.roles) && p.roles.every((r) => typeof r === 'string'), `${what}: roles ${describeValue(p.roles)}`).toBe(true);
       if (p.claims !== undefined) expect(typeof p.claims === 'object' && p.claims !== null, `${what}: claims`).toBe(true);
+      if (p.models !== undefined)
+        expect(Array.isArray(p.models) && p.models.every((m) => typeof m === 'string'), `${what}: models ${describeValue(p.models)}`).toBe(true);
+      if (p.expiresAt !== undefined) {
+        // Epoch milliseconds in the future (a token's `exp` is in seconds: a plugin that forgets to convert gives a date in 1970).
+        const ok = typeof p.expiresAt === 'number' && p.expiresAt > Date.now() - 60_000 && p.expiresAt < Date.now() + 10 * 365 * 86_400_000;
+        expect(ok, `${what}: expiresAt ${describeValue(p.expiresAt)} must be epoch ms, not seconds`).toBe(true);
+      }
       return p;
     };
 
