@@ -1,8 +1,10 @@
 /**
  * `auth0` auth: Auth0 access tokens. Takes @envelop/auth0's option names (`domain`, `audience`; a
- * `useAuth0({ domain, audience })` setting carries over as it is) and verifies with the `jwt` strategy under Auth0's rules: issuer `https://<domain>/`, keys from
- * `https://<domain>/.well-known/jwks.json`, RS256. Claims (a namespaced roles claim set by an Action,
- * or `permissions` with Auth0 RBAC) map to roles like the jwt plugin's. See README.md beside this file.
+ * `useAuth0({ domain, audience })` setting carries over as it is) and verifies with the `jwt`
+ * strategy under Auth0's rules: issuer `https://<domain>/`, keys from
+ * `https://<domain>/.well-known/jwks.json`, RS256. Why not @envelop/auth0's own verifier: see
+ * docs/security/strategies.md. Claims (a namespaced roles claim set by an Action, or `permissions`
+ * with Auth0 RBAC) map to roles like the jwt plugin's. See README.md beside this file.
  */
 import { z } from 'zod';
 import { definePlugin } from 'capibara-mcp';
