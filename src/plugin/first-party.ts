@@ -15,6 +15,9 @@ const FOLDERS = {
   'p2c-ewma': 'balancer-p2c-ewma',
   'consistent-hash': 'balancer-consistent-hash',
   'api-key': 'auth-api-key',
+  jwt: 'auth-jwt',
+  auth0: 'auth-auth0',
+  oauth2: 'auth-oauth2',
   'ratelimit-redis': 'ratelimit-redis',
 } as const;
 

@@ -62,3 +62,9 @@ export { hash32, hashToUnit, fmix32 } from './hash.ts';
 export { effectiveExclude } from './exclude.ts';
 /** A small seeded PRNG (reproducible sampling and tests). */
 export { mulberry32 } from './random.ts';
+/** Token claims → principal id, roles (mapped), models and kept claims: shared by the jwt, auth0 and oauth2 plugins. */
+export { claimMappingShape, claimMappingSchema, claimAt, claimList, createClaimMapper, type ClaimMapping, type MappedClaims } from './claims.ts';
+/** Secret options as references (`env:NAME`, `file:PATH`) resolved at setup. */
+export { secretReference, resolveSecret, type ResolvedSecret } from './secret-ref.ts';
+/** A bounded LRU cache with a per-entry expiry (verified credentials on the request path). */
+export { TtlCache } from './ttl-cache.ts';

@@ -16,7 +16,8 @@
  * The fixture (or a function returning it, e.g. after starting a JWKS server) gives requests of
  * four kinds: `none` (no credentials this strategy understands: authenticate returns null, so the
  * next strategy may try), `mine` (valid: a Principal with the expected id, `via` = the configured
- * plugin name, roles), `invalid` (this strategy's kind of credential, but wrong: McpError
+ * plugin name, roles; `models` a list of strings and `expiresAt` epoch ms, when present), `invalid`
+ * (this strategy's kind of credential, but wrong: McpError
  * MCP_UNAUTHENTICATED, 401), and optionally `foreign` (another strategy's credential: null, not a
  * throw). The suite sets the plugin up as the host does, under a configured name that differs from
  * the plugin's own, and also checks: nothing but McpError is ever thrown (random and mutated
@@ -29,6 +30,7 @@ import { ERROR_CODES, McpError } from '../errors.ts';
 import type { AuthRequest, AuthStrategy } from '../plugin/contract.ts';
 import type { Principal } from '../inference/types.ts';
 import { describeValue, settle, setUpPlugin, within, type PluginHarness, type PluginUnderTest } from './plugin-harness.ts';
+import { listenOnLoopback } from './loopback-server.ts';
 
 export interface AuthConformanceFixture {
   /**
@@ -138,6 +140,13 @@ export function describeAuthConformance(
       expect(p.via, `${what}: via must be the plugin's configured name (ctx.name)`).toBe(via);
       expect(Array.isArray(p.roles) && p.roles.every((r) => typeof r === 'string'), `${what}: roles ${describeValue(p.roles)}`).toBe(true);
       if (p.claims !== undefined) expect(typeof p.claims === 'object' && p.claims !== null, `${what}: claims`).toBe(true);
+      if (p.models !== undefined)
+        expect(Array.isArray(p.models) && p.models.every((m) => typeof m === 'string'), `${what}: models ${describeValue(p.models)}`).toBe(true);
+      if (p.expiresAt !== undefined) {
+        // Epoch milliseconds in the future (a token's `exp` is in seconds: a plugin that forgets to convert gives a date in 1970).
+        const ok = typeof p.expiresAt === 'number' && p.expiresAt > Date.now() - 60_000 && p.expiresAt < Date.now() + 10 * 365 * 86_400_000;
+        expect(ok, `${what}: expiresAt ${describeValue(p.expiresAt)} must be epoch ms, not seconds`).toBe(true);
+      }
       return p;
     };
 
@@ -307,4 +316,56 @@ export function describeAuthConformance(
       testTimeout,
     );
   });
+}
+
+// ───────────────────────────── a key server for JWT strategies ─────────────────────────────
+
+/** A JSON Web Key Set served on loopback, standing in for an identity provider's JWKS endpoint. */
+export interface JwksServer {
+  /** URL of the key set (`<origin><path>`). */
+  url: string;
+  /** `http://127.0.0.1:<port>` (an Auth0 `baseUrl`). */
+  origin: string;
+  /** Requests for the key set so far. */
+  readonly fetches: number;
+  /** Requests for any other path (a strategy must never build a URL out of a token's `kid`). */
+  readonly otherRequests: string[];
+  /** Serves another key set from now on (key rotation). */
+  setKeys(keys: ReadonlyArray<Record<string, unknown>>): void;
+  /** Answers with this HTTP status and no key set (an outage) until set back to 200. */
+  setStatus(status: number): void;
+  close(): Promise<void>;
+}
+
+/** Starts a JWKS server on 127.0.0.1 serving `keys` (public JWKs) at `path` (default `/.well-known/jwks.json`). */
+export async function startJwksServer(keys: ReadonlyArray<Record<string, unknown>>, path = '/.well-known/jwks.json'): Promise<JwksServer> {
+  let current = JSON.stringify({ keys });
+  let status = 200;
+  let fetches = 0;
+  const otherRequests: string[] = [];
+  const server = await listenOnLoopback((req, res) => {
+    if ((req.url ?? '/') !== path) {
+      otherRequests.push(req.url ?? '/');
+      res.writeHead(404).end();
+      return;
+    }
+    fetches++;
+    if (status !== 200) res.writeHead(status, { 'content-type': 'text/plain' }).end('unavailable');
+    else res.writeHead(200, { 'content-type': 'application/json' }).end(current);
+  });
+  return {
+    url: `${server.origin}${path}`,
+    origin: server.origin,
+    get fetches() {
+      return fetches;
+    },
+    otherRequests,
+    setKeys(next) {
+      current = JSON.stringify({ keys: next });
+    },
+    setStatus(next) {
+      status = next;
+    },
+    close: () => server.close(),
+  };
 }

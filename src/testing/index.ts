@@ -9,7 +9,7 @@
 /** Conformance suites. */
 export { describeBalancerConformance, type BalancerConformanceOptions } from './balancer.ts';
 export { describeBackendConformance, type BackendCheck, type BackendConformanceFixture, type BackendConformanceOptions, type SlowRequest } from './backend.ts';
-export { describeAuthConformance, type AuthConformanceFixture, type AuthConformanceOptions } from './auth.ts';
+export { describeAuthConformance, startJwksServer, type AuthConformanceFixture, type AuthConformanceOptions, type JwksServer } from './auth.ts';
 export { describeRateLimitStoreConformance, type RateLimitStoreConformanceOptions } from './rate-limit-store.ts';
 
 /** A plugin context for tests of one plugin on its own; close() runs its onClose hooks. */

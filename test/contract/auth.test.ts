@@ -1,11 +1,15 @@
 /**
- * The auth conformance suite on the first-party api-key plugin and on the test header plugin
- * (loaded by path, as a third-party plugin is).
+ * The auth conformance suite on the first-party auth plugins (api-key, jwt, auth0, oauth2) and on the
+ * test header plugin (loaded by path, as a third-party plugin is).
  */
 import { fileURLToPath } from 'node:url';
+import { SignJWT, exportJWK, exportSPKI, generateKeyPair, type JWTPayload } from 'jose';
 import type { AuthRequest } from 'capibara-mcp';
-import { describeAuthConformance } from 'capibara-mcp/testing';
+import { describeAuthConformance, listenOnLoopback, startJwksServer } from 'capibara-mcp/testing';
 import apiKeyPlugin, { generateApiKey } from '../../plugins/auth-api-key/index.ts';
+import jwtPlugin from '../../plugins/auth-jwt/index.ts';
+import auth0Plugin from '../../plugins/auth-auth0/index.ts';
+import oauth2Plugin from '../../plugins/auth-oauth2/index.ts';
 
 const req = (headers: Record<string, string>, entry = 'rest'): AuthRequest => ({ headers, entry });
 
@@ -51,4 +55,131 @@ describeAuthConformance('test-header-auth (test/router/header-auth-plugin.ts, lo
     { request: req({ 'x-test-user': 'bob@example.test' }, 'graphql'), id: 'bob@example.test' },
   ],
   invalid: [req({ 'x-test-user': '' }), req({ 'x-test-user': 'not a user name!' }), req({ 'x-test-user': 'x'.repeat(129) })],
+});
+
+// ───────────── jwt, auth0, oauth2 (tokens signed here; keys and introspection served on loopback) ─────────────
+
+const ISS = 'https://idp.example.test/';
+const AUD = 'capibara-mcp';
+const now = () => Math.floor(Date.now() / 1000);
+
+async function rsaKey(kid: string) {
+  const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true });
+  return { privateKey, pem: await exportSPKI(publicKey), jwk: { ...(await exportJWK(publicKey)), kid, alg: 'RS256' } };
+}
+
+const jwt = (key: CryptoKey | Uint8Array, alg: string, claims: JWTPayload = {}, kid?: string) =>
+  new SignJWT({ iss: ISS, aud: AUD, ...claims })
+    .setProtectedHeader(kid ? { alg, kid } : { alg })
+    .setIssuedAt()
+    .setExpirationTime(typeof claims.exp === 'number' ? claims.exp : now() + 3600)
+    .sign(key);
+
+const apiKey = generateApiKey().key;
+
+describeAuthConformance('jwt (HS256, secret from env:)', async () => {
+  const secret = 'conformance-hmac-secret-of-at-least-32-bytes';
+  process.env.MCP_CONFORMANCE_JWT_SECRET = secret;
+  const key = new TextEncoder().encode(secret);
+  const wrongKey = new TextEncoder().encode(`${secret}-but-another-one`);
+  return {
+    plugin: jwtPlugin,
+    options: { algorithms: ['HS256'], secret: 'env:MCP_CONFORMANCE_JWT_SECRET', issuer: ISS, audience: AUD, rolesClaim: 'roles' },
+    none: [req({}), req({ authorization: 'Bearer not-a-jwt' }), req({ 'x-api-key': apiKey })],
+    mine: [
+      { request: req({ authorization: `Bearer ${await jwt(key, 'HS256', { sub: 'alice', roles: ['developer'] })}` }), id: 'alice', roles: ['developer'] },
+      { request: req({ authorization: `bearer ${await jwt(key, 'HS256', { sub: 'bob' })}` }, 'websocket'), id: 'bob', roles: [] },
+    ],
+    invalid: [
+      req({ authorization: `Bearer ${await jwt(wrongKey, 'HS256', { sub: 'alice' })}` }),
+      req({ authorization: `Bearer ${await jwt(key, 'HS256', { sub: 'alice', exp: now() - 3600 })}` }),
+      req({ authorization: `Bearer ${await jwt(key, 'HS256', { sub: 'alice', aud: 'other' })}` }, 'openai'),
+      req({ authorization: `Bearer ${await jwt(key, 'HS384', { sub: 'alice' })}` }),
+      req({ authorization: 'Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.' }),
+    ],
+    foreign: [req({ authorization: `Bearer ${apiKey}` }), req({ authorization: 'Basic dXNlcjpwYXNzd29yZA==' })],
+    secrets: [secret],
+  };
+});
+
+describeAuthConformance('jwt (RS256, JWKS on loopback)', async () => {
+  const good = await rsaKey('k1');
+  const stranger = await rsaKey('k1');
+  const jwks = await startJwksServer([good.jwk]);
+  return {
+    plugin: jwtPlugin,
+    options: { algorithms: ['RS256'], jwksUrl: jwks.url, issuer: ISS, audience: AUD, rolesClaim: 'realm_access.roles', roleMap: { ops: 'operator' } },
+    none: [req({}), req({ authorization: 'Bearer opaque' })],
+    mine: [
+      {
+        request: req({ authorization: `Bearer ${await jwt(good.privateKey, 'RS256', { sub: 'ops-1', realm_access: { roles: ['ops', 'x'] } }, 'k1')}` }),
+        id: 'ops-1',
+        roles: ['operator'],
+      },
+    ],
+    invalid: [
+      req({ authorization: `Bearer ${await jwt(stranger.privateKey, 'RS256', { sub: 'ops-1' }, 'k1')}` }),
+      req({ authorization: `Bearer ${await jwt(new TextEncoder().encode(good.pem), 'HS256', { sub: 'ops-1' }, 'k1')}` }),
+      req({ authorization: `Bearer ${await jwt(stranger.privateKey, 'RS256', { sub: 'ops-1' }, '../../etc/passwd')}` }),
+    ],
+    foreign: [
+      req({ authorization: `Bearer ${await jwt(good.privateKey, 'RS256', { sub: 'x', iss: 'https://another.idp/' }, 'k1')}` }),
+      req({ authorization: `Bearer ${apiKey}` }),
+    ],
+    close: () => jwks.close(),
+  };
+});
+
+describeAuthConformance('auth0 (tenant JWKS on loopback)', async () => {
+  const good = await rsaKey('tenant');
+  const jwks = await startJwksServer([good.jwk]);
+  const iss = 'https://acme.auth0.com/';
+  return {
+    plugin: auth0Plugin,
+    options: { domain: 'acme.auth0.com', audience: AUD, baseUrl: jwks.origin, rolesClaim: 'https://acme.test/roles' },
+    none: [req({}), req({ authorization: 'Bearer opaque' })],
+    mine: [
+      {
+        request: req({
+          authorization: `Bearer ${await jwt(good.privateKey, 'RS256', { iss, sub: 'auth0|1', 'https://acme.test/roles': ['viewer'] }, 'tenant')}`,
+        }),
+        id: 'auth0|1',
+        roles: ['viewer'],
+      },
+    ],
+    invalid: [
+      req({ authorization: `Bearer ${await jwt(good.privateKey, 'RS256', { iss, sub: 'auth0|1', aud: 'other' }, 'tenant')}` }),
+      req({ authorization: `Bearer ${await jwt(new TextEncoder().encode(good.pem), 'HS256', { iss, sub: 'auth0|1' }, 'tenant')}` }),
+    ],
+    foreign: [req({ authorization: `Bearer ${apiKey}` })],
+    close: () => jwks.close(),
+  };
+});
+
+describeAuthConformance('oauth2 (introspection on loopback)', async () => {
+  const answers: Record<string, Record<string, unknown>> = {
+    'opaque-good-token': { active: true, sub: 'svc', scope: 'developer', exp: now() + 3600 },
+    'opaque-other-token': { active: true, sub: 'svc-2', exp: now() + 3600 },
+  };
+  const server = await listenOnLoopback((rq, res) => {
+    const parts: Buffer[] = [];
+    rq.on('data', (c: Buffer) => parts.push(c));
+    rq.on('end', () => {
+      const token = new URLSearchParams(Buffer.concat(parts).toString()).get('token') ?? '';
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answers[token] ?? { active: false }));
+    });
+  });
+  return {
+    plugin: oauth2Plugin,
+    options: { introspectionUrl: `${server.origin}/introspect`, clientId: 'gw', clientSecret: 'conformance-client-secret' },
+    none: [req({}), req({ authorization: 'Basic dXNlcjpwYXNz' })],
+    mine: [
+      { request: req({ authorization: 'Bearer opaque-good-token' }), id: 'svc', roles: ['developer'] },
+      { request: req({ authorization: 'bearer opaque-other-token' }, 'kserve'), id: 'svc-2', roles: [] },
+    ],
+    invalid: [req({ authorization: 'Bearer opaque-unknown-token' }), req({ authorization: `Bearer ${'x'.repeat(9000)}` })],
+    foreign: [req({ authorization: `Bearer ${apiKey}` })],
+    secrets: ['conformance-client-secret'],
+    close: () => server.close(),
+  };
 });
