@@ -12,7 +12,7 @@
  * options through `redact`: references as they are, literals as `[redacted]`.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { resolveSecret } from '../sdk/secret-ref.ts';
 import { isAbsolute, resolve, sep } from 'node:path';
 import { McpError } from '../errors.ts';
 import type { EndpointSource } from './address-policy.ts';
@@ -276,17 +276,12 @@ export class InstanceSecrets {
   async resolve(options: Record<string, unknown>, declared: readonly string[]): Promise<Record<string, unknown>> {
     return (await mapSecrets(options, this.fields, declared, async (value) => {
       if (isEnvelope(value)) return this.box.open(value);
-      if (value.startsWith('env:')) {
-        const name = value.slice(4);
-        const v = this.env[name];
-        if (v === undefined) throw new McpError('MCP_CONFLICT', `the secret reference env:${name} names an environment variable that is not set`);
-        return v;
-      }
-      if (value.startsWith('file:')) {
+      if (isReference(value)) {
         try {
-          return (await readFile(value.slice(5), 'utf8')).replace(/\r?\n$/, '');
+          return resolveSecret(value, this.env).value;
         } catch (err) {
-          throw new McpError('MCP_CONFLICT', `the secret reference ${value} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+          // resolveSecret names the reference, never a value.
+          throw new McpError('MCP_CONFLICT', (err as Error).message);
         }
       }
       return value; // a literal stored before secrets were sealed
