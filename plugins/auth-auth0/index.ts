@@ -8,8 +8,7 @@
  */
 import { z } from 'zod';
 import { definePlugin } from 'capibara-mcp';
-import { claimMappingShape } from 'capibara-mcp/sdk';
-import { ASYMMETRIC_ALGORITHMS, createJwtStrategy, jwtOptions, jwtOptionsShape, keyServerUrl } from '../auth-jwt/verifier.ts';
+import { ASYMMETRIC_ALGORITHMS, claimMappingShape, createJwtStrategy, jwtOptions, jwtOptionsShape, keyServerUrl } from 'capibara-mcp/sdk';
 
 export const auth0Options = z.strictObject({
   /** The tenant's domain (`example.eu.auth0.com`) or custom domain; the issuer is `https://<domain>/`. */

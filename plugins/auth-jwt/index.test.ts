@@ -1,5 +1,5 @@
 /**
- * The jwt strategy: the attacks of issue 10's JWT list, each refused with 401 (plugin level and through
+ * The jwt strategy: the attacks of the security issue's JWT list, each refused with 401 (plugin level and through
  * a real gateway, never a 5xx); the JWKS cache (a flood of unknown kids → one fetch per cooldown, a kid
  * that looks like a path or URL is just unknown, key rotation, an outage of the key server); claim mapping.
  */
@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT, exportJWK, exportSPKI, generateKeyPair, base64url, type JWK, type JWTPayload } from 'jose';
 import type { AuthRequest, Principal } from 'capibara-mcp';
 import { startJwksServer, startTestGateway, testPluginContext, type JwksServer, type TestGateway } from 'capibara-mcp/testing';
-import plugin, { type JwtStrategy } from './index.ts';
+import type { JwtStrategy } from 'capibara-mcp/sdk';
+import plugin from './index.ts';
 
 const ISS = 'https://idp.example.test/realms/acme';
 const AUD = 'capibara-mcp';

@@ -4,10 +4,7 @@
  * cache and a refetch cooldown; claims mapped to roles and models. See README.md beside this file.
  */
 import { definePlugin } from 'capibara-mcp';
-import { createJwtStrategy, jwtOptions } from './verifier.ts';
-
-export { createJwtStrategy, jwtOptions, jwtOptionsShape, checkJwtOptions, bearerToken, keyServerUrl, type JwtOptions, type JwtStrategy } from './verifier.ts';
-export { RemoteKeySet } from './jwks.ts';
+import { createJwtStrategy, jwtOptions } from 'capibara-mcp/sdk';
 
 export default definePlugin({
   name: 'jwt',

@@ -68,3 +68,17 @@ export { claimMappingShape, claimMappingSchema, claimAt, claimList, createClaimM
 export { secretReference, resolveSecret, type ResolvedSecret } from './secret-ref.ts';
 /** A bounded LRU cache with a per-entry expiry (verified credentials on the request path). */
 export { TtlCache } from './ttl-cache.ts';
+
+/** JWT verification for auth strategies: pinned algorithms, keys from a secret, PEM/JWK or a JWKS URL (cached, refetch cooldown). */
+export {
+  createJwtStrategy,
+  jwtOptions,
+  jwtOptionsShape,
+  checkJwtOptions,
+  bearerToken,
+  keyServerUrl,
+  HMAC_ALGORITHMS,
+  ASYMMETRIC_ALGORITHMS,
+  type JwtOptions,
+  type JwtStrategy,
+} from './jwt-verifier.ts';

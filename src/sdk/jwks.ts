@@ -7,8 +7,8 @@
  */
 import { request } from 'undici';
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWSHeaderParameters, type FlattenedJWSInput } from 'jose';
-import { McpError } from 'capibara-mcp';
-import { readBody } from 'capibara-mcp/sdk';
+import { McpError } from '../errors.ts';
+import { readBody } from '../upstream/client.ts';
 
 export interface JwksOptions {
   url: string;

@@ -7,8 +7,12 @@ import { createHash, createPublicKey } from 'node:crypto';
 import { z } from 'zod';
 import { Counter } from 'prom-client';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type CryptoKey, type JWK, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
-import { McpError, type AuthRequest, type AuthStrategy, type PluginContext, type Principal } from 'capibara-mcp';
-import { claimMappingShape, createClaimMapper, resolveSecret, secretReference, TtlCache } from 'capibara-mcp/sdk';
+import { McpError } from '../errors.ts';
+import type { Principal } from '../inference/types.ts';
+import type { AuthRequest, AuthStrategy, PluginContext } from '../plugin/contract.ts';
+import { claimMappingShape, createClaimMapper } from './claims.ts';
+import { resolveSecret, secretReference } from './secret-ref.ts';
+import { TtlCache } from './ttl-cache.ts';
 import { RemoteKeySet } from './jwks.ts';
 
 export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
