@@ -29,7 +29,7 @@ const UNLOAD_DRAIN_MS = 10_000;
 
 type InstanceWithVersion = InstanceRow & { version: string };
 
-/** What became of one instance a worker reported: attached (served) or refused, with why. */
+/** What became of one instance a worker reported: attached (served; `code` set when its load failed) or refused, with why. */
 export interface WorkerInstanceOutcome {
   remoteInstanceId: string;
   model: string;
@@ -176,9 +176,9 @@ export class AdminService {
               details: { worker: workerId, model: inst.model },
             });
           }
-          await this.serveOnWorker(workerId, input, id, inst);
+          const loadError = await this.serveOnWorker(workerId, input, id, inst);
           keep.add(id);
-          Object.assign(outcome, { accepted: true, instanceId: id });
+          Object.assign(outcome, { accepted: true, instanceId: id }, loadError ? { code: loadError.code, message: loadError.message } : {});
         } catch (err) {
           const e = toMcpError(err);
           Object.assign(outcome, { code: e.code, message: e.message });
@@ -196,8 +196,11 @@ export class AdminService {
     });
   }
 
-  /** Registers (or re-points) one instance a worker serves and loads it through the Fleet; the model must exist (it is assigned). */
-  private async serveOnWorker(workerId: string, input: RegisterWorker, id: string, inst: RegisterWorker['instances'][number]): Promise<void> {
+  /**
+   * Registers (or re-points) one instance a worker serves and loads it through the Fleet; the model
+   * must exist (it is assigned). Answers with the load's failure, if any: the instance stays attached (FAILED).
+   */
+  private async serveOnWorker(workerId: string, input: RegisterWorker, id: string, inst: RegisterWorker['instances'][number]): Promise<McpError | undefined> {
     const { endpoint } = input;
     let existing = await this.registry.getInstance(id);
     if (existing && existing.workerId !== workerId) {
@@ -236,7 +239,14 @@ export class AdminService {
       ...(inst.runtime ? { runtime: inst.runtime } : {}),
     });
     if (reload && this.fleet.handle(id)?.loaded) await this.fleet.unload(id);
-    await this.fleet.load(id);
+    try {
+      await this.fleet.load(id);
+      return undefined;
+    } catch (err) {
+      const e = toMcpError(err);
+      this.logger.warn({ worker: workerId, instance: id, code: e.code }, `worker instance failed to load: ${e.message}`);
+      return e;
+    }
   }
 
   /** The token the gateway presents to this worker process (the worker asks for it before registering). */
