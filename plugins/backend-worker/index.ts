@@ -31,7 +31,9 @@ import {
   loadWorkerCallKey,
   workerCallKeyFromEnv,
   WORKER_CALL_KEY_ENV,
+  WORKER_CALL_KEY_FILE,
 } from 'capibara-mcp';
+import { join } from 'node:path';
 import { UpstreamClient, joinUrl, mapHttpError, parseErrorBody, probeFailure, parseNdjson, clientOptionsFrom, upstreamPluginOptions } from 'capibara-mcp/sdk';
 import type { IncomingHttpHeaders } from 'node:http';
 
@@ -198,19 +200,30 @@ class WorkerInstance implements LoadedInstance {
 }
 
 /** The worker-call key, read once on first use (MCP_WORKER_CALL_KEY or `<dataDir>/worker-call.key`). */
-function callKeyOf(dataDir: string): () => Promise<Buffer> {
+function callKeyOf(dataDir: string, logger?: Logger): () => Promise<Buffer> {
   let key: Promise<Buffer> | undefined;
   return () => {
-    key ??= loadWorkerCallKey(dataDir).catch((err: unknown) => {
-      key = undefined;
-      throw err;
-    });
+    key ??= loadWorkerCallKey(dataDir).then(
+      (k) => {
+        if (!workerCallKeyFromEnv()) {
+          logger?.info(
+            { file: join(dataDir, WORKER_CALL_KEY_FILE) },
+            `worker call tokens derive from the key in the data folder; gateway replicas need the same ${WORKER_CALL_KEY_ENV}`,
+          );
+        }
+        return k;
+      },
+      (err: unknown) => {
+        key = undefined;
+        throw err;
+      },
+    );
     return key;
   };
 }
 
 export function createWorkerBackend(client: UpstreamClient, dataDir: string, logger?: Logger): Backend & WorkerCallSigner {
-  const callKey = callKeyOf(dataDir);
+  const callKey = callKeyOf(dataDir, logger);
   const workerCallToken = async (workerId: string, session: string, endpoint: string) => deriveWorkerCallToken(await callKey(), workerId, session, endpoint);
   return {
     workerCallToken,
