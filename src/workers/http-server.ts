@@ -156,6 +156,7 @@ export function createWorkerHttpServer(opts: WorkerHttpServerOptions): Server {
     if (!m) throw new McpError('MCP_NOT_FOUND', `no route ${req.method ?? ''} ${path}`);
     if (!bearerMatches(headerValue(req, 'authorization'), opts.callToken())) {
       res.setHeader('www-authenticate', 'Bearer realm="capibara-mcp worker"');
+      res.setHeader('connection', 'close'); // the body is not read: do not drain a stranger's upload
       throw new McpError('MCP_UNAUTHENTICATED', 'this worker serves only its gateway: send the call token as Authorization: Bearer …');
     }
     const action = m[2] as 'infer' | 'stream' | 'health';

@@ -45,6 +45,7 @@ const session = z.string().regex(WORKER_SESSION_PATTERN, '16 to 64 letters, digi
 const instanceId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, ".", "_" or "-", at most 63 characters');
 const httpUrl = z
   .string()
+  .max(2048)
   .url()
   .refine((u) => /^https?:\/\//.test(u), 'an http(s) URL');
 

@@ -86,6 +86,16 @@ describe('the worker CLI with a worker credential', () => {
     const live = await request(`${endpoint}/worker/v1/health`);
     expect(live.statusCode).toBe(200);
     await live.body.dump();
+    // the gateway's own token (derived from the stored, non-secret session) opens it: the 401s were about the token alone
+    const { options } = (await gw.services.registry.getInstance('w3.echo-v1'))!;
+    const token = await gw.services.workers.callToken('w3', (options as { session: string }).session, endpoint);
+    const withToken = await request(`${endpoint}/worker/v1/instances/echo-v1/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ task: 'generate', prompt: 'gateway' }),
+    });
+    expect([withToken.statusCode, ((await withToken.body.json()) as { text: string }).text]).toEqual([200, 'w3:gateway']);
+    expect(worker.output()).not.toContain(token);
   });
 
   it('SIGTERM: the worker deregisters itself with its own credential and exits 0', async () => {
