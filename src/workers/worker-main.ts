@@ -4,7 +4,7 @@
  * gateway's call token for this process (`workerCallToken`: only calls bearing it are served),
  * registers with the gateway over GraphQL (`registerWorker`: the gateway serves only the models
  * an operator assigned to this worker and refuses the others, which are logged and left idle),
- * heartbeats (`workerHeartbeat`), receives LOAD /
+ * heartbeats (`workerHeartbeat`; a change of its assigned models makes it register again), receives LOAD /
  * UNLOAD commands through the `workerCommands` subscription (graphql-ws), and re-registers after
  * each change. SIGTERM/SIGINT: deregister, let in-flight requests finish, unload, exit 0.
  */
@@ -97,7 +97,7 @@ const CALL_TOKEN = `mutation CallToken($input: WorkerCallTokenInput!) { workerCa
 const REGISTER = `mutation Register($input: RegisterWorkerInput!) {
   registerWorker(input: $input) { worker { ${WORKER_FIELDS} } instances { remoteInstanceId model version accepted code message } }
 }`;
-const HEARTBEAT = `mutation Heartbeat($id: ID!, $load: WorkerLoadInput) { workerHeartbeat(id: $id, load: $load) { ${WORKER_FIELDS} } }`;
+const HEARTBEAT = `mutation Heartbeat($id: ID!, $load: WorkerLoadInput) { workerHeartbeat(id: $id, load: $load) { ${WORKER_FIELDS} assignedModels } }`;
 const DEREGISTER = `mutation Deregister($id: ID!) { deregisterWorker(id: $id) { ${WORKER_FIELDS} } }`;
 const COMMANDS = `subscription Commands($id: ID!) {
   workerCommands(workerId: $id) { id action instanceId model version source backend task device options }
@@ -330,8 +330,13 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   let lastError = '';
 
   let refusedBefore = '';
+  /** Models of the last registration's answer: served, and refused for not being assigned. */
+  let servedModels = new Set<string>();
+  let unassignedModels = new Set<string>();
   /** Logs the instances the gateway refused (not assigned to this worker, …) when that list changes; the others are served. */
   const noteRefusals = (outcomes: InstanceOutcome[]) => {
+    servedModels = new Set(outcomes.filter((o) => o.accepted).map((o) => o.model));
+    unassignedModels = new Set(outcomes.filter((o) => o.code === 'MCP_FORBIDDEN').map((o) => o.model));
     const refused = outcomes.filter((o) => !o.accepted);
     const key = JSON.stringify(refused.map((o) => [o.remoteInstanceId, o.code]));
     if (key === refusedBefore) return;
@@ -388,7 +393,16 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const tick = async () => {
     try {
       if (needsRegistration) await register();
-      else await gateway.gql(HEARTBEAT, { id, load: { inflight: counter.inflight, requestsTotal: counter.total } }, Math.max(1000, wc.heartbeatIntervalMs * 2));
+      else {
+        const load = { inflight: counter.inflight, requestsTotal: counter.total };
+        const beat = await gateway.gql<{ workerHeartbeat: { assignedModels: string[] } }>(HEARTBEAT, { id, load }, Math.max(1000, wc.heartbeatIntervalMs * 2));
+        // an operator assigned a model refused before, or took one away: register again (at the next beat) to serve what is assigned now
+        const assigned = new Set(beat.workerHeartbeat.assignedModels);
+        if ([...unassignedModels].some((m) => assigned.has(m)) || [...servedModels].some((m) => !assigned.has(m))) {
+          needsRegistration = true;
+          logger.info({ worker: id, assigned: [...assigned] }, 'the models assigned to this worker changed: registering again');
+        }
+      }
       lastError = '';
     } catch (err) {
       const e = toMcpError(err);

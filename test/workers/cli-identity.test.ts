@@ -98,6 +98,19 @@ describe('the worker CLI with a worker credential', () => {
     expect(worker.output()).not.toContain(token);
   });
 
+  it('an assignment made while the worker runs is picked up at its next heartbeats', async () => {
+    const a = await gw.gql(`mutation { assignWorkerModels(worker: "w3", models: ["echo-extra"]) { models } }`, {}, ADMIN);
+    expect(a.errors).toBeUndefined();
+    await waitFor(
+      async () => (await workerById('w3'))?.instances.some((i) => i.id === 'w3.echo-extra-v1' && i.status === 'READY'),
+      20_000,
+      'w3 to serve echo-extra',
+      100,
+    );
+    const r = await gw.gql<{ infer: { text: string } }>(`mutation { infer(model: "echo-extra", input: { prompt: "now" }) { text } }`, {}, CLIENT);
+    expect(r.data?.infer.text).toBe('w3:now');
+  });
+
   it('SIGTERM: the worker deregisters itself with its own credential and exits 0', async () => {
     worker.kill('SIGTERM');
     expect(await worker.exited).toBe(0);
