@@ -13,3 +13,11 @@ export { loadConfig } from './config/loader.ts';
 export { configSchema, type Config, type ConfigInput } from './config/schema.ts';
 export { DynamicBatcher } from './inference/dynamic-batcher.ts';
 export { createWorkerHttpServer, type WorkerHttpServerOptions } from './workers/http-server.ts';
+export {
+  deriveWorkerCallToken,
+  loadWorkerCallKey,
+  workerCallKeyFromEnv,
+  WORKER_CALL_KEY_ENV,
+  WORKER_CALL_KEY_FILE,
+  type WorkerCallSigner,
+} from './workers/call-auth.ts';

@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
-import plugin from './index.ts';
+import plugin, { type createWorkerBackend } from './index.ts';
 import openaiPlugin from '../backend-openai/index.ts';
-import { McpError, type Backend, type BackendCall, type LoadedInstance, type InferenceChunk, type InferenceInput, createWorkerHttpServer } from 'capibara-mcp';
+import { McpError, type BackendCall, type LoadedInstance, type InferenceChunk, type InferenceInput, createWorkerHttpServer } from 'capibara-mcp';
 import { testPluginContext, startFakeOpenAI, type FakeOpenAIServer, startFaultProxy, type FaultProxy } from 'capibara-mcp/testing';
 
 function call(extra: Partial<BackendCall> = {}): BackendCall {
@@ -53,6 +53,8 @@ const scripted: LoadedInstance = {
   },
 };
 
+const SESSION = 'session-of-this-worker-process';
+
 describe('worker backend over the worker protocol', () => {
   let fake: FakeOpenAIServer;
   let proxy: FaultProxy;
@@ -61,7 +63,10 @@ describe('worker backend over the worker protocol', () => {
   let workerConnections = 0;
   const workerCtx = testPluginContext('openai');
   const ctx = testPluginContext('worker');
-  let backend: Backend;
+  let backend: ReturnType<typeof createWorkerBackend>;
+  /** The call token the worker process accepts (learned from the gateway when it registers). */
+  let accepted: string | undefined;
+  const opts = (remoteInstanceId?: string) => ({ worker: 'w1', session: SESSION, ...(remoteInstanceId ? { remoteInstanceId } : {}) });
   let remoteLlm: LoadedInstance;
   let remoteTensor: LoadedInstance;
 
@@ -75,6 +80,7 @@ describe('worker backend over the worker protocol', () => {
         ['llm-1', llm],
         ['t/1', scripted],
       ]),
+      callToken: () => accepted,
       logger: pino({ level: 'silent' }),
     });
     server.on('connection', () => {
@@ -84,9 +90,10 @@ describe('worker backend over the worker protocol', () => {
     workerUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     proxy = await startFaultProxy({ target: workerUrl });
     // the gateway side
-    backend = await plugin.setup(ctx, plugin.options.parse({ connections: 2, timeouts: { firstByteMs: 1000, totalMs: 3000 } }));
-    remoteLlm = await backend.load({ id: 'gw-llm', model: 'm', version: '1', endpoint: workerUrl, options: { remoteInstanceId: 'llm-1' } }, ctx.signal);
-    remoteTensor = await backend.load({ id: 't/1', model: 't', version: '1', endpoint: workerUrl, options: {} }, ctx.signal);
+    backend = (await plugin.setup(ctx, plugin.options.parse({ connections: 2, timeouts: { firstByteMs: 1000, totalMs: 3000 } }))) as typeof backend;
+    accepted = await backend.workerCallToken('w1', SESSION, workerUrl);
+    remoteLlm = await backend.load({ id: 'gw-llm', model: 'm', version: '1', endpoint: workerUrl, options: opts('llm-1') }, ctx.signal);
+    remoteTensor = await backend.load({ id: 't/1', model: 't', version: '1', endpoint: workerUrl, options: opts() }, ctx.signal);
   });
   afterAll(async () => {
     await ctx.close();
@@ -154,7 +161,7 @@ describe('worker backend over the worker protocol', () => {
     const rl = await rejection(remoteLlm.infer({ task: 'generate', prompt: 'x' }, call()));
     fake.setBehavior({});
     expect([rl.code, rl.retryable, rl.details?.retryAfterMs]).toEqual(['MCP_UPSTREAM_RATE_LIMITED', true, 2000]);
-    const nf = await rejection(backend.load({ id: 'ghost', model: 'g', version: '1', endpoint: workerUrl, options: {} }, ctx.signal));
+    const nf = await rejection(backend.load({ id: 'ghost', model: 'g', version: '1', endpoint: workerUrl, options: opts() }, ctx.signal));
     expect([nf.code, nf.retryable]).toEqual(['MCP_INSTANCE_NOT_FOUND', true]);
   });
 
@@ -186,13 +193,39 @@ describe('worker backend over the worker protocol', () => {
   });
 
   it('maps an unreachable or resetting worker to retryable UNAVAILABLE', async () => {
-    const viaProxy = await backend.load({ id: 'p', model: 'm', version: '1', endpoint: proxy.url, options: { remoteInstanceId: 'llm-1' } }, ctx.signal);
+    // through a proxy the endpoint differs from the one the token is bound to: the token is given as a header
+    const viaProxy = await backend.load(
+      { id: 'p', model: 'm', version: '1', endpoint: proxy.url, options: { remoteInstanceId: 'llm-1', headers: { authorization: `Bearer ${accepted!}` } } },
+      ctx.signal,
+    );
     proxy.set({ reset: true });
     const e = await rejection(viaProxy.infer({ task: 'generate', prompt: 'x' }, call()));
     expect([e.code, e.retryable]).toEqual(['MCP_UPSTREAM_UNAVAILABLE', true]);
     expect((await viaProxy.health(AbortSignal.timeout(1000))).ok).toBe(false);
     proxy.set({});
     expect((await viaProxy.infer({ task: 'generate', prompt: 'x' }, call())).text).toBe('Hello, world!');
+  });
+
+  it('sends a call token bound to worker, session and endpoint; the worker refuses any other (never a 401 to the client)', async () => {
+    const token = await backend.workerCallToken('w1', SESSION, workerUrl);
+    expect(token).toBe(accepted);
+    expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(await backend.workerCallToken('w2', SESSION, workerUrl)).not.toBe(token);
+    expect(await backend.workerCallToken('w1', 'another-session-value', workerUrl)).not.toBe(token);
+    expect(await backend.workerCallToken('w1', SESSION, 'http://10.0.0.1:1')).not.toBe(token);
+    const refused = [
+      { id: 'anon', options: { remoteInstanceId: 'llm-1' } },
+      { id: 'other-worker', options: { remoteInstanceId: 'llm-1', worker: 'w2', session: SESSION } },
+      { id: 'other-session', options: { remoteInstanceId: 'llm-1', worker: 'w1', session: 'another-session-value' } },
+    ];
+    for (const r of refused) {
+      const e = await rejection(backend.load({ id: r.id, model: 'm', version: '1', endpoint: workerUrl, options: r.options }, ctx.signal));
+      expect([r.id, e.code, e.status, e.retryable]).toEqual([r.id, 'MCP_UPSTREAM_ERROR', 502, false]);
+      expect(e.message).toContain('MCP_WORKER_CALL_KEY');
+    }
+    // a second gateway process with the same data folder (one key) computes the same token
+    const again = (await plugin.setup(ctx, plugin.options.parse({}))) as typeof backend;
+    expect(await again.workerCallToken('w1', SESSION, workerUrl)).toBe(token);
   });
 
   it('keeps connections to the worker alive', async () => {

@@ -3,6 +3,11 @@
  * Instance endpoint = worker base URL; `remoteInstanceId` (default: the instance id) names the
  * instance on the worker. runtime/device/tasks/signature are the remote instance's, as reported
  * by its health route (read at load and refreshed by every health probe).
+ *
+ * Every call carries `Authorization: Bearer <call token>`: HMAC of the gateway's worker-call key over
+ * the instance's `worker`, `session` (set by the worker's registration) and its endpoint. The key is
+ * MCP_WORKER_CALL_KEY (the same on every replica) or a generated `<dataDir>/worker-call.key`; only
+ * this plugin reads it. `workerCallToken` lets the gateway hand a worker the token it will present.
  */
 import { z, type ZodType } from 'zod';
 import type { Logger } from 'pino';
@@ -21,15 +26,25 @@ import {
   type InstanceSpec,
   type LoadedInstance,
   type ModelSignature,
+  type WorkerCallSigner,
+  deriveWorkerCallToken,
+  loadWorkerCallKey,
+  workerCallKeyFromEnv,
+  WORKER_CALL_KEY_ENV,
+  WORKER_CALL_KEY_FILE,
 } from 'capibara-mcp';
+import { join } from 'node:path';
 import { UpstreamClient, joinUrl, mapHttpError, parseErrorBody, probeFailure, parseNdjson, clientOptionsFrom, upstreamPluginOptions } from 'capibara-mcp/sdk';
 import type { IncomingHttpHeaders } from 'node:http';
 
 export const workerInstanceOptions = z.object({
   /** Instance id on the worker; default: this instance's id. */
   remoteInstanceId: z.string().min(1).optional(),
-  /** Extra headers (e.g. a worker auth token). */
+  /** Extra headers sent to the worker (the call token's `authorization` header replaces any given here). */
   headers: z.record(z.string(), z.string()).default({}),
+  /** Worker id and session the call token is derived for (set by the worker's registration). */
+  worker: z.string().min(1).max(63).optional(),
+  session: z.string().min(16).max(64).optional(),
 });
 
 interface RemoteHealth {
@@ -63,6 +78,14 @@ export function errorFromWorker(
 
 /** Maps a non-2xx worker answer: the worker's own McpError when the body carries an MCP_* code, else the generic mapping. */
 export function mapWorkerHttpError(status: number, headers: IncomingHttpHeaders, bodyText: string): McpError {
+  if (status === 401) {
+    // the gateway's credential, not the client's: never a 401 to the caller
+    return new McpError(
+      'MCP_UPSTREAM_ERROR',
+      `the worker refused the gateway's call token (every replica needs the same ${WORKER_CALL_KEY_ENV}; the worker re-registers to get a new one)`,
+      { details: { status }, retryable: false, mayHaveExecuted: false },
+    );
+  }
   const body = parseErrorBody(bodyText);
   if (isErrorCode(body.code)) {
     return errorFromWorker(
@@ -176,8 +199,34 @@ class WorkerInstance implements LoadedInstance {
   }
 }
 
-export function createWorkerBackend(client: UpstreamClient, logger?: Logger): Backend {
+/** The worker-call key, read once on first use (MCP_WORKER_CALL_KEY or `<dataDir>/worker-call.key`). */
+function callKeyOf(dataDir: string, logger?: Logger): () => Promise<Buffer> {
+  let key: Promise<Buffer> | undefined;
+  return () => {
+    key ??= loadWorkerCallKey(dataDir).then(
+      (k) => {
+        if (!workerCallKeyFromEnv()) {
+          logger?.info(
+            { file: join(dataDir, WORKER_CALL_KEY_FILE) },
+            `worker call tokens derive from the key in the data folder; gateway replicas need the same ${WORKER_CALL_KEY_ENV}`,
+          );
+        }
+        return k;
+      },
+      (err: unknown) => {
+        key = undefined;
+        throw err;
+      },
+    );
+    return key;
+  };
+}
+
+export function createWorkerBackend(client: UpstreamClient, dataDir: string, logger?: Logger): Backend & WorkerCallSigner {
+  const callKey = callKeyOf(dataDir, logger);
+  const workerCallToken = async (workerId: string, session: string, endpoint: string) => deriveWorkerCallToken(await callKey(), workerId, session, endpoint);
   return {
+    workerCallToken,
     instanceOptions: workerInstanceOptions as unknown as ZodType<Record<string, unknown>>,
     async load(spec: InstanceSpec, signal: AbortSignal): Promise<LoadedInstance> {
       if (!spec.endpoint) {
@@ -192,15 +241,17 @@ export function createWorkerBackend(client: UpstreamClient, logger?: Logger): Ba
       const o = parsed.data;
       const remoteId = o.remoteInstanceId ?? spec.id;
       const base = joinUrl(spec.endpoint, `worker/v1/instances/${encodeURIComponent(remoteId)}`);
+      const headers = { ...o.headers };
+      if (o.worker && o.session) headers.authorization = `Bearer ${await workerCallToken(o.worker, o.session, spec.endpoint)}`;
       const { data } = await client.json<RemoteHealth>({
         url: `${base}/health`,
-        headers: o.headers,
+        headers,
         signal,
         timeoutMs: client.timeouts.healthMs,
         mapError: mapWorkerHttpError,
       });
       logger?.debug({ instance: spec.id, remoteId, endpoint: spec.endpoint, runtime: data?.runtime }, 'worker instance connected');
-      return new WorkerInstance(client, base, o.headers, data ?? {});
+      return new WorkerInstance(client, base, headers, data ?? {});
     },
     devices: () => [{ id: 'remote', kind: 'remote', name: 'Capibara worker' }],
   };
@@ -213,8 +264,9 @@ export default definePlugin({
   description: 'Instances hosted by Capibara worker processes, over the worker HTTP protocol',
   options: upstreamPluginOptions,
   setup(ctx, options) {
+    workerCallKeyFromEnv(); // a malformed MCP_WORKER_CALL_KEY stops the boot, not the first call
     const client = new UpstreamClient({ ...clientOptionsFrom(options), policy: ctx.addressPolicy, logger: ctx.logger });
     ctx.onClose(() => client.close());
-    return createWorkerBackend(client, ctx.logger);
+    return createWorkerBackend(client, ctx.dataDir, ctx.logger);
   },
 });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { McpError } from '../errors.ts';
+import { z } from 'zod';
+import { McpError, toMcpError, type ErrorCode } from '../errors.ts';
 import type { WorkerCommand } from '../events/bus.ts';
 import type { Fleet } from '../models/fleet.ts';
 import type { InstanceRow, ModelRegistry, ModelRow, VersionRow } from '../models/registry.ts';
@@ -11,10 +12,13 @@ import {
   HEARTBEAT_LOST,
   registerWorkerSchema,
   WORKER_STOPPED,
+  workerCallTokenSchema,
   workerIdOf,
   workerInstanceId,
   workerLoadCommandSchema,
+  workerNameSchema,
   type RegisterWorker,
+  type WorkerInstanceOptions,
   type WorkerCommandOptions,
   type WorkerRegistry,
   type WorkerView,
@@ -24,6 +28,29 @@ import {
 const UNLOAD_DRAIN_MS = 10_000;
 
 type InstanceWithVersion = InstanceRow & { version: string };
+
+/** What became of one instance a worker reported: attached (served; `code` set when its load failed) or refused, with why. */
+export interface WorkerInstanceOutcome {
+  remoteInstanceId: string;
+  model: string;
+  version: string;
+  accepted: boolean;
+  /** Gateway instance id (accepted ones). */
+  instanceId?: string;
+  code?: ErrorCode;
+  message?: string;
+}
+
+/** The answer to a worker's registration: its row and, per reported instance, whether it is served. */
+export interface WorkerRegistration {
+  worker: WorkerView;
+  instances: WorkerInstanceOutcome[];
+}
+
+const assignedModelsSchema = z.array(z.string().min(1).max(128)).min(1).max(256);
+
+/** statusReason of a worker's instances whose model an operator unassigned from it. */
+export const MODEL_UNASSIGNED = 'model unassigned from the worker';
 
 /**
  * The administrative operations, whole: validate, write (through ModelRegistry and
@@ -116,12 +143,13 @@ export class AdminService {
   // ─────────────── workers ───────────────
 
   /**
-   * A worker announces itself and everything it serves: its row is upserted, each instance is
-   * registered (with its model and version when missing) and loaded through the Fleet, and the
-   * instances it no longer serves are unloaded. Idempotent: a worker re-registers after every
-   * restart and after every load/unload command.
+   * A worker announces itself and everything it serves: its row is upserted; each instance of a
+   * model an operator assigned to it is registered (its version added when missing, never the
+   * model) and loaded through the Fleet; instances of other models are refused (outcome per
+   * instance), and the instances it no longer serves are unloaded. Who may act as this worker is
+   * checked by the caller. Idempotent: a worker re-registers after every restart and every command.
    */
-  async registerWorker(raw: unknown): Promise<WorkerView> {
+  async registerWorker(raw: unknown): Promise<WorkerRegistration> {
     const input = parseInput(registerWorkerSchema, raw);
     this.registry.checkApiEndpoint(input.endpoint, 'input.endpoint');
     const workerId = workerIdOf(input.name);
@@ -136,34 +164,51 @@ export class AdminService {
       throw new McpError('MCP_VALIDATION_FAILED', `input.instances: remoteInstanceId "${dup}" is listed twice`, { details: { path: 'input.instances' } });
     return this.workers.inOrder(workerId, async () => {
       const worker = await this.workers.upsert(workerId, input);
+      const [assigned = []] = await this.workers.assignedModels([workerId]);
       const [previous = []] = await this.registry.instancesByWorker([workerId]);
       const keep = new Set<string>();
+      const outcomes: WorkerInstanceOutcome[] = [];
       for (const inst of input.instances) {
         const id = workerInstanceId(workerId, inst.remoteInstanceId);
-        keep.add(id);
+        const outcome: WorkerInstanceOutcome = { remoteInstanceId: inst.remoteInstanceId, model: inst.model, version: inst.version, accepted: false };
         try {
-          await this.serveOnWorker(workerId, input.endpoint, id, inst);
+          if (!assigned.includes(inst.model)) {
+            throw new McpError('MCP_FORBIDDEN', `model "${inst.model}" is not assigned to worker "${workerId}" (an operator assigns it: assignWorkerModels)`, {
+              details: { worker: workerId, model: inst.model },
+            });
+          }
+          const loadError = await this.serveOnWorker(workerId, input, id, inst);
+          keep.add(id);
+          Object.assign(outcome, { accepted: true, instanceId: id }, loadError ? { code: loadError.code, message: loadError.message } : {});
         } catch (err) {
-          this.logger.warn({ err, worker: workerId, instance: id }, 'worker instance not registered');
+          const e = toMcpError(err);
+          Object.assign(outcome, { code: e.code, message: e.message });
+          this.logger.warn({ worker: workerId, instance: id, model: inst.model, code: e.code }, `worker instance refused: ${e.message}`);
         }
+        outcomes.push(outcome);
       }
       for (const old of previous) {
         if (keep.has(old.id) || old.status === 'unloaded') continue;
         await this.unloadQuietly(old.id, 'no longer served by the worker');
       }
-      this.logger.info({ worker: workerId, endpoint: input.endpoint, instances: input.instances.length }, 'worker registered');
-      return worker;
+      const served = outcomes.filter((o) => o.accepted).length;
+      this.logger.info({ worker: workerId, endpoint: input.endpoint, instances: served, refused: outcomes.length - served }, 'worker registered');
+      return { worker, instances: outcomes };
     });
   }
 
-  /** Registers (or re-points) one instance a worker serves and loads it through the Fleet. */
-  private async serveOnWorker(workerId: string, endpoint: string, id: string, inst: RegisterWorker['instances'][number]): Promise<void> {
-    if (!(await this.registry.get(inst.model))) {
-      try {
-        await this.registry.register({ id: inst.model, task: inst.task, labels: { 'registered-by': 'worker' }, versions: [] });
-      } catch (err) {
-        if (!(err instanceof McpError && err.code === 'MCP_DUPLICATE_ID')) throw err;
-      }
+  /**
+   * Registers (or re-points) one instance a worker serves and loads it through the Fleet; the model
+   * must exist (it is assigned). Answers with the load's failure, if any: the instance stays attached (FAILED).
+   */
+  private async serveOnWorker(workerId: string, input: RegisterWorker, id: string, inst: RegisterWorker['instances'][number]): Promise<McpError | undefined> {
+    const { endpoint } = input;
+    let existing = await this.registry.getInstance(id);
+    if (existing && existing.workerId !== workerId) {
+      // never take over an instance an operator created or another worker registered under the same id
+      throw new McpError('MCP_CONFLICT', `instance id "${id}" belongs to ${existing.workerId ? `worker "${existing.workerId}"` : 'an operator'}`, {
+        details: { instance: id },
+      });
     }
     const version = await this.registry.requireVersion(inst.model, inst.version).catch(async (err: unknown) => {
       if (!(err instanceof McpError && err.code === 'MCP_VERSION_NOT_FOUND')) throw err;
@@ -172,8 +217,7 @@ export class AdminService {
         throw e;
       });
     });
-    const options = { remoteInstanceId: inst.remoteInstanceId };
-    let existing = await this.registry.getInstance(id);
+    const options: WorkerInstanceOptions = { remoteInstanceId: inst.remoteInstanceId, worker: workerId, session: input.session };
     if (existing && existing.versionId !== version.id) {
       // the worker now serves another model under this instance id
       await this.fleet.unload(id).catch(() => {});
@@ -184,17 +228,75 @@ export class AdminService {
     if (!existing) {
       await this.registry.addInstance(inst.model, inst.version, { id, backend: 'worker', endpoint, ...(inst.device ? { device: inst.device } : {}), options });
     } else {
-      reload = existing.endpoint !== endpoint || existing.backend !== 'worker';
+      // a new endpoint or a new worker process (session): the call token changed, the instance reconnects
+      const was = existing.options as Partial<WorkerInstanceOptions>;
+      reload = existing.endpoint !== endpoint || existing.backend !== 'worker' || was.session !== input.session;
     }
     await this.registry.assignToWorker(id, {
       workerId,
       endpoint,
-      options,
+      options: { ...options },
       ...(inst.device ? { device: inst.device } : {}),
       ...(inst.runtime ? { runtime: inst.runtime } : {}),
     });
     if (reload && this.fleet.handle(id)?.loaded) await this.fleet.unload(id);
-    await this.fleet.load(id);
+    try {
+      await this.fleet.load(id);
+      return undefined;
+    } catch (err) {
+      const e = toMcpError(err);
+      this.logger.warn({ worker: workerId, instance: id, code: e.code }, `worker instance failed to load: ${e.message}`);
+      return e;
+    }
+  }
+
+  /** The token the gateway presents to this worker process (the worker asks for it before registering). */
+  async workerCallToken(raw: unknown): Promise<string> {
+    const input = parseInput(workerCallTokenSchema, raw);
+    return this.workers.callToken(workerIdOf(input.name), input.session, input.endpoint);
+  }
+
+  /**
+   * Operator: lets a worker serve these models (they must exist). The worker need not be running
+   * yet: assign, then start it with its own credential. Answers with everything now assigned.
+   */
+  async assignWorkerModels(worker: string, modelIds: readonly string[]): Promise<string[]> {
+    const workerId = this.assignableWorker(worker);
+    const models = [...new Set(parseInput(assignedModelsSchema, modelIds, 'models'))];
+    const found = await Promise.all(models.map((m) => this.registry.get(m)));
+    const missing = models.filter((_, i) => !found[i]);
+    if (missing.length) {
+      throw new McpError('MCP_MODEL_NOT_FOUND', `no model ${missing.map((m) => `"${m}"`).join(', ')}: register it first`, {
+        details: { models: missing },
+      });
+    }
+    await this.workers.assign(workerId, models);
+    this.logger.info({ worker: workerId, models }, 'models assigned to worker');
+    const [now = []] = await this.workers.assignedModels([workerId]);
+    return now;
+  }
+
+  /** Operator: takes models away from a worker; its instances of them leave routing at once. Answers with what stays assigned. */
+  async unassignWorkerModels(worker: string, modelIds: readonly string[]): Promise<string[]> {
+    const workerId = this.assignableWorker(worker);
+    const models = [...new Set(parseInput(assignedModelsSchema, modelIds, 'models'))];
+    await this.workers.inOrder(workerId, async () => {
+      await this.workers.unassign(workerId, models);
+      const [rows = []] = await this.registry.instancesByWorker([workerId]);
+      for (const inst of rows) if (models.includes(inst.modelId) && inst.status !== 'unloaded') await this.unloadQuietly(inst.id, MODEL_UNASSIGNED);
+    });
+    this.logger.info({ worker: workerId, models }, 'models unassigned from worker');
+    const [now = []] = await this.workers.assignedModels([workerId]);
+    return now;
+  }
+
+  private assignableWorker(worker: string): string {
+    const name = parseInput(workerNameSchema, worker, 'worker');
+    const workerId = workerIdOf(name);
+    if (workerId === EMBEDDED_WORKER_ID) {
+      throw new McpError('MCP_VALIDATION_FAILED', `worker: the embedded worker serves every model with an in-process backend`, { details: { path: 'worker' } });
+    }
+    return workerId;
   }
 
   /** Records a heartbeat; a worker coming back from `unhealthy` gets its instances back into routing. */
@@ -230,7 +332,10 @@ export class AdminService {
     await this.fleet.unload(instanceId, reason).catch((err) => this.logger.warn({ err, instance: instanceId }, 'unload failed'));
   }
 
-  /** Asks a worker to load a model (it loads, then re-registers); on `embedded` the gateway loads it itself. */
+  /**
+   * Operator: asks a worker to load a model (it loads, then re-registers); the model is registered
+   * when missing and assigned to the worker. On `embedded` the gateway loads it itself.
+   */
   async loadModelOnWorker(workerId: string, raw: unknown): Promise<WorkerCommand> {
     const input = parseInput(workerLoadCommandSchema, raw);
     const remoteId =
@@ -271,6 +376,9 @@ export class AdminService {
     }
     const w = await this.workers.require(workerId);
     if (w.status === 'stopped') throw new McpError('MCP_CONFLICT', `worker "${workerId}" is stopped`, { details: { worker: workerId } });
+    // an operator's order: the model exists (made here when missing) and is assigned, so the worker's re-registration is accepted
+    if (!(await this.registry.get(input.model))) await this.registry.register({ id: input.model, task: input.task, versions: [] });
+    await this.workers.assign(workerId, [input.model]);
     this.workers.send(command);
     return command;
   }

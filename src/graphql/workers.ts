@@ -1,5 +1,7 @@
 import { WORKER_COMMAND_ACTIONS, type WorkerCommand } from '../events/bus.ts';
-import type { WorkerCommandOptions, WorkerView } from '../workers/worker-registry.ts';
+import type { WorkerInstanceOutcome, WorkerRegistration } from '../admin/admin-service.ts';
+import { auditWorker, requireWorkerAccess } from '../workers/worker-access.ts';
+import { workerIdOf, type WorkerCommandOptions, type WorkerView } from '../workers/worker-registry.ts';
 import { builder } from './builder.ts';
 import { compact } from './input.ts';
 import { InstanceRef, TaskEnum } from './models.ts';
@@ -46,12 +48,45 @@ const WorkerRef = builder.objectRef<WorkerView>('Worker').implement({
     lastHeartbeatAt: t.expose('lastHeartbeatAt', { type: 'DateTime' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     load: t.field({ type: WorkerLoadRef, nullable: true, resolve: (w) => w.load ?? null }),
+    assignedModels: t.loadableList({
+      type: 'String',
+      description: 'Models an operator assigned to this worker: the only ones its registration may serve.',
+      load: (ids: string[], ctx) => ctx.services.workers.assignedModels(ids),
+      resolve: (w) => w.id,
+    }),
     instances: t.loadableList({
       type: InstanceRef,
       description: 'The gateway instances this worker serves.',
       load: (ids: string[], ctx) => ctx.services.workers.instancesByWorker(ids),
       resolve: (w) => w.id,
     }),
+  }),
+});
+
+const WorkerInstanceOutcomeRef = builder.objectRef<WorkerInstanceOutcome>('WorkerInstanceOutcome').implement({
+  description: 'What became of one instance a worker reported: served (accepted), or refused with a code (e.g. MCP_FORBIDDEN: model not assigned).',
+  fields: (t) => ({
+    remoteInstanceId: t.exposeString('remoteInstanceId'),
+    model: t.exposeString('model'),
+    version: t.exposeString('version'),
+    accepted: t.exposeBoolean('accepted'),
+    instanceId: t.string({ nullable: true, description: 'Gateway instance id (accepted ones).', resolve: (o) => o.instanceId ?? null }),
+    code: t.string({ nullable: true, resolve: (o) => o.code ?? null }),
+    message: t.string({ nullable: true, resolve: (o) => o.message ?? null }),
+  }),
+});
+
+const WorkerRegistrationRef = builder.objectRef<WorkerRegistration>('WorkerRegistration').implement({
+  fields: (t) => ({
+    worker: t.field({ type: WorkerRef, resolve: (r) => r.worker }),
+    instances: t.field({ type: [WorkerInstanceOutcomeRef], resolve: (r) => r.instances }),
+  }),
+});
+
+const WorkerAssignmentRef = builder.objectRef<{ worker: string; models: string[] }>('WorkerAssignment').implement({
+  fields: (t) => ({
+    worker: t.exposeString('worker', { description: 'Worker id (lower-case name).' }),
+    models: t.exposeStringList('models', { description: 'Every model now assigned to the worker.' }),
   }),
 });
 
@@ -86,7 +121,7 @@ const WorkerDeviceInput = builder.inputType('WorkerDeviceInput', {
 
 const WorkerInstanceInput = builder.inputType('WorkerInstanceInput', {
   fields: (t) => ({
-    model: t.string({ required: true, description: 'Model id; registered when missing, with `task`.' }),
+    model: t.string({ required: true, description: 'Model id: it must be assigned to this worker (assignWorkerModels), else the instance is refused.' }),
     version: t.string({ required: true }),
     remoteInstanceId: t.string({ required: true, description: 'Instance id on the worker (its HTTP routes use it).' }),
     task: t.field({ type: TaskEnum, required: true }),
@@ -99,9 +134,18 @@ const RegisterWorkerInput = builder.inputType('RegisterWorkerInput', {
   fields: (t) => ({
     name: t.string({ required: true, description: 'Unique per gateway; the worker id is its lower-case form.' }),
     endpoint: t.string({ required: true, description: 'Base URL the gateway reaches the worker at.' }),
+    session: t.string({ required: true, description: 'Random per worker process (16–64 URL-safe characters); selects the call token (workerCallToken).' }),
     devices: t.field({ type: [WorkerDeviceInput] }),
     heartbeatIntervalMs: t.int({ required: true }),
     instances: t.field({ type: [WorkerInstanceInput], description: 'Everything the worker serves now (instances not listed are unloaded).' }),
+  }),
+});
+
+const WorkerCallTokenInput = builder.inputType('WorkerCallTokenInput', {
+  fields: (t) => ({
+    name: t.string({ required: true }),
+    endpoint: t.string({ required: true, description: 'The endpoint the worker will register.' }),
+    session: t.string({ required: true }),
   }),
 });
 
@@ -126,37 +170,105 @@ builder.queryFields((t) => ({
 }));
 
 builder.mutationFields((t) => ({
+  workerCallToken: t.string({
+    description:
+      'The token the gateway presents on every call to this worker process (Authorization: Bearer). A worker asks for it before it registers; ' +
+      'only its own credential (or an operator) gets it.',
+    authScopes: { permission: 'workers:register' },
+    args: { input: t.arg({ type: WorkerCallTokenInput, required: true }) },
+    resolve: async (_r, { input }, ctx) => {
+      await requireWorkerAccess(ctx, input.name, 'call-token');
+      const token = await ctx.services.admin.workerCallToken(input);
+      await auditWorker(ctx, { action: 'worker.call_token', target: `worker:${workerIdOf(input.name)}`, details: { endpoint: input.endpoint } });
+      return token;
+    },
+  }),
   registerWorker: t.field({
-    type: WorkerRef,
-    description: 'A worker announces itself and what it serves; its instances are registered (backend `worker`) and loaded so the router routes to them.',
-    authScopes: { role: 'worker' },
+    type: WorkerRegistrationRef,
+    description:
+      'A worker announces itself and what it serves. Instances of models assigned to it are registered (backend `worker`) and loaded; ' +
+      'others are refused (see `instances`). Never creates a model. A worker credential registers only its own worker.',
+    authScopes: { permission: 'workers:register' },
     args: { input: t.arg({ type: RegisterWorkerInput, required: true }) },
-    resolve: (_r, { input }, ctx) =>
-      ctx.services.admin.registerWorker(
+    resolve: async (_r, { input }, ctx) => {
+      await requireWorkerAccess(ctx, input.name, 'register');
+      const result = await ctx.services.admin.registerWorker(
         compact({
           ...input,
           instances: (input.instances ?? []).map((i) => ({ ...i, task: lower(i.task) })),
         }),
-      ),
+      );
+      const target = `worker:${result.worker.id}`;
+      const refused = result.instances.filter((i) => !i.accepted);
+      await auditWorker(ctx, {
+        action: 'worker.register',
+        target,
+        details: { endpoint: result.worker.endpoint, served: result.instances.length - refused.length, refused: refused.length },
+      });
+      for (const r of refused) {
+        await auditWorker(ctx, {
+          action: 'worker.model_refused',
+          target,
+          outcome: 'denied',
+          model: r.model,
+          details: { version: r.version, remoteInstanceId: r.remoteInstanceId, code: r.code },
+        });
+      }
+      return result;
+    },
   }),
   workerHeartbeat: t.field({
     type: WorkerRef,
-    description: 'Keeps a worker healthy; MCP_WORKER_NOT_FOUND tells the worker to register again.',
-    authScopes: { role: 'worker' },
+    description: 'Keeps a worker healthy; MCP_WORKER_NOT_FOUND tells the worker to register again. Only the worker itself (or an operator).',
+    authScopes: { permission: 'workers:register' },
     args: { id: t.arg.id({ required: true }), load: t.arg({ type: WorkerLoadInput }) },
-    resolve: (_r, args, ctx) => ctx.services.admin.workerHeartbeat(String(args.id), args.load ?? undefined),
+    resolve: async (_r, args, ctx) => {
+      await requireWorkerAccess(ctx, String(args.id), 'heartbeat');
+      return ctx.services.admin.workerHeartbeat(workerIdOf(String(args.id)), args.load ?? undefined);
+    },
   }),
   deregisterWorker: t.field({
     type: WorkerRef,
-    description: 'A worker shutting down: its instances leave routing at once.',
-    authScopes: { role: 'worker' },
+    description: 'A worker shutting down: its instances leave routing at once. Only the worker itself (or an operator).',
+    authScopes: { permission: 'workers:register' },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_r, args, ctx) => ctx.services.admin.deregisterWorker(String(args.id)),
+    resolve: async (_r, args, ctx) => {
+      await requireWorkerAccess(ctx, String(args.id), 'deregister');
+      const worker = await ctx.services.admin.deregisterWorker(workerIdOf(String(args.id)));
+      await auditWorker(ctx, { action: 'worker.deregister', target: `worker:${worker.id}` });
+      return worker;
+    },
+  }),
+  assignWorkerModels: t.field({
+    type: WorkerAssignmentRef,
+    description: 'Operator: lets a worker serve these (existing) models. The worker need not run yet: create the model, assign, then start the worker.',
+    authScopes: { permission: 'workers:manage' },
+    args: { worker: t.arg.string({ required: true }), models: t.arg.stringList({ required: true }) },
+    resolve: async (_r, args, ctx) => {
+      const models = await ctx.services.admin.assignWorkerModels(args.worker, args.models);
+      const worker = workerIdOf(args.worker);
+      await auditWorker(ctx, { action: 'worker.assign', target: `worker:${worker}`, details: { models: args.models } });
+      return { worker, models };
+    },
+  }),
+  unassignWorkerModels: t.field({
+    type: WorkerAssignmentRef,
+    description: "Operator: takes models away from a worker; the worker's instances of them leave routing at once.",
+    authScopes: { permission: 'workers:manage' },
+    args: { worker: t.arg.string({ required: true }), models: t.arg.stringList({ required: true }) },
+    resolve: async (_r, args, ctx) => {
+      const models = await ctx.services.admin.unassignWorkerModels(args.worker, args.models);
+      const worker = workerIdOf(args.worker);
+      await auditWorker(ctx, { action: 'worker.unassign', target: `worker:${worker}`, details: { models: args.models } });
+      return { worker, models };
+    },
   }),
   loadModelOnWorker: t.field({
     type: WorkerCommandRef,
-    description: 'Asks a worker to load a model version (it registers the new instance when loaded). On `embedded` the gateway loads it itself.',
-    authScopes: { role: 'admin' },
+    description:
+      'Operator: asks a worker to load a model version (registered when missing and assigned to the worker; the worker registers the new instance ' +
+      'when loaded). On `embedded` the gateway loads it itself.',
+    authScopes: { permission: 'workers:manage' },
     args: {
       workerId: t.arg.id({ required: true }),
       model: t.arg.string({ required: true }),
@@ -176,7 +288,7 @@ builder.mutationFields((t) => ({
   unloadFromWorker: t.field({
     type: WorkerCommandRef,
     description: 'Drains one of a worker’s instances (gateway or worker instance id), unloads it and tells the worker to release it.',
-    authScopes: { role: 'admin' },
+    authScopes: { permission: 'workers:manage' },
     args: { workerId: t.arg.id({ required: true }), instanceId: t.arg.string({ required: true }) },
     resolve: (_r, args, ctx) => ctx.services.admin.unloadFromWorker(String(args.workerId), args.instanceId),
   }),
@@ -185,10 +297,13 @@ builder.mutationFields((t) => ({
 builder.subscriptionFields((t) => ({
   workerCommands: t.field({
     type: WorkerCommandRef,
-    description: 'Load/unload commands for one worker, as they are issued.',
-    authScopes: { role: 'worker' },
+    description: 'Load/unload commands for one worker, as they are issued. Only the worker itself (or an operator).',
+    authScopes: { permission: 'workers:register' },
     args: { workerId: t.arg.id({ required: true }) },
-    subscribe: (_r, args, ctx) => ctx.services.workers.commands(String(args.workerId), ctx.signal),
+    subscribe: async (_r, args, ctx) => {
+      await requireWorkerAccess(ctx, String(args.workerId), 'commands');
+      return ctx.services.workers.commands(workerIdOf(String(args.workerId)), ctx.signal);
+    },
     resolve: (c) => c,
   }),
 }));

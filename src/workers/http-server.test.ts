@@ -78,13 +78,17 @@ function fakeInstance(): FakeInstance {
   };
 }
 
+const TOKEN = 'gateway-call-token-for-this-worker-process';
+const AUTH = { authorization: `Bearer ${TOKEN}` };
+
 describe('worker http server', () => {
   let server: Server;
   let base: string;
   const inst = fakeInstance();
   const agent = new Agent({ connections: 2 });
+  let token: string | undefined = TOKEN;
   beforeAll(async () => {
-    server = createWorkerHttpServer({ instances: new Map([['i1', inst]]), logger: pino({ level: 'silent' }), maxBodyBytes: 1024 });
+    server = createWorkerHttpServer({ instances: new Map([['i1', inst]]), callToken: () => token, logger: pino({ level: 'silent' }), maxBodyBytes: 1024 });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/worker/v1`;
   });
@@ -98,15 +102,53 @@ describe('worker http server', () => {
     request(`${base}${path}`, {
       method: 'POST',
       body: typeof body === 'string' ? body : JSON.stringify(body),
-      headers: { 'content-type': 'application/json', ...headers },
+      headers: { 'content-type': 'application/json', ...AUTH, ...headers },
       dispatcher: agent,
       signal,
     });
 
+  it("refuses every instance route without the gateway's call token (401), before touching the instance; liveness stays open", async () => {
+    const callsBefore = inst.calls.length;
+    const attempts: Array<Record<string, string>> = [
+      { authorization: '' },
+      { authorization: 'Bearer wrong-token' },
+      { authorization: `Basic ${TOKEN}` },
+      { authorization: `Bearer ${TOKEN}x` },
+    ];
+    for (const headers of attempts) {
+      const r = await post('/instances/i1/infer', { task: 'generate', prompt: 'steal' }, headers);
+      const body = (await r.body.json()) as { error: { code: string; message: string } };
+      expect([r.statusCode, body.error.code, r.headers['www-authenticate']]).toEqual([401, 'MCP_UNAUTHENTICATED', expect.stringContaining('Bearer')]);
+      expect(body.error.message).not.toContain(TOKEN);
+    }
+    const stream = await post('/instances/i1/stream', { task: 'generate', prompt: 'steal' }, { authorization: 'Bearer nope' });
+    expect(stream.statusCode).toBe(401);
+    await stream.body.dump();
+    const health = await request(`${base}/instances/i1/health`, { dispatcher: agent });
+    expect(health.statusCode).toBe(401);
+    await health.body.dump();
+    // an unknown instance is not revealed either
+    const ghost = await request(`${base}/instances/ghost/health`, { dispatcher: agent });
+    expect(ghost.statusCode).toBe(401);
+    await ghost.body.dump();
+    expect(inst.calls.length).toBe(callsBefore);
+    const live = await request(`${base}/health`, { dispatcher: agent });
+    expect([live.statusCode, await live.body.json()]).toEqual([200, { ok: true }]);
+    // a worker that has not learned its token yet serves nobody, not even a correct-looking token
+    token = undefined;
+    const early = await post('/instances/i1/infer', { task: 'generate', prompt: 'x' });
+    expect(early.statusCode).toBe(401);
+    await early.body.dump();
+    token = TOKEN;
+    const ok = await post('/instances/i1/infer', { task: 'generate', prompt: 'x' });
+    expect(ok.statusCode).toBe(200);
+    await ok.body.dump();
+  });
+
   it('serves health routes with runtime and device', async () => {
     const w = await request(`${base}/health`, { dispatcher: agent });
     expect([w.statusCode, await w.body.json()]).toEqual([200, { ok: true }]);
-    const h = await request(`${base}/instances/i1/health`, { dispatcher: agent });
+    const h = await request(`${base}/instances/i1/health`, { dispatcher: agent, headers: AUTH });
     expect(await h.body.json()).toEqual({
       ok: true,
       detail: 'fine',
@@ -170,7 +212,7 @@ describe('worker http server', () => {
     expect([big.statusCode, ((await big.body.json()) as { error: { code: string } }).error.code]).toEqual([413, 'MCP_PAYLOAD_TOO_LARGE']);
     const past = await post('/instances/i1/infer', { task: 'generate', prompt: 'x' }, { 'x-mcp-deadline': String(Date.now() - 1) });
     expect([past.statusCode, ((await past.body.json()) as { error: { code: string } }).error.code]).toEqual([504, 'MCP_DEADLINE_EXCEEDED']);
-    const route = await request(`${base}/nothing`, { dispatcher: agent });
+    const route = await request(`${base}/nothing`, { dispatcher: agent, headers: AUTH });
     expect(route.statusCode).toBe(404);
     await route.body.dump();
   });

@@ -5,8 +5,11 @@
  *   POST /worker/v1/instances/{id}/infer   InferenceInput JSON → 200 InferenceOutput JSON
  *   POST /worker/v1/instances/{id}/stream  InferenceInput JSON → 200 application/x-ndjson, one InferenceChunk per line
  *   GET  /worker/v1/instances/{id}/health  → { ok, detail?, runtime, device, tasks, signature? }
- *   GET  /worker/v1/health                 → { ok: true }
+ *   GET  /worker/v1/health                 → { ok: true }   (liveness; the only route open without credentials)
  *
+ * Every instance route needs `Authorization: Bearer <call token>`, the token the gateway derives for
+ * this worker process (src/workers/call-auth.ts); without it, or before the worker learned its token,
+ * the answer is 401 MCP_UNAUTHENTICATED and the instance is not touched.
  * The body is validated against the one inference input schema (src/inference/schema.ts), as at
  * every gateway entry point: a refusal is 400 MCP_VALIDATION_FAILED naming the path (`input.…`).
  * Errors: `{ error: { code, message, details?, retryable, mayHaveExecuted } }` with the McpError's status; a
@@ -18,6 +21,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { McpError, toMcpError } from '../errors.ts';
+import { bearerMatches } from './call-auth.ts';
 import type { BackendCall, LoadedInstance } from '../plugin/contract.ts';
 import { parseInferenceInput } from '../inference/request.ts';
 import type { InferenceChunk } from '../inference/types.ts';
@@ -25,6 +29,11 @@ import type { InferenceChunk } from '../inference/types.ts';
 export interface WorkerHttpServerOptions {
   instances: { get(id: string): LoadedInstance | undefined };
   logger: Logger;
+  /**
+   * The gateway's call token for this worker (undefined until known: every instance route is then refused).
+   * Read on every request, so a new token applies at once.
+   */
+  callToken: () => string | undefined;
   /** Largest request body accepted; default 16 MiB. */
   maxBodyBytes?: number;
   /** Budget of an instance health probe; default 10 s. */
@@ -145,6 +154,11 @@ export function createWorkerHttpServer(opts: WorkerHttpServerOptions): Server {
     }
     const m = INSTANCE_ROUTE.exec(path);
     if (!m) throw new McpError('MCP_NOT_FOUND', `no route ${req.method ?? ''} ${path}`);
+    if (!bearerMatches(headerValue(req, 'authorization'), opts.callToken())) {
+      res.setHeader('www-authenticate', 'Bearer realm="capibara-mcp worker"');
+      res.setHeader('connection', 'close'); // the body is not read: do not drain a stranger's upload
+      throw new McpError('MCP_UNAUTHENTICATED', 'this worker serves only its gateway: send the call token as Authorization: Bearer …');
+    }
     const action = m[2] as 'infer' | 'stream' | 'health';
     let id: string;
     try {

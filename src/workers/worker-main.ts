@@ -1,7 +1,10 @@
 /**
  * `capibara-mcp worker`: a process that loads backend plugins' models (tfjs by default) and serves
- * them over the worker HTTP protocol (src/workers/http-server.ts) for a gateway. It registers with
- * the gateway over GraphQL (`registerWorker`), heartbeats (`workerHeartbeat`), receives LOAD /
+ * them over the worker HTTP protocol (src/workers/http-server.ts) for a gateway. It fetches the
+ * gateway's call token for this process (`workerCallToken`: only calls bearing it are served),
+ * registers with the gateway over GraphQL (`registerWorker`: the gateway serves only the models
+ * an operator assigned to this worker and refuses the others, which are logged and left idle),
+ * heartbeats (`workerHeartbeat`; a change of its assigned models makes it register again), receives LOAD /
  * UNLOAD commands through the `workerCommands` subscription (graphql-ws), and re-registers after
  * each change. SIGTERM/SIGINT: deregister, let in-flight requests finish, unload, exit 0.
  */
@@ -27,6 +30,7 @@ import type { InferenceChunk, InferenceInput } from '../inference/types.ts';
 import { DEMO_MODEL_DIR, DEMO_MODEL_ID } from '../models/seed.ts';
 import type { BackendCall, DeviceInfo, LoadedInstance } from '../plugin/contract.ts';
 import { PluginHost } from '../plugin/host.ts';
+import { newWorkerSession } from './call-auth.ts';
 import { createWorkerHttpServer } from './http-server.ts';
 
 export interface RunWorkerOptions {
@@ -81,9 +85,21 @@ interface CommandMessage {
   options: Record<string, unknown> | null;
 }
 
+interface InstanceOutcome {
+  remoteInstanceId: string;
+  model: string;
+  version: string;
+  accepted: boolean;
+  code: string | null;
+  message: string | null;
+}
+
 const WORKER_FIELDS = 'id name status';
-const REGISTER = `mutation Register($input: RegisterWorkerInput!) { registerWorker(input: $input) { ${WORKER_FIELDS} } }`;
-const HEARTBEAT = `mutation Heartbeat($id: ID!, $load: WorkerLoadInput) { workerHeartbeat(id: $id, load: $load) { ${WORKER_FIELDS} } }`;
+const CALL_TOKEN = `mutation CallToken($input: WorkerCallTokenInput!) { workerCallToken(input: $input) }`;
+const REGISTER = `mutation Register($input: RegisterWorkerInput!) {
+  registerWorker(input: $input) { worker { ${WORKER_FIELDS} } instances { remoteInstanceId model version accepted code message } }
+}`;
+const HEARTBEAT = `mutation Heartbeat($id: ID!, $load: WorkerLoadInput) { workerHeartbeat(id: $id, load: $load) { ${WORKER_FIELDS} assignedModels } }`;
 const DEREGISTER = `mutation Deregister($id: ID!) { deregisterWorker(id: $id) { ${WORKER_FIELDS} } }`;
 const COMMANDS = `subscription Commands($id: ID!) {
   workerCommands(workerId: $id) { id action instanceId model version source backend task device options }
@@ -220,6 +236,10 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const counter = new LoadCounter();
   let server: Server | undefined;
   let ws: Client | undefined;
+  /** Random per process: with the endpoint, it selects the gateway's call token for this process. */
+  const session = newWorkerSession();
+  /** The token the gateway presents on every call (learned before registering); no token, no service. */
+  let callToken: string | undefined;
 
   const loadOne = async (
     m: {
@@ -269,7 +289,11 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
         logger.error({ err, instance: remoteId, model: m.id }, 'instance failed to load; not served');
       }
     }
-    server = createWorkerHttpServer({ instances: { get: (id) => served.get(id)?.loaded }, logger: logger.child({ component: 'worker-http' }) });
+    server = createWorkerHttpServer({
+      instances: { get: (id) => served.get(id)?.loaded },
+      callToken: () => callToken,
+      logger: logger.child({ component: 'worker-http' }),
+    });
     const srv = server;
     await new Promise<void>((res, rej) => {
       srv.once('error', rej);
@@ -322,10 +346,32 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   let needsRegistration = true;
   let lastError = '';
 
+  let refusedBefore = '';
+  /** Models of the last registration's answer: served, and refused for not being assigned. */
+  let servedModels = new Set<string>();
+  let unassignedModels = new Set<string>();
+  /** Logs the instances the gateway refused (not assigned to this worker, …) when that list changes; the others are served. */
+  const noteRefusals = (outcomes: InstanceOutcome[]) => {
+    servedModels = new Set(outcomes.filter((o) => o.accepted).map((o) => o.model));
+    unassignedModels = new Set(outcomes.filter((o) => o.code === 'MCP_FORBIDDEN').map((o) => o.model));
+    const refused = outcomes.filter((o) => !o.accepted);
+    const key = JSON.stringify(refused.map((o) => [o.remoteInstanceId, o.code]));
+    if (key === refusedBefore) return;
+    refusedBefore = key;
+    for (const o of refused) {
+      logger.warn(
+        { worker: id, instance: o.remoteInstanceId, model: o.model, version: o.version, code: o.code },
+        `the gateway refused this instance (${o.message ?? o.code ?? 'refused'}); it stays loaded but gets no traffic`,
+      );
+    }
+  };
+
   const register = async () => {
+    callToken = await gateway.gql<{ workerCallToken: string }>(CALL_TOKEN, { input: { name, endpoint, session } }).then((d) => d.workerCallToken);
     const input = {
       name,
       endpoint,
+      session,
       heartbeatIntervalMs: wc.heartbeatIntervalMs,
       devices: await devices(),
       instances: [...served.entries()].map(([remoteInstanceId, s]) => ({
@@ -337,9 +383,14 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
         device: s.loaded.device,
       })),
     };
-    await gateway.gql(REGISTER, { input }, 60_000);
+    const { registerWorker: answer } = await gateway.gql<{ registerWorker: { instances: InstanceOutcome[] } }>(REGISTER, { input }, 60_000);
     needsRegistration = false;
-    logger.info({ gateway: wc.gateway, worker: id, endpoint, instances: input.instances.length }, 'registered with the gateway');
+    noteRefusals(answer.instances);
+    const servedCount = answer.instances.filter((o) => o.accepted).length;
+    logger.info(
+      { gateway: wc.gateway, worker: id, endpoint, instances: servedCount, refused: answer.instances.length - servedCount },
+      'registered with the gateway',
+    );
     if (!registeredOnce) {
       registeredOnce = true;
       resolveRegistered();
@@ -359,7 +410,16 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const tick = async () => {
     try {
       if (needsRegistration) await register();
-      else await gateway.gql(HEARTBEAT, { id, load: { inflight: counter.inflight, requestsTotal: counter.total } }, Math.max(1000, wc.heartbeatIntervalMs * 2));
+      else {
+        const load = { inflight: counter.inflight, requestsTotal: counter.total };
+        const beat = await gateway.gql<{ workerHeartbeat: { assignedModels: string[] } }>(HEARTBEAT, { id, load }, Math.max(1000, wc.heartbeatIntervalMs * 2));
+        // an operator assigned a model refused before, or took one away: register again (at the next beat) to serve what is assigned now
+        const assigned = new Set(beat.workerHeartbeat.assignedModels);
+        if ([...unassignedModels].some((m) => assigned.has(m)) || [...servedModels].some((m) => !assigned.has(m))) {
+          needsRegistration = true;
+          logger.info({ worker: id, assigned: [...assigned] }, 'the models assigned to this worker changed: registering again');
+        }
+      }
       lastError = '';
     } catch (err) {
       const e = toMcpError(err);

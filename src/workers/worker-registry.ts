@@ -1,14 +1,15 @@
-import { asc, eq } from 'drizzle-orm';
+import { and, asc, eq, inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Database } from '../db/client.ts';
-import { workers } from '../db/schema.ts';
+import { workerModels, workers } from '../db/schema.ts';
 import { McpError } from '../errors.ts';
 import type { EventBus, WorkerCommand } from '../events/bus.ts';
 import type { Fleet } from '../models/fleet.ts';
 import { TASKS, type InstanceRow, type ModelRegistry } from '../models/registry.ts';
 import type { DeviceInfo } from '../plugin/contract.ts';
 import type { PluginHost } from '../plugin/host.ts';
+import { isWorkerCallSigner, WORKER_SESSION_PATTERN } from './call-auth.ts';
 
 export type WorkerRow = typeof workers.$inferSelect;
 type WorkerStatus = 'healthy' | 'unhealthy' | 'stopped';
@@ -38,15 +39,21 @@ export const WORKER_STOPPED = 'worker stopped';
 const MISSED_HEARTBEATS = 2.5;
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_" or "-", at most 63 characters');
+/** A worker name as an operator or a credential gives it (the worker id is its lower-case form). */
+export const workerNameSchema = name;
+const session = z.string().regex(WORKER_SESSION_PATTERN, '16 to 64 letters, digits, "_" or "-"');
 const instanceId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, ".", "_" or "-", at most 63 characters');
 const httpUrl = z
   .string()
+  .max(2048)
   .url()
   .refine((u) => /^https?:\/\//.test(u), 'an http(s) URL');
 
 export const registerWorkerSchema = z.strictObject({
   name,
   endpoint: httpUrl,
+  /** Random per worker process; with the endpoint, it selects the call token the gateway presents to this process. */
+  session,
   devices: z
     .array(
       z.strictObject({
@@ -75,6 +82,15 @@ export const registerWorkerSchema = z.strictObject({
 });
 export type RegisterWorkerInput = z.input<typeof registerWorkerSchema>;
 export type RegisterWorker = z.infer<typeof registerWorkerSchema>;
+
+export const workerCallTokenSchema = z.strictObject({ name, endpoint: httpUrl, session });
+
+/** Instance options of a worker's instance on the gateway (non-secret: the call token is derived from them and the gateway's key). */
+export interface WorkerInstanceOptions {
+  remoteInstanceId: string;
+  worker: string;
+  session: string;
+}
 
 export const workerLoadCommandSchema = z.strictObject({
   model: instanceId,
@@ -289,6 +305,46 @@ export class WorkerRegistry {
     if (!row) throw new McpError('MCP_WORKER_NOT_FOUND', `no worker "${workerId}"`, { details: { worker: workerId } });
     this.loads.delete(workerId);
     return this.view(row);
+  }
+
+  // ─────────────── model assignments (worker_models) ───────────────
+
+  /** Models an operator assigned to each worker (DataLoader order). */
+  async assignedModels(workerIds: readonly string[]): Promise<string[][]> {
+    const rows = workerIds.length
+      ? await this.db
+          .select()
+          .from(workerModels)
+          .where(inArray(workerModels.worker, [...workerIds]))
+          .orderBy(asc(workerModels.modelId))
+      : [];
+    return workerIds.map((w) => rows.filter((r) => r.worker === w).map((r) => r.modelId));
+  }
+
+  async assign(workerId: string, modelIds: readonly string[]): Promise<void> {
+    if (!modelIds.length) return;
+    await this.db
+      .insert(workerModels)
+      .values(modelIds.map((modelId) => ({ worker: workerId, modelId })))
+      .onConflictDoNothing();
+  }
+
+  async unassign(workerId: string, modelIds: readonly string[]): Promise<void> {
+    if (!modelIds.length) return;
+    await this.db.delete(workerModels).where(and(eq(workerModels.worker, workerId), inArray(workerModels.modelId, [...modelIds])));
+  }
+
+  // ─────────────── gateway → worker call tokens ───────────────
+
+  /** The token the gateway presents to this worker process; computed by the `worker` backend plugin (which alone holds the key). */
+  async callToken(workerId: string, sessionId: string, endpoint: string): Promise<string> {
+    const backend = this.plugins.has('backend', 'worker') ? this.plugins.get('backend', 'worker') : undefined;
+    if (!isWorkerCallSigner(backend)) {
+      throw new McpError('MCP_UNKNOWN_PLUGIN', 'the gateway has no `worker` backend plugin: it cannot call worker processes', {
+        details: { plugin: 'worker' },
+      });
+    }
+    return backend.workerCallToken(workerId, sessionId, endpoint);
   }
 
   // ─────────────── watchdog ───────────────

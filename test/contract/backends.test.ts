@@ -77,9 +77,12 @@ describeBackendConformance('kserve-v2', async () => {
   };
 });
 
+/** The gateway's call token the worker below accepts (given to the worker backend as a header option). */
+const CALL = { authorization: 'Bearer contract-test-worker-call-token' };
+
 /** A worker process's HTTP side on loopback, serving instances loaded by real backend plugins. */
 async function startWorker(instances: Map<string, LoadedInstance>): Promise<{ url: string; close(): Promise<void> }> {
-  const server: Server = createWorkerHttpServer({ instances, logger: pino({ level: 'silent' }) });
+  const server: Server = createWorkerHttpServer({ instances, callToken: () => 'contract-test-worker-call-token', logger: pino({ level: 'silent' }) });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
@@ -105,10 +108,10 @@ describeBackendConformance('worker (an openai instance on the worker)', async ()
   const closed = await freeLoopbackPort();
   return {
     plugin: workerPlugin,
-    spec: spec('gw-llm', worker.url, { remoteInstanceId: 'llm' }),
+    spec: spec('gw-llm', worker.url, { remoteInstanceId: 'llm', headers: CALL }),
     requests: llmRequests,
-    unreachable: spec('gw-gone', `http://127.0.0.1:${closed}`, { remoteInstanceId: 'llm' }),
-    slow: { spec: spec('gw-llm-slow', worker.url, { remoteInstanceId: 'llm-slow' }), input: slowGenerate, inFlight: () => slow.open },
+    unreachable: spec('gw-gone', `http://127.0.0.1:${closed}`, { remoteInstanceId: 'llm', headers: CALL }),
+    slow: { spec: spec('gw-llm-slow', worker.url, { remoteInstanceId: 'llm-slow', headers: CALL }), input: slowGenerate, inFlight: () => slow.open },
     close: async () => {
       await worker.close();
       await ctx.close();
@@ -132,9 +135,13 @@ describeBackendConformance('worker (a kserve-v2 instance on the worker)', async 
   );
   return {
     plugin: workerPlugin,
-    spec: spec('gw-doubler', worker.url, { remoteInstanceId: 'doubler' }, 'doubler'),
+    spec: spec('gw-doubler', worker.url, { remoteInstanceId: 'doubler', headers: CALL }, 'doubler'),
     requests: { tensor: doubler(3) },
-    slow: { spec: spec('gw-doubler-slow', worker.url, { remoteInstanceId: 'doubler-slow' }, 'doubler'), input: doubler(1), inFlight: () => slow.open },
+    slow: {
+      spec: spec('gw-doubler-slow', worker.url, { remoteInstanceId: 'doubler-slow', headers: CALL }, 'doubler'),
+      input: doubler(1),
+      inFlight: () => slow.open,
+    },
     close: async () => {
       await worker.close();
       await ctx.close();

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
-import { spawnWorker, waitFor, WORKERS_QUERY, type WorkerInfo, type WorkerProcess } from './support.ts';
+import { prepareWorker, spawnWorker, waitFor, WORKERS_QUERY, type WorkerInfo, type WorkerProcess } from './support.ts';
 
 describe('a worker with the default configuration', () => {
   let gw: TestGateway;
@@ -21,7 +21,8 @@ describe('a worker with the default configuration', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('serves the demo model capibara-mini on the tfjs backend; the gateway registers the model and routes to it', async () => {
+  it('serves the demo model capibara-mini on the tfjs backend once an operator registered and assigned it; the gateway routes to it', async () => {
+    await prepareWorker(gw, 'tfjs-host', [{ id: 'capibara-mini' }]);
     worker = spawnWorker({
       gateway: gw.url,
       name: 'demo',

@@ -17,6 +17,37 @@ export interface WorkerProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
+/** A gateway the helpers below talk to (the test kit's TestGateway, or one with credentials baked in). */
+export interface GqlClient {
+  gql<T = Record<string, unknown>>(
+    query: string,
+    variables?: Record<string, unknown>,
+    headers?: Record<string, string>,
+  ): Promise<{ data?: T; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> }>;
+}
+
+/**
+ * The operator flow before a worker starts: register each model (when missing) and assign them all
+ * to the worker. `headers`: the operator's credentials (none when auth is off).
+ */
+export async function prepareWorker(
+  gw: GqlClient,
+  worker: string,
+  models: Array<{ id: string; task?: string }>,
+  headers: Record<string, string> = {},
+): Promise<void> {
+  for (const m of models) {
+    const r = await gw.gql(`mutation($i: RegisterModelInput!) { registerModel(input: $i) { id } }`, { i: { id: m.id, task: m.task ?? 'GENERATE' } }, headers);
+    if (r.errors?.length && r.errors[0]!.extensions?.code !== 'MCP_DUPLICATE_ID') throw new Error(`registerModel ${m.id}: ${r.errors[0]!.message}`);
+  }
+  const a = await gw.gql(
+    `mutation($w: String!, $m: [String!]!) { assignWorkerModels(worker: $w, models: $m) { models } }`,
+    { w: worker, m: models.map((m) => m.id) },
+    headers,
+  );
+  if (a.errors?.length) throw new Error(`assignWorkerModels ${worker}: ${a.errors[0]!.message}`);
+}
+
 export interface SpawnWorkerOptions {
   gateway: string;
   name: string;
@@ -28,6 +59,10 @@ export interface SpawnWorkerOptions {
   /** Use this worker section instead (e.g. the tfjs demo model): no echo plugin, default plugins on. */
   raw?: Record<string, unknown>;
   port?: number;
+  /** The worker's credential (worker.token, sent as Authorization: Bearer). */
+  token?: string;
+  /** URL the worker registers (worker.advertiseUrl), e.g. an attacker's server. */
+  advertiseUrl?: string;
 }
 
 /** Spawns `capibara-mcp worker` as a real process (through tsx, like `npm run worker`) with a temp config file. */
@@ -45,6 +80,8 @@ export function spawnWorker(opts: SpawnWorkerOptions): WorkerProcess {
       heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 300,
       drainMs: 2000,
       models: opts.models ?? [{ id: 'echo', version: 'v1', backend: 'echo', task: 'generate' }],
+      ...(opts.token ? { token: opts.token } : {}),
+      ...(opts.advertiseUrl ? { advertiseUrl: opts.advertiseUrl } : {}),
     },
   };
   const file = join(dir, 'capibara.json');
@@ -102,7 +139,7 @@ export const FAST_HEALTH = {
 };
 
 export const WORKERS_QUERY =
-  `{ workers { id status embedded endpoint heartbeatIntervalMs devices { id kind } ` +
+  `{ workers { id status embedded endpoint heartbeatIntervalMs assignedModels devices { id kind } ` +
   `instances { id modelId status statusReason backend endpoint workerId } } }`;
 
 export interface WorkerInfo {
@@ -111,6 +148,7 @@ export interface WorkerInfo {
   embedded: boolean;
   endpoint: string;
   heartbeatIntervalMs: number;
+  assignedModels: string[];
   devices: Array<{ id: string; kind: string }>;
   instances: Array<{
     id: string;
