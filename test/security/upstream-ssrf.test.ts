@@ -291,8 +291,14 @@ describe('worker registration', () => {
   it.each(['http://169.254.169.254', 'http://[fe80::1]:9000', 'http://metadata.google.internal'])(
     'refuses a worker whose endpoint is %s, and attaches nothing',
     async (endpoint) => {
-      const r = await gw.gql(`mutation ($input: RegisterWorkerInput!) { registerWorker(input: $input) { id } }`, {
-        input: { name: 'sneaky', endpoint, heartbeatIntervalMs: 1000, instances: [{ model: 'llm', version: 'v1', remoteInstanceId: 'llm', task: 'GENERATE' }] },
+      const r = await gw.gql(`mutation ($input: RegisterWorkerInput!) { registerWorker(input: $input) { worker { id } } }`, {
+        input: {
+          name: 'sneaky',
+          endpoint,
+          session: 'session-1',
+          heartbeatIntervalMs: 1000,
+          instances: [{ model: 'llm', version: 'v1', remoteInstanceId: 'llm', task: 'GENERATE' }],
+        },
       });
       expect(r.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
       expect(r.errors?.[0]?.message).toMatch(/^input\.endpoint: /);
