@@ -24,6 +24,7 @@ import plugin, { fileSaveHandler, type TfjsInstance } from '../plugins/backend-t
 import type { LoadedInstance, PluginContext } from '../src/plugin/contract.ts';
 import type { Tensor } from '../src/inference/types.ts';
 import { DynamicBatcher } from '../src/inference/dynamic-batcher.ts';
+import { MemoryCredentialStore } from '../src/testing/memory-credentials.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -57,6 +58,7 @@ const ctx: PluginContext = {
     closers.push(fn);
   },
   onHealth() {},
+  credentials: new MemoryCredentialStore(),
 };
 const backend = await plugin.setup(
   ctx,

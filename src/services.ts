@@ -7,6 +7,7 @@ import type { EventBus } from './events/bus.ts';
 import type { InferenceService } from './inference/service.ts';
 import type { Fleet } from './models/fleet.ts';
 import type { ModelRegistry } from './models/registry.ts';
+import type { Accounts } from './auth/accounts.ts';
 import type { AuthService } from './auth/auth-service.ts';
 import type { AuditRecorder } from './audit/types.ts';
 import type { PluginHost } from './plugin/host.ts';
@@ -28,7 +29,10 @@ export interface Services {
   /** Traffic splits, canaries, shadow, fallbacks, per-variant stats, inference records and feedback. */
   traffic: TrafficManager;
   inference: InferenceService;
+  /** Authentication (the configured strategies), permissions, login/refresh/logout. */
   auth: AuthService;
+  /** Users and API keys created at run time. */
+  accounts: Accounts;
   /** The append-only audit log. */
   audit: AuditRecorder;
   metrics: GatewayMetrics;

@@ -10,6 +10,8 @@ export interface GraphQLContext {
   services: Services;
   /** Aborts when the client goes away. */
   signal: AbortSignal;
+  /** Client address (login throttling, audit). */
+  ip?: string;
   /** Request headers (lower-case). */
   headers: Record<string, string | undefined>;
   /** The error to throw when a scope check fails (401 without principal, 403 otherwise). */

@@ -113,13 +113,13 @@ builder.queryFields((t) => ({
   workers: t.field({
     type: [WorkerRef],
     description: 'The embedded worker (the gateway process) and every registered worker process.',
-    authScopes: { authenticated: true },
+    authScopes: { permission: 'models:read' },
     resolve: (_r, _a, ctx) => ctx.services.workers.list(),
   }),
   worker: t.field({
     type: WorkerRef,
     nullable: true,
-    authScopes: { authenticated: true },
+    authScopes: { permission: 'models:read' },
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_r, args, ctx) => (await ctx.services.workers.get(String(args.id))) ?? null,
   }),
@@ -129,7 +129,7 @@ builder.mutationFields((t) => ({
   registerWorker: t.field({
     type: WorkerRef,
     description: 'A worker announces itself and what it serves; its instances are registered (backend `worker`) and loaded so the router routes to them.',
-    authScopes: { role: 'worker' },
+    authScopes: { permission: 'workers:register' },
     args: { input: t.arg({ type: RegisterWorkerInput, required: true }) },
     resolve: (_r, { input }, ctx) =>
       ctx.services.admin.registerWorker(
@@ -142,21 +142,21 @@ builder.mutationFields((t) => ({
   workerHeartbeat: t.field({
     type: WorkerRef,
     description: 'Keeps a worker healthy; MCP_WORKER_NOT_FOUND tells the worker to register again.',
-    authScopes: { role: 'worker' },
+    authScopes: { permission: 'workers:register' },
     args: { id: t.arg.id({ required: true }), load: t.arg({ type: WorkerLoadInput }) },
     resolve: (_r, args, ctx) => ctx.services.admin.workerHeartbeat(String(args.id), args.load ?? undefined),
   }),
   deregisterWorker: t.field({
     type: WorkerRef,
     description: 'A worker shutting down: its instances leave routing at once.',
-    authScopes: { role: 'worker' },
+    authScopes: { permission: 'workers:register' },
     args: { id: t.arg.id({ required: true }) },
     resolve: (_r, args, ctx) => ctx.services.admin.deregisterWorker(String(args.id)),
   }),
   loadModelOnWorker: t.field({
     type: WorkerCommandRef,
     description: 'Asks a worker to load a model version (it registers the new instance when loaded). On `embedded` the gateway loads it itself.',
-    authScopes: { role: 'admin' },
+    authScopes: { permission: 'workers:manage' },
     args: {
       workerId: t.arg.id({ required: true }),
       model: t.arg.string({ required: true }),
@@ -176,7 +176,7 @@ builder.mutationFields((t) => ({
   unloadFromWorker: t.field({
     type: WorkerCommandRef,
     description: 'Drains one of a worker’s instances (gateway or worker instance id), unloads it and tells the worker to release it.',
-    authScopes: { role: 'admin' },
+    authScopes: { permission: 'workers:manage' },
     args: { workerId: t.arg.id({ required: true }), instanceId: t.arg.string({ required: true }) },
     resolve: (_r, args, ctx) => ctx.services.admin.unloadFromWorker(String(args.workerId), args.instanceId),
   }),
@@ -186,7 +186,7 @@ builder.subscriptionFields((t) => ({
   workerCommands: t.field({
     type: WorkerCommandRef,
     description: 'Load/unload commands for one worker, as they are issued.',
-    authScopes: { role: 'worker' },
+    authScopes: { permission: 'workers:register' },
     args: { workerId: t.arg.id({ required: true }) },
     subscribe: (_r, args, ctx) => ctx.services.workers.commands(String(args.workerId), ctx.signal),
     resolve: (c) => c,

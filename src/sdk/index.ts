@@ -50,3 +50,7 @@ export { hash32, hashToUnit, fmix32 } from './hash.ts';
 export { effectiveExclude } from './exclude.ts';
 /** A small seeded PRNG (reproducible sampling and tests). */
 export { mulberry32 } from './random.ts';
+/** Password hashing (scrypt, per-password salt, parameters in the hash string) for auth plugins. */
+export { hashPassword, verifyPassword, DEFAULT_SCRYPT_PARAMS, type ScryptParams } from './password.ts';
+/** The API key format (`mcp_sk_…` with a checksum), key generation and the SHA-256 that is stored. */
+export { KEY_PREFIX, checksumOf, looksLikeApiKey, sha256Hex, generateApiKey } from './api-key.ts';
