@@ -80,7 +80,6 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   try {
     guardAuthDisabled(config.auth.enabled, config.server.host, logger);
     const credentials = new GatewayCredentialStore();
-    closers.push(() => credentials.close());
     // Storage and plugins start side by side (plugins do not use storage; a new PGlite folder is
     // made in a child process, so that overlaps the runtimes' start-up on another core).
     const [db, pluginHost] = await Promise.allSettled([
@@ -120,6 +119,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       events = shared;
     }
     credentials.bind(database.db, events, logger.child({ component: 'auth' }));
+    // Closed before storage: it writes the last lastUsedAt updates.
+    closers.push(() => credentials.close());
     const registry = new ModelRegistry(database, plugins, events);
     const fleet = new Fleet(registry, plugins, events, logger.child({ component: 'fleet' }));
     closers.push(() => fleet.close());
