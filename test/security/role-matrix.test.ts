@@ -92,13 +92,19 @@ function operations(): Operation[] {
       const call = args.length ? `(${args.map((a) => `${a.name}: $${a.name}`).join(', ')})` : '';
       const selection = isObjectType(getNamedType(field.type)) ? ' { __typename }' : '';
       const scopes = (field.extensions as { pothosOptions?: { authScopes?: unknown } }).pothosOptions?.authScopes;
-      const requirement = (typeof scopes === 'function' ? scopes(undefined, variables, {}, undefined) : scopes) as
-        Requirement | { model: { permission: Permission; id: string } } | undefined;
+      const raw = (typeof scopes === 'function' ? scopes(undefined, variables, {}, undefined) : scopes) as
+        { authenticated?: true; permission?: Permission; model?: { permission: Permission; id: string } } | undefined;
       out.push({
         id: `${type!.name}.${field.name}`,
         kind,
         field,
-        requirement: requirement && 'model' in requirement ? { permission: requirement.model.permission, model: requirement.model.id } : requirement,
+        requirement: raw?.model
+          ? { permission: raw.model.permission, model: raw.model.id }
+          : raw?.permission
+            ? { permission: raw.permission }
+            : raw?.authenticated
+              ? { authenticated: true }
+              : undefined,
         document: `${kind}${decl} { ${field.name}${call}${selection} }`,
         variables,
       });
