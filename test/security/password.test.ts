@@ -3,6 +3,7 @@
  * GraphQL and REST, refresh-token rotation with reuse detection, logout, one message for every wrong
  * credential, brute-force lockout per user and per address, the audit trail, user management.
  */
+import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -165,6 +166,28 @@ describe.each(STORAGES)('password strategy (%s)', (storageKind) => {
   });
 });
 
+describe('sign-in routes refuse bad input with a 4xx', () => {
+  it('missing fields, wrong types, wrong method, oversized body', async () => {
+    const gw = await startTestGateway({ ...LEAN, auth: {} });
+    try {
+      expect((await post(gw, '/api/v1/auth/login', { username: 'admin' })).body.error?.code).toBe('MCP_VALIDATION_FAILED');
+      expect((await post(gw, '/api/v1/auth/login', { username: 1, password: 2 })).status).toBe(400);
+      expect((await post(gw, '/api/v1/auth/refresh', {})).status).toBe(400);
+      expect((await fetch(`${gw.url}/api/v1/auth/login`)).status).toBe(405);
+      const big = await fetch(`${gw.url}/api/v1/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username: 'admin', password: 'x'.repeat(100_000) }),
+      });
+      expect(big.status).toBe(413);
+      const long = await post(gw, '/api/v1/auth/login', { username: 'admin', password: 'y'.repeat(2000) });
+      expect(long.status).toBe(401);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe('brute force per address', () => {
   it('locks an address out after failures across many user names', async () => {
     const gw = await startTestGateway({ ...LEAN, auth: { lockout: { maxFailuresPerUser: 100, maxFailuresPerIp: 4, baseMs: 60_000 } } });
@@ -184,6 +207,20 @@ describe('first start', () => {
     const gw = await startTestGateway({ ...LEAN, auth: {} }, { adminPassword: 'from-the-environment-42' });
     try {
       expect(await gw.login('admin', 'from-the-environment-42')).toHaveProperty('authorization');
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('generates a password when none is given and hands it over once (the default prints it on stderr, not in the log)', async () => {
+    const shown: string[] = [];
+    const gw = await startTestGateway({ ...LEAN, auth: {} }, { adminPassword: null, announceAdmin: ({ password }) => void shown.push(password) });
+    try {
+      expect(shown).toHaveLength(1);
+      expect(await gw.login('admin', shown[0]!)).toHaveProperty('authorization');
+      const { rows } = await gw.services.database.db.execute<{ password_hash: string }>(sql`select password_hash from users`);
+      expect(rows[0]!.password_hash).toMatch(/^scrypt\$/);
+      expect(JSON.stringify(rows)).not.toContain(shown[0]!);
     } finally {
       await gw.close();
     }
