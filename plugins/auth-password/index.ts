@@ -55,9 +55,9 @@ class Revocations {
   private readonly users = new Map<string, number>();
   constructor(private readonly ttlMs: number) {}
 
-  add(map: 'sessions' | 'users', id: string): void {
+  add(map: 'sessions' | 'users', id: string, at = Date.now()): void {
     const m = this[map];
-    m.set(id, Date.now());
+    m.set(id, Math.max(at, m.get(id) ?? 0));
     if (m.size > 1000) for (const [k, at] of m) if (at < Date.now() - this.ttlMs - 60_000) m.delete(k);
   }
 
@@ -81,7 +81,7 @@ export default definePlugin({
     ctx.onClose(
       store.onRevoked((r) => {
         if (r.kind === 'session') revoked.add('sessions', r.familyId);
-        else if (r.kind === 'user') revoked.add('users', r.id);
+        else if (r.kind === 'user') revoked.add('users', r.id, r.at);
       }),
     );
     // Compared against for unknown users, so a wrong name costs the same time as a wrong password.

@@ -148,7 +148,7 @@ export class Accounts {
         .set({ revokedAt: sql`now()` })
         .where(and(eq(refreshTokens.userId, id), isNull(refreshTokens.revokedAt)));
     }
-    this.credentials.publish({ kind: 'user', id });
+    this.credentials.publish({ kind: 'user', id, at: Date.now() });
     await this.record(actor, 'user.update', id, requestId, {
       changed: Object.keys(input).filter((k) => k !== 'password'),
       passwordChanged: input.password !== undefined,
@@ -164,7 +164,7 @@ export class Accounts {
     if (current.roles.includes('admin') && !current.disabled) await this.keepOneAdmin(id);
     const [row] = await this.db.delete(users).where(eq(users.id, id)).returning();
     if (!row) throw notFound(id);
-    this.credentials.publish({ kind: 'user', id });
+    this.credentials.publish({ kind: 'user', id, at: Date.now() });
     await this.record(actor, 'user.delete', id, requestId, { username: row.username });
     return userView(row);
   }

@@ -167,7 +167,11 @@ export interface StoredApiKey {
 }
 
 /** A credential that stopped being valid, announced to every replica. */
-export type CredentialRevocation = { kind: 'apiKey'; id: string } | { kind: 'user'; id: string } | { kind: 'session'; familyId: string };
+export type CredentialRevocation =
+  | { kind: 'apiKey'; id: string }
+  /** `at` (epoch ms): credentials the user got before then are void (after it: signed in again). */
+  | { kind: 'user'; id: string; at: number }
+  | { kind: 'session'; familyId: string };
 
 /**
  * The credential storage the gateway offers auth plugins (users, API keys, refresh-token sessions, the access-token

@@ -3,12 +3,12 @@
  * GraphQL and REST, refresh-token rotation with reuse detection, logout, one message for every wrong
  * credential, brute-force lockout per user and per address, the audit trail, user management.
  */
-import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../src/audit/types.ts';
 import { configSchema } from '../../src/config/schema.ts';
+import { users } from '../../src/db/schema.ts';
 import { createGateway } from '../../src/gateway.ts';
 import { createTestDatabase, startTestGateway, STORAGES, TEST_ADMIN_PASSWORD, type TestGateway } from '../../src/testing/gateway.ts';
 
@@ -157,6 +157,9 @@ describe.each(STORAGES)('password strategy (%s)', (storageKind) => {
     expect(off.data).toEqual({ updateUser: { disabled: true } });
     expect((await gw.gql('{ models { totalCount } }', {}, devHeaders)).errors?.[0]?.extensions?.code).toBe('MCP_UNAUTHENTICATED');
     expect((await post(gw, '/api/v1/auth/login', { username: 'dev', password: 'long-enough-secret' })).status).toBe(401);
+    // Enabled again: a new sign-in works at once (only credentials issued before the change are void).
+    await gw.gql('mutation($id: ID!) { updateUser(id: $id, input: { disabled: false }) { disabled } }', { id }, admin);
+    expect((await me(gw, await gw.login('dev', 'long-enough-secret'))).data?.me.roles).toEqual(['developer']);
     const lastAdmin = await gw.gql<{ users: Array<{ id: string; username: string }> }>('{ users { id username } }', {}, admin);
     const adminId = lastAdmin.data!.users.find((u) => u.username === 'admin')!.id;
     expect((await gw.gql('mutation($id: ID!) { deleteUser(id: $id) { id } }', { id: adminId }, admin)).errors?.[0]?.extensions?.code).toBe('MCP_CONFLICT');
@@ -218,8 +221,10 @@ describe('first start', () => {
     try {
       expect(shown).toHaveLength(1);
       expect(await gw.login('admin', shown[0]!)).toHaveProperty('authorization');
-      const { rows } = await gw.services.database.db.execute<{ password_hash: string }>(sql`select password_hash from users`);
-      expect(rows[0]!.password_hash).toMatch(/^scrypt\$/);
+      // The whole users table, as a dump would show it.
+      const rows = await gw.services.database.db.select().from(users);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]!.passwordHash).toMatch(/^scrypt\$/);
       expect(JSON.stringify(rows)).not.toContain(shown[0]!);
     } finally {
       await gw.close();
