@@ -25,6 +25,7 @@ import type { LoadedInstance, PluginContext } from '../src/plugin/contract.ts';
 import type { Tensor } from '../src/inference/types.ts';
 import { DynamicBatcher } from '../src/inference/dynamic-batcher.ts';
 import { AddressPolicy } from '../src/security/address-policy.ts';
+import { MemoryCredentialStore } from '../src/testing/memory-credentials.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -59,6 +60,7 @@ const ctx: PluginContext = {
     closers.push(fn);
   },
   onHealth() {},
+  credentials: new MemoryCredentialStore(),
 };
 const backend = await plugin.setup(
   ctx,

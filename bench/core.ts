@@ -32,7 +32,8 @@ async function startGateway(cwd: string, env: Record<string, string>): Promise<S
   const t0 = performance.now();
   const child = spawn(process.execPath, [join(ROOT, 'dist/src/main.js'), 'start'], {
     cwd,
-    env: { ...process.env, PORT: String(port), LOG_LEVEL: 'warn', MCP_LOG__ACCESS: 'false', ...env },
+    // Auth off (loopback only): this bench measures start-up and the inference path, not sign-in.
+    env: { ...process.env, PORT: String(port), LOG_LEVEL: 'warn', MCP_LOG__ACCESS: 'false', MCP_AUTH__ENABLED: 'false', ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   let exited: number | null | undefined;

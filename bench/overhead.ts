@@ -90,6 +90,7 @@ async function startGateway(o: { upstreamV1: string; keySha256: string; database
     log: { level: 'info' },
     router: { recording: { enabled: RECORDING } },
     defaultPlugins: false,
+    auth: { strategies: ['api-key'] },
     plugins: [{ use: 'openai' }, { use: 'p2c-ewma' }, { use: 'api-key', options: { keys: [{ id: 'bench', sha256: o.keySha256, roles: ['admin'] }] } }],
     models: [
       {

@@ -60,6 +60,7 @@ writeFileSync(
     'storage: { inMemory: true }',
     'demo: { enabled: false }',
     'log: { level: warn, access: false }',
+    'auth: { enabled: false }',
     'models:',
     '  - id: streamer',
     '    task: chat',

@@ -5,7 +5,12 @@ import type { Logger } from 'pino';
 import { createLogger, flushLogs } from './logging.ts';
 import { Registry } from 'prom-client';
 import { AdminService } from './admin/admin-service.ts';
+import { Accounts } from './auth/accounts.ts';
 import { AuthService } from './auth/auth-service.ts';
+import { ensureFirstAdmin, FIRST_ADMIN } from './auth/bootstrap.ts';
+import { GatewayCredentialStore } from './auth/credential-store.ts';
+import { guardAuthDisabled } from './auth/disabled-guard.ts';
+import type { AuditRecorder } from './audit/types.ts';
 import type { Config } from './config/schema.ts';
 import { openDatabase } from './db/client.ts';
 import { McpError } from './errors.ts';
@@ -36,6 +41,24 @@ export interface GatewayOptions {
   adapters?: HttpAdapter[];
   /** The DNS resolver upstream connections use (default `dns.lookup`); the address policy checks what it answers. */
   lookup?: LookupFunction;
+  /** Password of the `admin` user created on first start (default: env MCP_ADMIN_PASSWORD, else a generated one). */
+  adminPassword?: string;
+  /**
+   * Shows a generated first-start admin password, once (default: written to stderr, never to the log).
+   * Called only when this start created the admin with a generated password.
+   */
+  announceAdmin?: (info: { username: string; password: string; url: string }) => void;
+}
+
+/** The first-start banner: the generated admin password, on the terminal only. */
+function printFirstAdmin({ username, password, url }: { username: string; password: string; url: string }): void {
+  process.stderr.write(
+    `\n  Capibara MCP: first start. Created user "${username}" with this password (shown only now, stored only as a hash):\n\n` +
+      `      ${password}\n\n` +
+      `  Sign in:  curl -s ${url}/api/v1/auth/login -H 'content-type: application/json' \\\n` +
+      `              -d '{"username":"${username}","password":"<the password>"}'\n` +
+      `  then send  Authorization: Bearer <access_token>  on every request.\n\n`,
+  );
 }
 
 export interface Gateway {
@@ -60,6 +83,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     closers.length = 0;
   };
   try {
+    guardAuthDisabled(config.auth.enabled, config.server.host, logger);
+    const credentials = new GatewayCredentialStore();
     // Storage and plugins start side by side (plugins do not use storage; a new PGlite folder is
     // made in a child process, so that overlaps the runtimes' start-up on another core).
     const upstream = createUpstreamSafety(config.security, { baseDir, logger, ...(opts.lookup ? { lookup: opts.lookup } : {}) });
@@ -73,6 +98,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
         dataDir,
         metrics: metricsRegistry,
         addressPolicy: upstream.policy,
+        authStrategies: config.auth.enabled ? config.auth.strategies : [],
+        credentials,
       }),
     ]);
     if (db.status === 'fulfilled') closers.push(() => db.value.close());
@@ -98,6 +125,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       closers.push(() => shared.close());
       events = shared;
     }
+    credentials.bind(database.db, events, logger.child({ component: 'auth' }));
+    // Closed before storage: it writes the last lastUsedAt updates.
+    closers.push(() => credentials.close());
     const registry = new ModelRegistry(database, plugins, events, upstream);
     const fleet = new Fleet(registry, plugins, events, logger.child({ component: 'fleet' }));
     closers.push(() => fleet.close());
@@ -128,6 +158,10 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const workers = new WorkerRegistry(database, registry, fleet, plugins, events, logger.child({ component: 'workers' }));
     closers.push(() => workers.close());
     const admin = new AdminService(registry, fleet, workers, router, logger.child({ component: 'admin' }));
+    // Auth writes through whatever services.audit is (the audit log, once wired).
+    const audit: AuditRecorder = { record: (entry) => services.audit.record(entry) };
+    const auth = new AuthService(plugins, config.auth, audit, logger.child({ component: 'auth' }));
+    const accounts = new Accounts(database.db, auth, credentials, audit);
     const services: Services = {
       config,
       logger,
@@ -143,7 +177,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       metricsRegistry,
       workers,
       admin,
-      auth: new AuthService(plugins),
+      auth,
+      accounts,
       limits,
       // Placeholder until src/audit's log is wired (the audit work of issue 10 replaces this line).
       audit: { record: async () => {} },
@@ -153,6 +188,13 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
         return { ready: Object.values(checks).every((c) => c.ok), checks };
       },
     };
+    let firstAdmin: { created: boolean; generatedPassword?: string } = { created: false };
+    if (auth.enabled && auth.hasSessions) {
+      firstAdmin = await ensureFirstAdmin(database.db, opts.adminPassword ?? (process.env.MCP_ADMIN_PASSWORD || undefined));
+      if (firstAdmin.created) logger.info({ username: FIRST_ADMIN }, 'first start: created the admin user');
+      // Read (or create) the signing key now: a wrong MCP_SECRET_KEY fails the start, not the first login.
+      await credentials.signingKey();
+    }
     await seedModels(services, baseDir);
     await fleet.start();
     const watch = new AbortController();
@@ -176,6 +218,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
     logger.info({ url, storage: database.kind, startupMs: Math.round(performance.now() - started), plugins: plugins.list().length }, 'gateway ready');
+    if (auth.enabled && auth.hasSessions)
+      logger.info({ login: `${url}/api/v1/auth/login` }, 'sign in with POST /api/v1/auth/login or the GraphQL login mutation');
+    if (firstAdmin.generatedPassword) (opts.announceAdmin ?? printFirstAdmin)({ username: FIRST_ADMIN, password: firstAdmin.generatedPassword, url });
     flushLogs(logger);
     return { services, url, close: closeAll };
   } catch (err) {

@@ -7,6 +7,7 @@ import type { EventBus } from './events/bus.ts';
 import type { InferenceService } from './inference/service.ts';
 import type { Fleet } from './models/fleet.ts';
 import type { ModelRegistry } from './models/registry.ts';
+import type { Accounts } from './auth/accounts.ts';
 import type { AuthService } from './auth/auth-service.ts';
 import type { AuditRecorder } from './audit/types.ts';
 import type { LimitsService } from './limits/limits-service.ts';
@@ -29,9 +30,12 @@ export interface Services {
   /** Traffic splits, canaries, shadow, fallbacks, per-variant stats, inference records and feedback. */
   traffic: TrafficManager;
   inference: InferenceService;
+  /** Authentication (the configured strategies), permissions, login/refresh/logout. */
   auth: AuthService;
   /** Rate and token limits (config `limits`): inference admission, `checkRequest` for every request, the failed-auth limit per IP. */
   limits: LimitsService;
+  /** Users and API keys created at run time. */
+  accounts: Accounts;
   /** The append-only audit log. */
   audit: AuditRecorder;
   metrics: GatewayMetrics;

@@ -3,7 +3,7 @@
  *   npx tsx --conditions=capibara-source plugins/auth-api-key/generate.ts <id> [role ...]
  * The key is shown once; only its SHA-256 goes into the config.
  */
-import { generateApiKey } from './index.ts';
+import { generateApiKey } from 'capibara-mcp/sdk';
 
 const [id = 'my-key', ...roles] = process.argv.slice(2);
 const { key, sha256 } = generateApiKey();

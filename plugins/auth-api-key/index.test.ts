@@ -1,6 +1,6 @@
 import OpenAI, { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeOpenAI, type FakeOpenAIServer, startTestGateway, type TestGateway, testPluginContext } from 'capibara-mcp/testing';
+import { MemoryCredentialStore, startFakeOpenAI, type FakeOpenAIServer, startTestGateway, type TestGateway, testPluginContext } from 'capibara-mcp/testing';
 import plugin, { checksumOf, generateApiKey, looksLikeApiKey, sha256Hex } from './index.ts';
 
 describe('api-key auth: key format', () => {
@@ -60,13 +60,30 @@ describe('api-key auth: strategy', () => {
     expect(auth({ authorization: 'Basic dXNlcjpwYXNz' })).toEqual({ principal: null });
   });
 
-  it('bad, unknown or revoked keys → MCP_UNAUTHENTICATED', () => {
+  it('bad, unknown or revoked keys → MCP_UNAUTHENTICATED', async () => {
     // The last character changed (to one it is not: the key is random and may end in 'x').
     const altered = `${good.key.slice(0, -1)}${good.key.endsWith('x') ? 'y' : 'x'}`;
     expect(auth({ authorization: `Bearer ${altered}` })).toEqual({ code: 'MCP_UNAUTHENTICATED' });
-    expect(auth({ authorization: `Bearer ${generateApiKey().key}` })).toEqual({ code: 'MCP_UNAUTHENTICATED' });
     expect(auth({ 'x-api-key': 'nope' })).toEqual({ code: 'MCP_UNAUTHENTICATED' });
     expect(auth({ 'x-api-key': revoked.key })).toEqual({ code: 'MCP_UNAUTHENTICATED' });
+    // A well-formed key not in the config is looked up in the credential store (empty here).
+    await expect(Promise.resolve(auth({ authorization: `Bearer ${generateApiKey().key}` }).principal)).rejects.toMatchObject({ code: 'MCP_UNAUTHENTICATED' });
+  });
+
+  it('stored keys: cached after the first lookup (no store call on the hot path), dropped at once on revocation', async () => {
+    const credentials = new MemoryCredentialStore();
+    const k = generateApiKey();
+    credentials.apiKeys.set(k.sha256, { id: 'k1', name: 'n', roles: ['viewer'], models: ['m'], worker: null, expiresAt: null, revokedAt: null });
+    const s = await plugin.setup(testPluginContext('api-key', credentials), plugin.options.parse({}));
+    const req = { headers: { authorization: `Bearer ${k.key}` }, entry: 'rest' };
+    expect(await s.authenticate(req)).toMatchObject({ id: 'k1', roles: ['viewer'], models: ['m'] });
+    const lookups = credentials.lookups;
+    for (let i = 0; i < 100; i++) expect(s.authenticate(req)).toMatchObject({ id: 'k1' });
+    expect(credentials.lookups).toBe(lookups);
+    expect(credentials.touched.length).toBe(101);
+    credentials.apiKeys.get(k.sha256)!.revokedAt = new Date();
+    credentials.revoke({ kind: 'apiKey', id: 'k1' });
+    await expect(Promise.resolve().then(() => s.authenticate(req))).rejects.toMatchObject({ code: 'MCP_UNAUTHENTICATED' });
   });
 
   it('rejects options with bad hashes or duplicate ids', () => {
@@ -90,6 +107,7 @@ describe('api-key auth in a gateway', () => {
   beforeAll(async () => {
     up = await startFakeOpenAI();
     gw = await startTestGateway({
+      auth: { strategies: ['api-key'] },
       defaultPlugins: false,
       plugins: [{ use: 'openai' }, { use: 'p2c-ewma' }, { use: 'api-key', options: { keys: [{ id: 'ops', sha256: admin.sha256, roles: ['admin'] }] } }],
       models: [
@@ -130,7 +148,7 @@ describe('api-key auth in a gateway', () => {
   });
 
   // Last: the plain gateway loads every default plugin (tfjs too), which keeps the event loop busy for a while.
-  it('is listed only when configured: defaultPlugins loads every first-party plugin but auth ones', async () => {
+  it('is set up only when auth.strategies names it: with auth off, defaultPlugins loads every first-party plugin but auth ones', async () => {
     const plain = await startTestGateway({});
     try {
       const kinds = plain.services.plugins.list().map((p) => p.kind);

@@ -1,28 +1,70 @@
-import { McpError } from '../errors.ts';
+import type { Logger } from 'pino';
+import type { AuditRecorder } from '../audit/types.ts';
+import { McpError, isMcpError } from '../errors.ts';
 import type { Principal } from '../inference/types.ts';
-import type { AuthRequest, AuthStrategy } from '../plugin/contract.ts';
+import type { AuthRequest, AuthStrategy, SessionStrategy, TokenSet } from '../plugin/contract.ts';
 import type { PluginHost } from '../plugin/host.ts';
+import type { AuthConfig } from './config.ts';
+import { LoginThrottle } from './login-throttle.ts';
+import { can, permissionsOf, roleTable, type Permission, type RoleTable } from './permissions.ts';
 
-/** The principal of requests when no auth plugin is configured (local development). */
+/** The principal of every request when `auth.enabled` is false (local experiments on a loopback address only). */
 export const ANONYMOUS_ADMIN: Principal = Object.freeze({ id: 'anonymous', via: 'none', roles: ['admin'] }) as Principal;
 
+const NO_CREDENTIALS_MESSAGE = 'send an API key or access token: Authorization: Bearer …';
+
+/** Who is asking, for the audit log and the per-address login throttle. */
+export interface CallerInfo {
+  ip?: string;
+  requestId?: string;
+}
+
 /**
- * Runs the configured auth strategies in config order. With none configured, every request is
- * the anonymous admin (the embedded default); with some, a request no strategy accepts has no principal.
+ * Authentication and authorization: runs the configured auth strategies in order (`auth.strategies`, then any other
+ * auth plugin listed in `plugins:`), checks permissions against the role table (built-in and `auth.roles`), and signs
+ * users in through the first strategy that has sessions (password), with brute-force protection and an audit trail.
  */
 export class AuthService {
+  readonly enabled: boolean;
+  readonly roles: RoleTable;
   private readonly strategies: Array<{ name: string; strategy: AuthStrategy }>;
+  private readonly sessions?: SessionStrategy;
+  private readonly throttle: LoginThrottle;
 
-  constructor(plugins: PluginHost) {
-    this.strategies = plugins.names('auth').map((name) => ({ name, strategy: plugins.get('auth', name) }));
+  constructor(
+    plugins: PluginHost,
+    config: AuthConfig,
+    private readonly audit: AuditRecorder,
+    private readonly logger: Logger,
+  ) {
+    this.enabled = config.enabled;
+    this.roles = roleTable(config.roles);
+    this.throttle = new LoginThrottle(config.lockout);
+    if (!this.enabled) {
+      this.strategies = [];
+      return;
+    }
+    const missing = config.strategies.filter((n) => !plugins.has('auth', n));
+    if (missing.length) {
+      throw new McpError(
+        'MCP_CONFIG_INVALID',
+        `auth.strategies: no auth plugin named ${missing.map((n) => `"${n}"`).join(', ')} (configured: ${plugins.names('auth').join(', ') || 'none'})`,
+        { details: { paths: ['auth.strategies'] } },
+      );
+    }
+    const names = [...config.strategies, ...plugins.names('auth').filter((n) => !config.strategies.includes(n))];
+    this.strategies = names.map((name) => ({ name, strategy: plugins.get('auth', name) }));
+    this.sessions = this.strategies.find((s) => s.strategy.sessions)?.strategy.sessions;
   }
 
-  get enabled(): boolean {
-    return this.strategies.length > 0;
+  /** True when a strategy signs users in (password): then the first start creates the admin user. */
+  get hasSessions(): boolean {
+    return this.sessions !== undefined;
   }
 
+  /** The request's principal; undefined without credentials; MCP_UNAUTHENTICATED for a credential a strategy refuses. */
   async authenticate(request: AuthRequest): Promise<Principal | undefined> {
-    if (!this.strategies.length) return ANONYMOUS_ADMIN;
+    if (!this.enabled) return ANONYMOUS_ADMIN;
     for (const { strategy } of this.strategies) {
       const p = await strategy.authenticate(request);
       if (p) return p;
@@ -33,7 +75,89 @@ export class AuthService {
   /** Like authenticate, but a request without a principal is MCP_UNAUTHENTICATED. */
   async require(request: AuthRequest): Promise<Principal> {
     const p = await this.authenticate(request);
-    if (!p) throw new McpError('MCP_UNAUTHENTICATED', 'send an API key or token: Authorization: Bearer …');
+    if (!p) throw unauthenticated();
     return p;
   }
+
+  /** Authenticates and checks a permission (and a model, when the operation names one): 401 or 403 otherwise. */
+  async requirePermission(request: AuthRequest, permission: Permission, model?: string): Promise<Principal> {
+    const p = await this.require(request);
+    this.authorize(p, permission, model);
+    return p;
+  }
+
+  can(principal: Principal | undefined, permission: Permission, model?: string): boolean {
+    return can(principal, permission, model, this.roles);
+  }
+
+  permissionsOf(principal: Principal): ReadonlySet<Permission> {
+    return permissionsOf(principal, this.roles);
+  }
+
+  /** Throws MCP_UNAUTHENTICATED without a principal, MCP_FORBIDDEN when it lacks the permission or may not use the model. */
+  authorize(principal: Principal | undefined, permission: Permission, model?: string): void {
+    if (!principal) throw unauthenticated();
+    if (!this.can(principal, permission)) throw new McpError('MCP_FORBIDDEN', `this operation needs the permission ${permission}`, { details: { permission } });
+    if (model !== undefined && !this.can(principal, permission, model)) {
+      throw new McpError('MCP_FORBIDDEN', `the credential may not use model "${model}"`, { details: { permission, model } });
+    }
+  }
+
+  private requireSessions(): SessionStrategy {
+    if (!this.sessions) throw new McpError('MCP_NOT_FOUND', 'no auth strategy with logins (password) is configured');
+    return this.sessions;
+  }
+
+  /** Signs a user in: 429 MCP_RATE_LIMITED while the name or address is locked out; every attempt is audited. */
+  async login(username: string, password: string, caller: CallerInfo): Promise<TokenSet> {
+    const sessions = this.requireSessions();
+    const actor = username.slice(0, 128);
+    const base = { actor, action: 'auth.login', ip: caller.ip, requestId: caller.requestId };
+    const waitMs = this.throttle.waitMs(actor, caller.ip);
+    if (waitMs > 0) {
+      await this.record({ ...base, outcome: 'denied', details: { reason: 'locked out', retryAfterMs: waitMs } });
+      throw new McpError('MCP_RATE_LIMITED', 'too many failed sign-ins; wait before trying again', { details: { retryAfterMs: waitMs } });
+    }
+    try {
+      const tokens = await sessions.login(username, password);
+      this.throttle.succeeded(actor);
+      await this.record({ ...base, actor: tokens.principal.id, actorVia: tokens.principal.via, outcome: 'ok', details: { username: actor } });
+      return tokens;
+    } catch (err) {
+      if (isMcpError(err) && err.code === 'MCP_UNAUTHENTICATED') {
+        this.throttle.failed(actor, caller.ip);
+        await this.record({ ...base, outcome: 'failed', details: { code: err.code } });
+      }
+      throw err;
+    }
+  }
+
+  async refresh(refreshToken: string, caller: CallerInfo): Promise<TokenSet> {
+    const base = { action: 'auth.refresh', ip: caller.ip, requestId: caller.requestId };
+    try {
+      const tokens = await this.requireSessions().refresh(refreshToken);
+      await this.record({ ...base, actor: tokens.principal.id, actorVia: tokens.principal.via, outcome: 'ok' });
+      return tokens;
+    } catch (err) {
+      if (isMcpError(err) && err.code === 'MCP_UNAUTHENTICATED') await this.record({ ...base, outcome: 'failed', details: { reason: err.message } });
+      throw err;
+    }
+  }
+
+  async logout(refreshToken: string, caller: CallerInfo): Promise<void> {
+    await this.requireSessions().logout(refreshToken);
+    await this.record({ action: 'auth.logout', ip: caller.ip, requestId: caller.requestId, outcome: 'ok' });
+  }
+
+  private async record(entry: Parameters<AuditRecorder['record']>[0]): Promise<void> {
+    try {
+      await this.audit.record(entry);
+    } catch (err) {
+      this.logger.error({ err, action: entry.action }, 'audit record failed');
+    }
+  }
+}
+
+export function unauthenticated(): McpError {
+  return new McpError('MCP_UNAUTHENTICATED', NO_CREDENTIALS_MESSAGE);
 }

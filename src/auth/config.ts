@@ -1,15 +1,48 @@
 import { z } from 'zod';
 import { PERMISSIONS } from './permissions.ts';
 
-/** `auth`: who may call the gateway. On by default; see README "Security". */
+/** `auth`: who may call the gateway. On by default; see docs/security/auth.md. */
 export const authConfigSchema = z
   .strictObject({
     /** false: every request is an anonymous admin. Local experiments only: refused on a non-loopback bind, warned at every start. */
     enabled: z.boolean().default(true),
+    /**
+     * Auth strategy plugins (configured names), tried in this order: each returns a principal, "not mine" or refuses its own
+     * invalid credential. First-party strategies named here are set up with default options unless `plugins:` lists them;
+     * auth plugins listed in `plugins:` but not here are tried after these.
+     */
+    strategies: z
+      .array(z.string().min(1).max(64))
+      .max(16)
+      .default(['password', 'api-key'])
+      .refine((s) => new Set(s).size === s.length, 'a strategy is named twice'),
     /** Custom roles: name → permissions (the built-in roles admin, operator, developer, viewer, worker are always there). */
     roles: z.record(z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/), z.array(z.enum(PERMISSIONS))).default({}),
     /** Serve /metrics without credentials (for a Prometheus that cannot send a token). */
     publicMetrics: z.boolean().default(false),
+    /** Brute-force protection of `login`: after `maxFailures` failed attempts a user (or an IP) is locked out, twice as long each time. */
+    lockout: z
+      .strictObject({
+        /** Failures of one user name allowed before it is locked. */
+        maxFailuresPerUser: z.number().int().min(1).max(1000).default(5),
+        /** Failures from one client address allowed before it is locked (all user names together). */
+        maxFailuresPerIp: z.number().int().min(1).max(100_000).default(20),
+        /** The first lockout, ms; it doubles with every further failure, up to maxMs. */
+        baseMs: z.number().int().min(1).max(3_600_000).default(1000),
+        maxMs: z
+          .number()
+          .int()
+          .min(1)
+          .max(86_400_000)
+          .default(15 * 60_000),
+        /** A user or IP without failure for this long starts afresh, ms. */
+        forgetAfterMs: z
+          .number()
+          .int()
+          .min(1000)
+          .default(60 * 60_000),
+      })
+      .prefault({}),
   })
   .prefault({});
 export type AuthConfig = z.output<typeof authConfigSchema>;

@@ -1,11 +1,14 @@
 import { EventEmitter, on } from 'node:events';
 import type { InstanceStatus } from '../models/registry.ts';
+import type { CredentialRevocation } from '../plugin/contract.ts';
 
 /** Topics and their payloads. */
 export interface EventMap {
   modelEvents: ModelEvent;
   instanceHealth: InstanceHealthEvent;
   workerCommands: WorkerCommand;
+  /** An API key, a user or a login session stopped being valid: every replica drops it from its caches. */
+  authRevocations: CredentialRevocation;
 }
 
 /** What changed in the registry (also the GraphQL `ModelEventType` enum). */

@@ -1,13 +1,19 @@
 import SchemaBuilder from '@pothos/core';
 import DataloaderPlugin from '@pothos/plugin-dataloader';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
-import { can, type Permission } from '../auth/permissions.ts';
+import type { Permission } from '../auth/permissions.ts';
 import type { GraphQLContext } from './context.ts';
 
 /** The one Pothos builder; every domain file under src/graphql adds its types to it. */
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
-  AuthScopes: { authenticated: boolean; role: string; permission: Permission };
+  AuthScopes: {
+    authenticated: boolean;
+    /** The principal's roles grant this permission (built-in and `auth.roles`). */
+    permission: Permission;
+    /** The permission, on this model: a principal limited to other models is refused. */
+    model: { permission: Permission; id: string };
+  };
   DefaultFieldNullability: false;
   Scalars: {
     JSON: { Input: unknown; Output: unknown };
@@ -19,10 +25,12 @@ export const builder = new SchemaBuilder<{
   scopeAuth: {
     authScopes: (ctx) => ({
       authenticated: ctx.principal !== undefined,
-      role: (role: string) => ctx.principal?.roles.includes(role) === true || ctx.principal?.roles.includes('admin') === true,
-      permission: (permission: Permission) => can(ctx.principal, permission),
+      permission: (permission: Permission) => ctx.services.auth.can(ctx.principal, permission),
+      model: ({ permission, id }: { permission: Permission; id: string }) => ctx.services.auth.can(ctx.principal, permission, id),
     }),
     treatErrorsAsUnauthorized: true,
+    // Subscriptions are checked before they are set up (not per event).
+    authorizeOnSubscribe: true,
     unauthorizedError: (_parent, ctx) => ctx.unauthorized(),
   },
 });

@@ -72,7 +72,14 @@ const ResultRef = builder.objectRef<InferenceResult>('InferenceResult').implemen
     embeddings: t.field({ type: 'JSON', nullable: true, resolve: (r) => r.embeddings ?? null }),
     usage: t.field({ type: UsageRef, nullable: true, resolve: (r) => r.usage ?? null }),
     latencyMs: t.exposeFloat('latencyMs'),
-    routing: t.field({ type: 'JSON', nullable: true, description: 'The routing decision, when explain: true.', resolve: (r) => r.routing ?? null }),
+    routing: t.field({
+      type: 'JSON',
+      nullable: true,
+      description: 'The routing decision, when explain: true (readable only with models:write; null otherwise).',
+      authScopes: { permission: 'models:write' },
+      unauthorizedResolver: () => null,
+      resolve: (r) => r.routing ?? null,
+    }),
   }),
 });
 
@@ -130,7 +137,7 @@ builder.mutationFields((t) => ({
   infer: t.field({
     type: ResultRef,
     description: 'Runs one inference through the router (same path as REST, OpenAI and KServe).',
-    authScopes: { authenticated: true },
+    authScopes: (_r, args) => ({ model: { permission: 'inference:invoke', id: String(args.model) } }),
     args: {
       model: t.arg.id({ required: true }),
       version: t.arg.string({ description: 'Pin a version; otherwise the traffic split or the default version.' }),
@@ -146,7 +153,7 @@ builder.subscriptionFields((t) => ({
   inferStream: t.field({
     type: StreamEventRef,
     description: 'Streams tokens as they are produced, then a DONE event with usage.',
-    authScopes: { authenticated: true },
+    authScopes: (_r, args) => ({ model: { permission: 'inference:invoke', id: String(args.model) } }),
     args: {
       model: t.arg.id({ required: true }),
       version: t.arg.string(),

@@ -1,5 +1,6 @@
 import { INSTANCE_STATUSES, TASKS, type InstanceRow, type ModelRow, type VersionRow } from '../models/registry.ts';
 import { builder } from './builder.ts';
+import type { GraphQLContext } from './context.ts';
 import { compact } from './input.ts';
 import { MODEL_EVENT_TYPES, type ModelEvent } from '../events/bus.ts';
 
@@ -27,7 +28,12 @@ InstanceRef.implement({
     weight: t.exposeFloat('weight'),
     options: t.field({
       type: 'JSON',
-      description: 'Backend options; secret values (apiKey, token, authorization headers…) are shown as their env:/file: reference or "[redacted]".',
+      nullable: true,
+      description:
+        'Backend options, readable only with models:write (null otherwise); secret values (apiKey, token, authorization headers…) ' +
+        'are shown as their env:/file: reference or "[redacted]".',
+      authScopes: { permission: 'models:write' },
+      unauthorizedResolver: () => null,
       resolve: (i, _a, ctx) => ctx.services.registry.redactedOptions(i),
     }),
     status: t.field({ type: InstanceStatusEnum, resolve: (i) => upper(i.status) }),
@@ -152,7 +158,7 @@ builder.queryFields((t) => ({
   models: t.field({
     type: ModelConnection,
     description: 'Registered models, oldest first, with cursor pagination.',
-    authScopes: { authenticated: true },
+    authScopes: { permission: 'models:read' },
     args: {
       filter: t.arg({ type: ModelFilter }),
       first: t.arg.int({ defaultValue: 50, description: '1 to 500.' }),
@@ -164,6 +170,8 @@ builder.queryFields((t) => ({
           task: args.filter?.task ? lower(args.filter.task) : undefined,
           search: args.filter?.search ?? undefined,
           labels: args.filter?.labels ? Object.fromEntries(args.filter.labels.map((l) => [l.key, l.value])) : undefined,
+          // A principal limited to some models sees only those.
+          ids: ctx.principal?.models,
         },
         { first: args.first ?? 50, after: args.after ?? undefined },
       ),
@@ -171,83 +179,93 @@ builder.queryFields((t) => ({
   model: t.field({
     type: ModelRef,
     nullable: true,
-    authScopes: { authenticated: true },
+    authScopes: (_r, args) => ({ model: { permission: 'models:read', id: String(args.id) } }),
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_r, args, ctx) => (await ctx.services.registry.get(String(args.id))) ?? null,
   }),
   instance: t.field({
     type: InstanceRef,
     nullable: true,
-    authScopes: { authenticated: true },
+    authScopes: { permission: 'models:read' },
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_r, args, ctx) => (await ctx.services.registry.getInstance(String(args.id))) ?? null,
+    resolve: async (_r, args, ctx) => {
+      const instance = await ctx.services.registry.getInstance(String(args.id));
+      return instance && ctx.services.auth.can(ctx.principal, 'models:read', instance.modelId) ? instance : null;
+    },
   }),
 }));
+
+/** For a principal limited to some models: the instance must belong to one of them (MCP_FORBIDDEN otherwise). */
+async function checkInstanceModel(ctx: GraphQLContext, id: string): Promise<void> {
+  if (!ctx.principal?.models) return;
+  const instance = await ctx.services.registry.getInstance(id);
+  if (instance) ctx.services.auth.authorize(ctx.principal, 'models:write', instance.modelId);
+}
 
 builder.mutationFields((t) => ({
   registerModel: t.field({
     type: ModelRef,
-    authScopes: { role: 'admin' },
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.input.id) } }),
     args: { input: t.arg({ type: RegisterModelInput, required: true }) },
     resolve: (_r, { input }, ctx) => ctx.services.admin.registerModel(compact({ ...input, task: lower(input.task) })),
   }),
   updateModel: t.field({
     type: ModelRef,
-    authScopes: { role: 'admin' },
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.id) } }),
     args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateModelInput, required: true }) },
     resolve: (_r, { id, input }, ctx) => ctx.services.admin.updateModel(String(id), compact(input)),
   }),
   deleteModel: t.field({
     type: ModelRef,
-    authScopes: { role: 'admin' },
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.id) } }),
     args: { id: t.arg.id({ required: true }) },
     resolve: (_r, { id }, ctx) => ctx.services.admin.deleteModel(String(id)),
   }),
   addModelVersion: t.field({
     type: VersionRef,
-    authScopes: { role: 'admin' },
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.model) } }),
     args: { model: t.arg.id({ required: true }), input: t.arg({ type: VersionInput, required: true }) },
     resolve: (_r, { model, input }, ctx) => ctx.services.admin.addModelVersion(String(model), compact(input)),
   }),
   addInstance: t.field({
     type: InstanceRef,
-    authScopes: { role: 'admin' },
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.model) } }),
     args: { model: t.arg.id({ required: true }), version: t.arg.string({ required: true }), input: t.arg({ type: InstanceInput, required: true }) },
     resolve: (_r, { model, version, input }, ctx) => ctx.services.admin.addInstance(String(model), version, compact(input)),
   }),
   loadInstance: t.field({
     type: InstanceRef,
-    authScopes: { role: 'admin' },
+    authScopes: { permission: 'models:write' },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_r, { id }, ctx) => ctx.services.admin.loadInstance(String(id)),
+    resolve: (_r, { id }, ctx) => checkInstanceModel(ctx, String(id)).then(() => ctx.services.admin.loadInstance(String(id))),
   }),
   unloadInstance: t.field({
     type: InstanceRef,
-    authScopes: { role: 'admin' },
+    authScopes: { permission: 'models:write' },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_r, { id }, ctx) => ctx.services.admin.unloadInstance(String(id)),
+    resolve: (_r, { id }, ctx) => checkInstanceModel(ctx, String(id)).then(() => ctx.services.admin.unloadInstance(String(id))),
   }),
   drainInstance: t.field({
     type: InstanceRef,
     description: 'Stops new requests to the instance and waits for in-flight ones (up to timeoutMs), then marks it DRAINING; unload or remove it after.',
-    authScopes: { role: 'admin' },
+    authScopes: { permission: 'models:write' },
     args: { id: t.arg.id({ required: true }), timeoutMs: t.arg.int({ defaultValue: 30_000 }) },
-    resolve: (_r, { id, timeoutMs }, ctx) => ctx.services.admin.drainInstance(String(id), timeoutMs ?? 30_000),
+    resolve: (_r, { id, timeoutMs }, ctx) => checkInstanceModel(ctx, String(id)).then(() => ctx.services.admin.drainInstance(String(id), timeoutMs ?? 30_000)),
   }),
   resetInstanceHealth: t.field({
     type: InstanceRef,
     description:
       "Operator override: closes the instance's circuit breaker and lifts its outlier ejection and 429 throttle, so it gets traffic again at once. " +
       'Active probes still give their verdict on their next round. Publishes on instanceHealth.',
-    authScopes: { role: 'admin' },
+    authScopes: { permission: 'models:write' },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_r, { id }, ctx) => ctx.services.admin.resetInstanceHealth(String(id)),
+    resolve: (_r, { id }, ctx) => checkInstanceModel(ctx, String(id)).then(() => ctx.services.admin.resetInstanceHealth(String(id))),
   }),
   removeInstance: t.field({
     type: InstanceRef,
-    authScopes: { role: 'admin' },
+    authScopes: { permission: 'models:write' },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_r, { id }, ctx) => ctx.services.admin.removeInstance(String(id)),
+    resolve: (_r, { id }, ctx) => checkInstanceModel(ctx, String(id)).then(() => ctx.services.admin.removeInstance(String(id))),
   }),
 }));
 
@@ -274,11 +292,11 @@ builder.subscriptionFields((t) => ({
   modelEvents: t.field({
     type: ModelEventRef,
     description: 'Registry changes: registrations, updates, deletions, instance status. Optionally for one model.',
-    authScopes: { authenticated: true },
+    authScopes: (_r, args) => (args.modelId ? { model: { permission: 'models:read', id: String(args.modelId) } } : { permission: 'models:read' }),
     args: { modelId: t.arg.id() },
     subscribe: async function* (_r, args, ctx) {
       for await (const e of ctx.services.events.subscribe('modelEvents', ctx.signal)) {
-        if (!args.modelId || e.modelId === String(args.modelId)) yield e;
+        if ((!args.modelId || e.modelId === String(args.modelId)) && ctx.services.auth.can(ctx.principal, 'models:read', e.modelId)) yield e;
       }
     },
     resolve: (e) => e,

@@ -98,7 +98,7 @@ builder.mutationFields((t) => ({
     description:
       'A/B test or canary: weights per version (only ready versions get traffic), optionally sticky. ' +
       'An empty split sends everything to the default version. Resets the variant stats.',
-    authScopes: { role: 'admin' },
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.model) } }),
     args: {
       model: t.arg.id({ required: true }),
       split: t.arg({ type: [SplitInput], required: true }),
@@ -110,14 +110,14 @@ builder.mutationFields((t) => ({
   promoteVersion: t.field({
     type: ModelRef,
     description: 'Makes the version the default with 100% of the traffic; the previous default is kept for rollbackVersion.',
-    authScopes: { role: 'admin' },
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.model) } }),
     args: { model: t.arg.id({ required: true }), version: t.arg.string({ required: true }) },
     resolve: (_r, { model, version }, ctx) => ctx.services.traffic.promoteVersion(String(model), version),
   }),
   rollbackVersion: t.field({
     type: ModelRef,
     description: 'Back to the default version before the last promotion (100% of the traffic). MCP_CONFLICT when there is none.',
-    authScopes: { role: 'admin' },
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.model) } }),
     args: { model: t.arg.id({ required: true }) },
     resolve: (_r, { model }, ctx) => ctx.services.traffic.rollbackVersion(String(model)),
   }),
@@ -126,28 +126,28 @@ builder.mutationFields((t) => ({
     description:
       'Mirrors a fraction (0–1) of the requests to a version; its answers are recorded (inferences.shadow) and never returned. ' +
       'version null or fraction 0 turns it off.',
-    authScopes: { role: 'admin' },
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.model) } }),
     args: { model: t.arg.id({ required: true }), version: t.arg.string(), fraction: t.arg.float({ required: true }) },
     resolve: (_r, { model, version, fraction }, ctx) => ctx.services.traffic.setShadow(String(model), version ?? null, fraction),
   }),
   setFallbacks: t.field({
     type: ModelRef,
     description: 'Models tried in order when every instance of this one fails (at most 5).',
-    authScopes: { role: 'admin' },
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.model) } }),
     args: { model: t.arg.id({ required: true }), models: t.arg.idList({ required: true }) },
     resolve: (_r, { model, models }, ctx) => ctx.services.traffic.setFallbacks(String(model), models.map(String)),
   }),
   setBalancer: t.field({
     type: ModelRef,
     description: 'The balancer plugin for this model (null: the configured default, router.balancer).',
-    authScopes: { role: 'admin' },
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.model) } }),
     args: { model: t.arg.id({ required: true }), balancer: t.arg.string() },
     resolve: (_r, { model, balancer }, ctx) => ctx.services.traffic.setBalancer(String(model), balancer ?? null, ctx.services.plugins.names('balancer')),
   }),
   setAutoRollback: t.field({
     type: ModelRef,
     description: 'Automatic canary rollback (null turns it off). A rollback removes the canary from the split and emits TRAFFIC_CHANGED.',
-    authScopes: { role: 'admin' },
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.model) } }),
     args: { model: t.arg.id({ required: true }), policy: t.arg({ type: AutoRollbackInput }) },
     resolve: (_r, { model, policy }, ctx) => ctx.services.traffic.setAutoRollback(String(model), policy ?? null),
   }),
@@ -156,14 +156,14 @@ builder.mutationFields((t) => ({
     description:
       'Whether calls to the model are idempotent (default true). ' +
       'When false, a failure after which the model may have run (502, 504, timeouts, resets) is not retried unless router.retryNonIdempotent.',
-    authScopes: { role: 'admin' },
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.model) } }),
     args: { model: t.arg.id({ required: true }), idempotent: t.arg.boolean({ required: true }) },
     resolve: (_r, { model, idempotent }, ctx) => ctx.services.traffic.setIdempotent(String(model), idempotent),
   }),
   submitFeedback: t.field({
     type: FeedbackRef,
     description: 'Scores a recorded inference (0–1, e.g. 1 = correct); feeds Model.variants.accuracy.',
-    authScopes: { authenticated: true },
+    authScopes: { permission: 'inference:invoke' },
     args: { inferenceId: t.arg.id({ required: true }), score: t.arg.float({ required: true }), label: t.arg.string() },
     resolve: (_r, { inferenceId, score, label }, ctx) => ctx.services.traffic.submitFeedback(String(inferenceId), score, label ?? null),
   }),
@@ -173,7 +173,7 @@ builder.subscriptionFields((t) => ({
   instanceHealth: t.field({
     type: InstanceHealthEventRef,
     description: 'Router health changes of the instances of a model: probes, outlier ejection, circuit breaker.',
-    authScopes: { authenticated: true },
+    authScopes: (_r, args) => ({ model: { permission: 'models:read', id: String(args.modelId) } }),
     args: { modelId: t.arg.id({ required: true }) },
     subscribe: async function* (_r, args, ctx) {
       for await (const e of ctx.services.events.subscribe('instanceHealth', ctx.signal)) {

@@ -5,6 +5,7 @@ import './inference.ts';
 import './routing.ts';
 import './system.ts';
 import './workers.ts';
+import './auth.ts';
 
 let schema: GraphQLSchema | undefined;
 

@@ -31,7 +31,7 @@ builder.queryFields((t) => ({
   plugins: t.field({
     type: [PluginRef],
     description: 'Configured plugins with their health.',
-    authScopes: { role: 'admin' },
+    authScopes: { permission: 'metrics:read' },
     resolve: (_r, _a, ctx) => ctx.services.plugins.health(),
   }),
 }));

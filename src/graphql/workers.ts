@@ -157,13 +157,13 @@ builder.queryFields((t) => ({
   workers: t.field({
     type: [WorkerRef],
     description: 'The embedded worker (the gateway process) and every registered worker process.',
-    authScopes: { authenticated: true },
+    authScopes: { permission: 'models:read' },
     resolve: (_r, _a, ctx) => ctx.services.workers.list(),
   }),
   worker: t.field({
     type: WorkerRef,
     nullable: true,
-    authScopes: { authenticated: true },
+    authScopes: { permission: 'models:read' },
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_r, args, ctx) => (await ctx.services.workers.get(String(args.id))) ?? null,
   }),

@@ -4,6 +4,7 @@ import { createYoga, type GraphiQLOptions, type Plugin, type YogaServerInstance 
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { Counter } from 'prom-client';
+import { unauthenticated } from '../auth/auth-service.ts';
 import { McpError, isMcpError } from '../errors.ts';
 import { authRequestOf, readBody, requestIdOf, sendGraphQLError } from '../http/common.ts';
 import { eligible, serve, type GraphQLServerContext } from './json-post.ts';
@@ -129,19 +130,18 @@ export function createGraphQLServer(services: Services): GraphQLServer {
     context: async ({ req, requestId: givenId, logger, connectionParams, signal }) => {
       const headers = { ...(req.headers as Record<string, string | undefined>), ...headersFromConnectionParams(connectionParams) };
       const requestId = givenId ?? requestIdOf(req);
-      const principal = await services.auth.authenticate({ ...authRequestOf(req, connectionParams ? 'websocket' : 'graphql'), headers });
+      const request = { ...authRequestOf(req, connectionParams ? 'websocket' : 'graphql'), headers };
+      const principal = await services.auth.authenticate(request);
       return {
         requestId,
         logger: logger ?? services.logger.child({ reqId: requestId }),
         principal,
         services,
         headers,
-        ip: req.socket?.remoteAddress,
+        ip: request.ip,
         signal: signal ?? new AbortController().signal,
         unauthorized: () =>
-          principal
-            ? new McpError('MCP_FORBIDDEN', 'this operation needs a role the principal does not have')
-            : new McpError('MCP_UNAUTHENTICATED', 'send an API key or token: Authorization: Bearer …'),
+          principal ? new McpError('MCP_FORBIDDEN', 'the credential lacks the permission (or the model) this field needs') : unauthenticated(),
       };
     },
   });

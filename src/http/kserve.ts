@@ -66,6 +66,7 @@ export const kserveAdapter: HttpAdapter = {
   async handle(services, x) {
     const { req, res, path } = x;
     if (path === '/v2' || path === '/v2/') {
+      await services.auth.require(authRequestOf(req, 'kserve'));
       sendJson(res, 200, { name: 'capibara-mcp', version: '1', extensions: ['model_repository'] });
       return true;
     }
@@ -80,10 +81,12 @@ export const kserveAdapter: HttpAdapter = {
     }
     const m = MODEL_PATH.exec(path);
     if (!m) return false;
-    const principal = await services.auth.require(authRequestOf(req, 'kserve'));
-    const model = pathParam(m[1]!, 'model');
-    const version = m[2] ? pathParam(m[2], 'version') : undefined;
     const action = m[3];
+    const permission = action === '/infer' ? 'inference:invoke' : 'models:read';
+    const principal = await services.auth.requirePermission(authRequestOf(req, 'kserve'), permission);
+    const model = pathParam(m[1]!, 'model');
+    services.auth.authorize(principal, permission, model);
+    const version = m[2] ? pathParam(m[2], 'version') : undefined;
     const view = await modelView(services, model, version);
     if (!action && req.method === 'GET') {
       // Generative models are served through text_input/text_output (what /infer accepts for them),

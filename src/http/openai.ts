@@ -76,10 +76,11 @@ function openAiError(e: McpError): unknown {
 }
 
 async function completions(services: Services, x: HttpExchange, chat: boolean): Promise<void> {
-  const principal = await services.auth.require(authRequestOf(x.req, 'openai'));
+  const principal = await services.auth.requirePermission(authRequestOf(x.req, 'openai'), 'inference:invoke');
   const b = object(await readJson(x.req, services.config.server.maxBodyBytes));
   checkFields(b, chat ? CHAT : COMPLETION);
   const ref = modelRef(b.model as string);
+  services.auth.authorize(principal, 'inference:invoke', ref.model);
   const stream = b.stream === true;
   let prompt = b.prompt;
   if (!chat && Array.isArray(prompt)) {
@@ -174,9 +175,10 @@ function base64Floats(v: number[]): string {
 }
 
 async function embeddings(services: Services, x: HttpExchange): Promise<void> {
-  const principal = await services.auth.require(authRequestOf(x.req, 'openai'));
+  const principal = await services.auth.requirePermission(authRequestOf(x.req, 'openai'), 'inference:invoke');
   const b = object(await readJson(x.req, services.config.server.maxBodyBytes));
   checkFields(b, EMBEDDING);
+  services.auth.authorize(principal, 'inference:invoke', modelRef(b.model as string).model);
   const format = b.encoding_format ?? 'float';
   if (format !== 'float' && format !== 'base64') {
     throw new McpError('MCP_UNSUPPORTED_PARAMETER', 'encoding_format: float or base64', { details: { path: 'encoding_format' } });
@@ -208,8 +210,8 @@ async function embeddings(services: Services, x: HttpExchange): Promise<void> {
 }
 
 async function listModels(services: Services, x: HttpExchange): Promise<void> {
-  await services.auth.require(authRequestOf(x.req, 'openai'));
-  const page = await services.registry.list({}, { first: 500 });
+  const principal = await services.auth.requirePermission(authRequestOf(x.req, 'openai'), 'models:read');
+  const page = await services.registry.list({ ids: principal.models }, { first: 500 });
   sendJson(x.res, 200, {
     object: 'list',
     data: page.items.map((m) => ({ id: m.id, object: 'model', created: Math.floor(m.createdAt.getTime() / 1000), owned_by: 'capibara-mcp' })),
@@ -224,8 +226,10 @@ export const openAiAdapter: HttpAdapter = {
     const method = x.req.method;
     if (x.path === '/v1/models' && method === 'GET') return listModels(services, x).then(() => true);
     if (x.path.startsWith('/v1/models/') && method === 'GET') {
-      await services.auth.require(authRequestOf(x.req, 'openai'));
-      const m = await services.registry.require(pathParam(x.path.slice('/v1/models/'.length), 'model'));
+      const principal = await services.auth.requirePermission(authRequestOf(x.req, 'openai'), 'models:read');
+      const id = pathParam(x.path.slice('/v1/models/'.length), 'model');
+      services.auth.authorize(principal, 'models:read', id);
+      const m = await services.registry.require(id);
       sendJson(x.res, 200, { id: m.id, object: 'model', created: Math.floor(m.createdAt.getTime() / 1000), owned_by: 'capibara-mcp' });
       return true;
     }

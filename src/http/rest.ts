@@ -2,6 +2,7 @@ import { McpError } from '../errors.ts';
 import { buildInferenceRequest } from '../inference/request.ts';
 import { setRateLimitHeaders } from '../limits/headers.ts';
 import type { InferenceResult } from '../inference/types.ts';
+import type { TokenSet } from '../plugin/contract.ts';
 import type { Services } from '../services.ts';
 import { authRequestOf, pathParam, readJson, sendJson, type HttpExchange } from './common.ts';
 
@@ -43,6 +44,42 @@ function resultOf(r: InferenceResult): unknown {
   return r.text ?? r.tensors ?? r.embeddings ?? null;
 }
 
+/** Largest body of a login, refresh or logout request. */
+const AUTH_BODY_LIMIT = 16 * 1024;
+
+function stringField(b: Record<string, unknown>, name: string): string {
+  const v = b[name];
+  if (typeof v !== 'string' || v.length === 0) throw new McpError('MCP_VALIDATION_FAILED', `${name}: required string`, { details: { path: name } });
+  return v;
+}
+
+function tokensJson(t: TokenSet) {
+  return { access_token: t.accessToken, token_type: 'Bearer', expires_in: t.expiresIn, refresh_token: t.refreshToken };
+}
+
+/** `POST /api/v1/auth/login|refresh|logout` (strategy password): no credentials needed, OAuth2-style answers. */
+async function handleAuthRoute(services: Services, x: HttpExchange, method: string): Promise<boolean> {
+  const action = x.path.slice('/api/v1/auth/'.length);
+  if (action !== 'login' && action !== 'refresh' && action !== 'logout') return false;
+  if (method !== 'POST') throw new McpError('MCP_BAD_REQUEST', `use POST for ${x.path}`, { status: 405 });
+  const body = await readJson(x.req, AUTH_BODY_LIMIT);
+  if (!body || typeof body !== 'object' || Array.isArray(body))
+    throw new McpError('MCP_VALIDATION_FAILED', 'body: must be a JSON object', { details: { path: 'body' } });
+  const b = body as Record<string, unknown>;
+  const caller = { ip: x.req.socket.remoteAddress, requestId: x.requestId };
+  if (action === 'login') {
+    sendJson(x.res, 200, tokensJson(await services.auth.login(stringField(b, 'username'), stringField(b, 'password'), caller)), {
+      'cache-control': 'no-store',
+    });
+  } else if (action === 'refresh') {
+    sendJson(x.res, 200, tokensJson(await services.auth.refresh(stringField(b, 'refresh_token'), caller)), { 'cache-control': 'no-store' });
+  } else {
+    await services.auth.logout(stringField(b, 'refresh_token'), caller);
+    sendJson(x.res, 200, { status: 'ok' });
+  }
+  return true;
+}
+
 /** The seed REST API, `/api/v1/...`: thin, it calls the same services as GraphQL. */
 export async function handleRest(services: Services, x: HttpExchange): Promise<boolean> {
   const { req, res, path } = x;
@@ -54,16 +91,17 @@ export async function handleRest(services: Services, x: HttpExchange): Promise<b
     sendJson(res, r.ready ? 200 : 503, { status: r.ready ? 'ok' : 'degraded', storage: services.database.kind, checks: r.checks });
     return true;
   }
+  if (path.startsWith('/api/v1/auth/')) return handleAuthRoute(services, x, method);
   if (path === '/api/v1/metrics' && method === 'GET') {
-    await services.auth.require(authRequestOf(req, 'rest'));
+    await services.auth.requirePermission(authRequestOf(req, 'rest'), 'metrics:read');
     sendJson(res, 200, { status: 'ok', ...services.metrics.summary() });
     return true;
   }
   if (path === '/api/v1/models' && method === 'GET') {
-    await services.auth.require(authRequestOf(req, 'rest'));
+    const principal = await services.auth.requirePermission(authRequestOf(req, 'rest'), 'models:read');
     const limit = url.searchParams.get('limit');
     const page = await services.registry.list(
-      { task: url.searchParams.get('task') ?? undefined, search: url.searchParams.get('search') ?? undefined },
+      { task: url.searchParams.get('task') ?? undefined, search: url.searchParams.get('search') ?? undefined, ids: principal.models },
       { first: limit ? Number(limit) || 50 : 50, after: url.searchParams.get('cursor') ?? undefined },
     );
     const statuses = await services.registry.statusesOf(page.items.map((m) => m.id));
@@ -77,8 +115,10 @@ export async function handleRest(services: Services, x: HttpExchange): Promise<b
   }
   let m = MODEL_ONE.exec(path);
   if (m && method === 'GET') {
-    await services.auth.require(authRequestOf(req, 'rest'));
-    const model = await services.registry.require(pathParam(m[1]!, 'model'));
+    const principal = await services.auth.requirePermission(authRequestOf(req, 'rest'), 'models:read');
+    const id = pathParam(m[1]!, 'model');
+    services.auth.authorize(principal, 'models:read', id);
+    const model = await services.registry.require(id);
     const [status] = await services.registry.statusesOf([model.id]);
     sendJson(res, 200, { model: modelJson(model, status!), status: 'ok' });
     return true;
@@ -86,7 +126,8 @@ export async function handleRest(services: Services, x: HttpExchange): Promise<b
   m = MODEL_INFERENCE.exec(path);
   if (m) {
     if (method !== 'POST') throw new McpError('MCP_BAD_REQUEST', 'use POST for inference', { status: 405 });
-    const principal = await services.auth.require(authRequestOf(req, 'rest'));
+    const principal = await services.auth.requirePermission(authRequestOf(req, 'rest'), 'inference:invoke');
+    services.auth.authorize(principal, 'inference:invoke', pathParam(m[1]!, 'model'));
     const body = await readJson(req, services.config.server.maxBodyBytes);
     if (!body || typeof body !== 'object' || Array.isArray(body))
       throw new McpError('MCP_VALIDATION_FAILED', 'body: must be a JSON object', { details: { path: 'body' } });

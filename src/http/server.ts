@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { McpError } from '../errors.ts';
 import type { GraphQLServer } from '../graphql/yoga.ts';
 import type { Services } from '../services.ts';
-import { clientGone, errorHeaders, reportError, requestIdOf, sendGraphQLError, sendJson, type HttpExchange } from './common.ts';
+import { authRequestOf, clientGone, errorHeaders, reportError, requestIdOf, sendGraphQLError, sendJson, type HttpExchange } from './common.ts';
 import { handleRest } from './rest.ts';
 
 /** An HTTP API mounted under a path prefix (REST, OpenAI, KServe v2). */
@@ -55,6 +55,14 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
       return sendJson(res, r.ready && !draining ? 200 : 503, { status: r.ready && !draining ? 'ready' : 'not ready', checks: r.checks });
     }
     if (path === '/metrics') {
+      if (!services.config.auth.publicMetrics) {
+        try {
+          await services.auth.requirePermission(authRequestOf(req, 'metrics'), 'metrics:read');
+        } catch (err) {
+          const e = reportError(err, services.logger);
+          return sendJson(res, e.status, defaultErrorBody(e));
+        }
+      }
       const body = await services.metricsRegistry.metrics();
       res.writeHead(200, { 'content-type': services.metricsRegistry.contentType });
       res.end(body);

@@ -68,6 +68,8 @@ export interface ModelFilter {
   search?: string;
   /** Every label must match. */
   labels?: Record<string, string>;
+  /** Only these ids (a principal limited to some models). */
+  ids?: readonly string[];
 }
 
 export interface ModelPage {
@@ -182,6 +184,7 @@ export class ModelRegistry {
       const like = `%${filter.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
       where.push(or(ilike(models.id, like), ilike(models.name, like))!);
     }
+    if (filter.ids) where.push(filter.ids.length ? inArray(models.id, [...filter.ids]) : sql`false`);
     if (filter.labels && Object.keys(filter.labels).length) where.push(sql`${models.labels} @> ${JSON.stringify(filter.labels)}::jsonb`);
     const base = where.length ? and(...where) : undefined;
     const pageWhere = [...where];

@@ -81,6 +81,8 @@ export interface PluginContext {
   onClose(fn: () => unknown | Promise<unknown>): void;
   /** Registers a health check, run by `/readyz` and the `plugins` query; a failing required plugin makes the gateway not ready. */
   onHealth(fn: () => HealthReport | Promise<HealthReport>): void;
+  /** The gateway's stored credentials (users, API keys, sessions), for auth plugins. Do not await it in `setup`: storage opens after. */
+  readonly credentials: CredentialStore;
 }
 
 /** A plugin module's default export. */
@@ -121,6 +123,85 @@ export interface AuthRequest {
 export interface AuthStrategy {
   /** Returns a principal, `null` when the request carries no credentials this strategy understands; throws McpError(MCP_UNAUTHENTICATED) for bad ones. */
   authenticate(request: AuthRequest): Promise<Principal | null> | Principal | null;
+  /**
+   * Strategies that sign users in with a name and a password implement these three (the gateway's `login`, `refresh`,
+   * `logout` operations call the first strategy that has them; it throttles failed attempts and writes the audit log).
+   */
+  sessions?: SessionStrategy;
+}
+
+/** What a login returns: a short-lived access token and a rotating refresh token. */
+export interface TokenSet {
+  accessToken: string;
+  refreshToken: string;
+  /** Seconds the access token is valid. */
+  expiresIn: number;
+  /** The principal the tokens stand for. */
+  principal: Principal;
+}
+
+export interface SessionStrategy {
+  /** Checks the password; MCP_UNAUTHENTICATED (one message whatever the cause) when wrong, unknown user or disabled. */
+  login(username: string, password: string): Promise<TokenSet>;
+  /** Spends a refresh token and returns a new pair; reusing a spent token revokes its whole family. */
+  refresh(refreshToken: string): Promise<TokenSet>;
+  /** Revokes the refresh token's family (idempotent). */
+  logout(refreshToken: string): Promise<void>;
+}
+
+/** A user as stored (strategy `password`). */
+export interface StoredUser {
+  id: string;
+  username: string;
+  /** `scrypt$N$r$p$salt$hash` (see `hashPassword` in capibara-mcp/sdk). */
+  passwordHash: string;
+  roles: string[];
+  /** null: every model. */
+  models: string[] | null;
+  disabled: boolean;
+}
+
+/** An API key created at run time, as stored (only the SHA-256 of the key). */
+export interface StoredApiKey {
+  id: string;
+  name: string;
+  roles: string[];
+  models: string[] | null;
+  worker: string | null;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+}
+
+/** A credential that stopped being valid, announced to every replica. */
+export type CredentialRevocation =
+  | { kind: 'apiKey'; id: string }
+  /** `at` (epoch ms): credentials the user got before then are void (after it: signed in again). */
+  | { kind: 'user'; id: string; at: number }
+  | { kind: 'session'; familyId: string };
+
+/**
+ * The credential storage the gateway offers auth plugins (users, API keys, refresh-token sessions, the access-token
+ * signing key). Revocations reach `onRevoked` listeners on every replica.
+ */
+export interface CredentialStore {
+  userByName(username: string): Promise<StoredUser | undefined>;
+  userById(id: string): Promise<StoredUser | undefined>;
+  apiKeyByHash(sha256: string): Promise<StoredApiKey | undefined>;
+  /** Notes that a key was used; written lazily in batches (`lastUsedAt`). */
+  touchApiKey(id: string): void;
+  /** The HS256 key access tokens are signed with, shared by every replica (32 bytes). */
+  signingKey(): Promise<Uint8Array>;
+  /** Stores a new refresh token (its SHA-256 only) in a family; a new family when none is given. */
+  createRefreshToken(userId: string, tokenSha256: string, expiresAt: Date, familyId?: string): Promise<{ familyId: string }>;
+  /**
+   * Spends a refresh token: `ok` with its user and family when it was live; `reused` (after revoking the whole family)
+   * when it was already spent; `invalid` when unknown, expired or revoked.
+   */
+  spendRefreshToken(tokenSha256: string): Promise<{ status: 'ok'; userId: string; familyId: string } | { status: 'reused' | 'invalid' }>;
+  /** Revokes the family of a refresh token (logout). */
+  revokeRefreshFamily(tokenSha256: string): Promise<void>;
+  /** Calls `fn` for every revocation on any replica; returns an unsubscribe function. */
+  onRevoked(fn: (revocation: CredentialRevocation) => void): () => void;
 }
 
 // ───────────────────────────── balancer ─────────────────────────────

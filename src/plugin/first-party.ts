@@ -19,12 +19,13 @@ const FOLDERS = {
   auth0: 'auth-auth0',
   oauth2: 'auth-oauth2',
   'ratelimit-redis': 'ratelimit-redis',
+  password: 'auth-password',
 } as const;
 
 /**
  * First-party plugins by name → the package folder the loader reads, like a third-party package
  * folder. With `defaultPlugins: true` (the default) all of these except auth plugins are set up with
- * default options unless the config lists them; an auth plugin is only active when listed in `plugins:`.
+ * default options unless the config lists them; an auth plugin is set up when `auth.strategies` names it or `plugins:` lists it.
  */
 export const FIRST_PARTY_PLUGINS: Readonly<Record<string, string>> = Object.fromEntries(
   Object.entries(FOLDERS).map(([name, folder]) => [name, PLUGINS_DIR + folder]),

@@ -2,9 +2,10 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { McpError } from '../errors.ts';
 import type { PluginEntry } from '../config/schema.ts';
-import type { Capabilities, HealthReport, PluginContext, PluginKind } from './contract.ts';
+import type { Capabilities, CredentialStore, HealthReport, PluginContext, PluginKind } from './contract.ts';
 import { FIRST_PARTY_PLUGINS } from './first-party.ts';
 import { AddressPolicy } from '../security/address-policy.ts';
+import { NO_CREDENTIALS } from '../auth/credential-store.ts';
 import { BUILT_IN_KINDS, loadPluginDefinition, type AnyPluginDefinition } from './loader.ts';
 
 export interface PluginHostOptions {
@@ -18,6 +19,10 @@ export interface PluginHostOptions {
   metrics: Registry;
   /** Handed to plugins as `ctx.addressPolicy` (default: development mode). */
   addressPolicy?: AddressPolicy;
+  /** Auth strategies to set up (`auth.strategies`): first-party ones not listed in `entries` get default options. None by default. */
+  authStrategies?: readonly string[];
+  /** What auth plugins get as `ctx.credentials` (default: none, every call fails with MCP_STORAGE_UNAVAILABLE). */
+  credentials?: CredentialStore;
 }
 
 export interface PluginInfo {
@@ -91,21 +96,21 @@ export class PluginHost {
   }
 
   private entries(): PluginEntry[] {
-    const listed = new Set(this.opts.entries.map((e) => e.use));
-    const defaults = this.opts.defaultPlugins
-      ? Object.keys(FIRST_PARTY_PLUGINS)
-          .filter((n) => !listed.has(n))
-          .map((use) => ({ use, options: {}, required: true }))
-      : [];
+    const listed = new Set(this.opts.entries.flatMap((e) => [e.use, e.name ?? e.use]));
+    const strategies = new Set(this.opts.authStrategies ?? []);
+    const defaults = Object.keys(FIRST_PARTY_PLUGINS)
+      .filter((n) => !listed.has(n) && (this.opts.defaultPlugins || strategies.has(n)))
+      .map((use) => ({ use, options: {}, required: true }));
     return [...defaults, ...this.opts.entries];
   }
 
   private async setupAll(): Promise<void> {
     const all = this.entries();
     const loaded = await Promise.all(all.map((e) => loadPluginDefinition(e.use, this.opts.baseDir)));
-    // Default (unlisted) plugins never include auth: an auth plugin is active only when listed in `plugins:`.
+    // A default (unlisted) auth plugin is set up only when auth.strategies names it.
     const listed = new Set(this.opts.entries);
-    const keep = all.map((e, i) => listed.has(e) || loaded[i]!.kind !== 'auth');
+    const strategies = new Set(this.opts.authStrategies ?? []);
+    const keep = all.map((e, i) => listed.has(e) || loaded[i]!.kind !== 'auth' || strategies.has(e.use));
     const entries = all.filter((_, i) => keep[i]);
     const defs = loaded.filter((_, i) => keep[i]);
     const planned: Planned[] = [];
@@ -146,6 +151,7 @@ export class PluginHost {
       },
       onClose: (fn) => void closers.push(fn),
       onHealth: (fn) => void checks.push(fn),
+      credentials: this.opts.credentials ?? NO_CREDENTIALS,
     };
     try {
       const capability = await def.setup(ctx, options);

@@ -82,3 +82,7 @@ export {
   type JwtOptions,
   type JwtStrategy,
 } from './jwt-verifier.ts';
+/** Password hashing (scrypt, per-password salt, parameters in the hash string) for auth plugins. */
+export { hashPassword, verifyPassword, DEFAULT_SCRYPT_PARAMS, type ScryptParams } from './password.ts';
+/** The API key format (`mcp_sk_…` with a checksum), key generation and the SHA-256 that is stored. */
+export { KEY_PREFIX, checksumOf, looksLikeApiKey, sha256Hex, generateApiKey } from './api-key.ts';

@@ -27,7 +27,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ERROR_CODES, McpError } from '../errors.ts';
-import type { AuthRequest, AuthStrategy } from '../plugin/contract.ts';
+import type { AuthRequest, AuthStrategy, CredentialStore } from '../plugin/contract.ts';
 import type { Principal } from '../inference/types.ts';
 import { describeValue, settle, setUpPlugin, within, type PluginHarness, type PluginUnderTest } from './plugin-harness.ts';
 import { listenOnLoopback } from './loopback-server.ts';
@@ -52,6 +52,8 @@ export interface AuthConformanceFixture {
   foreign?: AuthRequest[];
   /** More strings no error may contain (the suite already looks for every header value presented). */
   secrets?: string[];
+  /** The credential store the plugin gets (`ctx.credentials`); default an empty MemoryCredentialStore. */
+  credentials?: CredentialStore;
   /** Called once after the suite. */
   close?(): unknown;
 }
@@ -111,7 +113,7 @@ export function describeAuthConformance(
 
     beforeAll(async () => {
       fx = typeof fixture === 'function' ? await fixture() : fixture;
-      harness = await setUpPlugin('auth', fx.plugin, fx.options, fx.configuredName ?? ((plugin) => `${plugin}-under-test`));
+      harness = await setUpPlugin('auth', fx.plugin, fx.options, fx.configuredName ?? ((plugin) => `${plugin}-under-test`), fx.credentials);
       strategy = harness.capability;
       via = harness.name;
     }, 60_000);

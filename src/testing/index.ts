@@ -14,9 +14,19 @@ export { describeRateLimitStoreConformance, type RateLimitStoreConformanceOption
 
 /** A plugin context for tests of one plugin on its own; close() runs its onClose hooks. */
 export { testPluginContext } from './plugin-context.ts';
+/** An in-memory credential store (users, API keys, sessions) for testing an auth plugin on its own. */
+export { MemoryCredentialStore } from './memory-credentials.ts';
 
 /** A real gateway on 127.0.0.1:0 (PGlite in memory, or a throwaway PostgreSQL database when DATABASE_URL is set). */
-export { startTestGateway, createTestDatabase, STORAGES, type TestGateway, type Storage as TestStorage } from './gateway.ts';
+export {
+  startTestGateway,
+  createTestDatabase,
+  STORAGES,
+  TEST_ADMIN_PASSWORD,
+  type TestGateway,
+  type TestGatewayOptions,
+  type Storage as TestStorage,
+} from './gateway.ts';
 
 /** Model servers and network faults on loopback. */
 export { startFakeOpenAI, type FakeOpenAIServer, type FakeOpenAIBehavior, type RecordedRequest } from './fake-openai-server.ts';

@@ -3,11 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import type { Capabilities, PluginContext, PluginKind } from '../plugin/contract.ts';
+import type { Capabilities, CredentialStore, PluginContext, PluginKind } from '../plugin/contract.ts';
 import { AddressPolicy } from '../security/address-policy.ts';
+import { MemoryCredentialStore } from './memory-credentials.ts';
 
-/** A plugin context for tests of one plugin on its own; close() runs the onClose hooks. */
-export function testPluginContext(name = 'test-plugin'): PluginContext & { close(): Promise<void>; abort: AbortController } {
+/** A plugin context for tests of one plugin on its own (credentials: an empty MemoryCredentialStore unless given); close() runs the onClose hooks. */
+export function testPluginContext(
+  name = 'test-plugin',
+  credentials: CredentialStore = new MemoryCredentialStore(),
+): PluginContext & { close(): Promise<void>; abort: AbortController } {
   const abort = new AbortController();
   const closers: Array<() => unknown> = [];
   return {
@@ -24,6 +28,7 @@ export function testPluginContext(name = 'test-plugin'): PluginContext & { close
       closers.push(fn);
     },
     onHealth() {},
+    credentials,
     abort,
     async close() {
       abort.abort();

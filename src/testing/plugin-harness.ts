@@ -4,13 +4,14 @@
  * plugin's schema, `setup` called with a real PluginContext, close hooks run in reverse order.
  */
 import { AddressPolicy } from '../security/address-policy.ts';
+import { MemoryCredentialStore } from './memory-credentials.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { McpError } from '../errors.ts';
-import type { Capabilities, HealthReport, PluginContext, PluginDefinition, PluginKind } from '../plugin/contract.ts';
+import type { Capabilities, CredentialStore, HealthReport, PluginContext, PluginDefinition, PluginKind } from '../plugin/contract.ts';
 import { loadPluginDefinition } from '../plugin/loader.ts';
 
 /** A plugin given to a suite: its definition (the module's default export) or what a config's `use:` would say. */
@@ -47,6 +48,7 @@ export async function setUpPlugin<K extends PluginKind>(
   plugin: PluginUnderTest<K>,
   rawOptions: unknown,
   configuredName?: string | ((pluginName: string) => string),
+  credentials: CredentialStore = new MemoryCredentialStore(),
 ): Promise<PluginHarness<K>> {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const definition = (typeof plugin === 'string' ? await loadPluginDefinition(plugin, process.cwd()) : plugin) as PluginDefinition<K, any>;
@@ -79,6 +81,7 @@ export async function setUpPlugin<K extends PluginKind>(
     onHealth(fn) {
       checks.push(fn);
     },
+    credentials,
   };
   let capability: Capabilities[K];
   try {

@@ -5,8 +5,10 @@
 import { fileURLToPath } from 'node:url';
 import { SignJWT, exportJWK, exportSPKI, generateKeyPair, type JWTPayload } from 'jose';
 import type { AuthRequest } from 'capibara-mcp';
-import { describeAuthConformance, listenOnLoopback, startJwksServer } from 'capibara-mcp/testing';
+import { describeAuthConformance, listenOnLoopback, MemoryCredentialStore, startJwksServer, testPluginContext } from 'capibara-mcp/testing';
+import { hashPassword } from 'capibara-mcp/sdk';
 import apiKeyPlugin, { generateApiKey } from '../../plugins/auth-api-key/index.ts';
+import passwordPlugin from '../../plugins/auth-password/index.ts';
 import jwtPlugin from '../../plugins/auth-jwt/index.ts';
 import auth0Plugin from '../../plugins/auth-auth0/index.ts';
 import oauth2Plugin from '../../plugins/auth-oauth2/index.ts';
@@ -43,6 +45,62 @@ describeAuthConformance('api-key', () => {
     ],
     foreign: [req({ authorization: 'Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJl' }), req({ authorization: 'Basic dXNlcjpwYXNzd29yZA==' })],
     secrets: [unknown.key, revoked.key, badChecksum],
+  };
+});
+
+describeAuthConformance('api-key (keys created at run time, from the credential store)', () => {
+  const credentials = new MemoryCredentialStore();
+  const stored = generateApiKey();
+  const revoked = generateApiKey();
+  const expired = generateApiKey();
+  const base = { roles: ['developer'], models: ['m1'], worker: null, expiresAt: null, revokedAt: null };
+  credentials.apiKeys.set(stored.sha256, { id: 'k1', name: 'stored', ...base });
+  credentials.apiKeys.set(revoked.sha256, { id: 'k2', name: 'revoked', ...base, revokedAt: new Date() });
+  credentials.apiKeys.set(expired.sha256, { id: 'k3', name: 'expired', ...base, expiresAt: new Date(Date.now() - 1000) });
+  return {
+    plugin: apiKeyPlugin,
+    credentials,
+    none: [req({}), req({ authorization: 'Bearer ' }, 'graphql')],
+    mine: [
+      { request: req({ authorization: `Bearer ${stored.key}` }), id: 'k1', roles: ['developer'] },
+      { request: req({ 'x-api-key': stored.key }, 'openai'), id: 'k1', roles: ['developer'] },
+    ],
+    invalid: [req({ authorization: `Bearer ${revoked.key}` }), req({ authorization: `Bearer ${expired.key}` }), req({ 'x-api-key': generateApiKey().key })],
+    foreign: [req({ authorization: 'Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJl' })],
+    secrets: [revoked.key, expired.key],
+  };
+});
+
+describeAuthConformance('password (access tokens)', async () => {
+  const credentials = new MemoryCredentialStore();
+  credentials.users.set('u1', {
+    id: 'u1',
+    username: 'alice',
+    passwordHash: await hashPassword('alice-password-1'),
+    roles: ['viewer'],
+    models: null,
+    disabled: false,
+  });
+  // A second instance on the same store issues the tokens (as another replica would).
+  const issuer = testPluginContext('password', credentials);
+  const sessions = (await passwordPlugin.setup(issuer, passwordPlugin.options.parse({}))).sessions!;
+  const { accessToken, refreshToken } = await sessions.login('alice', 'alice-password-1');
+  await issuer.close();
+  const [h, p, sig] = accessToken.split('.');
+  const claims = JSON.parse(Buffer.from(p!, 'base64url').toString()) as Record<string, unknown>;
+  const forged = `${h}.${Buffer.from(JSON.stringify({ ...claims, roles: ['admin'] })).toString('base64url')}.${sig}`;
+  const expiredClaims = `${h}.${Buffer.from(JSON.stringify({ ...claims, exp: 1 })).toString('base64url')}.${sig}`;
+  return {
+    plugin: passwordPlugin,
+    credentials,
+    none: [req({}), req({ authorization: 'Bearer mcp_sk_x' }), req({ authorization: 'Basic dXNlcjpwYXNzd29yZA==' })],
+    mine: [{ request: req({ authorization: `Bearer ${accessToken}` }), id: 'u1', roles: ['viewer'] }],
+    invalid: [req({ authorization: `Bearer ${forged}` }), req({ authorization: `Bearer ${expiredClaims}` }), req({ authorization: `Bearer ${h}.${p}.AAAA` })],
+    foreign: [
+      req({ authorization: `Bearer ${generateApiKey().key}` }),
+      req({ authorization: 'Bearer eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL290aGVyIiwic3ViIjoidSJ9.c2lnbmF0dXJl' }),
+    ],
+    secrets: [refreshToken],
   };
 });
 

@@ -12,6 +12,7 @@ describe('JSON POSTs to /graphql: the direct path answers as Yoga does', () => {
   const admin = generateApiKey();
   beforeAll(async () => {
     gw = await startTestGateway({
+      auth: { strategies: ['api-key'] },
       plugins: [{ use: './examples/capibara-plugin-echo' }, { use: 'api-key', options: { keys: [{ id: 'admin', sha256: admin.sha256, roles: ['admin'] }] } }],
       models: [{ id: 'echo-model', versions: [{ version: 'v1', instances: [{ backend: 'echo' }] }] }],
     });

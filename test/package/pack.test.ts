@@ -220,6 +220,7 @@ describe('npm pack → install → a plugin against the SDK', () => {
           demo: { enabled: false },
           log: { level: 'info' },
           defaultPlugins: false,
+          auth: { enabled: false },
           plugins: [{ use: 'openai' }, { use: './capibara-balancer-sticky', options: { seed: 7 } }],
           router: { balancer: 'sticky' },
           models: [{ id: 'm', task: 'generate', versions: [{ version: 'v1', instances: ['a', 'b', 'c', 'd'].map(instance) }] }],

@@ -50,6 +50,7 @@ describe('traffic management', () => {
       // depend on how fast this machine runs the requests (the timer is unit-tested with fake timers).
       router: routerConfig({ recording: { flushIntervalMs: 3_600_000, maxBatch: 500 } }),
       plugins: [{ use: AUTH }],
+      auth: { strategies: ['test-header-auth'] },
       models: [
         // 'ab' never has faults injected: its instances reach the fake servers directly, without the
         // fault proxy's extra HTTP hop (a third or more of the CPU of each of the split's 10,000 requests).
