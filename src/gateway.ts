@@ -160,7 +160,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const admin = new AdminService(registry, fleet, workers, router, logger.child({ component: 'admin' }));
     // Auth writes through whatever services.audit is (the audit log, once wired).
     const audit: AuditRecorder = { record: (entry) => services.audit.record(entry) };
-    const auth = new AuthService(plugins, config.auth, audit, logger.child({ component: 'auth' }));
+    const auth = new AuthService(plugins, config.auth, audit, logger.child({ component: 'auth' }), limits);
     const accounts = new Accounts(database.db, auth, credentials, audit);
     const services: Services = {
       config,

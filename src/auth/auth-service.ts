@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { AuditRecorder } from '../audit/types.ts';
 import { McpError, isMcpError } from '../errors.ts';
 import type { Principal } from '../inference/types.ts';
+import type { LimitsService } from '../limits/limits-service.ts';
 import type { AuthRequest, AuthStrategy, SessionStrategy, TokenSet } from '../plugin/contract.ts';
 import type { PluginHost } from '../plugin/host.ts';
 import type { AuthConfig } from './config.ts';
@@ -36,6 +37,8 @@ export class AuthService {
     config: AuthConfig,
     private readonly audit: AuditRecorder,
     private readonly logger: Logger,
+    /** The failed-authentication limit per IP (src/limits): refused credentials spend it, never a user's quota. */
+    private readonly failures?: Pick<LimitsService, 'assertAuthAllowed' | 'failedAuth'>,
   ) {
     this.enabled = config.enabled;
     this.roles = roleTable(config.roles);
@@ -65,9 +68,15 @@ export class AuthService {
   /** The request's principal; undefined without credentials; MCP_UNAUTHENTICATED for a credential a strategy refuses. */
   async authenticate(request: AuthRequest): Promise<Principal | undefined> {
     if (!this.enabled) return ANONYMOUS_ADMIN;
-    for (const { strategy } of this.strategies) {
-      const p = await strategy.authenticate(request);
-      if (p) return p;
+    this.failures?.assertAuthAllowed(request.ip);
+    try {
+      for (const { strategy } of this.strategies) {
+        const p = await strategy.authenticate(request);
+        if (p) return p;
+      }
+    } catch (err) {
+      if (isMcpError(err) && err.code === 'MCP_UNAUTHENTICATED') await this.failures?.failedAuth(request.ip);
+      throw err;
     }
     return undefined;
   }
