@@ -1,0 +1,140 @@
+/**
+ * Limits every GraphQL document obeys, on HTTP and WebSocket alike (they share Yoga's envelop
+ * pipeline): depth, aliases, directives and cost (graphql-armor's validation rules), no
+ * introspection and no field suggestions in production mode (`security.mode: strict`), and ids
+ * free of control characters (the one check of src/validation.ts, applied to ID literals and
+ * ID-typed variables). The token limit and the parse cache are in ./document-cache.ts.
+ * A refusal is MCP_BAD_REQUEST (400) with a stable `graphqlCode`.
+ */
+import { costLimitRule } from '@escape.tech/graphql-armor-cost-limit';
+import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
+import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
+import { maxDirectivesRule } from '@escape.tech/graphql-armor-max-directives';
+import {
+  GraphQLError,
+  Kind,
+  getNamedType,
+  isIntrospectionType,
+  type ASTNode,
+  type DocumentNode,
+  type TypeNode,
+  type ValidationContext,
+  type ValidationRule,
+} from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import { idProblem } from '../validation.ts';
+
+export interface GraphQLLimits {
+  maxDepth: number;
+  maxAliases: number;
+  maxDirectives: number;
+  maxCost: number;
+}
+
+/** The stable `graphqlCode` of each refusal. */
+export const LIMIT_CODES = {
+  depth: 'DEPTH_LIMIT',
+  aliases: 'ALIAS_LIMIT',
+  directives: 'DIRECTIVE_LIMIT',
+  cost: 'COST_LIMIT',
+  tokens: 'TOKEN_LIMIT',
+  introspection: 'INTROSPECTION_DISABLED',
+  id: 'INVALID_ID',
+} as const;
+
+function limitError(message: string, graphqlCode: string, nodes?: readonly ASTNode[]): GraphQLError {
+  return new GraphQLError(message, { nodes, extensions: { code: 'MCP_BAD_REQUEST', graphqlCode, http: { status: 400 } } });
+}
+
+/** graphql-armor reports through onReject (no throw from inside validate): the error gets our code. */
+const reporting = (graphqlCode: string) => ({
+  propagateOnRejection: false,
+  exposeLimits: true,
+  onReject: [(ctx: ValidationContext | null, err: GraphQLError) => ctx?.reportError(limitError(err.message.replace(/^Syntax Error: /, ''), graphqlCode))],
+});
+
+/** ID literals (arguments and input fields typed ID) with a control character, empty or too long. */
+const IdLiteralsRule: ValidationRule = (context) => ({
+  StringValue(node) {
+    const type = context.getInputType();
+    if (!type || getNamedType(type).name !== 'ID') return;
+    const problem = idProblem(node.value);
+    if (problem) context.reportError(limitError(`an ID ${problem}`, LIMIT_CODES.id, [node]));
+  },
+});
+
+/** Introspection fields (`__schema`, `__type`), refused in production mode; `__typename` stays. */
+const NoIntrospectionRule: ValidationRule = (context) => ({
+  Field(node) {
+    const type = context.getType();
+    if (type && isIntrospectionType(getNamedType(type))) {
+      context.reportError(limitError('introspection is disabled (security.mode: strict)', LIMIT_CODES.introspection, [node]));
+    }
+  },
+});
+
+/** The error without graphql-js's "Did you mean …?" (which reveals field and type names). */
+function withoutSuggestions(e: Error): Error {
+  if (!(e instanceof GraphQLError) || !/Did you mean/.test(e.message)) return e;
+  return new GraphQLError(e.message.replace(/ ?Did you mean .+\?$/s, '').trim(), {
+    nodes: e.nodes,
+    source: e.source,
+    positions: e.positions,
+    path: e.path,
+    extensions: e.extensions,
+  });
+}
+
+const isIdType = (t: TypeNode): boolean => (t.kind === Kind.NAMED_TYPE ? t.name.value === 'ID' : isIdType(t.type));
+
+/** The first ID-typed variable value (or list element) that is not an acceptable id. */
+function badIdVariable(document: DocumentNode, operationName: string | null | undefined, values: Record<string, unknown> | undefined): string | undefined {
+  if (!values) return undefined;
+  for (const def of document.definitions) {
+    if (def.kind !== Kind.OPERATION_DEFINITION || (operationName && def.name?.value !== operationName)) continue;
+    for (const v of def.variableDefinitions ?? []) {
+      if (!isIdType(v.type)) continue;
+      const name = v.variable.name.value;
+      const value = values[name];
+      for (const item of Array.isArray(value) ? value.flat(8) : [value]) {
+        if (typeof item !== 'string') continue;
+        const problem = idProblem(item);
+        if (problem) return `variable $${name}: an ID ${problem}`;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** The envelop plugin with the limits; `strict` also turns introspection and field suggestions off. */
+export function useGraphQLLimits(limits: GraphQLLimits, strict: boolean): Plugin {
+  const rules: ValidationRule[] = [
+    maxDepthRule({ n: limits.maxDepth, ignoreIntrospection: true, ...reporting(LIMIT_CODES.depth) }),
+    maxAliasesRule({ n: limits.maxAliases, ...reporting(LIMIT_CODES.aliases) }),
+    maxDirectivesRule({ n: limits.maxDirectives, ...reporting(LIMIT_CODES.directives) }),
+    costLimitRule({ maxCost: limits.maxCost, ignoreIntrospection: true, ...reporting(LIMIT_CODES.cost) }),
+    IdLiteralsRule,
+  ];
+  if (strict) rules.push(NoIntrospectionRule);
+  const checkVariables = ({
+    args,
+    setResultAndStopExecution,
+  }: {
+    args: { document: DocumentNode; operationName?: string | null; variableValues?: Record<string, unknown> | null };
+    setResultAndStopExecution(r: { errors: GraphQLError[] }): void;
+  }) => {
+    const problem = badIdVariable(args.document, args.operationName, args.variableValues ?? undefined);
+    if (problem) setResultAndStopExecution({ errors: [limitError(problem, LIMIT_CODES.id)] });
+  };
+  return {
+    onValidate({ addValidationRule }) {
+      for (const rule of rules) addValidationRule(rule);
+      if (!strict) return;
+      return ({ valid, result, setResult }) => {
+        if (!valid) setResult(result.map(withoutSuggestions));
+      };
+    },
+    onExecute: checkVariables as never,
+    onSubscribe: checkVariables as never,
+  };
+}
