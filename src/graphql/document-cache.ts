@@ -75,7 +75,7 @@ export function useBoundedDocuments(limits: DocumentLimits): Plugin {
     try {
       return parse(source, { ...options, maxTokens: limits.maxTokens });
     } catch (err) {
-      if (err instanceof GraphQLError && err.message.includes('Document contains more than')) throw tokenLimitError(limits.maxTokens);
+      if (err instanceof GraphQLError && /Document contains more tha[nt] \d+ tokens/.test(err.message)) throw tokenLimitError(limits.maxTokens);
       throw err;
     }
   };

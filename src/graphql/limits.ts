@@ -17,6 +17,7 @@ import {
   isIntrospectionType,
   type ASTNode,
   type DocumentNode,
+  type SelectionSetNode,
   type TypeNode,
   type ValidationContext,
   type ValidationRule,
@@ -106,6 +107,24 @@ function badIdVariable(document: DocumentNode, operationName: string | null | un
   return undefined;
 }
 
+/**
+ * Aliased fields in the whole document (each fragment counted once): a linear walk run before
+ * validation, because graphql-js's own rules are quadratic in the number of same-named fields
+ * (1,000 aliases cost about a second to validate). Armor's rule then counts precisely.
+ */
+function aliasCount(document: DocumentNode, stopAt: number): number {
+  let n = 0;
+  const walk = (set: SelectionSetNode | undefined): void => {
+    for (const sel of set?.selections ?? []) {
+      if (n > stopAt) return;
+      if (sel.kind === Kind.FIELD && sel.alias && sel.alias.value !== '__typename') n++;
+      if (sel.kind !== Kind.FRAGMENT_SPREAD) walk(sel.selectionSet);
+    }
+  };
+  for (const def of document.definitions) if (def.kind === Kind.OPERATION_DEFINITION || def.kind === Kind.FRAGMENT_DEFINITION) walk(def.selectionSet);
+  return n;
+}
+
 /** The envelop plugin with the limits; `strict` also turns introspection and field suggestions off. */
 export function useGraphQLLimits(limits: GraphQLLimits, strict: boolean): Plugin {
   const rules: ValidationRule[] = [
@@ -127,7 +146,12 @@ export function useGraphQLLimits(limits: GraphQLLimits, strict: boolean): Plugin
     if (problem) setResultAndStopExecution({ errors: [limitError(problem, LIMIT_CODES.id)] });
   };
   return {
-    onValidate({ addValidationRule }) {
+    onValidate({ addValidationRule, params, setResult }) {
+      const aliases = aliasCount(params.documentAST, limits.maxAliases);
+      if (aliases > limits.maxAliases) {
+        setResult([limitError(`Aliases limit of ${limits.maxAliases} exceeded.`, LIMIT_CODES.aliases)]);
+        return;
+      }
       for (const rule of rules) addValidationRule(rule);
       if (!strict) return;
       return ({ valid, result, setResult }) => {
