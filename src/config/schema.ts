@@ -84,7 +84,7 @@ export const configSchema = z.strictObject({
       /** Time a client has to send the whole request (headers and body), ms. Answers, SSE streams included, are not bounded by it. */
       requestTimeoutMs: z.number().int().min(100).max(3_600_000).default(60_000),
       /** An idle keep-alive connection (no request in progress) is closed after this, ms. */
-      keepAliveTimeoutMs: z.number().int().min(100).max(600_000).default(5_000),
+      keepAliveTimeoutMs: z.number().int().min(100).max(600_000).default(65_000),
       /** Largest total size of the request line and headers, bytes. */
       maxHeaderBytes: z
         .number()
