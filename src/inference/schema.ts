@@ -175,7 +175,8 @@ export function liftExtraParameters(raw: unknown): unknown {
   }
   if (!rest) return raw;
   const named = typeof input.parameters === 'object' && input.parameters !== null ? (input.parameters as Record<string, unknown>) : undefined;
-  const parameters = lifted ? { ...lifted, ...named } : input.parameters;
+  // A `parameters` that is not an object is left for the schema to refuse.
+  const parameters = lifted && (named || input.parameters === undefined || input.parameters === null) ? { ...lifted, ...named } : input.parameters;
   return { ...input, extra: rest, ...(parameters === undefined ? {} : { parameters }) };
 }
 

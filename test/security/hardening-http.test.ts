@@ -7,6 +7,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
 import { codeOf, startStack, type Stack } from '../entrypoints/harness.ts';
 
@@ -178,6 +179,26 @@ describe('SSE answers are not cut by the request timeout', () => {
       .map((l) => JSON.parse(l.slice(6)) as { data?: { inferStream: { type: string; text: string } } });
     expect(events.map((e) => e.data?.inferStream.text ?? '').join('')).toBe('abcdef');
     expect(events.at(-1)?.data?.inferStream.type).toBe('DONE');
+  });
+
+  it('a WebSocket stays open past the request timeout and still answers', async () => {
+    const ws = new WebSocket(`${s.gw.url.replace('http', 'ws')}/graphql`, 'graphql-transport-ws');
+    const received: Array<{ type: string; payload?: unknown }> = [];
+    let closed: number | undefined;
+    ws.on('message', (d) => received.push(JSON.parse(String(d)) as { type: string }));
+    ws.on('close', (code) => (closed = code));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    ws.send(JSON.stringify({ type: 'connection_init' }));
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(closed).toBeUndefined();
+    ws.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: '{ __typename }' } }));
+    const deadline = Date.now() + 5000;
+    while (!received.some((m) => m.type === 'complete') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(received.map((m) => m.type)).toEqual(['connection_ack', 'next', 'complete']);
+    ws.terminate();
   });
 });
 
