@@ -9,10 +9,10 @@
  * - each socket runs at most `maxSubscriptionsPerSocket` subscriptions and `maxOperationsInFlight`
  *   queries/mutations at once (one more is answered with an error, MCP_RATE_LIMITED);
  * - when the principal's `expiresAt` passes, its subscriptions end with an MCP_UNAUTHENTICATED error
- *   and the socket is closed (4401).
+ *   (./expiry.ts, for SSE too) and the socket is closed (4401).
  */
 import type { IncomingMessage, Server } from 'node:http';
-import { GraphQLError, getOperationAST, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { GraphQLError, getOperationAST, type DocumentNode, type ExecutionArgs } from 'graphql';
 import type { Context } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import type { YogaServerInstance } from 'graphql-yoga';
@@ -21,6 +21,7 @@ import { McpError, isMcpError } from '../errors.ts';
 import type { Principal } from '../inference/types.ts';
 import type { Services } from '../services.ts';
 import type { GraphQLContext } from './context.ts';
+import { expiredError } from './expiry.ts';
 import type { GraphQLServerContext } from './json-post.ts';
 
 /** Close codes (graphql-ws uses 4400–4499 for protocol refusals). */
@@ -40,8 +41,7 @@ interface SocketState {
   operations: Set<string>;
   /** Aborts an operation when it completes or the socket closes (reaches resolvers as ctx.signal). */
   aborts: Map<string, AbortController>;
-  /** Resolves when the principal's credentials expire (never without expiresAt). */
-  expired: Promise<void>;
+  /** Set when the principal's credentials expired (the socket is then closed). */
   isExpired: boolean;
   timer?: NodeJS.Timeout;
 }
@@ -65,49 +65,6 @@ export function originAllowed(origin: string | undefined, host: string | undefin
 
 function graphqlError(e: McpError): GraphQLError {
   return new GraphQLError(e.message, { extensions: { code: e.code, ...(e.details ? { details: e.details } : {}), http: { status: e.status } } });
-}
-
-const EXPIRED = new McpError('MCP_UNAUTHENTICATED', 'the credentials expired; reconnect with fresh ones');
-
-/**
- * The subscription's results until the credentials expire; then one result with an
- * MCP_UNAUTHENTICATED error, and the end. A plain iterator (not a generator), so return() acts
- * at once even while a next() is pending.
- */
-function untilExpired(source: AsyncIterable<ExecutionResult>, expired: Promise<void>): AsyncGenerator<ExecutionResult> {
-  const it = source[Symbol.asyncIterator]();
-  let done = false;
-  const finish = () => {
-    if (done) return;
-    done = true;
-    void Promise.resolve(it.return?.()).catch(() => undefined);
-  };
-  const end = { done: true, value: undefined } as IteratorReturnResult<undefined>;
-  const self = {
-    async next() {
-      if (done) return end;
-      const r = await Promise.race([it.next(), expired.then(() => null)]);
-      if (done) return end;
-      if (r === null) {
-        finish();
-        return { done: false, value: { errors: [graphqlError(EXPIRED)] } };
-      }
-      if (r.done) done = true;
-      return r;
-    },
-    async return() {
-      finish();
-      return end;
-    },
-    async throw(err: unknown) {
-      finish();
-      throw err;
-    },
-    [Symbol.asyncIterator]() {
-      return self;
-    },
-  };
-  return self as unknown as AsyncGenerator<ExecutionResult>;
 }
 
 /** Serves graphql-ws on the server's /graphql; returns a closer. */
@@ -174,15 +131,7 @@ export function attachGraphQLWebSocket(
           return refuse(ctx, WS_CLOSE.tooManySockets, 'Too many connections for this principal');
         }
         perPrincipal.set(principal.id, (perPrincipal.get(principal.id) ?? 0) + 1);
-        let onExpiry: () => void = () => undefined;
-        const state: SocketState = {
-          principal,
-          subscriptions: new Set(),
-          operations: new Set(),
-          aborts: new Map(),
-          expired: new Promise<void>((r) => (onExpiry = r)),
-          isExpired: false,
-        };
+        const state: SocketState = { principal, subscriptions: new Set(), operations: new Set(), aborts: new Map(), isExpired: false };
         if (principal.expiresAt !== undefined) {
           // setTimeout holds at most 2^31-1 ms (~24.8 days); a later expiry is re-armed then.
           const arm = () => {
@@ -190,8 +139,8 @@ export function attachGraphQLWebSocket(
             state.timer = setTimeout(
               () => {
                 if (principal.expiresAt! > Date.now()) return arm();
+                // Its subscriptions end with an error by themselves (useSubscriptionExpiry); then the socket closes.
                 state.isExpired = true;
-                onExpiry();
                 setTimeout(() => ctx.extra.socket.close(WS_CLOSE.unauthenticated, 'Credentials expired'), EXPIRY_CLOSE_GRACE_MS).unref();
               },
               Math.max(0, Math.min(left, 2 ** 31 - 1)),
@@ -222,7 +171,7 @@ export function attachGraphQLWebSocket(
       onSubscribe: async (ctx, id, params) => {
         const state = states.get(ctx);
         if (!state) return [graphqlError(new McpError('MCP_UNAUTHENTICATED', 'the connection is not authenticated'))];
-        if (state.isExpired) return [graphqlError(EXPIRED)];
+        if (state.isExpired) return [expiredError()];
         // Operations graphql-ws no longer runs (ended without onComplete) free their slots.
         for (const set of [state.subscriptions, state.operations]) for (const known of set) if (!(known in ctx.subscriptions)) set.delete(known);
         const ctl = new AbortController();
@@ -263,12 +212,6 @@ export function attachGraphQLWebSocket(
           contextValue,
           rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
         } satisfies ExecutionArgs;
-      },
-      onOperation: (ctx, _id, _params, _args, result) => {
-        const state = states.get(ctx);
-        if (!state || state.principal.expiresAt === undefined) return;
-        if (typeof (result as AsyncIterable<unknown>)[Symbol.asyncIterator] !== 'function') return;
-        return untilExpired(result as AsyncIterable<ExecutionResult>, state.expired);
       },
     },
     wss,

@@ -8,6 +8,7 @@ import { eligible, serve, type GraphQLServerContext } from './json-post.ts';
 import type { Services } from '../services.ts';
 import type { GraphQLContext } from './context.ts';
 import { useBoundedDocuments } from './document-cache.ts';
+import { useSubscriptionExpiry } from './expiry.ts';
 import { useGraphQLLimits } from './limits.ts';
 import { buildSchema } from './schema.ts';
 import { attachGraphQLWebSocket, headersFromConnectionParams } from './websocket.ts';
@@ -165,6 +166,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
       useBoundedDocuments(services.config.server.graphql),
       useGraphQLLimits(services.config.server.graphql, services.config.security.mode === 'strict'),
       useCsrfPrevention(services.config.server.graphql.csrfHeaders),
+      useSubscriptionExpiry(),
       useCodedValidationErrors(),
     ],
     context: async ({ req, requestId: givenId, logger, connectionParams, signal }) => {

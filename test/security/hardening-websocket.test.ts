@@ -336,4 +336,23 @@ describe('subscriptions end when the credentials expire', () => {
     await s.until(() => s.closeCode !== undefined, 5000, 'the close');
     expect(s.closeCode).toBe(4401);
   });
+
+  it('a subscription over SSE ends the same way at expiresAt', async () => {
+    const expiresAt = Date.now() + 1500;
+    const r = await fetch(`${gw.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-test-user': 'carol', 'x-test-expires-at': String(expiresAt) },
+      body: JSON.stringify({ query: 'subscription { modelEvents { modelId } }' }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    expect(r.status).toBe(200);
+    const text = await r.text();
+    expect(Date.now()).toBeGreaterThanOrEqual(expiresAt);
+    const data = text
+      .split('\n')
+      .filter((l) => l.startsWith('data: {'))
+      .map((l) => JSON.parse(l.slice(6)) as { errors?: Array<{ extensions?: { code?: string } }> });
+    expect(data.at(-1)?.errors?.[0]?.extensions?.code).toBe('MCP_UNAUTHENTICATED');
+    expect(text).toMatch(/event: complete/);
+  });
 });
