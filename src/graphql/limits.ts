@@ -18,7 +18,6 @@ import {
   type ASTNode,
   type DocumentNode,
   type SelectionSetNode,
-  type TypeNode,
   type ValidationContext,
   type ValidationRule,
 } from 'graphql';
@@ -54,15 +53,38 @@ const reporting = (graphqlCode: string) => ({
   onReject: [(ctx: ValidationContext | null, err: GraphQLError) => ctx?.reportError(limitError(err.message.replace(/^Syntax Error: /, ''), graphqlCode))],
 });
 
-/** ID literals (arguments and input fields typed ID) with a control character, empty or too long. */
-const IdLiteralsRule: ValidationRule = (context) => ({
-  StringValue(node) {
+/** String arguments that name an id although typed String (a version, a model id). */
+const ID_ARGUMENTS: ReadonlySet<string> = new Set(['id', 'model', 'modelId', 'version', 'workerId', 'instanceId', 'inferenceId']);
+
+/** Per document: the variables used where an id goes (filled by IdValuesRule, checked at execution). */
+const idVariablesOf = new WeakMap<DocumentNode, Set<string>>();
+
+/**
+ * Ids in the document: a literal where an ID goes (an ID argument or input field, or a String
+ * argument named like an id) must pass idProblem; a variable used there is remembered, and its
+ * value checked before execution (checkIdVariables).
+ */
+const IdValuesRule: ValidationRule = (context) => {
+  const variables = new Set<string>();
+  idVariablesOf.set(context.getDocument(), variables);
+  const isIdPosition = (): boolean => {
     const type = context.getInputType();
-    if (!type || getNamedType(type).name !== 'ID') return;
-    const problem = idProblem(node.value);
-    if (problem) context.reportError(limitError(`an ID ${problem}`, LIMIT_CODES.id, [node]));
-  },
-});
+    if (!type) return false;
+    const named = getNamedType(type).name;
+    if (named === 'ID') return true;
+    return named === 'String' && ID_ARGUMENTS.has(context.getArgument()?.name ?? '') && context.getParentInputType() === undefined;
+  };
+  return {
+    StringValue(node) {
+      if (!isIdPosition()) return;
+      const problem = idProblem(node.value);
+      if (problem) context.reportError(limitError(`an id ${problem}`, LIMIT_CODES.id, [node]));
+    },
+    Variable(node) {
+      if (isIdPosition()) variables.add(node.name.value);
+    },
+  };
+};
 
 /** Introspection fields (`__schema`, `__type`), refused in production mode; `__typename` stays. */
 const NoIntrospectionRule: ValidationRule = (context) => ({
@@ -86,22 +108,16 @@ function withoutSuggestions(e: Error): Error {
   });
 }
 
-const isIdType = (t: TypeNode): boolean => (t.kind === Kind.NAMED_TYPE ? t.name.value === 'ID' : isIdType(t.type));
-
-/** The first ID-typed variable value (or list element) that is not an acceptable id. */
-function badIdVariable(document: DocumentNode, operationName: string | null | undefined, values: Record<string, unknown> | undefined): string | undefined {
-  if (!values) return undefined;
-  for (const def of document.definitions) {
-    if (def.kind !== Kind.OPERATION_DEFINITION || (operationName && def.name?.value !== operationName)) continue;
-    for (const v of def.variableDefinitions ?? []) {
-      if (!isIdType(v.type)) continue;
-      const name = v.variable.name.value;
-      const value = values[name];
-      for (const item of Array.isArray(value) ? value.flat(8) : [value]) {
-        if (typeof item !== 'string') continue;
-        const problem = idProblem(item);
-        if (problem) return `variable $${name}: an ID ${problem}`;
-      }
+/** The first id variable (or list element) whose value is not an acceptable id. */
+function badIdVariable(document: DocumentNode, values: Record<string, unknown> | undefined): string | undefined {
+  const names = idVariablesOf.get(document);
+  if (!names || !values) return undefined;
+  for (const name of names) {
+    const value = values[name];
+    for (const item of Array.isArray(value) ? value.flat(8) : [value]) {
+      if (typeof item !== 'string') continue;
+      const problem = idProblem(item);
+      if (problem) return `variable $${name}: an id ${problem}`;
     }
   }
   return undefined;
@@ -132,7 +148,7 @@ export function useGraphQLLimits(limits: GraphQLLimits, strict: boolean): Plugin
     maxAliasesRule({ n: limits.maxAliases, ...reporting(LIMIT_CODES.aliases) }),
     maxDirectivesRule({ n: limits.maxDirectives, ...reporting(LIMIT_CODES.directives) }),
     costLimitRule({ maxCost: limits.maxCost, ignoreIntrospection: true, ...reporting(LIMIT_CODES.cost) }),
-    IdLiteralsRule,
+    IdValuesRule,
   ];
   if (strict) rules.push(NoIntrospectionRule);
   const checkVariables = ({
@@ -142,7 +158,7 @@ export function useGraphQLLimits(limits: GraphQLLimits, strict: boolean): Plugin
     args: { document: DocumentNode; operationName?: string | null; variableValues?: Record<string, unknown> | null };
     setResultAndStopExecution(r: { errors: GraphQLError[] }): void;
   }) => {
-    const problem = badIdVariable(args.document, args.operationName, args.variableValues ?? undefined);
+    const problem = badIdVariable(args.document, args.variableValues ?? undefined);
     if (problem) setResultAndStopExecution({ errors: [limitError(problem, LIMIT_CODES.id)] });
   };
   return {

@@ -136,9 +136,15 @@ describe('GraphQL limits, CSRF and ids (development mode, auth off: the worst ca
       const infer = await gql(gw, 'mutation I($m: ID!) { infer(model: $m, input: { prompt: "hi" }) { text } }', { m: id });
       expect(infer.status).toBe(400);
     }
-    // The same through an inference's version (a String, checked by the inference request builder).
+    // String arguments that carry an id (a version, a model id) get the same check, literal or variable.
     const version = await gql(gw, 'mutation { infer(model: "victim", version: "v\\u0000", input: { prompt: "hi" }) { text } }');
-    expect(version.body.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
+    expect(firstError(version.body)).toEqual({ code: 'MCP_BAD_REQUEST', graphqlCode: 'INVALID_ID' });
+    const shadow = await gql(gw, 'mutation S($v: String) { setShadow(model: "victim", version: $v, fraction: 0.5) { id } }', { v: 'v1\u0000' });
+    expect(shadow.status).toBe(400);
+    expect(firstError(shadow.body)).toEqual({ code: 'MCP_BAD_REQUEST', graphqlCode: 'INVALID_ID' });
+    // Prompts are not ids: control characters there are the model's business.
+    const prompt = await gql(gw, 'mutation P($p: String!) { infer(model: "victim", input: { prompt: $p }) { text } }', { p: 'a\u0000b' });
+    expect(prompt.body.errors?.[0]?.extensions?.graphqlCode).not.toBe('INVALID_ID');
   });
 
   it('introspection and suggestions stay on in development mode', async () => {

@@ -82,5 +82,5 @@ describe('distinct ~4 MB documents, auth on and no key', () => {
       body: JSON.stringify({ query: `{ ${'a'.repeat(limit)} }` }),
     });
     expect(over.status).toBe(413);
-  });
+  }, 180_000);
 });
