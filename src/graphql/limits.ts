@@ -151,6 +151,7 @@ export function useGraphQLLimits(limits: GraphQLLimits, strict: boolean): Plugin
     IdValuesRule,
   ];
   if (strict) rules.push(NoIntrospectionRule);
+  const validated = new WeakSet<DocumentNode>();
   const checkVariables = ({
     args,
     setResultAndStopExecution,
@@ -163,6 +164,9 @@ export function useGraphQLLimits(limits: GraphQLLimits, strict: boolean): Plugin
   };
   return {
     onValidate({ addValidationRule, params, setResult }) {
+      // A document validated once has its result cached with it (useBoundedDocuments): nothing to add.
+      if (validated.has(params.documentAST)) return;
+      validated.add(params.documentAST);
       const aliases = aliasCount(params.documentAST, limits.maxAliases);
       if (aliases > limits.maxAliases) {
         setResult([limitError(`Aliases limit of ${limits.maxAliases} exceeded.`, LIMIT_CODES.aliases)]);
