@@ -152,6 +152,11 @@ export function useGraphQLLimits(limits: GraphQLLimits, strict: boolean): Plugin
   ];
   if (strict) rules.push(NoIntrospectionRule);
   const validated = new WeakSet<DocumentNode>();
+  const stripSuggestions = strict
+    ? ({ valid, result, setResult }: { valid: boolean; result: readonly Error[]; setResult(r: Error[]): void }) => {
+        if (!valid) setResult(result.map(withoutSuggestions));
+      }
+    : undefined;
   const checkVariables = ({
     args,
     setResultAndStopExecution,
@@ -164,8 +169,9 @@ export function useGraphQLLimits(limits: GraphQLLimits, strict: boolean): Plugin
   };
   return {
     onValidate({ addValidationRule, params, setResult }) {
-      // A document validated once has its result cached with it (useBoundedDocuments): nothing to add.
-      if (validated.has(params.documentAST)) return;
+      // A document validated once has its result cached with it (useBoundedDocuments): no rule to add.
+      // The suggestions are stripped on every answer (the cache holds the result as validation made it).
+      if (validated.has(params.documentAST)) return stripSuggestions;
       validated.add(params.documentAST);
       const aliases = aliasCount(params.documentAST, limits.maxAliases);
       if (aliases > limits.maxAliases) {
@@ -173,10 +179,7 @@ export function useGraphQLLimits(limits: GraphQLLimits, strict: boolean): Plugin
         return;
       }
       for (const rule of rules) addValidationRule(rule);
-      if (!strict) return;
-      return ({ valid, result, setResult }) => {
-        if (!valid) setResult(result.map(withoutSuggestions));
-      };
+      return stripSuggestions;
     },
     onExecute: checkVariables as never,
     onSubscribe: checkVariables as never,
