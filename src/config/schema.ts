@@ -79,6 +79,76 @@ export const configSchema = z.strictObject({
       playground: z.boolean().default(true),
       /** Origins allowed to call /graphql from a browser (CORS); none by default (same origin only). */
       corsOrigins: z.array(z.string()).default([]),
+      /** Time a client has to send the request headers, ms (slow-header / slowloris sockets are closed after it). */
+      headersTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+      /** Time a client has to send the whole request (headers and body), ms. Answers, SSE streams included, are not bounded by it. */
+      requestTimeoutMs: z.number().int().min(100).max(3_600_000).default(60_000),
+      /** An idle keep-alive connection (no request in progress) is closed after this, ms. */
+      keepAliveTimeoutMs: z.number().int().min(100).max(600_000).default(65_000),
+      /** Largest total size of the request line and headers, bytes. */
+      maxHeaderBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(1024 * 1024)
+        .default(16 * 1024),
+      /** Most request headers read (the rest are dropped, as Node does). */
+      maxHeadersCount: z.number().int().min(10).max(2000).default(100),
+      /** Most open TCP connections (HTTP and WebSocket) from one IP address; beyond, new connections are closed at once. */
+      maxSocketsPerIp: z.number().int().min(1).default(256),
+      /** GraphQL limits, checked on every document (HTTP and WebSocket). */
+      graphql: z
+        .strictObject({
+          /** Most lexical tokens in a document; the parser stops at the first one over. */
+          maxTokens: z.number().int().min(100).default(5_000),
+          /** Deepest field nesting. */
+          maxDepth: z.number().int().min(2).default(12),
+          /** Most aliases in an operation. */
+          maxAliases: z.number().int().min(0).default(30),
+          /** Most directives in an operation. */
+          maxDirectives: z.number().int().min(0).default(50),
+          /** Highest estimated cost (graphql-armor's cost: objects 2, scalars 1, ×1.5 per level). */
+          maxCost: z.number().int().min(100).default(20_000),
+          /** Parsed documents kept, counted in bytes of document text (an LRU). */
+          cacheMaxBytes: z
+            .number()
+            .int()
+            .min(0)
+            .default(4 * 1024 * 1024),
+          /** Documents larger than this are parsed every time, never cached, bytes. */
+          cacheMaxDocumentBytes: z
+            .number()
+            .int()
+            .min(0)
+            .default(64 * 1024),
+          /**
+           * A GET operation (or any request without a JSON body) must carry one of these headers
+           * (CSRF prevention: a browser cannot add them to a cross-site request without a preflight).
+           */
+          csrfHeaders: z.array(z.string().min(1)).min(1).default(['x-graphql-csrf', 'x-graphql-yoga-csrf', 'apollo-require-preflight']),
+        })
+        .prefault({}),
+      /** GraphQL over WebSocket (graphql-ws on /graphql). */
+      websocket: z
+        .strictObject({
+          /** Most WebSocket connections from one IP address. */
+          maxSocketsPerIp: z.number().int().min(1).default(32),
+          /** Most WebSocket connections of one principal. */
+          maxSocketsPerPrincipal: z.number().int().min(1).default(32),
+          /** Most subscriptions open on one socket. */
+          maxSubscriptionsPerSocket: z.number().int().min(1).default(100),
+          /** Most queries and mutations executing at once on one socket; one more is answered with an error. */
+          maxOperationsInFlight: z.number().int().min(1).default(8),
+          /** Largest message, bytes. */
+          maxMessageBytes: z
+            .number()
+            .int()
+            .min(1024)
+            .default(1024 * 1024),
+          /** Time a client has to send connection_init, ms. */
+          connectionInitWaitTimeoutMs: z.number().int().min(100).default(3_000),
+        })
+        .prefault({}),
     })
     .prefault({}),
   storage: z

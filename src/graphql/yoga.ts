@@ -1,8 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { GraphQLError, type ExecutionArgs } from 'graphql';
+import { GraphQLError } from 'graphql';
 import { createYoga, type GraphiQLOptions, type Plugin, type YogaServerInstance } from 'graphql-yoga';
-import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer } from 'ws';
 import { Counter } from 'prom-client';
 import { unauthenticated } from '../auth/auth-service.ts';
 import { McpError, isMcpError } from '../errors.ts';
@@ -10,7 +8,11 @@ import { authRequestOf, readBody, requestIdOf, sendGraphQLError } from '../http/
 import { eligible, serve, type GraphQLServerContext } from './json-post.ts';
 import type { Services } from '../services.ts';
 import type { GraphQLContext } from './context.ts';
+import { useBoundedDocuments } from './document-cache.ts';
+import { useSubscriptionExpiry } from './expiry.ts';
+import { useGraphQLLimits } from './limits.ts';
 import { buildSchema } from './schema.ts';
+import { attachGraphQLWebSocket, headersFromConnectionParams } from './websocket.ts';
 
 /** Converts our errors to GraphQL errors with `extensions.code`; masks everything else (logged with the request id). */
 function maskError(services: Services) {
@@ -40,12 +42,6 @@ function maskError(services: Services) {
   };
 }
 
-function headersFromConnectionParams(params: Record<string, unknown> | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(params ?? {})) if (typeof v === 'string') out[k.toLowerCase()] = v;
-  return out;
-}
-
 /**
  * Parse, validation and request errors carry MCP_BAD_REQUEST like every other client error
  * (GraphQL's or Yoga's own code kept as `graphqlCode`).
@@ -57,11 +53,28 @@ function useCodedValidationErrors(): Plugin {
       source: e.source,
       positions: e.positions,
       path: e.path,
-      extensions: { ...e.extensions, code: 'MCP_BAD_REQUEST', graphqlCode, http: { status: 400 } },
+      extensions: {
+        ...e.extensions,
+        code: 'MCP_BAD_REQUEST',
+        graphqlCode: (e.extensions?.graphqlCode as string | undefined) ?? graphqlCode,
+        http: { status: 400 },
+      },
     });
   /** Yoga's HTTP-level errors (invalid JSON, batches, bad parameters): code BAD_REQUEST, sometimes the parser's error attached. */
   const recodeRequestError = (e: unknown): unknown => {
-    if (!(e instanceof GraphQLError) || e.extensions?.code !== 'BAD_REQUEST') return e;
+    if (!(e instanceof GraphQLError)) return e;
+    const given = e.extensions?.http as { status?: number; spec?: boolean } | undefined;
+    if (e.extensions?.code === 'MCP_BAD_REQUEST' && given?.spec) {
+      // Yoga marks parse errors `spec` (an application/json answer would then say 200): ours are 400 whatever the Accept.
+      return new GraphQLError(e.message, {
+        nodes: e.nodes,
+        source: e.source,
+        positions: e.positions,
+        path: e.path,
+        extensions: { ...e.extensions, http: { status: given.status ?? 400 } },
+      });
+    }
+    if (e.extensions?.code !== 'BAD_REQUEST') return e;
     const { originalError: _dropped, http, ...extensions } = e.extensions as Record<string, unknown> & { http?: { status?: number } };
     // Yoga answers these 400 (its `http.spec` flag would let an application/json answer say 200).
     return new GraphQLError(e.message, {
@@ -83,6 +96,28 @@ function useCodedValidationErrors(): Plugin {
       ({ result, replaceParseResult }) => {
         if (result instanceof Error) replaceParseResult(recode(result as GraphQLError, 'GRAPHQL_PARSE_FAILED'));
       },
+  };
+}
+
+/** Whether a POST body is JSON (the only kind /graphql takes: no forms, multipart or text/plain, which browsers send cross-site without a preflight). */
+export function isJsonMediaType(type: string | undefined): boolean {
+  return type !== undefined && /^application\/(json|graphql-response\+json)\s*(;|$)/i.test(type);
+}
+
+/**
+ * CSRF prevention (as Yoga's useCSRFPrevention): an operation that does not come as a JSON POST
+ * (a GET) must carry one of `headers`, which a browser adds to a cross-site request only after
+ * a CORS preflight. Runs after GraphiQL's page (a GET for text/html) is served.
+ */
+function useCsrfPrevention(headers: readonly string[]): Plugin {
+  return {
+    onRequestParse({ request }) {
+      if (request.method === 'POST' && isJsonMediaType(request.headers.get('content-type') ?? undefined)) return;
+      if (headers.some((h) => request.headers.has(h))) return;
+      throw new GraphQLError(`this request needs one of the headers ${headers.join(', ')} (CSRF prevention), or a JSON POST`, {
+        extensions: { code: 'MCP_FORBIDDEN', graphqlCode: 'CSRF_HEADER_REQUIRED', http: { status: 403 } },
+      });
+    },
   };
 }
 
@@ -126,7 +161,15 @@ export function createGraphQLServer(services: Services): GraphQLServer {
     cors: services.config.server.corsOrigins.length ? { origin: services.config.server.corsOrigins, credentials: true } : false,
     logging: false,
     maskedErrors: { maskError: mask },
-    plugins: [useCodedValidationErrors()],
+    // Replaced by useBoundedDocuments: Yoga's cache is bounded by entry count, not bytes.
+    parserAndValidationCache: false,
+    plugins: [
+      useBoundedDocuments(services.config.server.graphql),
+      useGraphQLLimits(services.config.server.graphql, services.config.security.mode === 'strict'),
+      useCsrfPrevention(services.config.server.graphql.csrfHeaders),
+      useSubscriptionExpiry(),
+      useCodedValidationErrors(),
+    ],
     context: async ({ req, requestId: givenId, logger, connectionParams, signal }) => {
       const headers = { ...(req.headers as Record<string, string | undefined>), ...headersFromConnectionParams(connectionParams) };
       const requestId = givenId ?? requestIdOf(req);
@@ -149,6 +192,10 @@ export function createGraphQLServer(services: Services): GraphQLServer {
   return {
     yoga,
     async handle(req, res, ctx) {
+      if (req.method === 'POST' && !isJsonMediaType(req.headers['content-type'])) {
+        // Refused before reading or running anything: a form or text/plain POST is what a foreign page can send without a preflight.
+        return sendGraphQLError(res, new McpError('MCP_BAD_REQUEST', 'POST /graphql takes a JSON body (content-type: application/json)', { status: 415 }));
+      }
       if (!eligible(req, corsEnabled)) {
         served.inc({ path: 'yoga' });
         return yoga(req, res, ctx);
@@ -164,48 +211,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
       served.inc({ path: await serve(yoga, mask, raw, res, ctx) });
     },
     attachWebSocket(server) {
-      const wss = new WebSocketServer({ server, path: '/graphql', maxPayload: 1024 * 1024 });
-      const disposable = useServer<Record<string, unknown>, { request: IncomingMessage }>(
-        {
-          connectionInitWaitTimeout: 3000,
-          execute: (args) => (args.rootValue as { execute(a: ExecutionArgs): unknown }).execute(args) as never,
-          subscribe: (args) => (args.rootValue as { subscribe(a: ExecutionArgs): unknown }).subscribe(args) as never,
-          onSubscribe: async (ctx, _id, params) => {
-            const ctl = new AbortController();
-            const {
-              schema: s,
-              execute,
-              subscribe,
-              contextFactory,
-              parse,
-              validate,
-            } = yoga.getEnveloped({
-              req: ctx.extra.request,
-              connectionParams: ctx.connectionParams,
-              signal: ctl.signal,
-            });
-            const args: ExecutionArgs = {
-              schema: s,
-              operationName: params.operationName,
-              document: parse(params.query),
-              variableValues: params.variables,
-              contextValue: await contextFactory(),
-              rootValue: { execute, subscribe },
-            };
-            const errors = validate(args.schema, args.document);
-            if (errors.length) return errors;
-            return args;
-          },
-        },
-        wss,
-      );
-      return {
-        close: async () => {
-          for (const c of wss.clients) c.terminate();
-          await disposable.dispose();
-          await new Promise<void>((r) => wss.close(() => r()));
-        },
-      };
+      return attachGraphQLWebSocket(server, yoga, services, mask);
     },
   };
 }

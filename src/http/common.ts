@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { McpError, toMcpError } from '../errors.ts';
 import { policiesOf, rateLimitHeaders } from '../limits/headers.ts';
 import type { AuthRequest } from '../plugin/contract.ts';
+import { checkId } from '../validation.ts';
 
 /** Per-request state shared by the REST, OpenAI and KServe adapters. */
 export interface HttpExchange {
@@ -35,13 +36,18 @@ export function authRequestOf(req: IncomingMessage, entry: string): AuthRequest 
   return { headers: req.headers as Record<string, string | undefined>, ip: req.socket.remoteAddress, entry };
 }
 
-/** Decodes one percent-encoded path segment; a malformed encoding is MCP_BAD_REQUEST (not a URIError → 500). */
+/**
+ * Decodes one percent-encoded path segment (an id): a malformed encoding is MCP_BAD_REQUEST (not a
+ * URIError → 500); an id with a control character, empty or too long is MCP_VALIDATION_FAILED (checkId).
+ */
 export function pathParam(raw: string, name: string): string {
+  let decoded: string;
   try {
-    return decodeURIComponent(raw);
+    decoded = decodeURIComponent(raw);
   } catch {
     throw new McpError('MCP_BAD_REQUEST', `${name}: malformed percent-encoding in the path`, { details: { path: name } });
   }
+  return checkId(decoded, name);
 }
 
 /** Reads the whole body up to `limit` bytes (413 beyond), as a Buffer. */

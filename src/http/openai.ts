@@ -6,6 +6,7 @@ import type { InferenceResult, Usage } from '../inference/types.ts';
 import type { Services } from '../services.ts';
 import { authRequestOf, pathParam, readJson, sendJson, type HttpExchange } from './common.ts';
 import type { HttpAdapter } from './server.ts';
+import { checkId } from '../validation.ts';
 
 /** Body fields we accept; anything else is MCP_UNSUPPORTED_PARAMETER (so typos do not pass silently). */
 const COMMON = new Set([
@@ -55,8 +56,20 @@ function parameters(b: Record<string, unknown>): Record<string, unknown> {
   return p;
 }
 
+/**
+ * `extra_body`: a JSON object passed through to the backend as the input's `extra` (validated
+ * there with the named parameters: a `max_tokens` in it obeys the same cap); anything else is refused.
+ */
+function extraBody(v: unknown): Record<string, unknown> | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v))
+    throw new McpError('MCP_VALIDATION_FAILED', 'extra_body: must be a JSON object', { details: { path: 'extra_body' } });
+  return v as Record<string, unknown>;
+}
+
 /** `model` may be `id` or `id:version`. */
 function modelRef(model: string): { model: string; version?: string } {
+  checkId(model, 'model');
   const i = model.lastIndexOf(':');
   return i > 0 ? { model: model.slice(0, i), version: model.slice(i + 1) } : { model };
 }
@@ -87,7 +100,7 @@ async function completions(services: Services, x: HttpExchange, chat: boolean): 
     if (prompt.length !== 1) throw new McpError('MCP_UNSUPPORTED_PARAMETER', 'prompt: one prompt per request', { details: { path: 'prompt' } });
     prompt = prompt[0];
   }
-  const extra = b.extra_body && typeof b.extra_body === 'object' ? (b.extra_body as Record<string, unknown>) : undefined;
+  const extra = extraBody(b.extra_body);
   const req = buildInferenceRequest({
     headers: x.req.headers,
     id: x.requestId,

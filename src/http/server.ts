@@ -1,4 +1,6 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Config } from '../config/schema.ts';
 import { McpError } from '../errors.ts';
 import type { GraphQLServer } from '../graphql/yoga.ts';
 import type { Services } from '../services.ts';
@@ -30,6 +32,43 @@ function graphqlBodyProblem(req: IncomingMessage, limit: number): McpError | und
   const declared = Number(raw);
   if (declared > limit) return new McpError('MCP_PAYLOAD_TOO_LARGE', `the body is ${declared} bytes; the limit is ${limit}`);
   return undefined;
+}
+
+/**
+ * Node's HTTP server options from `server`: the whole request (headers and body) must arrive
+ * within requestTimeoutMs and its headers within headersTimeoutMs (slow-header sockets are closed
+ * with 408); an idle keep-alive connection is closed after keepAliveTimeoutMs. The answer is not
+ * bounded by these (Node's requestTimeout covers receiving the request), so SSE streams run on.
+ * Node checks the timeouts every connectionsCheckingInterval: a fraction of the shortest one.
+ */
+function serverOptions(s: Config['server']): ServerOptions {
+  const headersTimeout = Math.min(s.headersTimeoutMs, s.requestTimeoutMs);
+  return {
+    headersTimeout,
+    requestTimeout: s.requestTimeoutMs,
+    keepAliveTimeout: s.keepAliveTimeoutMs,
+    maxHeaderSize: s.maxHeaderBytes,
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
+  };
+}
+
+/** Closes a new TCP connection at once when its address already has `max` open (HTTP and upgraded WebSocket sockets alike). */
+function capSocketsPerIp(server: Server, max: number): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const ip = socket.remoteAddress ?? '';
+    const n = open.get(ip) ?? 0;
+    if (n >= max) {
+      socket.destroy();
+      return;
+    }
+    open.set(ip, n + 1);
+    socket.once('close', () => {
+      const left = (open.get(ip) ?? 1) - 1;
+      if (left <= 0) open.delete(ip);
+      else open.set(ip, left);
+    });
+  });
 }
 
 export interface GatewayHttpServer {
@@ -116,7 +155,7 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
     }
   }
 
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+  const server = createServer(serverOptions(services.config.server), (req, res) => {
     // In flight until the response is closed *and* its handler has finished: a client that hangs
     // up closes the response while resolvers may still be using storage, which shutdown closes next.
     inflight++;
@@ -135,9 +174,17 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
       })
       .finally(settled);
   });
-  server.on('clientError', (err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    else socket.destroy(err);
+  server.maxHeadersCount = services.config.server.maxHeadersCount;
+  capSocketsPerIp(server, services.config.server.maxSocketsPerIp);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return socket.destroy(err);
+    const status =
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? '408 Request Timeout'
+        : err.code === 'HPE_HEADER_OVERFLOW'
+          ? '431 Request Header Fields Too Large'
+          : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
   });
 
   return {

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { McpError } from '../errors.ts';
-import { parseInput } from '../validation.ts';
+import { checkId, parseInput } from '../validation.ts';
 import type { InferenceInput, InferenceRequest, Principal } from './types.ts';
-import { inferenceInputSchema } from './schema.ts';
+import { inferenceInputSchema, liftExtraParameters } from './schema.ts';
 
 export interface RequestParts {
   model: string;
@@ -43,14 +43,17 @@ function deadlineOf(timeout: unknown, path: string): number | undefined {
 
 /**
  * Validates an inference input against the one schema (./schema.ts); a refusal is
- * MCP_VALIDATION_FAILED naming the first bad path under `prefix`.
+ * MCP_VALIDATION_FAILED naming the first bad path under `prefix`. Parameters given in the
+ * pass-through `extra` (max_tokens, …) are moved into `parameters` first, so the same bounds apply.
  */
 export function parseInferenceInput(raw: unknown, prefix = 'input'): InferenceInput {
-  return parseInput(inferenceInputSchema, raw, prefix);
+  return parseInput(inferenceInputSchema, liftExtraParameters(raw), prefix);
 }
 
 /** Validates the input and builds the one request type every entry point hands to InferenceService. */
 export function buildInferenceRequest(parts: RequestParts): InferenceRequest {
+  checkId(parts.model, 'model');
+  if (parts.version !== undefined) checkId(parts.version, 'version');
   const input = parseInferenceInput(parts.input);
   return {
     id: parts.id ?? randomUUID(),

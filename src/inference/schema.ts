@@ -96,12 +96,89 @@ const needs = (task: InferenceTask, field: string) => ({
   error: (iss: { input?: unknown }) => (iss.input === undefined ? `task "${task}" needs \`${field}\`` : undefined),
 });
 
+/** Bounds of the pass-through `extra` object: serialized size, keys per object, nesting. */
+export const EXTRA_LIMITS = { maxBytes: 16 * 1024, maxKeys: 64, maxDepth: 6 } as const;
+
+/**
+ * `extra` keys that name a generation parameter (OpenAI, TGI, vLLM spellings): lifted into
+ * `parameters` before validation (liftExtraParameters), so they obey the same bounds as the named ones.
+ */
+export const EXTRA_PARAMETER_ALIASES: Readonly<Record<string, keyof z.input<typeof parametersSchema>>> = Object.freeze({
+  max_tokens: 'maxTokens',
+  max_completion_tokens: 'maxTokens',
+  max_new_tokens: 'maxTokens',
+  maxTokens: 'maxTokens',
+  temperature: 'temperature',
+  top_p: 'topP',
+  topP: 'topP',
+  top_k: 'topK',
+  topK: 'topK',
+  seed: 'seed',
+  stop: 'stop',
+});
+
+/** `extra` keys the gateway sets itself or that multiply the work asked for: refused. */
+export const RESERVED_EXTRA_KEYS: ReadonlySet<string> = new Set(['model', 'messages', 'prompt', 'input', 'inputs', 'n', 'best_of', 'num_return_sequences']);
+
+function depthOf(v: unknown, limit: number): number {
+  if (typeof v !== 'object' || v === null) return 0;
+  let deepest = 0;
+  for (const x of Array.isArray(v) ? v : Object.values(v)) {
+    deepest = Math.max(deepest, 1 + depthOf(x, limit));
+    if (deepest > limit) return deepest;
+  }
+  return deepest;
+}
+
+/** Backend-specific extra parameters passed through (OpenAI `extra_body`, GraphQL/REST `extra`): bounded in size, keys and depth. */
+const extraSchema = z.record(z.string(), z.unknown()).superRefine((extra, ctx) => {
+  const keys = Object.keys(extra);
+  if (keys.length > EXTRA_LIMITS.maxKeys) ctx.addIssue({ code: 'custom', input: extra, message: `at most ${EXTRA_LIMITS.maxKeys} keys` });
+  for (const k of keys) {
+    if (RESERVED_EXTRA_KEYS.has(k)) ctx.addIssue({ code: 'custom', path: [k], input: extra[k], message: `"${k}" cannot be passed through` });
+    if (k in EXTRA_PARAMETER_ALIASES) ctx.addIssue({ code: 'custom', path: [k], input: extra[k], message: `give "${k}" in parameters` });
+  }
+  if (depthOf(extra, EXTRA_LIMITS.maxDepth) > EXTRA_LIMITS.maxDepth)
+    ctx.addIssue({ code: 'custom', input: extra, message: `nested deeper than ${EXTRA_LIMITS.maxDepth}` });
+  else if (Buffer.byteLength(JSON.stringify(extra)) > EXTRA_LIMITS.maxBytes)
+    ctx.addIssue({ code: 'custom', input: extra, message: `larger than ${EXTRA_LIMITS.maxBytes} bytes as JSON` });
+});
+
 /** Fields every task accepts. */
 const common = {
   parameters: parametersSchema.optional(),
-  /** Backend-specific extra parameters passed through untouched (OpenAI `extra_body`, KServe `parameters`). */
-  extra: z.record(z.string(), z.unknown()).optional(),
+  /** Backend-specific extra parameters passed through (OpenAI `extra_body`, KServe `parameters`); parameter names are lifted out first. */
+  extra: extraSchema.optional(),
 };
+
+/**
+ * The input with every parameter spelled in `extra` (max_tokens, max_completion_tokens,
+ * temperature, …) moved into `parameters`, where the named bounds apply. A parameter given both
+ * ways keeps the named value (the backend would have let it win too). Anything not an object is
+ * returned as it is (the schema refuses it).
+ */
+export function liftExtraParameters(raw: unknown): unknown {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
+  const input = raw as Record<string, unknown>;
+  const extra = input.extra;
+  if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) return raw;
+  let lifted: Record<string, unknown> | undefined;
+  let rest: Record<string, unknown> | undefined;
+  for (const [k, v] of Object.entries(extra)) {
+    const to = Object.hasOwn(EXTRA_PARAMETER_ALIASES, k) ? EXTRA_PARAMETER_ALIASES[k] : undefined;
+    if (!to) continue;
+    rest ??= { ...(extra as Record<string, unknown>) };
+    delete rest[k];
+    if (v === null || v === undefined) continue;
+    lifted ??= {};
+    lifted[to] ??= to === 'stop' && typeof v === 'string' ? [v] : v;
+  }
+  if (!rest) return raw;
+  const named = typeof input.parameters === 'object' && input.parameters !== null ? (input.parameters as Record<string, unknown>) : undefined;
+  // A `parameters` that is not an object is left for the schema to refuse.
+  const parameters = lifted && (named || input.parameters === undefined || input.parameters === null) ? { ...lifted, ...named } : input.parameters;
+  return { ...input, extra: rest, ...(parameters === undefined ? {} : { parameters }) };
+}
 
 /**
  * The validated form of an inference input, whatever the entry point: one variant per task, each
