@@ -113,7 +113,7 @@ describe('persistence and lifecycle', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'mcp-proc-'));
     const child = spawn(join(ROOT, 'bin/capibara-mcp.js'), ['start'], {
       cwd: dataDir,
-      env: { ...process.env, PORT: '0', DATABASE_URL: '', MCP_DEMO__ENABLED: 'false' },
+      env: { ...process.env, PORT: '0', DATABASE_URL: '', MCP_DEMO__ENABLED: 'false', MCP_ADMIN_PASSWORD: 'lifecycle-admin-password' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     // A test that fails or times out does not leave a gateway process running.
@@ -135,7 +135,18 @@ describe('persistence and lifecycle', () => {
         }
       });
     });
-    const r = await fetch(`${url}/api/v1/models/none/inference`, { method: 'POST', body: '{"input":"x"}', headers: { 'x-request-id': 'trace-me' } });
+    // Auth is on by default: sign in as the first-start admin (password from MCP_ADMIN_PASSWORD).
+    const login = await fetch(`${url}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'admin', password: 'lifecycle-admin-password' }),
+    });
+    const { access_token: token } = (await login.json()) as { access_token: string };
+    const r = await fetch(`${url}/api/v1/models/none/inference`, {
+      method: 'POST',
+      body: '{"input":"x"}',
+      headers: { 'x-request-id': 'trace-me', authorization: `Bearer ${token}` },
+    });
     expect(r.status).toBe(404);
     const code = await new Promise<number | null>((resolve) => {
       child.once('exit', (c) => resolve(c));

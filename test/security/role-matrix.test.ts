@@ -130,18 +130,19 @@ describe('role × operation matrix', () => {
     s = await startStack({ auth: { roles: CUSTOM_ROLES } });
     const admin = await s.gw.login();
     callers.push({ name: 'admin (password login)', principal: { roles: ['admin'] }, headers: admin });
-    const keys: Array<[string, string[], string[] | undefined]> = [
+    // The worker key is bound to the worker the operations name (matrix-x): an unbound worker credential may act as no worker.
+    const keys: Array<[string, string[], string[] | undefined, string?]> = [
       ['operator', ['operator'], undefined],
       ['developer', ['developer'], undefined],
       ['viewer', ['viewer'], undefined],
-      ['worker', ['worker'], undefined],
+      ['worker', ['worker'], undefined, 'matrix-x'],
       ['auditor (custom role)', ['auditor'], undefined],
       ['developer limited to chat-model', ['developer'], ['chat-model']],
     ];
-    for (const [name, roles, models] of keys) {
+    for (const [name, roles, models, worker] of keys) {
       const r = await s.gw.gql<{ createApiKey: { key: string } }>(
         'mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { key } }',
-        { input: { name, roles, ...(models ? { models } : {}) } },
+        { input: { name, roles, ...(models ? { models } : {}), ...(worker ? { worker } : {}) } },
         admin,
       );
       expect(r.errors, name).toBeUndefined();
