@@ -37,8 +37,11 @@ export class AuthService {
     config: AuthConfig,
     private readonly audit: AuditRecorder,
     private readonly logger: Logger,
-    /** The failed-authentication limit per IP (src/limits): refused credentials spend it, never a user's quota. */
-    private readonly failures?: Pick<LimitsService, 'assertAuthAllowed' | 'failedAuth'>,
+    /**
+     * Limits (src/limits): refused credentials spend the failed-authentication allowance of their IP, never a
+     * user's quota; an authenticated request spends the `on: all` rules (every entry point authenticates here).
+     */
+    private readonly limits?: Pick<LimitsService, 'assertAuthAllowed' | 'failedAuth' | 'checkRequest'>,
   ) {
     this.enabled = config.enabled;
     this.roles = roleTable(config.roles);
@@ -67,18 +70,23 @@ export class AuthService {
 
   /** The request's principal; undefined without credentials; MCP_UNAUTHENTICATED for a credential a strategy refuses. */
   async authenticate(request: AuthRequest): Promise<Principal | undefined> {
-    if (!this.enabled) return ANONYMOUS_ADMIN;
-    this.failures?.assertAuthAllowed(request.ip);
+    if (!this.enabled) {
+      await this.limits?.checkRequest({ principal: ANONYMOUS_ADMIN, ip: request.ip, entry: request.entry });
+      return ANONYMOUS_ADMIN;
+    }
+    this.limits?.assertAuthAllowed(request.ip);
+    let principal: Principal | undefined;
     try {
       for (const { strategy } of this.strategies) {
-        const p = await strategy.authenticate(request);
-        if (p) return p;
+        principal = (await strategy.authenticate(request)) ?? undefined;
+        if (principal) break;
       }
     } catch (err) {
-      if (isMcpError(err) && err.code === 'MCP_UNAUTHENTICATED') await this.failures?.failedAuth(request.ip);
+      if (isMcpError(err) && err.code === 'MCP_UNAUTHENTICATED') await this.limits?.failedAuth(request.ip);
       throw err;
     }
-    return undefined;
+    if (principal) await this.limits?.checkRequest({ principal, ip: request.ip, entry: request.entry });
+    return principal;
   }
 
   /** Like authenticate, but a request without a principal is MCP_UNAUTHENTICATED. */

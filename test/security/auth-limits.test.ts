@@ -37,3 +37,27 @@ describe('failed authentication is limited per IP', () => {
     expect(Number((g.errors?.[0]?.extensions?.details as { retryAfterMs?: number })?.retryAfterMs)).toBeGreaterThan(0);
   });
 });
+
+describe('rules on every request (`on: all`)', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway({
+      auth: { enabled: true },
+      limits: { rules: [{ name: 'calls', scope: 'principal', on: 'all', requests: 3, period: '1h' }] },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  it('every authenticated request spends the rule, whatever the entry point; the fourth waits', async () => {
+    const admin = await gw.login();
+    expect((await fetch(`${gw.url}/api/v1/models`, { headers: admin })).status).toBe(200);
+    expect((await fetch(`${gw.url}/v1/models`, { headers: admin })).status).toBe(200);
+    expect((await gw.gql('{ models { totalCount } }', undefined, admin)).errors).toBeUndefined();
+    const r = await fetch(`${gw.url}/v2`, { headers: admin });
+    expect(r.status).toBe(429);
+    expect(r.headers.get('ratelimit-policy')).toBe('"calls";q=3;w=3600');
+    expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+});
