@@ -10,6 +10,11 @@
  *   (f) bare node:http + undici.request proxy (the floor of the OpenAI path)
  *   (g) our GraphQL `infer` through Yoga's HTTP layer: the request of (c) with an Accept header
  *       the direct JSON-POST path leaves to Yoga (src/graphql/json-post.ts), same gateway as (c)
+ *   (h) our GraphQL `infer`, secured     (i) our /v1/chat/completions, secured: a second gateway with
+ *       auth (password + api-key strategies), RBAC (a `developer` key limited to the model), a rate
+ *       limit per key (memory store, high enough never to refuse) and inference audit (`buffered`);
+ *       (c)/(d) run api-key only (an admin key, no limit rule, no inference audit)
+ *   (j) (i) with the rate limit in Redis (REDIS_URL or redis://127.0.0.1:6379), a third gateway
  *
  * Per target: req/s, CPU µs per request of the process in the middle (/proc/<pid>/stat utime+stime
  * over the run), req/s per core (1e6 / CPU µs), p50/p99 under load, p50 at concurrency 1 (sequential
@@ -39,7 +44,8 @@ const DURATION = Number(arg('duration', '6'));
 const RUNS = Number(arg('runs', '3'));
 const CONNECTIONS = Number(arg('connections', '32'));
 const C1_REQUESTS = Number(arg('c1', '2000'));
-const ONLY = arg('only', 'a,b,c,d,e,f').split(','); // (g) runs when asked for: --only=a,c,g
+const ONLY = arg('only', 'a,b,c,d,e,f,h,i,j').split(','); // (g) runs when asked for: --only=a,c,g
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PORTKEY = !process.argv.includes('--no-portkey') && ONLY.includes('e');
 const PROFILE = process.argv.includes('--profile');
 const RECORDING = !process.argv.includes('--no-recording');
@@ -72,14 +78,52 @@ function startNode(file: string, env: Record<string, string> = {}, extraArgs: st
   });
 }
 
+/** The auth, plugin, limit and audit settings of a bench profile. */
+function profileConfig(profile: GatewayProfile, keySha256: string): Record<string, unknown> {
+  const base = [{ use: 'openai' }, { use: 'p2c-ewma' }];
+  if (profile === 'api-key') {
+    return {
+      auth: { strategies: ['api-key'] },
+      audit: { inference: 'off' },
+      plugins: [...base, { use: 'api-key', options: { keys: [{ id: 'bench', sha256: keySha256, roles: ['admin'] }] } }],
+    };
+  }
+  const redis = profile === 'secured-redis';
+  return {
+    auth: { strategies: ['password', 'api-key'] },
+    audit: { inference: 'buffered' },
+    limits: {
+      ...(redis ? { store: 'ratelimit-redis' } : {}),
+      rules: [{ name: 'per-key', scope: 'apiKey', requests: 100_000_000, period: '1m' }],
+    },
+    plugins: [
+      ...base,
+      { use: 'password' },
+      { use: 'api-key', options: { keys: [{ id: 'bench', sha256: keySha256, roles: ['developer'], models: ['chat-model'] }] } },
+      ...(redis ? [{ use: 'ratelimit-redis', options: { url: REDIS_URL, keyPrefix: `bench-${process.pid}:` } }] : []),
+    ],
+  };
+}
+
 /**
  * Our gateway as users deploy it: the compiled CLI (`npm run build`, then `node dist/src/main.js start`) with
  * a config file, shipped defaults (access log on, health probes on, inference records on, PGlite in
- * a data folder) except no demo model and only the plugins it needs, with api-key auth on.
+ * a data folder) except no demo model and only the plugins it needs. Profiles: `api-key` (an admin API key is
+ * the only strategy; no limit rule; no inference audit), `secured` (password + api-key strategies, a developer
+ * key limited to the model, a per-key request limit, inference audit buffered), `secured-redis` (the same
+ * with the limit in Redis).
  */
-async function startGateway(o: { upstreamV1: string; keySha256: string; databaseUrl?: string }): Promise<{ child: ChildProcess; port: number }> {
-  if (!process.argv.includes('--no-build')) execFileSync('npm', ['run', '-s', 'build'], { cwd: ROOT, stdio: 'inherit' });
-  const dataDir = join(OUT, 'gateway-data');
+type GatewayProfile = 'api-key' | 'secured' | 'secured-redis';
+let built = false;
+async function startGateway(o: {
+  upstreamV1: string;
+  keySha256: string;
+  databaseUrl?: string;
+  profile: GatewayProfile;
+}): Promise<{ child: ChildProcess; port: number }> {
+  if (!built && !process.argv.includes('--no-build')) execFileSync('npm', ['run', '-s', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  built = true;
+  const dataDir = join(OUT, `gateway-data-${o.profile}`);
   rmSync(dataDir, { recursive: true, force: true });
   cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
   const config = {
@@ -90,8 +134,7 @@ async function startGateway(o: { upstreamV1: string; keySha256: string; database
     log: { level: 'info' },
     router: { recording: { enabled: RECORDING } },
     defaultPlugins: false,
-    auth: { strategies: ['api-key'] },
-    plugins: [{ use: 'openai' }, { use: 'p2c-ewma' }, { use: 'api-key', options: { keys: [{ id: 'bench', sha256: o.keySha256, roles: ['admin'] }] } }],
+    ...profileConfig(o.profile, o.keySha256),
     models: [
       {
         id: 'chat-model',
@@ -101,10 +144,11 @@ async function startGateway(o: { upstreamV1: string; keySha256: string; database
       },
     ],
   };
-  const file = join(OUT, 'gateway.json');
+  const file = join(OUT, `gateway-${o.profile}.json`);
   writeFileSync(file, JSON.stringify(config, null, 2));
   const port = await freeLoopbackPort();
-  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production', PORT: String(port) };
+  // The secured profile's first start creates the admin user: a fixed password keeps the terminal quiet.
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production', PORT: String(port), MCP_ADMIN_PASSWORD: 'bench-admin-password' };
   delete env.DATABASE_URL;
   // Logs go to stdout, which goes to /dev/null: the cost of writing them is measured.
   const nodeArgs = (process.env.GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -341,13 +385,13 @@ async function main(): Promise<void> {
     // With DATABASE_URL: a throwaway database, so the seeded model points at this run's upstream.
     const db = process.env.DATABASE_URL ? await createTestDatabase() : undefined;
     if (db) cleanups.push(() => db.drop());
-    const gw = await startGateway({ upstreamV1, keySha256: sha256, databaseUrl: db?.url });
+    const gw = await startGateway({ upstreamV1, keySha256: sha256, databaseUrl: db?.url, profile: 'api-key' });
     const auth = { authorization: `Bearer ${key}` };
     const inferBody = JSON.stringify({ query: 'mutation { infer(model: "chat-model", input: { messages: [{ role: "user", content: "hi" }] }) { text } }' });
     if (ONLY.includes('c'))
       targets.push({
         key: 'c',
-        label: '(c) capibara GraphQL infer, api-key on',
+        label: '(c) capibara GraphQL infer, api-key only',
         pid: gw.child.pid!,
         url: `http://127.0.0.1:${gw.port}/graphql`,
         headers: auth,
@@ -367,13 +411,52 @@ async function main(): Promise<void> {
     if (ONLY.includes('d'))
       targets.push({
         key: 'd',
-        label: '(d) capibara /v1/chat/completions, api-key on',
+        label: '(d) capibara /v1/chat/completions, api-key only',
         pid: gw.child.pid!,
         url: `http://127.0.0.1:${gw.port}/v1/chat/completions`,
         headers: auth,
         body: chatBody('chat-model'),
         expect: 'Hello, world!',
       });
+  }
+  const securedTargets: Array<[GatewayProfile, 'h' | 'i' | 'j', 'graphql' | 'openai']> = [
+    ['secured', 'h', 'graphql'],
+    ['secured', 'i', 'openai'],
+    ['secured-redis', 'j', 'openai'],
+  ];
+  const securedGateways = new Map<GatewayProfile, { child: ChildProcess; port: number }>();
+  for (const [profile, k, api] of securedTargets) {
+    if (!ONLY.includes(k)) continue;
+    let gw = securedGateways.get(profile);
+    if (!gw) {
+      const db = process.env.DATABASE_URL ? await createTestDatabase() : undefined;
+      if (db) cleanups.push(() => db.drop());
+      gw = await startGateway({ upstreamV1, keySha256: sha256, databaseUrl: db?.url, profile });
+      securedGateways.set(profile, gw);
+    }
+    const headers = { authorization: `Bearer ${key}` };
+    const what = profile === 'secured-redis' ? 'secured, limit in Redis' : 'secured';
+    targets.push(
+      api === 'graphql'
+        ? {
+            key: k,
+            label: `(${k}) capibara GraphQL infer, ${what}`,
+            pid: gw.child.pid!,
+            url: `http://127.0.0.1:${gw.port}/graphql`,
+            headers,
+            body: JSON.stringify({ query: 'mutation { infer(model: "chat-model", input: { messages: [{ role: "user", content: "hi" }] }) { text } }' }),
+            expect: 'Hello, world!',
+          }
+        : {
+            key: k,
+            label: `(${k}) capibara /v1/chat/completions, ${what}`,
+            pid: gw.child.pid!,
+            url: `http://127.0.0.1:${gw.port}/v1/chat/completions`,
+            headers,
+            body: chatBody('chat-model'),
+            expect: 'Hello, world!',
+          },
+    );
   }
   if (PORTKEY) {
     const pk = await startPortkey();
@@ -449,12 +532,21 @@ async function main(): Promise<void> {
   const mark = (ok: boolean) => (ok ? 'met' : 'MISSED');
   lines.push('', 'Targets:', '');
   if (PORTKEY) {
-    lines.push(`- GraphQL path req/s per core ≥ 2.5× Portkey: ${fmt(ratio('c'), 2)}× — ${mark(ratio('c') >= 2.5)}`);
-    lines.push(`- OpenAI path req/s per core ≥ 4× Portkey: ${fmt(ratio('d'), 2)}× — ${mark(ratio('d') >= 4)}`);
+    lines.push(`- GraphQL path req/s per core ≥ 2.5× Portkey (api-key only): ${fmt(ratio('c'), 2)}× — ${mark(ratio('c') >= 2.5)}`);
+    lines.push(`- OpenAI path req/s per core ≥ 4× Portkey (api-key only): ${fmt(ratio('d'), 2)}× — ${mark(ratio('d') >= 4)}`);
+    lines.push(`- GraphQL path secured ≥ 2.8× Portkey: ${fmt(ratio('h'), 2)}× — ${mark(ratio('h') >= 2.8)}`);
+    lines.push(`- OpenAI path secured ≥ 4.5× Portkey: ${fmt(ratio('i'), 2)}× — ${mark(ratio('i') >= 4.5)}`);
+    lines.push(`- OpenAI path secured, limit in Redis ≥ 4× Portkey: ${fmt(ratio('j'), 2)}× — ${mark(ratio('j') >= 4)}`);
   }
   lines.push(
     `- added p50 at concurrency 1 ≤ 0.4 ms: GraphQL ${fmt(added('c'), 3)} ms — ${mark(added('c') <= 0.4)}; ` +
       `OpenAI ${fmt(added('d'), 3)} ms — ${mark(added('d') <= 0.4)}`,
+  );
+  // Secured vs api-key only, same run: the cost of auth + RBAC + a limit + inference audit.
+  const within = (k: string, base: string) => (perCore.get(k) ?? NaN) / (perCore.get(base) ?? NaN);
+  lines.push(
+    `- secured within 10% of api-key only (req/s per core): GraphQL ${fmt(within('h', 'c') * 100, 1)}% — ${mark(within('h', 'c') >= 0.9)}; ` +
+      `OpenAI ${fmt(within('i', 'd') * 100, 1)}% — ${mark(within('i', 'd') >= 0.9)}; OpenAI with Redis ${fmt(within('j', 'd') * 100, 1)}%`,
   );
   lines.push(`- gateway RSS under load < 300 MB: ${fmt(Math.max(rss('c'), rss('d')))} MB — ${mark(Math.max(rss('c'), rss('d')) < 300)}`);
   console.log(lines.join('\n'));
