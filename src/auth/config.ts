@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { PERMISSIONS } from './permissions.ts';
+import { BUILT_IN_ROLES, PERMISSIONS } from './permissions.ts';
 
 /** `auth`: who may call the gateway. On by default; see docs/security/auth.md. */
 export const authConfigSchema = z
@@ -17,7 +17,16 @@ export const authConfigSchema = z
       .default(['password', 'api-key'])
       .refine((s) => new Set(s).size === s.length, 'a strategy is named twice'),
     /** Custom roles: name → permissions (the built-in roles admin, operator, developer, viewer, worker are always there). */
-    roles: z.record(z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/), z.array(z.enum(PERMISSIONS))).default({}),
+    roles: z
+      .record(z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/), z.array(z.enum(PERMISSIONS)))
+      .superRefine((roles, ctx) => {
+        for (const r of Object.keys(roles)) {
+          if ((BUILT_IN_ROLES as readonly string[]).includes(r)) {
+            ctx.addIssue({ code: 'custom', path: [r], message: 'a built-in role cannot be redefined; give the custom role another name' });
+          }
+        }
+      })
+      .default({}),
     /** Serve /metrics without credentials (for a Prometheus that cannot send a token). */
     publicMetrics: z.boolean().default(false),
     /** Brute-force protection of `login`: after `maxFailures` failed attempts a user (or an IP) is locked out, twice as long each time. */

@@ -42,7 +42,7 @@ export const modelSeedSchema = z.strictObject({
 
 /** A model a worker process serves (`capibara-mcp worker`). */
 export const workerModelSchema = z.strictObject({
-  /** Model id on the gateway (registered there when missing). */
+  /** Model id on the gateway (an operator creates it and assigns it to this worker; a worker never creates models). */
   id: z.string().min(1),
   version: z.string().min(1).default('v1'),
   /** Task of the model, used when the gateway registers it. */

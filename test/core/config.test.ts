@@ -42,6 +42,13 @@ describe('configuration', () => {
     expect(() => loadConfig({ cwd: ok, env: { MCP_ROUTER__MAX_ATTEMPTS: '"many"' } })).toThrow(/router\.maxAttempts: .* \(from MCP_ROUTER__MAX_ATTEMPTS\)/);
   });
 
+  it('refuses a custom role that would redefine a built-in one', () => {
+    const cwd = dirWith('capibara.yaml', 'auth:\n  roles:\n    operator: [models:read]\n    auditor: [audit:read]\n');
+    expect(() => loadConfig({ cwd, env: {} })).toThrow(/auth\.roles\.operator: a built-in role cannot be redefined/);
+    const ok = dirWith('capibara.yaml', 'auth:\n  roles:\n    auditor: [audit:read]\n');
+    expect(loadConfig({ cwd: ok, env: {} }).config.auth.roles).toEqual({ auditor: ['audit:read'] });
+  });
+
   it('exports a JSON Schema for editors', () => {
     const schema = configJsonSchema() as { properties: Record<string, unknown> };
     expect(Object.keys(schema.properties)).toEqual(expect.arrayContaining(['server', 'storage', 'plugins', 'router', 'models']));
