@@ -24,6 +24,7 @@ describe('rate and token limits through every entry point', () => {
 
   beforeAll(async () => {
     s = await startStack({
+      auth: { enabled: true, strategies: ['api-key'] },
       plugins: [{ use: 'api-key', options: { keys: Object.entries(KEYS).map(([id, k]) => ({ id, sha256: k.sha256, roles: ['admin'] })) } }],
       limits: {
         rules: [

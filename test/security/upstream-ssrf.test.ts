@@ -295,7 +295,7 @@ describe('worker registration', () => {
         input: {
           name: 'sneaky',
           endpoint,
-          session: 'session-1',
+          session: 'session-0123456789ab',
           heartbeatIntervalMs: 1000,
           instances: [{ model: 'llm', version: 'v1', remoteInstanceId: 'llm', task: 'GENERATE' }],
         },

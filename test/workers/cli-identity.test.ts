@@ -23,7 +23,11 @@ describe('the worker CLI with a worker credential', () => {
   const workerById = async (id: string) => (await gw.gql<{ workers: WorkerInfo[] }>(WORKERS_QUERY, {}, ADMIN)).data!.workers.find((w) => w.id === id);
 
   beforeAll(async () => {
-    gw = await startTestGateway({ router: FAST_HEALTH, plugins: [{ use: AUTH_PLUGIN, options: { principals: PRINCIPALS } }] });
+    gw = await startTestGateway({
+      router: FAST_HEALTH,
+      auth: { enabled: true, strategies: ['test-token-auth'] },
+      plugins: [{ use: AUTH_PLUGIN, options: { principals: PRINCIPALS } }],
+    });
     await prepareWorker(gw, 'w3', [{ id: 'echo' }], ADMIN);
     // "echo-extra" exists but is not assigned to w3; "echo-ghost" does not exist
     const extra = await gw.gql(`mutation { registerModel(input: { id: "echo-extra", task: GENERATE }) { id } }`, {}, ADMIN);

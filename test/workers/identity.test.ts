@@ -54,7 +54,12 @@ describe.each(STORAGES)('workers bound to their identity (%s)', (storageKind) =>
   const operator: GqlClient = { gql: (q, v, h) => gw.gql(q, v, { ...as('operator'), ...h }) };
 
   beforeAll(async () => {
-    gw = await startTestGateway({ storageKind, router: FAST_HEALTH, plugins: [{ use: AUTH_PLUGIN, options: { principals: PRINCIPALS } }] });
+    gw = await startTestGateway({
+      storageKind,
+      router: FAST_HEALTH,
+      auth: { enabled: true, strategies: ['test-token-auth'] },
+      plugins: [{ use: AUTH_PLUGIN, options: { principals: PRINCIPALS } }],
+    });
     gw.services.audit = {
       record: async (e) => {
         audit.push(e);
