@@ -212,7 +212,8 @@ describe('oauth2 in a gateway (auth on)', () => {
     expect(await get('new-token')).toEqual({ status: 503, code: 'MCP_UPSTREAM_UNAVAILABLE' });
     expect(await get('good')).toEqual({ status: 200, code: undefined });
     idp.state.mode = 'ok';
-    idp.tokens.set('new-token', { active: true, sub: 'n', exp: now() + 300 });
+    // A token without a role would be authenticated but forbidden (403): this one may read models.
+    idp.tokens.set('new-token', { active: true, sub: 'n', scope: 'viewer', exp: now() + 300 });
     expect(await get('new-token')).toEqual({ status: 200, code: undefined });
   });
 });
