@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { generateApiKey } from '../../plugins/auth-api-key/index.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +29,10 @@ interface GatewayProcess {
   child: ChildProcess;
 }
 
+/** The credential both replicas accept (auth is on by default). */
+const KEY = generateApiKey();
+const AUTH = { authorization: `Bearer ${KEY.key}` };
+
 async function startGatewayProcess(dir: string, name: string, upstream: string): Promise<GatewayProcess> {
   const inst = { backend: 'openai', endpoint: upstream, options: { model: 'fake-model' } };
   const config = {
@@ -36,7 +41,13 @@ async function startGatewayProcess(dir: string, name: string, upstream: string):
     demo: { enabled: false },
     log: { level: 'info' },
     defaultPlugins: false,
-    plugins: [{ use: 'openai' }, { use: 'p2c-ewma' }, { use: 'ratelimit-redis', options: { url: REDIS_URL, keyPrefix: PREFIX, commandTimeoutMs: 2000 } }],
+    auth: { strategies: ['api-key'] },
+    plugins: [
+      { use: 'api-key', options: { keys: [{ id: 'load', sha256: KEY.sha256, roles: ['developer'] }] } },
+      { use: 'openai' },
+      { use: 'p2c-ewma' },
+      { use: 'ratelimit-redis', options: { url: REDIS_URL, keyPrefix: PREFIX, commandTimeoutMs: 2000 } },
+    ],
     router: { healthCheck: { enabled: false } },
     models: [
       { id: 'gen-model', task: 'generate', defaultVersion: 'v1', versions: [{ version: 'v1', instances: [inst] }] },
@@ -122,6 +133,7 @@ describe('two gateway processes sharing Redis', () => {
     const statuses = await load(300, 32, async (i) => {
       const r = await fetch(`${gateways[i % 2]!.url}/api/v1/models/gen-model/inference`, {
         method: 'POST',
+        headers: AUTH,
         body: JSON.stringify({ input: 'hi', parameters: { maxTokens: 5 } }),
       });
       await r.arrayBuffer();
@@ -147,7 +159,7 @@ describe('two gateway processes sharing Redis', () => {
         stream,
         ...(stream ? { stream_options: { include_usage: true } } : {}),
       };
-      const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...AUTH }, body: JSON.stringify(body) });
       if (r.status !== 200) {
         await r.arrayBuffer();
         return { status: r.status, tokens: 0 };
