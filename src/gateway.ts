@@ -5,6 +5,8 @@ import type { Logger } from 'pino';
 import { createLogger, flushLogs } from './logging.ts';
 import { Registry } from 'prom-client';
 import { AdminService } from './admin/admin-service.ts';
+import { AuditLog } from './audit/audit-log.ts';
+import { InferenceAudit } from './audit/inference-audit.ts';
 import { AuthService } from './auth/auth-service.ts';
 import type { Config } from './config/schema.ts';
 import { openDatabase } from './db/client.ts';
@@ -107,8 +109,12 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     router.setListener(traffic);
     const inference = new InferenceService(router, logger);
     const metrics = new GatewayMetrics(metricsRegistry);
+    const audit = new AuditLog(database, config.audit, logger.child({ component: 'audit' }), metricsRegistry, traffic.recorder);
+    closers.push(() => audit.close());
     inference.observe(metrics);
     inference.observe(traffic);
+    // After the traffic manager: a request's audit row is buffered behind its `inferences` row (same write, in order).
+    inference.observe(new InferenceAudit(config.audit.inference, audit.inferenceAudit));
     const workers = new WorkerRegistry(database, registry, fleet, plugins, events, logger.child({ component: 'workers' }));
     closers.push(() => workers.close());
     const admin = new AdminService(registry, fleet, workers, router, logger.child({ component: 'admin' }));
@@ -128,8 +134,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       workers,
       admin,
       auth: new AuthService(plugins),
-      // Placeholder until src/audit's log is wired (the audit work of issue 10 replaces this line).
-      audit: { record: async () => {} },
+      audit,
       async readiness() {
         const checks: Record<string, { ok: boolean; detail?: string }> = { storage: { ok: await database.ping() } };
         for (const p of await plugins.health()) if (p.required) checks[`plugin:${p.name}`] = { ok: p.ok, ...(p.detail ? { detail: p.detail } : {}) };

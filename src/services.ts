@@ -8,7 +8,7 @@ import type { InferenceService } from './inference/service.ts';
 import type { Fleet } from './models/fleet.ts';
 import type { ModelRegistry } from './models/registry.ts';
 import type { AuthService } from './auth/auth-service.ts';
-import type { AuditRecorder } from './audit/types.ts';
+import type { AuditLog } from './audit/audit-log.ts';
 import type { PluginHost } from './plugin/host.ts';
 import type { Router } from './routing/router.ts';
 import type { TrafficManager } from './traffic/traffic-manager.ts';
@@ -29,8 +29,8 @@ export interface Services {
   traffic: TrafficManager;
   inference: InferenceService;
   auth: AuthService;
-  /** The append-only audit log. */
-  audit: AuditRecorder;
+  /** The append-only, hash-chained audit log (record() is the AuditRecorder every part calls). */
+  audit: AuditLog;
   metrics: GatewayMetrics;
   metricsRegistry: Registry;
   /** Worker processes as stored (the workers table), their load reports, the watchdog and the command channel. */

@@ -5,6 +5,7 @@ import './inference.ts';
 import './routing.ts';
 import './system.ts';
 import './workers.ts';
+import './audit.ts';
 
 let schema: GraphQLSchema | undefined;
 

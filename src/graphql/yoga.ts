@@ -4,6 +4,7 @@ import { createYoga, type GraphiQLOptions, type Plugin, type YogaServerInstance 
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { Counter } from 'prom-client';
+import { useAuditLog } from '../audit/graphql-plugin.ts';
 import { McpError, isMcpError } from '../errors.ts';
 import { authRequestOf, readBody, requestIdOf, sendGraphQLError } from '../http/common.ts';
 import { eligible, serve, type GraphQLServerContext } from './json-post.ts';
@@ -125,7 +126,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
     cors: services.config.server.corsOrigins.length ? { origin: services.config.server.corsOrigins, credentials: true } : false,
     logging: false,
     maskedErrors: { maskError: mask },
-    plugins: [useCodedValidationErrors()],
+    plugins: [useCodedValidationErrors(), useAuditLog(services.audit, services.config.audit.skipMutations)],
     context: async ({ req, requestId: givenId, logger, connectionParams, signal }) => {
       const headers = { ...(req.headers as Record<string, string | undefined>), ...headersFromConnectionParams(connectionParams) };
       const requestId = givenId ?? requestIdOf(req);

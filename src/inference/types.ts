@@ -74,6 +74,8 @@ export interface InferenceRequest {
   explain?: boolean;
   /** Which entry point the request came in through (graphql, rest, openai, kserve). */
   entry: string;
+  /** The client's address, when the entry point passes it (audit rows). */
+  ip?: string;
 }
 
 export interface RoutingCandidate {
