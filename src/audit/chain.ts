@@ -94,11 +94,14 @@ const VERIFY_PAGE = 1000;
 /** Walks the chain in id order from `fromId` (default: the first row), at most `limit` rows, a page at a time (bounded memory). */
 export async function verifyChain(db: Db, opts: { fromId?: number; limit?: number } = {}): Promise<ChainVerdict> {
   const limit = opts.limit ?? Number.MAX_SAFE_INTEGER;
-  let expected = GENESIS_HASH;
+  // From the start, the first row must follow the genesis hash. From fromId, it must follow the row
+  // before it; with none before (older rows archived away), its own prev_hash is taken as given: compare
+  // it with the archive's last hash.
+  let expected: string | undefined = GENESIS_HASH;
   let cursor = opts.fromId ?? 0;
   if (opts.fromId !== undefined) {
     const [prev] = await db.select({ hash: auditLog.hash }).from(auditLog).where(lt(auditLog.id, opts.fromId)).orderBy(desc(auditLog.id)).limit(1);
-    if (prev) expected = prev.hash;
+    expected = prev?.hash;
   }
   let checked = 0;
   let lastId: number | null = null;
@@ -113,7 +116,8 @@ export async function verifyChain(db: Db, opts: { fromId?: number; limit?: numbe
     for (const row of page) {
       checked++;
       const { prevHash, hash, ...fields } = row;
-      if (prevHash !== expected || rowHash(prevHash, fields) !== hash) return { ok: false, checked, firstBrokenId: row.id, lastId, lastHash };
+      if ((expected !== undefined && prevHash !== expected) || rowHash(prevHash, fields) !== hash)
+        return { ok: false, checked, firstBrokenId: row.id, lastId, lastHash };
       expected = hash;
       lastId = row.id;
       lastHash = hash;

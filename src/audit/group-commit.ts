@@ -4,13 +4,18 @@ import { McpError } from '../errors.ts';
 export interface GroupCommitOptions {
   /** A partial batch is written this long after its first item, ms. */
   flushIntervalMs: number;
-  /** Items per write at most; a full batch is written at once. */
+  /** Cost per write at most (items, unless `cost` says otherwise); a full batch is written at once. */
   maxBatch: number;
   /** Items kept (buffered and in flight) at most; beyond, push() refuses. */
   maxBuffered: number;
   /** First retry delay after a failed write, ms (doubles up to retryMaxMs). */
   retryBaseMs: number;
   retryMaxMs: number;
+  /**
+   * What an item counts against maxBatch (default 1). The inference records' buffer counts its
+   * `inferences` rows only: each rides with its audit row. A batch holds at most 2 × maxBatch items.
+   */
+  cost?: (value: unknown) => number;
 }
 
 interface Waiter {
@@ -50,6 +55,8 @@ export function bufferFull(name: string): McpError {
 export class GroupCommit<T> {
   private buffer: Array<Item<T>> = [];
   private inflight = 0;
+  /** Sum of the buffered items' cost. */
+  private bufferedCost = 0;
   private durableWaiting = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private flushing: Promise<void> | undefined;
@@ -92,6 +99,7 @@ export class GroupCommit<T> {
       }
       throw bufferFull(this.name);
     }
+    this.bufferedCost += this.costOf(value);
     if (!durable) {
       this.buffer.push({ value });
       this.schedule();
@@ -104,9 +112,13 @@ export class GroupCommit<T> {
     });
   }
 
+  private costOf(value: T): number {
+    return this.o.cost ? this.o.cost(value) : 1;
+  }
+
   private schedule(): void {
     if (this.flushing || this.retryTimer) return; // the running flush or the retry picks it up
-    if (this.buffer.length >= this.o.maxBatch || this.durableWaiting > 0) {
+    if (this.bufferedCost >= this.o.maxBatch || this.buffer.length >= 2 * this.o.maxBatch || this.durableWaiting > 0) {
       this.clearTimer();
       void this.flushQuietly();
       return;
@@ -155,13 +167,27 @@ export class GroupCommit<T> {
   }
 
   private async writeOnce(): Promise<void> {
-    const batch = this.buffer.splice(0, this.o.maxBatch);
+    let n = 0;
+    let cost = 0;
+    while (n < this.buffer.length && n < 2 * this.o.maxBatch) {
+      const c = this.costOf(this.buffer[n]!.value);
+      if (cost + c > this.o.maxBatch) break;
+      cost += c;
+      n++;
+    }
+    if (n === 0) {
+      n = 1;
+      cost = this.costOf(this.buffer[0]!.value);
+    }
+    const batch = this.buffer.splice(0, n);
+    this.bufferedCost -= cost;
     this.inflight = batch.length;
     try {
       await this.write(batch.map((i) => i.value));
     } catch (err) {
       this.inflight = 0;
       this.buffer = batch.concat(this.buffer);
+      this.bufferedCost += cost;
       this.stats.failedWrites++;
       this.failures++;
       const delay = Math.min(this.o.retryBaseMs * 2 ** Math.min(this.failures - 1, 20), this.o.retryMaxMs);
@@ -213,6 +239,7 @@ export class GroupCommit<T> {
       const err = bufferFull(this.name);
       for (const i of this.buffer) i.waiter?.reject(err);
       this.buffer = [];
+      this.bufferedCost = 0;
     }
   }
 }

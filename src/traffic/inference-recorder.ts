@@ -91,7 +91,7 @@ export class InferenceRecorder {
     this.journal = new GroupCommit<Pending>(
       'inference records',
       (items) => this.write(items),
-      { ...o, retryBaseMs: o.retryBaseMs ?? 100, retryMaxMs: o.retryMaxMs ?? 5000 },
+      { ...o, retryBaseMs: o.retryBaseMs ?? 100, retryMaxMs: o.retryMaxMs ?? 5000, cost: (p) => ((p as Pending).row ? 1 : 0) },
       logger,
     );
     if (o.retentionHours > 0) {
