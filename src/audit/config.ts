@@ -17,7 +17,7 @@ export const auditConfigSchema = z
     maxBuffered: z.number().int().min(1).max(10_000_000).default(100_000),
     /** First retry delay after a failed flush, ms; doubles up to retryMaxMs. */
     retryBaseMs: z.number().int().positive().default(100),
-    retryMaxMs: z.number().int().positive().default(5_000),
+    retryMaxMs: z.number().int().positive().default(2_000),
     /** Mutations not audited one by one (the worker heartbeat every few seconds would flood the log). */
     skipMutations: z.array(z.string()).default(['workerHeartbeat']),
   })

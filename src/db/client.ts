@@ -118,6 +118,12 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     pool.on('error', () => {
       /* idle client errors surface on the next query */
     });
+    // A checked-out client (a transaction between two statements) whose connection dies emits
+    // 'error' with no listener of the pool's: without this the process would crash on a database
+    // outage. The failure surfaces in the statement that is running or the next one.
+    pool.on('connect', (client) => {
+      client.on('error', () => {});
+    });
     try {
       const client = await pool.connect();
       client.release();

@@ -55,7 +55,7 @@ export interface InferenceRecorderOptions {
   /** Records older than this are deleted, hours; 0 keeps them. */
   retentionHours: number;
   pruneIntervalMs: number;
-  /** First retry delay after a failed write, ms (default 100, doubling up to retryMaxMs, default 5000). */
+  /** First retry delay after a failed write, ms (default 100, doubling up to retryMaxMs, default 2000). */
   retryBaseMs?: number;
   retryMaxMs?: number;
 }
@@ -91,7 +91,7 @@ export class InferenceRecorder {
     this.journal = new GroupCommit<Pending>(
       'inference records',
       (items) => this.write(items),
-      { ...o, retryBaseMs: o.retryBaseMs ?? 100, retryMaxMs: o.retryMaxMs ?? 5000, cost: (p) => ((p as Pending).row ? 1 : 0) },
+      { ...o, retryBaseMs: o.retryBaseMs ?? 100, retryMaxMs: o.retryMaxMs ?? 2000, cost: (p) => ((p as Pending).row ? 1 : 0) },
       logger,
     );
     if (o.retentionHours > 0) {
