@@ -89,7 +89,7 @@ export async function runOutage(o: OutageOptions): Promise<OutageResult> {
     }
   };
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-  let drainMs = 0;
+  let drainMs: number;
   try {
     const clients = Array.from({ length: o.concurrency ?? 8 }, client);
     await sleep(o.beforeMs ?? 1000);
