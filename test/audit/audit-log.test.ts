@@ -81,6 +81,13 @@ describe.each(STORAGES)('audit log on %s', (storageKind) => {
     expect(denied.errors?.[0]?.extensions?.code).toBe('MCP_FORBIDDEN');
     const peek = await gw.gql(LOG, {}, as('bob', 'viewer', 'req-denied-2'));
     expect(peek.errors?.[0]?.extensions?.code).toBe('MCP_FORBIDDEN');
+    // An anonymous OpenAI call: 401, recorded by the HTTP server.
+    const anon = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'req-anon-1' },
+      body: JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'hello' }] }),
+    });
+    expect(anon.status).toBe(401);
     // What the auth strategies record for a login (through services.audit.record): secrets never reach the row.
     await gw.services.audit.record({
       actor: 'alice',
@@ -115,6 +122,13 @@ describe.each(STORAGES)('audit log on %s', (storageKind) => {
       ['req-denied-1', 'graphql:deleteModel', 'DENIED'],
       ['req-denied-2', 'graphql:auditLog', 'DENIED'],
     ]);
+    expect(all.find((r) => r.requestId === 'req-anon-1')).toMatchObject({
+      action: 'authz.denied',
+      actor: null,
+      target: 'POST /v1/chat/completions',
+      outcome: 'DENIED',
+      details: { code: 'MCP_UNAUTHENTICATED' },
+    });
     const login = all.find((r) => r.action === 'auth.login')!;
     expect(login.details).toEqual({
       reason: 'bad password',
@@ -172,7 +186,7 @@ describe.each(STORAGES)('audit log on %s', (storageKind) => {
     expect(seen.map((r) => r.details.description)).toEqual(['d4', 'd3', 'd2', 'd1', 'd0']); // newest first
     expect((await rows({ actor: 'dave', action: 'mutation.updateModel', since: before.toISOString() })).length).toBe(5);
     expect(await rows({ actor: 'dave', until: before.toISOString() })).toEqual([]);
-    expect((await rows({ outcome: 'DENIED' })).every((r) => r.actor === 'bob')).toBe(true);
+    expect((await rows({ outcome: 'DENIED' })).map((r) => r.actor ?? 'anonymous').sort()).toEqual(['anonymous', 'bob', 'bob']);
     expect((await rows({ model: 'chat', actor: 'carol' })).map((r) => r.action)).toEqual(['inference']);
     const bad = await gw.gql(LOG, { after: 'not-a-cursor' }, as('auditor'));
     expect(bad.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
