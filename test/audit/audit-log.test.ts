@@ -49,7 +49,7 @@ describe.each(STORAGES)('audit log on %s', (storageKind) => {
     expect(r.errors).toBeUndefined();
     return r.data!.verifyAuditChain;
   };
-  const sql = (text: string) => query(gw.services.database, text);
+  const sql = <T = Record<string, unknown>>(text: string) => query<T>(gw.services.database, text);
 
   beforeAll(async () => {
     openai = await startFakeOpenAI({ models: ['fake-model'], tokens: ['Hi', '!'] });
@@ -171,11 +171,8 @@ describe.each(STORAGES)('audit log on %s', (storageKind) => {
     const seen: Row[] = [];
     let after: string | null = null;
     for (let page = 0; page < 10; page++) {
-      const r = await gw.gql<{ auditLog: { nodes: Row[]; pageInfo: { endCursor: string | null; hasNextPage: boolean } } }>(
-        LOG,
-        { f: { actor: 'dave', action: 'model.*' }, first: 2, after },
-        as('auditor'),
-      );
+      type Page = { auditLog: { nodes: Row[]; pageInfo: { endCursor: string | null; hasNextPage: boolean } } };
+      const r: { data?: Page; errors?: unknown[] } = await gw.gql<Page>(LOG, { f: { actor: 'dave', action: 'model.*' }, first: 2, after }, as('auditor'));
       expect(r.errors).toBeUndefined();
       seen.push(...r.data!.auditLog.nodes);
       after = r.data!.auditLog.pageInfo.endCursor;
@@ -242,7 +239,7 @@ describe.each(STORAGES)('audit log on %s', (storageKind) => {
     const replicas = await Promise.all([0, 1].map(() => openDatabase({ url, dataDir: '/tmp' })));
     const logs = replicas.map((db) => new AuditLog(db, config, pino({ level: 'silent' }), new Registry()));
     try {
-      const [{ n: before }] = await sql<{ n: string }>('select count(*) as n from audit_log');
+      const before = (await sql<{ n: string }>('select count(*) as n from audit_log'))[0]!.n;
       const last = (await sql<{ id: string }>('select max(id) as id from audit_log'))[0]!.id;
       await Promise.all(
         logs.flatMap((log, r) => Array.from({ length: 300 }, (_, i) => log.record({ action: 'test.append', target: `${r}-${i}`, outcome: 'ok' }))),
