@@ -1,4 +1,3 @@
-import type { IncomingMessage } from 'node:http';
 import { getOperationAST, GraphQLError, Kind, valueFromASTUntyped, type ExecutionArgs, type ExecutionResult, type FieldNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { isMcpError } from '../errors.ts';
@@ -46,8 +45,8 @@ export function useAuditLog(audit: AuditRecorder, skipMutations: readonly string
     onExecute({ args, executeFn, setExecuteFn }) {
       const op = getOperationAST(args.document, args.operationName);
       if (!op) return;
-      const ctx = args.contextValue as unknown as GraphQLContext & { req?: IncomingMessage };
-      const actx = auditContextOf(ctx.principal, ctx.req?.socket?.remoteAddress, ctx.requestId);
+      const ctx = args.contextValue as unknown as GraphQLContext;
+      const actx = auditContextOf(ctx.principal, ctx.ip, ctx.requestId);
       const fields = op.selectionSet.selections.filter((s): s is FieldNode => s.kind === Kind.FIELD);
       const mutation = op.operation === 'mutation' && fields.some((f) => !skip.has(f.name.value));
       const started = performance.now();

@@ -5,6 +5,8 @@ import type { Services } from '../services.ts';
 /** Per-request GraphQL context. DataLoaders are created per context by the Pothos dataloader plugin. */
 export interface GraphQLContext {
   requestId: string;
+  /** The client address. */
+  ip?: string;
   logger: Logger;
   principal?: Principal;
   services: Services;

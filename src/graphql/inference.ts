@@ -117,6 +117,7 @@ function requestOf(args: InferArgs, ctx: GraphQLContext, stream: boolean) {
     input: { task: taskOf(input), ...input },
     stream,
     entry: 'graphql',
+    ip: ctx.ip,
     signal: ctx.signal,
     timeoutMs: args.timeoutMs,
     principal: ctx.principal,

@@ -133,6 +133,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
       const principal = await services.auth.authenticate({ ...authRequestOf(req, connectionParams ? 'websocket' : 'graphql'), headers });
       return {
         requestId,
+        ip: req.socket?.remoteAddress,
         logger: logger ?? services.logger.child({ reqId: requestId }),
         principal,
         services,

@@ -115,6 +115,7 @@ export const kserveAdapter: HttpAdapter = {
         version,
         input: toInput(view, body),
         entry: 'kserve',
+        ip: req.socket.remoteAddress,
         signal: x.signal,
         principal,
       });

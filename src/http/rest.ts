@@ -101,6 +101,7 @@ export async function handleRest(services: Services, x: HttpExchange): Promise<b
         version: typeof b.version === 'string' ? b.version : undefined,
         input: restInput(b),
         entry: 'rest',
+        ip: req.socket.remoteAddress,
         signal: x.signal,
         principal,
       }),

@@ -10,6 +10,8 @@ export interface RequestParts {
   input: unknown;
   stream?: boolean;
   entry: string;
+  /** The client address (audit rows). */
+  ip?: string;
   signal: AbortSignal;
   id?: string;
   /** Deadline from now, ms (the GraphQL `timeoutMs` argument); otherwise the `x-mcp-timeout-ms` header. */
@@ -66,5 +68,6 @@ export function buildInferenceRequest(parts: RequestParts): InferenceRequest {
     explain: parts.explain ?? headerValue(parts.headers, 'x-mcp-explain') === '1',
     entry: parts.entry,
     ...(parts.headers ? { headers: parts.headers } : {}),
+    ...(parts.ip ? { ip: parts.ip } : {}),
   };
 }

@@ -136,7 +136,9 @@ describe.each(STORAGES)('audit log on %s', (storageKind) => {
       nested: { refreshToken: '[redacted]', apiKey: '[redacted]' },
       header: '[redacted]',
     });
-    expect(all.find((r) => r.action === 'inference')).toMatchObject({ actor: 'carol', model: 'chat', details: { entry: 'openai', version: 'v1' } });
+    const inference = all.find((r) => r.action === 'inference');
+    expect(inference).toMatchObject({ actor: 'carol', model: 'chat', requestId: 'req-infer-1', details: { entry: 'openai', version: 'v1' } });
+    expect(inference!.ip).toMatch(/127\.0\.0\.1$/);
     // No secret anywhere in the table, whatever column.
     const dump = JSON.stringify(await sql('select * from audit_log'));
     for (const s of [SECRET, 'hunter2', 'rt-123', 'k-1', 'abc.def']) expect(dump).not.toContain(s);
