@@ -18,6 +18,13 @@ const { values: args } = parseArgs({
 });
 
 const rows = [];
+// The same load without an outage first (requests/s per mode), then with it.
+for (const mode of ['off', 'buffered', 'durable'] as const) {
+  const r = await runOutage({ mode, outageMs: 0, concurrency: Number(args.concurrency), beforeMs: 5000, afterMs: 0 });
+  console.log(
+    `no outage, audit.inference ${mode}: ${(r.acknowledged / 5).toFixed(0)} requests/s acknowledged, missing ${r.missingRecords + r.missingAuditRows}`,
+  );
+}
 for (const mode of ['buffered', 'durable'] as const) {
   const r = await runOutage({ mode, outageMs: Number(args['outage-ms']), concurrency: Number(args.concurrency), beforeMs: 2000, afterMs: 5000 });
   rows.push(r);
