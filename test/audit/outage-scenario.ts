@@ -78,6 +78,8 @@ export async function runOutage(o: OutageOptions): Promise<OutageResult> {
           headers: { 'content-type': 'application/json', 'x-request-id': id },
           body: JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'hi' }] }),
           dispatcher: agent,
+          // A request never answered would be a bug: it shows as `network` below rather than a hung run.
+          signal: AbortSignal.timeout(60_000),
         } as RequestInit);
         await res.arrayBuffer();
         if (res.status === 200) {

@@ -13,6 +13,7 @@ describe.runIf(process.env.DATABASE_URL)('a database outage under inference load
       console.info(`outage ${OUTAGE_MS} ms, audit.inference ${mode}: ${JSON.stringify(r)}`);
       expect(r.failedWrites).toBeGreaterThan(0); // the outage did happen to the writer
       expect(r.refused).toBe(0); // the buffer bound was never reached
+      expect(r.refusedByStatus).toEqual({}); // every request was answered 200: none refused, none hung
       expect(r.acknowledged).toBeGreaterThan(20);
       if (mode === 'buffered') expect(r.acknowledgedDuringOutage).toBeGreaterThan(0); // answers went on during the outage
       expect({ missingRecords: r.missingRecords, missingAuditRows: r.missingAuditRows, chainOk: r.chainOk }).toEqual({

@@ -2,9 +2,10 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 
 /**
  * A TCP proxy on 127.0.0.1 that can cut a database off like a crash of its server
- * (`pg_ctlcluster … stop -m immediate`): cut() resets every open connection and stops listening,
- * so new connections are refused; restore() listens again on the same port. The shared
- * PostgreSQL behind it is never touched. (src/testing/fault-proxy.ts speaks HTTP; this is below it.)
+ * (`pg_ctlcluster … stop -m immediate`): cut() resets every open connection, and until restore()
+ * every new connection is reset as soon as it is accepted (the port stays bound: closing it would
+ * let another process take it on a busy machine). The shared PostgreSQL behind it is never
+ * touched. (src/testing/fault-proxy.ts speaks HTTP; this is below it.)
  */
 export interface TcpFaultProxy {
   readonly port: number;
@@ -18,7 +19,14 @@ export interface TcpFaultProxy {
 export async function startTcpFaultProxy(target: { host: string; port: number }): Promise<TcpFaultProxy> {
   const pairs = new Set<[Socket, Socket]>();
   let resets = 0;
+  let down = false;
   const server: Server = createServer((client) => {
+    if (down) {
+      resets++;
+      client.on('error', () => {});
+      client.resetAndDestroy();
+      return;
+    }
     const upstream = connect(target.port, target.host);
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
@@ -40,7 +48,7 @@ export async function startTcpFaultProxy(target: { host: string; port: number })
       return resets;
     },
     cut() {
-      server.close();
+      down = true;
       for (const [client, upstream] of pairs) {
         resets++;
         client.resetAndDestroy();
@@ -48,21 +56,16 @@ export async function startTcpFaultProxy(target: { host: string; port: number })
       }
       pairs.clear();
     },
-    restore: () =>
-      new Promise<void>((res, rej) => {
-        server.once('error', rej);
-        server.listen(port, '127.0.0.1', () => {
-          server.off('error', rej);
-          res();
-        });
-      }),
+    async restore() {
+      down = false;
+    },
     async close() {
       for (const [client, upstream] of pairs) {
         client.destroy();
         upstream.destroy();
       }
       pairs.clear();
-      if (server.listening) await new Promise<void>((res) => server.close(() => res()));
+      await new Promise<void>((res) => server.close(() => res()));
     },
   };
 }
