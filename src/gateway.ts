@@ -6,11 +6,12 @@ import { createLogger, flushLogs } from './logging.ts';
 import { Registry } from 'prom-client';
 import { AdminService } from './admin/admin-service.ts';
 import { Accounts } from './auth/accounts.ts';
+import { AuditLog } from './audit/audit-log.ts';
+import { InferenceAudit } from './audit/inference-audit.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { ensureFirstAdmin, FIRST_ADMIN } from './auth/bootstrap.ts';
 import { GatewayCredentialStore } from './auth/credential-store.ts';
 import { guardAuthDisabled } from './auth/disabled-guard.ts';
-import type { AuditRecorder } from './audit/types.ts';
 import type { Config } from './config/schema.ts';
 import { openDatabase } from './db/client.ts';
 import { McpError } from './errors.ts';
@@ -153,13 +154,15 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     closers.push(() => limits.idle());
     const inference = new InferenceService(router, logger, limits);
     const metrics = new GatewayMetrics(metricsRegistry);
+    const audit = new AuditLog(database, config.audit, logger.child({ component: 'audit' }), metricsRegistry, traffic.recorder);
+    closers.push(() => audit.close());
     inference.observe(metrics);
     inference.observe(traffic);
+    // After the traffic manager: a request's audit row is buffered behind its `inferences` row (same write, in order).
+    inference.observe(new InferenceAudit(config.audit.inference, audit.inferenceAudit));
     const workers = new WorkerRegistry(database, registry, fleet, plugins, events, logger.child({ component: 'workers' }));
     closers.push(() => workers.close());
     const admin = new AdminService(registry, fleet, workers, router, logger.child({ component: 'admin' }));
-    // Auth writes through whatever services.audit is (the audit log, once wired).
-    const audit: AuditRecorder = { record: (entry) => services.audit.record(entry) };
     const auth = new AuthService(plugins, config.auth, audit, logger.child({ component: 'auth' }), limits);
     const accounts = new Accounts(database.db, auth, credentials, audit);
     const services: Services = {
@@ -180,8 +183,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       auth,
       accounts,
       limits,
-      // Placeholder until src/audit's log is wired (the audit work of issue 10 replaces this line).
-      audit: { record: async () => {} },
+      audit,
       async readiness() {
         const checks: Record<string, { ok: boolean; detail?: string }> = { storage: { ok: await database.ping() } };
         for (const p of await plugins.health()) if (p.required) checks[`plugin:${p.name}`] = { ok: p.ok, ...(p.detail ? { detail: p.detail } : {}) };

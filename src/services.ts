@@ -9,7 +9,7 @@ import type { Fleet } from './models/fleet.ts';
 import type { ModelRegistry } from './models/registry.ts';
 import type { Accounts } from './auth/accounts.ts';
 import type { AuthService } from './auth/auth-service.ts';
-import type { AuditRecorder } from './audit/types.ts';
+import type { AuditLog } from './audit/audit-log.ts';
 import type { LimitsService } from './limits/limits-service.ts';
 import type { PluginHost } from './plugin/host.ts';
 import type { Router } from './routing/router.ts';
@@ -36,8 +36,8 @@ export interface Services {
   limits: LimitsService;
   /** Users and API keys created at run time. */
   accounts: Accounts;
-  /** The append-only audit log. */
-  audit: AuditRecorder;
+  /** The append-only, hash-chained audit log (record() is the AuditRecorder every part calls). */
+  audit: AuditLog;
   metrics: GatewayMetrics;
   metricsRegistry: Registry;
   /** Worker processes as stored (the workers table), their load reports, the watchdog and the command channel. */

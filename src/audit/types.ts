@@ -12,12 +12,16 @@ export interface AuditEntry {
   ip?: string;
   requestId?: string;
   latencyMs?: number;
-  /** Small, secret-free facts (error code, roles granted, …). */
+  /** Small, secret-free facts (error code, roles granted, …). Keys named like secrets are redacted, sizes capped. */
   details?: Record<string, unknown>;
 }
 
 /** Appends audit events (src/audit owns how: hash chain, group commit, durability). */
 export interface AuditRecorder {
-  /** Appends an event; resolves when it is buffered (or durable, in durable mode for inference). */
-  record(entry: AuditEntry): Promise<void>;
+  /**
+   * Appends an event. Resolves when it is buffered, or with `{ durable: true }` when it is committed.
+   * Rejects with MCP_STORAGE_UNAVAILABLE (503) when the buffer is full: the caller should fail the
+   * operation it audits rather than go on unrecorded.
+   */
+  record(entry: AuditEntry, opts?: { durable?: boolean }): Promise<void>;
 }

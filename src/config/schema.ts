@@ -280,7 +280,7 @@ export const configSchema = z.strictObject({
           flushIntervalMs: z.number().int().positive().default(200),
           /** Flush as soon as this many rows are buffered (rows per INSERT). */
           maxBatch: z.number().int().min(1).max(5000).default(500),
-          /** Rows kept while the database is slow; beyond this, records are dropped (counted). */
+          /** Records (and their inference audit rows) kept while the database is slow or down; beyond this, new ones are refused (counted), never dropped. */
           maxBuffered: z.number().int().min(1).default(50_000),
           /** Longest stored output text (shadow comparisons), characters. */
           maxOutputChars: z.number().int().min(0).default(4096),

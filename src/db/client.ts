@@ -107,6 +107,9 @@ function countingLogger(counter: { count: number }): DrizzleLogger {
   return { logQuery: () => void counter.count++ };
 }
 
+/** How long close() waits for checked-out PostgreSQL clients before it gives up on them, ms. */
+const POOL_END_TIMEOUT_MS = 5000;
+
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const statements = { count: 0 };
   const logger = countingLogger(statements);
@@ -117,6 +120,12 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     const pool = new pg.Pool({ connectionString: opts.url, max: 10, connectionTimeoutMillis: 5000 });
     pool.on('error', () => {
       /* idle client errors surface on the next query */
+    });
+    // A checked-out client (a transaction between two statements) whose connection dies emits
+    // 'error' with no listener of the pool's: without this the process would crash on a database
+    // outage. The failure surfaces in the statement that is running or the next one.
+    pool.on('connect', (client) => {
+      client.on('error', () => {});
     });
     try {
       const client = await pool.connect();
@@ -148,7 +157,23 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
           return false;
         }
       },
-      close: () => pool.end(),
+      // pool.end() waits for every client to be released; after a database outage (connections reset
+      // mid-transaction) a client can stay checked out for ever and shutdown would hang on it. At
+      // shutdown nothing is left to wait for, so the wait is bounded.
+      close: async () => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const gaveUp = new Promise<'timeout'>((r) => {
+          timer = setTimeout(() => r('timeout'), POOL_END_TIMEOUT_MS);
+          timer.unref?.();
+        });
+        const ended = await Promise.race([pool.end().then(() => 'ended' as const), gaveUp]);
+        clearTimeout(timer);
+        if (ended === 'timeout') {
+          process.emitWarning(
+            `PostgreSQL pool: ${pool.totalCount - pool.idleCount} client(s) still checked out after ${POOL_END_TIMEOUT_MS} ms; closing without them`,
+          );
+        }
+      },
     };
   }
   const { PGlite } = await import('@electric-sql/pglite');

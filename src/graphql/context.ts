@@ -10,7 +10,7 @@ export interface GraphQLContext {
   services: Services;
   /** Aborts when the client goes away. */
   signal: AbortSignal;
-  /** Client address (login throttling, audit). */
+  /** Client address (login throttling, rate limits, audit). */
   ip?: string;
   /** Request headers (lower-case). */
   headers: Record<string, string | undefined>;

@@ -6,6 +6,7 @@ import './routing.ts';
 import './system.ts';
 import './workers.ts';
 import './auth.ts';
+import './audit.ts';
 
 let schema: GraphQLSchema | undefined;
 

@@ -3,6 +3,7 @@ import { GraphQLError } from 'graphql';
 import { createYoga, type GraphiQLOptions, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { Counter } from 'prom-client';
 import { unauthenticated } from '../auth/auth-service.ts';
+import { useAuditLog } from '../audit/graphql-plugin.ts';
 import { McpError, isMcpError } from '../errors.ts';
 import { authRequestOf, readBody, requestIdOf, sendGraphQLError } from '../http/common.ts';
 import { eligible, serve, type GraphQLServerContext } from './json-post.ts';
@@ -169,6 +170,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
       useCsrfPrevention(services.config.server.graphql.csrfHeaders),
       useSubscriptionExpiry(),
       useCodedValidationErrors(),
+      useAuditLog(services.audit, services.config.audit.skipMutations),
     ],
     context: async ({ req, requestId: givenId, logger, connectionParams, signal }) => {
       const headers = { ...(req.headers as Record<string, string | undefined>), ...headersFromConnectionParams(connectionParams) };

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { Config } from '../config/schema.ts';
 import { McpError } from '../errors.ts';
 import type { GraphQLServer } from '../graphql/yoga.ts';
+import { recordDenial } from '../audit/denials.ts';
 import type { Services } from '../services.ts';
 import { authRequestOf, clientGone, errorHeaders, reportError, requestIdOf, sendGraphQLError, sendJson, type HttpExchange } from './common.ts';
 import { handleRest } from './rest.ts';
@@ -147,6 +148,10 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
       }
     } catch (err) {
       const e = reportError(err, logger);
+      if (e.status === 401 || e.status === 403) {
+        const target = `${req.method} ${path}`;
+        recordDenial(services.audit, { ip: req.socket.remoteAddress, requestId, entry: adapter?.prefix ?? 'http', target, code: e.code });
+      }
       if (res.headersSent) {
         res.destroy();
         return;

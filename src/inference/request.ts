@@ -15,7 +15,7 @@ export interface RequestParts {
   /** Deadline from now, ms (the GraphQL `timeoutMs` argument); otherwise the `x-mcp-timeout-ms` header. */
   timeoutMs?: number | null;
   principal?: Principal;
-  /** Client address (rate limits per IP). */
+  /** Client address (rate limits per IP, audit rows). */
   ip?: string;
   onLimits?: InferenceRequest['onLimits'];
   affinityKey?: string;
@@ -74,5 +74,6 @@ export function buildInferenceRequest(parts: RequestParts): InferenceRequest {
     explain: parts.explain ?? headerValue(parts.headers, 'x-mcp-explain') === '1',
     entry: parts.entry,
     ...(parts.headers ? { headers: parts.headers } : {}),
+    ...(parts.ip ? { ip: parts.ip } : {}),
   };
 }

@@ -14,7 +14,11 @@ export interface InferenceOutcome {
 }
 
 export interface InferenceObserver {
-  /** Called once per finished client request (metrics, usage records); `decision` is the router's, failures included. */
+  /**
+   * Called once per finished client request (metrics, usage records); `decision` is the router's,
+   * failures included. An observer that returns a Promise holds the answer until it settles (a
+   * durable audit record); when it rejects, a successful request fails with its error.
+   */
   onFinished(req: InferenceRequest, outcome: InferenceOutcome): void;
 }
 
@@ -43,22 +47,40 @@ export class InferenceService {
     this.observers.push(observer);
   }
 
-  /** Tells the observers how a client request ended, with the router's decision when routing began. */
-  private report(req: InferenceRequest, started: number, outcome: Omit<InferenceOutcome, 'latencyMs' | 'decision'>, decision?: RoutingDecision): void {
+  /**
+   * Tells the observers how a client request ended, with the router's decision when routing began;
+   * returns what the answer must wait for (the observers' promises), if anything.
+   */
+  private report(
+    req: InferenceRequest,
+    started: number,
+    outcome: Omit<InferenceOutcome, 'latencyMs' | 'decision'>,
+    decision?: RoutingDecision,
+  ): Promise<unknown> | undefined {
     const latencyMs = performance.now() - started;
+    let waits: Array<Promise<unknown>> | undefined;
     for (const o of this.observers) {
       try {
-        o.onFinished(req, { ...outcome, latencyMs, decision });
+        const wait: unknown = o.onFinished(req, { ...outcome, latencyMs, decision });
+        if (wait instanceof Promise) {
+          wait.catch(() => {}); // handled by whoever awaits the result below
+          (waits ??= []).push(wait);
+        }
       } catch (err) {
         this.logger.warn({ err }, 'inference observer failed');
       }
     }
+    if (!waits) return undefined;
+    const all = waits.length === 1 ? waits[0]! : Promise.all(waits);
+    all.catch(() => {});
+    return all;
   }
 
   async infer(req: InferenceRequest): Promise<InferenceResult> {
     const started = performance.now();
     let admission: Admission | undefined;
     let result: InferenceResult | undefined;
+    let done: { result: InferenceResult; wait: Promise<unknown> | undefined };
     try {
       if (this.limits?.active) admission = await this.limits.admit(req);
       if (admission?.policies.length) req.onLimits?.(admission.policies);
@@ -74,16 +96,18 @@ export class InferenceService {
         routing: req.explain ? decision : undefined,
       };
       finish(true);
-      this.report(req, started, { ok: true, result }, decision);
-      return result;
+      done = { result, wait: this.report(req, started, { ok: true, result }, decision) };
     } catch (err) {
       const e = toMcpError(err);
-      this.report(req, started, { ok: false, errorCode: e.code }, failureDecision(err));
+      await this.report(req, started, { ok: false, errorCode: e.code }, failureDecision(err))?.catch(() => {});
       throw e;
     } finally {
       // A failed call produced nothing: its whole reservation goes back.
       void admission?.settle({ totalTokens: result?.usage?.totalTokens, producedChars: result?.text?.length ?? 0, ran: result !== undefined });
     }
+    // A durable record: answered once it is committed; a refused record fails the request.
+    if (done.wait) await done.wait;
+    return done.result;
   }
 
   /**
@@ -101,6 +125,7 @@ export class InferenceService {
       let rest: AsyncIterator<InferenceChunk> | undefined;
       let settled = false;
       let admission: Admission | undefined;
+      let wait: Promise<unknown> | undefined;
       try {
         if (self.limits?.active) admission = await self.limits.admit(req);
         if (admission?.policies.length) req.onLimits?.(admission.policies);
@@ -139,12 +164,12 @@ export class InferenceService {
         }
         settled = true;
         routed.finish(true);
-        self.report(req, started, { ok: true, result: { ...meta, text, usage, latencyMs: performance.now() - started } }, routed.decision);
+        wait = self.report(req, started, { ok: true, result: { ...meta, text, usage, latencyMs: performance.now() - started } }, routed.decision);
       } catch (err) {
         settled = true;
         const e = toMcpError(req.signal.aborted ? new McpError('MCP_CANCELLED') : err);
         routed?.finish(false, e);
-        self.report(req, started, { ok: false, errorCode: e.code }, routed?.decision ?? failureDecision(err));
+        await self.report(req, started, { ok: false, errorCode: e.code }, routed?.decision ?? failureDecision(err))?.catch(() => {});
         throw e;
       } finally {
         if (!settled) {
@@ -157,11 +182,13 @@ export class InferenceService {
             /* the stream is abandoned either way */
           }
           routed?.finish(false, e);
-          self.report(req, started, { ok: false, errorCode: e.code }, routed?.decision);
+          void self.report(req, started, { ok: false, errorCode: e.code }, routed?.decision)?.catch(() => {});
         }
         // Reconcile the token reservation with what was produced, finished or cut short.
         void admission?.settle({ totalTokens: usage?.totalTokens, producedChars: text.length, ran: text.length > 0 || usage !== undefined });
       }
+      // The stream ends (the client's [DONE]) once a durable record is committed; a refused record ends it with an error.
+      if (wait) await wait;
     }
     const gen = run();
     return { [Symbol.asyncIterator]: () => gen, meta: () => meta };

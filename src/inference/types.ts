@@ -67,7 +67,7 @@ export interface InferenceRequest {
   /** Aborts when the client goes away. */
   signal: AbortSignal;
   principal?: Principal;
-  /** Client address (rate limits per IP). */
+  /** Client address (rate limits per IP, audit rows). */
   ip?: string;
   /** Called once the call is admitted by the rate limits that apply to it, with their state (HTTP entry points set RateLimit headers). */
   onLimits?: (policies: readonly LimitPolicyState[]) => void;

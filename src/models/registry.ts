@@ -8,6 +8,9 @@ import { McpError } from '../errors.ts';
 import type { EventBus, ModelEvent } from '../events/bus.ts';
 import type { PluginHost } from '../plugin/host.ts';
 import { parseInput } from '../validation.ts';
+import { appendInTransaction } from '../audit/chain.ts';
+import { currentAuditContext } from '../audit/context.ts';
+import type { AuditEntry } from '../audit/types.ts';
 import { AddressPolicy, checkEndpoint, type EndpointSource } from '../security/address-policy.ts';
 import { InstanceSecrets, SecretBox } from '../security/secrets.ts';
 
@@ -313,6 +316,7 @@ export class ModelRegistry {
       if (!inserted) throw new McpError('MCP_DUPLICATE_ID', `a model with id "${input.id}" already exists`, { details: { path: 'input.id', id: input.id } });
       if (versionRows.length) await tx.insert(modelVersions).values(versionRows);
       if (instanceRows.length) await tx.insert(instances).values(instanceRows);
+      await appendInTransaction(tx, [changeEntry('model.register', input.id, input.id, { versions: names, instances: instanceRows.length })]);
       return inserted;
     });
     this.publish({ type: 'MODEL_REGISTERED', modelId: row.id });
@@ -322,26 +326,38 @@ export class ModelRegistry {
   async update(modelId: string, raw: unknown): Promise<ModelRow> {
     const patch = parseInput(updateModelSchema, raw);
     if (patch.defaultVersion) await this.requireVersion(modelId, patch.defaultVersion);
-    const [row] = await this.db
-      .update(models)
-      .set({ ...patch, updatedAt: new Date() })
-      .where(eq(models.id, modelId))
-      .returning();
-    if (!row) throw new McpError('MCP_MODEL_NOT_FOUND', `no model "${modelId}"`, { details: { model: modelId } });
+    const row = await this.db.transaction(async (tx) => {
+      const [r] = await tx
+        .update(models)
+        .set({ ...patch, updatedAt: new Date() })
+        .where(eq(models.id, modelId))
+        .returning();
+      if (!r) throw new McpError('MCP_MODEL_NOT_FOUND', `no model "${modelId}"`, { details: { model: modelId } });
+      await appendInTransaction(tx, [changeEntry('model.update', modelId, modelId, { fields: Object.keys(patch), ...patch })]);
+      return r;
+    });
     this.publish({ type: 'MODEL_UPDATED', modelId });
     return row;
   }
 
   async setRouting(modelId: string, routing: ModelRouting): Promise<ModelRow> {
-    const [row] = await this.db.update(models).set({ routing, updatedAt: new Date() }).where(eq(models.id, modelId)).returning();
-    if (!row) throw new McpError('MCP_MODEL_NOT_FOUND', `no model "${modelId}"`, { details: { model: modelId } });
+    const row = await this.db.transaction(async (tx) => {
+      const [r] = await tx.update(models).set({ routing, updatedAt: new Date() }).where(eq(models.id, modelId)).returning();
+      if (!r) throw new McpError('MCP_MODEL_NOT_FOUND', `no model "${modelId}"`, { details: { model: modelId } });
+      await appendInTransaction(tx, [changeEntry('model.routing', modelId, modelId, { routing })]);
+      return r;
+    });
     this.publish({ type: 'TRAFFIC_CHANGED', modelId });
     return row;
   }
 
   async delete(modelId: string): Promise<ModelRow> {
-    const [row] = await this.db.delete(models).where(eq(models.id, modelId)).returning();
-    if (!row) throw new McpError('MCP_MODEL_NOT_FOUND', `no model "${modelId}"`, { details: { model: modelId } });
+    const row = await this.db.transaction(async (tx) => {
+      const [r] = await tx.delete(models).where(eq(models.id, modelId)).returning();
+      if (!r) throw new McpError('MCP_MODEL_NOT_FOUND', `no model "${modelId}"`, { details: { model: modelId } });
+      await appendInTransaction(tx, [changeEntry('model.delete', modelId, modelId)]);
+      return r;
+    });
     this.publish({ type: 'MODEL_DELETED', modelId });
     return row;
   }
@@ -372,6 +388,7 @@ export class ModelRegistry {
       if (!v) throw new McpError('MCP_DUPLICATE_ID', `model "${modelId}" already has version "${input.version}"`, { details: { path: 'input.version' } });
       if (instanceRows.length) await tx.insert(instances).values(instanceRows);
       if (!model.defaultVersion) await tx.update(models).set({ defaultVersion: input.version }).where(eq(models.id, modelId));
+      await appendInTransaction(tx, [changeEntry('version.add', `${modelId}@${input.version}`, modelId, { instances: instanceRows.length })]);
       return v;
     });
     this.publish({ type: 'VERSION_ADDED', modelId, version: input.version });
@@ -381,19 +398,23 @@ export class ModelRegistry {
   async addInstance(modelId: string, version: string, raw: unknown): Promise<InstanceRow> {
     const input = parseInput(instanceInputSchema, raw);
     const v = await this.requireVersion(modelId, version);
-    const [row] = await this.db
-      .insert(instances)
-      .values(this.instanceRow(modelId, v.id, input, 'input'))
-      .onConflictDoNothing()
-      .returning();
-    if (!row) throw new McpError('MCP_DUPLICATE_ID', `an instance with id "${input.id}" already exists`, { details: { path: 'input.id' } });
+    const values = this.instanceRow(modelId, v.id, input, 'input');
+    const row = await this.db.transaction(async (tx) => {
+      const [r] = await tx.insert(instances).values(values).onConflictDoNothing().returning();
+      if (!r) throw new McpError('MCP_DUPLICATE_ID', `an instance with id "${input.id}" already exists`, { details: { path: 'input.id' } });
+      await appendInTransaction(tx, [changeEntry('instance.add', r.id, modelId, { version, backend: r.backend })]);
+      return r;
+    });
     this.publish({ type: 'INSTANCE_ADDED', modelId, version, instanceId: row.id });
     return row;
   }
 
   async removeInstance(instanceId: string): Promise<InstanceRow & { version: string }> {
     const inst = await this.requireInstance(instanceId);
-    await this.db.delete(instances).where(eq(instances.id, instanceId));
+    await this.db.transaction(async (tx) => {
+      await tx.delete(instances).where(eq(instances.id, instanceId));
+      await appendInTransaction(tx, [changeEntry('instance.remove', instanceId, inst.modelId, { version: inst.version })]);
+    });
     this.publish({ type: 'INSTANCE_REMOVED', modelId: inst.modelId, version: inst.version, instanceId });
     return inst;
   }
@@ -433,6 +454,15 @@ export class ModelRegistry {
       .returning({ modelId: instances.modelId, versionId: instances.versionId });
     if (row) this.publish({ type: 'INSTANCE_STATUS', modelId: row.modelId, instanceId, status });
   }
+}
+
+/**
+ * The audit row of an admin change, written in the change's own transaction (so one never commits
+ * without the other). The actor is the request's (GraphQL mutations run in an audit context), or
+ * `system` for changes the gateway makes itself (seeding, automatic canary rollback).
+ */
+function changeEntry(action: string, target: string, model: string, details?: Record<string, unknown>): AuditEntry {
+  return { ...(currentAuditContext() ?? { actor: 'system' }), action, target, model, outcome: 'ok', ...(details ? { details } : {}) };
 }
 
 /** Rows grouped under each key, in key order (DataLoader batch results). */

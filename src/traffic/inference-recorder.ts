@@ -2,6 +2,9 @@ import { eq, getTableColumns, getTableName, sql, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.ts';
 import { inferences } from '../db/schema.ts';
+import { appendInTransaction } from '../audit/chain.ts';
+import { GroupCommit } from '../audit/group-commit.ts';
+import type { AuditEntry } from '../audit/types.ts';
 
 /** The columns the hot path fills; the others (feedback, created_at) keep their defaults. */
 const RECORD_COLUMNS = [
@@ -47,38 +50,50 @@ function insertBatch(rows: readonly InferenceRecord[]): SQL {
 export interface InferenceRecorderOptions {
   flushIntervalMs: number;
   maxBatch: number;
+  /** Records kept while the database cannot take them; beyond, new records are refused (counted, logged), never old ones dropped. */
   maxBuffered: number;
   /** Records older than this are deleted, hours; 0 keeps them. */
   retentionHours: number;
   pruneIntervalMs: number;
+  /** First retry delay after a failed write, ms (default 100, doubling up to retryMaxMs, default 2000). */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
 }
 
 /** Rows deleted per statement when pruning, so no delete holds its locks for long. */
 const PRUNE_BATCH = 5000;
 
+/** One buffered write: an `inferences` row, or the audit row of an inference call. */
+type Pending = { row: InferenceRecord; audit?: undefined } | { row?: undefined; audit: AuditEntry };
+
 /**
- * Group commit for the `inferences` table: the hot path only pushes a row into an array; a
- * timer (or a full batch) writes the buffer with one multi-row INSERT per `maxBatch` rows.
- * One flush runs at a time; rows that arrive meanwhile wait for the next one. When the
- * database is slower than the traffic the buffer is capped (`maxBuffered`) and the excess is
- * dropped and counted, never queued without bound. close() writes what is left.
+ * The one writer of per-inference records: the `inferences` rows and, when `audit.inference` is
+ * on, the audit rows of inference calls. Both go through one group commit (GroupCommit): one
+ * transaction per batch writes the batch's `inferences` rows and appends its audit rows to the
+ * chain, so a record and its audit row commit together. A failed write is kept and retried with
+ * backoff; a full buffer refuses new records (counted, logged) and never drops old ones. A durable
+ * audit append resolves when committed, and since batches commit in order, so is everything
+ * recorded before it (the request's own `inferences` row included). close() writes what is left.
  */
 export class InferenceRecorder {
-  private buffer: InferenceRecord[] = [];
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  private flushing: Promise<void> | undefined;
-  private closed = false;
-  /** Rows written, rows dropped (buffer full or failed INSERT), INSERT statements issued. */
-  readonly stats = { written: 0, dropped: 0, batches: 0 };
+  private readonly journal: GroupCommit<Pending>;
+  private rowsWritten = 0;
 
   private readonly pruneTimer: ReturnType<typeof setInterval> | undefined;
   private pruning: Promise<number> | undefined;
+  private closed = false;
 
   constructor(
     private readonly database: Database,
     private readonly o: InferenceRecorderOptions,
     private readonly logger: Logger,
   ) {
+    this.journal = new GroupCommit<Pending>(
+      'inference records',
+      (items) => this.write(items),
+      { ...o, retryBaseMs: o.retryBaseMs ?? 100, retryMaxMs: o.retryMaxMs ?? 2000, cost: (p) => ((p as Pending).row ? 1 : 0) },
+      logger,
+    );
     if (o.retentionHours > 0) {
       this.pruneTimer = setInterval(
         () => void this.prune().catch((err: unknown) => this.logger.warn({ err }, 'could not delete old inference records')),
@@ -86,6 +101,12 @@ export class InferenceRecorder {
       );
       this.pruneTimer.unref?.();
     }
+  }
+
+  /** `inferences` rows written, write transactions, failed writes (retried), records refused (buffer full); `buffered` now. */
+  get stats(): { written: number; batches: number; failedWrites: number; refused: number; buffered: number } {
+    const { batches, failedWrites, refused } = this.journal.stats;
+    return { written: this.rowsWritten, batches, failedWrites, refused, buffered: this.journal.size };
   }
 
   /**
@@ -114,64 +135,57 @@ export class InferenceRecorder {
     return this.pruning;
   }
 
-  record(row: InferenceRecord): void {
-    if (this.closed) return;
-    if (this.buffer.length >= this.o.maxBuffered) {
-      this.stats.dropped++;
-      return;
-    }
-    this.buffer.push(row);
-    if (this.buffer.length >= this.o.maxBatch) {
-      void this.flush();
-      return;
-    }
-    if (!this.timer) {
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        void this.flush();
-      }, this.o.flushIntervalMs);
-      this.timer.unref?.();
+  /**
+   * Buffers an `inferences` row; false when the buffer is full and the row was refused (counted in
+   * stats.refused and logged; the inference audit, when on, fails the request in that case).
+   */
+  record(row: InferenceRecord): boolean {
+    try {
+      this.journal.push({ row });
+      return true;
+    } catch {
+      return false;
     }
   }
 
-  /** Whether a row with this id is still waiting in the buffer. */
+  /**
+   * Buffers the audit row of an inference call behind the records already buffered. Durable: resolves
+   * once it (and everything buffered before it) is committed. Throws when the buffer is full.
+   */
+  appendAudit(entry: AuditEntry, durable: boolean): Promise<void> | undefined {
+    return durable ? this.journal.push({ audit: entry }, true) : this.journal.push({ audit: entry });
+  }
+
+  /** Whether a row with this id is still waiting to be written. */
   pending(id: string): boolean {
-    return this.buffer.some((r) => r.id === id);
+    return this.journal.has((p) => p.row?.id === id);
   }
 
-  /** Writes everything buffered now (waits for a flush in progress first). */
-  async flush(): Promise<void> {
-    while (this.flushing) await this.flushing;
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    if (this.buffer.length === 0) return;
-    const rows = this.buffer;
-    this.buffer = [];
-    this.flushing = this.write(rows).finally(() => {
-      this.flushing = undefined;
-    });
-    await this.flushing;
+  /** Writes everything buffered now; rejects when the database refuses (the records stay buffered and are retried). */
+  flush(): Promise<void> {
+    return this.journal.flush();
   }
 
-  private async write(rows: InferenceRecord[]): Promise<void> {
-    for (let i = 0; i < rows.length; i += this.o.maxBatch) {
-      const batch = rows.slice(i, i + this.o.maxBatch);
-      try {
-        this.stats.batches++;
-        await this.database.db.execute(insertBatch(batch));
-        this.stats.written += batch.length;
-      } catch (err) {
-        this.stats.dropped += batch.length;
-        this.logger.warn({ err, rows: batch.length }, 'could not record inferences; rows dropped');
-      }
+  private async write(items: Pending[]): Promise<void> {
+    const rows: InferenceRecord[] = [];
+    const audits: AuditEntry[] = [];
+    for (const p of items) {
+      if (p.row) rows.push(p.row);
+      else audits.push(p.audit);
     }
+    if (audits.length === 0) await this.database.db.execute(insertBatch(rows));
+    else {
+      await this.database.db.transaction(async (tx) => {
+        if (rows.length) await tx.execute(insertBatch(rows));
+        await appendInTransaction(tx, audits);
+      });
+    }
+    this.rowsWritten += rows.length;
   }
 
   /** Stores feedback on a recorded inference; returns its model and version, or undefined when unknown. */
   async feedback(id: string, score: number, label: string | null): Promise<{ modelId: string; version: string; shadow: boolean } | undefined> {
-    if (this.pending(id) || this.flushing) await this.flush();
+    if (this.pending(id)) await this.flush();
     const [row] = await this.database.db
       .update(inferences)
       .set({ feedbackScore: score, feedbackLabel: label })
@@ -197,8 +211,8 @@ export class InferenceRecorder {
 
   async close(): Promise<void> {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
-    await this.flush();
     this.closed = true;
+    await this.journal.close();
     await this.pruning?.catch(() => 0);
   }
 }

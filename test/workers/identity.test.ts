@@ -60,10 +60,12 @@ describe.each(STORAGES)('workers bound to their identity (%s)', (storageKind) =>
       auth: { enabled: true, strategies: ['test-token-auth'] },
       plugins: [{ use: AUTH_PLUGIN, options: { principals: PRINCIPALS } }],
     });
-    gw.services.audit = {
-      record: async (e) => {
-        audit.push(e);
-      },
+    // Every entry also reaches the real audit log; the test reads what was recorded.
+    const log = gw.services.audit;
+    const record = log.record.bind(log);
+    log.record = async (e, ...rest) => {
+      audit.push(e);
+      return record(e, ...rest);
     };
     // the operator flow: models first, then assignments, then the workers start with their own keys
     await prepareWorker(admin, 'W1', [{ id: 'm-a' }]);

@@ -1,0 +1,135 @@
+import { createHash } from 'node:crypto';
+import type { AuditEntry } from './types.ts';
+
+/** The prev_hash of the first row of the chain. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/** An audit row as stored (the columns of `audit_log`). */
+export interface AuditRow {
+  id: number;
+  at: Date;
+  actor: string | null;
+  actorVia: string | null;
+  action: string;
+  target: string | null;
+  model: string | null;
+  outcome: string;
+  ip: string | null;
+  requestId: string | null;
+  latencyMs: number | null;
+  details: Record<string, unknown>;
+  prevHash: string;
+  hash: string;
+}
+
+/** A JSON value with object keys sorted at every level (jsonb does not keep the order keys were written in). */
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(v).sort()) out[k] = sortKeys((v as Record<string, unknown>)[k]);
+    return out;
+  }
+  return v;
+}
+
+/**
+ * The canonical form of a row, the one input of its hash: the JSON array
+ * `[id, at, actor, actorVia, action, target, model, outcome, ip, requestId, latencyMs, details]`
+ * with `at` as an ISO-8601 UTC string with milliseconds, absent values as null, `latencyMs` as
+ * the float4 the `real` column stores (Math.fround), and `details` with its keys sorted at every
+ * level. Anyone can recompute it from a SELECT (docs/security/audit.md).
+ */
+export function canonical(r: Omit<AuditRow, 'prevHash' | 'hash'>): string {
+  return JSON.stringify([
+    r.id,
+    r.at.toISOString(),
+    r.actor,
+    r.actorVia,
+    r.action,
+    r.target,
+    r.model,
+    r.outcome,
+    r.ip,
+    r.requestId,
+    r.latencyMs === null ? null : Math.fround(r.latencyMs),
+    sortKeys(r.details),
+  ]);
+}
+
+/** hash = hex(SHA-256(prev_hash ‖ "\n" ‖ canonical(row))). */
+export function rowHash(prevHash: string, r: Omit<AuditRow, 'prevHash' | 'hash'>): string {
+  return createHash('sha256').update(prevHash).update('\n').update(canonical(r)).digest('hex');
+}
+
+// ─────────────── sanitising ───────────────
+
+/** Keys whose values are never stored, at any depth (password, token, secret, api key, authorization, cookie, credential, private key). */
+const SECRET_KEY = /pass(word|wd|phrase)?|token|secret|api[-_]?key|authori[sz]ation|cookie|credential|private[-_]?key|signature/i;
+const MAX_TEXT = 256;
+const MAX_DETAIL_STRING = 512;
+const MAX_DETAILS_JSON = 4096;
+const MAX_DEPTH = 4;
+const MAX_ITEMS = 32;
+/** Values that look like a credential whatever their key says (a bearer header, a JWT). */
+const SECRET_VALUE = /^(bearer|basic)\s|^eyJ[\w-]+\.[\w-]+\./i;
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * PostgreSQL text refuses NUL and stores a lone surrogate as U+FFFD (the stored row would then hash
+ * differently): both are fixed before hashing. Other control characters stay (JSON escapes them).
+ */
+function cleanString(s: string, max: number): string {
+  const t = (s.includes('\0') ? s.replaceAll('\0', '') : s).replace(LONE_SURROGATE, '\uFFFD');
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+}
+
+function cleanValue(v: unknown, depth: number): unknown {
+  if (v === null || typeof v === 'boolean') return v;
+  if (typeof v === 'number') return Number.isFinite(v) ? v : null;
+  if (typeof v === 'bigint') return v.toString();
+  if (typeof v === 'string') return SECRET_VALUE.test(v) ? '[redacted]' : cleanString(v, MAX_DETAIL_STRING);
+  if (depth >= MAX_DEPTH) return '[too deep]';
+  if (Array.isArray(v)) return v.slice(0, MAX_ITEMS).map((x) => cleanValue(x, depth + 1));
+  if (v instanceof Date) return v.toISOString();
+  if (typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    let n = 0;
+    for (const [k, x] of Object.entries(v)) {
+      if (n++ >= MAX_ITEMS) break;
+      if (x === undefined || typeof x === 'function') continue;
+      out[cleanString(k, 64)] = SECRET_KEY.test(k) ? '[redacted]' : cleanValue(x, depth + 1);
+    }
+    return out;
+  }
+  return null;
+}
+
+/** Details without secrets, bounded in depth, items and size (a larger result is replaced by a marker with its keys). */
+export function sanitizeDetails(details: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!details) return {};
+  const clean = cleanValue(details, 0) as Record<string, unknown>;
+  if (JSON.stringify(clean).length <= MAX_DETAILS_JSON) return clean;
+  return { truncated: true, keys: Object.keys(clean).slice(0, MAX_ITEMS) };
+}
+
+const text = (s: string | undefined): string | null => (s === undefined || s === '' ? null : cleanString(s, MAX_TEXT));
+
+/** The stored fields of an entry (everything but id, prev_hash and hash), sanitised. */
+export function rowFields(e: AuditEntry, at: Date): Omit<AuditRow, 'id' | 'prevHash' | 'hash'> {
+  return {
+    at,
+    actor: text(e.actor),
+    actorVia: text(e.actorVia),
+    action: cleanString(e.action, MAX_TEXT),
+    target: text(e.target),
+    model: text(e.model),
+    outcome: e.outcome,
+    ip: text(e.ip),
+    requestId: text(e.requestId),
+    // Stored as the float4 the `real` column keeps, so the hash of the stored row is the hash computed here.
+    latencyMs: e.latencyMs === undefined || !Number.isFinite(e.latencyMs) ? null : Math.fround(e.latencyMs),
+    details: sanitizeDetails(e.details),
+  };
+}
