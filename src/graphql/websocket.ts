@@ -11,6 +11,7 @@
  * - when the principal's `expiresAt` passes, its subscriptions end with an MCP_UNAUTHENTICATED error
  *   (./expiry.ts, for SSE too) and the socket is closed (4401).
  */
+import { recordDenial } from '../audit/denials.ts';
 import type { IncomingMessage, Server } from 'node:http';
 import { GraphQLError, getOperationAST, type DocumentNode, type ExecutionArgs } from 'graphql';
 import type { Context } from 'graphql-ws';
@@ -116,14 +117,23 @@ export function attachGraphQLWebSocket(
         const req = ctx.extra.request;
         const headers = { ...(req.headers as Record<string, string | undefined>), ...headersFromConnectionParams(ctx.connectionParams) };
         let principal: Principal | undefined;
+        const ip = req.socket.remoteAddress;
+        const denied = (code: 'MCP_UNAUTHENTICATED' | 'MCP_FORBIDDEN', who?: Principal) =>
+          recordDenial(services.audit, { principal: who, ip, entry: 'websocket', target: 'websocket:connection_init', code });
         try {
-          principal = await services.auth.authenticate({ headers, ip: req.socket.remoteAddress, entry: 'websocket' });
+          principal = await services.auth.authenticate({ headers, ip, entry: 'websocket' });
         } catch (err) {
-          if (isMcpError(err) && err.status === 403) return refuse(ctx, WS_CLOSE.forbidden, 'Forbidden');
+          if (isMcpError(err) && err.code === 'MCP_RATE_LIMITED') return refuse(ctx, WS_CLOSE.tooManySockets, 'Too many requests');
+          if (isMcpError(err) && err.status === 403) {
+            denied('MCP_FORBIDDEN');
+            return refuse(ctx, WS_CLOSE.forbidden, 'Forbidden');
+          }
           if (!isMcpError(err) || err.status >= 500) services.logger.warn({ err }, 'WebSocket authentication failed');
+          denied('MCP_UNAUTHENTICATED');
           return refuse(ctx, WS_CLOSE.unauthenticated, 'Unauthorized');
         }
         if (!principal || (principal.expiresAt !== undefined && principal.expiresAt <= Date.now())) {
+          denied('MCP_UNAUTHENTICATED', principal);
           return refuse(ctx, WS_CLOSE.unauthenticated, 'Unauthorized');
         }
         if (ctx.extra.socket.readyState !== WebSocket.OPEN) return false;

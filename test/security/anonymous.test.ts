@@ -5,7 +5,7 @@
  */
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startStack, type Stack } from '../entrypoints/harness.ts';
 
 const GQL_ANON: Array<[string, string]> = [
@@ -106,6 +106,19 @@ describe('anonymous callers with auth on (the default)', () => {
       // graphql-ws hands the close event to `error`: the server closes with 4401 before any subscription is set up.
       const code = (outcome as { code?: number }).code;
       expect(code ?? JSON.stringify(outcome)).toBe(4401);
+      // The refusal is in the audit log.
+      const admin = await s.gw.login();
+      await vi.waitFor(
+        async () => {
+          const r = await s.gw.gql<{ auditLog: { nodes: Array<{ target: string; outcome: string }> } }>(
+            '{ auditLog(filter: { action: "authz.denied" }, first: 50) { nodes { target outcome } } }',
+            {},
+            admin,
+          );
+          expect(r.data?.auditLog.nodes).toContainEqual({ target: 'websocket:connection_init', outcome: 'DENIED' });
+        },
+        { timeout: 10_000, interval: 100 },
+      );
     } finally {
       await client.dispose();
     }
