@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,11 +52,15 @@ describe.each(STORAGES)('audit log on %s', (storageKind) => {
   };
   const sql = <T = Record<string, unknown>>(text: string) => query<T>(gw.services.database, text);
 
+  const secretKeyBefore = process.env.MCP_SECRET_KEY;
   beforeAll(async () => {
+    // A literal upstream apiKey is stored encrypted with this key (without one it is refused).
+    process.env.MCP_SECRET_KEY = randomBytes(32).toString('base64');
     openai = await startFakeOpenAI({ models: ['fake-model'], tokens: ['Hi', '!'] });
     gw = await startTestGateway({
       storageKind,
       defaultPlugins: false,
+      auth: { enabled: true, strategies: ['test-role-header-auth'] },
       plugins: [{ use: 'openai' }, { use: 'p2c-ewma' }, { use: ROLE_AUTH }],
       router: { healthCheck: { enabled: false } },
       // durable: an answer is sent only once its inference record and audit row are committed.
@@ -63,6 +68,8 @@ describe.each(STORAGES)('audit log on %s', (storageKind) => {
     });
   });
   afterAll(async () => {
+    if (secretKeyBefore === undefined) delete process.env.MCP_SECRET_KEY;
+    else process.env.MCP_SECRET_KEY = secretKeyBefore;
     await gw?.close();
     await openai?.close();
   });
