@@ -15,6 +15,9 @@ function codeOf(e: GraphQLError): string | undefined {
 
 const DENIED = new Set(['MCP_FORBIDDEN', 'MCP_UNAUTHENTICATED']);
 
+/** Mutation fields that are inference calls, audited by the inference audit instead of as `mutation.<field>`. */
+const INFERENCE_MUTATIONS = ['infer'];
+
 /** Arguments that name what a mutation acts on (values only for these; other arguments are never stored). */
 function targetOf(field: FieldNode, variables: ExecutionArgs['variableValues']): { target?: string; model?: string } {
   const args: Record<string, unknown> = {};
@@ -34,13 +37,16 @@ function isResult(r: unknown): r is ExecutionResult {
  * The audit trail of the GraphQL surface (HTTP and WebSocket alike):
  * - every mutation field → one row `mutation.<field>` (who, target, outcome, ip, request id,
  *   latency), committed before the answer is sent (durable); when it cannot be recorded the
- *   answer carries MCP_STORAGE_UNAVAILABLE. `audit.skipMutations` (the worker heartbeat) are not recorded.
+ *   answer carries MCP_STORAGE_UNAVAILABLE. `audit.skipMutations` (the worker heartbeat) are not recorded,
+ *   nor `infer`, whose calls are `inference` rows (audit.inference) like those of every other entry point.
  * - every authorization denial (MCP_UNAUTHENTICATED / MCP_FORBIDDEN on a field) → `authz.denied`.
  * - mutations run inside an audit context, so the admin changes they make (ModelRegistry) write
  *   their own rows, in their own transaction, with the same actor, ip and request id.
  */
 export function useAuditLog(audit: AuditRecorder, skipMutations: readonly string[]): Plugin {
-  const skip = new Set(skipMutations);
+  // `infer` is the data plane, not a change: the inference audit records it (`inference` rows, audit.inference),
+  // group-committed with its `inferences` record like every other entry point's calls.
+  const skip = new Set([...skipMutations, ...INFERENCE_MUTATIONS]);
   return {
     onExecute({ args, executeFn, setExecuteFn }) {
       const op = getOperationAST(args.document, args.operationName);
