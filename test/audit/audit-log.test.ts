@@ -60,8 +60,8 @@ describe.each(STORAGES)('audit log on %s', (storageKind) => {
     gw = await startTestGateway({
       storageKind,
       defaultPlugins: false,
-      auth: { enabled: true, strategies: ['test-role-header-auth'] },
-      plugins: [{ use: 'openai' }, { use: 'p2c-ewma' }, { use: ROLE_AUTH }],
+      auth: { enabled: true, strategies: ['test-header-auth'] },
+      plugins: [{ use: 'openai' }, { use: 'p2c-ewma' }, { use: ROLE_AUTH, options: { defaultUser: null } }],
       router: { healthCheck: { enabled: false } },
       // durable: an answer is sent only once its inference record and audit row are committed.
       audit: { inference: 'durable' },

@@ -104,8 +104,8 @@ describeAuthConformance('password (access tokens)', async () => {
   };
 });
 
-describeAuthConformance('test-header-auth (test/router/header-auth-plugin.ts, loaded by path)', {
-  plugin: fileURLToPath(new URL('../router/header-auth-plugin.ts', import.meta.url)),
+describeAuthConformance('test-header-auth (test/support/header-auth-plugin.ts, loaded by path)', {
+  plugin: fileURLToPath(new URL('../support/header-auth-plugin.ts', import.meta.url)),
   options: { defaultUser: null },
   none: [req({}), req({ authorization: 'Bearer something' })],
   mine: [

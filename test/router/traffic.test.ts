@@ -23,7 +23,7 @@ import {
   type Upstream,
 } from './harness.ts';
 
-const AUTH = fileURLToPath(new URL('./header-auth-plugin.ts', import.meta.url));
+const AUTH = fileURLToPath(new URL('../support/header-auth-plugin.ts', import.meta.url));
 
 const SPLIT = `mutation($m: ID!, $split: [TrafficSplitEntry!]!, $sticky: StickyInput) {
   setTrafficSplit(model: $m, split: $split, sticky: $sticky) { id routing }

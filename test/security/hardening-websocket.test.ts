@@ -15,7 +15,7 @@ import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts
 import { startStack, type Stack } from '../entrypoints/harness.ts';
 
 const PROTOCOL = 'graphql-transport-ws';
-const EXPIRING_AUTH = fileURLToPath(new URL('./hardening-expiring-auth.ts', import.meta.url));
+const EXPIRING_AUTH = fileURLToPath(new URL('../support/header-auth-plugin.ts', import.meta.url));
 
 const wsUrl = (gw: { url: string }) => `${gw.url.replace('http', 'ws')}/graphql`;
 
@@ -309,7 +309,11 @@ describe('operations in flight per socket, and /healthz while one socket works h
 describe('subscriptions end when the credentials expire', () => {
   let gw: TestGateway;
   beforeAll(async () => {
-    gw = await startTestGateway({ auth: { enabled: true }, plugins: [{ use: EXPIRING_AUTH }], models: [{ id: 'victim', task: 'generate' }] });
+    gw = await startTestGateway({
+      auth: { enabled: true },
+      plugins: [{ use: EXPIRING_AUTH, options: { defaultUser: null } }],
+      models: [{ id: 'victim', task: 'generate' }],
+    });
   });
   afterAll(async () => {
     await gw?.close();

@@ -1,6 +1,8 @@
 /**
- * Test-only auth plugin (loaded by path, like a third-party plugin): the principal is the
- * `x-test-user` header (default `tester`), with the admin role. Lets scenario tests act as many principals.
+ * Test-only auth plugin (loaded by path, like a third-party plugin): the principal is the `x-test-user`
+ * header (default `tester`; `defaultUser: null` leaves requests without it to the next strategy), with the
+ * roles listed in `x-test-roles` (comma-separated, default admin) and, when `x-test-expires-at` gives epoch
+ * milliseconds, that expiry. Lets scenario tests act as many principals, roles and expiring credentials.
  */
 import { z } from 'zod';
 import { McpError } from '../../src/errors.ts';
@@ -21,7 +23,9 @@ export default definePlugin({
       const user = req.headers['x-test-user'] ?? options.defaultUser;
       if (user === null) return null;
       if (!USER.test(user)) throw new McpError('MCP_UNAUTHENTICATED', 'x-test-user must be 1 to 128 letters, digits, ".", "_", "@" or "-"');
-      return { id: user, via: ctx.name, roles: ['admin'] };
+      const roles = (req.headers['x-test-roles'] ?? 'admin').split(',').filter(Boolean);
+      const expiresAt = Number(req.headers['x-test-expires-at']);
+      return { id: user, via: ctx.name, roles, ...(Number.isFinite(expiresAt) && expiresAt > 0 ? { expiresAt } : {}) };
     },
   }),
 });
