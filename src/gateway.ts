@@ -85,10 +85,11 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   };
   try {
     guardAuthDisabled(config.auth.enabled, config.server.host, logger);
-    const credentials = new GatewayCredentialStore();
+    const upstream = createUpstreamSafety(config.security, { baseDir, logger, ...(opts.lookup ? { lookup: opts.lookup } : {}) });
+    // One secret box (MCP_SECRET_KEY) seals instance secrets and the access-token signing key alike.
+    const credentials = new GatewayCredentialStore(upstream.box);
     // Storage and plugins start side by side (plugins do not use storage; a new PGlite folder is
     // made in a child process, so that overlaps the runtimes' start-up on another core).
-    const upstream = createUpstreamSafety(config.security, { baseDir, logger, ...(opts.lookup ? { lookup: opts.lookup } : {}) });
     const [db, pluginHost] = await Promise.allSettled([
       openDatabase({ url: config.storage.url, dataDir, inMemory: config.storage.inMemory, pgliteOptimize: config.storage.pgliteOptimize }),
       PluginHost.start({

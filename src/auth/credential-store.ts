@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { SecretBox } from '../security/secrets.ts';
 import { and, eq, gt, inArray, isNull, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.ts';
@@ -34,7 +35,7 @@ export class GatewayCredentialStore implements CredentialStore {
   private key?: Promise<Uint8Array>;
   private readonly stop = new AbortController();
 
-  constructor(private readonly secret: string | undefined = process.env.MCP_SECRET_KEY || undefined) {
+  constructor(private readonly box: SecretBox = SecretBox.fromEnv()) {
     this.ready = new Promise((r) => (this.resolveReady = r));
   }
 
@@ -104,7 +105,7 @@ export class GatewayCredentialStore implements CredentialStore {
   }
 
   signingKey(): Promise<Uint8Array> {
-    this.key ??= this.ready.then((b) => loadSigningKey(b.db, this.secret, b.logger));
+    this.key ??= this.ready.then((b) => loadSigningKey(b.db, this.box, b.logger));
     this.key.catch(() => (this.key = undefined));
     return this.key;
   }

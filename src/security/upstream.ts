@@ -7,6 +7,8 @@ import { InstanceSecrets, SecretBox, SecretFields } from './secrets.ts';
 export interface UpstreamSafety {
   policy: AddressPolicy;
   secrets: InstanceSecrets;
+  /** The gateway's one secret box (MCP_SECRET_KEY): instance secrets and the access-token signing key. */
+  box: SecretBox;
 }
 
 export function createUpstreamSafety(
@@ -32,5 +34,5 @@ export function createUpstreamSafety(
     baseDir: opts.baseDir,
     ...(opts.env ? { env: opts.env } : {}),
   });
-  return { policy, secrets };
+  return { policy, secrets, box };
 }

@@ -9,7 +9,7 @@ import pg from 'pg';
 import { Agent } from 'undici';
 import { startFakeOpenAI } from '../../src/testing/fake-openai-server.ts';
 import { createTestDatabase, startTestGateway } from '../../src/testing/gateway.ts';
-import { startTcpFaultProxy } from './tcp-fault-proxy.ts';
+import { startTcpFaultProxy } from '../support/tcp-fault-proxy.ts';
 
 export interface OutageOptions {
   mode: 'off' | 'buffered' | 'durable';
@@ -98,9 +98,9 @@ export async function runOutage(o: OutageOptions): Promise<OutageResult> {
     await sleep(o.beforeMs ?? 1000);
     if (o.outageMs > 0) {
       outage = true;
-      proxy.cut();
+      proxy.set('reset');
       await sleep(o.outageMs);
-      await proxy.restore();
+      proxy.set('pass');
       outage = false;
     }
     await sleep(o.afterMs ?? 2000);

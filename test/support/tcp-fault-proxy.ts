@@ -1,7 +1,9 @@
 /**
- * A TCP proxy on 127.0.0.1 for faults below HTTP (Redis): `pass` forwards both ways; `stall`
+ * A TCP proxy on 127.0.0.1 for faults below HTTP (Redis, PostgreSQL): `pass` forwards both ways; `stall`
  * holds every byte both ways (a network partition: nothing is lost, it arrives once healed);
- * `reset` destroys every connection and every new one (a dead server). close() leaves no handles.
+ * `reset` resets every connection and every new one, like a crashed server (`pg_ctlcluster … stop -m
+ * immediate`); the port stays bound, so no other process takes it meanwhile. The service behind it is
+ * never touched. close() leaves no handles. (src/testing/fault-proxy.ts speaks HTTP; this is below it.)
  */
 import { createServer, connect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -30,15 +32,17 @@ export async function startTcpFaultProxy(target: { host: string; port: number })
     if (fault === 'stall') pair.held.push({ to, data });
     else if (!to.destroyed) to.write(data);
   };
-  const drop = (pair: Pair) => {
-    pair.client.destroy();
+  const drop = (pair: Pair, reset = false) => {
+    if (reset) pair.client.resetAndDestroy();
+    else pair.client.destroy();
     pair.upstream.destroy();
     pairs.delete(pair);
   };
   const server = createServer((client) => {
     connections++;
     if (fault === 'reset') {
-      client.destroy();
+      client.on('error', () => {});
+      client.resetAndDestroy();
       return;
     }
     const upstream = connect(target.port, target.host);
@@ -59,7 +63,7 @@ export async function startTcpFaultProxy(target: { host: string; port: number })
     },
     set(next) {
       fault = next;
-      if (next === 'reset') for (const p of [...pairs]) drop(p);
+      if (next === 'reset') for (const p of [...pairs]) drop(p, true);
       if (next === 'pass') {
         for (const p of pairs) {
           for (const { to, data } of p.held) if (!to.destroyed) to.write(data);
