@@ -36,6 +36,7 @@ import { Client } from 'undici';
 import { generateApiKey } from '../plugins/auth-api-key/index.ts';
 import { createTestDatabase } from '../src/testing/gateway.ts';
 import { freeLoopbackPort } from '../src/testing/loopback-server.ts';
+import { REDIS_URL } from '../test/support/redis.ts';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const OUT = join(ROOT, 'bench/.out');
@@ -45,7 +46,6 @@ const RUNS = Number(arg('runs', '3'));
 const CONNECTIONS = Number(arg('connections', '32'));
 const C1_REQUESTS = Number(arg('c1', '2000'));
 const ONLY = arg('only', 'a,b,c,d,e,f,h,i,j').split(','); // (g) runs when asked for: --only=a,c,g
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PORTKEY = !process.argv.includes('--no-portkey') && ONLY.includes('e');
 const PROFILE = process.argv.includes('--profile');
 const RECORDING = !process.argv.includes('--no-recording');

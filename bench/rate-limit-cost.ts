@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { Redis } from 'ioredis';
+import { dropRedisKeys, REDIS_URL } from '../test/support/redis.ts';
 import { createRedisRateLimitStore } from '../plugins/ratelimit-redis/index.ts';
 import { limitsConfigSchema } from '../src/limits/config.ts';
 import { LimitsService } from '../src/limits/limits-service.ts';
@@ -22,7 +22,6 @@ import { parseInferenceInput } from '../src/inference/request.ts';
 import type { InferenceRequest } from '../src/inference/types.ts';
 import type { RateLimitStore } from '../src/plugin/contract.ts';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const CHECKS = Number(process.env.BENCH_CHECKS ?? 20_000);
 const PREFIX = `bench:rl:${randomBytes(4).toString('hex')}:`;
 
@@ -88,14 +87,7 @@ async function main(): Promise<void> {
     }
   }
   await redis.close();
-  const r = new Redis(REDIS_URL);
-  let cursor = '0';
-  do {
-    const [nextCursor, keys] = await r.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', 1000);
-    if (keys.length) await r.del(...keys);
-    cursor = nextCursor;
-  } while (cursor !== '0');
-  r.disconnect();
+  await dropRedisKeys(PREFIX);
   process.stdout.write(
     [
       `rate-limit check cost, ${CHECKS} admissions per run, median of 3 (3 rules: request + token reservation, then reconciliation), node ${process.version}`,
