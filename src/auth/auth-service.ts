@@ -41,7 +41,7 @@ export class AuthService {
      * Limits (src/limits): refused credentials spend the failed-authentication allowance of their IP, never a
      * user's quota; an authenticated request spends the `on: all` rules (every entry point authenticates here).
      */
-    private readonly limits?: Pick<LimitsService, 'assertAuthAllowed' | 'failedAuth' | 'checkRequest'>,
+    private readonly limits?: Pick<LimitsService, 'assertAuthAllowed' | 'failedAuth' | 'checkRequest' | 'checksRequests'>,
   ) {
     this.enabled = config.enabled;
     this.roles = roleTable(config.roles);
@@ -71,7 +71,7 @@ export class AuthService {
   /** The request's principal; undefined without credentials; MCP_UNAUTHENTICATED for a credential a strategy refuses. */
   async authenticate(request: AuthRequest): Promise<Principal | undefined> {
     if (!this.enabled) {
-      await this.limits?.checkRequest({ principal: ANONYMOUS_ADMIN, ip: request.ip, entry: request.entry });
+      if (this.limits?.checksRequests) await this.limits.checkRequest({ principal: ANONYMOUS_ADMIN, ip: request.ip, entry: request.entry });
       return ANONYMOUS_ADMIN;
     }
     this.limits?.assertAuthAllowed(request.ip);
@@ -85,7 +85,8 @@ export class AuthService {
       if (isMcpError(err) && err.code === 'MCP_UNAUTHENTICATED') await this.limits?.failedAuth(request.ip);
       throw err;
     }
-    if (principal) await this.limits?.checkRequest({ principal, ip: request.ip, entry: request.entry });
+    // Only when `on: all` rules exist: no extra await on every request otherwise.
+    if (principal && this.limits?.checksRequests) await this.limits.checkRequest({ principal, ip: request.ip, entry: request.entry });
     return principal;
   }
 

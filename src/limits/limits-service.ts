@@ -108,6 +108,11 @@ export class LimitsService {
    * For the HTTP/GraphQL layer: checks the `on: all` rules for one request (any kind, inference included) and spends
    * one request of each; throws like `admit`. Returns the policies' state for RateLimit headers.
    */
+  /** True when `on: all` rules are configured (otherwise checkRequest has nothing to do). */
+  get checksRequests(): boolean {
+    return this.requestRules.length > 0;
+  }
+
   async checkRequest(subject: LimitSubject): Promise<readonly LimitPolicyState[]> {
     if (this.requestRules.length === 0) return [];
     const applied = this.chargesFor(this.requestRules, subject, 0);
