@@ -96,6 +96,39 @@ export class AdminService {
     return version;
   }
 
+  /**
+   * Loads every instance of the model (of one version when given) that is not loaded here, as
+   * loadInstance does one by one. Answers once each has been tried; refuses (with the first load
+   * failure) only when none of them is ready after that, or when the model has no instance to load.
+   */
+  async loadModel(modelId: string, version?: string): Promise<ModelRow> {
+    const { model, instances } = await this.instancesOf(modelId, version);
+    const results = await Promise.allSettled(instances.map((i) => this.fleet.load(i.id)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed && !instances.some((i) => this.fleet.handle(i.id)?.status === 'ready')) throw toMcpError(failed.reason);
+    return model;
+  }
+
+  /** Unloads every instance of the model (of one version when given) here, as unloadInstance does one by one; they stay registered. */
+  async unloadModel(modelId: string, version?: string): Promise<ModelRow> {
+    const { model, instances } = await this.instancesOf(modelId, version);
+    for (const i of instances) await this.fleet.unload(i.id);
+    return model;
+  }
+
+  /** The model and its instances (of one version when given); MCP_CONFLICT when there are none. */
+  private async instancesOf(modelId: string, version?: string): Promise<{ model: ModelRow; instances: InstanceRow[] }> {
+    const model = await this.registry.require(modelId);
+    const versionId = version === undefined ? undefined : (await this.registry.requireVersion(modelId, version)).id;
+    const [rows = []] = await this.registry.instancesByModel([modelId]);
+    const instances = rows.filter((r) => versionId === undefined || r.versionId === versionId);
+    if (instances.length === 0) {
+      const what = version === undefined ? `model "${modelId}"` : `version "${version}" of model "${modelId}"`;
+      throw new McpError('MCP_CONFLICT', `${what} has no instance: add one first (addInstance)`, { details: { model: modelId, ...(version ? { version } : {}) } });
+    }
+    return { model, instances };
+  }
+
   // ─────────────── instances ───────────────
 
   /** Adds an instance to a version and loads it; answers with its status after the load. */

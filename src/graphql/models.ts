@@ -233,6 +233,24 @@ builder.mutationFields((t) => ({
     args: { model: t.arg.id({ required: true }), version: t.arg.string({ required: true }), input: t.arg({ type: InstanceInput, required: true }) },
     resolve: (_r, { model, version, input }, ctx) => ctx.services.admin.addInstance(String(model), version, compact(input)),
   }),
+  loadModel: t.field({
+    type: ModelRef,
+    description:
+      'Loads every instance of the model (of one version when given) that is not loaded, drained ones included (they take traffic again). ' +
+      'Fails only when none is ready afterwards. KServe v2 `POST /v2/repository/models/{id}/load` does the same.',
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.id) } }),
+    args: { id: t.arg.id({ required: true }), version: t.arg.string() },
+    resolve: (_r, { id, version }, ctx) => ctx.services.admin.loadModel(String(id), version ?? undefined),
+  }),
+  unloadModel: t.field({
+    type: ModelRef,
+    description:
+      'Unloads every instance of the model (of one version when given); they stay registered and loadModel brings them back. ' +
+      'KServe v2 `POST /v2/repository/models/{id}/unload` does the same.',
+    authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.id) } }),
+    args: { id: t.arg.id({ required: true }), version: t.arg.string() },
+    resolve: (_r, { id, version }, ctx) => ctx.services.admin.unloadModel(String(id), version ?? undefined),
+  }),
   loadInstance: t.field({
     type: InstanceRef,
     authScopes: { permission: 'models:write' },

@@ -114,3 +114,21 @@ export function reportError(err: unknown, logger: Logger): McpError {
   else logger.debug({ code: e.code, msg: e.message }, 'request rejected');
   return e;
 }
+
+/**
+ * A validation error of the internal inference input (`input.parameters.temperature`, …) restated
+ * in the client's own terms: `rename` maps an internal path to the client's parameter (or returns
+ * it unchanged), in `details.path`, each issue's path and the message's leading path. Anything
+ * else is returned as it is.
+ */
+export function inClientTerms(err: unknown, rename: (path: string) => string): unknown {
+  if (!(err instanceof McpError) || typeof err.details?.path !== 'string') return err;
+  const path = err.details.path;
+  const renamed = rename(path);
+  const issues = Array.isArray(err.details.issues)
+    ? (err.details.issues as Array<{ path: string; message: string }>).map((i) => ({ ...i, path: rename(i.path) }))
+    : undefined;
+  if (renamed === path && !issues?.some((i, n) => i.path !== (err.details!.issues as Array<{ path: string }>)[n]!.path)) return err;
+  const message = err.message.startsWith(`${path}:`) ? `${renamed}${err.message.slice(path.length)}` : err.message;
+  return new McpError(err.code, message, { details: { ...err.details, path: renamed, ...(issues ? { issues } : {}) }, cause: err, status: err.status });
+}

@@ -1,10 +1,11 @@
 import type { ServerResponse } from 'node:http';
 import { McpError, toMcpError } from '../errors.ts';
-import { buildInferenceRequest } from '../inference/request.ts';
+import { buildInferenceRequest, type RequestParts } from '../inference/request.ts';
+import { EXTRA_PARAMETER_ALIASES } from '../inference/schema.ts';
 import { setRateLimitHeaders } from '../limits/headers.ts';
-import type { InferenceResult, Usage } from '../inference/types.ts';
+import type { InferenceRequest, InferenceResult, Usage } from '../inference/types.ts';
 import type { Services } from '../services.ts';
-import { authRequestOf, pathParam, readJson, sendJson, type HttpExchange } from './common.ts';
+import { authRequestOf, inClientTerms, pathParam, readJson, sendJson, type HttpExchange } from './common.ts';
 import type { HttpAdapter } from './server.ts';
 import { checkId } from '../validation.ts';
 
@@ -67,6 +68,60 @@ function extraBody(v: unknown): Record<string, unknown> | undefined {
   return v as Record<string, unknown>;
 }
 
+/** Internal generation parameter → the body fields that set it, in the order parameters() reads them. */
+const PARAMETER_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  maxTokens: ['max_completion_tokens', 'max_tokens'],
+  temperature: ['temperature'],
+  topP: ['top_p'],
+  topK: ['top_k'],
+  seed: ['seed'],
+  stop: ['stop'],
+};
+
+/** `a.0.b` → `a[0].b` (how OpenAI names an element). */
+const indexed = (segments: readonly string[]) => segments.reduce((out, s) => (/^\d+$/.test(s) ? `${out}[${s}]` : out ? `${out}.${s}` : s), '');
+
+/**
+ * The body field an internal input path came from (`input.parameters.temperature` → `temperature`,
+ * `input.messages.0.content` → `messages[0].content`, `input.extra.x` → `extra_body.x`,
+ * `input.texts.1` → `input[1]`), so an error names what the client sent.
+ */
+export function openAiParam(b: Record<string, unknown>, path: string): string {
+  const [root, field, ...rest] = path.split('.');
+  if (root === 'version') return 'model';
+  if (root !== 'input' || field === undefined) return path;
+  const given = (k: string) => b[k] !== undefined && b[k] !== null;
+  switch (field) {
+    case 'parameters': {
+      const [name, ...more] = rest;
+      if (name === undefined) return path;
+      const top = PARAMETER_FIELDS[name]?.find(given);
+      if (top) return indexed([top, ...(top === 'stop' && typeof b.stop === 'string' ? [] : more)]);
+      // lifted from extra_body (liftExtraParameters): the alias the client used there
+      const extra = (b.extra_body ?? {}) as Record<string, unknown>;
+      const alias = Object.keys(extra).find((k) => Object.hasOwn(EXTRA_PARAMETER_ALIASES, k) && EXTRA_PARAMETER_ALIASES[k] === name);
+      return alias ? indexed(['extra_body', alias, ...(typeof extra[alias] === 'string' ? [] : more)]) : indexed([PARAMETER_FIELDS[name]?.at(-1) ?? name, ...more]);
+    }
+    case 'extra':
+      return indexed(['extra_body', ...rest]);
+    case 'texts':
+      return indexed(['input', ...(Array.isArray(b.input) ? rest : [])]);
+    case 'prompt':
+      return Array.isArray(b.prompt) ? 'prompt[0]' : 'prompt';
+    default:
+      return indexed([field, ...rest]);
+  }
+}
+
+/** Builds the inference request; a validation error names the body field (openAiParam), not the internal input's path. */
+function buildRequest(b: Record<string, unknown>, parts: RequestParts): InferenceRequest {
+  try {
+    return buildInferenceRequest(parts);
+  } catch (err) {
+    throw inClientTerms(err, (path) => openAiParam(b, path));
+  }
+}
+
 /** `model` may be `id` or `id:version`. */
 function modelRef(model: string): { model: string; version?: string } {
   checkId(model, 'model');
@@ -101,7 +156,7 @@ async function completions(services: Services, x: HttpExchange, chat: boolean): 
     prompt = prompt[0];
   }
   const extra = extraBody(b.extra_body);
-  const req = buildInferenceRequest({
+  const req = buildRequest(b, {
     headers: x.req.headers,
     id: x.requestId,
     ...ref,
@@ -198,7 +253,7 @@ async function embeddings(services: Services, x: HttpExchange): Promise<void> {
   }
   const texts = typeof b.input === 'string' ? [b.input] : b.input;
   const r = await services.inference.infer(
-    buildInferenceRequest({
+    buildRequest(b, {
       headers: x.req.headers,
       id: x.requestId,
       ...modelRef(b.model as string),

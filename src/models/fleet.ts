@@ -177,6 +177,8 @@ export class Fleet {
     const row = await this.registry.requireInstance(instanceId);
     const h = this.upsertHandle(row, row.version);
     if (h.loaded) {
+      // A drained (still loaded) instance loaded again takes traffic again.
+      h.draining = false;
       if (h.status !== 'ready') await this.setStatus(h, 'ready');
       return;
     }
@@ -345,12 +347,16 @@ export class Fleet {
     })();
   }
 
-  /** Another replica drained or unloaded an instance: do the same here. */
+  /** Another replica drained, loaded again or unloaded an instance: do the same here. */
   private async followStatus(instanceId: string, status: string | undefined): Promise<void> {
     const h = this.handles.get(instanceId);
     if (!h) return;
     if (status === 'draining') h.draining = true;
-    else if (status === 'unloaded' && h.loaded) {
+    else if (status === 'ready' && h.draining) {
+      // loaded again elsewhere after a drain: routable here too
+      h.draining = false;
+      if (h.loaded && h.status === 'draining') h.status = 'ready';
+    } else if (status === 'unloaded' && h.loaded) {
       const loaded = h.loaded;
       h.loaded = undefined;
       h.status = 'unloaded';
