@@ -32,6 +32,7 @@ import { Router } from './routing/router.ts';
 import { TrafficManager } from './traffic/traffic-manager.ts';
 import type { Services } from './services.ts';
 import { WorkerRegistry } from './workers/worker-registry.ts';
+import { WorkerRetention } from './workers/worker-retention.ts';
 
 export interface GatewayOptions {
   config: Config;
@@ -204,6 +205,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     fleet.watch(watch.signal);
     health.watch(watch.signal);
     workers.startWatchdog();
+    const retention = new WorkerRetention(config.workers.retentionMs, workers, admin, audit, logger.child({ component: 'workers' }));
+    retention.start();
+    closers.push(() => retention.close());
     closers.push(async () => watch.abort());
 
     const { openAiAdapter } = await import('./http/openai.ts');

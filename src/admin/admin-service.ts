@@ -361,6 +361,38 @@ export class AdminService {
     });
   }
 
+  /**
+   * Operator (or the retention sweep): forgets a worker that is gone, i.e. stopped (deregistered) or
+   * not heartbeating: its instances are removed from the registry (unloaded here first), its model
+   * assignments dropped and its row deleted. A worker still heartbeating is refused with
+   * MCP_CONFLICT: stop it first (it deregisters on SIGTERM). Should it start again under that
+   * name, it registers as a new worker and serves only what is assigned to it again.
+   */
+  async removeWorker(worker: string): Promise<WorkerView> {
+    const workerId = workerIdOf(parseInput(workerNameSchema, worker, 'worker'));
+    if (workerId === EMBEDDED_WORKER_ID) throw new McpError('MCP_CONFLICT', 'the embedded worker is the gateway process itself: it cannot be removed');
+    return this.workers.inOrder(workerId, async () => {
+      const w = await this.workers.require(workerId);
+      const live = () =>
+        new McpError('MCP_CONFLICT', `worker "${workerId}" is still heartbeating: stop it first (it deregisters on SIGTERM)`, {
+          details: { worker: workerId, status: 'HEALTHY' },
+        });
+      if (w.status === 'healthy') throw live();
+      // read before the row goes (instances.worker_id is set to null on delete)
+      const [rows = []] = await this.registry.instancesByWorker([workerId]);
+      const removed = await this.workers.deleteGone(workerId);
+      if (!removed) throw live();
+      for (const inst of rows) {
+        await this.remove(inst.id).catch((err: unknown) => {
+          // another replica's sweep may have removed it already
+          if (!(err instanceof McpError && err.code === 'MCP_INSTANCE_NOT_FOUND')) throw err;
+        });
+      }
+      this.logger.info({ worker: workerId, was: w.status, instances: rows.length }, 'worker removed');
+      return removed;
+    });
+  }
+
   private async unloadQuietly(instanceId: string, reason: string): Promise<void> {
     await this.fleet.unload(instanceId, reason).catch((err) => this.logger.warn({ err, instance: instanceId }, 'unload failed'));
   }

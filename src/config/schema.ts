@@ -308,6 +308,20 @@ export const configSchema = z.strictObject({
       heapGrowingPercent: z.number().int().min(0).max(1000).default(60),
     })
     .prefault({}),
+  /** The gateway's side of worker processes. */
+  workers: z
+    .strictObject({
+      /**
+       * A worker stopped (deregistered) or not heartbeating for longer than this, ms, is removed with
+       * its instances and model assignments (as `removeWorker`). Default 7 days; 0 keeps them forever.
+       */
+      retentionMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(7 * 24 * 3_600_000),
+    })
+    .prefault({}),
   /** `capibara-mcp worker`: a process that serves backend plugins' models for a gateway. */
   worker: z
     .strictObject({

@@ -239,6 +239,20 @@ builder.mutationFields((t) => ({
       return worker;
     },
   }),
+  removeWorker: t.field({
+    type: WorkerRef,
+    description:
+      'Operator: forgets a worker that is gone (STOPPED, or UNHEALTHY: not heartbeating). Its instances are removed, its model assignments ' +
+      'dropped and it leaves `workers`; answers with it as it was last. A HEALTHY worker is refused (MCP_CONFLICT): stop it first. ' +
+      'Workers gone longer than `workers.retentionMs` (default 7 days) are removed the same way.',
+    authScopes: { permission: 'workers:manage' },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_r, args, ctx) => {
+      const worker = await ctx.services.admin.removeWorker(String(args.id));
+      await auditWorker(ctx, { action: 'worker.remove', target: `worker:${worker.id}`, details: { status: worker.status } });
+      return worker;
+    },
+  }),
   assignWorkerModels: t.field({
     type: WorkerAssignmentRef,
     description: 'Operator: lets a worker serve these (existing) models. The worker need not run yet: create the model, assign, then start the worker.',

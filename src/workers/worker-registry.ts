@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray } from 'drizzle-orm';
+import { and, asc, eq, inArray, lt, ne } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Database } from '../db/client.ts';
@@ -305,6 +305,30 @@ export class WorkerRegistry {
     if (!row) throw new McpError('MCP_WORKER_NOT_FOUND', `no worker "${workerId}"`, { details: { worker: workerId } });
     this.loads.delete(workerId);
     return this.view(row);
+  }
+
+  /**
+   * Deletes the worker's row and its model assignments, unless it is heartbeating (`healthy`: a
+   * registration another replica just accepted wins). Answers with the deleted row, or undefined
+   * when nothing was deleted (call inside inOrder).
+   */
+  async deleteGone(workerId: string): Promise<WorkerView | undefined> {
+    const [row] = await this.db
+      .delete(workers)
+      .where(and(eq(workers.id, workerId), ne(workers.status, 'healthy')))
+      .returning();
+    if (!row) return undefined;
+    await this.db.delete(workerModels).where(eq(workerModels.worker, workerId));
+    this.loads.delete(workerId);
+    return this.view(row);
+  }
+
+  /** Workers stopped or not heartbeating whose last heartbeat is older than `before`. */
+  async goneSince(before: Date): Promise<WorkerRow[]> {
+    return this.db
+      .select()
+      .from(workers)
+      .where(and(ne(workers.status, 'healthy'), lt(workers.lastHeartbeatAt, before)));
   }
 
   // ─────────────── model assignments (worker_models) ───────────────
