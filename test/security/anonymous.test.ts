@@ -24,6 +24,8 @@ const GQL_ANON: Array<[string, string]> = [
   ],
   ['worker workerHeartbeat', 'mutation { workerHeartbeat(id: "w") { id } }'],
   ['worker deregisterWorker', 'mutation { deregisterWorker(id: "w") { id } }'],
+  ['mutation removeWorker', 'mutation { removeWorker(id: "w") { id } }'],
+  ['mutation loadModel', 'mutation { loadModel(id: "chat-model") { id } }'],
 ];
 
 const HTTP_ANON: Array<[string, string, unknown?]> = [
@@ -40,6 +42,9 @@ const HTTP_ANON: Array<[string, string, unknown?]> = [
   ['GET', '/v2/models/doubler'],
   ['GET', '/v2/models/doubler/ready'],
   ['POST', '/v2/models/doubler/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: [1] }] }],
+  ['POST', '/v2/repository/index', {}],
+  ['POST', '/v2/repository/models/doubler/load', {}],
+  ['POST', '/v2/repository/models/doubler/unload', {}],
   ['GET', '/metrics'],
 ];
 

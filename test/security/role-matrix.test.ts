@@ -235,6 +235,10 @@ describe('role × operation matrix', () => {
       body: { inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: [1] }] },
       req: { permission: 'inference:invoke', model: 'doubler' },
     },
+    { method: 'POST', path: '/v2/repository/index', req: { permission: 'models:read' } },
+    // unload, then load again: the model ends loaded whoever was allowed to
+    { method: 'POST', path: '/v2/repository/models/doubler/unload', req: { permission: 'models:write', model: 'doubler' } },
+    { method: 'POST', path: '/v2/repository/models/doubler/load', req: { permission: 'models:write', model: 'doubler' } },
   ];
 
   it('REST, OpenAI, KServe and /metrics routes: every caller × every route', async () => {
