@@ -124,7 +124,9 @@ export class AdminService {
     const instances = rows.filter((r) => versionId === undefined || r.versionId === versionId);
     if (instances.length === 0) {
       const what = version === undefined ? `model "${modelId}"` : `version "${version}" of model "${modelId}"`;
-      throw new McpError('MCP_CONFLICT', `${what} has no instance: add one first (addInstance)`, { details: { model: modelId, ...(version ? { version } : {}) } });
+      throw new McpError('MCP_CONFLICT', `${what} has no instance: add one first (addInstance)`, {
+        details: { model: modelId, ...(version ? { version } : {}) },
+      });
     }
     return { model, instances };
   }

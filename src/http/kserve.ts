@@ -157,7 +157,9 @@ async function repositoryIndex(services: Services, principal: Principal, readyOn
         let state: RepositoryEntry['state'] = 'UNAVAILABLE';
         if (handles.some((h) => h.status === 'ready' && h.loaded && !h.draining)) state = 'READY';
         else if (handles.some((h) => h.status === 'loading')) state = 'LOADING';
-        const why = mine.find((r) => r.statusReason)?.statusReason ?? (handles.length ? [...new Set(handles.map((h) => (h.draining ? 'draining' : h.status)))].join(', ') : 'no instance');
+        const why =
+          mine.find((r) => r.statusReason)?.statusReason ??
+          (handles.length ? [...new Set(handles.map((h) => (h.draining ? 'draining' : h.status)))].join(', ') : 'no instance');
         out.push({ name: m.id, version, state, reason: state === 'READY' ? '' : why });
       }
     }

@@ -100,7 +100,9 @@ export function openAiParam(b: Record<string, unknown>, path: string): string {
       // lifted from extra_body (liftExtraParameters): the alias the client used there
       const extra = (b.extra_body ?? {}) as Record<string, unknown>;
       const alias = Object.keys(extra).find((k) => Object.hasOwn(EXTRA_PARAMETER_ALIASES, k) && EXTRA_PARAMETER_ALIASES[k] === name);
-      return alias ? indexed(['extra_body', alias, ...(typeof extra[alias] === 'string' ? [] : more)]) : indexed([PARAMETER_FIELDS[name]?.at(-1) ?? name, ...more]);
+      return alias
+        ? indexed(['extra_body', alias, ...(typeof extra[alias] === 'string' ? [] : more)])
+        : indexed([PARAMETER_FIELDS[name]?.at(-1) ?? name, ...more]);
     }
     case 'extra':
       return indexed(['extra_body', ...rest]);

@@ -45,7 +45,13 @@ export class WorkerRetention {
       const goneForMs = now - w.lastHeartbeatAt.getTime();
       this.logger.info({ worker: w.id, status: w.status, goneForMs }, 'worker removed: gone longer than workers.retentionMs');
       await this.audit
-        .record({ actor: 'system', action: 'worker.remove', target: `worker:${w.id}`, outcome: 'ok', details: { reason: 'retention', status: w.status, goneForMs } })
+        .record({
+          actor: 'system',
+          action: 'worker.remove',
+          target: `worker:${w.id}`,
+          outcome: 'ok',
+          details: { reason: 'retention', status: w.status, goneForMs },
+        })
         .catch((err: unknown) => this.logger.error({ err }, 'audit record failed'));
     }
     return removed;

@@ -108,7 +108,21 @@ describe('KServe v2 / Open Inference Protocol under /v2', () => {
       code: 'MCP_VALIDATION_FAILED',
       error: 'inputs[0].data: shape [2] holds 2 element(s), data has 1',
     });
-    expect(await bad({ inputs: [{ name: 'INPUT0', shape: [2, 4], datatype: 'FP32', data: [[1, 2, 3, 4], [5, 6, 7]] }] })).toEqual({
+    expect(
+      await bad({
+        inputs: [
+          {
+            name: 'INPUT0',
+            shape: [2, 4],
+            datatype: 'FP32',
+            data: [
+              [1, 2, 3, 4],
+              [5, 6, 7],
+            ],
+          },
+        ],
+      }),
+    ).toEqual({
       status: 400,
       code: 'MCP_VALIDATION_FAILED',
       error: 'inputs[0].data: shape [2,4] holds 8 element(s), data has 7',
@@ -128,7 +142,19 @@ describe('KServe v2 / Open Inference Protocol under /v2', () => {
     expect(temp).toMatchObject({ status: 400, code: 'MCP_VALIDATION_FAILED' });
     expect(temp.error).toMatch(/^parameters\.temperature: /);
     // nested along the shape: the same tensor as the flat one
-    const nested = await post('/v2/models/doubler/infer', { inputs: [{ name: 'INPUT0', shape: [2, 4], datatype: 'FP32', data: [[1, 2, 3, 4], [5, 6, 7, 8]] }] });
+    const nested = await post('/v2/models/doubler/infer', {
+      inputs: [
+        {
+          name: 'INPUT0',
+          shape: [2, 4],
+          datatype: 'FP32',
+          data: [
+            [1, 2, 3, 4],
+            [5, 6, 7, 8],
+          ],
+        },
+      ],
+    });
     expect(nested.status).toBe(200);
     expect((await nested.json()).outputs[0]).toMatchObject({ shape: [2, 4], data: [2, 4, 6, 8, 10, 12, 14, 16] });
     expect(s.kserve.lastRequest?.body).toMatchObject({ inputs: [{ name: 'INPUT0', shape: [2, 4], data: [1, 2, 3, 4, 5, 6, 7, 8] }] });
@@ -262,7 +288,9 @@ describe('KServe v2 with auth on: 401, 403 and 429 keep the {"error": …} body'
       await s.gw.login(),
     );
     expect(audit.errors).toBeUndefined();
-    expect(audit.data?.auditLog.nodes).toEqual(expect.arrayContaining([{ action: 'model.unload', target: 'chat-model', outcome: 'OK', actor: expect.any(String) }]));
+    expect(audit.data?.auditLog.nodes).toEqual(
+      expect.arrayContaining([{ action: 'model.unload', target: 'chat-model', outcome: 'OK', actor: expect.any(String) }]),
+    );
   });
 
   it('429 from a rate limit', async () => {

@@ -62,7 +62,16 @@ describe('OpenAI errors name the parameter the client sent', () => {
 
   it('messages, prompt, embedding input and model', async () => {
     const cases: Array<[Promise<{ status: number; param: string | null; message: string }>, string]> = [
-      [post('chat/completions', { model: 'chat-model', messages: [{ role: 'user', content: 'hi' }, { role: 'robot', content: 'x' }] }), 'messages[1].role'],
+      [
+        post('chat/completions', {
+          model: 'chat-model',
+          messages: [
+            { role: 'user', content: 'hi' },
+            { role: 'robot', content: 'x' },
+          ],
+        }),
+        'messages[1].role',
+      ],
       [post('chat/completions', { model: 'chat-model', messages: [{ role: 'user', content: 5 }] }), 'messages[0].content'],
       [post('chat/completions', { model: 'chat-model', messages: [] }), 'messages'],
       [post('chat/completions', { model: 'chat-model' }), 'messages'],
@@ -81,7 +90,9 @@ describe('OpenAI errors name the parameter the client sent', () => {
   });
 
   it('the official SDK sees the parameter in APIError.param', async () => {
-    const e = await client.chat.completions.create({ model: 'chat-model', messages: [{ role: 'user', content: 'hi' }], temperature: 7 }).catch((x: unknown) => x);
+    const e = await client.chat.completions
+      .create({ model: 'chat-model', messages: [{ role: 'user', content: 'hi' }], temperature: 7 })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(APIError);
     expect((e as APIError).param).toBe('temperature');
     expect((e as APIError).message).toContain('temperature: ');

@@ -81,7 +81,11 @@ describe('removeWorker', () => {
     expect(inst.data?.instance).toBeNull();
     expect(gw.services.instances.handle('gone-1.m-r-v1')).toBeUndefined();
     // the model stays (an operator's), without the worker's instance
-    const model = await gw.gql<{ model: { versions: Array<{ instances: unknown[] }> } }>('{ model(id: "m-r") { versions { instances { id } } } }', {}, as('operator-token'));
+    const model = await gw.gql<{ model: { versions: Array<{ instances: unknown[] }> } }>(
+      '{ model(id: "m-r") { versions { instances { id } } } }',
+      {},
+      as('operator-token'),
+    );
     expect(model.data?.model.versions.flatMap((v) => v.instances)).toEqual([]);
     expect(code(await infer())).toBe('MCP_NO_HEALTHY_INSTANCE');
     expect(audit.filter((e) => e.action === 'worker.remove')).toEqual([expect.objectContaining({ actor: 'ops', target: 'worker:gone-1', outcome: 'ok' })]);
