@@ -201,8 +201,12 @@ describe('KServe v2 / Open Inference Protocol under /v2', () => {
     expect(gqlLoad.data?.loadModel.status).toBe('READY');
     expect((await post('/v2/models/doubler/infer', DOUBLE)).status).toBe(200);
 
+    const empty = await s.gw.gql('mutation { registerModel(input: { id: "empty-model", task: GENERATE }) { id } }');
+    expect(empty.errors).toBeUndefined();
+    expect(await entry('empty-model')).toEqual({ name: 'empty-model', version: '', state: 'UNAVAILABLE', reason: 'no version' });
     const refusals: Array<[string, string, unknown, number, string]> = [
       ['POST', '/v2/repository/models/ghost/load', undefined, 404, 'MCP_MODEL_NOT_FOUND'],
+      ['POST', '/v2/repository/models/empty-model/load', undefined, 409, 'MCP_CONFLICT'],
       ['POST', '/v2/repository/models/doubler/load', { parameters: { config: '{}' } }, 400, 'MCP_UNSUPPORTED_PARAMETER'],
       ['POST', '/v2/repository/models/doubler/load', { parameters: 1 }, 400, 'MCP_VALIDATION_FAILED'],
       ['POST', '/v2/repository/models/doubler/load', '[', 400, 'MCP_INVALID_JSON'],
