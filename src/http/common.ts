@@ -74,10 +74,13 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
-/** Reads and parses a JSON body; an empty or invalid body is MCP_INVALID_JSON. */
-export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+/** Reads and parses a JSON body; an invalid body is MCP_INVALID_JSON, an empty one too unless `whenEmpty` is given (then answered). */
+export async function readJson(req: IncomingMessage, limit: number, whenEmpty?: unknown): Promise<unknown> {
   const body = await readBody(req, limit);
-  if (body.length === 0) throw new McpError('MCP_INVALID_JSON', 'the body is empty; send a JSON object');
+  if (body.length === 0) {
+    if (whenEmpty !== undefined) return whenEmpty;
+    throw new McpError('MCP_INVALID_JSON', 'the body is empty; send a JSON object');
+  }
   try {
     return JSON.parse(body.toString('utf8'));
   } catch (err) {
