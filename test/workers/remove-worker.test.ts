@@ -105,6 +105,28 @@ describe('removeWorker', () => {
   });
 });
 
+describe('removeWorker of a silent worker', () => {
+  it('a worker whose heartbeats lapsed (UNHEALTHY) is gone, and removed', async () => {
+    const gw = await startGateway(0);
+    try {
+      const reg = await gw.gql(
+        'mutation($i: RegisterWorkerInput!) { registerWorker(input: $i) { worker { id } } }',
+        { i: { name: 'silent-1', endpoint: 'http://127.0.0.1:9', session: 'session-0123456789ab', heartbeatIntervalMs: 50 } },
+        as('admin-token'),
+      );
+      expect(reg.errors).toBeUndefined();
+      const status = async () =>
+        (await gw.gql<{ worker: { status: string } | null }>('{ worker(id: "silent-1") { status } }', {}, as('operator-token'))).data?.worker?.status;
+      await waitFor(async () => (await status()) === 'UNHEALTHY', 15_000, 'the watchdog marks the silent worker unhealthy');
+      const removed = await gw.gql<{ removeWorker: { id: string; status: string } }>(REMOVE, { id: 'silent-1' }, as('operator-token'));
+      expect(removed.data?.removeWorker).toEqual({ id: 'silent-1', status: 'UNHEALTHY' });
+      expect(await status()).toBeUndefined();
+    } finally {
+      await gw.close();
+    }
+  }, 60_000);
+});
+
 describe('workers.retentionMs', () => {
   it('removes workers gone longer than the retention, keeps live ones', async () => {
     const gw = await startGateway(300);
