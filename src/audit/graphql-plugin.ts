@@ -44,7 +44,8 @@ function isResult(r: unknown): r is ExecutionResult {
  * The audit trail of the GraphQL surface (HTTP and WebSocket alike):
  * - every mutation field → one row `mutation.<field>` (who, target, outcome, ip, request id,
  *   latency), committed before the answer is sent (durable); when it cannot be recorded the
- *   answer carries MCP_STORAGE_UNAVAILABLE. `audit.skipMutations` (the worker heartbeat) are not recorded,
+ *   answer carries MCP_STORAGE_UNAVAILABLE (at once when the mutation itself failed for want of storage: its row is
+ *   buffered). `audit.skipMutations` (the worker heartbeat) are not recorded,
  *   nor `infer`, whose calls are `inference` rows (audit.inference) like those of every other entry point.
  * - every authorization denial (MCP_UNAUTHENTICATED / MCP_FORBIDDEN on a field) → `authz.denied`.
  * - mutations run inside an audit context, so the admin changes they make (ModelRegistry) write

@@ -152,6 +152,8 @@ async function outage(fault: TcpFault, requireStorage: boolean): Promise<void> {
     if (requireStorage) expect(ready).toMatchObject({ status: 503, body: { status: 'not ready', storage: 'degraded' } });
     else expect(ready).toMatchObject({ status: 200, body: { status: 'degraded', storage: 'degraded' } });
     expect(strict).toMatchObject({ status: 503, body: { status: 'not ready', storage: 'degraded' } });
+    // The GraphQL health query needs no storage and says the same as /readyz.
+    expect(await gw.gql('{ health { ready storageState } }')).toEqual({ data: { health: { ready: !requireStorage, storageState: 'degraded' } } });
     expect(await (await get(`${gw.url}/metrics`)).text()).toMatch(/^mcp_storage_up 0$/m);
 
     proxy.set('pass');
