@@ -28,7 +28,7 @@ afterAll(async () => {
   await openai?.close();
 });
 
-async function startRig(extra: { requireStorage?: boolean } = {}): Promise<Rig> {
+async function startRig(extra: { requireStorage?: boolean; auth?: boolean } = {}): Promise<Rig> {
   const db = await createTestDatabase();
   const real = new URL(db.url);
   const proxy = await startTcpFaultProxy({ host: real.hostname, port: Number(real.port || 5432) });
@@ -43,7 +43,7 @@ async function startRig(extra: { requireStorage?: boolean } = {}): Promise<Rig> 
       {
         storage: { url: viaProxy.toString(), queryTimeoutMs: 2000, probeIntervalMs: 300, probeTimeoutMs: 1000 },
         server: { readiness: { requireStorage: extra.requireStorage ?? false } },
-        log: { access: false },
+        ...(extra.auth ? { auth: { enabled: true } } : {}),
         defaultPlugins: false,
         plugins: [{ use: 'openai' }, { use: 'p2c-ewma' }],
         router: { healthCheck: { enabled: false } },
@@ -177,7 +177,42 @@ async function outage(fault: TcpFault, requireStorage: boolean): Promise<void> {
   }
 }
 
+const CREATE_KEY = 'mutation($name: String!) { createApiKey(input: { name: $name, roles: ["developer"] }) { key } }';
+
+function chat(url: string, headers: Record<string, string>): Promise<Response> {
+  return fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'hi' }] }),
+    signal: AbortSignal.timeout(30_000),
+  });
+}
+
 describe.runIf(process.env.DATABASE_URL)('a database outage seen from the API', () => {
+  it('with auth on: a sign-in or a key never checked before is 503 MCP_STORAGE_UNAVAILABLE (not 401); a key and a session checked before go on inferring', async () => {
+    const rig = await startRig({ auth: true });
+    const { gw, proxy } = rig;
+    try {
+      const admin = await gw.login();
+      const [warm, cold] = await Promise.all(
+        ['warm', 'cold'].map(async (name) => (await gw.gql<{ createApiKey: { key: string } }>(CREATE_KEY, { name }, admin)).data!.createApiKey.key),
+      );
+      expect((await chat(gw.url, { authorization: `Bearer ${warm!}` })).status).toBe(200);
+
+      proxy.set('reset');
+      const login = await post(`${gw.url}/api/v1/auth/login`, { username: 'admin', password: gw.adminPassword });
+      expect({ status: login.status, codes: codesOf(await login.text()) }).toEqual({ status: 503, codes: ['MCP_STORAGE_UNAVAILABLE'] });
+      const unchecked = await chat(gw.url, { authorization: `Bearer ${cold!}` });
+      expect({ status: unchecked.status, codes: codesOf(await unchecked.text()) }).toEqual({ status: 503, codes: ['MCP_STORAGE_UNAVAILABLE'] });
+      expect((await chat(gw.url, { authorization: `Bearer ${warm!}` })).status).toBe(200);
+      expect((await chat(gw.url, admin)).status).toBe(200);
+      const models = await gw.gql('{ models { nodes { id } } }', {}, admin);
+      expect(models.errors?.map((e) => e.extensions?.code)).toEqual(['MCP_STORAGE_UNAVAILABLE']);
+    } finally {
+      await rig.close();
+    }
+  }, 120_000);
+
   it('connections reset (the server crashed): 503 MCP_STORAGE_UNAVAILABLE, inference goes on, /readyz degraded, one log line each way', async () => {
     await outage('reset', false);
   }, 120_000);
