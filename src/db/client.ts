@@ -148,7 +148,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       statements,
       async migrate() {
         // Its own connection, without the pool's statement bound: the lock waits for another replica's migrations.
-        const client = new pg.Client({ connectionString: opts.url });
+        const client = new pg.Client({ connectionString: opts.url, connectionTimeoutMillis: 5000 });
         client.on('error', () => {});
         await client.connect();
         try {

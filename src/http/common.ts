@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { StorageHealth } from '../db/storage-health.ts';
-import { McpError, toMcpError } from '../errors.ts';
+import { McpError } from '../errors.ts';
 import { policiesOf, rateLimitHeaders } from '../limits/headers.ts';
 import type { AuthRequest } from '../plugin/contract.ts';
 import { checkId } from '../validation.ts';
@@ -110,8 +110,8 @@ export function errorHeaders(e: McpError): Record<string, string> {
  * MCP_STORAGE_UNAVAILABLE (storage.classify), logged once per outage by the storage health, so
  * at debug here.
  */
-export function reportError(err: unknown, logger: Logger, storage?: StorageHealth): McpError {
-  const e = storage ? storage.classify(err) : toMcpError(err);
+export function reportError(err: unknown, logger: Logger, storage: StorageHealth): McpError {
+  const e = storage.classify(err);
   if (e.code === 'MCP_INTERNAL') logger.error({ err }, 'unexpected error');
   else if (e.code === 'MCP_STORAGE_UNAVAILABLE') logger.debug({ code: e.code }, 'request failed: storage unavailable');
   else if (e.status >= 500) logger.warn({ code: e.code, msg: e.message }, 'request failed');
