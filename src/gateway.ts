@@ -14,6 +14,7 @@ import { GatewayCredentialStore } from './auth/credential-store.ts';
 import { guardAuthDisabled } from './auth/disabled-guard.ts';
 import type { Config } from './config/schema.ts';
 import { openDatabase } from './db/client.ts';
+import { StorageHealth } from './db/storage-health.ts';
 import { McpError } from './errors.ts';
 import { createLocalEventBus, type EventBus } from './events/bus.ts';
 import { createGraphQLServer } from './graphql/yoga.ts';
@@ -92,7 +93,13 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     // Storage and plugins start side by side (plugins do not use storage; a new PGlite folder is
     // made in a child process, so that overlaps the runtimes' start-up on another core).
     const [db, pluginHost] = await Promise.allSettled([
-      openDatabase({ url: config.storage.url, dataDir, inMemory: config.storage.inMemory, pgliteOptimize: config.storage.pgliteOptimize }),
+      openDatabase({
+        url: config.storage.url,
+        dataDir,
+        inMemory: config.storage.inMemory,
+        pgliteOptimize: config.storage.pgliteOptimize,
+        queryTimeoutMs: config.storage.queryTimeoutMs,
+      }),
       PluginHost.start({
         entries: config.plugins,
         defaultPlugins: config.defaultPlugins,
@@ -165,6 +172,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const workers = new WorkerRegistry(database, registry, fleet, plugins, events, logger.child({ component: 'workers' }));
     closers.push(() => workers.close());
     const admin = new AdminService(registry, fleet, workers, router, logger.child({ component: 'admin' }));
+    const storage = new StorageHealth(() => database.ping(), logger.child({ component: 'storage' }), metricsRegistry, config.storage);
+    closers.push(async () => storage.close());
     const auth = new AuthService(plugins, config.auth, audit, logger.child({ component: 'auth' }), limits);
     const accounts = new Accounts(database.db, auth, credentials, audit);
     const services: Services = {
@@ -186,10 +195,15 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       accounts,
       limits,
       audit,
-      async readiness() {
-        const checks: Record<string, { ok: boolean; detail?: string }> = { storage: { ok: await database.ping() } };
+      storage,
+      async readiness(opts = {}) {
+        const requireStorage = opts.strict || config.server.readiness.requireStorage;
+        const checks: Record<string, { ok: boolean; detail?: string }> = {
+          storage: storage.state === 'up' ? { ok: true } : { ok: false, detail: 'degraded: the database cannot be reached; inference goes on' },
+        };
         for (const p of await plugins.health()) if (p.required) checks[`plugin:${p.name}`] = { ok: p.ok, ...(p.detail ? { detail: p.detail } : {}) };
-        return { ready: Object.values(checks).every((c) => c.ok), checks };
+        const ready = Object.entries(checks).every(([name, c]) => c.ok || (name === 'storage' && !requireStorage));
+        return { ready, storage: storage.state, checks };
       },
     };
     let firstAdmin: { created: boolean; generatedPassword?: string } = { created: false };
@@ -208,6 +222,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const retention = new WorkerRetention(config.workers.retentionMs, workers, admin, audit, logger.child({ component: 'workers' }));
     retention.start();
     closers.push(() => retention.close());
+    storage.start();
     closers.push(async () => watch.abort());
 
     const { openAiAdapter } = await import('./http/openai.ts');

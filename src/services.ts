@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client';
 import type { AdminService } from './admin/admin-service.ts';
 import type { Config } from './config/schema.ts';
 import type { Database } from './db/client.ts';
+import type { StorageHealth, StorageState } from './db/storage-health.ts';
 import type { EventBus } from './events/bus.ts';
 import type { InferenceService } from './inference/service.ts';
 import type { Fleet } from './models/fleet.ts';
@@ -44,6 +45,11 @@ export interface Services {
   workers: WorkerRegistry;
   /** Administrative operations (models, instances, workers): what GraphQL mutations and the worker protocol call. */
   admin: AdminService;
-  /** Ready when storage answers and every required plugin is healthy. */
-  readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; detail?: string }> }>;
+  /** Whether the database answers now; what a request's error becomes at the edge (classify). */
+  storage: StorageHealth;
+  /**
+   * Ready when every required plugin is healthy: inference can be served. An unreachable database
+   * makes storage `degraded`, and not ready only with `strict` or server.readiness.requireStorage.
+   */
+  readiness(opts?: { strict?: boolean }): Promise<{ ready: boolean; storage: StorageState; checks: Record<string, { ok: boolean; detail?: string }> }>;
 }

@@ -1,15 +1,22 @@
 import { getOperationAST, GraphQLError, Kind, valueFromASTUntyped, type ExecutionArgs, type ExecutionResult, type FieldNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
+import { storageFailure } from '../db/storage-errors.ts';
 import { isMcpError } from '../errors.ts';
 import type { GraphQLContext } from '../graphql/context.ts';
 import { auditContextOf, runWithAuditContext, type AuditContext } from './context.ts';
 import type { AuditEntry, AuditRecorder } from './types.ts';
 
-/** The stable code of a GraphQL error (its McpError's code when it wraps one). */
-function codeOf(e: GraphQLError): string | undefined {
+function originalOf(e: GraphQLError): unknown {
   let original: unknown = e;
   while (original instanceof GraphQLError && original.originalError) original = original.originalError;
+  return original;
+}
+
+/** The stable code of a GraphQL error (its McpError's code when it wraps one). */
+function codeOf(e: GraphQLError): string | undefined {
+  const original = originalOf(e);
   if (isMcpError(original)) return original.code;
+  if (storageFailure(original)) return 'MCP_STORAGE_UNAVAILABLE';
   return typeof e.extensions?.code === 'string' ? e.extensions.code : undefined;
 }
 
@@ -37,7 +44,8 @@ function isResult(r: unknown): r is ExecutionResult {
  * The audit trail of the GraphQL surface (HTTP and WebSocket alike):
  * - every mutation field → one row `mutation.<field>` (who, target, outcome, ip, request id,
  *   latency), committed before the answer is sent (durable); when it cannot be recorded the
- *   answer carries MCP_STORAGE_UNAVAILABLE. `audit.skipMutations` (the worker heartbeat) are not recorded,
+ *   answer carries MCP_STORAGE_UNAVAILABLE (at once when the mutation itself failed for want of storage: its row is
+ *   buffered). `audit.skipMutations` (the worker heartbeat) are not recorded,
  *   nor `infer`, whose calls are `inference` rows (audit.inference) like those of every other entry point.
  * - every authorization denial (MCP_UNAUTHENTICATED / MCP_FORBIDDEN on a field) → `authz.denied`.
  * - mutations run inside an audit context, so the admin changes they make (ModelRegistry) write
@@ -70,8 +78,11 @@ export function useAuditLog(audit: AuditRecorder, skipMutations: readonly string
           mutation ? skip : undefined,
         );
         if (entries.length === 0) return result;
-        const waits = entries.map((e) => audit.record(e, { durable: mutation }));
-        if (!mutation) {
+        // A mutation that failed because the database is unreachable changed nothing, and its row cannot be
+        // committed now: it is buffered (written once the database is back) instead of holding the answer.
+        const durable = mutation && !result.errors?.some((e) => storageFailure(originalOf(e)));
+        const waits = entries.map((e) => audit.record(e, { durable }));
+        if (!durable) {
           for (const w of waits) void w.catch(() => {}); // a full buffer is counted and logged by the log itself
           return result;
         }

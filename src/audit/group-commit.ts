@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { storageFailure, storageFailureReason } from '../db/storage-errors.ts';
 import { McpError } from '../errors.ts';
 
 export interface GroupCommitOptions {
@@ -191,7 +192,14 @@ export class GroupCommit<T> {
       this.stats.failedWrites++;
       this.failures++;
       const delay = Math.min(this.o.retryBaseMs * 2 ** Math.min(this.failures - 1, 20), this.o.retryMaxMs);
-      this.logger.warn({ err, buffer: this.name, rows: batch.length, buffered: this.size, retryInMs: delay }, 'write failed; rows kept, retrying');
+      // An unreachable database: the first failure of the streak says so (no SQL, no parameters), the retries at debug.
+      if (!storageFailure(err))
+        this.logger.warn({ err, buffer: this.name, rows: batch.length, buffered: this.size, retryInMs: delay }, 'write failed; rows kept, retrying');
+      else {
+        const fields = { reason: storageFailureReason(err), buffer: this.name, rows: batch.length, buffered: this.size, retryInMs: delay };
+        if (this.failures === 1) this.logger.warn(fields, 'write failed, storage unavailable; rows kept, retrying');
+        else this.logger.debug(fields, 'write failed, storage unavailable; rows kept, retrying');
+      }
       if (!this.closed) {
         this.retryTimer = setTimeout(() => {
           this.retryTimer = undefined;

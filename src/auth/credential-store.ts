@@ -4,6 +4,7 @@ import { and, eq, gt, inArray, isNull, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.ts';
 import { apiKeys, refreshTokens, users } from '../db/schema.ts';
+import { storageFailure, storageFailureReason } from '../db/storage-errors.ts';
 import { McpError } from '../errors.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { CredentialRevocation, CredentialStore, StoredApiKey, StoredUser } from '../plugin/contract.ts';
@@ -100,7 +101,9 @@ export class GatewayCredentialStore implements CredentialStore {
     try {
       await this.bound.db.update(apiKeys).set({ lastUsedAt: new Date() }).where(inArray(apiKeys.id, ids));
     } catch (err) {
-      this.bound.logger.warn({ err }, 'could not record API key use');
+      // Not written now, not retried: an unreachable database is logged once per outage by the storage health.
+      if (storageFailure(err)) this.bound.logger.debug({ reason: storageFailureReason(err) }, 'could not record API key use: storage unavailable');
+      else this.bound.logger.warn({ err }, 'could not record API key use');
     }
   }
 

@@ -128,6 +128,17 @@ export const configSchema = z.strictObject({
           csrfHeaders: z.array(z.string().min(1)).min(1).default(['x-graphql-csrf', 'x-graphql-yoga-csrf', 'apollo-require-preflight']),
         })
         .prefault({}),
+      /** What /readyz requires. */
+      readiness: z
+        .strictObject({
+          /**
+           * Not ready while the database is unreachable (the meaning before storage could be degraded).
+           * Off by default: inference goes on without the database, so /readyz stays 200 with storage "degraded";
+           * `/readyz?strict` asks for this meaning on one probe.
+           */
+          requireStorage: z.boolean().default(false),
+        })
+        .prefault({}),
       /** GraphQL over WebSocket (graphql-ws on /graphql). */
       websocket: z
         .strictObject({
@@ -164,6 +175,15 @@ export const configSchema = z.strictObject({
        * load. Off by default: the embedded database serves the registry, not the data plane.
        */
       pgliteOptimize: z.boolean().default(false),
+      /**
+       * PostgreSQL: a statement without an answer after this long fails with MCP_STORAGE_UNAVAILABLE
+       * (a network partition would otherwise hold the request for ever), ms; 0 = no bound. Migrations are not bounded.
+       */
+      queryTimeoutMs: z.number().int().min(0).default(30_000),
+      /** Time between storage probes while the database answers, ms (every second while it does not). */
+      probeIntervalMs: z.number().int().min(100).default(5_000),
+      /** A storage probe without an answer after this long counts as a failure, ms. */
+      probeTimeoutMs: z.number().int().min(100).default(2_000),
     })
     .prefault({}),
   /** Live events (registry changes, health, worker commands) between gateway replicas. */

@@ -15,18 +15,24 @@ const PluginRef = builder
     }),
   });
 
-const HealthRef = builder.objectRef<{ live: boolean; ready: boolean; storage: string }>('Health').implement({
+const HealthRef = builder.objectRef<{ live: boolean; ready: boolean; storage: string; storageState: string }>('Health').implement({
   fields: (t) => ({
     live: t.exposeBoolean('live'),
     ready: t.exposeBoolean('ready'),
     storage: t.exposeString('storage', { description: 'pglite or postgres.' }),
+    storageState: t.exposeString('storageState', {
+      description: 'up, or degraded while the database cannot be reached (inference goes on; what needs storage answers MCP_STORAGE_UNAVAILABLE).',
+    }),
   }),
 });
 
 builder.queryFields((t) => ({
   health: t.field({
     type: HealthRef,
-    resolve: async (_r, _a, ctx) => ({ live: true, ready: (await ctx.services.readiness()).ready, storage: ctx.services.database.kind }),
+    resolve: async (_r, _a, ctx) => {
+      const r = await ctx.services.readiness();
+      return { live: true, ready: r.ready, storage: ctx.services.database.kind, storageState: r.storage };
+    },
   }),
   plugins: t.field({
     type: [PluginRef],

@@ -20,12 +20,6 @@ function maskError(services: Services) {
   return (error: unknown): Error => {
     let original: unknown = error;
     while (original instanceof GraphQLError && original.originalError) original = original.originalError;
-    if (isMcpError(original)) {
-      return new GraphQLError(original.message, {
-        path: error instanceof GraphQLError ? error.path : undefined,
-        extensions: { code: original.code, ...(original.details ? { details: original.details } : {}), http: { status: original.status } },
-      });
-    }
     if (original instanceof GraphQLError) {
       // Parse/validation errors and argument coercion: client errors.
       return new GraphQLError(original.message, {
@@ -35,10 +29,18 @@ function maskError(services: Services) {
         extensions: { ...original.extensions, code: (original.extensions?.code as string) ?? 'MCP_BAD_REQUEST' },
       });
     }
-    services.logger.error({ err: original }, 'unexpected GraphQL error');
-    return new GraphQLError('Unexpected error.', {
+    // The same classification as the HTTP error path: a storage failure is MCP_STORAGE_UNAVAILABLE (logged once per outage).
+    const e = services.storage.classify(original);
+    if (e.code === 'MCP_INTERNAL' && !isMcpError(original)) {
+      services.logger.error({ err: original }, 'unexpected GraphQL error');
+      return new GraphQLError('Unexpected error.', {
+        path: error instanceof GraphQLError ? error.path : undefined,
+        extensions: { code: 'MCP_INTERNAL' },
+      });
+    }
+    return new GraphQLError(e.message, {
       path: error instanceof GraphQLError ? error.path : undefined,
-      extensions: { code: 'MCP_INTERNAL' },
+      extensions: { code: e.code, ...(e.details ? { details: e.details } : {}), http: { status: e.status } },
     });
   };
 }

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { McpError, toMcpError } from '../errors.ts';
+import type { StorageHealth } from '../db/storage-health.ts';
+import { McpError } from '../errors.ts';
 import { policiesOf, rateLimitHeaders } from '../limits/headers.ts';
 import type { AuthRequest } from '../plugin/contract.ts';
 import { checkId } from '../validation.ts';
@@ -108,11 +109,14 @@ export function errorHeaders(e: McpError): Record<string, string> {
 
 /**
  * Logs unexpected errors (with the request id) and masks them; returns the McpError to send.
- * Client errors are logged at debug, server errors at warn/error.
+ * Client errors are logged at debug, server errors at warn/error. A storage failure is
+ * MCP_STORAGE_UNAVAILABLE (storage.classify), logged once per outage by the storage health, so
+ * at debug here.
  */
-export function reportError(err: unknown, logger: Logger): McpError {
-  const e = toMcpError(err);
+export function reportError(err: unknown, logger: Logger, storage: StorageHealth): McpError {
+  const e = storage.classify(err);
   if (e.code === 'MCP_INTERNAL') logger.error({ err }, 'unexpected error');
+  else if (e.code === 'MCP_STORAGE_UNAVAILABLE') logger.debug({ code: e.code }, 'request failed: storage unavailable');
   else if (e.status >= 500) logger.warn({ code: e.code, msg: e.message }, 'request failed');
   else logger.debug({ code: e.code, msg: e.message }, 'request rejected');
   return e;

@@ -88,7 +88,8 @@ export async function handleRest(services: Services, x: HttpExchange): Promise<b
 
   if (path === '/api/v1/health' && method === 'GET') {
     const r = await services.readiness();
-    sendJson(res, r.ready ? 200 : 503, { status: r.ready ? 'ok' : 'degraded', storage: services.database.kind, checks: r.checks });
+    const status = !r.ready ? 'not ready' : r.storage === 'up' ? 'ok' : 'degraded';
+    sendJson(res, r.ready ? 200 : 503, { status, storage: services.database.kind, storageState: r.storage, checks: r.checks });
     return true;
   }
   if (path.startsWith('/api/v1/auth/')) return handleAuthRoute(services, x, method);

@@ -8,6 +8,11 @@ import type { Services } from '../services.ts';
 import { authRequestOf, clientGone, errorHeaders, reportError, requestIdOf, sendGraphQLError, sendJson, type HttpExchange } from './common.ts';
 import { handleRest } from './rest.ts';
 
+/** A query flag: present without a value (`?strict`) or with any value but 0/false. */
+function isOn(value: string | null): boolean {
+  return value !== null && value !== '0' && value.toLowerCase() !== 'false';
+}
+
 /** An HTTP API mounted under a path prefix (REST, OpenAI, KServe v2). */
 export interface HttpAdapter {
   prefix: string;
@@ -91,15 +96,18 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
     const path = q === -1 ? url : url.slice(0, q);
     if (path === '/healthz') return sendJson(res, 200, { status: 'live' });
     if (path === '/readyz') {
-      const r = await services.readiness();
-      return sendJson(res, r.ready && !draining ? 200 : 503, { status: r.ready && !draining ? 'ready' : 'not ready', checks: r.checks });
+      const strict = q !== -1 && isOn(new URLSearchParams(url.slice(q + 1)).get('strict'));
+      const r = await services.readiness({ strict });
+      const ready = r.ready && !draining;
+      const status = !ready ? 'not ready' : r.storage === 'up' ? 'ready' : 'degraded';
+      return sendJson(res, ready ? 200 : 503, { status, storage: r.storage, checks: r.checks });
     }
     if (path === '/metrics') {
       if (!services.config.auth.publicMetrics) {
         try {
           await services.auth.requirePermission(authRequestOf(req, 'metrics'), 'metrics:read');
         } catch (err) {
-          const e = reportError(err, services.logger);
+          const e = reportError(err, services.logger, services.storage);
           return sendJson(res, e.status, defaultErrorBody(e));
         }
       }
@@ -147,7 +155,7 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
         throw new McpError('MCP_NOT_FOUND', `no route ${req.method} ${path}`);
       }
     } catch (err) {
-      const e = reportError(err, logger);
+      const e = reportError(err, logger, services.storage);
       if (e.status === 401 || e.status === 403) {
         const target = `${req.method} ${path}`;
         recordDenial(services.audit, { ip: req.socket.remoteAddress, requestId, entry: adapter?.prefix ?? 'http', target, code: e.code });
@@ -173,7 +181,7 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
     res.once('close', settled);
     dispatch(req, res)
       .catch((err) => {
-        const e = reportError(err, services.logger);
+        const e = reportError(err, services.logger, services.storage);
         if (!res.headersSent) sendJson(res, e.status, defaultErrorBody(e));
         else res.destroy();
       })

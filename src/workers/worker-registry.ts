@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Database } from '../db/client.ts';
 import { workerModels, workers } from '../db/schema.ts';
+import { storageFailure, storageFailureReason } from '../db/storage-errors.ts';
 import { McpError } from '../errors.ts';
 import type { EventBus, WorkerCommand } from '../events/bus.ts';
 import type { Fleet } from '../models/fleet.ts';
@@ -419,7 +420,12 @@ export class WorkerRegistry {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.sweeping = this.sweep()
-        .catch((err) => this.logger.warn({ err }, 'worker watchdog sweep failed'))
+        // An unreachable database is logged once per outage by the storage health, not at every sweep.
+        .catch((err) =>
+          storageFailure(err)
+            ? this.logger.debug({ reason: storageFailureReason(err) }, 'worker watchdog sweep failed: storage unavailable')
+            : this.logger.warn({ err }, 'worker watchdog sweep failed'),
+        )
         .finally(() => {
           this.sweeping = undefined;
           this.schedule();
