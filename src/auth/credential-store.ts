@@ -62,6 +62,20 @@ export class GatewayCredentialStore implements CredentialStore {
     return (this.bound ?? (await this.ready)).db;
   }
 
+  /**
+   * Runs a lookup plugins asked for. What reaches a plugin is an McpError: a storage failure as
+   * MCP_STORAGE_UNAVAILABLE, anything else as MCP_INTERNAL; never the driver's error, whose
+   * message holds the SQL and its parameters (a key hash, a user name), which a plugin may log.
+   */
+  private async query<T>(run: (db: Db) => Promise<T>): Promise<T> {
+    const db = await this.db();
+    try {
+      return await run(db);
+    } catch (err) {
+      throw storageFailure(err) ?? new McpError('MCP_INTERNAL', undefined, { cause: err });
+    }
+  }
+
   /** Announces a revocation to every replica. */
   publish(r: CredentialRevocation): void {
     this.bound?.events.publish('authRevocations', r);
@@ -74,18 +88,18 @@ export class GatewayCredentialStore implements CredentialStore {
 
   async userByName(username: string): Promise<StoredUser | undefined> {
     if (username.length > 128) return undefined;
-    const [u] = await (await this.db()).select().from(users).where(eq(users.username, username));
+    const [u] = await this.query((db) => db.select().from(users).where(eq(users.username, username)));
     return u && storedUser(u);
   }
 
   async userById(id: string): Promise<StoredUser | undefined> {
     if (id.length > 128) return undefined;
-    const [u] = await (await this.db()).select().from(users).where(eq(users.id, id));
+    const [u] = await this.query((db) => db.select().from(users).where(eq(users.id, id)));
     return u && storedUser(u);
   }
 
   async apiKeyByHash(sha256: string): Promise<StoredApiKey | undefined> {
-    const [k] = await (await this.db()).select().from(apiKeys).where(eq(apiKeys.keyHash, sha256));
+    const [k] = await this.query((db) => db.select().from(apiKeys).where(eq(apiKeys.keyHash, sha256)));
     return k && { id: k.id, name: k.name, roles: k.roles, models: k.models ?? null, worker: k.worker, expiresAt: k.expiresAt, revokedAt: k.revokedAt };
   }
 
@@ -114,12 +128,15 @@ export class GatewayCredentialStore implements CredentialStore {
   }
 
   async createRefreshToken(userId: string, tokenSha256: string, expiresAt: Date, familyId: string = randomUUID()): Promise<{ familyId: string }> {
-    await (await this.db()).insert(refreshTokens).values({ id: randomUUID(), userId, familyId, tokenHash: tokenSha256, expiresAt });
+    await this.query((db) => db.insert(refreshTokens).values({ id: randomUUID(), userId, familyId, tokenHash: tokenSha256, expiresAt }));
     return { familyId };
   }
 
-  async spendRefreshToken(tokenSha256: string): Promise<{ status: 'ok'; userId: string; familyId: string } | { status: 'reused' | 'invalid' }> {
-    const db = await this.db();
+  spendRefreshToken(tokenSha256: string): Promise<{ status: 'ok'; userId: string; familyId: string } | { status: 'reused' | 'invalid' }> {
+    return this.query((db) => this.spend(db, tokenSha256));
+  }
+
+  private async spend(db: Db, tokenSha256: string): Promise<{ status: 'ok'; userId: string; familyId: string } | { status: 'reused' | 'invalid' }> {
     const [spent] = await db
       .update(refreshTokens)
       .set({ usedAt: new Date() })
@@ -136,10 +153,11 @@ export class GatewayCredentialStore implements CredentialStore {
     return { status: 'invalid' };
   }
 
-  async revokeRefreshFamily(tokenSha256: string): Promise<void> {
-    const db = await this.db();
-    const [row] = await db.select({ familyId: refreshTokens.familyId }).from(refreshTokens).where(eq(refreshTokens.tokenHash, tokenSha256));
-    if (row) await this.revokeFamily(db, row.familyId);
+  revokeRefreshFamily(tokenSha256: string): Promise<void> {
+    return this.query(async (db) => {
+      const [row] = await db.select({ familyId: refreshTokens.familyId }).from(refreshTokens).where(eq(refreshTokens.tokenHash, tokenSha256));
+      if (row) await this.revokeFamily(db, row.familyId);
+    });
   }
 
   private async revokeFamily(db: Db, familyId: string): Promise<void> {

@@ -37,7 +37,8 @@ function isConnectionFailure(err: unknown): boolean {
  * undefined for anything else (a constraint violation stays the caller's to map).
  */
 export function storageFailure(err: unknown): McpError | undefined {
-  if (err instanceof McpError) return undefined;
+  // Already classified (e.g. by the credential store plugins call): keep it, with its cause for the health's log.
+  if (err instanceof McpError) return err.code === 'MCP_STORAGE_UNAVAILABLE' && err.cause !== undefined ? err : undefined;
   let e: unknown = err;
   for (let depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
     if (isConnectionFailure(e)) return new McpError('MCP_STORAGE_UNAVAILABLE', undefined, { cause: err, retryable: true });
