@@ -9,7 +9,7 @@ import type { AuditEntry } from './types.ts';
 /** What appends run on: the database handle or a transaction of it. */
 export type Executor = Pick<Db, 'execute'>;
 
-/** pg_advisory_xact_lock key: every append, on every replica, takes it for the rest of its transaction. */
+/** pg_advisory_xact_lock key: every append, on every replica, takes it for the rest of its transaction (audit_log_reserve). */
 export const AUDIT_CHAIN_LOCK = 7_283_402;
 
 function rowsOf<T>(result: unknown): T[] {
@@ -75,14 +75,12 @@ export async function appendInTransaction(tx: Executor, entries: readonly AuditE
     if (e.action === INFERENCE_ACTION) calls.push(batchEntry(e));
     else events.push(e);
   }
-  await tx.execute(sql`select pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK})`);
-  const [last] = rowsOf<{ hash: string }>(await tx.execute(sql`select hash from audit_log order by id desc limit 1`));
-  // Under the chain lock nothing else draws from the sequence: the ids first … first + n - 1 are ours.
-  const [reserved] = rowsOf<{ last: string | number }>(
-    await tx.execute(sql`select setval(pg_get_serial_sequence('audit_log', 'id'), nextval(pg_get_serial_sequence('audit_log', 'id')) + ${entries.length - 1}) as last`),
+  // The chain lock, the last hash and ids first … first + n - 1 reserved under it (migration 0004).
+  const [reserved] = rowsOf<{ last_hash: string | null; first_id: string | number }>(
+    await tx.execute(sql`select last_hash, first_id from audit_log_reserve(${AUDIT_CHAIN_LOCK}, ${entries.length})`),
   );
-  let id = Number(reserved!.last) - entries.length + 1;
-  let prevHash = last?.hash ?? GENESIS_HASH;
+  let id = Number(reserved!.first_id);
+  let prevHash = reserved!.last_hash ?? GENESIS_HASH;
   const rows: AuditRow[] = [];
   for (const e of events) {
     const fields = { id: id++, ...rowFields(e, at) };
