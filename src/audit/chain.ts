@@ -233,7 +233,7 @@ function decodeCursor(cursor: string): number {
 }
 
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
-const hasValue = (column: AnyPgColumn, value: string) => sql`${column} @> array[${value}]::text[]`;
+const hasValue = (derived: AnyPgColumn, value: string) => sql`${derived} @> array[${value}]::text[]`;
 
 /** The inference calls of a batch row, newest first, with ids below `before`, that match the filter. */
 function expandBatch(row: AuditRow, filter: AuditFilter, before: number): AuditItem[] {
@@ -281,9 +281,17 @@ export async function listAudit(db: Db, filter: AuditFilter, page: { first?: num
   }
   if (filter.since) both.push(gte(auditLog.at, filter.since));
   if (filter.until) both.push(lt(auditLog.at, filter.until));
-  if (filter.actor) plain.push(eq(auditLog.actor, filter.actor)), batch.push(hasValue(auditLog.actors, filter.actor));
-  if (filter.model) plain.push(eq(auditLog.model, filter.model)), batch.push(hasValue(auditLog.models, filter.model));
-  if (filter.outcome) plain.push(eq(auditLog.outcome, filter.outcome)), batch.push(hasValue(auditLog.outcomes, filter.outcome));
+  // Event rows by their column, batch rows by their derived array (the calls themselves in expandBatch).
+  const byColumn: Array<[string | undefined, AnyPgColumn, AnyPgColumn]> = [
+    [filter.actor, auditLog.actor, auditLog.actors],
+    [filter.model, auditLog.model, auditLog.models],
+    [filter.outcome, auditLog.outcome, auditLog.outcomes],
+  ];
+  for (const [value, column, derived] of byColumn) {
+    if (!value) continue;
+    plain.push(eq(column, value));
+    batch.push(hasValue(derived, value));
+  }
   const items: AuditItem[] = [];
   let cursor = before;
   // Batch rows are large: read few rows first, more while the page is not full.

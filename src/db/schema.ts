@@ -224,7 +224,11 @@ export const auditLog = pgTable(
     index('audit_log_at').on(t.at),
     index('audit_log_actor').on(t.actor),
     index('audit_log_action').on(t.action),
-    index('audit_log_batch_actors').using('gin', t.actors).where(sql`${t.entries} is not null`),
-    index('audit_log_batch_models').using('gin', t.models).where(sql`${t.entries} is not null`),
+    index('audit_log_batch_actors')
+      .using('gin', t.actors)
+      .where(sql`${t.entries} is not null`),
+    index('audit_log_batch_models')
+      .using('gin', t.models)
+      .where(sql`${t.entries} is not null`),
   ],
 );

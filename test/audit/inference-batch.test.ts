@@ -93,14 +93,19 @@ describe.each(STORAGES)('inference calls in batch rows on %s', (storageKind) => 
     expect(first.details).toEqual({ entry: 'openai', stream: false, version: 'v1' });
     expect(first.id).toBe(first.chainRowId);
     const batchRow = (await sql<{ id: string; hash: string }>(`select id, hash from audit_log where id = ${first.chainRowId}`))[0]!;
-    expect(calls.filter((r) => r.chainRowId === first.chainRowId).map((r) => r.id - first.chainRowId).sort()).toEqual([0, 1, 2, 3]);
+    expect(
+      calls
+        .filter((r) => r.chainRowId === first.chainRowId)
+        .map((r) => r.id - first.chainRowId)
+        .sort(),
+    ).toEqual([0, 1, 2, 3]);
     expect(first.hash).toBe(batchRow.hash);
 
     // The SQL view gives the same calls, one row each.
-    const view = await sql<{ id: string; request_id: string; actor: string }>(`select id, request_id, actor from audit_entries where action = 'inference' order by id`);
-    expect(view.map((r) => [Number(r.id), r.request_id, r.actor])).toEqual(
-      [...calls].reverse().map((r) => [r.id, r.requestId, r.actor]),
+    const view = await sql<{ id: string; request_id: string; actor: string }>(
+      `select id, request_id, actor from audit_entries where action = 'inference' order by id`,
     );
+    expect(view.map((r) => [Number(r.id), r.request_id, r.actor])).toEqual([...calls].reverse().map((r) => [r.id, r.requestId, r.actor]));
   });
 
   it('filters calls by actor, model, outcome and action, and pages through batches with the cursor', async () => {
@@ -125,7 +130,9 @@ describe.each(STORAGES)('inference calls in batch rows on %s', (storageKind) => 
 
   it('verifies batch rows: a changed call, a changed derived column or a removed call is found at its batch row', async () => {
     expect(await verifyChain(database.db)).toMatchObject({ ok: true, checked: 4, firstBrokenId: null });
-    const [batch] = await sql<{ id: string; entries: string; actors: string[] }>(`select id, entries, actors from audit_log where entries is not null order by id limit 1`);
+    const [batch] = await sql<{ id: string; entries: string; actors: string[] }>(
+      `select id, entries, actors from audit_log where entries is not null order by id limit 1`,
+    );
     const id = Number(batch!.id);
     const entries = JSON.parse(batch!.entries) as Array<Record<string, unknown>>;
     const escaped = (s: string) => s.replaceAll("'", "''");
