@@ -16,8 +16,9 @@ export interface InferenceAuditSink {
  * The audit log: events other than inference calls (logins, denials, mutations, key and user
  * changes) are group-committed here, hash-chained (chain.ts) under the chain lock, kept and
  * retried when the database fails, refused when the buffer is full. Admin changes write their
- * row in their own transaction instead (appendInTransaction, from ModelRegistry). Inference rows
- * go with the inference records (InferenceAuditSink) when recording is on, here otherwise.
+ * row in their own transaction instead (appendInTransaction, from ModelRegistry). Inference calls'
+ * entries go with the inference records (InferenceAuditSink) when recording is on, here otherwise;
+ * either way each write appends them as one batch row (chain.ts).
  */
 export class AuditLog implements AuditRecorder, InferenceAuditSink {
   private readonly journal: GroupCommit<AuditEntry>;

@@ -20,7 +20,16 @@ export interface AuditRow {
   details: Record<string, unknown>;
   prevHash: string;
   hash: string;
+  /** A batch row of inference calls: their entries as the JSON array text hashed (batchEntry); null otherwise. */
+  entries: string | null;
+  /** A batch row's distinct non-null actors, models and outcomes, sorted (derived from entries, checked by verifyChain). */
+  actors: string[] | null;
+  models: string[] | null;
+  outcomes: string[] | null;
 }
+
+/** The columns the canonical form covers (the derived actors, models and outcomes are checked against entries instead). */
+export type CanonicalFields = Omit<AuditRow, 'prevHash' | 'hash' | 'actors' | 'models' | 'outcomes'>;
 
 /** A JSON value with object keys sorted at every level (jsonb does not keep the order keys were written in). */
 function sortKeys(v: unknown): unknown {
@@ -38,10 +47,11 @@ function sortKeys(v: unknown): unknown {
  * `[id, at, actor, actorVia, action, target, model, outcome, ip, requestId, latencyMs, details]`
  * with `at` as an ISO-8601 UTC string with milliseconds, absent values as null, `latencyMs` as
  * the float4 the `real` column stores (Math.fround), and `details` with its keys sorted at every
- * level. Anyone can recompute it from a SELECT (docs/security/audit.md).
+ * level. A batch row of inference calls has a 13th element: its `entries` text, verbatim. Anyone
+ * can recompute it from a SELECT (docs/security/audit.md).
  */
-export function canonical(r: Omit<AuditRow, 'prevHash' | 'hash'>): string {
-  return JSON.stringify([
+export function canonical(r: CanonicalFields): string {
+  const head = JSON.stringify([
     r.id,
     r.at.toISOString(),
     r.actor,
@@ -55,10 +65,11 @@ export function canonical(r: Omit<AuditRow, 'prevHash' | 'hash'>): string {
     r.latencyMs === null ? null : Math.fround(r.latencyMs),
     sortKeys(r.details),
   ]);
+  return r.entries === null ? head : `${head.slice(0, -1)},${r.entries}]`;
 }
 
 /** hash = hex(SHA-256(prev_hash ‖ "\n" ‖ canonical(row))). */
-export function rowHash(prevHash: string, r: Omit<AuditRow, 'prevHash' | 'hash'>): string {
+export function rowHash(prevHash: string, r: CanonicalFields): string {
   return createHash('sha256').update(prevHash).update('\n').update(canonical(r)).digest('hex');
 }
 
@@ -117,7 +128,7 @@ export function sanitizeDetails(details: Record<string, unknown> | undefined): R
 const text = (s: string | undefined): string | null => (s === undefined || s === '' ? null : cleanString(s, MAX_TEXT));
 
 /** The stored fields of an entry (everything but id, prev_hash and hash), sanitised. */
-export function rowFields(e: AuditEntry, at: Date): Omit<AuditRow, 'id' | 'prevHash' | 'hash'> {
+export function rowFields(e: AuditEntry, at: Date): Omit<CanonicalFields, 'id'> {
   return {
     at,
     actor: text(e.actor),
@@ -131,5 +142,37 @@ export function rowFields(e: AuditEntry, at: Date): Omit<AuditRow, 'id' | 'prevH
     // Stored as the float4 the `real` column keeps, so the hash of the stored row is the hash computed here.
     latencyMs: e.latencyMs === undefined || !Number.isFinite(e.latencyMs) ? null : Math.fround(e.latencyMs),
     details: sanitizeDetails(e.details),
+    entries: null,
   };
+}
+
+/** One inference call inside a batch row's `entries`: the fields of its own (action and `at` are the row's), sanitised, absent ones left out. */
+export interface BatchEntry {
+  actor?: string;
+  actorVia?: string;
+  target?: string;
+  model?: string;
+  outcome: string;
+  ip?: string;
+  requestId?: string;
+  latencyMs?: number;
+  details?: Record<string, unknown>;
+}
+
+/** The batch form of an entry (sanitised like rowFields). */
+export function batchEntry(e: AuditEntry): BatchEntry {
+  const out: BatchEntry = { outcome: e.outcome };
+  const put = (k: 'actor' | 'actorVia' | 'target' | 'model' | 'ip' | 'requestId', v: string | undefined) => {
+    const t = text(v);
+    if (t !== null) out[k] = t;
+  };
+  put('actor', e.actor);
+  put('actorVia', e.actorVia);
+  put('target', e.target);
+  put('model', e.model);
+  put('ip', e.ip);
+  put('requestId', e.requestId);
+  if (e.latencyMs !== undefined && Number.isFinite(e.latencyMs)) out.latencyMs = Math.fround(e.latencyMs);
+  if (e.details) out.details = sanitizeDetails(e.details);
+  return out;
 }

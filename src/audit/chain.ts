@@ -1,14 +1,15 @@
-import { and, asc, desc, eq, gte, like, lt, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, isNotNull, isNull, like, lt, or, sql, type SQL } from 'drizzle-orm';
+import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Db } from '../db/client.ts';
 import { auditLog } from '../db/schema.ts';
 import { McpError } from '../errors.ts';
-import { GENESIS_HASH, rowFields, rowHash, type AuditRow } from './canonical.ts';
+import { batchEntry, GENESIS_HASH, rowFields, rowHash, type AuditRow, type BatchEntry } from './canonical.ts';
 import type { AuditEntry } from './types.ts';
 
 /** What appends run on: the database handle or a transaction of it. */
 export type Executor = Pick<Db, 'execute'>;
 
-/** pg_advisory_xact_lock key: every append, on every replica, takes it for the rest of its transaction. */
+/** pg_advisory_xact_lock key: every append, on every replica, takes it for the rest of its transaction (audit_log_reserve). */
 export const AUDIT_CHAIN_LOCK = 7_283_402;
 
 function rowsOf<T>(result: unknown): T[] {
@@ -35,30 +36,90 @@ const NAMES = COLUMNS.map(([n]) => n).join(', ');
 const INSERT_HEAD = sql.raw(`insert into audit_log (${NAMES}) select ${NAMES} from jsonb_to_recordset(`);
 const INSERT_TAIL = sql.raw(`::jsonb) as t(${COLUMNS.map(([n, t]) => `${n} ${t}`).join(', ')})`);
 
+/** The action of inference calls: appended as one batch row per append (batchEntry). */
+export const INFERENCE_ACTION = 'inference';
+
+/** A PostgreSQL text[] literal. */
+const textArray = (xs: readonly string[]) => `{${xs.map((x) => `"${x.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`;
+
+/** Distinct non-null values, sorted. */
+function distinct(values: Iterable<string | undefined>): string[] {
+  const set = new Set<string>();
+  for (const v of values) if (v !== undefined) set.add(v);
+  return [...set].sort();
+}
+
+/** The derived columns of a batch row. */
+function batchColumns(entries: readonly BatchEntry[]): { actors: string[]; models: string[]; outcomes: string[] } {
+  return {
+    actors: distinct(entries.map((e) => e.actor)),
+    models: distinct(entries.map((e) => e.model)),
+    outcomes: distinct(entries.map((e) => e.outcome)),
+  };
+}
+
 /**
  * Appends entries to the chain inside the caller's transaction: takes the chain lock (held until
  * that transaction ends, so appends from every replica are serialised), reads the last hash,
- * draws ids from the sequence under the lock (so chain order is id order), and inserts the rows
- * with one statement. The rows commit or roll back with the caller's own changes.
+ * reserves ids from the sequence under the lock (so chain order is id order), and inserts. Each
+ * event is a row of its own; inference calls (action `inference`) go into one batch row after
+ * them, which carries them all in `entries` (entry i has id `row id + i`) and is one chain link:
+ * one row per group commit instead of one per call. The rows commit or roll back with the
+ * caller's own changes.
  */
 export async function appendInTransaction(tx: Executor, entries: readonly AuditEntry[], at: Date = new Date()): Promise<AuditRow[]> {
   if (entries.length === 0) return [];
-  await tx.execute(sql`select pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK})`);
-  const [last] = rowsOf<{ hash: string }>(await tx.execute(sql`select hash from audit_log order by id desc limit 1`));
-  const ids = rowsOf<{ id: string | number }>(
-    await tx.execute(sql`select nextval(pg_get_serial_sequence('audit_log', 'id')) as id from generate_series(1, ${entries.length}::int)`),
-  )
-    .map((r) => Number(r.id))
-    .sort((a, b) => a - b);
-  let prevHash = last?.hash ?? GENESIS_HASH;
-  const rows: AuditRow[] = entries.map((e, i) => {
-    const fields = { id: ids[i]!, ...rowFields(e, at) };
+  const events: AuditEntry[] = [];
+  const calls: BatchEntry[] = [];
+  for (const e of entries) {
+    if (e.action === INFERENCE_ACTION) calls.push(batchEntry(e));
+    else events.push(e);
+  }
+  // The chain lock, the last hash and ids first … first + n - 1 reserved under it (migration 0004).
+  const [reserved] = rowsOf<{ last_hash: string | null; first_id: string | number }>(
+    await tx.execute(sql`select last_hash, first_id from audit_log_reserve(${AUDIT_CHAIN_LOCK}, ${entries.length})`),
+  );
+  let id = Number(reserved!.first_id);
+  let prevHash = reserved!.last_hash ?? GENESIS_HASH;
+  const rows: AuditRow[] = [];
+  for (const e of events) {
+    const fields = { id: id++, ...rowFields(e, at) };
     const hash = rowHash(prevHash, fields);
-    const row = { ...fields, prevHash, hash };
+    rows.push({ ...fields, prevHash, hash, actors: null, models: null, outcomes: null });
     prevHash = hash;
-    return row;
-  });
-  const json = rows.map((r) => ({
+  }
+  if (rows.length) await tx.execute(sql`${INSERT_HEAD}${JSON.stringify(rows.map(plainJson))}${INSERT_TAIL}`);
+  if (calls.length) {
+    const derived = batchColumns(calls);
+    const fields = {
+      id,
+      at,
+      actor: null,
+      actorVia: null,
+      action: INFERENCE_ACTION,
+      target: null,
+      model: null,
+      outcome: derived.outcomes.length === 1 ? derived.outcomes[0]! : 'mixed',
+      ip: null,
+      requestId: null,
+      latencyMs: null,
+      details: { calls: calls.length },
+      entries: JSON.stringify(calls),
+    };
+    const hash = rowHash(prevHash, fields);
+    const row: AuditRow = { ...fields, prevHash, hash, ...derived };
+    await tx.execute(
+      sql`insert into audit_log (id, at, action, outcome, details, prev_hash, hash, entries, actors, models, outcomes)
+          values (${row.id}, ${at.toISOString()}, ${row.action}, ${row.outcome}, ${JSON.stringify(row.details)}::jsonb, ${prevHash}, ${hash},
+                  ${row.entries}, ${textArray(derived.actors)}::text[], ${textArray(derived.models)}::text[], ${textArray(derived.outcomes)}::text[])`,
+    );
+    rows.push(row);
+  }
+  return rows;
+}
+
+function plainJson(r: AuditRow): Record<string, unknown> {
+  return {
     id: r.id,
     at: r.at.toISOString(),
     actor: r.actor,
@@ -73,9 +134,22 @@ export async function appendInTransaction(tx: Executor, entries: readonly AuditE
     details: r.details,
     prev_hash: r.prevHash,
     hash: r.hash,
-  }));
-  await tx.execute(sql`${INSERT_HEAD}${JSON.stringify(json)}${INSERT_TAIL}`);
-  return rows;
+  };
+}
+
+/** Whether a batch row's actors, models and outcomes are those of its entries (they are outside the hash). */
+function derivedColumnsMatch(row: AuditRow): boolean {
+  if (row.entries === null) return row.actors === null && row.models === null && row.outcomes === null;
+  let entries: unknown;
+  try {
+    entries = JSON.parse(row.entries);
+  } catch {
+    return false;
+  }
+  if (!Array.isArray(entries)) return false;
+  const want = batchColumns(entries as BatchEntry[]);
+  const same = (a: string[] | null, b: string[]) => a !== null && a.length === b.length && [...a].sort().every((x, i) => x === b[i]);
+  return same(row.actors, want.actors) && same(row.models, want.models) && same(row.outcomes, want.outcomes);
 }
 
 export interface ChainVerdict {
@@ -89,7 +163,8 @@ export interface ChainVerdict {
   lastHash: string | null;
 }
 
-const VERIFY_PAGE = 1000;
+/** Rows per page (a batch row carries up to router.recording.maxBatch calls). */
+const VERIFY_PAGE = 200;
 
 /** Walks the chain in id order from `fromId` (default: the first row), at most `limit` rows, a page at a time (bounded memory). */
 export async function verifyChain(db: Db, opts: { fromId?: number; limit?: number } = {}): Promise<ChainVerdict> {
@@ -116,7 +191,7 @@ export async function verifyChain(db: Db, opts: { fromId?: number; limit?: numbe
     for (const row of page) {
       checked++;
       const { prevHash, hash, ...fields } = row;
-      if ((expected !== undefined && prevHash !== expected) || rowHash(prevHash, fields) !== hash)
+      if ((expected !== undefined && prevHash !== expected) || rowHash(prevHash, fields) !== hash || !derivedColumnsMatch(row))
         return { ok: false, checked, firstBrokenId: row.id, lastId, lastHash };
       expected = hash;
       lastId = row.id;
@@ -138,8 +213,14 @@ export interface AuditFilter {
   until?: Date;
 }
 
+/** One entry of the log as listed: an event row, or one inference call of a batch row (prevHash and hash are that row's). */
+export interface AuditItem extends Omit<AuditRow, 'entries' | 'actors' | 'models' | 'outcomes'> {
+  /** The chain row holding it: its own id, or its batch row's. */
+  chainRowId: number;
+}
+
 export interface AuditPage {
-  items: AuditRow[];
+  items: AuditItem[];
   endCursor: string | null;
   hasNextPage: boolean;
 }
@@ -151,29 +232,84 @@ function decodeCursor(cursor: string): number {
   return Number(m[1]);
 }
 
-/** Audit rows, newest first, filtered, with cursor pagination (the cursor is the last row's id). */
+const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
+const hasValue = (derived: AnyPgColumn, value: string) => sql`${derived} @> array[${value}]::text[]`;
+
+/** The inference calls of a batch row, newest first, with ids below `before`, that match the filter. */
+function expandBatch(row: AuditRow, filter: AuditFilter, before: number): AuditItem[] {
+  const entries = JSON.parse(row.entries!) as BatchEntry[];
+  const out: AuditItem[] = [];
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const e = entries[i]!;
+    const id = row.id + i;
+    if (id >= before) continue;
+    if ((filter.actor && e.actor !== filter.actor) || (filter.model && e.model !== filter.model) || (filter.outcome && e.outcome !== filter.outcome)) continue;
+    out.push({
+      id,
+      chainRowId: row.id,
+      at: row.at,
+      actor: e.actor ?? null,
+      actorVia: e.actorVia ?? null,
+      action: row.action,
+      target: e.target ?? null,
+      model: e.model ?? null,
+      outcome: e.outcome,
+      ip: e.ip ?? null,
+      requestId: e.requestId ?? null,
+      latencyMs: e.latencyMs ?? null,
+      details: e.details ?? {},
+      prevHash: row.prevHash,
+      hash: row.hash,
+    });
+  }
+  return out;
+}
+
+/**
+ * Audit entries, newest first, filtered, with cursor pagination (the cursor is the last entry's
+ * id). Event rows are matched by their columns; batch rows of inference calls by their derived
+ * actors/models/outcomes (GIN indexes), then expanded and their calls matched one by one.
+ */
 export async function listAudit(db: Db, filter: AuditFilter, page: { first?: number; after?: string }): Promise<AuditPage> {
   const first = Math.min(Math.max(page.first ?? 50, 1), 500);
-  const where: SQL[] = [];
-  if (filter.actor) where.push(eq(auditLog.actor, filter.actor));
+  const before = page.after ? decodeCursor(page.after) : Number.MAX_SAFE_INTEGER;
+  const both: SQL[] = [];
+  const plain: SQL[] = [isNull(auditLog.entries)];
+  const batch: SQL[] = [isNotNull(auditLog.entries)];
   if (filter.action) {
-    where.push(
-      filter.action.endsWith('*')
-        ? like(auditLog.action, `${filter.action.slice(0, -1).replace(/[\\%_]/g, (c) => `\\${c}`)}%`)
-        : eq(auditLog.action, filter.action),
-    );
+    both.push(filter.action.endsWith('*') ? like(auditLog.action, `${escapeLike(filter.action.slice(0, -1))}%`) : eq(auditLog.action, filter.action));
   }
-  if (filter.model) where.push(eq(auditLog.model, filter.model));
-  if (filter.outcome) where.push(eq(auditLog.outcome, filter.outcome));
-  if (filter.since) where.push(gte(auditLog.at, filter.since));
-  if (filter.until) where.push(lt(auditLog.at, filter.until));
-  if (page.after) where.push(lt(auditLog.id, decodeCursor(page.after)));
-  const rows = await db
-    .select()
-    .from(auditLog)
-    .where(where.length ? and(...where) : undefined)
-    .orderBy(desc(auditLog.id))
-    .limit(first + 1);
-  const items = rows.slice(0, first);
-  return { items, endCursor: items.length ? encodeCursor(items[items.length - 1]!.id) : null, hasNextPage: rows.length > first };
+  if (filter.since) both.push(gte(auditLog.at, filter.since));
+  if (filter.until) both.push(lt(auditLog.at, filter.until));
+  // Event rows by their column, batch rows by their derived array (the calls themselves in expandBatch).
+  const byColumn: Array<[string | undefined, AnyPgColumn, AnyPgColumn]> = [
+    [filter.actor, auditLog.actor, auditLog.actors],
+    [filter.model, auditLog.model, auditLog.models],
+    [filter.outcome, auditLog.outcome, auditLog.outcomes],
+  ];
+  for (const [value, column, derived] of byColumn) {
+    if (!value) continue;
+    plain.push(eq(column, value));
+    batch.push(hasValue(derived, value));
+  }
+  const items: AuditItem[] = [];
+  let cursor = before;
+  // Batch rows are large: read few rows first, more while the page is not full.
+  for (let rowsPerRead = Math.min(first + 1, 16); items.length <= first; rowsPerRead = Math.min(rowsPerRead * 2, first + 1)) {
+    const rows = await db
+      .select()
+      .from(auditLog)
+      .where(and(...both, or(and(...plain), and(...batch)), lt(auditLog.id, cursor)))
+      .orderBy(desc(auditLog.id))
+      .limit(rowsPerRead);
+    for (const row of rows) {
+      if (row.entries === null) items.push({ ...row, chainRowId: row.id });
+      else items.push(...expandBatch(row, filter, before));
+      if (items.length > first) break;
+    }
+    if (rows.length < rowsPerRead) break;
+    cursor = rows[rows.length - 1]!.id;
+  }
+  const shown = items.slice(0, first);
+  return { items: shown, endCursor: shown.length ? encodeCursor(shown[shown.length - 1]!.id) : null, hasNextPage: items.length > first };
 }

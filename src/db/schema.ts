@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { bigserial, boolean, index, integer, jsonb, pgTable, real, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
 const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow();
@@ -209,6 +210,25 @@ export const auditLog = pgTable(
     details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
     prevHash: text('prev_hash').notNull(),
     hash: text('hash').notNull(),
+    /**
+     * A batch row of inference calls (action `inference`, one per group commit): the calls as a JSON
+     * array text, hashed as stored; null on every other row. Entry i has id `id + i`.
+     */
+    entries: text('entries'),
+    /** A batch row's distinct actors, models and outcomes (sorted), so filters find it by index; null otherwise. */
+    actors: text('actors').array(),
+    models: text('models').array(),
+    outcomes: text('outcomes').array(),
   },
-  (t) => [index('audit_log_at').on(t.at), index('audit_log_actor').on(t.actor), index('audit_log_action').on(t.action)],
+  (t) => [
+    index('audit_log_at').on(t.at),
+    index('audit_log_actor').on(t.actor),
+    index('audit_log_action').on(t.action),
+    index('audit_log_batch_actors')
+      .using('gin', t.actors)
+      .where(sql`${t.entries} is not null`),
+    index('audit_log_batch_models')
+      .using('gin', t.models)
+      .where(sql`${t.entries} is not null`),
+  ],
 );

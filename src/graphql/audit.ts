@@ -1,15 +1,18 @@
-import type { AuditRow } from '../audit/canonical.ts';
-import type { ChainVerdict } from '../audit/chain.ts';
+import type { AuditItem, ChainVerdict } from '../audit/chain.ts';
 import { McpError } from '../errors.ts';
 import { builder } from './builder.ts';
 import { PageInfo } from './models.ts';
 
 const AuditOutcome = builder.enumType('AuditOutcome', { values: ['OK', 'DENIED', 'FAILED'] as const });
 
-const AuditEntryRef = builder.objectRef<AuditRow>('AuditEntry').implement({
-  description: 'One row of the append-only, hash-chained audit log.',
+const AuditEntryRef = builder.objectRef<AuditItem>('AuditEntry').implement({
+  description: 'One entry of the append-only, hash-chained audit log: an event row, or one inference call of a batch row.',
   fields: (t) => ({
     id: t.id({ resolve: (r) => String(r.id) }),
+    chainRowId: t.id({
+      description: 'The chain row holding this entry: its own id, or (inference calls) the id of the batch row carrying it, whose prevHash and hash these are.',
+      resolve: (r) => String(r.chainRowId),
+    }),
     at: t.expose('at', { type: 'DateTime' }),
     actor: t.exposeString('actor', { nullable: true, description: 'Principal id (the username tried, for a failed login); null when anonymous.' }),
     actorVia: t.exposeString('actorVia', { nullable: true }),
@@ -26,7 +29,7 @@ const AuditEntryRef = builder.objectRef<AuditRow>('AuditEntry').implement({
   }),
 });
 
-const AuditConnection = builder.objectRef<{ items: AuditRow[]; endCursor: string | null; hasNextPage: boolean }>('AuditConnection').implement({
+const AuditConnection = builder.objectRef<{ items: AuditItem[]; endCursor: string | null; hasNextPage: boolean }>('AuditConnection').implement({
   fields: (t) => ({
     nodes: t.field({ type: [AuditEntryRef], resolve: (c) => c.items }),
     pageInfo: t.field({ type: PageInfo, resolve: (c) => c }),

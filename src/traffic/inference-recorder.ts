@@ -68,9 +68,9 @@ type Pending = { row: InferenceRecord; audit?: undefined } | { row?: undefined; 
 
 /**
  * The one writer of per-inference records: the `inferences` rows and, when `audit.inference` is
- * on, the audit rows of inference calls. Both go through one group commit (GroupCommit): one
- * transaction per batch writes the batch's `inferences` rows and appends its audit rows to the
- * chain, so a record and its audit row commit together. A failed write is kept and retried with
+ * on, the audit entries of inference calls. Both go through one group commit (GroupCommit): one
+ * transaction per batch writes the batch's `inferences` rows and appends its audit entries to the
+ * chain as one batch row (appendInTransaction), so a record and its audit entry commit together. A failed write is kept and retried with
  * backoff; a full buffer refuses new records (counted, logged) and never drops old ones. A durable
  * audit append resolves when committed, and since batches commit in order, so is everything
  * recorded before it (the request's own `inferences` row included). close() writes what is left.

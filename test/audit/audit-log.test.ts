@@ -113,7 +113,7 @@ describe.each(STORAGES)('audit log on %s', (storageKind) => {
     await res.json();
     const [record] = await sql(`select model_id, principal_id, ok from inferences where id = 'req-infer-1'`);
     expect(record).toEqual({ model_id: 'chat', principal_id: 'carol', ok: true });
-    const [inferenceRow] = await sql(`select action, actor, model, outcome from audit_log where request_id = 'req-infer-1'`);
+    const [inferenceRow] = await sql(`select action, actor, model, outcome from audit_entries where request_id = 'req-infer-1'`);
     expect(inferenceRow).toEqual({ action: 'inference', actor: 'carol', model: 'chat', outcome: 'ok' });
 
     await gw.services.audit.flush();

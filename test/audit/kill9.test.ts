@@ -144,7 +144,7 @@ describe.runIf(process.env.DATABASE_URL)('kill -9 of the gateway under load', ()
       return (await check.query<{ id: string }>(sql)).rows.map((r) => r.id);
     };
     const noRecord = await missing(ackedInferences, 'select id from acked a where not exists (select 1 from inferences i where i.id = a.id)');
-    const noInferenceRow = await missing(ackedInferences, 'select id from acked a where not exists (select 1 from audit_log l where l.request_id = a.id)');
+    const noInferenceRow = await missing(ackedInferences, 'select id from acked a where not exists (select 1 from audit_entries l where l.request_id = a.id)');
     const noChangeRow = await missing(
       ackedChanges,
       `select id from acked a where not exists (select 1 from audit_log l where l.request_id = a.id and l.action = 'model.update')

@@ -119,7 +119,7 @@ export async function runOutage(o: OutageOptions): Promise<OutageResult> {
       const missing = async (table: string, col: string) =>
         Number((await check.query(`select count(*) as n from acked a where not exists (select 1 from ${table} t where t.${col} = a.id)`)).rows[0].n);
       const missingRecords = await missing('inferences', 'id');
-      const missingAuditRows = o.mode === 'off' ? 0 : await missing('audit_log', 'request_id');
+      const missingAuditRows = o.mode === 'off' ? 0 : await missing('audit_entries', 'request_id');
       const { ok: chainOk } = await gw.services.audit.verify();
       return {
         mode: o.mode,
