@@ -8,7 +8,7 @@
 import { connect, type Socket } from 'node:net';
 import { z } from 'zod';
 import { definePlugin, McpError, type Alert, type AlertSink, type PluginContext } from 'capibara-mcp';
-import { resolveSecret, secretReference } from 'capibara-mcp/sdk';
+import { deliveryFailure, resolveSecret, secretReference } from 'capibara-mcp/sdk';
 
 const address = z.string().min(3).max(320).regex(/^[^\s@]+@[^\s@]+$|^.*<[^\s@]+@[^\s@]+>$/, 'an e-mail address');
 
@@ -57,7 +57,7 @@ export function emailMessage(alert: Alert, subjectPrefix = '[capibara-mcp]'): { 
 
 /** An SMTP failure as an error naming its SMTP code and reply status only (the reply text may echo what was sent). */
 function smtpFailure(err: unknown, secrets: string[]): McpError {
-  if (err instanceof McpError) return err;
+  if (err instanceof McpError) return deliveryFailure('e-mail delivery', err);
   const e = err as { code?: string; responseCode?: number; name?: string } | undefined;
   if (e?.name === 'AbortError' || e?.code === 'ABORT_ERR') return new McpError('MCP_CANCELLED', 'e-mail delivery failed: aborted', { retryable: true });
   const what = [e?.code, e?.responseCode].filter((x) => x !== undefined).join(' ') || 'error';
