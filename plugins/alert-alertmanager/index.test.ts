@@ -8,7 +8,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { describeAlertSinkConformance, freeLoopbackPort, listenOnLoopback, sampleAlert, startSilentServer, testPluginContext, type LoopbackServer } from 'capibara-mcp/testing';
+import {
+  describeAlertSinkConformance,
+  freeLoopbackPort,
+  listenOnLoopback,
+  sampleAlert,
+  startSilentServer,
+  testPluginContext,
+  type LoopbackServer,
+} from 'capibara-mcp/testing';
 import plugin, { alertmanagerAlert, optionsSchema } from './index.ts';
 
 const BIN = ['prometheus-alertmanager', 'alertmanager'].find((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status === 0);
@@ -87,7 +95,6 @@ async function startAlertmanager(): Promise<{ url: string; notified: Notified[];
     },
   };
 }
-
 
 if (!BIN) {
   describe('alert-alertmanager', () => {

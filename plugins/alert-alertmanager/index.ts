@@ -33,7 +33,10 @@ function labelKey(name: string): string {
 }
 
 /** The API v2 postable alert for one state change. */
-export function alertmanagerAlert(alert: Alert, options: Pick<z.output<typeof optionsSchema>, 'labels' | 'generatorUrl'> = { labels: {} }): Record<string, unknown> {
+export function alertmanagerAlert(
+  alert: Alert,
+  options: Pick<z.output<typeof optionsSchema>, 'labels' | 'generatorUrl'> = { labels: {} },
+): Record<string, unknown> {
   const labels: Record<string, string> = { ...options.labels };
   for (const [k, v] of Object.entries(alert.labels)) labels[labelKey(k)] = v;
   labels.alertname = alert.rule;
@@ -49,15 +52,24 @@ export function alertmanagerAlert(alert: Alert, options: Pick<z.output<typeof op
   };
 }
 
-export function createAlertmanagerSink(ctx: Pick<PluginContext, 'logger' | 'addressPolicy'>, input: z.output<typeof optionsSchema>): AlertSink & { close(): Promise<void> } {
+export function createAlertmanagerSink(
+  ctx: Pick<PluginContext, 'logger' | 'addressPolicy'>,
+  input: z.output<typeof optionsSchema>,
+): AlertSink & { close(): Promise<void> } {
   const headers: Record<string, string> = {};
   if (input.basicAuth) {
     const password = resolveSecret(input.basicAuth.password);
-    if (password.literal) ctx.logger.warn({ option: 'basicAuth.password' }, 'alert-alertmanager: the password is written in the config; use env:NAME or file:PATH');
+    if (password.literal)
+      ctx.logger.warn({ option: 'basicAuth.password' }, 'alert-alertmanager: the password is written in the config; use env:NAME or file:PATH');
     headers.authorization = `Basic ${Buffer.from(`${input.basicAuth.username}:${password.value}`).toString('base64')}`;
   }
   const endpoint = joinUrl(input.url, '/api/v2/alerts');
-  const client = new UpstreamClient({ policy: ctx.addressPolicy, logger: ctx.logger, connections: 4, timeouts: { connectMs: Math.min(input.timeoutMs, 5_000) } });
+  const client = new UpstreamClient({
+    policy: ctx.addressPolicy,
+    logger: ctx.logger,
+    connections: 4,
+    timeouts: { connectMs: Math.min(input.timeoutMs, 5_000) },
+  });
   return {
     async send(alert, signal) {
       await postAlert(client, { url: endpoint, json: [alertmanagerAlert(alert, input)], headers, signal, timeoutMs: input.timeoutMs, what: 'Alertmanager' });

@@ -56,7 +56,13 @@ async function startSmtp(): Promise<{ port: number; mails: Mail[]; close(): Prom
 }
 
 let smtp: Awaited<ReturnType<typeof startSmtp>>;
-const base = { host: '127.0.0.1', tls: 'none', user: 'alerts', from: 'Capibara MCP <alerts@example.test>', to: ['oncall@example.test', 'ops@example.test'] } as const;
+const base = {
+  host: '127.0.0.1',
+  tls: 'none',
+  user: 'alerts',
+  from: 'Capibara MCP <alerts@example.test>',
+  to: ['oncall@example.test', 'ops@example.test'],
+} as const;
 
 describeAlertSinkConformance('alert-email', {
   async create(ctx) {

@@ -10,7 +10,11 @@ import { z } from 'zod';
 import { definePlugin, McpError, type Alert, type AlertSink, type PluginContext } from 'capibara-mcp';
 import { deliveryFailure, resolveSecret, secretReference } from 'capibara-mcp/sdk';
 
-const address = z.string().min(3).max(320).regex(/^[^\s@]+@[^\s@]+$|^.*<[^\s@]+@[^\s@]+>$/, 'an e-mail address');
+const address = z
+  .string()
+  .min(3)
+  .max(320)
+  .regex(/^[^\s@]+@[^\s@]+$|^.*<[^\s@]+@[^\s@]+>$/, 'an e-mail address');
 
 export const optionsSchema = z.strictObject({
   /** SMTP server host name or address. */
@@ -67,7 +71,10 @@ function smtpFailure(err: unknown, secrets: string[]): McpError {
   return new McpError(code, message, { retryable: true, details: e?.responseCode !== undefined ? { responseCode: e.responseCode } : {} });
 }
 
-export async function createEmailSink(ctx: Pick<PluginContext, 'logger' | 'addressPolicy' | 'name'>, input: z.output<typeof optionsSchema>): Promise<AlertSink> {
+export async function createEmailSink(
+  ctx: Pick<PluginContext, 'logger' | 'addressPolicy' | 'name'>,
+  input: z.output<typeof optionsSchema>,
+): Promise<AlertSink> {
   if ((input.user === undefined) !== (input.password === undefined)) {
     throw new McpError('MCP_CONFIG_INVALID', `alert sink "${ctx.name}": give both user and password, or neither`);
   }

@@ -31,7 +31,9 @@ export function createLogSink(ctx: Pick<PluginContext, 'logger' | 'dataDir'>, in
       try {
         await appendFile(file, `${JSON.stringify({ at: new Date().toISOString(), ...json })}\n`, 'utf8');
       } catch (err) {
-        throw new McpError('MCP_INTERNAL', `alert log failed: cannot append to the file (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { retryable: true });
+        throw new McpError('MCP_INTERNAL', `alert log failed: cannot append to the file (${(err as NodeJS.ErrnoException).code ?? 'error'})`, {
+          retryable: true,
+        });
       }
     },
   };

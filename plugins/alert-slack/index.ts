@@ -39,7 +39,10 @@ export function slackMessage(alert: Alert, options: Pick<z.output<typeof options
   };
 }
 
-export function createSlackSink(ctx: Pick<PluginContext, 'logger' | 'addressPolicy' | 'name'>, input: z.output<typeof optionsSchema>): AlertSink & { close(): Promise<void> } {
+export function createSlackSink(
+  ctx: Pick<PluginContext, 'logger' | 'addressPolicy' | 'name'>,
+  input: z.output<typeof optionsSchema>,
+): AlertSink & { close(): Promise<void> } {
   const secret = resolveSecret(input.url);
   if (secret.literal) ctx.logger.warn({ option: 'url' }, 'alert-slack: the webhook URL (a credential) is written in the config; use env:NAME or file:PATH');
   let url: URL;
@@ -48,7 +51,8 @@ export function createSlackSink(ctx: Pick<PluginContext, 'logger' | 'addressPoli
   } catch {
     throw new McpError('MCP_CONFIG_INVALID', `alert sink "${ctx.name}": option url does not hold a valid URL`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new McpError('MCP_CONFIG_INVALID', `alert sink "${ctx.name}": option url must be an http(s) URL`);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new McpError('MCP_CONFIG_INVALID', `alert sink "${ctx.name}": option url must be an http(s) URL`);
   // No logger for the client: it would log the URL's path, which holds the token.
   const client = new UpstreamClient({ policy: ctx.addressPolicy, connections: 2, timeouts: { connectMs: Math.min(input.timeoutMs, 5_000) } });
   return {

@@ -62,7 +62,10 @@ describe('alert-webhook', () => {
     expect(receiver.deliveries.length).toBeGreaterThan(0);
     expect(receiver.deliveries.every((d) => d.valid)).toBe(true);
     const d = receiver.deliveries[0]!;
-    expect(d.body).toMatchObject({ version: '1', alert: { rule: 'HighLatency', severity: 'critical', labels: { model: 'capibara-mini', version: 'v1' }, value: 812.5 } });
+    expect(d.body).toMatchObject({
+      version: '1',
+      alert: { rule: 'HighLatency', severity: 'critical', labels: { model: 'capibara-mini', version: 'v1' }, value: 812.5 },
+    });
     expect(Date.parse(d.body.alert.startsAt)).toBeGreaterThan(0);
   });
 
@@ -71,17 +74,28 @@ describe('alert-webhook', () => {
     const now = 1_800_000_000;
     const signature = signWebhook(SECRET, now, body);
     expect(verifyWebhookSignature({ secret: SECRET, body, timestamp: String(now), signature, nowSec: now + 10 })).toEqual({ ok: true });
-    expect(verifyWebhookSignature({ secret: SECRET, body: body.replace('"a"', '"b"'), timestamp: String(now), signature, nowSec: now })).toEqual({ ok: false, reason: 'mismatch' });
-    expect(verifyWebhookSignature({ secret: 'another-secret-of-enough-length', body, timestamp: String(now), signature, nowSec: now })).toEqual({ ok: false, reason: 'mismatch' });
+    expect(verifyWebhookSignature({ secret: SECRET, body: body.replace('"a"', '"b"'), timestamp: String(now), signature, nowSec: now })).toEqual({
+      ok: false,
+      reason: 'mismatch',
+    });
+    expect(verifyWebhookSignature({ secret: 'another-secret-of-enough-length', body, timestamp: String(now), signature, nowSec: now })).toEqual({
+      ok: false,
+      reason: 'mismatch',
+    });
     expect(verifyWebhookSignature({ secret: SECRET, body, timestamp: String(now), signature, nowSec: now + 301 })).toEqual({ ok: false, reason: 'stale' });
     // A replayed body with a new timestamp fails: the timestamp is signed too.
-    expect(verifyWebhookSignature({ secret: SECRET, body, timestamp: String(now + 60), signature, nowSec: now + 60 })).toEqual({ ok: false, reason: 'mismatch' });
+    expect(verifyWebhookSignature({ secret: SECRET, body, timestamp: String(now + 60), signature, nowSec: now + 60 })).toEqual({
+      ok: false,
+      reason: 'mismatch',
+    });
     expect(verifyWebhookSignature({ secret: SECRET, body, timestamp: undefined, signature, nowSec: now })).toEqual({ ok: false, reason: 'missing' });
   });
 
   it('refuses a short secret and a missing variable at setup, naming neither value', async () => {
     const ctx = testPluginContext('hook');
-    await expect(async () => plugin.setup(ctx, optionsSchema.parse({ url: 'http://127.0.0.1:9/x', secret: 'short' }))).rejects.toThrow(/at least 16 characters/);
+    await expect(async () => plugin.setup(ctx, optionsSchema.parse({ url: 'http://127.0.0.1:9/x', secret: 'short' }))).rejects.toThrow(
+      /at least 16 characters/,
+    );
     await expect(async () => plugin.setup(ctx, optionsSchema.parse({ url: 'http://127.0.0.1:9/x', secret: 'env:NO_SUCH_ALERT_SECRET_VAR' }))).rejects.toThrow(
       /env:NO_SUCH_ALERT_SECRET_VAR: the environment variable is not set/,
     );

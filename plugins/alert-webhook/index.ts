@@ -16,9 +16,15 @@ export const optionsSchema = z.strictObject({
   /** The HMAC-SHA256 key shared with the receiver: `env:NAME` or `file:PATH` (a literal works, with a warning). */
   secret: secretReference,
   /** Header carrying `sha256=<hex>`. */
-  signatureHeader: z.string().regex(/^[a-z0-9-]+$/).default('x-capibara-signature'),
+  signatureHeader: z
+    .string()
+    .regex(/^[a-z0-9-]+$/)
+    .default('x-capibara-signature'),
   /** Header carrying the Unix time (seconds) the signature covers. */
-  timestampHeader: z.string().regex(/^[a-z0-9-]+$/).default('x-capibara-timestamp'),
+  timestampHeader: z
+    .string()
+    .regex(/^[a-z0-9-]+$/)
+    .default('x-capibara-timestamp'),
   /** Extra headers sent with every delivery (not secrets: they may be logged). */
   headers: z.record(z.string().regex(/^[A-Za-z0-9-]+$/), z.string()).default({}),
   /** One delivery attempt gives up after this, ms (the gateway retries). */
@@ -60,11 +66,20 @@ export function verifyWebhookSignature(input: {
   return expected.length === given.length && timingSafeEqual(expected, given) ? { ok: true } : { ok: false, reason: 'mismatch' };
 }
 
-export function createWebhookSink(ctx: Pick<PluginContext, 'logger' | 'addressPolicy' | 'name'>, input: z.output<typeof optionsSchema>, now = Date.now): AlertSink & { close(): Promise<void> } {
+export function createWebhookSink(
+  ctx: Pick<PluginContext, 'logger' | 'addressPolicy' | 'name'>,
+  input: z.output<typeof optionsSchema>,
+  now = Date.now,
+): AlertSink & { close(): Promise<void> } {
   const secret = resolveSecret(input.secret);
   if (secret.literal) ctx.logger.warn({ option: 'secret' }, 'alert-webhook: the secret is written in the config; use env:NAME or file:PATH');
   if (secret.value.length < 16) throw new McpError('MCP_CONFIG_INVALID', `alert sink "${ctx.name}": the webhook secret must be at least 16 characters`);
-  const client = new UpstreamClient({ policy: ctx.addressPolicy, logger: ctx.logger, connections: 4, timeouts: { connectMs: Math.min(input.timeoutMs, 5_000) } });
+  const client = new UpstreamClient({
+    policy: ctx.addressPolicy,
+    logger: ctx.logger,
+    connections: 4,
+    timeouts: { connectMs: Math.min(input.timeoutMs, 5_000) },
+  });
   return {
     async send(alert: Alert, signal: AbortSignal): Promise<void> {
       const sentAtMs = now();

@@ -200,7 +200,15 @@ export class AlertDispatcher {
   async deadLetter(letter: DeadLetter): Promise<void> {
     this.finished(letter.sink, letter.reason);
     this.log.error(
-      { sink: letter.sink, alertId: letter.alert.id, rule: letter.alert.rule, state: letter.alert.state, reason: letter.reason, attempts: letter.attempts, error: letter.lastError },
+      {
+        sink: letter.sink,
+        alertId: letter.alert.id,
+        rule: letter.alert.rule,
+        state: letter.alert.state,
+        reason: letter.reason,
+        attempts: letter.attempts,
+        error: letter.lastError,
+      },
       'alert notification not delivered; dead-lettered',
     );
     try {

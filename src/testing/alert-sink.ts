@@ -97,7 +97,10 @@ function errorText(err: unknown, depth = 0): string {
   if (!(err instanceof Error)) return String(err);
   let details = '';
   try {
-    details = JSON.stringify(err, Object.getOwnPropertyNames(err).filter((k) => k !== 'stack' && k !== 'cause'));
+    details = JSON.stringify(
+      err,
+      Object.getOwnPropertyNames(err).filter((k) => k !== 'stack' && k !== 'cause'),
+    );
   } catch {
     /* circular: message and stack suffice */
   }
