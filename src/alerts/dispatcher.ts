@@ -54,6 +54,16 @@ function aborted(signal: AbortSignal): { promise: Promise<never>; dispose(): voi
   return { promise, dispose: () => signal.removeEventListener('abort', onAbort) };
 }
 
+/** What a lane needs from its dispatcher. */
+interface LaneHooks {
+  readonly delivery: AlertDeliveryConfig;
+  readonly log: Logger;
+  backoffMs(attempt: number): number;
+  /** One attempt ended (`ok`, `error`), or a notification was delivered. */
+  count(sink: string, event: 'ok' | 'error' | 'delivered'): void;
+  deadLetter(letter: DeadLetter): Promise<void>;
+}
+
 class SinkLane {
   readonly queue: Alert[] = [];
   private running: Promise<void> | undefined;
@@ -63,7 +73,7 @@ class SinkLane {
   constructor(
     readonly name: string,
     private readonly sink: AlertSink,
-    private readonly d: AlertDispatcher,
+    private readonly d: LaneHooks,
   ) {}
 
   push(alert: Alert): void {
@@ -85,7 +95,7 @@ class SinkLane {
   }
 
   private async deliver(alert: Alert): Promise<void> {
-    const { delivery } = this.d.opts;
+    const { delivery } = this.d;
     let lastError: string | undefined;
     let attempts = 0;
     while (attempts < delivery.maxAttempts && !this.stop.signal.aborted) {
@@ -94,12 +104,12 @@ class SinkLane {
       const cut = aborted(signal);
       try {
         await Promise.race([this.sink.send(alert, signal), cut.promise]);
-        this.d.attempted(this.name, 'ok');
-        this.d.finished(this.name, 'delivered');
+        this.d.count(this.name, 'ok');
+        this.d.count(this.name, 'delivered');
         return;
       } catch (err) {
         lastError = errorMessage(err);
-        this.d.attempted(this.name, 'error');
+        this.d.count(this.name, 'error');
         this.d.log.warn({ sink: this.name, alertId: alert.id, state: alert.state, attempt: attempts, error: lastError }, 'alert delivery attempt failed');
       } finally {
         cut.dispose();
@@ -127,11 +137,16 @@ export class AlertDispatcher {
   private closing = false;
   private readonly notifications: Counter<'sink' | 'outcome'> | undefined;
   private readonly attempts: Counter<'sink' | 'result'> | undefined;
-  readonly log: Logger;
 
-  constructor(readonly opts: AlertDispatcherOptions) {
-    this.log = opts.logger;
-    this.lanes = opts.sinks.map((s) => new SinkLane(s.name, s.sink, this));
+  constructor(private readonly opts: AlertDispatcherOptions) {
+    const hooks: LaneHooks = {
+      delivery: opts.delivery,
+      log: opts.logger,
+      backoffMs: (attempt) => this.backoffMs(attempt),
+      count: (sink, event) => (event === 'delivered' ? this.notifications?.inc({ sink, outcome: event }) : this.attempts?.inc({ sink, result: event })),
+      deadLetter: (letter) => this.deadLetter(letter),
+    };
+    this.lanes = opts.sinks.map((s) => new SinkLane(s.name, s.sink, hooks));
     if (opts.metrics) {
       const registers = [opts.metrics];
       this.notifications = new Counter({
@@ -189,17 +204,9 @@ export class AlertDispatcher {
     return Math.round(base * (1 - jitter * (this.opts.random ?? Math.random)()));
   }
 
-  attempted(sink: string, result: 'ok' | 'error'): void {
-    this.attempts?.inc({ sink, result });
-  }
-
-  finished(sink: string, outcome: 'delivered' | DeadLetterReason): void {
-    this.notifications?.inc({ sink, outcome });
-  }
-
-  async deadLetter(letter: DeadLetter): Promise<void> {
-    this.finished(letter.sink, letter.reason);
-    this.log.error(
+  private async deadLetter(letter: DeadLetter): Promise<void> {
+    this.notifications?.inc({ sink: letter.sink, outcome: letter.reason });
+    this.opts.logger.error(
       {
         sink: letter.sink,
         alertId: letter.alert.id,
@@ -214,7 +221,7 @@ export class AlertDispatcher {
     try {
       await this.opts.deadLetter(letter);
     } catch (err) {
-      this.log.error({ sink: letter.sink, alertId: letter.alert.id, error: errorMessage(err) }, 'could not store an alert dead letter');
+      this.opts.logger.error({ sink: letter.sink, alertId: letter.alert.id, error: errorMessage(err) }, 'could not store an alert dead letter');
     }
   }
 

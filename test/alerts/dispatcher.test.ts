@@ -13,6 +13,7 @@ import { eq } from 'drizzle-orm';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlertDispatcher, type DeadLetter } from '../../src/alerts/dispatcher.ts';
+import { openDatabase } from '../../src/db/client.ts';
 import { alertDeadLetters } from '../../src/db/schema.ts';
 import { AddressPolicy } from '../../src/security/address-policy.ts';
 import { listenOnLoopback, sampleAlert, startSilentServer, type LoopbackServer } from '../../src/testing/index.ts';
@@ -232,6 +233,35 @@ describe('alert dispatcher queue and shutdown', () => {
     const most = make(() => 0.999999);
     expect([1, 2, 3].map((n) => most.backoffMs(n))).toEqual([500, 1000, 2000]);
   });
+
+  it('a gateway shut down with a delivery in flight and one queued stores both as dead letters before its database closes', async () => {
+    const silent = await startSilentServer();
+    const dataDir = mkdtempSync(join(tmpdir(), 'mcp-alerts-db-'));
+    const gateway = await startTestGateway({
+      storage: { inMemory: false, dataDir },
+      alerts: {
+        sinks: [{ use: 'alert-webhook', name: 'stalled-hook', options: { url: silent.url, secret: 'env:TEST_DISPATCH_WEBHOOK_SECRET', timeoutMs: 120_000 } }],
+        delivery: { attemptTimeoutMs: 120_000, drainMs: 100 },
+      },
+    });
+    const [first, second] = [sampleAlert(), sampleAlert('resolved')];
+    gateway.services.alerts.notify(first);
+    gateway.services.alerts.notify(second);
+    await gateway.close();
+    const db = await openDatabase({ dataDir });
+    try {
+      const rows = await db.db.select().from(alertDeadLetters);
+      expect(rows.map((r) => [r.sink, r.alertId, r.state, r.reason]).sort()).toEqual(
+        [
+          ['stalled-hook', first.id, 'firing', 'shutdown'],
+          ['stalled-hook', second.id, 'resolved', 'shutdown'],
+        ].sort(),
+      );
+    } finally {
+      await db.close();
+      await silent.close();
+    }
+  }, 120_000);
 
   it('an alerts.sinks entry that is not an alert sink is a config error', async () => {
     await expect(startTestGateway({ alerts: { sinks: [{ use: 'round-robin', name: 'rr' }] } })).rejects.toThrow(
