@@ -135,6 +135,8 @@ class SinkLane {
 export class AlertDispatcher {
   private readonly lanes: SinkLane[];
   private closing = false;
+  /** Dead letters written from notify() (full queue, after close): close() waits for them. */
+  private readonly pendingLetters = new Set<Promise<void>>();
   private readonly notifications: Counter<'sink' | 'outcome'> | undefined;
   private readonly attempts: Counter<'sink' | 'result'> | undefined;
 
@@ -186,9 +188,13 @@ export class AlertDispatcher {
   notify(alert: Alert): void {
     const copy: Alert = { ...alert, labels: { ...alert.labels } };
     for (const lane of this.lanes) {
-      if (this.closing) void this.deadLetter({ sink: lane.name, alert: copy, reason: 'shutdown', attempts: 0 });
-      else if (lane.queue.length >= this.opts.delivery.queueSize) void this.deadLetter({ sink: lane.name, alert: copy, reason: 'queue_full', attempts: 0 });
-      else lane.push(copy);
+      if (!this.closing && lane.queue.length < this.opts.delivery.queueSize) {
+        lane.push(copy);
+        continue;
+      }
+      const written = this.deadLetter({ sink: lane.name, alert: copy, reason: this.closing ? 'shutdown' : 'queue_full', attempts: 0 });
+      this.pendingLetters.add(written);
+      void written.finally(() => this.pendingLetters.delete(written));
     }
   }
 
@@ -234,9 +240,13 @@ export class AlertDispatcher {
     this.closing = true;
     const drained = this.idle();
     const timer = sleep(this.opts.delivery.drainMs, undefined, { ref: false }).then(() => 'timeout' as const);
-    if ((await Promise.race([drained.then(() => 'drained' as const), timer])) === 'drained') return;
+    if ((await Promise.race([drained.then(() => 'drained' as const), timer])) === 'drained') {
+      await Promise.all(this.pendingLetters);
+      return;
+    }
     for (const lane of this.lanes) lane.stop.abort(new Error('the gateway is shutting down'));
     // Each lane ends its current attempt and dead-letters the rest of its queue (`shutdown`).
     await Promise.all(this.lanes.map((l) => l.idle()));
+    await Promise.all(this.pendingLetters);
   }
 }
