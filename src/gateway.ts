@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { createLogger, flushLogs } from './logging.ts';
 import { Registry } from 'prom-client';
 import { AdminService } from './admin/admin-service.ts';
+import { createAlertDispatcher } from './alerts/create.ts';
 import { Accounts } from './auth/accounts.ts';
 import { AuditLog } from './audit/audit-log.ts';
 import { InferenceAudit } from './audit/inference-audit.ts';
@@ -101,7 +102,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
         queryTimeoutMs: config.storage.queryTimeoutMs,
       }),
       PluginHost.start({
-        entries: config.plugins,
+        entries: [...config.plugins, ...config.alerts.sinks],
         defaultPlugins: config.defaultPlugins,
         baseDir,
         logger,
@@ -174,6 +175,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const admin = new AdminService(registry, fleet, workers, router, logger.child({ component: 'admin' }));
     const storage = new StorageHealth(() => database.ping(), logger.child({ component: 'storage' }), metricsRegistry, config.storage);
     closers.push(async () => storage.close());
+    // Closed before storage and plugins: undelivered notifications are dead-lettered to the database.
+    const alerts = createAlertDispatcher(config.alerts, plugins, database, logger.child({ component: 'alerts' }), metricsRegistry);
+    closers.push(() => alerts.close());
     const auth = new AuthService(plugins, config.auth, audit, logger.child({ component: 'auth' }), limits);
     const accounts = new Accounts(database.db, auth, credentials, audit);
     const services: Services = {
@@ -196,6 +200,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       limits,
       audit,
       storage,
+      alerts,
       async readiness(opts = {}) {
         const requireStorage = opts.strict || config.server.readiness.requireStorage;
         const checks: Record<string, { ok: boolean; detail?: string }> = {

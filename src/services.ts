@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { AdminService } from './admin/admin-service.ts';
+import type { AlertDispatcher } from './alerts/dispatcher.ts';
 import type { Config } from './config/schema.ts';
 import type { Database } from './db/client.ts';
 import type { StorageHealth, StorageState } from './db/storage-health.ts';
@@ -45,6 +46,8 @@ export interface Services {
   workers: WorkerRegistry;
   /** Administrative operations (models, instances, workers): what GraphQL mutations and the worker protocol call. */
   admin: AdminService;
+  /** Delivers alert notifications to the alert-sink plugins (queued, retried, dead-lettered): `alerts.notify(alert)`. */
+  alerts: AlertDispatcher;
   /** Whether the database answers now; what a request's error becomes at the edge (classify). */
   storage: StorageHealth;
   /**

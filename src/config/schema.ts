@@ -1,25 +1,15 @@
 import { z } from 'zod';
+import { alertsConfigSchema } from '../alerts/config.ts';
 import { auditConfigSchema } from '../audit/config.ts';
 import { authConfigSchema } from '../auth/config.ts';
 import { TASKS } from '../inference/schema.ts';
 import { limitsConfigSchema } from '../limits/config.ts';
 import { securityConfigSchema } from '../security/config.ts';
+import { pluginEntrySchema } from './plugin-entry.ts';
+
+export { pluginEntrySchema };
 
 const port = z.number().int().min(0).max(65535);
-
-export const pluginEntrySchema = z.strictObject({
-  /** First-party plugin name (a folder under plugins/), an npm package name, or a file path (relative to the config file). */
-  use: z.string().min(1),
-  /** Configured name; defaults to the plugin's own name. Lets one plugin be configured twice. */
-  name: z
-    .string()
-    .regex(/^[a-z][a-z0-9-]*$/, 'kebab-case')
-    .optional(),
-  /** Options passed to the plugin, validated by its own schema. */
-  options: z.record(z.string(), z.unknown()).default({}),
-  /** When false, a failure at boot is logged and the plugin skipped instead of stopping the start. */
-  required: z.boolean().default(true),
-});
 
 export const instanceSeedSchema = z.strictObject({
   id: z.string().optional(),
@@ -206,6 +196,8 @@ export const configSchema = z.strictObject({
   security: securityConfigSchema,
   limits: limitsConfigSchema,
   audit: auditConfigSchema,
+  /** Alert delivery: the sinks notifications go to, retries, backoff and dead letters. */
+  alerts: alertsConfigSchema,
   /** Load every first-party plugin with default options (those listed in `plugins` get their listed options). */
   defaultPlugins: z.boolean().default(true),
   plugins: z.array(pluginEntrySchema).default([]),

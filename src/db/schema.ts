@@ -232,3 +232,28 @@ export const auditLog = pgTable(
       .where(sql`${t.entries} is not null`),
   ],
 );
+
+/**
+ * Alert notifications a sink did not take: every attempt failed (`attempts` of them, the last error
+ * kept), the sink's queue was full, or the gateway shut down first. Written by the alert dispatcher;
+ * the alert is kept as sent (JSON) so it can be delivered by hand or replayed.
+ */
+export const alertDeadLetters = pgTable(
+  'alert_dead_letters',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    /** Configured name of the alert-sink plugin. */
+    sink: text('sink').notNull(),
+    alertId: text('alert_id').notNull(),
+    rule: text('rule').notNull(),
+    /** firing | resolved */
+    state: text('state').notNull(),
+    /** failed | queue_full | shutdown */
+    reason: text('reason').notNull(),
+    attempts: integer('attempts').notNull(),
+    lastError: text('last_error'),
+    alert: jsonb('alert').$type<Record<string, unknown>>().notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('alert_dead_letters_created').on(t.createdAt), index('alert_dead_letters_sink').on(t.sink, t.createdAt)],
+);

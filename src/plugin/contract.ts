@@ -24,8 +24,9 @@ export const PLUGIN_API_VERSION = '1.0.0';
  * The capability kinds and the interface a plugin of each kind returns from `setup`.
  *
  * Built in: `auth`, `balancer` and `backend`, which the gateway calls on every request (first-party
- * plugins under plugins/), `rateLimitStore` (the `limits.store` the rate limits use, plugins/ratelimit-redis), and
- * `alertSink` and `scaler`, which the host loads and sets up but nothing in the gateway calls yet (alerting and autoscaling will). A capability
+ * plugins under plugins/), `rateLimitStore` (the `limits.store` the rate limits use, plugins/ratelimit-redis), `alertSink`
+ * (every configured one receives alert notifications through the gateway's alert dispatcher, plugins/alert-*), and
+ * `scaler`, which the host loads and sets up but nothing in the gateway calls yet (autoscaling will). A capability
  * of a built-in kind missing a method the gateway calls (`authenticate`, `pick`, `load`, `send`, `spend`,
  * `desiredInstances`) fails setup.
  *
@@ -349,7 +350,12 @@ export interface Alert {
 }
 
 export interface AlertSink {
-  /** Delivers one alert state change; throwing makes the host retry with backoff. */
+  /**
+   * Delivers one alert state change (firing, then resolved); resolves once the peer took it. Rejecting
+   * makes the gateway retry with backoff, then write a dead-letter record (`alerts.delivery`). Must stop
+   * and reject when `signal` aborts (attempt timeout, shutdown). Errors and logs carry no secret.
+   * Calls for one sink never overlap. `describeAlertSinkConformance` (capibara-mcp/testing) checks all this.
+   */
   send(alert: Alert, signal: AbortSignal): Promise<void>;
 }
 

@@ -20,6 +20,11 @@ const FOLDERS = {
   oauth2: 'auth-oauth2',
   'ratelimit-redis': 'ratelimit-redis',
   password: 'auth-password',
+  'alert-webhook': 'alert-webhook',
+  'alert-slack': 'alert-slack',
+  'alert-email': 'alert-email',
+  'alert-alertmanager': 'alert-alertmanager',
+  'alert-log': 'alert-log',
 } as const;
 
 /**

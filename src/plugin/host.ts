@@ -107,10 +107,13 @@ export class PluginHost {
   private async setupAll(): Promise<void> {
     const all = this.entries();
     const loaded = await Promise.all(all.map((e) => loadPluginDefinition(e.use, this.opts.baseDir)));
-    // A default (unlisted) auth plugin is set up only when auth.strategies names it.
+    // A default (unlisted) auth plugin is set up only when auth.strategies names it; a default alert sink never (it needs a destination).
     const listed = new Set(this.opts.entries);
     const strategies = new Set(this.opts.authStrategies ?? []);
-    const keep = all.map((e, i) => listed.has(e) || loaded[i]!.kind !== 'auth' || strategies.has(e.use));
+    const keep = all.map((e, i) => {
+      const kind = loaded[i]!.kind;
+      return listed.has(e) || (kind === 'auth' ? strategies.has(e.use) : kind !== 'alertSink');
+    });
     const entries = all.filter((_, i) => keep[i]);
     const defs = loaded.filter((_, i) => keep[i]);
     const planned: Planned[] = [];

@@ -11,6 +11,13 @@ export { describeBalancerConformance, type BalancerConformanceOptions } from './
 export { describeBackendConformance, type BackendCheck, type BackendConformanceFixture, type BackendConformanceOptions, type SlowRequest } from './backend.ts';
 export { describeAuthConformance, startJwksServer, type AuthConformanceFixture, type AuthConformanceOptions, type JwksServer } from './auth.ts';
 export { describeRateLimitStoreConformance, type RateLimitStoreConformanceOptions } from './rate-limit-store.ts';
+export {
+  describeAlertSinkConformance,
+  sampleAlert,
+  startSilentServer,
+  type AlertSinkConformanceFixture,
+  type AlertSinkConformanceOptions,
+} from './alert-sink.ts';
 
 /** A plugin context for tests of one plugin on its own; close() runs its onClose hooks. */
 export { testPluginContext } from './plugin-context.ts';
