@@ -56,22 +56,34 @@ class EntrySeries {
 /** Per (model, served model, version): entries and the generative and routing series. */
 class VersionSeries {
   private readonly entries = new Map<string, EntrySeries>();
-  readonly ttft: HistogramSeries<'model' | 'version'>;
-  readonly interToken: HistogramSeries<'model' | 'version'>;
-  readonly tokensPerSecond: HistogramSeries<'model' | 'version'>;
-  readonly retries: CounterSeries<'model' | 'version'>;
-  readonly hedges: CounterSeries<'model' | 'version'>;
+  private readonly labels: Readonly<Record<'model' | 'version', string>>;
+  // Created on first use: a model that never streams or generates shows none of these.
+  private ttftSeries: HistogramSeries<'model' | 'version'> | undefined;
+  private interTokenSeries: HistogramSeries<'model' | 'version'> | undefined;
+  private tpsSeries: HistogramSeries<'model' | 'version'> | undefined;
+  private retriesSeries: CounterSeries<'model' | 'version'> | undefined;
+  private hedgesSeries: CounterSeries<'model' | 'version'> | undefined;
   constructor(
     private readonly m: GatewayMetrics,
     private readonly model: string,
     private readonly version: string,
   ) {
-    const l = { model, version };
-    this.ttft = m.timeToFirstToken.of(l);
-    this.interToken = m.interTokenLatency.of(l);
-    this.tokensPerSecond = m.tokensPerSecond.of(l);
-    this.retries = m.retries.of(l);
-    this.hedges = m.hedges.of(l);
+    this.labels = { model, version };
+  }
+  get ttft(): HistogramSeries<'model' | 'version'> {
+    return (this.ttftSeries ??= this.m.timeToFirstToken.of(this.labels));
+  }
+  get interToken(): HistogramSeries<'model' | 'version'> {
+    return (this.interTokenSeries ??= this.m.interTokenLatency.of(this.labels));
+  }
+  get tokensPerSecond(): HistogramSeries<'model' | 'version'> {
+    return (this.tpsSeries ??= this.m.tokensPerSecond.of(this.labels));
+  }
+  get retries(): CounterSeries<'model' | 'version'> {
+    return (this.retriesSeries ??= this.m.retries.of(this.labels));
+  }
+  get hedges(): CounterSeries<'model' | 'version'> {
+    return (this.hedgesSeries ??= this.m.hedges.of(this.labels));
   }
   entry(entry: string): EntrySeries {
     let s = this.entries.get(entry);
@@ -90,7 +102,7 @@ class ModelSeries {
   private readonly byRole = new Map<string, CounterSeries<'model' | 'role'>>();
   readonly promptTokens: CounterSeries<'model' | 'kind'>;
   readonly completionTokens: CounterSeries<'model' | 'kind'>;
-  readonly fallbacks: CounterSeries<'model'>;
+  private fallbackSeries: CounterSeries<'model'> | undefined;
   readonly recent = new RecentRate();
   requests = 0;
   errors = 0;
@@ -100,7 +112,9 @@ class ModelSeries {
   ) {
     this.promptTokens = m.tokens.of({ model, kind: 'prompt' });
     this.completionTokens = m.tokens.of({ model, kind: 'completion' });
-    this.fallbacks = m.fallbacks.of({ model });
+  }
+  get fallbacks(): CounterSeries<'model'> {
+    return (this.fallbackSeries ??= this.m.fallbacks.of({ model: this.model }));
   }
   version(servedModel: string, version: string): VersionSeries {
     let byVersion = this.served.get(servedModel);
