@@ -152,7 +152,7 @@ export interface ModelSummary {
   requests: number;
   errors: number;
   errorRate: number;
-  /** Requests per second over the last minute. */
+  /** Requests per second over the last minute (0 until the first once-a-second snapshot). */
   throughputPerSecond: number;
   /** Errors / requests over the last minute (0 without requests). */
   recentErrorRate: number;
@@ -257,8 +257,17 @@ export class GatewayMetrics implements InferenceObserver {
     return created;
   }
 
-  /** Forgets the series of models deleted on any replica. */
+  /**
+   * Until `signal` aborts: snapshots each model's totals once a second (throughput and recent error
+   * rate of the summary) and forgets the series of models deleted on any replica.
+   */
   watch(events: EventBus, signal: AbortSignal): void {
+    const timer = setInterval(() => {
+      for (const m of this.models.values()) m.recent.snapshot(m.requests, m.errors);
+      this.unknown.recent.snapshot(this.unknown.requests, this.unknown.errors);
+    }, 1000);
+    timer.unref();
+    signal.addEventListener('abort', () => clearInterval(timer), { once: true });
     void (async () => {
       for await (const e of events.subscribe('modelEvents', signal)) if (e.type === 'MODEL_DELETED') this.forgetModel(e.modelId);
     })();
@@ -282,7 +291,6 @@ export class GatewayMetrics implements InferenceObserver {
     e.latency.observe(seconds);
     m.requests++;
     if (!o.ok) m.errors++;
-    m.recent.add(o.ok);
     const principal = req.principal;
     const role = principal ? principal.roles[0] : undefined;
     m.role(role === undefined ? (principal ? OTHER_ROLE : ANONYMOUS_ROLE) : this.labels.roles.has(role) ? role : OTHER_ROLE).inc();
@@ -321,13 +329,13 @@ export class GatewayMetrics implements InferenceObserver {
       requests += m.requests;
       errors += m.errors;
       if (m.requests === 0) continue;
-      const recent = m.recent.totals();
+      const recent = m.recent.since(m.requests, m.errors);
       models.push({
         model: m.model,
         requests: m.requests,
         errors: m.errors,
         errorRate: m.errors / m.requests,
-        throughputPerSecond: recent.requests / recent.seconds,
+        throughputPerSecond: recent.seconds > 0 ? recent.requests / recent.seconds : 0,
         recentErrorRate: recent.requests ? recent.errors / recent.requests : 0,
         queueDepth: outstanding(fleet?.view(m.model)),
         latencyMs: this.latencyOf(m.model),

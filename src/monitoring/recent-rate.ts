@@ -1,47 +1,29 @@
-/** Seconds the recent window covers. */
-const WINDOW_SECONDS = 60;
+/** Snapshots kept: one a second, so the window is a minute. */
+const SLOTS = 60;
 
 /**
- * Requests and errors over the last minute in one-second slots (no allocation per add): what
+ * Requests and errors over the last minute, from once-a-second snapshots of a model's running
+ * totals (taken by a timer, so the request path only increments the totals): what
  * GET /api/v1/metrics reports as throughput and recent error rate.
  */
 export class RecentRate {
-  private readonly requests = new Float64Array(WINDOW_SECONDS);
-  private readonly errors = new Float64Array(WINDOW_SECONDS);
-  /** The second (since epoch) the newest slot belongs to. */
-  private head = 0;
-  private readonly born = Math.floor(Date.now() / 1000);
+  private readonly at = new Float64Array(SLOTS);
+  private readonly requests = new Float64Array(SLOTS);
+  private readonly errors = new Float64Array(SLOTS);
+  private taken = 0;
 
-  add(ok: boolean, now = Date.now()): void {
-    const sec = Math.floor(now / 1000);
-    this.advance(sec);
-    const i = sec % WINDOW_SECONDS;
-    this.requests[i]!++;
-    if (!ok) this.errors[i]!++;
+  /** Records the running totals now. */
+  snapshot(requests: number, errors: number, now = Date.now()): void {
+    const i = this.taken++ % SLOTS;
+    this.at[i] = now;
+    this.requests[i] = requests;
+    this.errors[i] = errors;
   }
 
-  /** Totals over the window; `seconds` is the window, shorter while the process is younger than it. */
-  totals(now = Date.now()): { requests: number; errors: number; seconds: number } {
-    const sec = Math.floor(now / 1000);
-    this.advance(sec);
-    let requests = 0;
-    let errors = 0;
-    for (let i = 0; i < WINDOW_SECONDS; i++) {
-      requests += this.requests[i]!;
-      errors += this.errors[i]!;
-    }
-    return { requests, errors, seconds: Math.max(1, Math.min(WINDOW_SECONDS, sec - this.born + 1)) };
-  }
-
-  /** Clears the slots of the seconds that passed since the newest one. */
-  private advance(sec: number): void {
-    if (sec <= this.head) return;
-    const gap = Math.min(WINDOW_SECONDS, sec - this.head);
-    for (let k = 1; k <= gap; k++) {
-      const i = (this.head + k) % WINDOW_SECONDS;
-      this.requests[i] = 0;
-      this.errors[i] = 0;
-    }
-    this.head = sec;
+  /** Requests and errors since the oldest snapshot kept (at most a minute ago), and the seconds that covers. */
+  since(requests: number, errors: number, now = Date.now()): { requests: number; errors: number; seconds: number } {
+    if (this.taken === 0) return { requests: 0, errors: 0, seconds: 0 };
+    const oldest = this.taken <= SLOTS ? 0 : this.taken % SLOTS;
+    return { requests: requests - this.requests[oldest]!, errors: errors - this.errors[oldest]!, seconds: (now - this.at[oldest]!) / 1000 };
   }
 }
