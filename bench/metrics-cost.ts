@@ -98,7 +98,10 @@ function promClientChildren(): Recorder {
   const ttft = new Histogram({ name: 'ttft_seconds', help: 'h', labelNames: ['model', 'version'], buckets: BUCKETS, registers: [r] });
   type Kids = { req: Map<string, ReturnType<typeof requests.labels>>; lat: ReturnType<typeof latency.labels>; ttft: ReturnType<typeof ttft.labels> };
   const perKey = new Map<string, Map<string, Map<string, Kids>>>();
-  const perModel = new Map<string, { prompt: ReturnType<typeof tokens.labels>; completion: ReturnType<typeof tokens.labels>; role: ReturnType<typeof byRole.labels> }>();
+  const perModel = new Map<
+    string,
+    { prompt: ReturnType<typeof tokens.labels>; completion: ReturnType<typeof tokens.labels>; role: ReturnType<typeof byRole.labels> }
+  >();
   return (req, o) => {
     const d = o.decision!;
     let mm = perKey.get(req.model);
@@ -118,7 +121,14 @@ function promClientChildren(): Recorder {
     let pm = perModel.get(req.model);
     if (!pm) {
       const model = req.model;
-      perModel.set(model, (pm = { prompt: tokens.labels({ model, kind: 'prompt' }), completion: tokens.labels({ model, kind: 'completion' }), role: byRole.labels({ model, role: 'developer' }) }));
+      perModel.set(
+        model,
+        (pm = {
+          prompt: tokens.labels({ model, kind: 'prompt' }),
+          completion: tokens.labels({ model, kind: 'completion' }),
+          role: byRole.labels({ model, role: 'developer' }),
+        }),
+      );
     }
     pm.role.inc();
     if (o.result?.usage) {

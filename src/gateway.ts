@@ -157,7 +157,10 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const limits = createLimits(config.limits, plugins, logger.child({ component: 'limits' }), metricsRegistry);
     closers.push(() => limits.idle());
     const inference = new InferenceService(router, logger, limits);
-    const metrics = new GatewayMetrics(metricsRegistry, { knownModel: (id) => fleet.view(id) !== undefined, roles: new Set(roleTable(config.auth.roles).keys()) });
+    const metrics = new GatewayMetrics(metricsRegistry, {
+      knownModel: (id) => fleet.view(id) !== undefined,
+      roles: new Set(roleTable(config.auth.roles).keys()),
+    });
     traffic.onFeedback((model, version, score) => metrics.onFeedback(model, version, score));
     const audit = new AuditLog(database, config.audit, logger.child({ component: 'audit' }), metricsRegistry, traffic.recorder);
     closers.push(() => audit.close());

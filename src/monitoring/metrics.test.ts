@@ -48,7 +48,11 @@ describe('HistogramFamily', () => {
 describe('GatewayMetrics', () => {
   it('counts retries, hedges and fallbacks from the routing decision, a fallback model under model@version', async () => {
     const { metrics, text } = setup();
-    metrics.onFinished(request('chat', ['admin']), { ok: true, latencyMs: 12, decision: decision({ attempts: [attempt('i-1', 'error'), attempt('i-2', 'ok')] }) });
+    metrics.onFinished(request('chat', ['admin']), {
+      ok: true,
+      latencyMs: 12,
+      decision: decision({ attempts: [attempt('i-1', 'error'), attempt('i-2', 'ok')] }),
+    });
     metrics.onFinished(request('chat', ['admin']), {
       ok: true,
       latencyMs: 30,

@@ -53,7 +53,13 @@ describe('GET /metrics and GET /api/v1/metrics', () => {
     const before = await scrape();
     const families = ['mcp_inference_requests_total', 'mcp_inference_duration_seconds_bucket', 'mcp_inference_requests_by_role_total', 'mcp_tokens_total'];
     const modelsBefore = new Set(families.flatMap((f) => [...labelValues(first, f, 'model')]));
-    const modelSeries = (text: string) => new Set(text.split('\n').filter((l) => l.includes('model="')).map((l) => l.slice(0, l.lastIndexOf(' '))));
+    const modelSeries = (text: string) =>
+      new Set(
+        text
+          .split('\n')
+          .filter((l) => l.includes('model="'))
+          .map((l) => l.slice(0, l.lastIndexOf(' '))),
+      );
     const seriesBefore = modelSeries(before);
     let next = 0;
     let notFound = 0;

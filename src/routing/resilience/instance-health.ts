@@ -44,7 +44,9 @@ export class InstanceHealth {
     private readonly logger: Logger,
   ) {
     this.budget = new RetryBudget(config.retryBudget);
-    this.breakers = new CircuitBreakers(config.circuitBreaker, (id, s) => this.publish(id, s.to === 'closed' ? 'healthy' : `circuit-${s.to}`, s.reason, 'breaker'));
+    this.breakers = new CircuitBreakers(config.circuitBreaker, (id, s) =>
+      this.publish(id, s.to === 'closed' ? 'healthy' : `circuit-${s.to}`, s.reason, 'breaker'),
+    );
     if (config.healthCheck.enabled) {
       this.prober = new HealthProber({
         ...config.healthCheck,
