@@ -111,6 +111,39 @@ export function registerFleetMetrics(registry: Registry, deps: { fleet: Fleet; h
       for (const w of await list()) if (w.load) this.inc({ worker: w.id }, w.load.requestsTotal);
     },
   });
+  new Counter({
+    name: 'mcp_worker_cpu_seconds_total',
+    help: 'CPU time (user + system) of a worker process since it started, as its last heartbeat reported.',
+    labelNames: ['worker'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const w of await list()) if (w.load?.cpuSeconds !== undefined) this.inc({ worker: w.id }, w.load.cpuSeconds);
+    },
+  });
+  new Gauge({
+    name: 'mcp_worker_resident_memory_bytes',
+    help: 'Resident memory of a worker process, as its last heartbeat reported.',
+    labelNames: ['worker'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const w of await list()) if (w.load?.residentMemoryBytes !== undefined) this.set({ worker: w.id }, w.load.residentMemoryBytes);
+    },
+  });
+  new Gauge({
+    name: 'mcp_worker_device_memory_used_bytes',
+    help: 'Memory in use on a device a worker registered (GPU, TPU, CPU), as its last heartbeat reported.',
+    labelNames: ['worker', 'device', 'kind'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const w of await list()) {
+        const used = w.load?.deviceMemoryUsedBytes;
+        if (used) for (const d of w.devices) if (used.has(d.id)) this.set({ worker: w.id, device: d.id, kind: d.kind }, used.get(d.id)!);
+      }
+    },
+  });
   new Gauge({
     name: 'mcp_worker_device_memory_bytes',
     help: 'Memory of a device a worker registered (GPU, TPU, CPU), bytes.',
