@@ -53,11 +53,12 @@ describe('GET /metrics and GET /api/v1/metrics', () => {
     const before = await scrape();
     const families = ['mcp_inference_requests_total', 'mcp_inference_duration_seconds_bucket', 'mcp_inference_requests_by_role_total', 'mcp_tokens_total'];
     const modelsBefore = new Set(families.flatMap((f) => [...labelValues(first, f, 'model')]));
+    // Series of the request path (instance health series follow probes and breakers, on their own schedule).
     const modelSeries = (text: string) =>
       new Set(
         text
           .split('\n')
-          .filter((l) => l.includes('model="'))
+          .filter((l) => l.includes('model="') && !l.startsWith('mcp_instance_'))
           .map((l) => l.slice(0, l.lastIndexOf(' '))),
       );
     const seriesBefore = modelSeries(before);
