@@ -29,13 +29,18 @@ function sample(text: string, prefix: string): number {
 
 describe('GET /metrics and GET /api/v1/metrics', () => {
   let gw: TestGateway;
+  const inferenceIds: string[] = [];
   const scrape = async (accept?: string) => (await fetch(`${gw.url}/metrics`, accept ? { headers: { accept } } : {})).text();
   const infer = (model: string) => fetch(`${gw.url}/api/v1/models/${encodeURIComponent(model)}/inference`, { method: 'POST', body: '{"input":"hello"}' });
 
   beforeAll(async () => {
     gw = await startTestGateway({ plugins: ECHO });
     expect((await gw.gql(REGISTER)).errors).toBeUndefined();
-    for (let i = 0; i < 3; i++) expect((await infer('kept')).status).toBe(200);
+    for (let i = 0; i < 3; i++) {
+      const r = await infer('kept');
+      expect(r.status).toBe(200);
+      inferenceIds.push(((await r.json()) as { id: string }).id);
+    }
     // A streamed chat completion: time to first token, inter-token latency and tokens/s.
     const chat = await fetch(`${gw.url}/v1/chat/completions`, {
       method: 'POST',
@@ -106,6 +111,14 @@ describe('GET /metrics and GET /api/v1/metrics', () => {
     expect(text).toMatch(/^# TYPE mcp_router_retries_total counter$/m);
     expect(text).toMatch(/^process_cpu_seconds_total /m);
     expect(text).not.toMatch(/process_process_|mcp_process_/);
+  });
+
+  it('submitFeedback scores show as mcp_feedback_score (accuracy = sum / count)', async () => {
+    const fb = 'mutation($id: ID!, $s: Float!) { submitFeedback(inferenceId: $id, score: $s) { version } }';
+    for (const [i, id] of inferenceIds.entries()) expect((await gw.gql(fb, { id, s: i === 0 ? 0 : 1 })).errors).toBeUndefined();
+    const text = await scrape();
+    expect(sample(text, 'mcp_feedback_score_count{model="kept",version="v1"}')).toBe(3);
+    expect(sample(text, 'mcp_feedback_score_sum{model="kept",version="v1"}')).toBe(2);
   });
 
   it.skipIf(!PROMTOOL)('passes promtool check metrics (skipped when promtool, Debian package prometheus, is not installed)', async () => {
