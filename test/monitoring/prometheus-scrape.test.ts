@@ -53,8 +53,8 @@ describe.skipIf(!HAS_PROMETHEUS)('Prometheus scrapes the gateway (skipped when t
         join(dir, 'prometheus.yml'),
         [
           'global:',
-          '  scrape_interval: 1s',
-          '  scrape_timeout: 1s',
+          '  scrape_interval: 2s',
+          '  scrape_timeout: 2s',
           'scrape_configs:',
           '  - job_name: capibara',
           '    authorization:',
