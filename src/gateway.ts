@@ -25,6 +25,8 @@ import { createLimits } from './limits/create.ts';
 import { seedModels } from './models/seed.ts';
 import { Fleet } from './models/fleet.ts';
 import { ModelRegistry } from './models/registry.ts';
+import { roleTable } from './auth/permissions.ts';
+import { registerFleetMetrics } from './monitoring/fleet-metrics.ts';
 import { GatewayMetrics } from './monitoring/metrics.ts';
 import { createUpstreamSafety } from './security/upstream.ts';
 import type { LookupFunction } from './security/address-policy.ts';
@@ -163,7 +165,11 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const limits = createLimits(config.limits, plugins, logger.child({ component: 'limits' }), metricsRegistry);
     closers.push(() => limits.idle());
     const inference = new InferenceService(router, logger, limits);
-    const metrics = new GatewayMetrics(metricsRegistry);
+    const metrics = new GatewayMetrics(metricsRegistry, {
+      knownModel: (id) => fleet.view(id) !== undefined,
+      roles: new Set(roleTable(config.auth.roles).keys()),
+    });
+    traffic.onFeedback((model, version, score) => metrics.onFeedback(model, version, score));
     const audit = new AuditLog(database, config.audit, logger.child({ component: 'audit' }), metricsRegistry, traffic.recorder);
     closers.push(() => audit.close());
     inference.observe(metrics);
@@ -172,6 +178,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     inference.observe(new InferenceAudit(config.audit.inference, audit.inferenceAudit));
     const workers = new WorkerRegistry(database, registry, fleet, plugins, events, logger.child({ component: 'workers' }));
     closers.push(() => workers.close());
+    registerFleetMetrics(metricsRegistry, { fleet, health, workers });
     const admin = new AdminService(registry, fleet, workers, router, logger.child({ component: 'admin' }));
     const storage = new StorageHealth(() => database.ping(), logger.child({ component: 'storage' }), metricsRegistry, config.storage);
     closers.push(async () => storage.close());
@@ -223,6 +230,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const watch = new AbortController();
     fleet.watch(watch.signal);
     health.watch(watch.signal);
+    metrics.watch(events, watch.signal);
     workers.startWatchdog();
     const retention = new WorkerRetention(config.workers.retentionMs, workers, admin, audit, logger.child({ component: 'workers' }));
     retention.start();

@@ -10,10 +10,10 @@
  */
 import { cpus, totalmem } from 'node:os';
 import { z, type ZodType } from 'zod';
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { McpError, definePlugin, type Backend, type DeviceInfo, type InstanceSpec, type LoadedInstance } from 'capibara-mcp';
-import { UpstreamClient, type BatcherStats, type DynamicBatcherOptions } from 'capibara-mcp/sdk';
+import { UpstreamClient, type BatchInfo, type BatcherStats, type DynamicBatcherOptions } from 'capibara-mcp/sdk';
 import { RUNTIME_CHOICES, selectRuntime, type TfRuntime } from './runtime.ts';
 import { loadModelFiles } from './io.ts';
 import { graphModelIo, layersModelIo } from './tensors.ts';
@@ -79,43 +79,89 @@ export const DEFAULT_BATCHING: Required<BatchingOptions> = { maxBatchSize: 32, p
 /** What every tfjs instance offers beyond LoadedInstance. */
 export type TfjsInstance = (TensorInstance | CharLmInstance) & { batcherStats(): BatcherStats };
 
-function mergeBatching(...layers: Array<BatchingOptions | undefined>): DynamicBatcherOptions {
+function mergeBatching(onBatch: ((info: BatchInfo) => void) | undefined, ...layers: Array<BatchingOptions | undefined>): DynamicBatcherOptions {
   const out: Required<BatchingOptions> = { ...DEFAULT_BATCHING };
   for (const l of layers) {
     if (!l) continue;
     for (const [k, v] of Object.entries(l)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
   }
-  return { ...out };
+  return onBatch ? { ...out, onBatch } : { ...out };
 }
 
 // ───────────── metrics ─────────────
 
-const metricSets = new WeakMap<Registry, Map<string, { spec: InstanceSpec; instance: TfjsInstance }>>();
+interface TfjsMetrics {
+  live: Map<string, { spec: InstanceSpec; instance: TfjsInstance }>;
+  /** The batcher's onBatch for an instance: batch sizes and queue waits, per instance. */
+  observer(spec: InstanceSpec): { onBatch: (info: BatchInfo) => void; forget(): void };
+}
 
-function instanceRegistry(registry: Registry): Map<string, { spec: InstanceSpec; instance: TfjsInstance }> {
-  let set = metricSets.get(registry);
-  if (set) return set;
+const metricSets = new WeakMap<Registry, TfjsMetrics>();
+
+/** The tfjs metrics of a registry (shared by every tfjs plugin instance registered in it). */
+function instanceRegistry(registry: Registry): TfjsMetrics {
+  const known = metricSets.get(registry);
+  if (known) return known;
   const live = new Map<string, { spec: InstanceSpec; instance: TfjsInstance }>();
-  set = live;
-  metricSets.set(registry, set);
   const labelNames = ['instance', 'model', 'version'] as const;
-  const gauge = (name: string, help: string, value: (s: BatcherStats) => number): void => {
-    if (registry.getSingleMetric(name)) return;
-    new Gauge({
+  const labelsOf = (id: string, spec: InstanceSpec) => ({ instance: id, model: spec.model, version: spec.version });
+  new Gauge({
+    name: 'mcp_tfjs_batch_queue_depth',
+    help: 'Requests waiting in the dynamic batcher of a tfjs instance.',
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [id, { spec, instance }] of live) this.set(labelsOf(id, spec), instance.batcherStats().queueDepth);
+    },
+  });
+  const counter = (name: string, help: string, value: (s: BatcherStats) => number): void => {
+    new Counter({
       name,
       help,
       labelNames,
       registers: [registry],
       collect() {
         this.reset();
-        for (const [id, { spec, instance }] of live) this.set({ instance: id, model: spec.model, version: spec.version }, value(instance.batcherStats()));
+        for (const [id, { spec, instance }] of live) this.inc(labelsOf(id, spec), value(instance.batcherStats()));
       },
     });
   };
-  gauge('mcp_tfjs_batch_queue_depth', 'Requests waiting in the dynamic batcher of a tfjs instance.', (s) => s.queueDepth);
-  gauge('mcp_tfjs_batches_run', 'Batches run by a tfjs instance since it was loaded.', (s) => s.batchesRun);
-  gauge('mcp_tfjs_batch_size_avg', 'Average rows per batch of a tfjs instance since it was loaded.', (s) => s.averageBatchSize);
-  gauge('mcp_tfjs_batch_rejected_queue_full', 'Requests rejected with MCP_QUEUE_FULL by a tfjs instance.', (s) => s.rejectedQueueFull);
+  counter('mcp_tfjs_batches_total', 'Batches run by a tfjs instance since it was loaded.', (s) => s.batchesRun);
+  counter('mcp_tfjs_queue_full_rejections_total', 'Requests a tfjs instance rejected with MCP_QUEUE_FULL.', (s) => s.rejectedQueueFull);
+  const batchSize = new Histogram({
+    name: 'mcp_tfjs_batch_size',
+    help: 'Rows per batch run by a tfjs instance.',
+    labelNames,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [registry],
+  });
+  const queueWait = new Histogram({
+    name: 'mcp_tfjs_queue_wait_seconds',
+    help: 'How long the oldest request of a batch waited in the queue of a tfjs instance.',
+    labelNames,
+    buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  const set: TfjsMetrics = {
+    live,
+    observer(spec) {
+      const labels = labelsOf(spec.id, spec);
+      const size = batchSize.labels(labels);
+      const wait = queueWait.labels(labels);
+      return {
+        onBatch: (info) => {
+          size.observe(info.size);
+          wait.observe(info.maxQueueWaitMs / 1000);
+        },
+        forget: () => {
+          batchSize.remove(labels);
+          queueWait.remove(labels);
+        },
+      };
+    },
+  };
+  metricSets.set(registry, set);
   return set;
 }
 
@@ -129,6 +175,7 @@ async function loadInstance(
   logger: Logger,
   signal: AbortSignal,
   http: UpstreamClient,
+  onBatch?: (info: BatchInfo) => void,
 ): Promise<TfjsInstance> {
   const tf = rt.tf;
   if (!spec.endpoint) {
@@ -157,7 +204,7 @@ async function loadInstance(
     if (files.format === 'layers') {
       const model = await tf.loadLayersModel(handler);
       try {
-        const batching = mergeBatching(pluginBatching, opts.batching);
+        const batching = mergeBatching(onBatch, pluginBatching, opts.batching);
         instance = tokenizer
           ? new CharLmInstance(spec.id, rt, model, layersModelIo(model, files.artifacts.modelTopology), tokenizer, batching, {
               defaultMaxTokens: opts.defaultMaxTokens,
@@ -173,7 +220,7 @@ async function loadInstance(
       if (tokenizer) throw new McpError('MCP_BAD_REQUEST', `tfjs instance ${spec.id}: char-lm models must be layers models`);
       const model = await tf.loadGraphModel(handler);
       try {
-        instance = new TensorInstance(spec.id, rt, { kind: 'graph', model }, graphModelIo(model), mergeBatching(pluginBatching, opts.batching));
+        instance = new TensorInstance(spec.id, rt, { kind: 'graph', model }, graphModelIo(model), mergeBatching(onBatch, pluginBatching, opts.batching));
       } catch (err) {
         model.dispose();
         throw err;
@@ -239,7 +286,8 @@ export default definePlugin({
   options: tfjsPluginOptions,
   async setup(ctx, options): Promise<Backend> {
     const rt = await selectRuntime(options.runtime, ctx.logger, { threads: options.threads });
-    const live = instanceRegistry(ctx.metrics);
+    const metrics = instanceRegistry(ctx.metrics);
+    const live = metrics.live;
     const mine = new Map<string, TfjsInstance>();
     const http = new UpstreamClient({ policy: ctx.addressPolicy, logger: ctx.logger });
     ctx.onClose(() => http.close());
@@ -259,11 +307,15 @@ export default definePlugin({
             details: { path: `options.${issue?.path.join('.') ?? ''}` },
           });
         }
-        const instance = await loadInstance(rt, spec, parsed.data, options.batching, ctx.logger, signal, http);
+        const observer = metrics.observer(spec);
+        const instance = await loadInstance(rt, spec, parsed.data, options.batching, ctx.logger, signal, http, observer.onBatch);
         const unload = instance.unload.bind(instance);
         instance.unload = async () => {
           mine.delete(spec.id);
-          if (live.get(spec.id)?.instance === instance) live.delete(spec.id);
+          if (live.get(spec.id)?.instance === instance) {
+            live.delete(spec.id);
+            observer.forget();
+          }
           await unload();
         };
         mine.set(spec.id, instance);

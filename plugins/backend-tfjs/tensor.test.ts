@@ -279,7 +279,9 @@ describe('tfjs backend: tensor models', () => {
     const inst = await backend.load(spec(denseDir, {}, 'metrics-inst'), new AbortController().signal);
     await inst.infer({ task: 'tensor', tensors: [fp32('in', [1, 4], [1, 2, 3, 4])] }, call());
     const text = await ctx.metrics.metrics();
-    expect(text).toMatch(/mcp_tfjs_batches_run\{instance="metrics-inst",model="m",version="1"\} [1-9]/);
+    expect(text).toMatch(/mcp_tfjs_batches_total\{instance="metrics-inst",model="m",version="1"\} [1-9]/);
+    expect(text).toMatch(/mcp_tfjs_batch_size_count\{instance="metrics-inst",model="m",version="1"\} [1-9]/);
+    expect(text).toMatch(/# TYPE mcp_tfjs_queue_full_rejections_total counter/);
     await inst.unload();
     expect(await ctx.metrics.metrics()).not.toMatch(/instance="metrics-inst"/);
   });

@@ -17,6 +17,7 @@ import {
   workerInstanceId,
   workerLoadCommandSchema,
   workerNameSchema,
+  type HeartbeatLoad,
   type RegisterWorker,
   type WorkerInstanceOptions,
   type WorkerCommandOptions,
@@ -335,7 +336,7 @@ export class AdminService {
   }
 
   /** Records a heartbeat; a worker coming back from `unhealthy` gets its instances back into routing. */
-  async workerHeartbeat(workerId: string, load?: { inflight?: number | null; requestsTotal?: number | null }): Promise<WorkerView> {
+  async workerHeartbeat(workerId: string, load?: HeartbeatLoad): Promise<WorkerView> {
     if (workerId === EMBEDDED_WORKER_ID) return this.workers.require(EMBEDDED_WORKER_ID);
     return this.workers.inOrder(workerId, async () => {
       const { worker, was } = await this.workers.recordHeartbeat(workerId, load);

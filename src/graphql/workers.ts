@@ -31,6 +31,12 @@ const WorkerLoadRef = builder.objectRef<NonNullable<WorkerView['load']>>('Worker
   fields: (t) => ({
     inflight: t.exposeInt('inflight', { description: 'Requests running on the worker at the last heartbeat.' }),
     requestsTotal: t.exposeFloat('requestsTotal', { description: 'Requests served since the worker started.' }),
+    cpuSeconds: t.float({ nullable: true, description: 'CPU time of the worker process since it started, seconds.', resolve: (l) => l.cpuSeconds ?? null }),
+    residentMemoryBytes: t.float({
+      nullable: true,
+      description: 'Resident memory of the worker process, bytes.',
+      resolve: (l) => l.residentMemoryBytes ?? null,
+    }),
     at: t.expose('at', { type: 'DateTime' }),
   }),
 });
@@ -149,8 +155,21 @@ const WorkerCallTokenInput = builder.inputType('WorkerCallTokenInput', {
   }),
 });
 
+const WorkerDeviceUsageInput = builder.inputType('WorkerDeviceUsageInput', {
+  fields: (t) => ({ id: t.string({ required: true }), memoryUsedBytes: t.float({ required: true }) }),
+});
+
 const WorkerLoadInput = builder.inputType('WorkerLoadInput', {
-  fields: (t) => ({ inflight: t.int(), requestsTotal: t.float() }),
+  fields: (t) => ({
+    inflight: t.int(),
+    requestsTotal: t.float(),
+    cpuSeconds: t.float({ description: 'CPU time the worker process used since it started (user + system), seconds.' }),
+    residentMemoryBytes: t.float({ description: 'Resident memory of the worker process, bytes.' }),
+    devices: t.field({
+      type: [WorkerDeviceUsageInput],
+      description: 'Memory used now on devices the worker registered (others are ignored); at most 64.',
+    }),
+  }),
 });
 
 builder.queryFields((t) => ({

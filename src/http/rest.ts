@@ -95,7 +95,7 @@ export async function handleRest(services: Services, x: HttpExchange): Promise<b
   if (path.startsWith('/api/v1/auth/')) return handleAuthRoute(services, x, method);
   if (path === '/api/v1/metrics' && method === 'GET') {
     await services.auth.requirePermission(authRequestOf(req, 'rest'), 'metrics:read');
-    sendJson(res, 200, { status: 'ok', ...services.metrics.summary() });
+    sendJson(res, 200, { status: 'ok', ...services.metrics.summary(services.instances) });
     return true;
   }
   if (path === '/api/v1/models' && method === 'GET') {

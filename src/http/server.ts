@@ -4,6 +4,7 @@ import type { Config } from '../config/schema.ts';
 import { McpError } from '../errors.ts';
 import type { GraphQLServer } from '../graphql/yoga.ts';
 import { recordDenial } from '../audit/denials.ts';
+import { renderMetrics, wantsOpenMetrics } from '../monitoring/exposition.ts';
 import type { Services } from '../services.ts';
 import { authRequestOf, clientGone, errorHeaders, reportError, requestIdOf, sendGraphQLError, sendJson, type HttpExchange } from './common.ts';
 import { handleRest } from './rest.ts';
@@ -111,8 +112,8 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
           return sendJson(res, e.status, defaultErrorBody(e));
         }
       }
-      const body = await services.metricsRegistry.metrics();
-      res.writeHead(200, { 'content-type': services.metricsRegistry.contentType });
+      const { contentType, body } = await renderMetrics(services.metricsRegistry, wantsOpenMetrics(req.headers.accept));
+      res.writeHead(200, { 'content-type': contentType, vary: 'accept' });
       res.end(body);
       return;
     }

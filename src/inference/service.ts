@@ -11,6 +11,9 @@ export interface InferenceOutcome {
   latencyMs: number;
   result?: InferenceResult;
   decision?: RoutingDecision;
+  /** Streamed answers: ms from arrival to the first chunk, and how many chunks there were. */
+  firstTokenMs?: number;
+  chunks?: number;
 }
 
 export interface InferenceObserver {
@@ -122,6 +125,8 @@ export class InferenceService {
       let routed: Routed<{ first: InferenceChunk | undefined; rest: AsyncIterator<InferenceChunk> | undefined }> | undefined;
       let usage: InferenceChunk['usage'];
       let text = '';
+      let chunks = 0;
+      let firstTokenMs: number | undefined;
       let rest: AsyncIterator<InferenceChunk> | undefined;
       let settled = false;
       let admission: Admission | undefined;
@@ -149,6 +154,8 @@ export class InferenceService {
         const first = routed.value.first;
         rest = routed.value.rest;
         if (first) {
+          firstTokenMs = performance.now() - started;
+          chunks++;
           text += first.text;
           usage = first.usage ?? usage;
           yield first;
@@ -157,6 +164,7 @@ export class InferenceService {
           for (;;) {
             const next = await rest.next();
             if (next.done) break;
+            chunks++;
             text += next.value.text;
             usage = next.value.usage ?? usage;
             yield next.value;
@@ -164,7 +172,8 @@ export class InferenceService {
         }
         settled = true;
         routed.finish(true);
-        wait = self.report(req, started, { ok: true, result: { ...meta, text, usage, latencyMs: performance.now() - started } }, routed.decision);
+        const result = { ...meta, text, usage, latencyMs: performance.now() - started };
+        wait = self.report(req, started, { ok: true, result, firstTokenMs, chunks }, routed.decision);
       } catch (err) {
         settled = true;
         const e = toMcpError(req.signal.aborted ? new McpError('MCP_CANCELLED') : err);

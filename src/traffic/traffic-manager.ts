@@ -69,6 +69,7 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
   private readonly stats = new Map<string, Map<string, VariantStats>>();
   private readonly rollingBack = new Set<string>();
   readonly recorder: InferenceRecorder | undefined;
+  private readonly feedbackListeners: Array<(modelId: string, version: string, score: number) => void> = [];
 
   constructor(private readonly deps: { database: Database; registry: ModelRegistry; fleet: Fleet; config: RouterConfig; logger: Logger }) {
     const r = deps.config.recording;
@@ -316,6 +317,11 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
     return this.apply(modelId, { ...model.routing, idempotent }, false);
   }
 
+  /** Called with every feedback score stored (the metrics' accuracy). */
+  onFeedback(fn: (modelId: string, version: string, score: number) => void): void {
+    this.feedbackListeners.push(fn);
+  }
+
   /** Attaches a score (0–1) and label to a recorded inference; returns whether it was found. */
   async submitFeedback(
     inferenceId: string,
@@ -326,6 +332,7 @@ export class TrafficManager implements InferenceObserver, RoutingListener {
     if (!this.recorder) throw new McpError('MCP_CONFLICT', 'inference recording is off (router.recording.enabled); feedback cannot be stored');
     const row = await this.recorder.feedback(inferenceId, score, label);
     if (!row) throw new McpError('MCP_NOT_FOUND', `no recorded inference "${inferenceId}"`, { details: { inferenceId } });
+    for (const fn of this.feedbackListeners) fn(row.modelId, row.version, score);
     return { inferenceId, ...row };
   }
 

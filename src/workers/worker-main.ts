@@ -318,7 +318,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const authHeaders: Record<string, string> = wc.token ? { authorization: `Bearer ${wc.token}` } : {};
   const gateway = new GatewayClient(wc.gateway.replace(/\/+$/, ''), authHeaders);
 
-  const devices = async (): Promise<DeviceInfo[]> => {
+  /** The devices of the backends served here, with the memory they use now (heartbeats report it). */
+  const liveDevices = async (): Promise<DeviceInfo[]> => {
     const out: DeviceInfo[] = [];
     const seen = new Set<string>();
     for (const b of new Set([...served.values()].map((s) => s.backend))) {
@@ -330,13 +331,15 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
         }
     }
     if (!seen.has('cpu')) out.unshift({ id: 'cpu', kind: 'cpu', name: cpus()[0]?.model ?? 'cpu', memoryTotalBytes: totalmem() });
-    return out.map((d) => ({
+    return out;
+  };
+  const devices = async (): Promise<DeviceInfo[]> =>
+    (await liveDevices()).map((d) => ({
       id: d.id,
       kind: d.kind,
       ...(d.name ? { name: d.name } : {}),
       ...(d.memoryTotalBytes !== undefined ? { memoryTotalBytes: d.memoryTotalBytes } : {}),
     }));
-  };
 
   let registeredOnce = false;
   let resolveRegistered!: () => void;
@@ -411,7 +414,15 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     try {
       if (needsRegistration) await register();
       else {
-        const load = { inflight: counter.inflight, requestsTotal: counter.total };
+        const cpu = process.cpuUsage();
+        const used = (await liveDevices()).filter((d) => d.memoryUsedBytes !== undefined);
+        const load = {
+          inflight: counter.inflight,
+          requestsTotal: counter.total,
+          cpuSeconds: (cpu.user + cpu.system) / 1e6,
+          residentMemoryBytes: process.memoryUsage.rss(),
+          ...(used.length ? { devices: used.map((d) => ({ id: d.id, memoryUsedBytes: d.memoryUsedBytes! })) } : {}),
+        };
         const beat = await gateway.gql<{ workerHeartbeat: { assignedModels: string[] } }>(HEARTBEAT, { id, load }, Math.max(1000, wc.heartbeatIntervalMs * 2));
         // an operator assigned a model refused before, or took one away: register again (at the next beat) to serve what is assigned now
         const assigned = new Set(beat.workerHeartbeat.assignedModels);

@@ -21,7 +21,49 @@ export interface WorkerLoad {
   inflight: number;
   /** Requests served since the worker started. */
   requestsTotal: number;
+  /** CPU time of the worker process since it started, seconds. */
+  cpuSeconds?: number;
+  /** Resident memory of the worker process, bytes. */
+  residentMemoryBytes?: number;
+  /** Memory used now per registered device id, bytes. */
+  deviceMemoryUsedBytes?: ReadonlyMap<string, number>;
   at: Date;
+}
+
+/** The load a heartbeat reports (GraphQL `WorkerLoadInput`); nulls mean not reported. */
+export interface HeartbeatLoad {
+  inflight?: number | null;
+  requestsTotal?: number | null;
+  cpuSeconds?: number | null;
+  residentMemoryBytes?: number | null;
+  devices?: ReadonlyArray<{ id: string; memoryUsedBytes: number }> | null;
+}
+
+/** A reported figure kept when it is a finite, non-negative number. */
+function figure(v: number | null | undefined): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
+/**
+ * The load as kept: figures that are not finite and non-negative are dropped, and device figures
+ * only for devices the worker registered (so metric labels stay those of the registry).
+ */
+function loadOf(load: HeartbeatLoad, registered: ReadonlyArray<{ id: string }>): WorkerLoad {
+  const out: WorkerLoad = { inflight: figure(load.inflight) ?? 0, requestsTotal: figure(load.requestsTotal) ?? 0, at: new Date() };
+  const cpu = figure(load.cpuSeconds);
+  const rss = figure(load.residentMemoryBytes);
+  if (cpu !== undefined) out.cpuSeconds = cpu;
+  if (rss !== undefined) out.residentMemoryBytes = rss;
+  if (load.devices?.length) {
+    const known = new Set(registered.map((d) => d.id));
+    const used = new Map<string, number>();
+    for (const d of load.devices.slice(0, 64)) {
+      const v = figure(d.memoryUsedBytes);
+      if (known.has(d.id) && v !== undefined) used.set(d.id, v);
+    }
+    if (used.size) out.deviceMemoryUsedBytes = used;
+  }
+  return out;
 }
 
 /** A worker as the API shows it: the stored row, plus whether it is the gateway's own process and its last load report. */
@@ -286,17 +328,14 @@ export class WorkerRegistry {
    * Records a heartbeat (and the load it reports) of a registered, not stopped worker; returns the
    * worker and the status it had before (call inside inOrder).
    */
-  async recordHeartbeat(
-    workerId: string,
-    load?: { inflight?: number | null; requestsTotal?: number | null },
-  ): Promise<{ worker: WorkerView; was: WorkerStatus }> {
+  async recordHeartbeat(workerId: string, load?: HeartbeatLoad): Promise<{ worker: WorkerView; was: WorkerStatus }> {
     const [before] = await this.db.select().from(workers).where(eq(workers.id, workerId));
     if (!before) throw new McpError('MCP_WORKER_NOT_FOUND', `no worker "${workerId}": register first`, { details: { worker: workerId } });
     if (before.status === 'stopped')
       throw new McpError('MCP_WORKER_NOT_FOUND', `worker "${workerId}" deregistered: register again`, { details: { worker: workerId } });
     const [row] = await this.db.update(workers).set({ lastHeartbeatAt: new Date(), status: 'healthy' }).where(eq(workers.id, workerId)).returning();
     this.noteInterval(before.heartbeatIntervalMs);
-    if (load) this.loads.set(workerId, { inflight: load.inflight ?? 0, requestsTotal: load.requestsTotal ?? 0, at: new Date() });
+    if (load) this.loads.set(workerId, loadOf(load, before.devices));
     return { worker: this.view(row!), was: before.status as WorkerStatus };
   }
 

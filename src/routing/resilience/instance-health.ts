@@ -9,6 +9,17 @@ import { RetryBudget } from './retry-budget.ts';
 
 type RouterConfig = Config['router'];
 
+/** A change of an instance's health, as the metrics count it. */
+export interface HealthChange {
+  instanceId: string;
+  modelId: string;
+  version: string;
+  /** What decided it: the circuit breaker, outlier detection, active probes or an operator's reset. */
+  source: 'breaker' | 'outlier' | 'probe' | 'operator';
+  /** The state afterwards (healthy, circuit-open, circuit-half-open, ejected, unhealthy, …). */
+  state: string;
+}
+
 /**
  * Everything the router knows about an instance's health, in one place: the circuit breaker
  * (per instance, so a single-instance model is protected too), passive outlier ejection (per
@@ -24,6 +35,7 @@ export class InstanceHealth {
   /** Instance → ms since epoch before which it gets no requests (upstream 429 with Retry-After). */
   private readonly throttled = new Map<string, number>();
   private readonly leaveListeners: Array<(instanceId: string) => void> = [];
+  private readonly changeListeners: Array<(c: HealthChange) => void> = [];
 
   constructor(
     private readonly fleet: Fleet,
@@ -32,22 +44,25 @@ export class InstanceHealth {
     private readonly logger: Logger,
   ) {
     this.budget = new RetryBudget(config.retryBudget);
-    this.breakers = new CircuitBreakers(config.circuitBreaker, (id, s) => this.publish(id, s.to === 'closed' ? 'healthy' : `circuit-${s.to}`, s.reason));
+    this.breakers = new CircuitBreakers(config.circuitBreaker, (id, s) =>
+      this.publish(id, s.to === 'closed' ? 'healthy' : `circuit-${s.to}`, s.reason, 'breaker'),
+    );
     if (config.healthCheck.enabled) {
       this.prober = new HealthProber({
         ...config.healthCheck,
         onChange: (c) => {
           if (c.to === 'unknown') return;
           this.probed.set(c.id, c.to === 'healthy');
-          this.publish(c.id, c.to, c.detail);
+          this.publish(c.id, c.to, c.detail, 'probe');
         },
       });
     }
   }
 
-  private publish(instanceId: string, state: string, reason?: string): void {
+  private publish(instanceId: string, state: string, reason: string | undefined, source: HealthChange['source']): void {
     const h = this.fleet.handle(instanceId);
     if (!h) return;
+    for (const fn of this.changeListeners) fn({ instanceId, modelId: h.modelId, version: h.version, source, state });
     this.logger.info({ instance: instanceId, state, reason }, 'instance health changed');
     this.events.publish('instanceHealth', { instanceId, modelId: h.modelId, version: h.version, state, reason, at: new Date() });
   }
@@ -61,7 +76,7 @@ export class InstanceHealth {
       d = new OutlierDetector({
         ...this.config.outlierDetection,
         onChange: (e: OutlierEvent) => {
-          if (e.reason !== 'removed') this.publish(e.id, e.ejected ? 'ejected' : this.stateOf(e.id), e.reason);
+          if (e.reason !== 'removed') this.publish(e.id, e.ejected ? 'ejected' : this.stateOf(e.id), e.reason, 'outlier');
         },
       });
       this.detectors.set(key, d);
@@ -111,8 +126,13 @@ export class InstanceHealth {
     for (const d of this.detectors.values()) d.removeHost(instanceId);
     this.detector(instanceId); // adds it back, un-ejected
     const state = this.stateOf(instanceId);
-    this.publish(instanceId, state, 'reset by an operator');
+    this.publish(instanceId, state, 'reset by an operator', 'operator');
     return state;
+  }
+
+  /** Called on every health change of an instance on this replica (breaker transitions, ejections, probe verdicts, resets). */
+  onChange(fn: (c: HealthChange) => void): void {
+    this.changeListeners.push(fn);
   }
 
   /** Called with the id of every instance that leaves the pool (after untrack). */
