@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Database } from '../db/client.ts';
 import { appendInTransaction, listAudit, verifyChain, type AuditFilter, type AuditPage, type ChainVerdict } from './chain.ts';
 import type { AuditConfig } from './config.ts';
@@ -85,19 +85,30 @@ export class AuditLog implements AuditRecorder, InferenceAuditSink {
       if (this.inferenceSink) out.push(['inferences', this.inferenceSink.stats]);
       return out;
     };
-    const gauge = (name: string, help: string, pick: (s: ReturnType<typeof buffers>[number][1]) => number) =>
-      new Gauge({
+    type Stats = ReturnType<typeof buffers>[number][1];
+    new Gauge({
+      name: 'mcp_audit_buffered',
+      help: 'Records waiting to be written (audit events; inference records with their audit rows).',
+      labelNames: ['buffer'],
+      registers: [registry],
+      collect() {
+        for (const [buffer, s] of buffers()) this.set({ buffer }, s.buffered);
+      },
+    });
+    // Running totals kept by the buffers, exposed as counters (read at scrape time).
+    const counter = (name: string, help: string, pick: (s: Stats) => number) =>
+      new Counter({
         name,
         help,
         labelNames: ['buffer'],
         registers: [registry],
         collect() {
-          for (const [buffer, s] of buffers()) this.set({ buffer }, pick(s));
+          this.reset();
+          for (const [buffer, s] of buffers()) this.inc({ buffer }, pick(s));
         },
       });
-    gauge('mcp_audit_buffered', 'Records waiting to be written (audit events; inference records with their audit rows).', (s) => s.buffered);
-    gauge('mcp_audit_written', 'Rows written since start (audit: audit rows; inferences: inference records).', (s) => s.written);
-    gauge('mcp_audit_write_failures', 'Failed group-commit writes since start (their rows were kept and retried).', (s) => s.failedWrites);
-    gauge('mcp_audit_refused', 'Records refused since start because the buffer was full (the request failed with 503).', (s) => s.refused);
+    counter('mcp_audit_written_total', 'Rows written since start (audit: audit rows; inferences: inference records).', (s) => s.written);
+    counter('mcp_audit_write_failures_total', 'Failed group-commit writes since start (their rows were kept and retried).', (s) => s.failedWrites);
+    counter('mcp_audit_refused_total', 'Records refused since start because the buffer was full (the request failed with 503).', (s) => s.refused);
   }
 }

@@ -44,7 +44,7 @@ describe('a full inference-record buffer', () => {
     const recorder = gw.services.traffic.recorder!;
     expect(recorder.stats.refused).toBeGreaterThanOrEqual(2);
     const metrics = await (await fetch(`${gw.url}/metrics`)).text();
-    expect(metrics).toMatch(/mcp_audit_refused\{buffer="inferences"\} [1-9]/);
+    expect(metrics).toMatch(/mcp_audit_refused_total\{buffer="inferences"\} [1-9]/);
     await recorder.flush();
     expect((await call()).status).toBe(200);
   });
