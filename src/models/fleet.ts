@@ -137,16 +137,20 @@ export class Fleet {
    * does not: registered or loaded elsewhere (status ready/loading in the shared registry) but
    * never loaded here, because a registry event was missed or could not be applied. Failed,
    * unloaded and draining instances are left alone; a load already under way is not repeated.
-   * The router calls it when a model has no ready instance.
+   * The router calls it when a model has no ready instance; what it returns settles when every
+   * load of the model under way here has ended (undefined when none is).
    */
-  catchUp(modelId: string): void {
+  catchUp(modelId: string): Promise<void> | undefined {
     const view = this.views.get(modelId);
-    if (!view) return;
-    for (const h of [...view.versions.values()].flat()) {
+    if (!view) return undefined;
+    const handles = [...view.versions.values()].flat();
+    for (const h of handles) {
       if (!shouldLoad(h) || h.status === 'failed' || this.pendingLoads.has(h.id)) continue;
       this.logger.info({ instance: h.id, model: modelId, status: h.status }, 'loading an instance this replica does not hold yet');
       void this.load(h.id).catch(() => {});
     }
+    const pending = handles.flatMap((h) => this.pendingLoads.get(h.id) ?? []);
+    return pending.length ? Promise.allSettled(pending).then(() => undefined) : undefined;
   }
 
   /** At boot: builds every model's view, then loads what should be loaded, a few at a time. */

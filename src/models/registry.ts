@@ -589,20 +589,17 @@ async function readVersion(db: Db): Promise<number> {
 async function readEntry(db: Db, modelId: string): Promise<ModelEntry | null> {
   const [model] = await db.select().from(models).where(eq(models.id, modelId));
   if (!model) return null;
-  const [versions, rows] = await Promise.all([
-    db.select().from(modelVersions).where(eq(modelVersions.modelId, modelId)),
-    db.select().from(instances).where(eq(instances.modelId, modelId)),
-  ]);
+  // One after the other: inside a transaction the statements share one connection.
+  const versions = await db.select().from(modelVersions).where(eq(modelVersions.modelId, modelId));
+  const rows = await db.select().from(instances).where(eq(instances.modelId, modelId));
   return { model, versions, instances: rows };
 }
 
 /** Every model with its versions and instances. */
 async function readAll(db: Db): Promise<ModelEntry[]> {
-  const [modelRows, versionRows, instanceRows] = await Promise.all([
-    db.select().from(models).orderBy(asc(models.createdAt), asc(models.id)),
-    db.select().from(modelVersions),
-    db.select().from(instances),
-  ]);
+  const modelRows = await db.select().from(models).orderBy(asc(models.createdAt), asc(models.id));
+  const versionRows = await db.select().from(modelVersions);
+  const instanceRows = await db.select().from(instances);
   const entries = new Map<string, ModelEntry>(modelRows.map((m) => [m.id, { model: m, versions: [], instances: [] }]));
   for (const v of versionRows) entries.get(v.modelId)?.versions.push(v);
   for (const i of instanceRows) entries.get(i.modelId)?.instances.push(i);
