@@ -70,6 +70,15 @@ export class Fleet {
     return this.views.get(modelId) ?? this.refresh(modelId);
   }
 
+  /** The model's status from this replica's view, when it has one (undefined otherwise: statusOf builds it). */
+  statusNow(modelId: string): InstanceStatus | undefined {
+    const view = this.views.get(modelId);
+    if (!view) return undefined;
+    const handles: InstanceHandle[] = [];
+    for (const pool of view.versions.values()) handles.push(...pool);
+    return modelStatus(handles);
+  }
+
   /** The model's status from this replica's handles (no SQL once the view exists): ready when any instance is ready here. */
   async statusOf(modelId: string): Promise<InstanceStatus> {
     const view = await this.current(modelId);

@@ -219,7 +219,17 @@ export class ModelRegistry {
     return row;
   }
 
-  /** Batch loaders for DataLoader (answered from memory). */
+  /** A model's versions, oldest first (from memory, synchronously: GraphQL resolves them without a promise). */
+  versionsOf(modelId: string): readonly VersionRow[] {
+    return this.view.versionsOf(modelId);
+  }
+
+  /** A version's instances, oldest first (from memory, synchronously). */
+  instancesOf(versionId: string): readonly InstanceRow[] {
+    return this.view.instancesOf(versionId);
+  }
+
+  /** Batch loaders (answered from memory). */
   async versionsByModel(modelIds: readonly string[]): Promise<VersionRow[][]> {
     return modelIds.map((id) => this.view.versionsOf(id));
   }
