@@ -14,8 +14,10 @@ export interface ViewDiff {
   changed: string[];
 }
 
-const byCreatedThen = <R extends { createdAt: Date }>(key: (r: R) => string) => (a: R, b: R) =>
-  a.createdAt.getTime() - b.createdAt.getTime() || (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
+const byCreatedThen =
+  <R extends { createdAt: Date }>(key: (r: R) => string) =>
+  (a: R, b: R) =>
+    a.createdAt.getTime() - b.createdAt.getTime() || (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
 const modelOrder = byCreatedThen<ModelRow>((m) => m.id);
 const versionOrder = byCreatedThen<VersionRow>((v) => v.version);
 const instanceOrder = byCreatedThen<InstanceRow>((i) => i.id);

@@ -89,7 +89,9 @@ describe.runIf(process.env.DATABASE_URL)('two replicas keep their in-memory regi
     expect(answer.errors).toBeUndefined();
     expect((await a.gql('mutation { updateModel(id: "both", input: { description: "changed on a" }) { id } }')).errors).toBeUndefined();
     expect(
-      await eventually(async () => (await b.gql<{ model: { description: string } }>('{ model(id: "both") { description } }')).data?.model.description === 'changed on a'),
+      await eventually(
+        async () => (await b.gql<{ model: { description: string } }>('{ model(id: "both") { description } }')).data?.model.description === 'changed on a',
+      ),
     ).toBe(true);
     expect((await a.gql('mutation { deleteModel(id: "both") { id } }')).errors).toBeUndefined();
     expect(await eventually(async () => !(await listed(b, 'both')))).toBe(true);
