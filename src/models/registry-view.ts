@@ -59,7 +59,11 @@ export class RegistryView {
     return true;
   }
 
-  /** Replaces the instance's row (a status change) as of version `at`, when the view holds its model. */
+  /**
+   * Replaces the instance's row (a status change) as of version `at`, when the view holds its model.
+   * A state read later than `at` has the change already. The model's other rows may be older than
+   * `at`: a read of the model older than `at` is refused from now on, and its reader reads again.
+   */
   patchInstance(row: InstanceRow, at: number): void {
     const entry = this.entries.get(row.modelId);
     if (!entry || at < (this.appliedAt.get(row.modelId) ?? this.floor)) return;
@@ -84,6 +88,11 @@ export class RegistryView {
     this.floor = Math.max(this.floor, at);
     for (const [id, v] of this.appliedAt) if (v <= this.floor) this.appliedAt.delete(id);
     return diff;
+  }
+
+  /** Models whose state in memory is later than version `at` (a full read at `at` left them as they were). */
+  newerThan(at: number): string[] {
+    return [...this.appliedAt].filter(([, v]) => v > at).map(([id]) => id);
   }
 
   private set(modelId: string, entry: ModelEntry | null): void {

@@ -440,14 +440,16 @@ export class ModelRegistry {
       const version = await bumpVersion(tx);
       return { result, version, entry: await readEntry(tx, modelId) };
     });
-    this.view.put(modelId, entry, version);
+    // Refused only when memory holds a later state of the model that may lack this change (a status
+    // change of another write, patched in first): read the model again, from a snapshot that has both.
+    if (!this.view.put(modelId, entry, version)) await this.refreshModel(modelId);
     this.advance(version);
     return { result, version };
   }
 
   /**
-   * One instance's row changes (status, worker): the changed row replaces the one in memory when
-   * this replica had seen every earlier registry version; otherwise its model is read back whole.
+   * One instance's row changes (status, worker): the changed row replaces the one in memory. Short
+   * transaction (the version row stays locked only until the commit), as loads at start make many.
    */
   private async writeInstance(instanceId: string, set: Partial<typeof instances.$inferInsert>): Promise<{ row: InstanceRow; version: number } | undefined> {
     const done = await this.db.transaction(async (tx) => {
@@ -456,13 +458,10 @@ export class ModelRegistry {
         .set({ ...set, updatedAt: new Date() })
         .where(eq(instances.id, instanceId))
         .returning();
-      if (!row) return undefined;
-      const version = await bumpVersion(tx);
-      return { row, version, entry: this.synced >= version - 1 ? undefined : await readEntry(tx, row.modelId) };
+      return row ? { row, version: await bumpVersion(tx) } : undefined;
     });
     if (!done) return undefined;
-    if (done.entry === undefined) this.view.patchInstance(done.row, done.version);
-    else this.view.put(done.row.modelId, done.entry, done.version);
+    this.view.patchInstance(done.row, done.version);
     this.advance(done.version);
     return done;
   }
@@ -506,16 +505,33 @@ export class ModelRegistry {
   private async fullSync(): Promise<void> {
     const { version, value } = await this.snapshot(readAll);
     const diff = this.view.replaceAll(value, version);
+    // Models changed here meanwhile were left as they were; one may have been patched (a status) over
+    // an older state: read those again, from a newer snapshot.
+    for (const modelId of this.view.newerThan(version)) {
+      await this.readModel(modelId);
+      if (!diff.changed.includes(modelId)) diff.changed.push(modelId);
+    }
     if (diff.added.length || diff.removed.length || diff.changed.length) await this.notify({ kind: 'resync', diff });
     if (version > this.synced) this.synced = version;
     for (const v of this.seen) if (v <= this.synced) this.seen.delete(v);
   }
 
-  /** Reads one model from storage into memory; the model as stored now (undefined when it is not). */
+  /**
+   * Reads one model from storage into memory; the model as memory has it then (undefined when it is
+   * not stored). A read that memory refuses (it holds a later state of the model, which may lack what
+   * this read has) is made again once, from a newer snapshot; `applied` tells whether one was taken.
+   */
   private async refreshModel(modelId: string): Promise<ModelRow | undefined> {
-    const { version, value } = await this.snapshot((tx) => readEntry(tx, modelId));
-    if (value || this.view.model(modelId)) this.view.put(modelId, value, version);
-    return this.view.model(modelId);
+    return (await this.readModel(modelId)).model;
+  }
+
+  private async readModel(modelId: string): Promise<{ model: ModelRow | undefined; applied: boolean }> {
+    let applied = false;
+    for (let attempt = 0; attempt < 2 && !applied; attempt++) {
+      const { version, value } = await this.snapshot((tx) => readEntry(tx, modelId));
+      applied = value || this.view.model(modelId) ? this.view.put(modelId, value, version) : true;
+    }
+    return { model: this.view.model(modelId), applied };
   }
 
   /** Reads inside one read-only snapshot, with the registry version that snapshot reflects. */
@@ -549,8 +565,9 @@ export class ModelRegistry {
       for await (const e of this.events.subscribe('modelEvents', signal)) {
         if (e.origin === this.origin) continue;
         try {
-          await this.refreshModel(e.modelId);
-          if (e.registryVersion !== undefined) this.advance(e.registryVersion);
+          // Counted as seen only when memory took the read (else the periodic check re-reads everything).
+          const { applied } = await this.readModel(e.modelId);
+          if (applied && e.registryVersion !== undefined) this.advance(e.registryVersion);
           await this.notify({ kind: 'event', event: e });
         } catch (err) {
           logger.warn({ err, event: e.type, model: e.modelId }, 'could not apply a registry event');
