@@ -142,7 +142,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     // Closed before storage: it writes the last lastUsedAt updates.
     closers.push(() => credentials.close());
     const registry = new ModelRegistry(database, plugins, events, upstream);
-    const fleet = new Fleet(registry, plugins, events, logger.child({ component: 'fleet' }));
+    await registry.load();
+    const fleet = new Fleet(registry, plugins, logger.child({ component: 'fleet' }));
     closers.push(() => fleet.close());
     const health = new InstanceHealth(fleet, events, config.router, logger.child({ component: 'health' }));
     closers.push(async () => health.close());
@@ -228,6 +229,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     await seedModels(services, baseDir);
     await fleet.start();
     const watch = new AbortController();
+    registry.follow({ signal: watch.signal, checkEveryMs: config.events.registryCheckMs, logger: logger.child({ component: 'registry' }) });
     fleet.watch(watch.signal);
     health.watch(watch.signal);
     metrics.watch(events, watch.signal);

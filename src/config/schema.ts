@@ -183,6 +183,12 @@ export const configSchema = z.strictObject({
       redisUrl: z.string().optional(),
       /** Channel prefix, so several deployments can share one Redis. */
       channel: z.string().min(1).default('capibara-mcp'),
+      /**
+       * Each replica serves the model registry from memory, kept current by registry events; every
+       * registryCheckMs it also compares the stored registry version with its own and re-reads the
+       * registry when behind. Bounds how stale a replica can be when events are lost (Redis down).
+       */
+      registryCheckMs: z.number().int().min(50).max(600_000).default(2000),
     })
     .prefault({}),
   log: z

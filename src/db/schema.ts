@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigserial, boolean, index, integer, jsonb, pgTable, real, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, index, integer, jsonb, pgTable, real, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
 const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow();
 const updatedAt = () => timestamp('updated_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow();
@@ -89,6 +89,16 @@ export const instances = pgTable(
   },
   (t) => [index('instances_version').on(t.versionId), index('instances_model').on(t.modelId)],
 );
+
+/**
+ * The registry's change counter: one row, bumped in the transaction of every write to models,
+ * model_versions and instances. Each replica serves registry reads from memory and compares its
+ * version with this one now and then, so a change whose event it missed is picked up anyway.
+ */
+export const registryState = pgTable('registry_state', {
+  id: integer('id').primaryKey(),
+  version: bigint('version', { mode: 'number' }).notNull(),
+});
 
 /** One row per inference (usage, audit, per-variant accuracy through feedback). */
 export const inferences = pgTable(

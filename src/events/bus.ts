@@ -38,6 +38,8 @@ export interface ModelEvent {
   at: Date;
   /** The ModelRegistry that made the change (one per gateway replica): that replica's Fleet applied it already. */
   origin?: string;
+  /** The registry version the change was stored at (replicas tell from it whether they missed one). */
+  registryVersion?: number;
 }
 
 export interface InstanceHealthEvent {
@@ -67,6 +69,11 @@ export interface WorkerCommand {
 export interface EventBus {
   publish<T extends keyof EventMap>(topic: T, event: EventMap[T]): void;
   subscribe<T extends keyof EventMap>(topic: T, signal?: AbortSignal): AsyncIterable<EventMap[T]>;
+  /**
+   * A shared bus calls `listener` each time it is connected again after losing its connection:
+   * events published meanwhile were lost, so state kept current by events must be re-read.
+   */
+  onReconnect?(listener: () => void, signal?: AbortSignal): void;
 }
 
 export function createLocalEventBus(): EventBus {

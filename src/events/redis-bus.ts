@@ -25,6 +25,12 @@ export async function createRedisEventBus(url: string, channel: string, logger: 
     throw new McpError('MCP_STORAGE_UNAVAILABLE', `cannot connect to Redis for events (${url}): ${(err as Error).message}`, { cause: err });
   }
   const local = createLocalEventBus();
+  // ioredis reconnects on its own and subscribes again; 'ready' follows each reconnection.
+  const reconnected = new Set<() => void>();
+  sub.on('ready', () => {
+    logger.info('redis event bus connected again');
+    for (const l of reconnected) l();
+  });
   sub.on('message', (channel: string, message: string) => {
     const topic = channel.slice(PREFIX.length) as keyof EventMap;
     try {
@@ -40,6 +46,10 @@ export async function createRedisEventBus(url: string, channel: string, logger: 
       pub.publish(PREFIX + topic, JSON.stringify(event)).catch((err: Error) => logger.warn({ err: err.message, topic }, 'event not published'));
     },
     subscribe: (topic, signal) => local.subscribe(topic, signal),
+    onReconnect(listener, signal) {
+      reconnected.add(listener);
+      signal?.addEventListener('abort', () => reconnected.delete(listener), { once: true });
+    },
     async close() {
       await Promise.allSettled([sub.quit(), pub.quit()]);
     },

@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
 import type { ModelRouting } from '../db/schema.ts';
 import { McpError, toMcpError } from '../errors.ts';
-import type { EventBus } from '../events/bus.ts';
 import type { BalancerCandidate, LoadedInstance } from '../plugin/contract.ts';
 import type { PluginHost } from '../plugin/host.ts';
 import { modelStatus, type InstanceRow, type InstanceStatus, type ModelRegistry } from './registry.ts';
+import type { ViewDiff } from './registry-view.ts';
 
 /** An instance as the router sees it: live counters, the loaded handle, status. */
 export interface InstanceHandle extends BalancerCandidate {
@@ -49,7 +49,6 @@ export class Fleet {
   constructor(
     private readonly registry: ModelRegistry,
     private readonly plugins: PluginHost,
-    private readonly events: EventBus,
     private readonly logger: Logger,
   ) {}
 
@@ -71,6 +70,15 @@ export class Fleet {
     return this.views.get(modelId) ?? this.refresh(modelId);
   }
 
+  /** The model's status from this replica's view, when it has one (undefined otherwise: statusOf builds it). */
+  statusNow(modelId: string): InstanceStatus | undefined {
+    const view = this.views.get(modelId);
+    if (!view) return undefined;
+    const handles: InstanceHandle[] = [];
+    for (const pool of view.versions.values()) handles.push(...pool);
+    return modelStatus(handles);
+  }
+
   /** The model's status from this replica's handles (no SQL once the view exists): ready when any instance is ready here. */
   async statusOf(modelId: string): Promise<InstanceStatus> {
     const view = await this.current(modelId);
@@ -82,7 +90,7 @@ export class Fleet {
     // Refreshes of one model may overlap (the router, an admin operation, the event watcher); the one
     // started last read the newest rows, so an older one that finishes later must not overwrite its view.
     const seq = ++this.refreshSeq;
-    const model = await this.registry.get(modelId);
+    const model = await this.registry.find(modelId);
     if ((this.appliedRefresh.get(modelId) ?? 0) > seq) return this.views.get(modelId);
     if (!model) {
       this.appliedRefresh.set(modelId, seq);
@@ -138,16 +146,20 @@ export class Fleet {
    * does not: registered or loaded elsewhere (status ready/loading in the shared registry) but
    * never loaded here, because a registry event was missed or could not be applied. Failed,
    * unloaded and draining instances are left alone; a load already under way is not repeated.
-   * The router calls it when a model has no ready instance.
+   * The router calls it when a model has no ready instance; what it returns settles when every
+   * load of the model under way here has ended (undefined when none is).
    */
-  catchUp(modelId: string): void {
+  catchUp(modelId: string): Promise<void> | undefined {
     const view = this.views.get(modelId);
-    if (!view) return;
-    for (const h of [...view.versions.values()].flat()) {
+    if (!view) return undefined;
+    const handles = [...view.versions.values()].flat();
+    for (const h of handles) {
       if (!shouldLoad(h) || h.status === 'failed' || this.pendingLoads.has(h.id)) continue;
       this.logger.info({ instance: h.id, model: modelId, status: h.status }, 'loading an instance this replica does not hold yet');
       void this.load(h.id).catch(() => {});
     }
+    const pending = handles.flatMap((h) => this.pendingLoads.get(h.id) ?? []);
+    return pending.length ? Promise.allSettled(pending).then(() => undefined) : undefined;
   }
 
   /** At boot: builds every model's view, then loads what should be loaded, a few at a time. */
@@ -325,26 +337,53 @@ export class Fleet {
   }
 
   /**
-   * Applies registry events from other replicas (through a shared bus) to this replica: new
-   * models and instances are loaded here too (each replica holds its own backend handles), removed
-   * ones unloaded, and a drain seen elsewhere stops routing here as well. Events of this replica's
-   * own registry are skipped: whoever made the change applied it here already.
+   * Applies to this replica the registry changes other replicas make (the registry has them in
+   * memory already when it tells): new models and instances are loaded here too (each replica holds
+   * its own backend handles), removed ones unloaded, and a drain seen elsewhere stops routing here as
+   * well. After a full re-read (the bus came back, or a change was missed) the same, per model, for
+   * what changed. This replica's own changes never come here: whoever made one applied it already.
    */
   watch(signal: AbortSignal): void {
-    void (async () => {
-      for await (const e of this.events.subscribe('modelEvents', signal)) {
-        if (e.origin === this.registry.origin) continue;
-        try {
-          if (e.type === 'MODEL_DELETED') await this.forgetModel(e.modelId);
-          else if (e.type === 'INSTANCE_REMOVED' && e.instanceId) await this.forgetInstance(e.instanceId, e.modelId);
-          else if (e.type === 'INSTANCE_STATUS' && e.instanceId) await this.followStatus(e.instanceId, e.status);
-          else if (e.type === 'MODEL_REGISTERED' || e.type === 'VERSION_ADDED' || e.type === 'INSTANCE_ADDED') await this.reconcileModel(e.modelId);
-          else await this.refresh(e.modelId);
-        } catch (err) {
-          this.logger.warn({ err, event: e.type, model: e.modelId }, 'could not apply a registry event');
-        }
+    this.registry.onChange(async (change) => {
+      if (signal.aborted) return;
+      if (change.kind === 'resync') {
+        await this.followResync(change.diff);
+        return;
       }
-    })();
+      const e = change.event;
+      try {
+        if (e.type === 'MODEL_DELETED') await this.forgetModel(e.modelId);
+        else if (e.type === 'INSTANCE_REMOVED' && e.instanceId) await this.forgetInstance(e.instanceId, e.modelId);
+        else if (e.type === 'INSTANCE_STATUS' && e.instanceId) await this.followStatus(e.instanceId, e.status);
+        else if (e.type === 'MODEL_REGISTERED' || e.type === 'VERSION_ADDED' || e.type === 'INSTANCE_ADDED') await this.reconcileModel(e.modelId);
+        else await this.refresh(e.modelId);
+      } catch (err) {
+        this.logger.warn({ err, event: e.type, model: e.modelId }, 'could not apply a registry event');
+      }
+    });
+  }
+
+  /**
+   * After a full re-read of the registry: models gone are dropped (handles unloaded), new ones get
+   * their view and start loading, and changed ones follow the stored rows (instances removed or
+   * drained or unloaded elsewhere, instances new to this replica loaded). Loads run in the background.
+   */
+  private async followResync(diff: ViewDiff): Promise<void> {
+    for (const modelId of diff.removed) await this.forgetModel(modelId).catch((err) => this.logger.warn({ err, model: modelId }, 'could not drop a model'));
+    for (const modelId of [...diff.added, ...diff.changed]) {
+      try {
+        const [rows = []] = await this.registry.instancesByModel([modelId]);
+        const stored = new Set(rows.map((r) => r.id));
+        for (const h of [...this.handles.values()]) if (h.modelId === modelId && !stored.has(h.id)) await this.forgetInstance(h.id, modelId);
+        for (const r of rows) if (r.status === 'draining' || r.status === 'unloaded') await this.followStatus(r.id, r.status);
+        const view = await this.refresh(modelId);
+        for (const h of view ? [...view.versions.values()].flat() : []) {
+          if (shouldLoad(h) && !this.pendingLoads.has(h.id)) void this.load(h.id).catch(() => {});
+        }
+      } catch (err) {
+        this.logger.warn({ err, model: modelId }, 'could not follow a re-read model');
+      }
+    }
   }
 
   /** Another replica drained, loaded again or unloaded an instance: do the same here. */

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { and, asc, count, eq, gt, ilike, inArray, isNull, or, sql, type SQL } from 'drizzle-orm';
+import { asc, eq, sql } from 'drizzle-orm';
+import type { Logger } from 'pino';
 import { z } from 'zod';
 import { TASKS } from '../inference/schema.ts';
-import type { Database } from '../db/client.ts';
-import { instances, models, modelVersions, type ModelRouting } from '../db/schema.ts';
+import type { Database, Db } from '../db/client.ts';
+import { instances, models, modelVersions, registryState, type ModelRouting } from '../db/schema.ts';
 import { McpError } from '../errors.ts';
 import type { EventBus, ModelEvent } from '../events/bus.ts';
 import type { PluginHost } from '../plugin/host.ts';
@@ -13,6 +14,7 @@ import { currentAuditContext } from '../audit/context.ts';
 import type { AuditEntry } from '../audit/types.ts';
 import { AddressPolicy, checkEndpoint, type EndpointSource } from '../security/address-policy.ts';
 import { InstanceSecrets, SecretBox } from '../security/secrets.ts';
+import { isAfter, RegistryView, type ModelEntry, type ViewDiff } from './registry-view.ts';
 
 export type ModelRow = typeof models.$inferSelect;
 export type VersionRow = typeof modelVersions.$inferSelect;
@@ -102,6 +104,13 @@ function decodeCursor(cursor: string): [Date, string] {
 export class ModelRegistry {
   /** Tags the events this registry publishes, so this replica's Fleet can tell its own changes from other replicas'. */
   readonly origin = randomUUID();
+  /** Models, versions and instances in memory: every read is answered from here. */
+  private readonly view = new RegistryView();
+  private synced = -1;
+  private readonly seen = new Set<number>();
+  private queuedResync: Promise<void> | undefined;
+  private lastResync: Promise<void> = Promise.resolve();
+  private readonly listeners: Array<(change: RegistryChange) => Promise<void>> = [];
 
   constructor(
     private readonly database: Database,
@@ -179,38 +188,29 @@ export class ModelRegistry {
     };
   }
 
+  /** Models that pass the filter, oldest first, one page of them (from memory: no SQL). */
   async list(filter: ModelFilter = {}, page: { first?: number; after?: string } = {}): Promise<ModelPage> {
     const first = Math.min(Math.max(page.first ?? 50, 1), 500);
-    const where: SQL[] = [];
-    if (filter.task) where.push(eq(models.task, filter.task));
-    if (filter.search) {
-      const like = `%${filter.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-      where.push(or(ilike(models.id, like), ilike(models.name, like))!);
-    }
-    if (filter.ids) where.push(filter.ids.length ? inArray(models.id, [...filter.ids]) : sql`false`);
-    if (filter.labels && Object.keys(filter.labels).length) where.push(sql`${models.labels} @> ${JSON.stringify(filter.labels)}::jsonb`);
-    const base = where.length ? and(...where) : undefined;
-    const pageWhere = [...where];
+    const all = this.view.matching(filter);
+    let rest = all;
     if (page.after) {
       const [at, rid] = decodeCursor(page.after);
-      pageWhere.push(or(gt(models.createdAt, at), and(eq(models.createdAt, at), gt(models.id, rid)))!);
+      rest = all.filter((m) => isAfter(m, at, rid));
     }
-    const [rows, totals] = await Promise.all([
-      this.db
-        .select()
-        .from(models)
-        .where(pageWhere.length ? and(...pageWhere) : undefined)
-        .orderBy(asc(models.createdAt), asc(models.id))
-        .limit(first + 1),
-      this.db.select({ n: count() }).from(models).where(base),
-    ]);
-    const items = rows.slice(0, first);
-    return { items, total: totals[0]?.n ?? 0, endCursor: items.length ? encodeCursor(items[items.length - 1]!) : null, hasNextPage: rows.length > first };
+    const items = rest.slice(0, first);
+    return { items, total: all.length, endCursor: items.length ? encodeCursor(items[items.length - 1]!) : null, hasNextPage: rest.length > first };
   }
 
   async get(modelId: string): Promise<ModelRow | undefined> {
-    const [row] = await this.db.select().from(models).where(eq(models.id, modelId));
-    return row;
+    return this.view.model(modelId);
+  }
+
+  /**
+   * The model from memory or, when this replica does not know it, from storage (then kept): for
+   * the router, so a model whose registration this replica has not heard of yet is found anyway.
+   */
+  async find(modelId: string): Promise<ModelRow | undefined> {
+    return this.view.model(modelId) ?? (await this.refreshModel(modelId));
   }
 
   async require(modelId: string): Promise<ModelRow> {
@@ -219,49 +219,37 @@ export class ModelRegistry {
     return row;
   }
 
-  /** Batch loaders for DataLoader: one statement for many keys. */
+  /** A model's versions, oldest first (from memory, synchronously: GraphQL resolves them without a promise). */
+  versionsOf(modelId: string): readonly VersionRow[] {
+    return this.view.versionsOf(modelId);
+  }
+
+  /** A version's instances, oldest first (from memory, synchronously). */
+  instancesOf(versionId: string): readonly InstanceRow[] {
+    return this.view.instancesOf(versionId);
+  }
+
+  /** Batch loaders (answered from memory). */
   async versionsByModel(modelIds: readonly string[]): Promise<VersionRow[][]> {
-    const rows = await this.db
-      .select()
-      .from(modelVersions)
-      .where(inArray(modelVersions.modelId, [...modelIds]))
-      .orderBy(asc(modelVersions.createdAt), asc(modelVersions.version));
-    return groupBy(modelIds, rows, (r) => r.modelId);
+    return modelIds.map((id) => this.view.versionsOf(id));
   }
 
   async instancesByVersion(versionIds: readonly string[]): Promise<InstanceRow[][]> {
-    const rows = await this.db
-      .select()
-      .from(instances)
-      .where(inArray(instances.versionId, [...versionIds]))
-      .orderBy(asc(instances.createdAt), asc(instances.id));
-    return groupBy(versionIds, rows, (r) => r.versionId);
+    return versionIds.map((id) => this.view.instancesOf(id));
   }
 
   async instancesByModel(modelIds: readonly string[]): Promise<InstanceRow[][]> {
-    const rows = await this.db
-      .select()
-      .from(instances)
-      .where(inArray(instances.modelId, [...modelIds]))
-      .orderBy(asc(instances.createdAt), asc(instances.id));
-    return groupBy(modelIds, rows, (r) => r.modelId);
+    return modelIds.map((id) => this.view.instancesOfModel(id));
   }
 
   /** Instances worker processes registered, per worker (DataLoader order). */
   async instancesByWorker(workerIds: readonly string[]): Promise<InstanceRow[][]> {
-    const rows = workerIds.length
-      ? await this.db
-          .select()
-          .from(instances)
-          .where(inArray(instances.workerId, [...workerIds]))
-          .orderBy(asc(instances.createdAt), asc(instances.id))
-      : [];
-    return groupBy(workerIds, rows, (r) => r.workerId ?? '');
+    return groupBy(workerIds, workerIds.length ? this.view.allInstances() : [], (r) => r.workerId ?? '');
   }
 
   /** Instances no worker process registered (served by a backend the gateway runs or reaches itself). */
   async instancesWithoutWorker(): Promise<InstanceRow[]> {
-    return this.db.select().from(instances).where(isNull(instances.workerId)).orderBy(asc(instances.createdAt), asc(instances.id));
+    return this.view.allInstances().filter((i) => i.workerId === null);
   }
 
   /** Each model's status, derived from its stored instances (as every replica sees them). */
@@ -270,12 +258,8 @@ export class ModelRegistry {
   }
 
   async getInstance(instanceId: string): Promise<(InstanceRow & { version: string }) | undefined> {
-    const [r] = await this.db
-      .select({ i: instances, version: modelVersions.version })
-      .from(instances)
-      .innerJoin(modelVersions, eq(instances.versionId, modelVersions.id))
-      .where(eq(instances.id, instanceId));
-    return r ? { ...r.i, version: r.version } : undefined;
+    const found = this.view.instance(instanceId);
+    return found ? { ...found.row, version: found.version } : undefined;
   }
 
   async requireInstance(instanceId: string): Promise<InstanceRow & { version: string }> {
@@ -300,7 +284,7 @@ export class ModelRegistry {
     const instanceRows = input.versions.flatMap((v, vi) =>
       v.instances.map((inst, ii) => this.instanceRow(input.id, versionRows[vi]!.id, inst, `input.versions.${vi}.instances.${ii}`, source)),
     );
-    const row = await this.db.transaction(async (tx) => {
+    const { result: row, version } = await this.write(input.id, async (tx) => {
       const [inserted] = await tx
         .insert(models)
         .values({
@@ -319,14 +303,14 @@ export class ModelRegistry {
       await appendInTransaction(tx, [changeEntry('model.register', input.id, input.id, { versions: names, instances: instanceRows.length })]);
       return inserted;
     });
-    this.publish({ type: 'MODEL_REGISTERED', modelId: row.id });
+    this.publish({ type: 'MODEL_REGISTERED', modelId: row.id, registryVersion: version });
     return row;
   }
 
   async update(modelId: string, raw: unknown): Promise<ModelRow> {
     const patch = parseInput(updateModelSchema, raw);
     if (patch.defaultVersion) await this.requireVersion(modelId, patch.defaultVersion);
-    const row = await this.db.transaction(async (tx) => {
+    const { result: row, version } = await this.write(modelId, async (tx) => {
       const [r] = await tx
         .update(models)
         .set({ ...patch, updatedAt: new Date() })
@@ -336,37 +320,34 @@ export class ModelRegistry {
       await appendInTransaction(tx, [changeEntry('model.update', modelId, modelId, { fields: Object.keys(patch), ...patch })]);
       return r;
     });
-    this.publish({ type: 'MODEL_UPDATED', modelId });
+    this.publish({ type: 'MODEL_UPDATED', modelId, registryVersion: version });
     return row;
   }
 
   async setRouting(modelId: string, routing: ModelRouting): Promise<ModelRow> {
-    const row = await this.db.transaction(async (tx) => {
+    const { result: row, version } = await this.write(modelId, async (tx) => {
       const [r] = await tx.update(models).set({ routing, updatedAt: new Date() }).where(eq(models.id, modelId)).returning();
       if (!r) throw new McpError('MCP_MODEL_NOT_FOUND', `no model "${modelId}"`, { details: { model: modelId } });
       await appendInTransaction(tx, [changeEntry('model.routing', modelId, modelId, { routing })]);
       return r;
     });
-    this.publish({ type: 'TRAFFIC_CHANGED', modelId });
+    this.publish({ type: 'TRAFFIC_CHANGED', modelId, registryVersion: version });
     return row;
   }
 
   async delete(modelId: string): Promise<ModelRow> {
-    const row = await this.db.transaction(async (tx) => {
+    const { result: row, version } = await this.write(modelId, async (tx) => {
       const [r] = await tx.delete(models).where(eq(models.id, modelId)).returning();
       if (!r) throw new McpError('MCP_MODEL_NOT_FOUND', `no model "${modelId}"`, { details: { model: modelId } });
       await appendInTransaction(tx, [changeEntry('model.delete', modelId, modelId)]);
       return r;
     });
-    this.publish({ type: 'MODEL_DELETED', modelId });
+    this.publish({ type: 'MODEL_DELETED', modelId, registryVersion: version });
     return row;
   }
 
   async requireVersion(modelId: string, version: string): Promise<VersionRow> {
-    const [row] = await this.db
-      .select()
-      .from(modelVersions)
-      .where(and(eq(modelVersions.modelId, modelId), eq(modelVersions.version, version)));
+    const row = this.view.versionsOf(modelId).find((v) => v.version === version);
     if (!row) {
       await this.require(modelId);
       throw new McpError('MCP_VERSION_NOT_FOUND', `model "${modelId}" has no version "${version}"`, { details: { model: modelId, version } });
@@ -379,7 +360,7 @@ export class ModelRegistry {
     const model = await this.require(modelId);
     const versionId = randomUUID();
     const instanceRows = input.instances.map((inst, i) => this.instanceRow(modelId, versionId, inst, `input.instances.${i}`));
-    const row = await this.db.transaction(async (tx) => {
+    const { result: row, version } = await this.write(modelId, async (tx) => {
       const [v] = await tx
         .insert(modelVersions)
         .values({ id: versionId, modelId, version: input.version, description: input.description })
@@ -391,7 +372,7 @@ export class ModelRegistry {
       await appendInTransaction(tx, [changeEntry('version.add', `${modelId}@${input.version}`, modelId, { instances: instanceRows.length })]);
       return v;
     });
-    this.publish({ type: 'VERSION_ADDED', modelId, version: input.version });
+    this.publish({ type: 'VERSION_ADDED', modelId, version: input.version, registryVersion: version });
     return row;
   }
 
@@ -399,41 +380,37 @@ export class ModelRegistry {
     const input = parseInput(instanceInputSchema, raw);
     const v = await this.requireVersion(modelId, version);
     const values = this.instanceRow(modelId, v.id, input, 'input');
-    const row = await this.db.transaction(async (tx) => {
+    const { result: row, version: registryVersion } = await this.write(modelId, async (tx) => {
       const [r] = await tx.insert(instances).values(values).onConflictDoNothing().returning();
       if (!r) throw new McpError('MCP_DUPLICATE_ID', `an instance with id "${input.id}" already exists`, { details: { path: 'input.id' } });
       await appendInTransaction(tx, [changeEntry('instance.add', r.id, modelId, { version, backend: r.backend })]);
       return r;
     });
-    this.publish({ type: 'INSTANCE_ADDED', modelId, version, instanceId: row.id });
+    this.publish({ type: 'INSTANCE_ADDED', modelId, version, instanceId: row.id, registryVersion });
     return row;
   }
 
   async removeInstance(instanceId: string): Promise<InstanceRow & { version: string }> {
     const inst = await this.requireInstance(instanceId);
-    await this.db.transaction(async (tx) => {
+    const { version: registryVersion } = await this.write(inst.modelId, async (tx) => {
       await tx.delete(instances).where(eq(instances.id, instanceId));
       await appendInTransaction(tx, [changeEntry('instance.remove', instanceId, inst.modelId, { version: inst.version })]);
     });
-    this.publish({ type: 'INSTANCE_REMOVED', modelId: inst.modelId, version: inst.version, instanceId });
+    this.publish({ type: 'INSTANCE_REMOVED', modelId: inst.modelId, version: inst.version, instanceId, registryVersion });
     return inst;
   }
 
   /** Records that a worker serves the instance (backend `worker`, at the worker's endpoint); no event: the caller loads it next. */
   async assignToWorker(instanceId: string, a: WorkerAssignment): Promise<void> {
     this.checkApiEndpoint(a.endpoint, 'input.endpoint');
-    await this.db
-      .update(instances)
-      .set({
-        workerId: a.workerId,
-        endpoint: a.endpoint,
-        backend: 'worker',
-        options: a.options,
-        updatedAt: new Date(),
-        ...(a.device ? { device: a.device } : {}),
-        ...(a.runtime ? { runtime: a.runtime } : {}),
-      })
-      .where(eq(instances.id, instanceId));
+    await this.writeInstance(instanceId, {
+      workerId: a.workerId,
+      endpoint: a.endpoint,
+      backend: 'worker',
+      options: a.options,
+      ...(a.device ? { device: a.device } : {}),
+      ...(a.runtime ? { runtime: a.runtime } : {}),
+    });
   }
 
   async setInstanceStatus(
@@ -441,19 +418,219 @@ export class ModelRegistry {
     status: InstanceStatus,
     extra: { reason?: string | null; runtime?: string; device?: string } = {},
   ): Promise<void> {
-    const [row] = await this.db
-      .update(instances)
-      .set({
-        status,
-        statusReason: extra.reason ?? null,
-        updatedAt: new Date(),
-        ...(extra.runtime ? { runtime: extra.runtime } : {}),
-        ...(extra.device ? { device: extra.device } : {}),
-      })
-      .where(eq(instances.id, instanceId))
-      .returning({ modelId: instances.modelId, versionId: instances.versionId });
-    if (row) this.publish({ type: 'INSTANCE_STATUS', modelId: row.modelId, instanceId, status });
+    const changed = await this.writeInstance(instanceId, {
+      status,
+      statusReason: extra.reason ?? null,
+      ...(extra.runtime ? { runtime: extra.runtime } : {}),
+      ...(extra.device ? { device: extra.device } : {}),
+    });
+    if (changed) this.publish({ type: 'INSTANCE_STATUS', modelId: changed.row.modelId, instanceId, status, registryVersion: changed.version });
   }
+
+  // ─────────────── the in-memory view: writes, cold start, catch-up ───────────────
+
+  /**
+   * Runs a change to one model in a transaction that also bumps the registry version and reads the
+   * model back, then puts it in memory before the caller answers or publishes (so the next read,
+   * here, sees it).
+   */
+  private async write<T>(modelId: string, change: (tx: Db) => Promise<T>): Promise<{ result: T; version: number }> {
+    const { result, version, entry } = await this.db.transaction(async (tx) => {
+      const result = await change(tx);
+      const version = await bumpVersion(tx);
+      return { result, version, entry: await readEntry(tx, modelId) };
+    });
+    // Refused only when memory holds a later state of the model that may lack this change (a status
+    // change of another write, patched in first): read the model again, from a snapshot that has both.
+    if (!this.view.put(modelId, entry, version)) await this.refreshModel(modelId);
+    this.advance(version);
+    return { result, version };
+  }
+
+  /**
+   * One instance's row changes (status, worker): the changed row replaces the one in memory. Short
+   * transaction (the version row stays locked only until the commit), as loads at start make many.
+   */
+  private async writeInstance(instanceId: string, set: Partial<typeof instances.$inferInsert>): Promise<{ row: InstanceRow; version: number } | undefined> {
+    const done = await this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(instances)
+        .set({ ...set, updatedAt: new Date() })
+        .where(eq(instances.id, instanceId))
+        .returning();
+      return row ? { row, version: await bumpVersion(tx) } : undefined;
+    });
+    if (!done) return undefined;
+    this.view.patchInstance(done.row, done.version);
+    this.advance(done.version);
+    return done;
+  }
+
+  /** The registry version this replica's memory is known to reflect in full (every change up to it applied). */
+  get syncedVersion(): number {
+    return this.synced;
+  }
+
+  /** Notes that the change at registry version v is in memory; the synced version moves up over every gap filled. */
+  private advance(v: number): void {
+    if (v <= this.synced) return;
+    this.seen.add(v);
+    while (this.seen.delete(this.synced + 1)) this.synced++;
+  }
+
+  /** Cold start: reads the whole registry into memory. */
+  async load(): Promise<void> {
+    await this.resync();
+  }
+
+  /**
+   * Reads the whole registry again and makes memory agree with it (the bus reconnected, or the
+   * stored version moved past what this replica heard of); listeners learn which models were added,
+   * removed or changed. Calls made while one runs share the next run.
+   */
+  resync(): Promise<void> {
+    if (!this.queuedResync) {
+      const run = this.lastResync
+        .catch(() => {})
+        .then(() => {
+          this.queuedResync = undefined;
+          return this.fullSync();
+        });
+      this.queuedResync = run;
+      this.lastResync = run;
+    }
+    return this.queuedResync;
+  }
+
+  private async fullSync(): Promise<void> {
+    const { version, value } = await this.snapshot(readAll);
+    const diff = this.view.replaceAll(value, version);
+    // Models changed here meanwhile were left as they were; one may have been patched (a status) over
+    // an older state: read those again, from a newer snapshot.
+    for (const modelId of this.view.newerThan(version)) {
+      await this.readModel(modelId);
+      if (!diff.changed.includes(modelId)) diff.changed.push(modelId);
+    }
+    if (diff.added.length || diff.removed.length || diff.changed.length) await this.notify({ kind: 'resync', diff });
+    if (version > this.synced) this.synced = version;
+    for (const v of this.seen) if (v <= this.synced) this.seen.delete(v);
+  }
+
+  /**
+   * Reads one model from storage into memory; the model as memory has it then (undefined when it is
+   * not stored). A read that memory refuses (it holds a later state of the model, which may lack what
+   * this read has) is made again once, from a newer snapshot; `applied` tells whether one was taken.
+   */
+  private async refreshModel(modelId: string): Promise<ModelRow | undefined> {
+    return (await this.readModel(modelId)).model;
+  }
+
+  private async readModel(modelId: string): Promise<{ model: ModelRow | undefined; applied: boolean }> {
+    let applied = false;
+    for (let attempt = 0; attempt < 2 && !applied; attempt++) {
+      const { version, value } = await this.snapshot((tx) => readEntry(tx, modelId));
+      applied = value || this.view.model(modelId) ? this.view.put(modelId, value, version) : true;
+    }
+    return { model: this.view.model(modelId), applied };
+  }
+
+  /** Reads inside one read-only snapshot, with the registry version that snapshot reflects. */
+  private snapshot<T>(read: (tx: Db) => Promise<T>): Promise<{ version: number; value: T }> {
+    return this.db.transaction(async (tx) => ({ version: await readVersion(tx), value: await read(tx) }), {
+      isolationLevel: 'repeatable read',
+      accessMode: 'read only',
+    });
+  }
+
+  /** Called, in order, with every change another replica made (after memory has it) and with what a resync changed. */
+  onChange(listener: (change: RegistryChange) => Promise<void>): void {
+    this.listeners.push(listener);
+  }
+
+  private async notify(change: RegistryChange): Promise<void> {
+    for (const l of this.listeners) await l(change);
+  }
+
+  /**
+   * Keeps memory current with the other replicas: applies their registry events (reading the model
+   * from storage), re-reads everything when the bus reconnects (events sent while it was down are
+   * lost), and every `checkEveryMs` compares the stored registry version with its own, re-reading
+   * when it is behind, which bounds how stale memory can be whatever happens to the bus.
+   */
+  follow(opts: { signal: AbortSignal; checkEveryMs: number; logger: Logger }): void {
+    const { signal, logger } = opts;
+    const resync = (why: string) =>
+      this.resync().catch((err: unknown) => logger.warn({ err, why }, 'could not re-read the registry; will retry at the next check'));
+    void (async () => {
+      for await (const e of this.events.subscribe('modelEvents', signal)) {
+        if (e.origin === this.origin) continue;
+        try {
+          // Counted as seen only when memory took the read (else the periodic check re-reads everything).
+          const { applied } = await this.readModel(e.modelId);
+          if (applied && e.registryVersion !== undefined) this.advance(e.registryVersion);
+          await this.notify({ kind: 'event', event: e });
+        } catch (err) {
+          logger.warn({ err, event: e.type, model: e.modelId }, 'could not apply a registry event');
+        }
+      }
+    })();
+    this.events.onReconnect?.(() => {
+      logger.info('event bus reconnected: re-reading the registry');
+      void resync('bus reconnected');
+    }, signal);
+    let checking = false;
+    const timer = setInterval(() => {
+      if (checking) return;
+      checking = true;
+      readVersion(this.db)
+        .then((stored) => (stored > this.synced ? resync('registry version moved') : undefined))
+        .catch((err: unknown) => logger.warn({ err }, 'could not read the registry version'))
+        .finally(() => {
+          checking = false;
+        });
+    }, opts.checkEveryMs);
+    timer.unref();
+    signal.addEventListener('abort', () => clearInterval(timer), { once: true });
+  }
+}
+
+/** What ModelRegistry.onChange listeners hear: another replica's change, or what a full re-read changed. */
+export type RegistryChange = { kind: 'event'; event: ModelEvent } | { kind: 'resync'; diff: ViewDiff };
+
+/** Bumps the registry version inside the caller's write transaction (the row lock orders writers); the new version. */
+async function bumpVersion(tx: Db): Promise<number> {
+  const [row] = await tx
+    .insert(registryState)
+    .values({ id: 1, version: 1 })
+    .onConflictDoUpdate({ target: registryState.id, set: { version: sql`${registryState.version} + 1` } })
+    .returning({ version: registryState.version });
+  return Number(row!.version);
+}
+
+async function readVersion(db: Db): Promise<number> {
+  const [row] = await db.select({ version: registryState.version }).from(registryState).where(eq(registryState.id, 1));
+  return Number(row?.version ?? 0);
+}
+
+/** One model with its versions and instances; null when there is no such model. */
+async function readEntry(db: Db, modelId: string): Promise<ModelEntry | null> {
+  const [model] = await db.select().from(models).where(eq(models.id, modelId));
+  if (!model) return null;
+  // One after the other: inside a transaction the statements share one connection.
+  const versions = await db.select().from(modelVersions).where(eq(modelVersions.modelId, modelId));
+  const rows = await db.select().from(instances).where(eq(instances.modelId, modelId));
+  return { model, versions, instances: rows };
+}
+
+/** Every model with its versions and instances. */
+async function readAll(db: Db): Promise<ModelEntry[]> {
+  const modelRows = await db.select().from(models).orderBy(asc(models.createdAt), asc(models.id));
+  const versionRows = await db.select().from(modelVersions);
+  const instanceRows = await db.select().from(instances);
+  const entries = new Map<string, ModelEntry>(modelRows.map((m) => [m.id, { model: m, versions: [], instances: [] }]));
+  for (const v of versionRows) entries.get(v.modelId)?.versions.push(v);
+  for (const i of instanceRows) entries.get(i.modelId)?.instances.push(i);
+  return [...entries.values()];
 }
 
 /**

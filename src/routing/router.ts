@@ -250,6 +250,7 @@ export class Router {
       if (trip.limit.signal.aborted) return 'stop';
       let candidates = this.eligible(target, trip.req.input.task, tried);
       if (!candidates.length && (await this.awaitThrottled(trip, target, tried))) candidates = this.eligible(target, trip.req.input.task, tried);
+      if (!candidates.length && (await this.awaitLoading(trip, target))) candidates = this.eligible(target, trip.req.input.task, tried);
       if (!candidates.length) return this.noCandidate(trip, target);
       if (trip.sent > 0 && !this.health.tryRetry()) {
         trip.budgetExhausted = true;
@@ -300,6 +301,21 @@ export class Router {
     if (trip.limit.signal.aborted) return false;
     for (const h of target.pool) if (this.health.throttledUntil(h.id) === undefined) tried.delete(h.id);
     return true;
+  }
+
+  /**
+   * When no instance of the version is ready here yet but some are loading on this replica (a model
+   * another replica registered, heard of just now), waits for those loads within the deadline
+   * instead of failing at once. Whether it waited (and the deadline did not pass).
+   */
+  private async awaitLoading<T>(trip: Trip<T>, target: Target): Promise<boolean> {
+    if (trip.sent > 0 || target.pool.some((h) => this.routable(h))) return false;
+    const loads = this.fleet.catchUp(target.modelId);
+    if (!loads) return false;
+    const done = new AbortController();
+    await Promise.race([loads.finally(() => done.abort()), sleep(trip.deadline - Date.now(), AbortSignal.any([trip.limit.signal, done.signal]))]);
+    done.abort();
+    return !trip.limit.signal.aborted && Date.now() < trip.deadline;
   }
 
   /** No instance left on this version: say why (unless an attempt failed already) and go to the next model. */
