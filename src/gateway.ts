@@ -11,10 +11,8 @@ import { InferenceAudit } from './audit/inference-audit.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { ensureFirstAdmin, FIRST_ADMIN } from './auth/bootstrap.ts';
 import { GatewayCredentialStore } from './auth/credential-store.ts';
-import { guardAuthDisabled } from './auth/disabled-guard.ts';
 import type { Config } from './config/schema.ts';
 import { openDatabase } from './db/client.ts';
-import { McpError } from './errors.ts';
 import { createLocalEventBus, type EventBus } from './events/bus.ts';
 import { createGraphQLServer } from './graphql/yoga.ts';
 import { createGatewayHttpServer, type HttpAdapter } from './http/server.ts';
@@ -24,7 +22,6 @@ import { seedModels } from './models/seed.ts';
 import { Fleet } from './models/fleet.ts';
 import { ModelRegistry } from './models/registry.ts';
 import { GatewayMetrics } from './monitoring/metrics.ts';
-import { createUpstreamSafety } from './security/upstream.ts';
 import type { LookupFunction } from './security/address-policy.ts';
 import { PluginHost } from './plugin/host.ts';
 import { InstanceHealth } from './routing/resilience/instance-health.ts';
@@ -32,6 +29,7 @@ import { Router } from './routing/router.ts';
 import { TrafficManager } from './traffic/traffic-manager.ts';
 import type { Services } from './services.ts';
 import { WorkerRegistry } from './workers/worker-registry.ts';
+import { checkPluginReferences, checkStartConfig } from './start-check.ts';
 
 export interface GatewayOptions {
   config: Config;
@@ -84,14 +82,14 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     closers.length = 0;
   };
   try {
-    guardAuthDisabled(config.auth.enabled, config.server.host, logger);
-    const upstream = createUpstreamSafety(config.security, { baseDir, logger, ...(opts.lookup ? { lookup: opts.lookup } : {}) });
+    // Refused configurations fail here, before storage is opened (`capibara-mcp config check` runs the same).
+    const { upstream } = await checkStartConfig(config, { baseDir, logger, ...(opts.lookup ? { lookup: opts.lookup } : {}) });
     // One secret box (MCP_SECRET_KEY) seals instance secrets and the access-token signing key alike.
     const credentials = new GatewayCredentialStore(upstream.box);
     // Storage and plugins start side by side (plugins do not use storage; a new PGlite folder is
     // made in a child process, so that overlaps the runtimes' start-up on another core).
     const [db, pluginHost] = await Promise.allSettled([
-      openDatabase({ url: config.storage.url, dataDir, inMemory: config.storage.inMemory, pgliteOptimize: config.storage.pgliteOptimize }),
+      openDatabase({ url: config.storage.url, dataDir, inMemory: config.storage.inMemory, pgliteOptimize: config.storage.pgliteOptimize, log: logger }),
       PluginHost.start({
         entries: config.plugins,
         defaultPlugins: config.defaultPlugins,
@@ -111,15 +109,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const database = db.value;
     const plugins = pluginHost.value;
     await database.migrate();
-    if (!plugins.has('balancer', config.router.balancer)) {
-      throw new McpError(
-        'MCP_CONFIG_INVALID',
-        `router.balancer: no balancer plugin named "${config.router.balancer}" (configured: ${plugins.names('balancer').join(', ') || 'none'})`,
-        {
-          details: { paths: ['router.balancer'] },
-        },
-      );
-    }
+    // Again with the plugins that did start: an optional one that failed at setup is missing.
+    checkPluginReferences(config, (kind) => plugins.names(kind));
     let events: EventBus = createLocalEventBus();
     if (config.events.redisUrl) {
       const { createRedisEventBus } = await import('./events/redis-bus.ts');
