@@ -74,7 +74,6 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   const logger = opts.logger ?? createLogger(config.log.level);
   const started = performance.now();
   const dataDir = resolve(baseDir, config.storage.dataDir);
-  mkdirSync(dataDir, { recursive: true });
   const metricsRegistry = new Registry();
   const closers: Array<() => Promise<unknown>> = [];
   const closeAll = async () => {
@@ -84,6 +83,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   try {
     // Refused configurations fail here, before storage is opened (`capibara-mcp config check` runs the same).
     const { upstream } = await checkStartConfig(config, { baseDir, logger, ...(opts.lookup ? { lookup: opts.lookup } : {}) });
+    mkdirSync(dataDir, { recursive: true });
     // One secret box (MCP_SECRET_KEY) seals instance secrets and the access-token signing key alike.
     const credentials = new GatewayCredentialStore(upstream.box);
     // Storage and plugins start side by side (plugins do not use storage; a new PGlite folder is
