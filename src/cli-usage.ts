@@ -37,7 +37,7 @@ ${CONFIG_OPTION}
 `;
 
 const COMMAND_USAGE: Record<string, string> = {
-  start: `Usage: capibara-mcp start [--config FILE]
+  start: `Usage: capibara-mcp start [--config FILE] [--port N]
 
 Starts the gateway. The first start on an empty data folder creates the embedded database
 (storage.dataDir/pglite, ~10 s) and the admin user (its generated password is printed once).
@@ -45,6 +45,7 @@ Stops cleanly on SIGTERM / SIGINT.
 
 Options:
 ${CONFIG_OPTION}
+  --port N            port to listen on (server.port; default 8080, 0 = any free port)
 `,
   worker: `Usage: capibara-mcp worker [--gateway URL] [--port N] [--config FILE]
 

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from './config/loader.ts';
 import { configJsonSchema } from './config/schema.ts';
 import { openDatabase } from './db/client.ts';
-import { isMcpError } from './errors.ts';
+import { isMcpError, McpError } from './errors.ts';
 import { createGateway } from './gateway.ts';
 import { createLogger } from './logging.ts';
 import { applyNodeTuning } from './node-tuning.ts';
@@ -13,6 +13,12 @@ import { CLI_OPTIONS, packageVersion, USAGE, usageOf } from './cli-usage.ts';
 import { checkStartConfig } from './start-check.ts';
 
 const SCHEMA_FILE = join(PACKAGE_ROOT, 'schema.graphql');
+
+function portNumber(raw: string): number {
+  const p = Number(raw);
+  if (raw === '' || !Number.isInteger(p) || p < 0 || p > 65535) throw new McpError('MCP_CONFIG_INVALID', `--port: not a port number: ${raw}`);
+  return p;
+}
 
 async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -43,9 +49,15 @@ async function main(argv: string[]): Promise<number> {
     (cmd || values.help ? process.stdout : process.stderr).write(usage);
     return values.help ? 0 : 2;
   }
+  // --gateway is the worker's; --port the worker's and start's: elsewhere they would be ignored silently.
+  const misplaced = (['gateway', 'port'] as const).find((o) => values[o] !== undefined && !(cmd === 'worker' || (o === 'port' && cmd === 'start')));
+  if (misplaced) {
+    process.stderr.write(`capibara-mcp: --${misplaced} is not an option of \`${cmd}\` (see \`capibara-mcp ${cmd} --help\`)\n`);
+    return 2;
+  }
   switch (`${cmd}${sub ? ` ${sub}` : ''}`) {
     case 'start': {
-      const loaded = loadConfig({ file: values.config });
+      const loaded = loadConfig({ file: values.config, overrides: values.port === undefined ? {} : { 'server.port': portNumber(values.port) } });
       const tuning = applyNodeTuning(loaded.config.node);
       const gateway = await createGateway({ config: loaded.config, baseDir: loaded.baseDir });
       const logger = gateway.services.logger;

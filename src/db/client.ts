@@ -80,12 +80,12 @@ function removeStaleInitFolders(dataDir: string, log?: StartupLog): void {
 /**
  * Runs in the child that creates the cluster. Creating it is mostly one long synchronous call into
  * PGlite's WebAssembly, so a timer on the main thread would not fire: a worker thread watches the
- * parent instead and kills this process (SIGKILL reaches it mid-call) when the parent is gone
- * (the child is re-parented, so its ppid changes), e.g. after a kill -9 of the gateway.
+ * parent instead and kills this process (SIGKILL reaches it mid-call) when its parent is no longer
+ * the gateway that spawned it (re-parented after a kill -9 of the gateway, even one that came
+ * before the child got going).
  */
-const INIT_SCRIPT = (entry: string) => `import { Worker } from 'node:worker_threads';
-const parent = process.ppid;
-new Worker(\`setInterval(() => { if (process.ppid !== \${parent}) process.kill(\${process.pid}, 'SIGKILL'); }, 200);\`, { eval: true }).unref();
+const INIT_SCRIPT = (entry: string, parent: number) => `import { Worker } from 'node:worker_threads';
+new Worker(\`const check = () => { if (process.ppid !== ${parent}) process.kill(\${process.pid}, 'SIGKILL'); }; check(); setInterval(check, 200);\`, { eval: true }).unref();
 const { PGlite } = await import(${JSON.stringify(entry)});
 const db = new PGlite(process.argv[1], JSON.parse(process.argv[2]));
 await db.waitReady;
@@ -109,7 +109,9 @@ async function initPgliteDataDir(dataDir: string, log?: StartupLog): Promise<str
   const started = performance.now();
   log?.info({ folder: dir }, 'first start: creating the embedded database (PGlite); this takes about 10 s');
   try {
-    await promisify(execFile)(process.execPath, ['--input-type=module', '-e', INIT_SCRIPT(entry), tmp, JSON.stringify(PGLITE_OPTIONS)], { timeout: 120_000 });
+    await promisify(execFile)(process.execPath, ['--input-type=module', '-e', INIT_SCRIPT(entry, process.pid), tmp, JSON.stringify(PGLITE_OPTIONS)], {
+      timeout: 120_000,
+    });
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);
   } catch (err) {

@@ -52,6 +52,10 @@ describe('capibara-mcp help and version', () => {
     const cmd = await runCli(['help', 'frobnicate']);
     expect(cmd.code).toBe(2);
     expect(cmd.stderr).toContain('unknown command: frobnicate');
+    // Flags of another command are refused, not ignored.
+    const misplaced = await runCli(['config', 'check', '--gateway', 'http://127.0.0.1:1']);
+    expect(misplaced.code).toBe(2);
+    expect(misplaced.stderr).toContain('--gateway is not an option of `config`');
     const none = await runCli([]);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('Usage: capibara-mcp <command>');

@@ -4,6 +4,7 @@
  * half-made `pglite.init-<pid>` folder, creates the database and serves.
  */
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -29,7 +30,7 @@ describe.runIf(process.platform === 'linux')('a first start killed while it crea
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('the creating child dies with the gateway; the next start removes its folder and serves', async () => {
+  it('the creating child dies with the gateway; the next start (with --port) removes its folder and serves', async () => {
     writeFileSync(
       join(dir, 'capibara.json'),
       JSON.stringify({ server: { port: 0, host: '127.0.0.1' }, storage: { dataDir: 'data' }, demo: { enabled: false }, log: { level: 'info' } }),
@@ -51,7 +52,15 @@ describe.runIf(process.platform === 'linux')('a first start killed while it crea
     expect(readdirSync(join(dir, 'data'))).toContain(stale);
     expect(existsSync(join(dir, 'data', 'pglite'))).toBe(false);
 
-    const second = spawnCli(['start'], { cwd: dir, env: { MCP_ADMIN_PASSWORD: 'first-start-kill-password' } });
+    // The configured port is taken: the second start listens where --port says.
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const takenPort = (taken.address() as AddressInfo).port;
+    writeFileSync(
+      join(dir, 'capibara.json'),
+      JSON.stringify({ server: { port: takenPort, host: '127.0.0.1' }, storage: { dataDir: 'data' }, demo: { enabled: false }, log: { level: 'info' } }),
+    );
+    const second = spawnCli(['start', '--port', '0'], { cwd: dir, env: { MCP_ADMIN_PASSWORD: 'first-start-kill-password' } });
     running.push(second);
     const ready = await second.waitFor(/"url":"(http:[^"]+)".*"msg":"gateway ready"/, 120_000);
     expect(second.output()).toContain(`"folder":"${join(dir, 'data', stale)}","msg":"removed the half-made database folder of an interrupted first start"`);
@@ -59,6 +68,8 @@ describe.runIf(process.platform === 'linux')('a first start killed while it crea
     expect(readdirSync(join(dir, 'data')).filter((f) => f.startsWith('pglite'))).toEqual(['pglite']);
     const health = await fetch(`${ready[1]}/readyz`);
     expect(health.status).toBe(200);
+    expect(ready[1]).not.toContain(`:${takenPort}`);
+    taken.close();
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
   }, 300_000);
