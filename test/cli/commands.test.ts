@@ -71,6 +71,8 @@ describe('capibara-mcp config check', () => {
     return file;
   };
 
+  // `start` is run on the three the issue names too (the others go through the same src/start-check.ts).
+  const ALSO_START = new Set(['a misspelt balancer', 'an unknown plugin', 'a bad plugin option']);
   it.each([
     ['a misspelt balancer', { router: { balancer: 'round-robbin' } }, 'MCP_CONFIG_INVALID: router.balancer: no balancer plugin named "round-robbin"'],
     ['an unknown plugin', { plugins: [{ use: 'no-such-plugin' }] }, 'MCP_PLUGIN_INVALID: plugin "no-such-plugin" cannot be loaded'],
@@ -85,13 +87,14 @@ describe('capibara-mcp config check', () => {
     ['auth off on a public address', { auth: { enabled: false }, server: { host: '0.0.0.0', port: 0 } }, 'MCP_CONFIG_INVALID: auth.enabled: false'],
   ])(
     'refuses %s like start does, without opening the database',
-    async (_what, config, message) => {
+    async (what, config, message) => {
       const file = write('bad.json', config);
       const check = await runCli(['config', 'check', '--config', file]);
       expect(check.code).toBe(1);
       expect(check.stderr).toContain(message);
       expect(check.stdout).not.toContain('configuration ok');
       expect(existsSync(join(dir, 'data'))).toBe(false);
+      if (!ALSO_START.has(what)) return;
       // `start` refuses the same configuration with the same message, before it creates anything.
       const start = await runCli(['start', '--config', file]);
       expect(start.code).toBe(1);
