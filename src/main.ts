@@ -3,14 +3,11 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/loader.ts';
 import { configJsonSchema } from './config/schema.ts';
-import { openDatabase } from './db/client.ts';
 import { isMcpError, McpError } from './errors.ts';
-import { createGateway } from './gateway.ts';
 import { createLogger } from './logging.ts';
 import { applyNodeTuning } from './node-tuning.ts';
 import { PACKAGE_ROOT } from './package-root.ts';
 import { CLI_OPTIONS, packageVersion, USAGE, usageOf } from './cli-usage.ts';
-import { checkStartConfig } from './start-check.ts';
 
 const SCHEMA_FILE = join(PACKAGE_ROOT, 'schema.graphql');
 
@@ -59,6 +56,8 @@ async function main(argv: string[]): Promise<number> {
     case 'start': {
       const loaded = loadConfig({ file: values.config, overrides: values.port === undefined ? {} : { 'server.port': portNumber(values.port) } });
       const tuning = applyNodeTuning(loaded.config.node);
+      // Loaded here: help, version and the other commands start without the gateway's modules.
+      const { createGateway } = await import('./gateway.ts');
       const gateway = await createGateway({ config: loaded.config, baseDir: loaded.baseDir });
       const logger = gateway.services.logger;
       if (tuning.length) logger.debug({ flags: tuning }, 'V8 flags applied');
@@ -88,6 +87,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'migrate': {
       const { config, baseDir } = loadConfig({ file: values.config });
+      const { openDatabase } = await import('./db/client.ts');
       const db = await openDatabase({
         url: config.storage.url,
         dataDir: resolve(baseDir, config.storage.dataDir),
@@ -102,6 +102,7 @@ async function main(argv: string[]): Promise<number> {
     case 'config check': {
       // What `start` checks before it opens storage or listens (src/start-check.ts), and nothing more.
       const { config, file, baseDir } = loadConfig({ file: values.config });
+      const { checkStartConfig } = await import('./start-check.ts');
       const { plugins } = await checkStartConfig(config, { baseDir, logger: createLogger('warn') });
       process.stdout.write(`configuration ok${file ? ` (${file})` : ' (defaults)'}: ${plugins.length} plugins (${plugins.map((p) => p.name).join(', ')})\n`);
       return 0;
