@@ -12,11 +12,9 @@ import { InferenceAudit } from './audit/inference-audit.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { ensureFirstAdmin, FIRST_ADMIN } from './auth/bootstrap.ts';
 import { GatewayCredentialStore } from './auth/credential-store.ts';
-import { guardAuthDisabled } from './auth/disabled-guard.ts';
 import type { Config } from './config/schema.ts';
 import { openDatabase } from './db/client.ts';
 import { StorageHealth } from './db/storage-health.ts';
-import { McpError } from './errors.ts';
 import { createLocalEventBus, type EventBus } from './events/bus.ts';
 import { createGraphQLServer } from './graphql/yoga.ts';
 import { createGatewayHttpServer, type HttpAdapter } from './http/server.ts';
@@ -28,7 +26,6 @@ import { ModelRegistry } from './models/registry.ts';
 import { roleTable } from './auth/permissions.ts';
 import { registerFleetMetrics } from './monitoring/fleet-metrics.ts';
 import { GatewayMetrics } from './monitoring/metrics.ts';
-import { createUpstreamSafety } from './security/upstream.ts';
 import type { LookupFunction } from './security/address-policy.ts';
 import { PluginHost } from './plugin/host.ts';
 import { InstanceHealth } from './routing/resilience/instance-health.ts';
@@ -37,6 +34,7 @@ import { TrafficManager } from './traffic/traffic-manager.ts';
 import type { Services } from './services.ts';
 import { WorkerRegistry } from './workers/worker-registry.ts';
 import { WorkerRetention } from './workers/worker-retention.ts';
+import { checkPluginReferences, checkStartConfig } from './start-check.ts';
 
 export interface GatewayOptions {
   config: Config;
@@ -81,7 +79,6 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   const logger = opts.logger ?? createLogger(config.log.level);
   const started = performance.now();
   const dataDir = resolve(baseDir, config.storage.dataDir);
-  mkdirSync(dataDir, { recursive: true });
   const metricsRegistry = new Registry();
   const closers: Array<() => Promise<unknown>> = [];
   const closeAll = async () => {
@@ -89,8 +86,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     closers.length = 0;
   };
   try {
-    guardAuthDisabled(config.auth.enabled, config.server.host, logger);
-    const upstream = createUpstreamSafety(config.security, { baseDir, logger, ...(opts.lookup ? { lookup: opts.lookup } : {}) });
+    // Refused configurations fail here, before storage is opened (`capibara-mcp config check` runs the same).
+    const { upstream } = await checkStartConfig(config, { baseDir, logger, ...(opts.lookup ? { lookup: opts.lookup } : {}) });
+    mkdirSync(dataDir, { recursive: true });
     // One secret box (MCP_SECRET_KEY) seals instance secrets and the access-token signing key alike.
     const credentials = new GatewayCredentialStore(upstream.box);
     // Storage and plugins start side by side (plugins do not use storage; a new PGlite folder is
@@ -102,6 +100,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
         inMemory: config.storage.inMemory,
         pgliteOptimize: config.storage.pgliteOptimize,
         queryTimeoutMs: config.storage.queryTimeoutMs,
+        log: logger,
       }),
       PluginHost.start({
         entries: [...config.plugins, ...config.alerts.sinks],
@@ -122,15 +121,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const database = db.value;
     const plugins = pluginHost.value;
     await database.migrate();
-    if (!plugins.has('balancer', config.router.balancer)) {
-      throw new McpError(
-        'MCP_CONFIG_INVALID',
-        `router.balancer: no balancer plugin named "${config.router.balancer}" (configured: ${plugins.names('balancer').join(', ') || 'none'})`,
-        {
-          details: { paths: ['router.balancer'] },
-        },
-      );
-    }
+    // Again with the plugins that did start: an optional one that failed at setup is missing.
+    checkPluginReferences(config, (kind) => plugins.names(kind));
     let events: EventBus = createLocalEventBus();
     if (config.events.redisUrl) {
       const { createRedisEventBus } = await import('./events/redis-bus.ts');

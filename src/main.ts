@@ -3,41 +3,61 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/loader.ts';
 import { configJsonSchema } from './config/schema.ts';
-import { openDatabase } from './db/client.ts';
-import { isMcpError } from './errors.ts';
-import { createGateway } from './gateway.ts';
+import { isMcpError, McpError } from './errors.ts';
 import { createLogger } from './logging.ts';
 import { applyNodeTuning } from './node-tuning.ts';
 import { PACKAGE_ROOT } from './package-root.ts';
-
-const USAGE = `capibara-mcp <command> [--config FILE]
-
-  start            start the gateway (embedded PGlite unless DATABASE_URL / storage.url)
-  worker           start a worker that serves models for a gateway (--gateway URL)
-  migrate          apply database migrations and exit
-  config check     validate the configuration and exit
-  config schema    print the configuration's JSON Schema
-  schema print     print the GraphQL schema (SDL)
-  schema check     fail when schema.graphql is stale
-`;
+import { CLI_OPTIONS, packageVersion, USAGE, usageOf } from './cli-usage.ts';
 
 const SCHEMA_FILE = join(PACKAGE_ROOT, 'schema.graphql');
 
+function portNumber(raw: string): number {
+  const p = Number(raw);
+  if (raw === '' || !Number.isInteger(p) || p < 0 || p > 65535) throw new McpError('MCP_CONFIG_INVALID', `--port: not a port number: ${raw}`);
+  return p;
+}
+
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, gateway: { type: 'string' }, port: { type: 'string' } },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: CLI_OPTIONS });
+  } catch (err) {
+    // An unknown or malformed option: say so and how to get help, no stack trace.
+    process.stderr.write(`capibara-mcp: ${(err as Error).message.split('. ')[0]}\nRun \`capibara-mcp --help\` for the commands and their options.\n`);
+    return 2;
+  }
+  const { values } = parsed;
+  let positionals = parsed.positionals;
+  if (values.version) {
+    process.stdout.write(`capibara-mcp ${packageVersion()} (node ${process.version})\n`);
+    return 0;
+  }
+  if (positionals[0] === 'help') {
+    positionals = positionals.slice(1);
+    values.help = true;
+  }
   const [cmd, sub] = positionals;
   if (values.help || !cmd) {
-    process.stdout.write(USAGE);
-    return cmd ? 0 : 2;
+    const usage = usageOf(cmd);
+    if (!usage) {
+      process.stderr.write(`unknown command: ${cmd}\n\n${USAGE}`);
+      return 2;
+    }
+    (cmd || values.help ? process.stdout : process.stderr).write(usage);
+    return values.help ? 0 : 2;
+  }
+  // --gateway is the worker's; --port the worker's and start's: elsewhere they would be ignored silently.
+  const misplaced = (['gateway', 'port'] as const).find((o) => values[o] !== undefined && !(cmd === 'worker' || (o === 'port' && cmd === 'start')));
+  if (misplaced) {
+    process.stderr.write(`capibara-mcp: --${misplaced} is not an option of \`${cmd}\` (see \`capibara-mcp ${cmd} --help\`)\n`);
+    return 2;
   }
   switch (`${cmd}${sub ? ` ${sub}` : ''}`) {
     case 'start': {
-      const loaded = loadConfig({ file: values.config });
+      const loaded = loadConfig({ file: values.config, overrides: values.port === undefined ? {} : { 'server.port': portNumber(values.port) } });
       const tuning = applyNodeTuning(loaded.config.node);
+      // Loaded here: help, version and the other commands start without the gateway's modules.
+      const { createGateway } = await import('./gateway.ts');
       const gateway = await createGateway({ config: loaded.config, baseDir: loaded.baseDir });
       const logger = gateway.services.logger;
       if (tuning.length) logger.debug({ flags: tuning }, 'V8 flags applied');
@@ -67,15 +87,24 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'migrate': {
       const { config, baseDir } = loadConfig({ file: values.config });
-      const db = await openDatabase({ url: config.storage.url, dataDir: resolve(baseDir, config.storage.dataDir), inMemory: config.storage.inMemory });
+      const { openDatabase } = await import('./db/client.ts');
+      const db = await openDatabase({
+        url: config.storage.url,
+        dataDir: resolve(baseDir, config.storage.dataDir),
+        inMemory: config.storage.inMemory,
+        log: createLogger(config.log.level),
+      });
       await db.migrate();
       await db.close();
       process.stdout.write(`migrations applied (${db.kind})\n`);
       return 0;
     }
     case 'config check': {
-      const { file } = loadConfig({ file: values.config });
-      process.stdout.write(`configuration ok${file ? ` (${file})` : ' (defaults)'}\n`);
+      // What `start` checks before it opens storage or listens (src/start-check.ts), and nothing more.
+      const { config, file, baseDir } = loadConfig({ file: values.config });
+      const { checkStartConfig } = await import('./start-check.ts');
+      const { plugins } = await checkStartConfig(config, { baseDir, logger: createLogger('warn') });
+      process.stdout.write(`configuration ok${file ? ` (${file})` : ' (defaults)'}: ${plugins.length} plugins (${plugins.map((p) => p.name).join(', ')})\n`);
       return 0;
     }
     case 'config schema':

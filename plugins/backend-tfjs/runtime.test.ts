@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Writable } from 'node:stream';
 import pino from 'pino';
@@ -11,6 +12,14 @@ import { AUTO_RUNTIME, NATIVE_RUNTIMES } from './auto-runtime.ts';
 const SKIPPED = RUNTIME_ORDER.slice(0, RUNTIME_ORDER.indexOf(AUTO_RUNTIME));
 /** The explicit choice that names a runtime. */
 const choiceOf = (name: RuntimeName) => (Object.keys(CHOICE_TO_NAME) as Array<Exclude<RuntimeChoice, 'auto'>>).find((c) => CHOICE_TO_NAME[c] === name)!;
+const resolvable = (pkg: string) => {
+  try {
+    createRequire(import.meta.url).resolve(`${pkg}/package.json`);
+    return true;
+  } catch {
+    return false;
+  }
+};
 const MISSING = NATIVE_RUNTIMES.filter((r) => !r.installed).map((r) => r.name);
 
 function memoryLogger(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
@@ -54,7 +63,7 @@ describe('tfjs runtime selection', () => {
     expect(plugin.options.parse({})).toEqual({ runtime: 'auto', batching: {} });
   });
 
-  it(`auto tries tfjs-node-gpu, tfjs-node, then wasm (here: ${AUTO_RUNTIME}); logs why each was skipped at debug`, async () => {
+  it(`auto tries tfjs-node-gpu, tfjs-node, then wasm (here: ${AUTO_RUNTIME}); says why each was skipped on its info line`, async () => {
     const { logger, lines } = memoryLogger();
     const listeners = [process.listenerCount('uncaughtException'), process.listenerCount('unhandledRejection')];
     const envThreads = process.env.TF_NUM_INTRAOP_THREADS;
@@ -77,7 +86,19 @@ describe('tfjs runtime selection', () => {
     const skipped = lines.filter((l) => l.msg === 'tfjs runtime unavailable, skipped');
     expect(skipped.map((l) => [l.level, l.runtime])).toEqual(SKIPPED.map((r) => [20, r]));
     expect(skipped.every((l) => typeof l.reason === 'string' && (l.reason as string).length > 0)).toBe(true);
-    expect(lines.some((l) => l.msg === 'tfjs runtime selected' && l.runtime === AUTO_RUNTIME)).toBe(true);
+    const selected = lines.find((l) => l.msg === 'tfjs runtime selected' && l.runtime === AUTO_RUNTIME);
+    expect(selected?.level).toBe(30);
+    // The info line a user sees says why each faster runtime was passed over, and where to read more.
+    if (SKIPPED.length) {
+      expect(selected?.skipped).toEqual(Object.fromEntries(rt.skipped.map((s) => [s.runtime, s.reason])));
+      expect(selected?.hint).toContain('README "TensorFlow.js runtimes"');
+      for (const s of rt.skipped) {
+        const pkg = NATIVE_PACKAGES[s.runtime as keyof typeof NATIVE_PACKAGES];
+        if (pkg && !resolvable(pkg)) expect(s.reason).toBe(`not installed (npm i ${pkg})`);
+      }
+    } else {
+      expect(selected).not.toHaveProperty('skipped');
+    }
     // The wasm glue's process-wide rethrowing handlers are removed.
     expect([process.listenerCount('uncaughtException'), process.listenerCount('unhandledRejection')]).toEqual(listeners);
   });

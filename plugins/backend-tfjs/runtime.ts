@@ -136,6 +136,22 @@ async function tryRuntime(name: RuntimeName, requireGpu: boolean, options: Runti
   }
 }
 
+const SKIPPED_HINT =
+  'the native runtimes (tfjs-node-gpu, tfjs-node) are optional dependencies whose installers download libtensorflow; see README "TensorFlow.js runtimes"';
+
+/** Why a runtime could not be used, in one line: a native package that is not there says so plainly. */
+export function skipReason(name: RuntimeName, err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  const pkg = name in NATIVE_PACKAGES ? NATIVE_PACKAGES[name as keyof typeof NATIVE_PACKAGES] : undefined;
+  if (pkg && String(e?.message).includes('tfjs_binding.node')) {
+    return `${pkg} is installed but its native addon is not built (its installer could not download libtensorflow)`;
+  }
+  if (pkg && (e?.code === 'ERR_MODULE_NOT_FOUND' || e?.code === 'MODULE_NOT_FOUND') && String(e.message).includes(pkg)) {
+    return `not installed (npm i ${pkg})`;
+  }
+  return err instanceof Error ? err.message.split('\n')[0]! : String(err);
+}
+
 async function init(choice: RuntimeChoice, options: RuntimeOptions, logger?: Logger): Promise<TfRuntime> {
   // tfjs prints a banner through console.warn unless in PROD mode; plugins never use console.
   tf.env().set('PROD', true);
@@ -144,12 +160,14 @@ async function init(choice: RuntimeChoice, options: RuntimeOptions, logger?: Log
   for (const name of candidates) {
     try {
       const rt = await tryRuntime(name, choice !== 'auto', options);
-      logger?.info({ runtime: rt.name, device: rt.device, backend: rt.backend, tensorflow: rt.version, threads: rt.threads }, 'tfjs runtime selected');
+      // Why a faster runtime was passed over (a native one not installed, say) is on the same line.
+      const why = skipped.length ? { skipped: Object.fromEntries(skipped.map((s) => [s.runtime, s.reason])), hint: SKIPPED_HINT } : {};
+      logger?.info({ runtime: rt.name, device: rt.device, backend: rt.backend, tensorflow: rt.version, threads: rt.threads, ...why }, 'tfjs runtime selected');
       if (rt.name === 'tfjs-node-gpu' && rt.device === 'cpu')
         logger?.warn('tfjs-node-gpu is installed but TensorFlow sees no CUDA device: models run on the CPU');
       return { ...rt, tf, skipped };
     } catch (err) {
-      const reason = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+      const reason = skipReason(name, err);
       skipped.push({ runtime: name, reason });
       logger?.debug({ runtime: name, reason }, 'tfjs runtime unavailable, skipped');
     }

@@ -50,14 +50,7 @@ export class AuthService {
       this.strategies = [];
       return;
     }
-    const missing = config.strategies.filter((n) => !plugins.has('auth', n));
-    if (missing.length) {
-      throw new McpError(
-        'MCP_CONFIG_INVALID',
-        `auth.strategies: no auth plugin named ${missing.map((n) => `"${n}"`).join(', ')} (configured: ${plugins.names('auth').join(', ') || 'none'})`,
-        { details: { paths: ['auth.strategies'] } },
-      );
-    }
+    // Strategies that name no auth plugin are refused before the start (src/start-check.ts).
     const names = [...config.strategies, ...plugins.names('auth').filter((n) => !config.strategies.includes(n))];
     this.strategies = names.map((name) => ({ name, strategy: plugins.get('auth', name) }));
     this.sessions = this.strategies.find((s) => s.strategy.sessions)?.strategy.sessions;

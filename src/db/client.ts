@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import v8 from 'node:v8';
@@ -39,10 +39,59 @@ export interface DatabaseOptions {
   pgliteOptimize?: boolean;
   /** PostgreSQL: a statement without an answer after this long fails (pg's query_timeout), ms; 0 or unset = no bound. */
   queryTimeoutMs?: number;
+  /** Told what a first start does while it creates the PGlite folder (~10 s), and about stale folders it removes. */
+  log?: StartupLog;
+}
+
+/** The part of a logger openDatabase reports to (a pino Logger fits). */
+export interface StartupLog {
+  info(obj: object, msg: string): void;
 }
 
 // A registry's working set is small: 16 MB of shared buffers instead of 128 MB saves ~140 MB RSS (bench/pglite-memory.ts).
 const PGLITE_OPTIONS = { postgresqlconf: ['shared_buffers=16MB'] };
+
+/** Where a first start makes the PGlite folder before renaming it into place: `pglite.init-<pid>`. */
+const INIT_FOLDER = /^pglite\.init-(\d+)$/;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes `pglite.init-<pid>` folders whose process is gone: a first start that was killed (kill -9) before it finished. */
+function removeStaleInitFolders(dataDir: string, log?: StartupLog): void {
+  let names: string[];
+  try {
+    names = readdirSync(dataDir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(INIT_FOLDER.exec(name)?.[1]);
+    if (!pid || (pid !== process.pid && processAlive(pid))) continue;
+    rmSync(join(dataDir, name), { recursive: true, force: true });
+    log?.info({ folder: join(dataDir, name) }, 'removed the half-made database folder of an interrupted first start');
+  }
+}
+
+/**
+ * Runs in the child that creates the cluster. Creating it is mostly one long synchronous call into
+ * PGlite's WebAssembly, so a timer on the main thread would not fire: a worker thread watches the
+ * parent instead and kills this process (SIGKILL reaches it mid-call) when its parent is no longer
+ * the gateway that spawned it (re-parented after a kill -9 of the gateway, even one that came
+ * before the child got going).
+ */
+const INIT_SCRIPT = (entry: string, parent: number) => `import { Worker } from 'node:worker_threads';
+new Worker(\`const check = () => { if (process.ppid !== ${parent}) process.kill(\${process.pid}, 'SIGKILL'); }; check(); setInterval(check, 200);\`, { eval: true }).unref();
+const { PGlite } = await import(${JSON.stringify(entry)});
+const db = new PGlite(process.argv[1], JSON.parse(process.argv[2]));
+await db.waitReady;
+await db.close();`;
 
 /**
  * The PGlite data folder under `dataDir`, created on first use by a short-lived child process.
@@ -50,20 +99,21 @@ const PGLITE_OPTIONS = { postgresqlconf: ['shared_buffers=16MB'] };
  * process that does it, and the allocator keeps most of that after it is freed; opening an
  * existing folder costs ~130 MB. So the gateway never runs initdb itself (bench/pglite-memory.ts).
  */
-async function initPgliteDataDir(dataDir: string): Promise<string> {
+async function initPgliteDataDir(dataDir: string, log?: StartupLog): Promise<string> {
   const dir = join(dataDir, 'pglite');
+  removeStaleInitFolders(dataDir, log);
   if (existsSync(join(dir, 'PG_VERSION'))) return dir;
   // Created beside and renamed into place, so an interrupted first start leaves no half-made cluster.
   const tmp = `${dir}.init-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   const entry = pathToFileURL(createRequire(import.meta.url).resolve('@electric-sql/pglite')).href;
-  const script = `const { PGlite } = await import(${JSON.stringify(entry)});
-const db = new PGlite(process.argv[1], JSON.parse(process.argv[2]));
-await db.waitReady;
-await db.close();`;
+  const started = performance.now();
+  log?.info({ folder: dir }, 'first start: creating the embedded database (PGlite); this takes about 10 s');
   try {
-    await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script, tmp, JSON.stringify(PGLITE_OPTIONS)], { timeout: 120_000 });
+    await promisify(execFile)(process.execPath, ['--input-type=module', '-e', INIT_SCRIPT(entry, process.pid), tmp, JSON.stringify(PGLITE_OPTIONS)], {
+      timeout: 120_000,
+    });
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);
   } catch (err) {
@@ -75,6 +125,7 @@ await db.close();`;
       { cause: err },
     );
   }
+  log?.info({ folder: dir, ms: Math.round(performance.now() - started) }, 'embedded database created');
   return dir;
 }
 
@@ -190,7 +241,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const { drizzle } = await import('drizzle-orm/pglite');
   const { migrate } = await import('drizzle-orm/pglite/migrator');
   const options = opts.pgliteOptimize ? PGLITE_OPTIONS : { ...PGLITE_OPTIONS, pgliteWasmModule: baselinePgliteModule() };
-  const client = opts.inMemory ? new PGlite(options) : new PGlite(await initPgliteDataDir(opts.dataDir), options);
+  const client = opts.inMemory ? new PGlite(options) : new PGlite(await initPgliteDataDir(opts.dataDir, opts.log), options);
   await client.waitReady;
   const db = drizzle(client, { schema, logger }) as unknown as Db;
   return {

@@ -42,10 +42,12 @@ interface ActivePlugin extends PluginInfo {
   checks: Array<() => HealthReport | Promise<HealthReport>>;
 }
 
-interface Planned {
+/** A plugin a start will set up: its definition, configured name and validated options. */
+export interface PlannedPlugin {
   entry: PluginEntry;
   def: AnyPluginDefinition;
   name: string;
+  kind: PluginKind;
   options: unknown;
 }
 
@@ -54,11 +56,11 @@ function formatOptionIssues(name: string, error: { issues: Array<{ path: Propert
 }
 
 /** Orders plugins so that dependencies come first, otherwise keeping config order. */
-function dependencyOrder(planned: Planned[]): Planned[] {
+function dependencyOrder(planned: PlannedPlugin[]): PlannedPlugin[] {
   const byName = new Map(planned.map((p) => [p.name, p]));
-  const out: Planned[] = [];
+  const out: PlannedPlugin[] = [];
   const state = new Map<string, 'visiting' | 'done'>();
-  const visit = (p: Planned, trail: string[]) => {
+  const visit = (p: PlannedPlugin, trail: string[]) => {
     if (state.get(p.name) === 'done') return;
     if (state.get(p.name) === 'visiting') {
       throw new McpError('MCP_PLUGIN_INVALID', `plugin dependency cycle: ${[...trail, p.name].join(' → ')}`, { details: { plugin: p.name } });
@@ -95,28 +97,29 @@ export class PluginHost {
     return host;
   }
 
-  private entries(): PluginEntry[] {
-    const listed = new Set(this.opts.entries.flatMap((e) => [e.use, e.name ?? e.use]));
-    const strategies = new Set(this.opts.authStrategies ?? []);
+  /**
+   * Which plugins a start with these options sets up, in setup order: every definition loaded and
+   * every plugin's options validated, without setting anything up. Throws MCP_PLUGIN_INVALID naming
+   * each problem (unknown plugin, bad option, duplicate name, missing or cyclic dependency).
+   * `capibara-mcp config check` runs it too.
+   */
+  static async plan(opts: Pick<PluginHostOptions, 'entries' | 'defaultPlugins' | 'baseDir' | 'authStrategies'>): Promise<PlannedPlugin[]> {
+    const listedNames = new Set(opts.entries.flatMap((e) => [e.use, e.name ?? e.use]));
+    const strategies = new Set(opts.authStrategies ?? []);
     const defaults = Object.keys(FIRST_PARTY_PLUGINS)
-      .filter((n) => !listed.has(n) && (this.opts.defaultPlugins || strategies.has(n)))
+      .filter((n) => !listedNames.has(n) && (opts.defaultPlugins || strategies.has(n)))
       .map((use) => ({ use, options: {}, required: true }));
-    return [...defaults, ...this.opts.entries];
-  }
-
-  private async setupAll(): Promise<void> {
-    const all = this.entries();
-    const loaded = await Promise.all(all.map((e) => loadPluginDefinition(e.use, this.opts.baseDir)));
+    const all: PluginEntry[] = [...defaults, ...opts.entries];
+    const loaded = await Promise.all(all.map((e) => loadPluginDefinition(e.use, opts.baseDir)));
     // A default (unlisted) auth plugin is set up only when auth.strategies names it; a default alert sink never (it needs a destination).
-    const listed = new Set(this.opts.entries);
-    const strategies = new Set(this.opts.authStrategies ?? []);
+    const listed = new Set(opts.entries);
     const keep = all.map((e, i) => {
       const kind = loaded[i]!.kind;
       return listed.has(e) || (kind === 'auth' ? strategies.has(e.use) : kind !== 'alertSink');
     });
     const entries = all.filter((_, i) => keep[i]);
     const defs = loaded.filter((_, i) => keep[i]);
-    const planned: Planned[] = [];
+    const planned: PlannedPlugin[] = [];
     const seen = new Map<string, string>();
     const problems: string[] = [];
     entries.forEach((entry, i) => {
@@ -127,15 +130,19 @@ export class PluginHost {
       seen.set(key, entry.use);
       const parsed = def.options.safeParse(entry.options ?? {});
       if (!parsed.success) problems.push(formatOptionIssues(name, parsed.error));
-      else planned.push({ entry, def, name, options: parsed.data });
+      else planned.push({ entry, def, name, kind: def.kind, options: parsed.data });
     });
     if (problems.length) {
       throw new McpError('MCP_PLUGIN_INVALID', problems.join('; '), { details: { problems } });
     }
-    for (const p of dependencyOrder(planned)) await this.setupOne(p);
+    return dependencyOrder(planned);
   }
 
-  private async setupOne({ entry, def, name, options }: Planned): Promise<void> {
+  private async setupAll(): Promise<void> {
+    for (const p of await PluginHost.plan(this.opts)) await this.setupOne(p);
+  }
+
+  private async setupOne({ entry, def, name, options }: PlannedPlugin): Promise<void> {
     const logger = this.opts.logger.child({ plugin: name });
     const closers: Array<() => unknown> = [];
     const checks: ActivePlugin['checks'] = [];

@@ -54,14 +54,22 @@ describe('configuration', () => {
     expect(Object.keys(schema.properties)).toEqual(expect.arrayContaining(['server', 'storage', 'plugins', 'router', 'models']));
   });
 
-  it('`capibara-mcp config check` exits non-zero naming the bad key, zero on a good file', () => {
+  it('`capibara-mcp config check` exits non-zero naming the bad key, zero on a good file', { timeout: 120_000 }, () => {
     const bad = dirWith('capibara.yaml', 'storage:\n  dataDirectory: /tmp\n');
-    const r = spawnSync(TSX, [CLI, 'config', 'check'], { cwd: bad, encoding: 'utf8', env: { ...process.env, DATABASE_URL: '' } });
+    const r = spawnSync(TSX, ['--conditions=capibara-source', CLI, 'config', 'check'], {
+      cwd: bad,
+      encoding: 'utf8',
+      env: { ...process.env, DATABASE_URL: '' },
+    });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain('MCP_CONFIG_INVALID');
     expect(r.stderr).toContain('storage.dataDirectory');
     const good = dirWith('capibara.yaml', 'server:\n  port: 9001\n');
-    const ok = spawnSync(TSX, [CLI, 'config', 'check'], { cwd: good, encoding: 'utf8', env: { ...process.env, DATABASE_URL: '' } });
+    const ok = spawnSync(TSX, ['--conditions=capibara-source', CLI, 'config', 'check'], {
+      cwd: good,
+      encoding: 'utf8',
+      env: { ...process.env, DATABASE_URL: '' },
+    });
     expect(ok.status).toBe(0);
     expect(ok.stdout).toContain('configuration ok');
   });

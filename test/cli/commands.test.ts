@@ -1,0 +1,120 @@
+/**
+ * The command line a new user meets: help and version exit 0, every command has its help (the
+ * worker's lists its flags), an unknown option is one line (no stack trace), and `config check`
+ * refuses what `start` refuses, with the same message, without opening a database.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ROOT, runCli } from './support.ts';
+
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const COMMANDS = ['start', 'worker', 'migrate', 'config check', 'config schema', 'schema print', 'schema check', 'help'];
+
+describe('capibara-mcp help and version', () => {
+  it('--help, -h and help print every command and exit 0', async () => {
+    for (const args of [['--help'], ['-h'], ['help']]) {
+      const r = await runCli(args);
+      expect(r.code, args.join(' ')).toBe(0);
+      expect(r.stderr).toBe('');
+      for (const c of COMMANDS) expect(r.stdout).toContain(`  ${c}`);
+      expect(r.stdout).toContain('--version');
+    }
+  }, 120_000);
+
+  it('--version and -v print the package version and exit 0', async () => {
+    for (const flag of ['--version', '-v']) {
+      const r = await runCli([flag]);
+      expect(r).toMatchObject({ code: 0, stderr: '' });
+      expect(r.stdout.trim()).toBe(`capibara-mcp ${VERSION} (node ${process.version})`);
+    }
+  }, 120_000);
+
+  it('worker --help and help worker list the worker flags', async () => {
+    for (const args of [
+      ['worker', '--help'],
+      ['help', 'worker'],
+    ]) {
+      const r = await runCli(args);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^Usage: capibara-mcp worker/);
+      for (const flag of ['--gateway URL', '--port N', '--config FILE', 'MCP_WORKER__TOKEN']) expect(r.stdout).toContain(flag);
+    }
+  }, 120_000);
+
+  it('an unknown option or command is one clear line and exit 2, never a stack trace', async () => {
+    const opt = await runCli(['start', '--verbose']);
+    expect(opt.code).toBe(2);
+    expect(opt.stderr).toContain("Unknown option '--verbose'");
+    expect(opt.stderr).toContain('capibara-mcp --help');
+    expect(opt.stderr + opt.stdout).not.toMatch(/\n\s+at /);
+    const cmd = await runCli(['help', 'frobnicate']);
+    expect(cmd.code).toBe(2);
+    expect(cmd.stderr).toContain('unknown command: frobnicate');
+    // Flags of another command are refused, not ignored.
+    const misplaced = await runCli(['config', 'check', '--gateway', 'http://127.0.0.1:1']);
+    expect(misplaced.code).toBe(2);
+    expect(misplaced.stderr).toContain('--gateway is not an option of `config`');
+    const none = await runCli([]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('Usage: capibara-mcp <command>');
+  }, 120_000);
+});
+
+describe('capibara-mcp config check', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-config-check-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const write = (name: string, config: unknown) => {
+    const file = join(dir, name);
+    writeFileSync(file, JSON.stringify({ server: { host: '127.0.0.1', port: 0 }, storage: { dataDir: join(dir, 'data') }, ...(config as object) }));
+    return file;
+  };
+
+  // `start` is run on the three the issue names too (the others go through the same src/start-check.ts).
+  const ALSO_START = new Set(['a misspelt balancer', 'an unknown plugin', 'a bad plugin option']);
+  it.each([
+    ['a misspelt balancer', { router: { balancer: 'round-robbin' } }, 'MCP_CONFIG_INVALID: router.balancer: no balancer plugin named "round-robbin"'],
+    ['an unknown plugin', { plugins: [{ use: 'no-such-plugin' }] }, 'MCP_PLUGIN_INVALID: plugin "no-such-plugin" cannot be loaded'],
+    ['a bad plugin option', { plugins: [{ use: 'tfjs', options: { runtime: 'cuda' } }] }, 'MCP_PLUGIN_INVALID: plugin "tfjs": option runtime:'],
+    ['an unknown auth strategy', { auth: { strategies: ['api-key', 'ldap'] } }, 'MCP_CONFIG_INVALID: auth.strategies.1: no auth plugin named "ldap"'],
+    ['a limits store that is no plugin', { limits: { store: 'redis' } }, 'MCP_CONFIG_INVALID: limits.store: no rateLimitStore plugin named "redis"'],
+    [
+      'a model seed on an unknown backend',
+      { models: [{ id: 'm', versions: [{ version: 'v1', instances: [{ backend: 'vllm', endpoint: 'http://127.0.0.1:9' }] }] }] },
+      'MCP_CONFIG_INVALID: models.0.versions.0.instances.0.backend: no backend plugin named "vllm"',
+    ],
+    ['auth off on a public address', { auth: { enabled: false }, server: { host: '0.0.0.0', port: 0 } }, 'MCP_CONFIG_INVALID: auth.enabled: false'],
+  ])(
+    'refuses %s like start does, without opening the database',
+    async (what, config, message) => {
+      const file = write('bad.json', config);
+      const check = await runCli(['config', 'check', '--config', file]);
+      expect(check.code).toBe(1);
+      expect(check.stderr).toContain(message);
+      expect(check.stdout).not.toContain('configuration ok');
+      expect(existsSync(join(dir, 'data'))).toBe(false);
+      if (!ALSO_START.has(what)) return;
+      // `start` refuses the same configuration with the same message, before it creates anything.
+      const start = await runCli(['start', '--config', file]);
+      expect(start.code).toBe(1);
+      expect(start.stderr.split('\n').find((l) => l.startsWith('MCP_'))).toBe(check.stderr.split('\n').find((l) => l.startsWith('MCP_')));
+      expect(existsSync(join(dir, 'data', 'pglite'))).toBe(false);
+    },
+    120_000,
+  );
+
+  it('accepts a good configuration, names the plugins a start would set up, and touches no storage', async () => {
+    const file = write('good.json', { router: { balancer: 'round-robin' }, plugins: [{ use: 'tfjs', options: { runtime: 'wasm' } }] });
+    const r = await runCli(['config', 'check', '--config', file]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^configuration ok \\(${file.replaceAll('/', '\\/')}\\): \\d+ plugins \\(.*round-robin.*tfjs`));
+    expect(existsSync(join(dir, 'data'))).toBe(false);
+  }, 60_000);
+
+  it('accepts the shipped sample worker config', async () => {
+    const r = await runCli(['config', 'check', '--config', join(ROOT, 'examples/worker.yaml')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('configuration ok');
+  }, 60_000);
+});
