@@ -5,6 +5,7 @@
  *   npm run build && npx tsx bench/core.ts                  # PGlite only
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npx tsx bench/core.ts
  *   BENCH_BEFORE=/path/to/older/checkout npx tsx bench/core.ts   # side by side with another build
+ *   BENCH_JIT=compare npx tsx bench/core.ts                  # and with graphql-jit off (server.graphql.jit)
  *
  * The gateway runs as its own process (the CLI, as a user starts it, from dist/); load comes from
  * autocannon in this process. With BENCH_BEFORE (a checkout of an earlier commit, built, with
@@ -23,8 +24,10 @@ const ROOT = join(import.meta.dirname, '..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const DURATION = Number(process.env.BENCH_SECONDS ?? 8);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const BUILDS: Array<{ name: string; root: string }> = [
+const BUILDS: Array<{ name: string; root: string; env?: Record<string, string> }> = [
   ...(process.env.BENCH_BEFORE ? [{ name: 'before', root: process.env.BENCH_BEFORE }] : []),
+  // BENCH_JIT=compare: this build also with server.graphql.jit off (graphql-js executes every query).
+  ...(process.env.BENCH_JIT === 'compare' ? [{ name: 'graphql-js', root: ROOT, env: { MCP_SERVER__GRAPHQL__JIT: 'false' } }] : []),
   { name: process.env.BENCH_BEFORE ? 'after' : 'this build', root: ROOT },
 ];
 
@@ -121,13 +124,21 @@ async function startTimes(root: string, env: Env): Promise<{ cold: number; warm:
   return { cold: median(cold), warm: median(warm) };
 }
 
+/** The storage's environment plus a build's own settings. */
+function withEnv(env: Env, extra: Record<string, string> = {}): Env {
+  return async () => {
+    const r = await env();
+    return { env: { ...r.env, ...extra }, cleanup: r.cleanup };
+  };
+}
+
 async function benchStorage(label: string, env: Env) {
   const times: Array<{ cold: number; warm: number }> = [];
-  for (const b of BUILDS) times.push(await startTimes(b.root, env));
+  for (const b of BUILDS) times.push(await startTimes(b.root, withEnv(env, b.env)));
   // One gateway per build, each with its own 100 models, all up at once; the load alternates between them.
   const running: Array<{ g: Started; cleanup(): Promise<void>; results: autocannon.Result[] }> = [];
   for (const b of BUILDS) {
-    const { env: e, cleanup } = await env();
+    const { env: e, cleanup } = await withEnv(env, b.env)();
     const dir = mkdtempSync(join(tmpdir(), 'mcp-bench-'));
     writeFileSync(join(dir, 'capibara.yaml'), `plugins:\n  - use: ${join(ROOT, 'examples/capibara-plugin-echo')}\n`);
     const first = await startGateway(b.root, dir, e);
@@ -176,8 +187,10 @@ for (const r of rows) {
   console.log(`| ${r.label} | ${(r.cold / 1000).toFixed(2)} s | ${(r.warm / 1000).toFixed(2)} s | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} |`);
 }
 if (BUILDS.length > 1) {
-  for (let i = 0; i + 1 < rows.length; i += 2) {
-    const [before, after] = [rows[i]!, rows[i + 1]!];
-    console.log(`${after.label}: ${(after.rps / before.rps).toFixed(1)}× the req/s of before, p99 ${before.p99} → ${after.p99} ms`);
+  for (let i = 0; i < rows.length; i += BUILDS.length) {
+    const base = rows[i]!;
+    for (const r of rows.slice(i + 1, i + BUILDS.length)) {
+      console.log(`${r.label}: ${(r.rps / base.rps).toFixed(1)}× the req/s of ${base.label}, p99 ${base.p99} → ${r.p99} ms`);
+    }
   }
 }

@@ -111,6 +111,8 @@ export const configSchema = z.strictObject({
             .int()
             .min(0)
             .default(64 * 1024),
+          /** Queries and mutations that repeat run compiled by graphql-jit (false: graphql-js always). */
+          jit: z.boolean().default(true),
           /**
            * A GET operation (or any request without a JSON body) must carry one of these headers
            * (CSRF prevention: a browser cannot add them to a cross-site request without a preflight).

@@ -9,6 +9,7 @@ import { authRequestOf, readBody, requestIdOf, sendGraphQLError } from '../http/
 import { eligible, serve, type GraphQLServerContext } from './json-post.ts';
 import type { Services } from '../services.ts';
 import type { GraphQLContext } from './context.ts';
+import { useCompiledExecution } from './compiled-execution.ts';
 import { useBoundedDocuments } from './document-cache.ts';
 import { useSubscriptionExpiry } from './expiry.ts';
 import { useGraphQLLimits } from './limits.ts';
@@ -173,6 +174,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
       useSubscriptionExpiry(),
       useCodedValidationErrors(),
       useAuditLog(services.audit, services.config.audit.skipMutations),
+      ...(services.config.server.graphql.jit ? [useCompiledExecution()] : []),
     ],
     context: async ({ req, requestId: givenId, logger, connectionParams, signal }) => {
       const headers = { ...(req.headers as Record<string, string | undefined>), ...headersFromConnectionParams(connectionParams) };
