@@ -25,9 +25,18 @@ function avg(xs: readonly number[]): number {
   return s / xs.length;
 }
 
+/** Mean of the finite values at or after `since` (points are in time order), scanning back from the newest. */
 function avgSince(points: readonly MetricPoint[], since: number): number | undefined {
-  const xs = finite(points.filter((p) => p.at >= since));
-  return xs.length === 0 ? undefined : avg(xs);
+  let sum = 0;
+  let n = 0;
+  for (let i = points.length - 1; i >= 0 && points[i]!.at >= since; i--) {
+    const v = points[i]!.value;
+    if (Number.isFinite(v)) {
+      sum += v;
+      n++;
+    }
+  }
+  return n === 0 ? undefined : sum / n;
 }
 
 /** The rule over one series: whether it holds and the value shown with the alert. */

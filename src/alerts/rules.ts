@@ -121,7 +121,8 @@ export function ruleWindow(rule: AlertRule, intervalMs: number): { windowMs: num
     case 'burnRate': {
       const longest = Math.max(...rule.windows.map((w) => w.longMs));
       const shortest = Math.min(...rule.windows.map((w) => w.shortMs));
-      return { windowMs: longest, stepMs: Math.max(1_000, Math.min(intervalMs, Math.floor(shortest / 5))) };
+      // Ten samples across the short window are enough for a mean; the long one then has proportionally more.
+      return { windowMs: longest, stepMs: Math.max(1_000, Math.floor(shortest / 10)) };
     }
     case 'anomaly':
       return { windowMs: rule.method === 'seasonal' ? rule.periodMs * rule.seasons + rule.trainingMs : rule.trainingMs, stepMs: rule.stepMs };
