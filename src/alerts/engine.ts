@@ -11,6 +11,7 @@ import { hostname } from 'node:os';
 import { and, asc, eq, inArray, isNull, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.ts';
+import { McpError } from '../errors.ts';
 import { alertInstances, alertOutbox, alertTransitions } from '../db/schema.ts';
 import type { MetricSource } from '../monitoring/metric-source.ts';
 import type { Alert } from '../plugin/contract.ts';
@@ -97,7 +98,10 @@ function fromJson(j: AlertJson): Alert {
 
 export interface AlertEngineOptions {
   database: Database;
-  source: MetricSource;
+  /** Without one, this replica serves rules and alerts from the database but never evaluates. */
+  source?: MetricSource;
+  /** Every state change this replica writes (the gateway publishes them to all replicas: `alertEvents`). */
+  publish?: (e: AlertEvent) => void;
   notifier: AlertNotifier;
   evaluation: AlertEvaluationConfig;
   rules: readonly AlertRule[];
@@ -117,7 +121,6 @@ export class AlertEngine {
   private delivering: Promise<void> | undefined;
   private closed = false;
   private readonly lastSent = new Map<string, number>();
-  private readonly listeners = new Set<(e: AlertEvent) => void>();
   private readonly log: Logger;
 
   constructor(private readonly opts: AlertEngineOptions) {
@@ -134,19 +137,20 @@ export class AlertEngine {
     return this.grant?.epoch;
   }
 
-  /** State changes made by this replica (the `alertEvents` subscription). */
-  onEvent(listener: (e: AlertEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
+  /** Stores the config file's rules; then, with a metric source, takes part in the leader election and evaluates. */
   async start(): Promise<void> {
-    if (this.opts.rules.length > this.opts.evaluation.maxRules) throw new Error(`alerts.rules: at most ${this.opts.evaluation.maxRules} rules`);
+    if (this.opts.rules.length > this.opts.evaluation.maxRules) {
+      throw new McpError('MCP_CONFIG_INVALID', `alerts.rules: at most ${this.opts.evaluation.maxRules} rules (alerts.evaluation.maxRules)`, {
+        details: { paths: ['alerts.rules'] },
+      });
+    }
     await this.rules.syncConfig(this.opts.rules);
+    const source = this.opts.source;
+    if (!source) return;
     await this.renew();
     this.renewTimer = setInterval(() => void this.renew(), this.opts.evaluation.leaseRenewMs);
     this.renewTimer.unref();
-    this.unsubscribe = this.opts.source.onTick((at) => {
+    this.unsubscribe = source.onTick((at) => {
       if (at - this.lastEval < this.opts.evaluation.intervalMs || this.evaluating) return;
       this.lastEval = at;
       this.evaluating = this.tick(at)
@@ -173,7 +177,8 @@ export class AlertEngine {
   /** One evaluation of every rule (leader only); resolves when its changes are stored. */
   async tick(now = Date.now()): Promise<void> {
     const grant = this.grant;
-    if (!grant || Date.now() >= grant.validUntil) return;
+    const source = this.opts.source;
+    if (!grant || !source || Date.now() >= grant.validUntil) return;
     const stored = await this.rules.list();
     const rows = await this.opts.database.db.select().from(alertInstances);
     const byId = new Map(rows.map((r) => [r.id, r]));
@@ -185,7 +190,7 @@ export class AlertEngine {
     for (const { rule } of stored) {
       ruleNames.add(rule.name);
       const { windowMs, stepMs } = ruleWindow(rule, intervalMs);
-      const series = this.opts.source.range({ metric: rule.metric, labels: rule.match }, windowMs, stepMs);
+      const series = source.range({ metric: rule.metric, labels: rule.match }, windowMs, stepMs);
       const verdicts = evaluateRule(rule, series, now);
       const seen = new Set<string>();
       let count = 0;
@@ -272,7 +277,7 @@ export class AlertEngine {
     for (const { rule, prev, next } of changes) {
       if (next.state === 'firing') this.lastSent.set(next.id, now);
       const e: AlertEvent = { alertId: next.id, rule: rule.name, from: (prev?.state ?? 'inactive') as AlertState, to: next.state as AlertState, seq: next.seq, at: new Date(now) };
-      for (const l of this.listeners) l(e);
+      this.opts.publish?.(e);
     }
   }
 
