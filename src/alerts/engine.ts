@@ -60,7 +60,10 @@ export function nextState(
 }
 
 export function alertId(rule: string, labels: Readonly<Record<string, string>>): string {
-  return createHash('sha256').update(`${rule}\0${labelKey(labels)}`).digest('hex').slice(0, 24);
+  return createHash('sha256')
+    .update(`${rule}\0${labelKey(labels)}`)
+    .digest('hex')
+    .slice(0, 24);
 }
 
 export function toAlert(rule: AlertRule, row: InstanceRow): Alert {
@@ -125,7 +128,12 @@ export class AlertEngine {
 
   constructor(private readonly opts: AlertEngineOptions) {
     this.rules = new AlertRuleStore(opts.database.db, opts.evaluation.maxRules);
-    this.lease = new LeaderLease(opts.database.db, LEASE_NAME, opts.holder ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`, opts.evaluation.leaseTtlMs);
+    this.lease = new LeaderLease(
+      opts.database.db,
+      LEASE_NAME,
+      opts.holder ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+      opts.evaluation.leaseTtlMs,
+    );
     this.log = opts.logger;
   }
 
@@ -202,7 +210,8 @@ export class AlertEngine {
         this.step(rule, id, v.labels, prev, v.active, v.value, now, grant.epoch, changes);
       }
       // A series that went away no longer holds its condition.
-      for (const prev of byRule.get(rule.name) ?? []) if (!seen.has(prev.id)) this.step(rule, prev.id, prev.labels, prev, false, prev.value ?? undefined, now, grant.epoch, changes);
+      for (const prev of byRule.get(rule.name) ?? [])
+        if (!seen.has(prev.id)) this.step(rule, prev.id, prev.labels, prev, false, prev.value ?? undefined, now, grant.epoch, changes);
     }
     if (changes.length > 0) await this.store(changes, grant.epoch, now);
     await this.resend(stored, rows, now, ruleNames);
@@ -265,7 +274,10 @@ export class AlertEngine {
           epoch,
         });
         const notifies = (next.state === 'firing' || next.state === 'resolved') && next.notified;
-        if (notifies) await tx.insert(alertOutbox).values({ alertId: next.id, seq: next.seq, alert: alertToJson(toAlert(rule, next)) as unknown as Record<string, unknown> });
+        if (notifies)
+          await tx
+            .insert(alertOutbox)
+            .values({ alertId: next.id, seq: next.seq, alert: alertToJson(toAlert(rule, next)) as unknown as Record<string, unknown> });
       }
       return true;
     });
@@ -276,7 +288,14 @@ export class AlertEngine {
     }
     for (const { rule, prev, next } of changes) {
       if (next.state === 'firing') this.lastSent.set(next.id, now);
-      const e: AlertEvent = { alertId: next.id, rule: rule.name, from: (prev?.state ?? 'inactive') as AlertState, to: next.state as AlertState, seq: next.seq, at: new Date(now) };
+      const e: AlertEvent = {
+        alertId: next.id,
+        rule: rule.name,
+        from: (prev?.state ?? 'inactive') as AlertState,
+        to: next.state as AlertState,
+        seq: next.seq,
+        at: new Date(now),
+      };
       this.opts.publish?.(e);
     }
   }
@@ -332,11 +351,17 @@ export class AlertEngine {
   async alerts(states?: readonly AlertState[]): Promise<InstanceRow[]> {
     const db = this.opts.database.db;
     const q = db.select().from(alertInstances);
-    return states && states.length > 0 ? q.where(inArray(alertInstances.state, [...states])).orderBy(asc(alertInstances.rule)) : q.orderBy(asc(alertInstances.rule));
+    return states && states.length > 0
+      ? q.where(inArray(alertInstances.state, [...states])).orderBy(asc(alertInstances.rule))
+      : q.orderBy(asc(alertInstances.rule));
   }
 
   async silence(id: string, untilMs: number): Promise<InstanceRow | undefined> {
-    const [row] = await this.opts.database.db.update(alertInstances).set({ silencedUntil: new Date(untilMs) }).where(eq(alertInstances.id, id)).returning();
+    const [row] = await this.opts.database.db
+      .update(alertInstances)
+      .set({ silencedUntil: new Date(untilMs) })
+      .where(eq(alertInstances.id, id))
+      .returning();
     return row;
   }
 
@@ -350,7 +375,12 @@ export class AlertEngine {
   }
 
   async history(id: string, limit = 100): Promise<Array<typeof alertTransitions.$inferSelect>> {
-    return this.opts.database.db.select().from(alertTransitions).where(eq(alertTransitions.alertId, id)).orderBy(asc(alertTransitions.seq)).limit(Math.min(limit, 1000));
+    return this.opts.database.db
+      .select()
+      .from(alertTransitions)
+      .where(eq(alertTransitions.alertId, id))
+      .orderBy(asc(alertTransitions.seq))
+      .limit(Math.min(limit, 1000));
   }
 
   /** Stops evaluating; waits for the evaluation and delivery in progress; hands the lease on. */

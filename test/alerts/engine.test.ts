@@ -149,7 +149,9 @@ describe('AlertEngine on one database', () => {
   it('rules by API: bounded, validated, config rules read-only', async () => {
     const e = engine('a', [rule]);
     await e.start();
-    await expect(e.rules.create({ name: 'x', kind: 'threshold', metric: 'm', op: '>', value: 1, windowMs: 10 })).rejects.toMatchObject({ code: 'MCP_VALIDATION_FAILED' });
+    await expect(e.rules.create({ name: 'x', kind: 'threshold', metric: 'm', op: '>', value: 1, windowMs: 10 })).rejects.toMatchObject({
+      code: 'MCP_VALIDATION_FAILED',
+    });
     await e.rules.create({ name: 'errors', kind: 'burnRate', metric: 'error_rate', objective: 0.999 });
     await expect(e.rules.create({ name: 'errors', kind: 'rate', metric: 'm', op: '>', value: 1 })).rejects.toMatchObject({ code: 'MCP_DUPLICATE_ID' });
     await expect(e.rules.delete('slow')).rejects.toMatchObject({ code: 'MCP_CONFLICT' });

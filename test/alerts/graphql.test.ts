@@ -25,11 +25,16 @@ describe('alerts over GraphQL', () => {
     );
     expect(created.errors).toBeUndefined();
     expect(created.data?.createAlertRule.spec).toMatchObject({ method: 'ewma', points: 2 });
-    const updated = await gw.gql<{ updateAlertRule: { spec: { sensitivity: string } } }>('mutation($r: JSON!) { updateAlertRule(name: "latency-anomaly", rule: $r) { spec } }', {
-      r: { ...rule, sensitivity: 'low' },
-    });
+    const updated = await gw.gql<{ updateAlertRule: { spec: { sensitivity: string } } }>(
+      'mutation($r: JSON!) { updateAlertRule(name: "latency-anomaly", rule: $r) { spec } }',
+      {
+        r: { ...rule, sensitivity: 'low' },
+      },
+    );
     expect(updated.data?.updateAlertRule.spec.sensitivity).toBe('low');
-    const bad = await gw.gql('mutation($r: JSON!) { createAlertRule(rule: $r) { name } }', { r: { name: 'x', kind: 'threshold', metric: 'm', op: '>>', value: 1 } });
+    const bad = await gw.gql('mutation($r: JSON!) { createAlertRule(rule: $r) { name } }', {
+      r: { name: 'x', kind: 'threshold', metric: 'm', op: '>>', value: 1 },
+    });
     expect(bad.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
     expect(bad.errors?.[0]?.message).toMatch(/op/);
     const readOnly = await gw.gql('mutation { deleteAlertRule(name: "chat-slow") }');
@@ -51,7 +56,9 @@ describe('alerts over GraphQL', () => {
     });
     await evaluator.start();
     await evaluator.tick();
-    const firing = await gw.gql<{ alerts: Array<{ id: string; rule: string; labels: unknown; value: number }> }>('{ alerts(state: [FIRING]) { id rule labels value } }');
+    const firing = await gw.gql<{ alerts: Array<{ id: string; rule: string; labels: unknown; value: number }> }>(
+      '{ alerts(state: [FIRING]) { id rule labels value } }',
+    );
     expect(firing.data?.alerts).toEqual([{ id: expect.any(String), rule: 'chat-slow', labels: { model: 'chat' }, value: 900 }]);
     const id = firing.data!.alerts[0]!.id;
     expect((await gw.gql('{ alerts(state: [PENDING]) { id } }')).data).toEqual({ alerts: [] });
@@ -59,7 +66,10 @@ describe('alerts over GraphQL', () => {
     expect(ack.data?.acknowledgeAlert.acknowledgedBy).toBeTruthy();
     const short = await gw.gql('mutation($id: ID!) { silenceAlert(id: $id, durationMs: 5) { id } }', { id });
     expect(short.errors?.[0]?.extensions?.code).toBe('MCP_VALIDATION_FAILED');
-    const silenced = await gw.gql<{ silenceAlert: { silencedUntil: string } }>('mutation($id: ID!) { silenceAlert(id: $id, durationMs: 3600000) { silencedUntil } }', { id });
+    const silenced = await gw.gql<{ silenceAlert: { silencedUntil: string } }>(
+      'mutation($id: ID!) { silenceAlert(id: $id, durationMs: 3600000) { silencedUntil } }',
+      { id },
+    );
     expect(new Date(silenced.data!.silenceAlert.silencedUntil).getTime()).toBeGreaterThan(Date.now());
     const missing = await gw.gql('mutation { silenceAlert(id: "nope", durationMs: 60000) { id } }');
     expect(missing.errors?.[0]?.extensions?.code).toBe('MCP_NOT_FOUND');
