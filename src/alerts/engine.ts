@@ -124,6 +124,7 @@ export class AlertEngine {
   private delivering: Promise<void> | undefined;
   private closed = false;
   private readonly lastSent = new Map<string, number>();
+  private lastRules = new Map<string, AlertRule>();
   private readonly log: Logger;
 
   constructor(private readonly opts: AlertEngineOptions) {
@@ -213,6 +214,20 @@ export class AlertEngine {
       for (const prev of byRule.get(rule.name) ?? [])
         if (!seen.has(prev.id)) this.step(rule, prev.id, prev.labels, prev, false, prev.value ?? undefined, now, grant.epoch, changes);
     }
+    // A deleted rule's alerts resolve (firing) or go inactive (pending); its severity and labels are no longer known.
+    for (const [name, list] of byRule) {
+      if (ruleNames.has(name)) continue;
+      const gone = {
+        ...this.lastRules.get(name),
+        name,
+        kind: 'threshold',
+        metric: '',
+        severity: this.lastRules.get(name)?.severity ?? 'warning',
+        labels: this.lastRules.get(name)?.labels ?? {},
+      } as AlertRule;
+      for (const prev of list) this.step(gone, prev.id, prev.labels, prev, false, prev.value ?? undefined, now, grant.epoch, changes);
+    }
+    this.lastRules = new Map(stored.map((s) => [s.rule.name, s.rule]));
     if (changes.length > 0) await this.store(changes, grant.epoch, now);
     await this.resend(stored, rows, now, ruleNames);
     this.kickDelivery();

@@ -162,4 +162,19 @@ describe('AlertEngine on one database', () => {
     expect(await e.rules.delete('errors')).toBe(true);
     await e.close();
   });
+
+  it('deleting a rule resolves its firing alert (notified once)', async () => {
+    const e = engine('a', []);
+    await e.start();
+    await e.rules.create({ ...rule, name: 'api-slow', forMs: 0 });
+    await e.tick();
+    await e.rules.delete('api-slow');
+    await e.tick();
+    await settle(e);
+    expect(sent.map((a) => [a.rule, a.state, a.severity])).toEqual([
+      ['api-slow', 'firing', 'critical'],
+      ['api-slow', 'resolved', 'critical'],
+    ]);
+    await e.close();
+  });
 });
