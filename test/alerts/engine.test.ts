@@ -39,12 +39,12 @@ describe('AlertEngine on one database', () => {
   let sent: Alert[];
   let dispatcher: AlertDispatcher;
 
-  const engine = (holder: string, rules: unknown[]) =>
+  const engine = (holder: string, rules: unknown[], resendFiringMs = 0) =>
     new AlertEngine({
       database,
       source,
       notifier: dispatcher,
-      evaluation: alertEvaluationSchema.parse({ intervalMs: 100, leaseTtlMs: 60_000, leaseRenewMs: 30_000, resendFiringMs: 0 }),
+      evaluation: alertEvaluationSchema.parse({ intervalMs: 100, leaseTtlMs: 60_000, leaseRenewMs: 30_000, resendFiringMs }),
       rules: rules.map((r) => alertRuleSchema.parse(r)),
       logger,
       holder,
@@ -160,6 +160,27 @@ describe('AlertEngine on one database', () => {
       ['slow', 'config'],
     ]);
     expect(await e.rules.delete('errors')).toBe(true);
+    await e.close();
+  });
+
+  it('a firing alert is sent again every resendFiringMs (Alertmanager), not while silenced', async () => {
+    const e = engine('a', [{ ...rule, forMs: 0 }], 60_000);
+    await e.start();
+    const t0 = Date.now();
+    await e.tick(t0);
+    await settle(e);
+    await e.tick(t0 + 30_000);
+    await dispatcher.idle();
+    expect(sent).toHaveLength(1);
+    await e.tick(t0 + 61_000);
+    await dispatcher.idle();
+    expect(sent.map((a) => a.state)).toEqual(['firing', 'firing']);
+    expect(sent[1]!.id).toBe(sent[0]!.id);
+    const [firing] = await e.alerts(['firing']);
+    await e.silence(firing!.id, Date.now() + 3_600_000);
+    await e.tick(t0 + 130_000);
+    await dispatcher.idle();
+    expect(sent).toHaveLength(2);
     await e.close();
   });
 
