@@ -363,12 +363,11 @@ export class AlertEngine {
     return (await this.opts.database.db.select({ id: alertOutbox.id }).from(alertOutbox).where(isNull(alertOutbox.deliveredAt))).length;
   }
 
-  async alerts(states?: readonly AlertState[]): Promise<InstanceRow[]> {
+  /** Alerts in the given states (all when none), by rule then id, at most `limit`. */
+  async alerts(states?: readonly AlertState[], limit = 1_000): Promise<InstanceRow[]> {
     const db = this.opts.database.db;
-    const q = db.select().from(alertInstances);
-    return states && states.length > 0
-      ? q.where(inArray(alertInstances.state, [...states])).orderBy(asc(alertInstances.rule))
-      : q.orderBy(asc(alertInstances.rule));
+    const where = states && states.length > 0 ? inArray(alertInstances.state, [...states]) : undefined;
+    return db.select().from(alertInstances).where(where).orderBy(asc(alertInstances.rule), asc(alertInstances.id)).limit(limit);
   }
 
   async silence(id: string, untilMs: number): Promise<InstanceRow | undefined> {

@@ -76,10 +76,17 @@ builder.queryFields((t) => ({
   }),
   alerts: t.field({
     type: [AlertRef],
-    description: 'Alerts, optionally only those in the given states. Needs alerts:read.',
+    description: 'Alerts, optionally only those in the given states, by rule. Needs alerts:read.',
     authScopes: { permission: 'alerts:read' },
-    args: { state: t.arg({ type: [AlertStateEnum] }) },
-    resolve: (_r, args, ctx) => ctx.services.alertEngine.alerts(args.state?.map((s) => s.toLowerCase() as AlertState)),
+    args: { state: t.arg({ type: [AlertStateEnum] }), first: t.arg.int({ defaultValue: 1000, description: '1 to 5000.' }) },
+    resolve: (_r, args, ctx) => {
+      const first = args.first ?? 1000;
+      if (first < 1 || first > 5000) throw new McpError('MCP_VALIDATION_FAILED', 'first: 1 to 5000', { details: { path: 'first' } });
+      return ctx.services.alertEngine.alerts(
+        args.state?.map((s) => s.toLowerCase() as AlertState),
+        first,
+      );
+    },
   }),
   alertHistory: t.field({
     type: [AlertTransitionRef],
