@@ -4,6 +4,7 @@ import { authConfigSchema } from '../auth/config.ts';
 import { TASKS } from '../inference/schema.ts';
 import { limitsConfigSchema } from '../limits/config.ts';
 import { securityConfigSchema } from '../security/config.ts';
+import { tracingConfigSchema } from '../tracing/config.ts';
 
 const port = z.number().int().min(0).max(65535);
 
@@ -206,6 +207,7 @@ export const configSchema = z.strictObject({
   security: securityConfigSchema,
   limits: limitsConfigSchema,
   audit: auditConfigSchema,
+  tracing: tracingConfigSchema,
   /** Load every first-party plugin with default options (those listed in `plugins` get their listed options). */
   defaultPlugins: z.boolean().default(true),
   plugins: z.array(pluginEntrySchema).default([]),

@@ -58,6 +58,7 @@ export class InferenceService {
     decision?: RoutingDecision,
   ): Promise<unknown> | undefined {
     const latencyMs = performance.now() - started;
+    req.trace?.finished({ ...outcome, decision });
     let waits: Array<Promise<unknown>> | undefined;
     for (const o of this.observers) {
       try {
@@ -78,6 +79,7 @@ export class InferenceService {
 
   async infer(req: InferenceRequest): Promise<InferenceResult> {
     const started = performance.now();
+    req.trace?.started(req);
     let admission: Admission | undefined;
     let result: InferenceResult | undefined;
     let done: { result: InferenceResult; wait: Promise<unknown> | undefined };
@@ -119,8 +121,10 @@ export class InferenceService {
     const self = this;
     async function* run(): AsyncGenerator<InferenceChunk> {
       const started = performance.now();
+      req.trace?.started(req);
       let routed: Routed<{ first: InferenceChunk | undefined; rest: AsyncIterator<InferenceChunk> | undefined }> | undefined;
       let usage: InferenceChunk['usage'];
+      let finishReason: InferenceChunk['finishReason'];
       let text = '';
       let rest: AsyncIterator<InferenceChunk> | undefined;
       let settled = false;
@@ -151,6 +155,7 @@ export class InferenceService {
         if (first) {
           text += first.text;
           usage = first.usage ?? usage;
+          finishReason = first.finishReason ?? finishReason;
           yield first;
         }
         if (rest) {
@@ -159,12 +164,13 @@ export class InferenceService {
             if (next.done) break;
             text += next.value.text;
             usage = next.value.usage ?? usage;
+            finishReason = next.value.finishReason ?? finishReason;
             yield next.value;
           }
         }
         settled = true;
         routed.finish(true);
-        wait = self.report(req, started, { ok: true, result: { ...meta, text, usage, latencyMs: performance.now() - started } }, routed.decision);
+        wait = self.report(req, started, { ok: true, result: { ...meta, text, usage, finishReason, latencyMs: performance.now() - started } }, routed.decision);
       } catch (err) {
         settled = true;
         const e = toMcpError(req.signal.aborted ? new McpError('MCP_CANCELLED') : err);
