@@ -173,6 +173,46 @@ describe('tracing on: the spans of an OpenAI chat request with a failover', () =
     expect(entry.attributes['error.type']).toBe('MCP_MODEL_NOT_FOUND');
     expect(entry.attributes['gen_ai.request.model']).toBe('no-such-model');
   });
+  it('every entry point starts the trace: REST, GraphQL and a streamed OpenAI chat (usage at the end of the stream)', async () => {
+    const traceIds = ['11111111111111111111111111111111', '22222222222222222222222222222222', '33333333333333333333333333333333'];
+    const tp = (t: string) => ({ traceparent: `00-${t}-00f067aa0ba902b7-01` });
+    const rest = await request(`${gw.url}/api/v1/models/chatty/inference`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...tp(traceIds[0]!) },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(rest.statusCode).toBe(200);
+    await rest.body.dump();
+    const gql = await gw.gql('mutation { infer(model: "chatty", input: { messages: [{ role: "user", content: "hi" }] }) { text } }', {}, tp(traceIds[1]!));
+    expect(gql.errors).toBeUndefined();
+    const sse = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...tp(traceIds[2]!) },
+      body: JSON.stringify({ model: 'chatty', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(sse.statusCode).toBe(200);
+    expect(await sse.body.text()).toContain('[DONE]');
+    await gw.services.tracing!.flush();
+    const entryOf = (t: string) => otlp.spans.find((s) => s.traceId === t && s.kind === SERVER);
+    expect(await until(() => traceIds.every((t) => entryOf(t) !== undefined))).toBe(true);
+    const [r, g, st] = traceIds.map((t) => entryOf(t)!);
+    expect(r!.name).toBe('POST /api/v1/models/{id}/inference');
+    expect(r!.attributes['capibara.entry']).toBe('rest');
+    expect(g!.name).toBe('graphql infer');
+    expect(g!.attributes['capibara.entry']).toBe('graphql');
+    expect(st!.attributes['gen_ai.request.stream']).toBe(true);
+    expect(st!.attributes['gen_ai.usage.output_tokens']).toBe(2);
+    expect(st!.attributes['gen_ai.response.finish_reasons']).toEqual(['stop']);
+    for (const e of [r!, g!, st!]) {
+      expect(e.attributes['gen_ai.operation.name']).toBe('chat');
+      const { childrenOf } = treeOf(otlp.spans, e.traceId);
+      const route = childrenOf(e).find((c) => c.name === 'route chatty');
+      expect(route).toBeDefined();
+      const attempts = childrenOf(route!);
+      expect(attempts.length).toBeGreaterThanOrEqual(1);
+      expect(childrenOf(attempts.at(-1)!)[0]!.kind).toBe(CLIENT);
+    }
+  });
 });
 
 describe('tracing off (the default)', () => {
