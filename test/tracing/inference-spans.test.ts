@@ -250,3 +250,44 @@ describe('tracing off (the default)', () => {
     expect(otlp.posts).toBe(0);
   });
 });
+
+describe('tracing on with sampleRatio 0', () => {
+  let up: FakeOpenAIServer;
+  let otlp: OtlpReceiver;
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    otlp = await startOtlpReceiver();
+    up = await startFakeOpenAI({ models: ['fake-model'] });
+    gw = await startTestGateway({
+      defaultPlugins: false,
+      plugins: [{ use: 'openai' }, { use: 'round-robin' }],
+      router: { balancer: 'round-robin' },
+      models: [chatModel([up.url])],
+      tracing: { enabled: true, sampleRatio: 0, otlp: { endpoint: otlp.url }, batch: { delayMs: 50 } },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await gw?.close();
+    await up?.close();
+    await otlp?.close();
+  });
+
+  it('records no new trace but passes an unsampled traceparent upstream; a caller that sampled its trace is followed', async () => {
+    expect((await chat(gw)).status).toBe(200);
+    const [version, traceId, , flags] = String(up.lastRequest!.headers.traceparent).split('-');
+    expect(version).toBe('00');
+    expect(traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(flags).toBe('00');
+    await gw.services.tracing!.flush();
+    expect(otlp.spans).toHaveLength(0);
+
+    const sampled = '5bf92f3577b34da6a3ce929d0e0e4736';
+    expect((await chat(gw, { traceparent: `00-${sampled}-00f067aa0ba902b7-01` })).status).toBe(200);
+    expect(String(up.lastRequest!.headers.traceparent).split('-')[3]).toBe('01');
+    await gw.services.tracing!.flush();
+    expect(await until(() => otlp.spans.length >= 5)).toBe(true);
+    expect(new Set(otlp.spans.map((s) => s.traceId))).toEqual(new Set([sampled]));
+    expect(otlp.spans.map((s) => s.name).sort()).toEqual(['POST /v1/chat/completions', 'attempt 1', 'auth', 'chat chatty', 'route chatty']);
+  });
+});
