@@ -11,7 +11,10 @@
  * OTLP receiver run here too. Per gateway: req/s and the CPU µs per request of the gateway process
  * (/proc/<pid>/stat utime+stime over the run). Runs interleaved (off, on 0, on 1, off, …); medians.
  *
- *   npx tsx --conditions=capibara-source bench/tracing-cost.ts [--duration=5] [--runs=5] [--connections=16]
+ *   absent   with --baseline=DIR: the same gateway from another checkout (e.g. `git archive` of the commit before
+ *            tracing, its node_modules linked): the code path does not exist there
+ *
+ *   npx tsx --conditions=capibara-source bench/tracing-cost.ts [--duration=5] [--runs=5] [--connections=16] [--baseline=DIR]
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -43,8 +46,9 @@ interface Target {
   cpuUs: number[];
 }
 
-async function startGateway(name: string, upstream: string, tracing: Record<string, unknown>): Promise<Target> {
-  const child = fork(fileURLToPath(new URL('./tracing/gateway.ts', import.meta.url)), [upstream, JSON.stringify(tracing)], {
+async function startGateway(name: string, upstream: string, tracing: Record<string, unknown>, checkout?: string): Promise<Target> {
+  const args = [upstream, JSON.stringify(tracing), ...(checkout ? [checkout] : [])];
+  const child = fork(fileURLToPath(new URL('./tracing/gateway.ts', import.meta.url)), args, {
     execArgv: ['--import', 'tsx', '--conditions=capibara-source'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -84,8 +88,10 @@ async function main() {
     });
   });
   const endpoint = `${otlp.origin}/v1/traces`;
+  const baseline = arg('baseline', '');
   const targets = [
     await startGateway('off', up.url, {}),
+    ...(baseline ? [await startGateway('absent (baseline checkout)', up.url, {}, baseline)] : []),
     await startGateway('on, sampleRatio 0', up.url, { enabled: true, sampleRatio: 0, otlp: { endpoint } }),
     await startGateway('on, sampleRatio 1', up.url, { enabled: true, sampleRatio: 1, otlp: { endpoint } }),
   ];
