@@ -1,20 +1,21 @@
 /**
  * What inference tracing costs, side by side in one run: the same gateway (own process, PGlite in
- * memory, auth off, inference recording off, /v1/chat/completions to a fake OpenAI upstream that answers at once) with
+ * memory, auth off, inference recording off, /v1/chat/completions to a fake OpenAI upstream that
+ * answers at once) with
  *
  *   off      tracing.enabled false (the default: no tracer provider, no span, the SDK not loaded)
  *   on, 0    tracing on, sampleRatio 0: every span is a non-recording one, traceparent still sent upstream
- *   on, 1    tracing on, sampleRatio 1: 5 spans per request (entry, auth, route, attempt, backend call) recorded and exported over OTLP/HTTP (JSON)
- *            to a receiver on loopback that reads and drops them
+ *   on, 1    tracing on, sampleRatio 1: 5 spans per request (entry, auth, route, attempt, backend
+ *            call) recorded and exported over OTLP/HTTP (JSON) to a receiver on loopback that drops them
+ *   absent   with --baseline=DIR: the same gateway from another checkout (e.g. `git archive` of the
+ *            commit before tracing, its node_modules linked): the code path does not exist there
+ *   --aa     a second, identical `off` gateway: how far two equal targets drift apart on this machine
  *
  * Load: undici with CONNECTIONS keep-alive connections from this process; the upstream and the
  * OTLP receiver run here too. Per gateway: req/s and the CPU µs per request of the gateway process
  * (/proc/<pid>/stat utime+stime over the run). Runs interleaved (off, on 0, on 1, off, …); medians.
  *
- *   absent   with --baseline=DIR: the same gateway from another checkout (e.g. `git archive` of the commit before
- *            tracing, its node_modules linked): the code path does not exist there
- *
- *   npx tsx --conditions=capibara-source bench/tracing-cost.ts [--duration=5] [--runs=5] [--connections=16] [--baseline=DIR]
+ *   npx tsx --conditions=capibara-source bench/tracing-cost.ts [--duration=5] [--runs=5] [--connections=16] [--baseline=DIR] [--aa]
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -92,6 +93,7 @@ async function main() {
   const targets = [
     await startGateway('off', up.url, {}),
     ...(baseline ? [await startGateway('absent (baseline checkout)', up.url, {}, baseline)] : []),
+    ...(process.argv.includes('--aa') ? [await startGateway('off, a second copy (the noise floor)', up.url, {})] : []),
     await startGateway('on, sampleRatio 0', up.url, { enabled: true, sampleRatio: 0, otlp: { endpoint } }),
     await startGateway('on, sampleRatio 1', up.url, { enabled: true, sampleRatio: 1, otlp: { endpoint } }),
   ];

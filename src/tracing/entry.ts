@@ -8,14 +8,11 @@ type Headers = Parameters<Tracing['begin']>[1];
  * otherwise runs it with no trace and creates nothing. A failure the service did not see (auth,
  * validation) ends the span with its code.
  */
-export async function traced<T>(
-  tracing: Tracing | undefined,
-  info: EntryInfo,
-  headers: Headers,
-  run: (trace: InferenceTrace | undefined) => Promise<T>,
-): Promise<T> {
-  if (!tracing) return run(undefined);
-  const trace = tracing.begin(info, headers);
+export function traced<T>(tracing: Tracing | undefined, info: EntryInfo, headers: Headers, run: (trace: InferenceTrace | undefined) => Promise<T>): Promise<T> {
+  return tracing ? runTraced(tracing.begin(info, headers), run) : run(undefined);
+}
+
+async function runTraced<T>(trace: InferenceTrace, run: (trace: InferenceTrace) => Promise<T>): Promise<T> {
   try {
     const out = await run(trace);
     trace.finished({ ok: true });

@@ -42,7 +42,9 @@ export function createOtelTracing(config: TracingConfig, logger: Logger): Tracin
   });
   const tracer = provider.getTracer('capibara-mcp', version);
   const propagator = new W3CTraceContextPropagator();
-  logger.info({ endpoint: config.otlp.endpoint, sampleRatio: config.sampleRatio }, 'tracing on: spans exported over OTLP/HTTP');
+  const shown = new URL(config.otlp.endpoint);
+  shown.username = shown.password = shown.search = ''; // credentials in the URL stay out of the log
+  logger.info({ endpoint: shown.href, sampleRatio: config.sampleRatio }, 'tracing on: spans exported over OTLP/HTTP');
   return {
     begin(info: EntryInfo, headers): InferenceTrace {
       const parent: Context = headers?.traceparent ? propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter) : ROOT_CONTEXT;
