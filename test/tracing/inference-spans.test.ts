@@ -63,7 +63,8 @@ describe('tracing on: the spans of an OpenAI chat request with a failover', () =
     gw = await startTestGateway({
       defaultPlugins: false,
       plugins: [{ use: 'openai', options: { timeouts: { connectMs: 2000 } } }, { use: 'round-robin' }],
-      router: { balancer: 'round-robin', maxAttempts: 3 },
+      // No active health probes: each upstream's last request is an inference (its traceparent is checked).
+      router: { balancer: 'round-robin', maxAttempts: 3, healthCheck: { enabled: false } },
       models: [chatModel([bad.url, good.url])],
       tracing: { enabled: true, otlp: { endpoint: otlp.url, headers: { 'x-api-key': 'env:TRACING_TEST_TOKEN' } }, batch: { delayMs: 50 } },
     });
@@ -148,10 +149,10 @@ describe('tracing on: the spans of an OpenAI chat request with a failover', () =
     const [, goodTrace, goodParent] = sent(good.lastRequest!.headers.traceparent);
     expect(badTrace).toBe(clientTrace);
     expect(goodTrace).toBe(clientTrace);
-    const callIds = mine.filter((s) => s.kind === CLIENT).map((s) => s.spanId);
-    expect(callIds).toContain(badParent);
-    expect(callIds).toContain(goodParent);
-    expect(goodParent).toBe(calls[1]![0]!.spanId);
+    // (each upstream's last request: the 503 one's was a failed backend call, the good one's a successful one)
+    const callById = new Map(mine.filter((s) => s.kind === CLIENT).map((s) => [s.spanId, s]));
+    expect(callById.get(badParent!)?.status).toBe(ERROR);
+    expect(callById.get(goodParent!)?.attributes['gen_ai.usage.output_tokens']).toBe(2);
     // Nothing secret in the spans: no prompt text, no export header.
     expect(JSON.stringify(otlp.spans)).not.toContain('otlp-secret-123');
   });
@@ -227,7 +228,7 @@ describe('tracing off (the default)', () => {
     gw = await startTestGateway({
       defaultPlugins: false,
       plugins: [{ use: 'openai' }, { use: 'round-robin' }],
-      router: { balancer: 'round-robin' },
+      router: { balancer: 'round-robin', healthCheck: { enabled: false } },
       models: [chatModel([up.url])],
       tracing: { otlp: { endpoint: otlp.url } },
     });
@@ -262,7 +263,7 @@ describe('tracing on with sampleRatio 0', () => {
     gw = await startTestGateway({
       defaultPlugins: false,
       plugins: [{ use: 'openai' }, { use: 'round-robin' }],
-      router: { balancer: 'round-robin' },
+      router: { balancer: 'round-robin', healthCheck: { enabled: false } },
       models: [chatModel([up.url])],
       tracing: { enabled: true, sampleRatio: 0, otlp: { endpoint: otlp.url }, batch: { delayMs: 50 } },
     });
