@@ -120,9 +120,10 @@ function taskOf(input: Record<string, unknown>): InferenceTask {
 const GRAPHQL_INFER: EntryInfo = { entry: 'graphql', name: 'graphql infer' };
 const GRAPHQL_STREAM: EntryInfo = { entry: 'graphql', name: 'graphql inferStream' };
 
-/** The request of `infer` / `inferStream`, with its entry span when tracing is on (authentication ran before, with the GraphQL context). */
+/** The request of `infer` / `inferStream`, with its entry span when tracing is on (starting when authentication did, with the GraphQL context). */
 function requestOf(args: InferArgs, ctx: GraphQLContext, stream: boolean) {
-  const trace = ctx.services.tracing?.begin(stream ? GRAPHQL_STREAM : GRAPHQL_INFER, ctx.headers);
+  const trace = ctx.services.tracing?.begin(stream ? GRAPHQL_STREAM : GRAPHQL_INFER, ctx.headers, ctx.authSpan?.[0]);
+  if (ctx.authSpan) trace?.authRan(ctx.authSpan[0], ctx.authSpan[1]);
   try {
     return buildRequest(args, ctx, stream, trace);
   } catch (err) {

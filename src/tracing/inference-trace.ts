@@ -103,6 +103,11 @@ export class InferenceTrace {
     );
   }
 
+  /** Authentication that ran before the trace began (GraphQL: with the context), as an `auth` span from `start` to `end` (epoch ms). */
+  authRan(start: number, end: number): void {
+    this.tracer.startSpan('auth', { kind: SpanKind.INTERNAL, startTime: start }, this.ctx).end(end);
+  }
+
   /** The request reached the InferenceService: its GenAI request attributes and the span name `{operation} {model}`. */
   started(req: InferenceRequest): void {
     const attrs = requestAttributes(req);

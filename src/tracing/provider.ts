@@ -46,10 +46,10 @@ export function createOtelTracing(config: TracingConfig, logger: Logger): Tracin
   shown.username = shown.password = shown.search = ''; // credentials in the URL stay out of the log
   logger.info({ endpoint: shown.href, sampleRatio: config.sampleRatio }, 'tracing on: spans exported over OTLP/HTTP');
   return {
-    begin(info: EntryInfo, headers): InferenceTrace {
+    begin(info: EntryInfo, headers, startTime): InferenceTrace {
       const parent: Context = headers?.traceparent ? propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter) : ROOT_CONTEXT;
       const attributes = info.method ? { [ATTR_HTTP_REQUEST_METHOD]: info.method, [ATTR_HTTP_ROUTE]: info.route ?? '' } : undefined;
-      const span = tracer.startSpan(info.name, { kind: SpanKind.SERVER, attributes: { 'capibara.entry': info.entry, ...attributes } }, parent);
+      const span = tracer.startSpan(info.name, { kind: SpanKind.SERVER, startTime, attributes: { 'capibara.entry': info.entry, ...attributes } }, parent);
       return new InferenceTrace(tracer, propagator, span, trace.setSpan(parent, span));
     },
     flush: () => provider.forceFlush(),

@@ -20,8 +20,15 @@ export interface EntryInfo {
  * not even loaded).
  */
 export interface Tracing {
-  /** Starts the entry span of one inference, continuing the caller's trace when `headers` carry a `traceparent`. */
-  begin(info: EntryInfo, headers: IncomingHttpHeaders | Readonly<Record<string, string | string[] | undefined>> | undefined): InferenceTrace;
+  /**
+   * Starts the entry span of one inference (at `startTime`, epoch ms, when it began earlier: GraphQL authenticates
+   * before the field runs), continuing the caller's trace when `headers` carry a `traceparent`.
+   */
+  begin(
+    info: EntryInfo,
+    headers: IncomingHttpHeaders | Readonly<Record<string, string | string[] | undefined>> | undefined,
+    startTime?: number,
+  ): InferenceTrace;
   /** Exports the spans finished so far (tests, shutdown). */
   flush(): Promise<void>;
   /** Exports what is left and stops the exporter. */

@@ -207,6 +207,12 @@ describe('tracing on: the spans of an OpenAI chat request with a failover', () =
     for (const e of [r!, g!, st!]) {
       expect(e.attributes['gen_ai.operation.name']).toBe('chat');
       const { childrenOf } = treeOf(otlp.spans, e.traceId);
+      // GraphQL authenticates with the context, before the field: its auth span is recorded afterwards, inside the entry's time.
+      expect(
+        childrenOf(e)
+          .map((c) => c.name)
+          .sort(),
+      ).toEqual(['auth', 'route chatty']);
       const route = childrenOf(e).find((c) => c.name === 'route chatty');
       expect(route).toBeDefined();
       const attempts = childrenOf(route!);
