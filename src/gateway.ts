@@ -21,6 +21,7 @@ import { createLocalEventBus, type EventBus } from './events/bus.ts';
 import { createGraphQLServer } from './graphql/yoga.ts';
 import { createGatewayHttpServer, type HttpAdapter } from './http/server.ts';
 import { InferenceService } from './inference/service.ts';
+import { createTracing } from './tracing/tracing.ts';
 import { createLimits } from './limits/create.ts';
 import { seedModels } from './models/seed.ts';
 import { Fleet } from './models/fleet.ts';
@@ -162,6 +163,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const limits = createLimits(config.limits, plugins, logger.child({ component: 'limits' }), metricsRegistry);
     closers.push(() => limits.idle());
     const inference = new InferenceService(router, logger, limits);
+    const tracing = await createTracing(config.tracing, logger.child({ component: 'tracing' }));
+    if (tracing) closers.push(() => tracing.shutdown());
     const metrics = new GatewayMetrics(metricsRegistry, {
       knownModel: (id) => fleet.view(id) !== undefined,
       roles: new Set(roleTable(config.auth.roles).keys()),
@@ -213,6 +216,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       traffic,
       inference,
       metrics,
+      tracing,
       metricsRegistry,
       workers,
       admin,

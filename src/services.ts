@@ -19,6 +19,7 @@ import type { Router } from './routing/router.ts';
 import type { TrafficManager } from './traffic/traffic-manager.ts';
 import type { GatewayMetrics } from './monitoring/metrics.ts';
 import type { WorkerRegistry } from './workers/worker-registry.ts';
+import type { Tracing } from './tracing/tracing.ts';
 
 /** The domain services, wired once by createGateway and shared by every entry point. */
 export interface Services {
@@ -42,6 +43,8 @@ export interface Services {
   /** The append-only, hash-chained audit log (record() is the AuditRecorder every part calls). */
   audit: AuditLog;
   metrics: GatewayMetrics;
+  /** OpenTelemetry spans of inferences (config `tracing`); undefined when tracing is off, and entry points start none. */
+  tracing: Tracing | undefined;
   metricsRegistry: Registry;
   /** Worker processes as stored (the workers table), their load reports, the watchdog and the command channel. */
   workers: WorkerRegistry;

@@ -8,6 +8,7 @@ import { securityConfigSchema } from '../security/config.ts';
 import { pluginEntrySchema } from './plugin-entry.ts';
 
 export { pluginEntrySchema };
+import { tracingConfigSchema } from '../tracing/config.ts';
 
 const port = z.number().int().min(0).max(65535);
 
@@ -206,6 +207,7 @@ export const configSchema = z.strictObject({
   audit: auditConfigSchema,
   /** Alert delivery: the sinks notifications go to, retries, backoff and dead letters. */
   alerts: alertsConfigSchema,
+  tracing: tracingConfigSchema,
   /** Load every first-party plugin with default options (those listed in `plugins` get their listed options). */
   defaultPlugins: z.boolean().default(true),
   plugins: z.array(pluginEntrySchema).default([]),

@@ -14,6 +14,8 @@ export interface GraphQLContext {
   ip?: string;
   /** Request headers (lower-case). */
   headers: Record<string, string | undefined>;
+  /** When authentication started and ended (epoch ms), kept only when tracing is on. */
+  authSpan?: readonly [number, number];
   /** The error to throw when a scope check fails (401 without principal, 403 otherwise). */
   unauthorized(): Error;
 }

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { buildInferenceRequest } from '../inference/request.ts';
 import type { InferenceChunk, InferenceResult, InferenceTask, Tensor } from '../inference/types.ts';
 import { builder } from './builder.ts';
+import type { InferenceTrace } from '../tracing/inference-trace.ts';
+import type { EntryInfo } from '../tracing/tracing.ts';
 import type { GraphQLContext } from './context.ts';
 import { compact } from './input.ts';
 
@@ -115,7 +117,22 @@ function taskOf(input: Record<string, unknown>): InferenceTask {
   return 'generate';
 }
 
+const GRAPHQL_INFER: EntryInfo = { entry: 'graphql', name: 'graphql infer' };
+const GRAPHQL_STREAM: EntryInfo = { entry: 'graphql', name: 'graphql inferStream' };
+
+/** The request of `infer` / `inferStream`, with its entry span when tracing is on (starting when authentication did, with the GraphQL context). */
 function requestOf(args: InferArgs, ctx: GraphQLContext, stream: boolean) {
+  const trace = ctx.services.tracing?.begin(stream ? GRAPHQL_STREAM : GRAPHQL_INFER, ctx.headers, ctx.authSpan?.[0]);
+  if (ctx.authSpan) trace?.authRan(ctx.authSpan[0], ctx.authSpan[1]);
+  try {
+    return buildRequest(args, ctx, stream, trace);
+  } catch (err) {
+    trace?.failed(err);
+    throw err;
+  }
+}
+
+function buildRequest(args: InferArgs, ctx: GraphQLContext, stream: boolean, trace: InferenceTrace | undefined) {
   const input = compact(args.input);
   return buildInferenceRequest({
     id: randomUUID(),
@@ -130,6 +147,7 @@ function requestOf(args: InferArgs, ctx: GraphQLContext, stream: boolean) {
     principal: ctx.principal,
     explain: args.explain ?? undefined,
     headers: ctx.headers,
+    trace,
   });
 }
 

@@ -180,8 +180,11 @@ export function createGraphQLServer(services: Services): GraphQLServer {
       const headers = { ...(req.headers as Record<string, string | undefined>), ...headersFromConnectionParams(connectionParams) };
       const requestId = givenId ?? requestIdOf(req);
       const request = { ...authRequestOf(req, connectionParams ? 'websocket' : 'graphql'), headers };
+      // With tracing on, when authentication ran (epoch ms): the inference fields' traces get it as their auth span.
+      const authStart = services.tracing ? performance.timeOrigin + performance.now() : 0;
       const principal = await services.auth.authenticate(request);
       return {
+        ...(services.tracing ? { authSpan: [authStart, performance.timeOrigin + performance.now()] as const } : {}),
         requestId,
         logger: logger ?? services.logger.child({ reqId: requestId }),
         principal,

@@ -4,6 +4,8 @@ import { setRateLimitHeaders } from '../limits/headers.ts';
 import type { InferenceRequest, InferenceTask } from '../inference/types.ts';
 import type { ModelView } from '../models/fleet.ts';
 import type { Services } from '../services.ts';
+import { tracedAuth } from '../tracing/entry.ts';
+import type { EntryInfo } from '../tracing/tracing.ts';
 import { authRequestOf, inClientTerms, pathParam, readJson, sendJson } from './common.ts';
 import { handleRepository } from './kserve-repository.ts';
 import type { HttpAdapter } from './server.ts';
@@ -114,6 +116,8 @@ function buildRequest(body: Record<string, unknown>, parts: RequestParts): Infer
   }
 }
 
+const KSERVE_ENTRY: EntryInfo = { entry: 'kserve', name: 'POST /v2/models/{name}/infer', method: 'POST', route: '/v2/models/{name}/infer' };
+
 /** KServe Open Inference Protocol v2 under /v2. */
 export const kserveAdapter: HttpAdapter = {
   prefix: '/v2',
@@ -140,53 +144,60 @@ export const kserveAdapter: HttpAdapter = {
     if (!m) return false;
     const action = m[3];
     const permission = action === '/infer' ? 'inference:invoke' : 'models:read';
-    const principal = await services.auth.requirePermission(authRequestOf(req, 'kserve'), permission);
-    const model = pathParam(m[1]!, 'model');
-    services.auth.authorize(principal, permission, model);
-    const version = m[2] ? pathParam(m[2], 'version') : undefined;
-    const view = await modelView(services, model, version);
-    if (!action && req.method === 'GET') {
-      // Generative models are served through text_input/text_output (what /infer accepts for them),
-      // whatever tensors the model uses inside; tensor models show their own signature.
-      const textSig = { inputs: [{ name: 'text_input', datatype: 'BYTES', shape: [1] }], outputs: [{ name: 'text_output', datatype: 'BYTES', shape: [1] }] };
-      const signature = view.task === 'tensor' ? readyInstances(view, version).find((h) => h.loaded?.signature)?.loaded?.signature : textSig;
-      sendJson(res, 200, {
-        name: model,
-        versions: [...view.versions.keys()],
-        platform: 'capibara-mcp',
-        inputs: signature?.inputs ?? [],
-        outputs: signature?.outputs ?? [],
-      });
-      return true;
+    const trace = action === '/infer' && req.method === 'POST' ? services.tracing?.begin(KSERVE_ENTRY, req.headers) : undefined;
+    try {
+      const principal = await tracedAuth(trace, services.auth.requirePermission(authRequestOf(req, 'kserve'), permission));
+      const model = pathParam(m[1]!, 'model');
+      services.auth.authorize(principal, permission, model);
+      const version = m[2] ? pathParam(m[2], 'version') : undefined;
+      const view = await modelView(services, model, version);
+      if (!action && req.method === 'GET') {
+        // Generative models are served through text_input/text_output (what /infer accepts for them),
+        // whatever tensors the model uses inside; tensor models show their own signature.
+        const textSig = { inputs: [{ name: 'text_input', datatype: 'BYTES', shape: [1] }], outputs: [{ name: 'text_output', datatype: 'BYTES', shape: [1] }] };
+        const signature = view.task === 'tensor' ? readyInstances(view, version).find((h) => h.loaded?.signature)?.loaded?.signature : textSig;
+        sendJson(res, 200, {
+          name: model,
+          versions: [...view.versions.keys()],
+          platform: 'capibara-mcp',
+          inputs: signature?.inputs ?? [],
+          outputs: signature?.outputs ?? [],
+        });
+        return true;
+      }
+      if (action === '/ready' && req.method === 'GET') {
+        const ready = readyInstances(view, version).length > 0;
+        sendJson(res, ready ? 200 : 400, { name: model, ready });
+        return true;
+      }
+      if (action === '/infer' && req.method === 'POST') {
+        const raw = await readJson(req, services.config.server.maxBodyBytes);
+        if (!raw || typeof raw !== 'object' || Array.isArray(raw))
+          throw new McpError('MCP_VALIDATION_FAILED', 'the body must be a JSON object', { details: { path: 'body' } });
+        const body = { ...(raw as Record<string, unknown>) };
+        body.inputs = flatInputs(body.inputs);
+        const request = buildRequest(body, {
+          headers: req.headers,
+          id: x.requestId,
+          model,
+          version,
+          input: toInput(view, body),
+          entry: 'kserve',
+          ip: req.socket.remoteAddress,
+          onLimits: (p) => setRateLimitHeaders(res, p),
+          signal: x.signal,
+          principal,
+          trace,
+        });
+        const r = await services.inference.infer(request);
+        const outputs = request.input.task === 'tensor' ? (r.tensors ?? []) : [{ name: 'text_output', datatype: 'BYTES', shape: [1], data: [r.text ?? ''] }];
+        sendJson(res, 200, { model_name: model, model_version: r.version, id: typeof body.id === 'string' ? body.id : r.id, outputs });
+        return true;
+      }
+      throw new McpError('MCP_BAD_REQUEST', `method ${req.method} not allowed on ${path}`, { status: 405 });
+    } catch (err) {
+      trace?.failed(err);
+      throw err;
     }
-    if (action === '/ready' && req.method === 'GET') {
-      const ready = readyInstances(view, version).length > 0;
-      sendJson(res, ready ? 200 : 400, { name: model, ready });
-      return true;
-    }
-    if (action === '/infer' && req.method === 'POST') {
-      const raw = await readJson(req, services.config.server.maxBodyBytes);
-      if (!raw || typeof raw !== 'object' || Array.isArray(raw))
-        throw new McpError('MCP_VALIDATION_FAILED', 'the body must be a JSON object', { details: { path: 'body' } });
-      const body = { ...(raw as Record<string, unknown>) };
-      body.inputs = flatInputs(body.inputs);
-      const request = buildRequest(body, {
-        headers: req.headers,
-        id: x.requestId,
-        model,
-        version,
-        input: toInput(view, body),
-        entry: 'kserve',
-        ip: req.socket.remoteAddress,
-        onLimits: (p) => setRateLimitHeaders(res, p),
-        signal: x.signal,
-        principal,
-      });
-      const r = await services.inference.infer(request);
-      const outputs = request.input.task === 'tensor' ? (r.tensors ?? []) : [{ name: 'text_output', datatype: 'BYTES', shape: [1], data: [r.text ?? ''] }];
-      sendJson(res, 200, { model_name: model, model_version: r.version, id: typeof body.id === 'string' ? body.id : r.id, outputs });
-      return true;
-    }
-    throw new McpError('MCP_BAD_REQUEST', `method ${req.method} not allowed on ${path}`, { status: 405 });
   },
 };

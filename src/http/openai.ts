@@ -5,6 +5,9 @@ import { EXTRA_PARAMETER_ALIASES } from '../inference/schema.ts';
 import { setRateLimitHeaders } from '../limits/headers.ts';
 import type { InferenceRequest, InferenceResult, Usage } from '../inference/types.ts';
 import type { Services } from '../services.ts';
+import { traced, tracedAuth } from '../tracing/entry.ts';
+import type { InferenceTrace } from '../tracing/inference-trace.ts';
+import type { EntryInfo } from '../tracing/tracing.ts';
 import { authRequestOf, inClientTerms, pathParam, readJson, sendJson, type HttpExchange } from './common.ts';
 import type { HttpAdapter } from './server.ts';
 import { checkId } from '../validation.ts';
@@ -145,8 +148,12 @@ function openAiError(e: McpError): unknown {
   return { error: { message: e.message, type, code: e.code, param: (e.details?.path as string | undefined) ?? null } };
 }
 
-async function completions(services: Services, x: HttpExchange, chat: boolean): Promise<void> {
-  const principal = await services.auth.requirePermission(authRequestOf(x.req, 'openai'), 'inference:invoke');
+const CHAT_ENTRY: EntryInfo = { entry: 'openai', name: 'POST /v1/chat/completions', method: 'POST', route: '/v1/chat/completions' };
+const COMPLETION_ENTRY: EntryInfo = { entry: 'openai', name: 'POST /v1/completions', method: 'POST', route: '/v1/completions' };
+const EMBEDDING_ENTRY: EntryInfo = { entry: 'openai', name: 'POST /v1/embeddings', method: 'POST', route: '/v1/embeddings' };
+
+async function completions(services: Services, x: HttpExchange, chat: boolean, trace: InferenceTrace | undefined): Promise<void> {
+  const principal = await tracedAuth(trace, services.auth.requirePermission(authRequestOf(x.req, 'openai'), 'inference:invoke'));
   const b = object(await readJson(x.req, services.config.server.maxBodyBytes));
   checkFields(b, chat ? CHAT : COMPLETION);
   const ref = modelRef(b.model as string);
@@ -168,6 +175,7 @@ async function completions(services: Services, x: HttpExchange, chat: boolean): 
     onLimits: (p) => setRateLimitHeaders(x.res, p),
     signal: x.signal,
     principal,
+    trace,
     affinityKey: typeof b.user === 'string' ? b.user : undefined,
     input: chat
       ? { task: 'chat', messages: b.messages, parameters: parameters(b), ...(extra ? { extra } : {}) }
@@ -244,8 +252,8 @@ function base64Floats(v: number[]): string {
   return Buffer.from(f.buffer, f.byteOffset, f.byteLength).toString('base64');
 }
 
-async function embeddings(services: Services, x: HttpExchange): Promise<void> {
-  const principal = await services.auth.requirePermission(authRequestOf(x.req, 'openai'), 'inference:invoke');
+async function embeddings(services: Services, x: HttpExchange, trace: InferenceTrace | undefined): Promise<void> {
+  const principal = await tracedAuth(trace, services.auth.requirePermission(authRequestOf(x.req, 'openai'), 'inference:invoke'));
   const b = object(await readJson(x.req, services.config.server.maxBodyBytes));
   checkFields(b, EMBEDDING);
   services.auth.authorize(principal, 'inference:invoke', modelRef(b.model as string).model);
@@ -264,6 +272,7 @@ async function embeddings(services: Services, x: HttpExchange): Promise<void> {
       onLimits: (p) => setRateLimitHeaders(x.res, p),
       signal: x.signal,
       principal,
+      trace,
       input: { task: 'embed', texts },
     }),
   );
@@ -304,9 +313,11 @@ export const openAiAdapter: HttpAdapter = {
       return true;
     }
     if (method !== 'POST') return false;
-    if (x.path === '/v1/chat/completions') return completions(services, x, true).then(() => true);
-    if (x.path === '/v1/completions') return completions(services, x, false).then(() => true);
-    if (x.path === '/v1/embeddings') return embeddings(services, x).then(() => true);
+    if (x.path === '/v1/chat/completions')
+      return traced(services.tracing, CHAT_ENTRY, x.req.headers, (t) => completions(services, x, true, t)).then(() => true);
+    if (x.path === '/v1/completions')
+      return traced(services.tracing, COMPLETION_ENTRY, x.req.headers, (t) => completions(services, x, false, t)).then(() => true);
+    if (x.path === '/v1/embeddings') return traced(services.tracing, EMBEDDING_ENTRY, x.req.headers, (t) => embeddings(services, x, t)).then(() => true);
     return false;
   },
 };

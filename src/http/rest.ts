@@ -4,6 +4,9 @@ import { setRateLimitHeaders } from '../limits/headers.ts';
 import type { InferenceResult } from '../inference/types.ts';
 import type { TokenSet } from '../plugin/contract.ts';
 import type { Services } from '../services.ts';
+import { traced, tracedAuth } from '../tracing/entry.ts';
+import type { InferenceTrace } from '../tracing/inference-trace.ts';
+import type { EntryInfo } from '../tracing/tracing.ts';
 import { authRequestOf, pathParam, readJson, sendJson, type HttpExchange } from './common.ts';
 
 const MODEL_INFERENCE = /^\/api\/v1\/models\/([^/]+)\/inference$/;
@@ -127,42 +130,52 @@ export async function handleRest(services: Services, x: HttpExchange): Promise<b
   m = MODEL_INFERENCE.exec(path);
   if (m) {
     if (method !== 'POST') throw new McpError('MCP_BAD_REQUEST', 'use POST for inference', { status: 405 });
-    const principal = await services.auth.requirePermission(authRequestOf(req, 'rest'), 'inference:invoke');
-    services.auth.authorize(principal, 'inference:invoke', pathParam(m[1]!, 'model'));
-    const body = await readJson(req, services.config.server.maxBodyBytes);
-    if (!body || typeof body !== 'object' || Array.isArray(body))
-      throw new McpError('MCP_VALIDATION_FAILED', 'body: must be a JSON object', { details: { path: 'body' } });
-    const b = body as Record<string, unknown>;
-    if (b.version !== undefined && typeof b.version !== 'string')
-      throw new McpError('MCP_VALIDATION_FAILED', 'version: must be a string', { details: { path: 'version' } });
-    const modelId = pathParam(m[1]!, 'model');
-    const result = await services.inference.infer(
-      buildInferenceRequest({
-        headers: req.headers,
-        id: x.requestId,
-        model: modelId,
-        version: typeof b.version === 'string' ? b.version : undefined,
-        input: restInput(b),
-        entry: 'rest',
-        ip: req.socket.remoteAddress,
-        onLimits: (p) => setRateLimitHeaders(res, p),
-        signal: x.signal,
-        principal,
-      }),
-    );
-    sendJson(res, 200, {
-      result: resultOf(result),
-      model_id: modelId,
-      version: result.version,
-      id: result.id,
-      finish_reason: result.finishReason ?? null,
-      usage: result.usage
-        ? { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.totalTokens }
-        : null,
-      latency_ms: result.latencyMs,
-      ...(result.routing ? { routing: result.routing } : {}),
-    });
+    const modelParam = m[1]!;
+    await traced(services.tracing, REST_ENTRY, req.headers, (trace) => restInference(services, x, modelParam, trace));
     return true;
   }
   return false;
+}
+
+const REST_ENTRY: EntryInfo = { entry: 'rest', name: 'POST /api/v1/models/{id}/inference', method: 'POST', route: '/api/v1/models/{id}/inference' };
+
+/** POST /api/v1/models/{id}/inference. */
+async function restInference(services: Services, x: HttpExchange, modelParam: string, trace: InferenceTrace | undefined): Promise<void> {
+  const { req, res } = x;
+  const principal = await tracedAuth(trace, services.auth.requirePermission(authRequestOf(req, 'rest'), 'inference:invoke'));
+  services.auth.authorize(principal, 'inference:invoke', pathParam(modelParam, 'model'));
+  const body = await readJson(req, services.config.server.maxBodyBytes);
+  if (!body || typeof body !== 'object' || Array.isArray(body))
+    throw new McpError('MCP_VALIDATION_FAILED', 'body: must be a JSON object', { details: { path: 'body' } });
+  const b = body as Record<string, unknown>;
+  if (b.version !== undefined && typeof b.version !== 'string')
+    throw new McpError('MCP_VALIDATION_FAILED', 'version: must be a string', { details: { path: 'version' } });
+  const modelId = pathParam(modelParam, 'model');
+  const result = await services.inference.infer(
+    buildInferenceRequest({
+      headers: req.headers,
+      id: x.requestId,
+      model: modelId,
+      version: typeof b.version === 'string' ? b.version : undefined,
+      input: restInput(b),
+      entry: 'rest',
+      ip: req.socket.remoteAddress,
+      onLimits: (p) => setRateLimitHeaders(res, p),
+      signal: x.signal,
+      principal,
+      trace,
+    }),
+  );
+  sendJson(res, 200, {
+    result: resultOf(result),
+    model_id: modelId,
+    version: result.version,
+    id: result.id,
+    finish_reason: result.finishReason ?? null,
+    usage: result.usage
+      ? { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.totalTokens }
+      : null,
+    latency_ms: result.latencyMs,
+    ...(result.routing ? { routing: result.routing } : {}),
+  });
 }

@@ -21,6 +21,8 @@ export interface RequestParts {
   affinityKey?: string;
   explain?: boolean;
   headers?: InferenceRequest['headers'];
+  /** The entry's spans, when tracing is on. */
+  trace?: InferenceRequest['trace'];
 }
 
 /** Longest per-request deadline an entry point may ask for, ms. */
@@ -74,6 +76,7 @@ export function buildInferenceRequest(parts: RequestParts): InferenceRequest {
     explain: parts.explain ?? headerValue(parts.headers, 'x-mcp-explain') === '1',
     entry: parts.entry,
     ...(parts.headers ? { headers: parts.headers } : {}),
+    ...(parts.trace ? { trace: parts.trace } : {}),
     ...(parts.ip ? { ip: parts.ip } : {}),
   };
 }

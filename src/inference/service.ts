@@ -61,6 +61,7 @@ export class InferenceService {
     decision?: RoutingDecision,
   ): Promise<unknown> | undefined {
     const latencyMs = performance.now() - started;
+    req.trace?.finished({ ...outcome, decision });
     let waits: Array<Promise<unknown>> | undefined;
     for (const o of this.observers) {
       try {
@@ -81,6 +82,7 @@ export class InferenceService {
 
   async infer(req: InferenceRequest): Promise<InferenceResult> {
     const started = performance.now();
+    req.trace?.started(req);
     let admission: Admission | undefined;
     let result: InferenceResult | undefined;
     let done: { result: InferenceResult; wait: Promise<unknown> | undefined };
@@ -122,8 +124,10 @@ export class InferenceService {
     const self = this;
     async function* run(): AsyncGenerator<InferenceChunk> {
       const started = performance.now();
+      req.trace?.started(req);
       let routed: Routed<{ first: InferenceChunk | undefined; rest: AsyncIterator<InferenceChunk> | undefined }> | undefined;
       let usage: InferenceChunk['usage'];
+      let finishReason: InferenceChunk['finishReason'];
       let text = '';
       let chunks = 0;
       let firstTokenMs: number | undefined;
@@ -158,6 +162,7 @@ export class InferenceService {
           chunks++;
           text += first.text;
           usage = first.usage ?? usage;
+          finishReason = first.finishReason ?? finishReason;
           yield first;
         }
         if (rest) {
@@ -167,12 +172,13 @@ export class InferenceService {
             chunks++;
             text += next.value.text;
             usage = next.value.usage ?? usage;
+            finishReason = next.value.finishReason ?? finishReason;
             yield next.value;
           }
         }
         settled = true;
         routed.finish(true);
-        const result = { ...meta, text, usage, latencyMs: performance.now() - started };
+        const result = { ...meta, text, usage, finishReason, latencyMs: performance.now() - started };
         wait = self.report(req, started, { ok: true, result, firstTokenMs, chunks }, routed.decision);
       } catch (err) {
         settled = true;

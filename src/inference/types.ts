@@ -7,6 +7,7 @@
  * point validates against; it is re-exported here under the names plugins import.
  */
 import type { LimitPolicyState } from '../limits/headers.ts';
+import type { InferenceTrace } from '../tracing/inference-trace.ts';
 import type { InferenceInput, Tensor } from './schema.ts';
 
 export { CHAT_ROLES, TASKS, TENSOR_DATATYPES } from './schema.ts';
@@ -79,6 +80,8 @@ export interface InferenceRequest {
   explain?: boolean;
   /** Which entry point the request came in through (graphql, rest, openai, kserve). */
   entry: string;
+  /** The request's spans, when tracing is on (config `tracing`); absent otherwise, and nothing is traced. */
+  trace?: InferenceTrace;
 }
 
 export interface RoutingCandidate {

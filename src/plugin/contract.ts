@@ -284,6 +284,12 @@ export interface BackendCall {
   signal: AbortSignal;
   /** Absolute deadline, ms since epoch, when any. */
   deadline?: number;
+  /**
+   * W3C trace context of this call, present when the gateway traces the request: send it upstream as the `traceparent`
+   * (and `tracestate`) header so the model server's spans join the trace. UpstreamClient does it for every request given `call`.
+   */
+  traceparent?: string;
+  tracestate?: string;
 }
 
 /** A loaded, servable instance. */

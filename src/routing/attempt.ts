@@ -1,6 +1,7 @@
 import type { ErrorCode, McpError } from '../errors.ts';
 import type { Fleet, InstanceHandle } from '../models/fleet.ts';
 import type { BackendCall, Balancer } from '../plugin/contract.ts';
+import type { AttemptTrace } from '../tracing/inference-trace.ts';
 import type { LatencyWindow } from './latency-window.ts';
 import type { InstanceHealth } from './resilience/instance-health.ts';
 
@@ -38,13 +39,17 @@ export class Attempt<T> {
   private readonly ctl: AbortController | undefined;
   private closed = false;
 
-  /** `abortable`: the attempt gets its own abort controller on top of `call.signal` (hedged attempts, aborted alone). */
+  /**
+   * `abortable`: the attempt gets its own abort controller on top of `call.signal` (hedged attempts, aborted alone).
+   * `trace`: its spans, when the request is traced (ended with the attempt).
+   */
   constructor(
     private readonly sinks: AttemptSinks,
     h: InstanceHandle,
     run: Run<T>,
     call: BackendCall,
     abortable = false,
+    private readonly trace?: AttemptTrace,
   ) {
     this.instance = h;
     this.ctl = abortable ? new AbortController() : undefined;
@@ -62,6 +67,7 @@ export class Attempt<T> {
       (value): Settled<T> => {
         const latencyMs = this.elapsed();
         if (!this.closed) sinks.latency.add(latencyMs);
+        trace?.answered(value);
         return { ok: true, value, latencyMs };
       },
       (error: unknown): Settled<T> => ({ ok: false, error, latencyMs: this.elapsed() }),
@@ -84,6 +90,7 @@ export class Attempt<T> {
     const id = this.instance.id;
     const latencyMs = this.elapsed();
     this.end();
+    this.trace?.end(ok, error);
     this.sinks.balancer.observe?.(id, { ok, latencyMs });
     if (ok) this.sinks.health.onResult(id, true);
     else if (error) this.report(error);
@@ -96,6 +103,7 @@ export class Attempt<T> {
   abandon(reason: McpError): void {
     if (this.closed) return;
     this.closed = true;
+    this.trace?.end(false, reason, true);
     this.ctl?.abort(reason);
     void this.settled.then(() => {
       this.end();

@@ -2,13 +2,14 @@ import type { Logger } from 'pino';
 import { McpError, toMcpError } from '../errors.ts';
 import type { InferenceOutput, InferenceRequest, InferenceTask, RoutingDecision } from '../inference/types.ts';
 import type { Fleet, InstanceHandle, ModelView } from '../models/fleet.ts';
-import type { Balancer } from '../plugin/contract.ts';
+import type { BackendCall, Balancer } from '../plugin/contract.ts';
 import type { PluginHost } from '../plugin/host.ts';
 import { Attempt, type AttemptSinks, type Run, type Settled } from './attempt.ts';
 import { RequestDeadline } from './deadline.ts';
 import { DecisionTrace, RoutingFailure, type DecisionTarget } from './decision.ts';
 import { LatencyWindow } from './latency-window.ts';
 import type { InstanceHealth } from './resilience/instance-health.ts';
+import type { RoutingTrace } from '../tracing/inference-trace.ts';
 import { chooseVersion, type InstanceReadiness } from './version.ts';
 
 export interface RouterOptions {
@@ -70,6 +71,8 @@ interface Trip<T> {
   readonly limit: RequestDeadline;
   readonly deadline: number;
   readonly trace: DecisionTrace;
+  /** The routing span, when the request is traced. */
+  readonly spans: RoutingTrace | undefined;
   /** Attempts started, hedges included; every one after the first takes retry budget. */
   sent: number;
   lastError: McpError | undefined;
@@ -167,6 +170,7 @@ export class Router {
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw new McpError('MCP_DEADLINE_EXCEEDED', 'the request deadline had already passed', { details: { deadline } });
     const limit = new RequestDeadline(req.signal, remaining);
+    const spans = req.trace?.routing(req);
     const trip: Trip<T> = {
       req,
       run,
@@ -174,15 +178,19 @@ export class Router {
       limit,
       deadline,
       trace: new DecisionTrace(req, this.describe),
+      spans,
       sent: 0,
       lastError: undefined,
       budgetExhausted: false,
     };
     try {
       // On success Routed.finish disposes the deadline when the request ends.
-      return await this.routeWithin(trip);
+      const routed = await this.routeWithin(trip);
+      spans?.end(routed.decision);
+      return routed;
     } catch (err) {
       limit.dispose();
+      spans?.end(err instanceof RoutingFailure ? err.decision : undefined, err);
       throw err;
     }
   }
@@ -343,7 +351,11 @@ export class Router {
 
   private start<T>(trip: Trip<T>, target: Target, h: InstanceHandle, abortable: boolean): Attempt<T> {
     trip.sent++;
-    return new Attempt(target.sinks, h, trip.run, { requestId: trip.req.id, signal: trip.limit.signal, deadline: trip.deadline }, abortable);
+    const call: BackendCall = { requestId: trip.req.id, signal: trip.limit.signal, deadline: trip.deadline };
+    const spans = trip.spans?.attempt(h.id, h.version, h.backend);
+    if (spans?.traceparent) call.traceparent = spans.traceparent;
+    if (spans?.tracestate) call.tracestate = spans.tracestate;
+    return new Attempt(target.sinks, h, trip.run, call, abortable, spans);
   }
 
   /** One attempt on the balancer's pick, hedged when it is slow (non-streamed requests with another candidate). */

@@ -65,7 +65,7 @@ export interface UpstreamRequest {
   headers?: Record<string, string>;
   /** JSON body (serialised, content-type set). */
   json?: unknown;
-  /** The backend call: gives x-request-id, the abort signal and the deadline. */
+  /** The backend call: gives x-request-id, traceparent (when traced), the abort signal and the deadline. */
   call?: BackendCall;
   /** Abort signal when there is no call (health probes, load). */
   signal?: AbortSignal;
@@ -307,7 +307,11 @@ export class UpstreamClient {
     const scope = new CallScope(req.call?.signal ?? req.signal, req.timeoutMs ?? this.timeouts.totalMs, req.call?.deadline);
     if (scope.reason) throw scope.reason;
     const headers: Record<string, string> = { ...this.headers, ...(req.headers ?? {}) };
-    if (req.call) headers['x-request-id'] = req.call.requestId;
+    if (req.call) {
+      headers['x-request-id'] = req.call.requestId;
+      if (req.call.traceparent) headers.traceparent = req.call.traceparent;
+      if (req.call.tracestate) headers.tracestate = req.call.tracestate;
+    }
     let body: string | undefined;
     if (req.json !== undefined) {
       body = JSON.stringify(req.json);

@@ -180,6 +180,22 @@ describe('UpstreamClient against real loopback servers', () => {
     expect(fake.lastRequest?.headers['x-request-id']).toBe('req-1');
   });
 
+  it("sends the call's trace context (traceparent, tracestate) on JSON and streamed requests, and none when the call has none", async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    await client.json({ url: joinUrl(fake.url, 'models'), call: { ...call(), traceparent, tracestate: 'vendor=1' } });
+    expect(fake.lastRequest?.headers.traceparent).toBe(traceparent);
+    expect(fake.lastRequest?.headers.tracestate).toBe('vendor=1');
+    const s = await client.open({
+      url: joinUrl(fake.url, 'chat/completions'),
+      json: { model: 'm', stream: true, messages: [] },
+      call: { ...call(), traceparent },
+    });
+    for await (const chunk of s.body) void chunk;
+    expect(fake.lastRequest?.headers.traceparent).toBe(traceparent);
+    await client.json({ url: joinUrl(fake.url, 'models'), call: call() });
+    expect(fake.lastRequest?.headers.traceparent).toBeUndefined();
+  });
+
   it('maps connection refused to a retryable UNAVAILABLE', async () => {
     const port = await closedPort();
     const e = await rejection(client.json({ url: `http://127.0.0.1:${port}/v1/models`, call: call() }));
