@@ -10,6 +10,7 @@ import { eligible, serve, type GraphQLServerContext } from './json-post.ts';
 import type { Services } from '../services.ts';
 import type { GraphQLContext } from './context.ts';
 import { useBoundedDocuments } from './document-cache.ts';
+import { useSharedSubscriptionResults } from './shared-results.ts';
 import { useSubscriptionExpiry } from './expiry.ts';
 import { useGraphQLLimits } from './limits.ts';
 import { buildSchema } from './schema.ts';
@@ -171,6 +172,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
       useGraphQLLimits(services.config.server.graphql, services.config.security.mode === 'strict'),
       useCsrfPrevention(services.config.server.graphql.csrfHeaders),
       useSubscriptionExpiry(),
+      useSharedSubscriptionResults(),
       useCodedValidationErrors(),
       useAuditLog(services.audit, services.config.audit.skipMutations),
     ],
