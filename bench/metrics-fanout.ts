@@ -75,7 +75,9 @@ async function row(url: string, distinct: number, computations: () => number): P
   const per = SUBSCRIBERS / PROCESSES;
   const readyAll = Promise.all(
     Array.from({ length: PROCESSES }, (_, p) => {
-      const child = fork(fileURLToPath(import.meta.url), ['client', JSON.stringify({ url, count: per, distinct, offset: p * per })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const child = fork(fileURLToPath(import.meta.url), ['client', JSON.stringify({ url, count: per, distinct, offset: p * per })], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
       children.push(child);
       return new Promise<void>((res) => child.once('message', () => res()));
     }),
@@ -119,7 +121,11 @@ async function main(): Promise<void> {
   let stop = false;
   const traffic = (async () => {
     for (let i = 0; !stop; i++) {
-      await fetch(`${gw.url}/api/v1/models/${['alpha', 'beta', 'gamma'][i % 3]}/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"input":"hi"}' });
+      await fetch(`${gw.url}/api/v1/models/${['alpha', 'beta', 'gamma'][i % 3]}/inference`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"input":"hi"}',
+      });
       await new Promise((r) => setTimeout(r, 50));
     }
   })();

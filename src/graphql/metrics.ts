@@ -54,7 +54,8 @@ export function resolveFilter(ctx: GraphQLContext, input: FilterInput | null | u
 }
 
 const MetricsFilter = builder.inputType('MetricsFilter', {
-  description: 'Which series: every list narrows (absent: all). Series without a `model` label (gateway-wide, workers) come when no model is named, or with includeGlobal.',
+  description:
+    'Which series: every list narrows (absent: all). Series without a `model` label (gateway-wide, workers) come when no model is named, or with includeGlobal.',
   fields: (t) => ({
     metrics: t.stringList({ description: `Metric names (see metricNames): ${HISTORY_METRIC_NAMES.join(', ')}.` }),
     models: t.idList(),
@@ -163,7 +164,11 @@ builder.queryFields((t) => ({
       const tickSeconds = Math.max(1, Math.ceil(cfg.tickMs / 1000));
       const step = args.step ?? Math.max(tickSeconds, Math.ceil(window / DEFAULT_POINTS));
       if (step < tickSeconds || step > window) throw invalid('step', `between ${tickSeconds} (the tick) and the window (${window}) seconds`);
-      if (window / step > cfg.maxPointsPerSeries) throw invalid('step', `window / step may give at most ${cfg.maxPointsPerSeries} points: use a step of at least ${Math.ceil(window / cfg.maxPointsPerSeries)} s`);
+      if (window / step > cfg.maxPointsPerSeries)
+        throw invalid(
+          'step',
+          `window / step may give at most ${cfg.maxPointsPerSeries} points: use a step of at least ${Math.ceil(window / cfg.maxPointsPerSeries)} s`,
+        );
       return history.read(filter, window * 1000, step * 1000, cfg.maxSeriesPerAnswer);
     },
   }),
@@ -200,7 +205,8 @@ builder.subscriptionFields((t) => ({
     },
     subscribe: (_r, args, ctx) => {
       const interval = args.intervalMs ?? 1000;
-      if (!Number.isInteger(interval) || interval < MIN_INTERVAL_MS || interval > 3_600_000) throw invalid('intervalMs', `between ${MIN_INTERVAL_MS} and 3600000`);
+      if (!Number.isInteger(interval) || interval < MIN_INTERVAL_MS || interval > 3_600_000)
+        throw invalid('intervalMs', `between ${MIN_INTERVAL_MS} and 3600000`);
       return ctx.services.liveMetrics.subscribe(resolveFilter(ctx, args.filter), interval, ctx.signal);
     },
     resolve: (s) => s,

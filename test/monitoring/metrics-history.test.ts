@@ -12,13 +12,21 @@ import { RollupStore } from '../../src/monitoring/history/rollups.ts';
 import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
 
 const ECHO = [{ use: './examples/capibara-plugin-echo' }];
-const register = (id: string) => `mutation { registerModel(input: { id: "${id}", task: GENERATE, versions: [{ version: "v1", instances: [{ backend: "echo" }] }] }) { id } }`;
+const register = (id: string) =>
+  `mutation { registerModel(input: { id: "${id}", task: GENERATE, versions: [{ version: "v1", instances: [{ backend: "echo" }] }] }) { id } }`;
 const METRICS = `query($filter: MetricsFilter, $window: Int, $step: Int) {
   metrics(filter: $filter, window: $window, step: $step) { from to step source series { metric labels model version points { at value } summary { total max last } } }
 }`;
-const UPDATES = 'subscription($f: MetricsFilter, $i: Int) { metricsUpdates(filter: $f, intervalMs: $i) { at intervalMs series { metric model version value } } }';
+const UPDATES =
+  'subscription($f: MetricsFilter, $i: Int) { metricsUpdates(filter: $f, intervalMs: $i) { at intervalMs series { metric model version value } } }';
 
-type Series = { metric: string; labels: Record<string, string>; model: string | null; points: Array<{ at: number; value: number }>; summary: { total: number } };
+type Series = {
+  metric: string;
+  labels: Record<string, string>;
+  model: string | null;
+  points: Array<{ at: number; value: number }>;
+  summary: { total: number };
+};
 type Snapshot = { at: number; intervalMs: number; series: Array<{ metric: string; model: string | null; value: number }> };
 
 const waitFor = async (cond: () => boolean | Promise<boolean>, ms = 20_000) => {
@@ -37,7 +45,12 @@ describe('metrics history over GraphQL', () => {
     fetch(`${gw.url}/api/v1/models/${model}/inference`, { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: '{"input":"hi"}' });
 
   beforeAll(async () => {
-    gw = await startTestGateway({ plugins: ECHO, auth: {}, monitoring: { history: { tickMs: 250, ring: '2m', retentionDays: 2 } }, server: { websocket: { maxSubscriptionsPerSocket: 200 } } });
+    gw = await startTestGateway({
+      plugins: ECHO,
+      auth: {},
+      monitoring: { history: { tickMs: 250, ring: '2m', retentionDays: 2 } },
+      server: { websocket: { maxSubscriptionsPerSocket: 200 } },
+    });
     admin = await gw.login();
     for (const id of ['alpha', 'beta']) expect((await gw.gql(register(id), {}, admin)).errors).toBeUndefined();
     const key = await gw.gql<{ createApiKey: { key: string } }>(
@@ -60,7 +73,11 @@ describe('metrics history over GraphQL', () => {
       return r.data!.metrics.series.reduce((a, s) => a + s.summary.total, 0);
     };
     await waitFor(async () => (await total('alpha')) === 5 && (await total('beta')) === 2);
-    const all = await gw.gql<{ metrics: { source: string; step: number; series: Series[] } }>(METRICS, { filter: { metrics: ['requests', 'latency_p95_ms'] }, window: 60 }, admin);
+    const all = await gw.gql<{ metrics: { source: string; step: number; series: Series[] } }>(
+      METRICS,
+      { filter: { metrics: ['requests', 'latency_p95_ms'] }, window: 60 },
+      admin,
+    );
     expect(all.errors).toBeUndefined();
     expect(all.data!.metrics.source).toBe('RING');
     const gateway = all.data!.metrics.series.find((s) => s.metric === 'requests' && s.model === null)!;
@@ -73,7 +90,11 @@ describe('metrics history over GraphQL', () => {
     // No credentials: refused. A key limited to alpha sees alpha's series only (none gateway-wide).
     const anon = await gw.gql(METRICS, { window: 60 });
     expect(anon.errors?.[0]?.extensions?.code).toBe('MCP_UNAUTHENTICATED');
-    const limited = await gw.gql<{ metrics: { series: Series[] } }>(METRICS, { filter: { metrics: ['requests'] }, window: 60 }, { authorization: `Bearer ${limitedKey}` });
+    const limited = await gw.gql<{ metrics: { series: Series[] } }>(
+      METRICS,
+      { filter: { metrics: ['requests'] }, window: 60 },
+      { authorization: `Bearer ${limitedKey}` },
+    );
     expect(limited.errors).toBeUndefined();
     const models = new Set(limited.data!.metrics.series.map((s) => s.model));
     expect(models).toEqual(new Set(['alpha']));
@@ -101,9 +122,21 @@ describe('metrics history over GraphQL', () => {
     const now = Date.now();
     const minute = Math.floor(now / 60_000) * 60_000;
     const labels = { model: 'alpha', version: 'v1' };
-    const key = JSON.stringify([['model', 'alpha'], ['version', 'v1']]);
+    const key = JSON.stringify([
+      ['model', 'alpha'],
+      ['version', 'v1'],
+    ]);
     // Ten minutes that ended before the ring's reach (2 minutes), 6 requests a minute.
-    const rows = Array.from({ length: 10 }, (_, i) => ({ metric: 'requests', labelsKey: key, labels, minute: minute - (20 - i) * 60_000, count: 240, sum: 6, min: 0, max: 1 }));
+    const rows = Array.from({ length: 10 }, (_, i) => ({
+      metric: 'requests',
+      labelsKey: key,
+      labels,
+      minute: minute - (20 - i) * 60_000,
+      count: 240,
+      sum: 6,
+      min: 0,
+      max: 1,
+    }));
     await store.write(rows);
     const r = await gw.gql<{ metrics: { source: string; step: number; series: Series[] } }>(
       METRICS,
@@ -131,7 +164,12 @@ describe('metrics history over GraphQL', () => {
   }, 90_000);
 
   it('metricsUpdates over graphql-ws: 50 subscribers with one filter share one snapshot computation per tick', async () => {
-    const client: Client = createClient({ url: `${gw.url.replace('http', 'ws')}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: admin.authorization! } });
+    const client: Client = createClient({
+      url: `${gw.url.replace('http', 'ws')}/graphql`,
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: { authorization: admin.authorization! },
+    });
     const live = gw.services.liveMetrics;
     const got: Snapshot[][] = Array.from({ length: 50 }, () => []);
     const stops = got.map((list) =>

@@ -18,7 +18,15 @@ const request = (model: string): InferenceRequest => ({
   signal: new AbortController().signal,
   entry: 'graphql',
 });
-const decision = (version: string): RoutingDecision => ({ model: 'chat', version, balancer: 'p2c-ewma', candidates: [], chosen: 'i-1', attempts: [], fallbacks: [] });
+const decision = (version: string): RoutingDecision => ({
+  model: 'chat',
+  version,
+  balancer: 'p2c-ewma',
+  candidates: [],
+  chosen: 'i-1',
+  attempts: [],
+  fallbacks: [],
+});
 
 function setup(over: Record<string, unknown> = {}) {
   const metrics = new GatewayMetrics(new Registry(), { knownModel: (id) => id === 'chat', roles: new Set() });
@@ -28,13 +36,17 @@ function setup(over: Record<string, unknown> = {}) {
   const config = historyConfigSchema.parse({ persist: false, ring: '2m', ...over });
   const history = new MetricsHistory(config, sampler, undefined, pino({ level: 'silent' }));
   const ok = (version: string, ms: number) => metrics.onFinished(request('chat'), { ok: true, latencyMs: ms, decision: decision(version) });
-  const fail = (version: string) => metrics.onFinished(request('chat'), { ok: false, errorCode: 'MCP_BACKEND_ERROR', latencyMs: 5, decision: decision(version) });
+  const fail = (version: string) =>
+    metrics.onFinished(request('chat'), { ok: false, errorCode: 'MCP_BACKEND_ERROR', latencyMs: 5, decision: decision(version) });
   return { metrics, history, handles, loads, ok, fail };
 }
 
 const T0 = 1_800_000_000_000;
 const value = (h: MetricsHistory, metric: string, labels: Record<string, string>, windowMs = 1000) =>
-  h.range({ metric, labels }, windowMs, 1000).find((s) => JSON.stringify(s.labels) === JSON.stringify(labels))?.points.at(-1)?.value;
+  h
+    .range({ metric, labels }, windowMs, 1000)
+    .find((s) => JSON.stringify(s.labels) === JSON.stringify(labels))
+    ?.points.at(-1)?.value;
 
 describe('MetricsHistory', () => {
   it('turns counter and histogram deltas into per-tick requests, errors, rates and latency percentiles per version and gateway-wide', () => {
@@ -84,9 +96,25 @@ describe('MetricsHistory', () => {
 
   it('samples in-flight, queue depth and worker CPU/memory; the ring keeps its size and forgets old ticks', () => {
     const { history, handles, loads } = setup();
-    const h = { id: 'i-1', modelId: 'chat', version: 'v1', backend: 'x', weight: 1, outstanding: 3, status: 'ready', draining: false } as unknown as InstanceHandle;
+    const h = {
+      id: 'i-1',
+      modelId: 'chat',
+      version: 'v1',
+      backend: 'x',
+      weight: 1,
+      outstanding: 3,
+      status: 'ready',
+      draining: false,
+    } as unknown as InstanceHandle;
     handles.push(h);
-    loads.set('w-1', { inflight: 0, requestsTotal: 0, cpuSeconds: 10, residentMemoryBytes: 1e9, deviceMemoryUsedBytes: new Map([['gpu0', 5e8]]), at: new Date() });
+    loads.set('w-1', {
+      inflight: 0,
+      requestsTotal: 0,
+      cpuSeconds: 10,
+      residentMemoryBytes: 1e9,
+      deviceMemoryUsedBytes: new Map([['gpu0', 5e8]]),
+      at: new Date(),
+    });
     history.tick(T0);
     history.tick(T0 + 1000);
     loads.set('w-1', { inflight: 0, requestsTotal: 0, cpuSeconds: 11.5, residentMemoryBytes: 1e9, at: new Date() });

@@ -67,17 +67,27 @@ export class MetricsHistory implements MetricSource {
     return this.config.tickMs;
   }
 
-  /** Ticks every tickMs until close(). */
+  /** Ticks every tickMs until close(), aligned to multiples of tickMs (no drift when a tick's fan-out takes a while). */
   start(): void {
     if (this.timer || !this.config.enabled) return;
     this.tick(Date.now());
-    this.timer = setInterval(() => this.tick(Date.now()), this.config.tickMs);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    const now = Date.now();
+    const next = (Math.floor(now / this.config.tickMs) + 1) * this.config.tickMs;
+    this.timer = setTimeout(() => {
+      if (!this.timer) return;
+      this.tick(Date.now());
+      this.schedule();
+    }, next - now);
     this.timer.unref();
   }
 
   /** Stops ticking and writes the rollups of the current (partial) minute. */
   async close(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     if (this.minute !== undefined && !Number.isNaN(this.ring.lastAt)) this.rollUp(this.minute, this.ring.lastAt + 1);
     await this.writing;

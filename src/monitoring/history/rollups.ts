@@ -78,7 +78,10 @@ export class RollupStore {
 
   /** Deletes the rollups of minutes before `before`; returns how many. */
   async deleteBefore(before: number): Promise<number> {
-    const gone = await this.db.delete(metricRollups).where(lt(metricRollups.minute, new Date(before))).returning({ m: metricRollups.minute });
+    const gone = await this.db
+      .delete(metricRollups)
+      .where(lt(metricRollups.minute, new Date(before)))
+      .returning({ m: metricRollups.minute });
     return gone.length;
   }
 }

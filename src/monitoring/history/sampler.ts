@@ -89,7 +89,10 @@ export class Sampler {
     return t;
   }
 
-  private addHistogram(series: Iterable<HistogramSeries<'model' | 'version' | 'entry'> | HistogramSeries<'model' | 'version'>>, pick: 'latency' | 'ttft'): void {
+  private addHistogram(
+    series: Iterable<HistogramSeries<'model' | 'version' | 'entry'> | HistogramSeries<'model' | 'version'>>,
+    pick: 'latency' | 'ttft',
+  ): void {
     for (const s of series) {
       const t = this.totals(s.labels.model, s.labels.version);
       const into = pick === 'latency' ? t.latency : t.ttft;
