@@ -11,6 +11,7 @@ import type { Services } from '../services.ts';
 import type { GraphQLContext } from './context.ts';
 import { useCompiledExecution } from './compiled-execution.ts';
 import { useBoundedDocuments } from './document-cache.ts';
+import { useSharedSubscriptionResults } from './shared-results.ts';
 import { useSubscriptionExpiry } from './expiry.ts';
 import { useGraphQLLimits } from './limits.ts';
 import { buildSchema } from './schema.ts';
@@ -172,6 +173,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
       useGraphQLLimits(services.config.server.graphql, services.config.security.mode === 'strict'),
       useCsrfPrevention(services.config.server.graphql.csrfHeaders),
       useSubscriptionExpiry(),
+      useSharedSubscriptionResults(),
       useCodedValidationErrors(),
       useAuditLog(services.audit, services.config.audit.skipMutations),
       ...(services.config.server.graphql.jit ? [useCompiledExecution()] : []),
