@@ -28,6 +28,7 @@ import { ModelRegistry } from './models/registry.ts';
 import { roleTable } from './auth/permissions.ts';
 import { registerFleetMetrics } from './monitoring/fleet-metrics.ts';
 import { GatewayMetrics } from './monitoring/metrics.ts';
+import { createMetricsHistory } from './monitoring/history/create.ts';
 import { createUpstreamSafety } from './security/upstream.ts';
 import type { LookupFunction } from './security/address-policy.ts';
 import { PluginHost } from './plugin/host.ts';
@@ -179,6 +180,15 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const workers = new WorkerRegistry(database, registry, fleet, plugins, events, logger.child({ component: 'workers' }));
     closers.push(() => workers.close());
     registerFleetMetrics(metricsRegistry, { fleet, health, workers });
+    const { history: metricsHistory, live: liveMetrics } = createMetricsHistory(config.monitoring.history, {
+      metrics,
+      fleet,
+      workers,
+      database,
+      registry: metricsRegistry,
+      logger: logger.child({ component: 'metrics-history' }),
+    });
+    closers.push(() => metricsHistory.close());
     const admin = new AdminService(registry, fleet, workers, router, logger.child({ component: 'admin' }));
     const storage = new StorageHealth(() => database.ping(), logger.child({ component: 'storage' }), metricsRegistry, config.storage);
     closers.push(async () => storage.close());
@@ -200,6 +210,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       inference,
       metrics,
       metricsRegistry,
+      metricsHistory,
+      liveMetrics,
       workers,
       admin,
       auth,
@@ -231,6 +243,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     fleet.watch(watch.signal);
     health.watch(watch.signal);
     metrics.watch(events, watch.signal);
+    metricsHistory.start();
     workers.startWatchdog();
     const retention = new WorkerRetention(config.workers.retentionMs, workers, admin, audit, logger.child({ component: 'workers' }));
     retention.start();

@@ -17,6 +17,8 @@ import type { PluginHost } from './plugin/host.ts';
 import type { Router } from './routing/router.ts';
 import type { TrafficManager } from './traffic/traffic-manager.ts';
 import type { GatewayMetrics } from './monitoring/metrics.ts';
+import type { MetricsHistory } from './monitoring/history/metrics-history.ts';
+import type { LiveMetrics } from './monitoring/history/live.ts';
 import type { WorkerRegistry } from './workers/worker-registry.ts';
 
 /** The domain services, wired once by createGateway and shared by every entry point. */
@@ -42,6 +44,10 @@ export interface Services {
   audit: AuditLog;
   metrics: GatewayMetrics;
   metricsRegistry: Registry;
+  /** The metrics history (ring + per-minute rollups): the one MetricSource (GraphQL `metrics`, alert rules). */
+  metricsHistory: MetricsHistory;
+  /** Shared `metricsUpdates` snapshots: one computation per tick per distinct filter. */
+  liveMetrics: LiveMetrics;
   /** Worker processes as stored (the workers table), their load reports, the watchdog and the command channel. */
   workers: WorkerRegistry;
   /** Administrative operations (models, instances, workers): what GraphQL mutations and the worker protocol call. */

@@ -4,6 +4,7 @@ import { auditConfigSchema } from '../audit/config.ts';
 import { authConfigSchema } from '../auth/config.ts';
 import { TASKS } from '../inference/schema.ts';
 import { limitsConfigSchema } from '../limits/config.ts';
+import { monitoringConfigSchema } from '../monitoring/history/config.ts';
 import { securityConfigSchema } from '../security/config.ts';
 import { pluginEntrySchema } from './plugin-entry.ts';
 
@@ -195,6 +196,8 @@ export const configSchema = z.strictObject({
   auth: authConfigSchema,
   security: securityConfigSchema,
   limits: limitsConfigSchema,
+  /** Metrics history (ring buffer and per-minute rollups) behind GraphQL `metrics` and `metricsUpdates`. */
+  monitoring: monitoringConfigSchema,
   audit: auditConfigSchema,
   /** Alert delivery: the sinks notifications go to, retries, backoff and dead letters. */
   alerts: alertsConfigSchema,

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigserial, boolean, index, integer, jsonb, pgTable, real, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigserial, boolean, doublePrecision, index, integer, jsonb, pgTable, primaryKey, real, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
 const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow();
 const updatedAt = () => timestamp('updated_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow();
@@ -256,4 +256,25 @@ export const alertDeadLetters = pgTable(
     createdAt: createdAt(),
   },
   (t) => [index('alert_dead_letters_created').on(t.createdAt), index('alert_dead_letters_sink').on(t.sink, t.createdAt)],
+);
+
+/**
+ * Per-minute rollups of the metrics history (GraphQL `metrics` beyond the in-memory ring). One row
+ * per series and minute; replicas writing the same minute merge (count and sum add, min/max widen).
+ * Rows older than monitoring.history.retentionDays are deleted.
+ */
+export const metricRollups = pgTable(
+  'metric_rollups',
+  {
+    metric: text('metric').notNull(),
+    /** The series' labels sorted by name, `k=v` joined: identifies the series with `metric`. */
+    labelsKey: text('labels_key').notNull(),
+    labels: jsonb('labels').$type<Record<string, string>>().notNull(),
+    minute: timestamp('minute', { withTimezone: true, mode: 'date', precision: 3 }).notNull(),
+    count: integer('count').notNull(),
+    sum: doublePrecision('sum').notNull(),
+    min: doublePrecision('min').notNull(),
+    max: doublePrecision('max').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.metric, t.labelsKey, t.minute] }), index('metric_rollups_minute').on(t.minute)],
 );

@@ -7,6 +7,7 @@ import './system.ts';
 import './workers.ts';
 import './auth.ts';
 import './audit.ts';
+import './metrics.ts';
 
 let schema: GraphQLSchema | undefined;
 

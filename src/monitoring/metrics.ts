@@ -22,7 +22,7 @@ export interface LabelSources {
 }
 
 /** Seconds: 0.5 ms to 10 minutes, ×2.5 apart (p50/p95/p99 of ms-fast classifiers and minute-long generations alike). */
-const LATENCY_BUCKETS = exponentialBuckets(0.0005, 2.5, 16);
+export const LATENCY_BUCKETS = exponentialBuckets(0.0005, 2.5, 16);
 /** Seconds between streamed chunks: 0.1 ms to ~5 s. */
 const INTER_TOKEN_BUCKETS = exponentialBuckets(0.0001, 2, 16);
 /** Completion tokens per second: 1 to ~32k. */

@@ -227,6 +227,11 @@ export class WorkerRegistry {
 
   // ─────────────── queries ───────────────
 
+  /** The last load each worker reported, by worker id (in memory; the metrics history samples it). */
+  loadReports(): ReadonlyMap<string, WorkerLoad> {
+    return this.loads;
+  }
+
   async list(): Promise<WorkerView[]> {
     const rows = await this.db.select().from(workers).orderBy(asc(workers.createdAt), asc(workers.id));
     return [await this.embedded(), ...rows.map((r) => this.view(r))];
