@@ -6,6 +6,8 @@ import { createLogger, flushLogs } from './logging.ts';
 import { Registry } from 'prom-client';
 import { AdminService } from './admin/admin-service.ts';
 import { createAlertDispatcher } from './alerts/create.ts';
+import { AlertEngine } from './alerts/engine.ts';
+import type { MetricSource } from './monitoring/metric-source.ts';
 import { Accounts } from './auth/accounts.ts';
 import { AuditLog } from './audit/audit-log.ts';
 import { InferenceAudit } from './audit/inference-audit.ts';
@@ -55,6 +57,8 @@ export interface GatewayOptions {
    * Called only when this start created the admin with a generated password.
    */
   announceAdmin?: (info: { username: string; password: string; url: string }) => void;
+  /** The metrics alert rules read (default: the gateway's metrics history, when it has one); without one, rules are not evaluated. */
+  metricSource?: MetricSource;
 }
 
 /** The first-start banner: the generated admin password, on the terminal only. */
@@ -195,6 +199,25 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     // Closed before storage and plugins: undelivered notifications are dead-lettered to the database.
     const alerts = createAlertDispatcher(config.alerts, plugins, database, logger.child({ component: 'alerts' }), metricsRegistry);
     closers.push(() => alerts.close());
+    // Closed before the dispatcher: its last notifications are handed over first.
+    // The metrics history (a MetricSource) becomes the default source once the gateway has one.
+    const metricSource = opts.metricSource;
+    let alertEngine: AlertEngine | undefined;
+    if (metricSource) {
+      alertEngine = new AlertEngine({
+        database,
+        source: metricSource,
+        notifier: alerts,
+        evaluation: config.alerts.evaluation,
+        rules: config.alerts.rules,
+        logger: logger.child({ component: 'alert-rules' }),
+      });
+      await alertEngine.start();
+      const engine = alertEngine;
+      closers.push(() => engine.close());
+    } else if (config.alerts.rules.length > 0) {
+      logger.warn({ rules: config.alerts.rules.length }, 'alerts.rules are configured but no metric source exists; rules are not evaluated');
+    }
     const auth = new AuthService(plugins, config.auth, audit, logger.child({ component: 'auth' }), limits);
     const accounts = new Accounts(database.db, auth, credentials, audit);
     const services: Services = {
@@ -220,6 +243,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       audit,
       storage,
       alerts,
+      ...(alertEngine ? { alertEngine } : {}),
       async readiness(opts = {}) {
         const requireStorage = opts.strict || config.server.readiness.requireStorage;
         const checks: Record<string, { ok: boolean; detail?: string }> = {

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { AdminService } from './admin/admin-service.ts';
 import type { AlertDispatcher } from './alerts/dispatcher.ts';
+import type { AlertEngine } from './alerts/engine.ts';
 import type { Config } from './config/schema.ts';
 import type { Database } from './db/client.ts';
 import type { StorageHealth, StorageState } from './db/storage-health.ts';
@@ -54,6 +55,8 @@ export interface Services {
   admin: AdminService;
   /** Delivers alert notifications to the alert-sink plugins (queued, retried, dead-lettered): `alerts.notify(alert)`. */
   alerts: AlertDispatcher;
+  /** Alert rules, their evaluation (one replica at a time) and the alerts' state; absent without a metric source. */
+  alertEngine?: AlertEngine;
   /** Whether the database answers now; what a request's error becomes at the edge (classify). */
   storage: StorageHealth;
   /**

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { pluginEntrySchema } from '../config/plugin-entry.ts';
+import { alertEvaluationSchema, alertRuleSchema } from './rules.ts';
 
 /** How alert notifications reach their sinks (config `alerts.delivery`). */
 export const alertDeliverySchema = z
@@ -30,6 +31,10 @@ export const alertsConfigSchema = z
      */
     sinks: z.array(pluginEntrySchema).default([]),
     delivery: alertDeliverySchema.prefault({}),
+    /** Alert rules (docs/monitoring/alerts.md); more can be made over GraphQL (`createAlertRule`). */
+    rules: z.array(alertRuleSchema).max(10_000).default([]),
+    /** How often rules are evaluated, the leader lease across replicas, re-sends of firing alerts, bounds. */
+    evaluation: alertEvaluationSchema.prefault({}),
   })
   .prefault({});
 

@@ -278,3 +278,80 @@ export const metricRollups = pgTable(
   },
   (t) => [primaryKey({ columns: [t.metric, t.labelsKey, t.minute] }), index('metric_rollups_minute').on(t.minute)],
 );
+
+/** Alert rules (config `alerts.rules`, source `config`, and those made over GraphQL, source `api`); `spec` is an AlertRule. */
+export const alertRules = pgTable('alert_rules', {
+  name: text('name').primaryKey(),
+  /** config | api */
+  source: text('source').notNull(),
+  spec: jsonb('spec').$type<Record<string, unknown>>().notNull(),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+/**
+ * One alert per rule and label group, with its current state (inactive, pending, firing, resolved).
+ * `seq` counts its transitions; `epoch` is the evaluator lease epoch that wrote the last one.
+ */
+export const alertInstances = pgTable(
+  'alert_instances',
+  {
+    id: text('id').primaryKey(),
+    rule: text('rule').notNull(),
+    labels: jsonb('labels').$type<Record<string, string>>().notNull(),
+    state: text('state').notNull(),
+    seq: integer('seq').notNull(),
+    value: real('value'),
+    /** When the condition started to hold (pending since). */
+    activeSince: timestamp('active_since', { withTimezone: true, mode: 'date', precision: 3 }),
+    firedAt: timestamp('fired_at', { withTimezone: true, mode: 'date', precision: 3 }),
+    resolvedAt: timestamp('resolved_at', { withTimezone: true, mode: 'date', precision: 3 }),
+    /** Whether the last firing was notified (a silenced firing is not, nor its resolution). */
+    notified: boolean('notified').notNull().default(false),
+    silencedUntil: timestamp('silenced_until', { withTimezone: true, mode: 'date', precision: 3 }),
+    acknowledgedBy: text('acknowledged_by'),
+    acknowledgedAt: timestamp('acknowledged_at', { withTimezone: true, mode: 'date', precision: 3 }),
+    epoch: integer('epoch').notNull(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [index('alert_instances_state').on(t.state), index('alert_instances_rule').on(t.rule)],
+);
+
+/** Every state change of every alert (the history). */
+export const alertTransitions = pgTable(
+  'alert_transitions',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    alertId: text('alert_id').notNull(),
+    seq: integer('seq').notNull(),
+    rule: text('rule').notNull(),
+    fromState: text('from_state').notNull(),
+    toState: text('to_state').notNull(),
+    value: real('value'),
+    epoch: integer('epoch').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('alert_transitions_alert_seq').on(t.alertId, t.seq), index('alert_transitions_created').on(t.createdAt)],
+);
+
+/** Notifications written with their transition, delivered from here (exactly one row per alert and transition). */
+export const alertOutbox = pgTable(
+  'alert_outbox',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    alertId: text('alert_id').notNull(),
+    seq: integer('seq').notNull(),
+    alert: jsonb('alert').$type<Record<string, unknown>>().notNull(),
+    deliveredAt: timestamp('delivered_at', { withTimezone: true, mode: 'date', precision: 3 }),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('alert_outbox_alert_seq').on(t.alertId, t.seq), index('alert_outbox_pending').on(t.id).where(sql`${t.deliveredAt} is null`)],
+);
+
+/** Leader leases (one row per lease name): who holds it until when; `epoch` grows at every change of holder (fencing token). */
+export const alertLeases = pgTable('alert_leases', {
+  name: text('name').primaryKey(),
+  holder: text('holder').notNull(),
+  epoch: integer('epoch').notNull(),
+  expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull(),
+});

@@ -1,0 +1,64 @@
+/**
+ * A leader lease in the database: one row per lease name with its holder, expiry and epoch. A
+ * replica takes the lease when it has expired (or renews its own) in one atomic statement; the epoch
+ * grows whenever the holder changes, and writers check it (fencing) so a deposed leader's late
+ * writes are refused. Times are the database's, so replica clocks do not matter.
+ */
+import { sql } from 'drizzle-orm';
+import type { Db } from '../db/client.ts';
+
+export function rowsOf<T>(result: unknown): T[] {
+  return ((result as { rows?: T[] }).rows ?? (result as T[])) as T[];
+}
+
+export interface LeaseGrant {
+  epoch: number;
+  /** Local time (ms) after which this replica no longer counts on the lease. */
+  validUntil: number;
+}
+
+export class LeaderLease {
+  constructor(
+    private readonly db: Db,
+    readonly name: string,
+    readonly holder: string,
+    private readonly ttlMs: number,
+  ) {}
+
+  /** Takes or renews the lease; undefined when another replica holds it. */
+  async acquire(): Promise<LeaseGrant | undefined> {
+    const asked = Date.now();
+    const rows = rowsOf<{ epoch: number }>(
+      await this.db.execute(sql`
+        insert into alert_leases (name, holder, epoch, expires_at)
+        values (${this.name}, ${this.holder}, 1, now() + make_interval(secs => ${this.ttlMs / 1000}))
+        on conflict (name) do update set
+          epoch = case when alert_leases.holder = excluded.holder and alert_leases.expires_at >= now() then alert_leases.epoch else alert_leases.epoch + 1 end,
+          holder = excluded.holder,
+          expires_at = excluded.expires_at
+        where alert_leases.expires_at < now() or alert_leases.holder = excluded.holder
+        returning epoch`),
+    );
+    if (rows.length === 0) return undefined;
+    // Counted from before the statement was sent: the local view never outlives the database's.
+    return { epoch: Number(rows[0]!.epoch), validUntil: asked + this.ttlMs };
+  }
+
+  /** Gives the lease up (at shutdown) so another replica takes over at once. */
+  async release(): Promise<void> {
+    await this.db.execute(sql`update alert_leases set expires_at = now() - interval '1 second' where name = ${this.name} and holder = ${this.holder}`);
+  }
+
+  /**
+   * Inside a transaction: locks the lease row and checks it is still ours at `epoch` and unexpired.
+   * The lock makes a takeover wait for the transaction, so nothing is written after a takeover by the old epoch.
+   */
+  async fence(tx: Pick<Db, 'execute'>, epoch: number): Promise<boolean> {
+    const rows = rowsOf<{ epoch: number }>(
+      await tx.execute(
+        sql`select epoch from alert_leases where name = ${this.name} and holder = ${this.holder} and epoch = ${epoch} and expires_at > now() for update`,
+      ),
+    );
+    return rows.length === 1;
+  }
+}
