@@ -6,7 +6,7 @@ import type { InstanceHandle } from '../../models/fleet.ts';
 import type { WorkerLoad } from '../../workers/worker-registry.ts';
 import { GatewayMetrics } from '../metrics.ts';
 import { historyConfigSchema } from './config.ts';
-import { LiveMetrics } from './live.ts';
+import { LiveMetrics, type MetricsSnapshot } from './live.ts';
 import { MetricsHistory } from './metrics-history.ts';
 import { Sampler } from './sampler.ts';
 
@@ -130,7 +130,7 @@ describe('MetricsHistory', () => {
     for (const r of received) expect(r).toEqual([T0, T0 + 1000, T0 + 2000]);
     // The first tick only sets the baselines (an empty snapshot); the next one has the errors series.
     expect((await otherFirst).value?.series).toEqual([]);
-    const second = (await other.next()).value!;
+    const second = (await other.next()).value as MetricsSnapshot;
     expect(second.series.length).toBeGreaterThan(0);
     expect(new Set(second.series.map((s) => s.metric))).toEqual(new Set(['errors']));
     ac.abort();

@@ -200,14 +200,14 @@ export class MetricsHistory implements MetricSource {
   async read(filter: SeriesFilter, windowMs: number, stepMs: number, maxSeries: number): Promise<HistoryAnswer> {
     const to = Number.isNaN(this.ring.lastAt) ? Date.now() : this.ring.lastAt;
     const from = to - windowMs;
-    const ringFrom = Number.isNaN(this.ring.firstAt) ? to : this.ring.firstAt;
-    const useRollups = this.store !== undefined && this.config.persist && from < ringFrom - this.config.tickMs;
+    // Rollups only for windows the ring cannot hold (a young ring answers short windows alone, at tick resolution).
+    const useRollups = this.store !== undefined && this.config.persist && windowMs > this.config.ring;
     if (!useRollups) {
       return { from, to, stepMs, fromRollups: false, series: this.fromRing((s) => matches(filter, s.metric, s.labels), from, to, stepMs, maxSeries) };
     }
     const step = Math.max(stepMs, ROLLUP_MS);
-    // Rollups before the first whole minute the ring holds; the ring after it.
-    const boundary = Math.ceil(ringFrom / ROLLUP_MS) * ROLLUP_MS;
+    // Rollups for the minutes already rolled up (every minute before the current one); the ring for the current minute.
+    const boundary = this.minute ?? to;
     const metrics = (filter.metrics ?? HISTORY_METRIC_NAMES).filter((m) => HISTORY_METRIC_NAMES.includes(m as never));
     await this.writing;
     const rows = await this.store!.read(metrics, from, boundary, step);

@@ -52,7 +52,8 @@ export class RollupStore {
   /** The rollups of `metrics` with from ≤ minute < to, combined per series and step (aligned to multiples of stepMs). */
   async read(metrics: readonly string[], from: number, to: number, stepMs: number): Promise<RollupBucket[]> {
     if (!metrics.length || to <= from) return [];
-    const bucket = sql<number>`floor(extract(epoch from ${metricRollups.minute}) * 1000 / ${stepMs})`;
+    // The step inlined (an integer): GROUP BY must see the same expression as the select list.
+    const bucket = sql<number>`floor(extract(epoch from ${metricRollups.minute}) * 1000 / ${sql.raw(String(Math.max(1, Math.trunc(stepMs))))})`;
     const rows = await this.db
       .select({
         metric: metricRollups.metric,
