@@ -32,7 +32,7 @@ class ArraySource implements MetricSource {
   private readonly data = new Map<string, MetricSeries[]>();
   constructor(now: number) {
     let seed = 1;
-    const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     for (let m = 0; m < METRICS; m++) {
       const list: MetricSeries[] = MODELS.map((model) => {
         const points: MetricPoint[] = [];
@@ -95,7 +95,15 @@ async function run(label: string, database: Database): Promise<void> {
       // A fresh engine per kind and round (rules synced, states cleared), warmed by one tick, then timed.
       {
         await database.db.execute('truncate alert_instances, alert_transitions, alert_outbox, alert_leases, alert_rules' as never);
-        engines[kind] = new AlertEngine({ database, source, notifier: { notify() {}, idle: async () => {} }, evaluation, rules: rs, logger, holder: `bench-${kind}` });
+        engines[kind] = new AlertEngine({
+          database,
+          source,
+          notifier: { notify() {}, idle: async () => {} },
+          evaluation,
+          rules: rs,
+          logger,
+          holder: `bench-${kind}`,
+        });
         await engines[kind].start();
         await engines[kind].tick(now);
       }

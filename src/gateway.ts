@@ -200,22 +200,20 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const alerts = createAlertDispatcher(config.alerts, plugins, database, logger.child({ component: 'alerts' }), metricsRegistry);
     closers.push(() => alerts.close());
     // Closed before the dispatcher: its last notifications are handed over first.
-    // The metrics history (a MetricSource) becomes the default source once the gateway has one.
-    const metricSource = opts.metricSource;
-    let alertEngine: AlertEngine | undefined;
-    if (metricSource) {
-      alertEngine = new AlertEngine({
-        database,
-        source: metricSource,
-        notifier: alerts,
-        evaluation: config.alerts.evaluation,
-        rules: config.alerts.rules,
-        logger: logger.child({ component: 'alert-rules' }),
-      });
-      await alertEngine.start();
-      const engine = alertEngine;
-      closers.push(() => engine.close());
-    } else if (config.alerts.rules.length > 0) {
+    // The metrics history (a MetricSource) becomes the default source once the gateway has one; without
+    // a source, rules and alerts are served from the database but this replica does not evaluate them.
+    const alertEngine = new AlertEngine({
+      database,
+      ...(opts.metricSource ? { source: opts.metricSource } : {}),
+      notifier: alerts,
+      evaluation: config.alerts.evaluation,
+      rules: config.alerts.rules,
+      logger: logger.child({ component: 'alert-rules' }),
+      publish: (e) => events.publish('alertEvents', e),
+    });
+    await alertEngine.start();
+    closers.push(() => alertEngine.close());
+    if (!opts.metricSource && config.alerts.rules.length > 0) {
       logger.warn({ rules: config.alerts.rules.length }, 'alerts.rules are configured but no metric source exists; rules are not evaluated');
     }
     const auth = new AuthService(plugins, config.auth, audit, logger.child({ component: 'auth' }), limits);
@@ -243,7 +241,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       audit,
       storage,
       alerts,
-      ...(alertEngine ? { alertEngine } : {}),
+      alertEngine,
       async readiness(opts = {}) {
         const requireStorage = opts.strict || config.server.readiness.requireStorage;
         const checks: Record<string, { ok: boolean; detail?: string }> = {

@@ -55,8 +55,8 @@ export interface Services {
   admin: AdminService;
   /** Delivers alert notifications to the alert-sink plugins (queued, retried, dead-lettered): `alerts.notify(alert)`. */
   alerts: AlertDispatcher;
-  /** Alert rules, their evaluation (one replica at a time) and the alerts' state; absent without a metric source. */
-  alertEngine?: AlertEngine;
+  /** Alert rules, their evaluation (one replica at a time, only with a metric source) and the alerts' state and history. */
+  alertEngine: AlertEngine;
   /** Whether the database answers now; what a request's error becomes at the edge (classify). */
   storage: StorageHealth;
   /**

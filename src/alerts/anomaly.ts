@@ -83,7 +83,14 @@ export function seasonalScores(series: readonly MetricPoint[], rule: Pick<Anomal
 
 /** Whether the newest points are anomalous by the rule, and the score of the newest one. */
 export function anomalyVerdict(series: readonly MetricPoint[], rule: AnomalyRule): { active: boolean; score: number | undefined } {
-  const scores = rule.method === 'seasonal' ? seasonalScores(series, rule) : ewmaScores(series.map((p) => p.value), rule.points, rule.alpha);
+  const scores =
+    rule.method === 'seasonal'
+      ? seasonalScores(series, rule)
+      : ewmaScores(
+          series.map((p) => p.value),
+          rule.points,
+          rule.alpha,
+        );
   if (scores.length < rule.points) return { active: false, score: undefined };
   const z = zThreshold(rule.sensitivity);
   const beyond = (s: number) => (rule.direction === 'up' ? s > z : rule.direction === 'down' ? s < -z : Math.abs(s) > z);

@@ -11,6 +11,7 @@ import { hostname } from 'node:os';
 import { and, asc, eq, inArray, isNull, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.ts';
+import { McpError } from '../errors.ts';
 import { alertInstances, alertOutbox, alertTransitions } from '../db/schema.ts';
 import type { MetricSource } from '../monitoring/metric-source.ts';
 import type { Alert } from '../plugin/contract.ts';
@@ -59,7 +60,10 @@ export function nextState(
 }
 
 export function alertId(rule: string, labels: Readonly<Record<string, string>>): string {
-  return createHash('sha256').update(`${rule}\0${labelKey(labels)}`).digest('hex').slice(0, 24);
+  return createHash('sha256')
+    .update(`${rule}\0${labelKey(labels)}`)
+    .digest('hex')
+    .slice(0, 24);
 }
 
 export function toAlert(rule: AlertRule, row: InstanceRow): Alert {
@@ -97,7 +101,10 @@ function fromJson(j: AlertJson): Alert {
 
 export interface AlertEngineOptions {
   database: Database;
-  source: MetricSource;
+  /** Without one, this replica serves rules and alerts from the database but never evaluates. */
+  source?: MetricSource;
+  /** Every state change this replica writes (the gateway publishes them to all replicas: `alertEvents`). */
+  publish?: (e: AlertEvent) => void;
   notifier: AlertNotifier;
   evaluation: AlertEvaluationConfig;
   rules: readonly AlertRule[];
@@ -117,12 +124,17 @@ export class AlertEngine {
   private delivering: Promise<void> | undefined;
   private closed = false;
   private readonly lastSent = new Map<string, number>();
-  private readonly listeners = new Set<(e: AlertEvent) => void>();
+  private lastRules = new Map<string, AlertRule>();
   private readonly log: Logger;
 
   constructor(private readonly opts: AlertEngineOptions) {
     this.rules = new AlertRuleStore(opts.database.db, opts.evaluation.maxRules);
-    this.lease = new LeaderLease(opts.database.db, LEASE_NAME, opts.holder ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`, opts.evaluation.leaseTtlMs);
+    this.lease = new LeaderLease(
+      opts.database.db,
+      LEASE_NAME,
+      opts.holder ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+      opts.evaluation.leaseTtlMs,
+    );
     this.log = opts.logger;
   }
 
@@ -134,19 +146,20 @@ export class AlertEngine {
     return this.grant?.epoch;
   }
 
-  /** State changes made by this replica (the `alertEvents` subscription). */
-  onEvent(listener: (e: AlertEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
+  /** Stores the config file's rules; then, with a metric source, takes part in the leader election and evaluates. */
   async start(): Promise<void> {
-    if (this.opts.rules.length > this.opts.evaluation.maxRules) throw new Error(`alerts.rules: at most ${this.opts.evaluation.maxRules} rules`);
+    if (this.opts.rules.length > this.opts.evaluation.maxRules) {
+      throw new McpError('MCP_CONFIG_INVALID', `alerts.rules: at most ${this.opts.evaluation.maxRules} rules (alerts.evaluation.maxRules)`, {
+        details: { paths: ['alerts.rules'] },
+      });
+    }
     await this.rules.syncConfig(this.opts.rules);
+    const source = this.opts.source;
+    if (!source) return;
     await this.renew();
     this.renewTimer = setInterval(() => void this.renew(), this.opts.evaluation.leaseRenewMs);
     this.renewTimer.unref();
-    this.unsubscribe = this.opts.source.onTick((at) => {
+    this.unsubscribe = source.onTick((at) => {
       if (at - this.lastEval < this.opts.evaluation.intervalMs || this.evaluating) return;
       this.lastEval = at;
       this.evaluating = this.tick(at)
@@ -173,7 +186,8 @@ export class AlertEngine {
   /** One evaluation of every rule (leader only); resolves when its changes are stored. */
   async tick(now = Date.now()): Promise<void> {
     const grant = this.grant;
-    if (!grant || Date.now() >= grant.validUntil) return;
+    const source = this.opts.source;
+    if (!grant || !source || Date.now() >= grant.validUntil) return;
     const stored = await this.rules.list();
     const rows = await this.opts.database.db.select().from(alertInstances);
     const byId = new Map(rows.map((r) => [r.id, r]));
@@ -185,7 +199,7 @@ export class AlertEngine {
     for (const { rule } of stored) {
       ruleNames.add(rule.name);
       const { windowMs, stepMs } = ruleWindow(rule, intervalMs);
-      const series = this.opts.source.range({ metric: rule.metric, labels: rule.match }, windowMs, stepMs);
+      const series = source.range({ metric: rule.metric, labels: rule.match }, windowMs, stepMs);
       const verdicts = evaluateRule(rule, series, now);
       const seen = new Set<string>();
       let count = 0;
@@ -197,8 +211,23 @@ export class AlertEngine {
         this.step(rule, id, v.labels, prev, v.active, v.value, now, grant.epoch, changes);
       }
       // A series that went away no longer holds its condition.
-      for (const prev of byRule.get(rule.name) ?? []) if (!seen.has(prev.id)) this.step(rule, prev.id, prev.labels, prev, false, prev.value ?? undefined, now, grant.epoch, changes);
+      for (const prev of byRule.get(rule.name) ?? [])
+        if (!seen.has(prev.id)) this.step(rule, prev.id, prev.labels, prev, false, prev.value ?? undefined, now, grant.epoch, changes);
     }
+    // A deleted rule's alerts resolve (firing) or go inactive (pending); its severity and labels are no longer known.
+    for (const [name, list] of byRule) {
+      if (ruleNames.has(name)) continue;
+      const gone = {
+        ...this.lastRules.get(name),
+        name,
+        kind: 'threshold',
+        metric: '',
+        severity: this.lastRules.get(name)?.severity ?? 'warning',
+        labels: this.lastRules.get(name)?.labels ?? {},
+      } as AlertRule;
+      for (const prev of list) this.step(gone, prev.id, prev.labels, prev, false, prev.value ?? undefined, now, grant.epoch, changes);
+    }
+    this.lastRules = new Map(stored.map((s) => [s.rule.name, s.rule]));
     if (changes.length > 0) await this.store(changes, grant.epoch, now);
     await this.resend(stored, rows, now, ruleNames);
     this.kickDelivery();
@@ -260,7 +289,10 @@ export class AlertEngine {
           epoch,
         });
         const notifies = (next.state === 'firing' || next.state === 'resolved') && next.notified;
-        if (notifies) await tx.insert(alertOutbox).values({ alertId: next.id, seq: next.seq, alert: alertToJson(toAlert(rule, next)) as unknown as Record<string, unknown> });
+        if (notifies)
+          await tx
+            .insert(alertOutbox)
+            .values({ alertId: next.id, seq: next.seq, alert: alertToJson(toAlert(rule, next)) as unknown as Record<string, unknown> });
       }
       return true;
     });
@@ -271,8 +303,15 @@ export class AlertEngine {
     }
     for (const { rule, prev, next } of changes) {
       if (next.state === 'firing') this.lastSent.set(next.id, now);
-      const e: AlertEvent = { alertId: next.id, rule: rule.name, from: (prev?.state ?? 'inactive') as AlertState, to: next.state as AlertState, seq: next.seq, at: new Date(now) };
-      for (const l of this.listeners) l(e);
+      const e: AlertEvent = {
+        alertId: next.id,
+        rule: rule.name,
+        from: (prev?.state ?? 'inactive') as AlertState,
+        to: next.state as AlertState,
+        seq: next.seq,
+        at: new Date(now),
+      };
+      this.opts.publish?.(e);
     }
   }
 
@@ -327,11 +366,17 @@ export class AlertEngine {
   async alerts(states?: readonly AlertState[]): Promise<InstanceRow[]> {
     const db = this.opts.database.db;
     const q = db.select().from(alertInstances);
-    return states && states.length > 0 ? q.where(inArray(alertInstances.state, [...states])).orderBy(asc(alertInstances.rule)) : q.orderBy(asc(alertInstances.rule));
+    return states && states.length > 0
+      ? q.where(inArray(alertInstances.state, [...states])).orderBy(asc(alertInstances.rule))
+      : q.orderBy(asc(alertInstances.rule));
   }
 
   async silence(id: string, untilMs: number): Promise<InstanceRow | undefined> {
-    const [row] = await this.opts.database.db.update(alertInstances).set({ silencedUntil: new Date(untilMs) }).where(eq(alertInstances.id, id)).returning();
+    const [row] = await this.opts.database.db
+      .update(alertInstances)
+      .set({ silencedUntil: new Date(untilMs) })
+      .where(eq(alertInstances.id, id))
+      .returning();
     return row;
   }
 
@@ -345,7 +390,12 @@ export class AlertEngine {
   }
 
   async history(id: string, limit = 100): Promise<Array<typeof alertTransitions.$inferSelect>> {
-    return this.opts.database.db.select().from(alertTransitions).where(eq(alertTransitions.alertId, id)).orderBy(asc(alertTransitions.seq)).limit(Math.min(limit, 1000));
+    return this.opts.database.db
+      .select()
+      .from(alertTransitions)
+      .where(eq(alertTransitions.alertId, id))
+      .orderBy(asc(alertTransitions.seq))
+      .limit(Math.min(limit, 1000));
   }
 
   /** Stops evaluating; waits for the evaluation and delivery in progress; hands the lease on. */

@@ -88,7 +88,11 @@ function groupLabels(labels: Readonly<Record<string, string>>, groupBy: readonly
 
 /** A stable key for a label set. */
 export function labelKey(labels: Readonly<Record<string, string>>): string {
-  return JSON.stringify(Object.keys(labels).sort().map((k) => [k, labels[k]]));
+  return JSON.stringify(
+    Object.keys(labels)
+      .sort()
+      .map((k) => [k, labels[k]]),
+  );
 }
 
 /**

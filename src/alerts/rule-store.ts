@@ -23,7 +23,8 @@ export class AlertRuleStore {
   async syncConfig(rules: readonly AlertRule[]): Promise<void> {
     const names = new Set<string>();
     for (const r of rules) {
-      if (names.has(r.name)) throw new McpError('MCP_CONFIG_INVALID', `alerts.rules: two rules are named "${r.name}"`, { details: { paths: ['alerts.rules'] } });
+      if (names.has(r.name))
+        throw new McpError('MCP_CONFIG_INVALID', `alerts.rules: two rules are named "${r.name}"`, { details: { paths: ['alerts.rules'] } });
       names.add(r.name);
     }
     await this.db.transaction(async (tx) => {
@@ -88,7 +89,10 @@ export class AlertRuleStore {
 
   async delete(name: string): Promise<boolean> {
     await this.writable(name);
-    const rows = await this.db.delete(alertRules).where(and(eq(alertRules.name, name), eq(alertRules.source, 'api'))).returning({ name: alertRules.name });
+    const rows = await this.db
+      .delete(alertRules)
+      .where(and(eq(alertRules.name, name), eq(alertRules.source, 'api')))
+      .returning({ name: alertRules.name });
     return rows.length > 0;
   }
 
@@ -102,9 +106,13 @@ export class AlertRuleStore {
 export function parseRule(input: unknown): AlertRule {
   const parsed = alertRuleSchema.safeParse(input);
   if (!parsed.success) {
-    throw new McpError('MCP_VALIDATION_FAILED', `invalid alert rule: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(rule)'}: ${i.message}`).join('; ')}`, {
-      details: { paths: parsed.error.issues.map((i) => i.path.join('.')) },
-    });
+    throw new McpError(
+      'MCP_VALIDATION_FAILED',
+      `invalid alert rule: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(rule)'}: ${i.message}`).join('; ')}`,
+      {
+        details: { paths: parsed.error.issues.map((i) => i.path.join('.')) },
+      },
+    );
   }
   return parsed.data;
 }

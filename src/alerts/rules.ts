@@ -76,7 +76,12 @@ export const anomalyRuleSchema = z.strictObject({
   /** ewma: weight of the newest point (0..1). */
   alpha: z.number().gt(0).lt(1).default(0.05),
   /** seasonal: the period (e.g. a day) and how many earlier periods make the baseline. */
-  periodMs: z.number().int().min(60_000).max(7 * DAY_MS).default(DAY_MS),
+  periodMs: z
+    .number()
+    .int()
+    .min(60_000)
+    .max(7 * DAY_MS)
+    .default(DAY_MS),
   seasons: z.number().int().min(1).max(7).default(1),
   /** Consecutive anomalous points needed (filters single-sample noise). */
   points: z.number().int().min(1).max(60).default(2),
@@ -85,10 +90,12 @@ export const anomalyRuleSchema = z.strictObject({
 export const alertRuleSchema = z
   .discriminatedUnion('kind', [thresholdRuleSchema, rateRuleSchema, burnRateRuleSchema, anomalyRuleSchema])
   .superRefine((r, ctx) => {
-    if (r.kind === 'burnRate') r.windows.forEach((w, i) => w.shortMs >= w.longMs && ctx.addIssue({ code: 'custom', path: ['windows', i], message: 'shortMs must be below longMs' }));
+    if (r.kind === 'burnRate')
+      r.windows.forEach((w, i) => w.shortMs >= w.longMs && ctx.addIssue({ code: 'custom', path: ['windows', i], message: 'shortMs must be below longMs' }));
     if (r.kind === 'anomaly' && r.method === 'seasonal' && r.periodMs * r.seasons + r.trainingMs > 8 * DAY_MS)
       ctx.addIssue({ code: 'custom', path: ['seasons'], message: 'periodMs × seasons + trainingMs must stay within 8 days' });
-    if (r.kind === 'anomaly' && r.stepMs * 4 > r.trainingMs) ctx.addIssue({ code: 'custom', path: ['trainingMs'], message: 'trainingMs must cover at least 4 steps' });
+    if (r.kind === 'anomaly' && r.stepMs * 4 > r.trainingMs)
+      ctx.addIssue({ code: 'custom', path: ['trainingMs'], message: 'trainingMs must cover at least 4 steps' });
   });
 
 export type AlertRule = z.infer<typeof alertRuleSchema>;

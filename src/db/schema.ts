@@ -345,7 +345,12 @@ export const alertOutbox = pgTable(
     deliveredAt: timestamp('delivered_at', { withTimezone: true, mode: 'date', precision: 3 }),
     createdAt: createdAt(),
   },
-  (t) => [uniqueIndex('alert_outbox_alert_seq').on(t.alertId, t.seq), index('alert_outbox_pending').on(t.id).where(sql`${t.deliveredAt} is null`)],
+  (t) => [
+    uniqueIndex('alert_outbox_alert_seq').on(t.alertId, t.seq),
+    index('alert_outbox_pending')
+      .on(t.id)
+      .where(sql`${t.deliveredAt} is null`),
+  ],
 );
 
 /** Leader leases (one row per lease name): who holds it until when; `epoch` grows at every change of holder (fencing token). */

@@ -1,4 +1,5 @@
 import { EventEmitter, on } from 'node:events';
+import type { AlertEvent } from '../alerts/engine.ts';
 import type { InstanceStatus } from '../models/registry.ts';
 import type { CredentialRevocation } from '../plugin/contract.ts';
 
@@ -9,6 +10,8 @@ export interface EventMap {
   workerCommands: WorkerCommand;
   /** An API key, a user or a login session stopped being valid: every replica drops it from its caches. */
   authRevocations: CredentialRevocation;
+  /** An alert changed state (inactive, pending, firing, resolved): the `alertEvents` subscription. */
+  alertEvents: AlertEvent;
 }
 
 /** What changed in the registry (also the GraphQL `ModelEventType` enum). */

@@ -8,6 +8,7 @@ import './workers.ts';
 import './auth.ts';
 import './audit.ts';
 import './metrics.ts';
+import './alerts.ts';
 
 let schema: GraphQLSchema | undefined;
 

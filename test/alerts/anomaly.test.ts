@@ -100,7 +100,10 @@ describe('anomaly detection', () => {
     console.info(
       'EWMA over one synthetic day (8,640 evaluations at 10 s):',
       Object.entries(results)
-        .map(([s, m]) => `${s}: FPR ${(m.rate * 100).toFixed(3)}% (${m.falsePositives} evals, ${m.falseEpisodes} episodes), detected after ${m.detection.join('/')} intervals`)
+        .map(
+          ([s, m]) =>
+            `${s}: FPR ${(m.rate * 100).toFixed(3)}% (${m.falsePositives} evals, ${m.falseEpisodes} episodes), detected after ${m.detection.join('/')} intervals`,
+        )
         .join('; '),
     );
     // medium and high catch every incident (+6 and +8 noise sd) on its second interval; low (z > 6) only the largest.

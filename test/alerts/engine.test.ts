@@ -149,7 +149,9 @@ describe('AlertEngine on one database', () => {
   it('rules by API: bounded, validated, config rules read-only', async () => {
     const e = engine('a', [rule]);
     await e.start();
-    await expect(e.rules.create({ name: 'x', kind: 'threshold', metric: 'm', op: '>', value: 1, windowMs: 10 })).rejects.toMatchObject({ code: 'MCP_VALIDATION_FAILED' });
+    await expect(e.rules.create({ name: 'x', kind: 'threshold', metric: 'm', op: '>', value: 1, windowMs: 10 })).rejects.toMatchObject({
+      code: 'MCP_VALIDATION_FAILED',
+    });
     await e.rules.create({ name: 'errors', kind: 'burnRate', metric: 'error_rate', objective: 0.999 });
     await expect(e.rules.create({ name: 'errors', kind: 'rate', metric: 'm', op: '>', value: 1 })).rejects.toMatchObject({ code: 'MCP_DUPLICATE_ID' });
     await expect(e.rules.delete('slow')).rejects.toMatchObject({ code: 'MCP_CONFLICT' });
@@ -158,6 +160,21 @@ describe('AlertEngine on one database', () => {
       ['slow', 'config'],
     ]);
     expect(await e.rules.delete('errors')).toBe(true);
+    await e.close();
+  });
+
+  it('deleting a rule resolves its firing alert (notified once)', async () => {
+    const e = engine('a', []);
+    await e.start();
+    await e.rules.create({ ...rule, name: 'api-slow', forMs: 0 });
+    await e.tick();
+    await e.rules.delete('api-slow');
+    await e.tick();
+    await settle(e);
+    expect(sent.map((a) => [a.rule, a.state, a.severity])).toEqual([
+      ['api-slow', 'firing', 'critical'],
+      ['api-slow', 'resolved', 'critical'],
+    ]);
     await e.close();
   });
 });

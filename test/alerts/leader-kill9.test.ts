@@ -100,7 +100,9 @@ describe.runIf(process.env.DATABASE_URL)('alert leader killed with kill -9 while
         router: { healthCheck: { enabled: false } },
         alerts: {
           sinks: [{ use: 'alert-webhook', name: 'hook', options: { url: hookUrl, secret: 'env:ALERT_HOOK_SECRET' } }],
-          rules: [{ name: 'chat-slow', kind: 'threshold', metric: 'latency_p95_ms', match: { model: 'chat' }, op: '>', value: 500, windowMs: 5_000, forMs: 8_000 }],
+          rules: [
+            { name: 'chat-slow', kind: 'threshold', metric: 'latency_p95_ms', match: { model: 'chat' }, op: '>', value: 500, windowMs: 5_000, forMs: 8_000 },
+          ],
           evaluation: { intervalMs: 500, leaseTtlMs: 3_000, leaseRenewMs: 500, resendFiringMs: 0 },
         },
       }),
