@@ -36,6 +36,5 @@ async function buildDashboard() {
     console.warn('capibara-mcp build: vite is not installed; /dashboard stays unbuilt');
     return;
   }
-  // Always under the package's own dist/: the gateway serves it from there.
-  await vite.build({ configFile: join(root, 'dashboard', 'vite.config.ts') });
+  await vite.build({ configFile: join(root, 'dashboard', 'vite.config.ts'), build: { outDir: join(outDir, 'dashboard') } });
 }

@@ -45,9 +45,12 @@ function lineOf(v: MetricValue, suffix: string): string {
 /** One value per line of the chart from a snapshot's series. */
 export function linesOf(spec: ChartSpec, series: readonly MetricValue[]): Map<string, number> {
   const out = new Map<string, number>();
+  // The gateway-wide series repeats the per-model ones: shown only for a metric without any.
+  const perModel = new Set(series.filter((v) => v.model !== null).map((v) => v.metric));
   for (const v of series) {
     const suffix = spec.metrics[v.metric];
     if (suffix === undefined || !Number.isFinite(v.value)) continue;
+    if (v.model === null && !v.labels.worker && perModel.has(v.metric)) continue;
     const key = lineOf(v, suffix);
     const prev = out.get(key);
     out.set(key, prev === undefined ? v.value : spec.combine === 'sum' ? prev + v.value : Math.max(prev, v.value));

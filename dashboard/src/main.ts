@@ -72,7 +72,14 @@ async function loadModels(): Promise<void> {
     .replaceChildren(...rows);
 }
 
-const ALERTS_QUERY = '{ alerts(state: [FIRING]) { id rule labels value firedAt acknowledgedBy silencedUntil } }';
+const ALERTS_QUERY = '{ alerts(state: [FIRING]) { id rule labels value firedAt acknowledgedBy silencedUntil } alertRules { name severity kind metric } }';
+
+interface RuleRow {
+  name: string;
+  severity: string;
+  kind: string;
+  metric: string;
+}
 const SILENCE_MS = 3_600_000;
 
 function messageOf(e: unknown): string {
@@ -103,8 +110,11 @@ function actionButton(label: string, run: () => Promise<unknown>, after: () => v
 async function loadAlerts(canWrite: boolean): Promise<void> {
   const list = $('alerts');
   let alerts: AlertRow[];
+  let rules: Map<string, RuleRow>;
   try {
-    alerts = (await gql<{ alerts: AlertRow[] }>(ALERTS_QUERY)).alerts;
+    const data = await gql<{ alerts: AlertRow[]; alertRules: RuleRow[] }>(ALERTS_QUERY);
+    alerts = data.alerts;
+    rules = new Map(data.alertRules.map((r) => [r.name, r]));
   } catch (e) {
     list.replaceChildren(note(`alerts unavailable: ${messageOf(e)}`));
     return;
@@ -119,7 +129,8 @@ async function loadAlerts(canWrite: boolean): Promise<void> {
   list.replaceChildren(
     ...shown.map((a) => {
       const li = document.createElement('li');
-      const severity = a.labels.severity ?? 'warning';
+      const rule = rules.get(a.rule);
+      const severity = rule?.severity ?? a.labels.severity ?? 'warning';
       li.className = `alert severity-${severity}`;
       li.dataset.alert = a.rule;
       const text = document.createElement('span');
@@ -130,7 +141,8 @@ async function loadAlerts(canWrite: boolean): Promise<void> {
       const since = a.firedAt ? ` since ${new Date(a.firedAt).toLocaleTimeString()}` : '';
       const value = a.value === null ? '' : ` · value ${a.value.toPrecision(3)}`;
       const ack = a.acknowledgedBy ? ` · acknowledged by ${a.acknowledgedBy}` : '';
-      text.textContent = `[${severity}] ${a.rule}${scope ? ` {${scope}}` : ''}${since}${value}${ack}`;
+      const what = rule ? ` (${rule.kind} on ${rule.metric})` : '';
+      text.textContent = `[${severity}] ${a.rule}${what}${scope ? ` {${scope}}` : ''}${since}${value}${ack}`;
       li.append(text);
       if (canWrite) {
         li.append(
