@@ -12,7 +12,9 @@ export default defineConfig({
     alias: [{ find: /^graphql$/, replacement: fileURLToPath(new URL('./node_modules/graphql/index.js', import.meta.url)) }],
   },
   // Tests run in Vite's server environment: our own package resolves to its TypeScript sources there.
-  ssr: { resolve: { conditions: [SOURCE_CONDITION, ...defaultServerConditions] } },
+  // Vitest also hands these conditions to Node (--conditions) for external packages: `module` is left out, as Node
+  // itself never uses it (OpenTelemetry's `module` builds have extensionless imports that Node's ESM loader refuses).
+  ssr: { resolve: { conditions: [SOURCE_CONDITION, ...defaultServerConditions.filter((c) => c !== 'module')] } },
   test: {
     include: ['src/**/*.test.ts', 'plugins/**/*.test.ts', 'test/**/*.test.ts', 'examples/**/*.test.ts'],
     testTimeout: 30_000,
