@@ -127,6 +127,7 @@ export class LineChart {
       })
       .filter(Boolean)
       .join(' · ');
+    if (!keys.length) this.latest.textContent = 'no data yet';
     const data = [this.xs, ...keys.map((k) => this.ys.get(k)!)] as uPlot.AlignedData;
     if (this.plot && keys.join('\0') === this.keys.join('\0')) {
       this.plot.setData(data);

@@ -239,4 +239,41 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard in a real browser', () => {
     expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
     await page.close();
   }, 180_000);
+
+  it('refreshes the session before the access token expires; live updates go on past its expiry', async () => {
+    const short = await startTestGateway({
+      auth: {},
+      plugins: [
+        { use: './examples/capibara-plugin-echo', options: { prefix: 'echo: ' } },
+        { use: 'password', options: { accessTokenTtlSeconds: 30 } },
+      ],
+    });
+    const page = await browser.newPage();
+    try {
+      const refreshed: number[] = [];
+      page.on('response', (r) => {
+        if (r.url() === `${short.url}/api/v1/auth/refresh`) refreshed.push(r.status());
+      });
+      await page.goto(`${short.url}/dashboard`);
+      await page.fill('input[name=username]', 'admin');
+      await page.fill('input[name=password]', TEST_ADMIN_PASSWORD);
+      await page.click('#login button[type=submit]');
+      await page.locator('#app').waitFor({ state: 'visible', timeout: 30_000 });
+      // Refreshed at 80% of the 30 s lifetime; snapshots still arrive after the first token expired.
+      await page.waitForFunction(() => Number(document.querySelector('[data-chart="throughput"]')?.getAttribute('data-points')) >= 1, undefined, {
+        timeout: 30_000,
+      });
+      const signedInAt = Date.now();
+      await expect.poll(() => refreshed, { timeout: 45_000, interval: 500 }).toEqual([200]);
+      await new Promise((r) => setTimeout(r, Math.max(0, signedInAt + 33_000 - Date.now())));
+      const after = await chartPoints(page, 'throughput');
+      await page.waitForFunction((n) => Number(document.querySelector('[data-chart="throughput"]')?.getAttribute('data-points')) >= n + 2, after, {
+        timeout: 20_000,
+      });
+      expect(await page.locator('#login').isHidden()).toBe(true);
+    } finally {
+      await page.close();
+      await short.close();
+    }
+  }, 150_000);
 });
