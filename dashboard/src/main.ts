@@ -173,7 +173,9 @@ async function loadHistory(): Promise<void> {
   const xs = [...new Set(data.metrics.series.flatMap((s) => s.points.map((p) => p.at)))].sort((a, b) => a - b);
   const index = new Map(xs.map((x, i) => [x, i]));
   const lines = new Map<string, (number | null)[]>();
+  const perModel = data.metrics.series.some((s) => s.model !== null);
   for (const s of data.metrics.series) {
+    if (perModel && s.model === null) continue;
     const col = xs.map(() => null as number | null);
     for (const p of s.points) col[index.get(p.at)!] = p.value;
     lines.set(s.model ?? 'all models', col);
