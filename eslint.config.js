@@ -20,6 +20,7 @@ export default tseslint.config(
       '@typescript-eslint/no-this-alias': ['error', { allowedNames: ['self'] }],
     },
   },
+  { files: ['dashboard/src/**'], languageOptions: { globals: { ...globals.browser } } },
   {
     files: ['plugins/**', 'examples/**'],
     rules: {

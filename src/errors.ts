@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   MCP_DEADLINE_EXCEEDED: { status: 504, message: 'The request deadline passed before an answer.' },
   MCP_CANCELLED: { status: 499, message: 'The client went away; the work was abandoned.' },
   MCP_SHUTTING_DOWN: { status: 503, message: 'The gateway is shutting down.' },
+  MCP_DASHBOARD_NOT_BUILT: { status: 503, message: 'The dashboard bundle is not built (npm run build).' },
   MCP_CONFIG_INVALID: { status: 500, message: 'The configuration is invalid (boot-time only).' },
   MCP_PLUGIN_INVALID: { status: 500, message: 'A plugin failed to load or validate (boot-time only).' },
   MCP_PLUGIN_SETUP_FAILED: { status: 500, message: 'A plugin failed during setup (boot-time only).' },

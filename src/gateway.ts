@@ -200,7 +200,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     // a source, rules and alerts are served from the database but this replica does not evaluate them.
     const alertEngine = new AlertEngine({
       database,
-      ...(opts.metricSource ? { source: opts.metricSource } : {}),
+      ...(opts.metricSource || config.monitoring.history.enabled ? { source: opts.metricSource ?? metricsHistory } : {}),
       notifier: alerts,
       evaluation: config.alerts.evaluation,
       rules: config.alerts.rules,
@@ -209,7 +209,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     });
     await alertEngine.start();
     closers.push(() => alertEngine.close());
-    if (!opts.metricSource && config.alerts.rules.length > 0) {
+    if (!opts.metricSource && !config.monitoring.history.enabled && config.alerts.rules.length > 0) {
       logger.warn({ rules: config.alerts.rules.length }, 'alerts.rules are configured but no metric source exists; rules are not evaluated');
     }
     const auth = new AuthService(plugins, config.auth, audit, logger.child({ component: 'auth' }), limits);

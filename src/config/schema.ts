@@ -69,6 +69,8 @@ export const configSchema = z.strictObject({
       shutdownGraceMs: z.number().int().min(0).default(10_000),
       /** Serve the GraphiQL playground at /graphql. */
       playground: z.boolean().default(true),
+      /** Serve the monitoring dashboard at /dashboard (a login form; its data needs the API's permissions). */
+      dashboard: z.boolean().default(true),
       /** Origins allowed to call /graphql from a browser (CORS); none by default (same origin only). */
       corsOrigins: z.array(z.string()).default([]),
       /** Time a client has to send the request headers, ms (slow-header / slowloris sockets are closed after it). */

@@ -7,6 +7,7 @@ import { recordDenial } from '../audit/denials.ts';
 import { renderMetrics, wantsOpenMetrics } from '../monitoring/exposition.ts';
 import type { Services } from '../services.ts';
 import { authRequestOf, clientGone, errorHeaders, reportError, requestIdOf, sendGraphQLError, sendJson, type HttpExchange } from './common.ts';
+import { serveDashboard } from './dashboard.ts';
 import { handleRest } from './rest.ts';
 
 /** A query flag: present without a value (`?strict`) or with any value but 0/false. */
@@ -150,8 +151,10 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
           kserve: '/v2',
           health: ['/healthz', '/readyz'],
           metrics: '/metrics',
+          ...(services.config.server.dashboard ? { dashboard: '/dashboard' } : {}),
         });
       }
+      if (services.config.server.dashboard && serveDashboard(path, req.method, req.headers['accept-encoding'], res)) return;
       if (!adapter || !(await adapter.handle(services, x))) {
         throw new McpError('MCP_NOT_FOUND', `no route ${req.method} ${path}`);
       }

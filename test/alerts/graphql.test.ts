@@ -10,6 +10,8 @@ describe('alerts over GraphQL', () => {
 
   beforeAll(async () => {
     gw = await startTestGateway({
+      // No metrics history, so no metric source: this gateway serves alerts but does not evaluate them.
+      monitoring: { history: { enabled: false } },
       alerts: { rules: [{ name: 'chat-slow', kind: 'threshold', metric: 'latency_p95_ms', match: { model: 'chat' }, op: '>', value: 500, forMs: 0 }] },
     });
   });
