@@ -6,6 +6,7 @@
  * through the alert dispatcher and marked delivered. A new leader delivers what is left undelivered.
  * Firing alerts are sent again every `resendFiringMs` (Alertmanager resolves alerts it stops hearing about).
  */
+import { logBackgroundFailure } from '../db/storage-errors.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { and, asc, eq, inArray, isNull, sql } from 'drizzle-orm';
@@ -163,7 +164,7 @@ export class AlertEngine {
       if (at - this.lastEval < this.opts.evaluation.intervalMs || this.evaluating) return;
       this.lastEval = at;
       this.evaluating = this.tick(at)
-        .catch((err) => this.log.error({ err }, 'alert evaluation failed'))
+        .catch((err) => logBackgroundFailure(this.log, err, {}, 'alert evaluation failed'))
         .finally(() => (this.evaluating = undefined));
     });
   }
@@ -179,7 +180,7 @@ export class AlertEngine {
         this.kickDelivery();
       } else if (!this.grant && before !== undefined) this.log.info('alert evaluation: leadership lost');
     } catch (err) {
-      this.log.warn({ err }, 'alert lease renewal failed');
+      logBackgroundFailure(this.log, err, {}, 'alert lease renewal failed');
     }
   }
 
@@ -336,7 +337,7 @@ export class AlertEngine {
   private kickDelivery(): void {
     if (this.delivering || this.closed) return;
     this.delivering = this.deliverOutbox()
-      .catch((err) => this.log.error({ err }, 'alert outbox delivery failed'))
+      .catch((err) => logBackgroundFailure(this.log, err, {}, 'alert outbox delivery failed'))
       .finally(() => (this.delivering = undefined));
   }
 

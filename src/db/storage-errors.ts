@@ -59,3 +59,19 @@ export function storageFailureReason(err: unknown): string {
   }
   return 'unknown';
 }
+
+/** The part of a logger logBackgroundFailure writes to (a pino Logger fits). */
+interface FailureLog {
+  debug(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+/**
+ * Logs a background task's failure (a periodic check, a write off the request path). An unreachable
+ * database is the storage health's to report, once per outage: here it is a debug line with a short
+ * reason, never the SQL or its parameters. Anything else is a warning with the error.
+ */
+export function logBackgroundFailure(logger: FailureLog, err: unknown, extra: Record<string, unknown>, msg: string): void {
+  if (storageFailure(err)) logger.debug({ ...extra, reason: storageFailureReason(err) }, `${msg}: storage unavailable`);
+  else logger.warn({ ...extra, err }, msg);
+}

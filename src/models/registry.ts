@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { TASKS } from '../inference/schema.ts';
 import type { Database, Db } from '../db/client.ts';
 import { instances, models, modelVersions, registryState, type ModelRouting } from '../db/schema.ts';
+import { logBackgroundFailure } from '../db/storage-errors.ts';
 import { McpError } from '../errors.ts';
 import type { EventBus, ModelEvent } from '../events/bus.ts';
 import type { PluginHost } from '../plugin/host.ts';
@@ -560,7 +561,7 @@ export class ModelRegistry {
   follow(opts: { signal: AbortSignal; checkEveryMs: number; logger: Logger }): void {
     const { signal, logger } = opts;
     const resync = (why: string) =>
-      this.resync().catch((err: unknown) => logger.warn({ err, why }, 'could not re-read the registry; will retry at the next check'));
+      this.resync().catch((err: unknown) => logBackgroundFailure(logger, err, { why }, 'could not re-read the registry; will retry at the next check'));
     void (async () => {
       for await (const e of this.events.subscribe('modelEvents', signal)) {
         if (e.origin === this.origin) continue;
@@ -570,7 +571,7 @@ export class ModelRegistry {
           if (applied && e.registryVersion !== undefined) this.advance(e.registryVersion);
           await this.notify({ kind: 'event', event: e });
         } catch (err) {
-          logger.warn({ err, event: e.type, model: e.modelId }, 'could not apply a registry event');
+          logBackgroundFailure(logger, err, { event: e.type, model: e.modelId }, 'could not apply a registry event');
         }
       }
     })();
@@ -584,7 +585,7 @@ export class ModelRegistry {
       checking = true;
       readVersion(this.db)
         .then((stored) => (stored > this.synced ? resync('registry version moved') : undefined))
-        .catch((err: unknown) => logger.warn({ err }, 'could not read the registry version'))
+        .catch((err: unknown) => logBackgroundFailure(logger, err, {}, 'could not read the registry version'))
         .finally(() => {
           checking = false;
         });

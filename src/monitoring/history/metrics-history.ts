@@ -1,3 +1,4 @@
+import { logBackgroundFailure } from '../../db/storage-errors.ts';
 import type { Logger } from 'pino';
 import type { MetricSelector, MetricSeries, MetricSource } from '../metric-source.ts';
 import { aggregationOf, HISTORY_METRIC_NAMES, labelsKey, matches, seriesKey, type SeriesFilter, type StepAggregation } from './catalog.ts';
@@ -122,7 +123,7 @@ export class MetricsHistory implements MetricSource {
   }
 
   private queue(fn: () => Promise<void>): void {
-    this.writing = this.writing.then(fn).catch((err: unknown) => this.logger.warn({ err }, 'metric rollups: database write failed'));
+    this.writing = this.writing.then(fn).catch((err: unknown) => logBackgroundFailure(this.logger, err, {}, 'metric rollups: database write failed'));
   }
 
   /** Writes the rollups of the samples with minute ≤ at < end. */
