@@ -175,8 +175,9 @@ export function createGraphQLServer(services: Services): GraphQLServer {
       useSubscriptionExpiry(),
       useSharedSubscriptionResults(),
       useCodedValidationErrors(),
-      useAuditLog(services.audit, services.config.audit.skipMutations),
+      // Before the plugins that wrap execution (the audit log): they wrap whichever executor is set when they run.
       ...(services.config.server.graphql.jit ? [useCompiledExecution()] : []),
+      useAuditLog(services.audit, services.config.audit.skipMutations),
     ],
     context: async ({ req, requestId: givenId, logger, connectionParams, signal }) => {
       const headers = { ...(req.headers as Record<string, string | undefined>), ...headersFromConnectionParams(connectionParams) };
