@@ -1,17 +1,9 @@
 /** Test data for alert rules: a seeded random source and a MetricSource whose series are functions of time. */
+import { mulberry32 } from '../../src/sdk/random.ts';
 import type { MetricPoint, MetricSelector, MetricSeries, MetricSource } from '../../src/monitoring/metric-source.ts';
 
-/** mulberry32: a small seeded PRNG in [0, 1). */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG in [0, 1) (the SDK's mulberry32). */
+export const seeded = mulberry32;
 
 /** Standard normal draws (Box–Muller). */
 export function gaussian(random: () => number): () => number {
