@@ -64,12 +64,16 @@ describe('the worker CLI with a worker credential', () => {
     expect((await gw.gql(`{ model(id: "echo-ghost") { id } }`, {}, ADMIN)).data).toEqual({ model: null });
     const extra = await gw.gql<{ infer: unknown }>(`mutation { infer(model: "echo-extra", input: { prompt: "hi" }) { text } }`, {}, CLIENT);
     expect(extra.errors?.[0]?.extensions?.code).toBe('MCP_NO_HEALTHY_INSTANCE');
-    const refusals = worker
-      .output()
-      .split('\n')
-      .filter((l) => l.includes('the gateway refused this instance'))
-      .map((l) => JSON.parse(l) as { instance: string; code: string });
-    expect(refusals.map((l) => [l.instance, l.code]).sort()).toEqual([
+    // The refusals are logged as the worker's registration answers arrive, possibly after the allowed instance is ready.
+    const refusals = () =>
+      worker
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('the gateway refused this instance'))
+        .map((l) => JSON.parse(l) as { instance: string; code: string })
+        .map((l) => [l.instance, l.code])
+        .sort();
+    await expect.poll(refusals, { timeout: 30_000, interval: 100 }).toEqual([
       ['echo-extra-v1', 'MCP_FORBIDDEN'],
       ['echo-ghost-v1', 'MCP_FORBIDDEN'],
     ]);
