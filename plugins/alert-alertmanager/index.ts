@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 import { definePlugin, type Alert, type AlertSink, type PluginContext } from 'capibara-mcp';
-import { UpstreamClient, joinUrl, postAlert, resolveSecret, secretReference } from 'capibara-mcp/sdk';
+import { alertSinkClient, joinUrl, postAlert, resolveSecret, secretReference } from 'capibara-mcp/sdk';
 
 const labelName = z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, 'a Prometheus label name');
 
@@ -64,12 +64,7 @@ export function createAlertmanagerSink(
     headers.authorization = `Basic ${Buffer.from(`${input.basicAuth.username}:${password.value}`).toString('base64')}`;
   }
   const endpoint = joinUrl(input.url, '/api/v2/alerts');
-  const client = new UpstreamClient({
-    policy: ctx.addressPolicy,
-    logger: ctx.logger,
-    connections: 4,
-    timeouts: { connectMs: Math.min(input.timeoutMs, 5_000) },
-  });
+  const client = alertSinkClient(ctx, input.timeoutMs);
   return {
     async send(alert, signal) {
       await postAlert(client, { url: endpoint, json: [alertmanagerAlert(alert, input)], headers, signal, timeoutMs: input.timeoutMs, what: 'Alertmanager' });

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { definePlugin, McpError, type Alert, type AlertSink, type PluginContext } from 'capibara-mcp';
-import { UpstreamClient, postAlert, resolveSecret, secretReference } from 'capibara-mcp/sdk';
+import { alertSinkClient, postAlert, resolveSecret, secretReference } from 'capibara-mcp/sdk';
 
 export const optionsSchema = z.strictObject({
   /** The incoming-webhook URL, as a secret reference: `env:SLACK_WEBHOOK_URL` or `file:PATH` (a literal URL works, with a warning). */
@@ -54,7 +54,8 @@ export function createSlackSink(
   if (url.protocol !== 'https:' && url.protocol !== 'http:')
     throw new McpError('MCP_CONFIG_INVALID', `alert sink "${ctx.name}": option url must be an http(s) URL`);
   // No logger for the client: it would log the URL's path, which holds the token.
-  const client = new UpstreamClient({ policy: ctx.addressPolicy, connections: 2, timeouts: { connectMs: Math.min(input.timeoutMs, 5_000) } });
+  // No logger: the webhook URL is the credential.
+  const client = alertSinkClient({ addressPolicy: ctx.addressPolicy }, input.timeoutMs, 2);
   return {
     async send(alert, signal) {
       await postAlert(client, { url: url.href, json: slackMessage(alert, input), signal, timeoutMs: input.timeoutMs, what: 'Slack webhook' });

@@ -8,7 +8,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { definePlugin, McpError, type Alert, type AlertSink, type PluginContext } from 'capibara-mcp';
-import { UpstreamClient, alertToJson, postAlert, resolveSecret, secretReference, type AlertJson } from 'capibara-mcp/sdk';
+import { alertSinkClient, alertToJson, postAlert, resolveSecret, secretReference, type AlertJson } from 'capibara-mcp/sdk';
 
 export const optionsSchema = z.strictObject({
   /** Where alerts are POSTed (http or https; checked against security.upstream on every connection). */
@@ -74,12 +74,7 @@ export function createWebhookSink(
   const secret = resolveSecret(input.secret);
   if (secret.literal) ctx.logger.warn({ option: 'secret' }, 'alert-webhook: the secret is written in the config; use env:NAME or file:PATH');
   if (secret.value.length < 16) throw new McpError('MCP_CONFIG_INVALID', `alert sink "${ctx.name}": the webhook secret must be at least 16 characters`);
-  const client = new UpstreamClient({
-    policy: ctx.addressPolicy,
-    logger: ctx.logger,
-    connections: 4,
-    timeouts: { connectMs: Math.min(input.timeoutMs, 5_000) },
-  });
+  const client = alertSinkClient(ctx, input.timeoutMs);
   return {
     async send(alert: Alert, signal: AbortSignal): Promise<void> {
       const sentAtMs = now();

@@ -4,8 +4,25 @@
  * headers or body (a webhook URL may hold a token), so the gateway can log them and retry.
  */
 import { McpError } from '../errors.ts';
-import type { Alert } from '../plugin/contract.ts';
-import type { UpstreamClient } from '../upstream/client.ts';
+import type { Alert, PluginContext } from '../plugin/contract.ts';
+import { UpstreamClient } from '../upstream/client.ts';
+
+/**
+ * The HTTP client of an alert sink: the plugin's address policy, a few keep-alive connections, and a connect
+ * timeout within the delivery timeout. Without `logger` the client logs nothing (a sink whose URL is a credential).
+ */
+export function alertSinkClient(
+  ctx: { addressPolicy: PluginContext['addressPolicy']; logger?: PluginContext['logger'] },
+  timeoutMs: number,
+  connections = 4,
+): UpstreamClient {
+  return new UpstreamClient({
+    policy: ctx.addressPolicy,
+    ...(ctx.logger ? { logger: ctx.logger } : {}),
+    connections,
+    timeouts: { connectMs: Math.min(timeoutMs, 5_000) },
+  });
+}
 
 /** An alert as JSON: dates as ISO-8601 strings, `value` and `endsAt` only when known. */
 export interface AlertJson {

@@ -87,4 +87,4 @@ export { hashPassword, verifyPassword, DEFAULT_SCRYPT_PARAMS, type ScryptParams 
 /** The API key format (`mcp_sk_…` with a checksum), key generation and the SHA-256 that is stored. */
 export { KEY_PREFIX, checksumOf, looksLikeApiKey, sha256Hex, generateApiKey } from './api-key.ts';
 /** For alert-sink plugins: an alert as JSON, and a JSON POST whose errors name the sink and the status, never the URL. */
-export { alertToJson, deliveryFailure, postAlert, type AlertJson, type AlertPost } from './alert-delivery.ts';
+export { alertSinkClient, alertToJson, deliveryFailure, postAlert, type AlertJson, type AlertPost } from './alert-delivery.ts';
