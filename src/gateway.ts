@@ -212,7 +212,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     if (!opts.metricSource && !config.monitoring.history.enabled && config.alerts.rules.length > 0) {
       logger.warn({ rules: config.alerts.rules.length }, 'alerts.rules are configured but no metric source exists; rules are not evaluated');
     }
-    const auth = new AuthService(plugins, config.auth, audit, logger.child({ component: 'auth' }), limits);
+    const auth = new AuthService(plugins, config.auth, audit, logger.child({ component: 'auth' }), limits, () => database.db);
     const accounts = new Accounts(database.db, auth, credentials, audit);
     const services: Services = {
       config,

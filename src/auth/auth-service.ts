@@ -1,12 +1,14 @@
 import type { Logger } from 'pino';
 import type { AuditRecorder } from '../audit/types.ts';
+import type { Db } from '../db/client.ts';
+import { storageFailureReason } from '../db/storage-errors.ts';
 import { McpError, isMcpError } from '../errors.ts';
 import type { Principal } from '../inference/types.ts';
 import type { LimitsService } from '../limits/limits-service.ts';
 import type { AuthRequest, AuthStrategy, SessionStrategy, TokenSet } from '../plugin/contract.ts';
 import type { PluginHost } from '../plugin/host.ts';
 import type { AuthConfig } from './config.ts';
-import { LoginThrottle } from './login-throttle.ts';
+import { LoginLockouts } from './login-lockouts.ts';
 import { can, permissionsOf, roleTable, type Permission, type RoleTable } from './permissions.ts';
 
 /** The principal of every request when `auth.enabled` is false (local experiments on a loopback address only). */
@@ -14,7 +16,7 @@ export const ANONYMOUS_ADMIN: Principal = Object.freeze({ id: 'anonymous', via: 
 
 const NO_CREDENTIALS_MESSAGE = 'send an API key or access token: Authorization: Bearer …';
 
-/** Who is asking, for the audit log and the per-address login throttle. */
+/** Who is asking, for the audit log and the per-address failed-authentication limit. */
 export interface CallerInfo {
   ip?: string;
   requestId?: string;
@@ -30,7 +32,7 @@ export class AuthService {
   readonly roles: RoleTable;
   private readonly strategies: Array<{ name: string; strategy: AuthStrategy }>;
   private readonly sessions?: SessionStrategy;
-  private readonly throttle: LoginThrottle;
+  private readonly lockouts: LoginLockouts;
 
   constructor(
     plugins: PluginHost,
@@ -42,10 +44,12 @@ export class AuthService {
      * user's quota; an authenticated request spends the `on: all` rules (every entry point authenticates here).
      */
     private readonly limits?: Pick<LimitsService, 'assertAuthAllowed' | 'failedAuth' | 'checkRequest' | 'checksRequests'>,
+    /** The database the per-user sign-in lockouts live in (shared by replicas). */
+    db?: () => Promise<Db> | Db,
   ) {
     this.enabled = config.enabled;
     this.roles = roleTable(config.roles);
-    this.throttle = new LoginThrottle(config.lockout);
+    this.lockouts = new LoginLockouts(db ?? (() => Promise.reject(new McpError('MCP_NOT_FOUND', 'no storage for sign-in lockouts'))), config.lockout);
     if (!this.enabled) {
       this.strategies = [];
       return;
@@ -119,24 +123,37 @@ export class AuthService {
     return this.sessions;
   }
 
-  /** Signs a user in: 429 MCP_RATE_LIMITED while the name or address is locked out; every attempt is audited. */
+  /**
+   * Signs a user in: 429 MCP_RATE_LIMITED while the name is locked out (every replica sees the same lockout) or the
+   * address has spent its failed-authentication allowance (limits.failedAuth); every attempt is audited.
+   */
   async login(username: string, password: string, caller: CallerInfo): Promise<TokenSet> {
     const sessions = this.requireSessions();
     const actor = username.slice(0, 128);
     const base = { actor, action: 'auth.login', ip: caller.ip, requestId: caller.requestId };
-    const waitMs = this.throttle.waitMs(actor, caller.ip);
+    try {
+      this.limits?.assertAuthAllowed(caller.ip);
+    } catch (err) {
+      await this.record({ ...base, outcome: 'denied', details: { reason: 'address limited' } });
+      throw err;
+    }
+    const waitMs = await this.lockouts.waitMs(actor);
     if (waitMs > 0) {
       await this.record({ ...base, outcome: 'denied', details: { reason: 'locked out', retryAfterMs: waitMs } });
       throw new McpError('MCP_RATE_LIMITED', 'too many failed sign-ins; wait before trying again', { details: { retryAfterMs: waitMs } });
     }
     try {
       const tokens = await sessions.login(username, password);
-      this.throttle.succeeded(actor);
+      await this.lockouts.succeeded(actor);
       await this.record({ ...base, actor: tokens.principal.id, actorVia: tokens.principal.via, outcome: 'ok', details: { username: actor } });
       return tokens;
     } catch (err) {
       if (isMcpError(err) && err.code === 'MCP_UNAUTHENTICATED') {
-        this.throttle.failed(actor, caller.ip);
+        // The attempt failed either way: a count that cannot be stored is logged, and the answer stays 401.
+        const counted = this.lockouts
+          .failed(actor)
+          .catch((e: unknown) => this.logger.warn({ err: storageFailureReason(e) }, 'could not count a failed sign-in'));
+        await Promise.all([counted, this.limits?.failedAuth(caller.ip)]);
         await this.record({ ...base, outcome: 'failed', details: { code: err.code } });
       }
       throw err;

@@ -29,13 +29,16 @@ export const authConfigSchema = z
       .default({}),
     /** Serve /metrics without credentials (for a Prometheus that cannot send a token). */
     publicMetrics: z.boolean().default(false),
-    /** Brute-force protection of `login`: after `maxFailures` failed attempts a user (or an IP) is locked out, twice as long each time. */
+    /**
+     * Brute-force protection of `login` per user name, shared by every replica (the database): after `maxFailuresPerUser`
+     * failed attempts the name is locked out, twice as long each time. Per client address: `limits.failedAuth`.
+     */
     lockout: z
       .strictObject({
         /** Failures of one user name allowed before it is locked. */
         maxFailuresPerUser: z.number().int().min(1).max(1000).default(5),
-        /** Failures from one client address allowed before it is locked (all user names together). */
-        maxFailuresPerIp: z.number().int().min(1).max(100_000).default(20),
+        /** Replaced by `limits.failedAuth` (one failed-authentication count per address, shared through the limit store). */
+        maxFailuresPerIp: z.never({ error: 'replaced by limits.failedAuth (failed sign-ins per client address, shared by replicas)' }).optional(),
         /** The first lockout, ms; it doubles with every further failure, up to maxMs. */
         baseMs: z.number().int().min(1).max(3_600_000).default(1000),
         maxMs: z
@@ -44,7 +47,7 @@ export const authConfigSchema = z
           .min(1)
           .max(86_400_000)
           .default(15 * 60_000),
-        /** A user or IP without failure for this long starts afresh, ms. */
+        /** A user name without failure for this long starts afresh, ms. */
         forgetAfterMs: z
           .number()
           .int()

@@ -154,6 +154,17 @@ export const users = pgTable('users', {
   updatedAt: updatedAt(),
 });
 
+/**
+ * Failed sign-ins per user name (`auth.lockout`), shared by every replica: a row is the name's failure
+ * count and, once it reached the limit, when it may try again. A success deletes the row.
+ */
+export const loginLockouts = pgTable('login_lockouts', {
+  username: text('username').primaryKey(),
+  failures: integer('failures').notNull(),
+  lastFailureAt: timestamp('last_failure_at', { withTimezone: true, mode: 'date' }).notNull(),
+  lockedUntil: timestamp('locked_until', { withTimezone: true, mode: 'date' }),
+});
+
 /** Rotating refresh tokens: one family per login; reusing a spent token revokes its family. */
 export const refreshTokens = pgTable(
   'refresh_tokens',

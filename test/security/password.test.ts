@@ -8,7 +8,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../src/audit/types.ts';
 import { configSchema } from '../../src/config/schema.ts';
-import { users } from '../../src/db/schema.ts';
+import { loginLockouts, users } from '../../src/db/schema.ts';
 import { createGateway } from '../../src/gateway.ts';
 import { createTestDatabase, startTestGateway, STORAGES, TEST_ADMIN_PASSWORD, type TestGateway } from '../../src/testing/gateway.ts';
 
@@ -34,7 +34,12 @@ describe.each(STORAGES)('password strategy (%s)', (storageKind) => {
   let gw: TestGateway;
   const audit: AuditEntry[] = [];
   beforeAll(async () => {
-    gw = await startTestGateway({ ...LEAN, storageKind, auth: { lockout: { maxFailuresPerUser: 3, maxFailuresPerIp: 1000, baseMs: 60_000 } } });
+    gw = await startTestGateway({
+      ...LEAN,
+      storageKind,
+      auth: { lockout: { maxFailuresPerUser: 3, baseMs: 60_000 } },
+      limits: { failedAuth: { requests: 1000, period: 60_000 } },
+    });
     // Every entry also reaches the real audit log; the test reads what was recorded.
     const log = gw.services.audit;
     const record = log.record.bind(log);
@@ -198,15 +203,57 @@ describe('sign-in routes refuse bad input with a 4xx', () => {
 });
 
 describe('brute force per address', () => {
-  it('locks an address out after failures across many user names', async () => {
-    const gw = await startTestGateway({ ...LEAN, auth: { lockout: { maxFailuresPerUser: 100, maxFailuresPerIp: 4, baseMs: 60_000 } } });
+  it('locks an address out after failures across many user names (limits.failedAuth: one count with failed tokens and keys)', async () => {
+    const gw = await startTestGateway({
+      ...LEAN,
+      auth: { lockout: { maxFailuresPerUser: 100, baseMs: 60_000 } },
+      limits: { failedAuth: { requests: 4, period: 60_000 } },
+    });
     try {
-      for (let i = 0; i < 4; i++) expect((await post(gw, '/api/v1/auth/login', { username: `user${i}`, password: 'wrong-password-123' })).status).toBe(401);
+      for (let i = 0; i < 3; i++) expect((await post(gw, '/api/v1/auth/login', { username: `user${i}`, password: 'wrong-password-123' })).status).toBe(401);
+      // A refused API key spends the same allowance as a failed sign-in.
+      expect((await fetch(`${gw.url}/api/v1/models`, { headers: bearer('mcp_sk_not-a-real-key') })).status).toBe(401);
       const locked = await post(gw, '/api/v1/auth/login', { username: 'admin', password: TEST_ADMIN_PASSWORD });
       expect(locked.status).toBe(429);
       expect(locked.body.error?.code).toBe('MCP_RATE_LIMITED');
+      expect(Number(locked.headers.get('retry-after'))).toBeGreaterThan(0);
     } finally {
       await gw.close();
+    }
+  });
+
+  it('refuses the replaced auth.lockout.maxFailuresPerIp with a message naming limits.failedAuth', () => {
+    const r = configSchema.safeParse({ auth: { lockout: { maxFailuresPerIp: 20 } } });
+    expect(r.success).toBe(false);
+    expect(JSON.stringify(r.error?.issues)).toContain('limits.failedAuth');
+  });
+});
+
+describe.runIf(process.env.DATABASE_URL)('lockout across replicas (PostgreSQL)', () => {
+  it('failures on one replica lock the name on every replica; deleting the row (an operator) clears it', async () => {
+    const db = await createTestDatabase();
+    const opts = { ...LEAN, auth: { lockout: { maxFailuresPerUser: 2, baseMs: 60_000 } }, limits: { failedAuth: false as const }, storage: { url: db.url } };
+    const a = await startTestGateway(opts);
+    const b = await startTestGateway(opts);
+    try {
+      const user = { username: 'admin', password: 'wrong-password-123' };
+      expect((await post(a, '/api/v1/auth/login', user)).status).toBe(401);
+      expect((await post(b, '/api/v1/auth/login', user)).status).toBe(401);
+      // Two failures, one on each replica: the name is locked on both, even for the right password.
+      for (const gw of [a, b]) {
+        const locked = await post(gw, '/api/v1/auth/login', { username: 'admin', password: TEST_ADMIN_PASSWORD });
+        expect(locked.status).toBe(429);
+        expect(Number(locked.body.error?.details?.retryAfterMs)).toBeGreaterThan(50_000);
+      }
+      // Another name is not affected, and the lock is a row any replica can clear (an operator deleting it).
+      expect((await post(b, '/api/v1/auth/login', { username: 'nobody', password: 'x-long-password-1' })).status).toBe(401);
+      await a.services.database.db.delete(loginLockouts);
+      expect((await post(b, '/api/v1/auth/login', { username: 'admin', password: TEST_ADMIN_PASSWORD })).status).toBe(200);
+      expect(await a.services.database.db.select().from(loginLockouts)).toEqual([]);
+    } finally {
+      await a.close();
+      await b.close();
+      await db.drop();
     }
   });
 });
