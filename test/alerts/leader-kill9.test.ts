@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,30 +8,22 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyWebhookSignature, type WebhookBody } from '../../plugins/alert-webhook/index.ts';
 import { createTestDatabase } from '../../src/testing/gateway.ts';
+import { startReadyProcess } from '../support/process.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 const SECRET = 'leader-test-secret';
 
 async function startReplica(configFile: string): Promise<{ child: ChildProcess; out: () => string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=capibara-source', join(ROOT, 'test/alerts/replica-process.ts'), configFile], {
-    cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: '', PORT: '', ALERT_HOOK_SECRET: SECRET },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stderr!.on('data', (d: Buffer) => (out += d));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no ready line: ${out.slice(-2000)}`)), 90_000);
-    child.once('exit', (code) => reject(new Error(`exited ${code}: ${out.slice(-2000)}`)));
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d;
-      if (out.includes('replica ready ')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-  });
-  return { child, out: () => out };
+  const { child, output } = await startReadyProcess(
+    ['--import', 'tsx', '--conditions=capibara-source', join(ROOT, 'test/alerts/replica-process.ts'), configFile],
+    {
+      cwd: ROOT,
+      env: { DATABASE_URL: '', PORT: '', ALERT_HOOK_SECRET: SECRET },
+      ready: /replica ready /,
+      timeoutMs: 90_000,
+    },
+  );
+  return { child, out: output };
 }
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,33 +9,19 @@ import { verifyChain } from '../../src/audit/chain.ts';
 import { openDatabase } from '../../src/db/client.ts';
 import { startFakeOpenAI, type FakeOpenAIServer } from '../../src/testing/fake-openai-server.ts';
 import { createTestDatabase } from '../../src/testing/gateway.ts';
+import { startReadyProcess } from '../support/process.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 const ROUNDS = Number(process.env.AUDIT_KILL_ROUNDS ?? 20);
 
-/** Starts `capibara-mcp start --config …` and resolves with its URL once it logs "gateway ready". */
+/** Starts `capibara-mcp start --config FILE` and resolves with its URL once it logs "gateway ready". */
 async function startProcess(configFile: string, cwd: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/capibara-mcp.js'), 'start', '--config', configFile], {
+  const { child, ready } = await startReadyProcess([join(ROOT, 'bin/capibara-mcp.js'), 'start', '--config', configFile], {
     cwd,
-    env: { ...process.env, DATABASE_URL: '', PORT: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { DATABASE_URL: '', PORT: '' },
+    ready: /"url":"(http:[^"]+)".*"msg":"gateway ready"/,
   });
-  let out = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no ready line: ${out.slice(-2000)}`)), 60_000);
-    child.once('exit', (code) => reject(new Error(`exited ${code}: ${out.slice(-2000)}`)));
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d;
-      const m = /"url":"(http:[^"]+)".*"msg":"gateway ready"/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-  });
-  child.stdout!.resume();
-  child.stderr!.resume();
-  return { child, url };
+  return { child, url: ready[1]! };
 }
 
 // kill -9 of the gateway process under load, again and again: what it acknowledged must be in the database.
