@@ -183,10 +183,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const workers = new WorkerRegistry(database, registry, fleet, plugins, events, logger.child({ component: 'workers' }));
     closers.push(() => workers.close());
     registerFleetMetrics(metricsRegistry, { fleet, health, workers });
-    const rc = config.resources;
     const resources = new ResourceInventory(
-      { workers, fleet, plugins, logger: logger.child({ component: 'resources' }), local: new LocalDevices({ nvidiaSmi: { binary: rc.nvidiaSmi, timeoutMs: rc.nvidiaSmiTimeoutMs }, tpu: { devDir: rc.devDir } }) },
-      rc,
+      { workers, fleet, plugins, local: LocalDevices.fromConfig(config.resources), logger: logger.child({ component: 'resources' }) },
+      config.resources,
     );
     closers.push(() => resources.close());
     registerResourceMetrics(metricsRegistry, resources);

@@ -16,8 +16,14 @@ const ResourceDeviceRef = builder.objectRef<DeviceView>('ResourceDevice').implem
     cores: t.int({ nullable: true, description: 'Cores (cpu) or chips.', resolve: (d) => d.cores ?? null }),
     memoryTotalBytes: t.float({ nullable: true, resolve: (d) => d.memoryTotalBytes ?? null }),
     memoryUsedBytes: t.float({ nullable: true, description: 'In use on the device now (all processes).', resolve: (d) => d.memoryUsedBytes ?? null }),
-    memoryReservedBytes: t.exposeFloat('memoryReservedBytes', { description: "Reserved for instances (placement's reservations, else the instances' reported memory)." }),
-    memoryFreeBytes: t.float({ nullable: true, description: 'total − max(used, reserved); null when the total is unknown.', resolve: (d) => d.memoryFreeBytes ?? null }),
+    memoryReservedBytes: t.exposeFloat('memoryReservedBytes', {
+      description: "Reserved for instances (placement's reservations, else the instances' reported memory).",
+    }),
+    memoryFreeBytes: t.float({
+      nullable: true,
+      description: 'total − max(used, reserved); null when the total is unknown.',
+      resolve: (d) => d.memoryFreeBytes ?? null,
+    }),
     utilization: t.float({ nullable: true, description: 'Busy fraction over the last sampling interval, 0 … 1.', resolve: (d) => d.utilization ?? null }),
     source: t.string({ nullable: true, description: 'os, nvidia-smi, tfjs, tpu-env or declared.', resolve: (d) => d.source ?? null }),
     at: t.field({ type: 'DateTime', nullable: true, description: 'When the figures were taken.', resolve: (d) => d.at ?? null }),
@@ -47,7 +53,9 @@ const WorkerResourcesRef = builder.objectRef<WorkerDevices>('WorkerResources').i
   fields: (t) => ({
     workerId: t.exposeString('workerId'),
     embedded: t.exposeBoolean('embedded'),
-    remote: t.exposeBoolean('remote', { description: 'Devices declared by remote engines (e.g. a TPU server through the openai backend), not a process of ours.' }),
+    remote: t.exposeBoolean('remote', {
+      description: 'Devices declared by remote engines (e.g. a TPU server through the openai backend), not a process of ours.',
+    }),
     status: t.string({ description: 'healthy, unhealthy or stopped.', resolve: (w) => w.status }),
     at: t.field({ type: 'DateTime', nullable: true, description: 'Last heartbeat (or sample) that reported figures.', resolve: (w) => w.at ?? null }),
     devices: t.field({ type: [ResourceDeviceRef], resolve: (w) => w.devices }),
@@ -85,7 +93,8 @@ builder.queryFields((t) => ({
     description: 'Devices with live figures per worker (`embedded`, a worker id, `remote`), or of every worker when workerId is absent.',
     authScopes: { permission: 'resources:read' },
     args: { workerId: t.arg.id() },
-    resolve: (_r, args, ctx) => ctx.services.resources.devices(args.workerId === null || args.workerId === undefined ? undefined : String(args.workerId).slice(0, 64)),
+    resolve: (_r, args, ctx) =>
+      ctx.services.resources.devices(args.workerId === null || args.workerId === undefined ? undefined : String(args.workerId).slice(0, 64)),
   }),
   resources: t.field({
     type: ResourcesRef,

@@ -196,7 +196,12 @@ export class ResourceInventory {
       at: new Date(),
       workers: groups,
       totals: totalsOf(live),
-      byKind: KINDS.map((k) => totalsOf(live.filter((d) => d.kind === k), k)).filter((t) => t.devices > 0),
+      byKind: KINDS.map((k) =>
+        totalsOf(
+          live.filter((d) => d.kind === k),
+          k,
+        ),
+      ).filter((t) => t.devices > 0),
     };
   }
 
@@ -234,7 +239,14 @@ export class ResourceInventory {
     for (const i of load?.instances ?? []) {
       const h = byId.get(workerInstanceId(w.id, i.remoteInstanceId));
       if (!h) continue;
-      instances.push({ instanceId: h.id, model: h.modelId, version: h.version, workerId: w.id, ...(i.device ? { device: i.device } : {}), memoryBytes: i.memoryBytes });
+      instances.push({
+        instanceId: h.id,
+        model: h.modelId,
+        version: h.version,
+        workerId: w.id,
+        ...(i.device ? { device: i.device } : {}),
+        memoryBytes: i.memoryBytes,
+      });
     }
     return { workerId: w.id, embedded: false, remote: false, status: w.status, ...(load ? { at: load.at } : {}), devices, instances };
   }

@@ -1,4 +1,5 @@
 /** The devices of this process's host with live figures: what a worker (or the embedded one) reports at each heartbeat. */
+import type { Config } from '../config/schema.ts';
 import type { DeviceInfo } from '../plugin/contract.ts';
 import { CpuSampler, type CpuSamplerSource } from './cpu.ts';
 import { NvidiaSmi, type NvidiaSmiOptions } from './nvidia.ts';
@@ -35,6 +36,11 @@ export class LocalDevices {
   private readonly cpu: CpuSampler;
   readonly nvidia: NvidiaSmi;
   private tpus: Promise<DeviceInfo[]> | undefined;
+
+  /** From the `resources` config section (gateway and worker alike). */
+  static fromConfig(rc: Config['resources']): LocalDevices {
+    return new LocalDevices({ nvidiaSmi: { binary: rc.nvidiaSmi, timeoutMs: rc.nvidiaSmiTimeoutMs }, tpu: { devDir: rc.devDir } });
+  }
 
   constructor(private readonly options: LocalDevicesOptions) {
     this.cpu = new CpuSampler(options.cpu);

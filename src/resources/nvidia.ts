@@ -62,7 +62,13 @@ export function parseNvidiaSmiCsv(text: string): NvidiaParse {
 
 /** The first executable `name` on PATH (or `name` itself when it is a path), else undefined. */
 export async function findExecutable(name: string, path = process.env.PATH ?? ''): Promise<string | undefined> {
-  const candidates = isAbsolute(name) || name.includes('/') ? [name] : path.split(delimiter).filter(Boolean).map((d) => join(d, name));
+  const candidates =
+    isAbsolute(name) || name.includes('/')
+      ? [name]
+      : path
+          .split(delimiter)
+          .filter(Boolean)
+          .map((d) => join(d, name));
   for (const c of candidates) {
     try {
       await access(c, constants.X_OK);

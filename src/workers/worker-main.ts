@@ -329,7 +329,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const authHeaders: Record<string, string> = wc.token ? { authorization: `Bearer ${wc.token}` } : {};
   const gateway = new GatewayClient(wc.gateway.replace(/\/+$/, ''), authHeaders);
 
-  const local = new LocalDevices({ nvidiaSmi: { binary: config.resources.nvidiaSmi, timeoutMs: config.resources.nvidiaSmiTimeoutMs }, tpu: { devDir: config.resources.devDir } });
+  const local = LocalDevices.fromConfig(config.resources);
   /** This host's devices (CPU and memory, GPUs, TPUs) with live figures, merged with what the served backends and instances report. */
   const liveDevices = async (): Promise<DeviceInfo[]> => {
     const extra: DeviceInfo[][] = [];

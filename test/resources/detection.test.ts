@@ -16,7 +16,13 @@ const FIX = join(import.meta.dirname, '../fixtures/resources');
 const read = (f: string) => readFileSync(join(FIX, f), 'utf8');
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
-const envOf = (f: string) => Object.fromEntries(read(f).trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+const envOf = (f: string) =>
+  Object.fromEntries(
+    read(f)
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
 const tmp = mkdtempSync(join(tmpdir(), 'mcp-res-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 

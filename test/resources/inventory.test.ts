@@ -131,10 +131,14 @@ describe('resource inventory', () => {
     expect(cpu.memoryReservedBytes).toBe(DEMO_WEIGHT_BYTES);
     expect(cpu.memoryFreeBytes).toBe(cpu.memoryTotalBytes! - Math.max(cpu.memoryUsedBytes!, cpu.memoryReservedBytes));
     // the figures are live: a later sample is a later one
-    const again = await waitFor(async () => {
-      const [e] = await devices('embedded');
-      return e && e.at! > g.at! ? e : undefined;
-    }, 10_000, 'a newer sample');
+    const again = await waitFor(
+      async () => {
+        const [e] = await devices('embedded');
+        return e && e.at! > g.at! ? e : undefined;
+      },
+      10_000,
+      'a newer sample',
+    );
     expect(again.devices[0]!.at! > cpu.at!).toBe(true);
   }, 60_000);
 
@@ -212,7 +216,9 @@ describe('resource inventory', () => {
     expect(text).toContain(`mcp_device_memory_total_bytes{worker="tfjs-host",device="gpu:0",kind="gpu"} ${40960 * MIB}`);
     expect(text).toContain(`mcp_device_memory_used_bytes{worker="tfjs-host",device="gpu:3",kind="gpu"} ${39820 * MIB}`);
     expect(text).toContain('mcp_device_utilization_ratio{worker="tfjs-host",device="gpu:2",kind="gpu"} 0.42');
-    expect(text).toContain(`mcp_instance_memory_bytes{model="capibara-mini",version="v1",instance="tfjs-host.capibara-mini-v1",worker="tfjs-host"} ${DEMO_WEIGHT_BYTES}`);
+    expect(text).toContain(
+      `mcp_instance_memory_bytes{model="capibara-mini",version="v1",instance="tfjs-host.capibara-mini-v1",worker="tfjs-host"} ${DEMO_WEIGHT_BYTES}`,
+    );
     expect(text).toContain(`mcp_resources_memory_total_bytes{kind="tpu"} ${TPU_BYTES}`);
     expect(text).toMatch(/mcp_device_utilization_ratio\{worker="embedded",device="cpu",kind="cpu"\} [0-9.e-]+/);
   }, 90_000);
@@ -294,7 +300,15 @@ describe('resource inventory', () => {
     expect(hb.errors).toBeUndefined();
     const [box] = await devices('gpu-box');
     expect(box!.devices).toEqual([
-      expect.objectContaining({ id: 'gpu:0', memoryTotalBytes: 8e9, memoryUsedBytes: 2e9, utilization: null, cores: null, memoryReservedBytes: 0, memoryFreeBytes: 6e9 }),
+      expect.objectContaining({
+        id: 'gpu:0',
+        memoryTotalBytes: 8e9,
+        memoryUsedBytes: 2e9,
+        utilization: null,
+        cores: null,
+        memoryReservedBytes: 0,
+        memoryFreeBytes: 6e9,
+      }),
     ]);
     expect(box!.instances).toEqual([]);
     const text = await (await fetch(`${gw.url}/metrics`)).text();
