@@ -275,7 +275,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     metrics.watch(events, watch.signal);
     metricsHistory.start();
     workers.startWatchdog();
-    await resources.start();
+    resources.start();
     const retention = new WorkerRetention(config.workers.retentionMs, workers, admin, audit, logger.child({ component: 'workers' }));
     retention.start();
     closers.push(() => retention.close());

@@ -114,6 +114,7 @@ export class ResourceInventory {
   private reservations: ReservationSource | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private sampling: Promise<void> | undefined;
+  private first: Promise<void> | undefined;
   private closed = false;
   private readonly slots = new Set<Slot>();
   private emitTimer: ReturnType<typeof setTimeout> | undefined;
@@ -139,10 +140,12 @@ export class ResourceInventory {
     this.changed();
   }
 
-  /** Samples the embedded worker's devices now and every sampleIntervalMs (its heartbeat). */
-  async start(): Promise<void> {
-    await this.sampleEmbedded();
-    this.schedule();
+  /** Samples the embedded worker's devices now (in the background: answers wait for that first sample) and every sampleIntervalMs (its heartbeat). */
+  start(): void {
+    this.first ??= this.sampling = this.sampleEmbedded().finally(() => {
+      this.sampling = undefined;
+      this.schedule();
+    });
   }
 
   private schedule(): void {
@@ -180,6 +183,7 @@ export class ResourceInventory {
 
   /** Everything now: per worker, and totals over healthy workers. */
   async snapshot(): Promise<ResourceSnapshot> {
+    await this.first;
     const list = await this.deps.workers.list();
     const handles = [...this.deps.fleet.allHandles()];
     const groups: WorkerDevices[] = [];
