@@ -49,7 +49,7 @@ const visible = (ctx: GraphQLContext, list: readonly InstanceMemory[]) => {
 };
 
 const WorkerResourcesRef = builder.objectRef<WorkerDevices>('WorkerResources').implement({
-  description: 'One worker (or `remote`: devices remote serving engines declare) with its devices and the memory its instances hold.',
+  description: 'One worker (or `@remote`: devices remote serving engines declare) with its devices and the memory its instances hold.',
   fields: (t) => ({
     workerId: t.exposeString('workerId'),
     embedded: t.exposeBoolean('embedded'),
@@ -90,7 +90,7 @@ const ResourcesRef = builder.objectRef<ResourceSnapshot>('Resources').implement(
 builder.queryFields((t) => ({
   devices: t.field({
     type: [WorkerResourcesRef],
-    description: 'Devices with live figures per worker (`embedded`, a worker id, `remote`), or of every worker when workerId is absent.',
+    description: 'Devices with live figures per worker (`embedded`, a worker id, `@remote`), or of every worker when workerId is absent.',
     authScopes: { permission: 'resources:read' },
     args: { workerId: t.arg.id() },
     resolve: (_r, args, ctx) =>

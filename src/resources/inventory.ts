@@ -16,8 +16,8 @@ export type DeviceKey = string;
 /** Where reserved memory comes from: bytes per device key (the placement engine's reservations). */
 export type ReservationSource = () => ReadonlyMap<DeviceKey, number>;
 
-/** Group id of devices that remote serving engines declare (e.g. a JetStream TPU server through the `openai` backend). */
-export const REMOTE_GROUP_ID = 'remote';
+/** Group id of devices that remote serving engines declare (e.g. a JetStream TPU server through the `openai` backend); no worker name starts with `@`. */
+export const REMOTE_GROUP_ID = '@remote';
 
 export const deviceKey = (workerId: string, deviceId: string): DeviceKey => `${workerId}/${deviceId}`;
 

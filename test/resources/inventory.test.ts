@@ -143,8 +143,8 @@ describe('resource inventory', () => {
   }, 60_000);
 
   it('a remote TPU engine reached through the openai backend shows as its instance’s TPU, fully held by it', async () => {
-    const [remote] = await devices('remote');
-    expect(remote).toMatchObject({ workerId: 'remote', remote: true, embedded: false });
+    const [remote] = await devices('@remote');
+    expect(remote).toMatchObject({ workerId: '@remote', remote: true, embedded: false });
     expect(remote!.devices).toEqual([
       expect.objectContaining({
         id: 'tpu:jetstream-v5e',
@@ -237,7 +237,7 @@ describe('resource inventory', () => {
       await waitFor(async () => got.length >= 4 || undefined, 20_000, 'four updates');
       const ats = got.map((u) => Date.parse(u.at));
       for (let i = 2; i < ats.length; i++) expect(ats[i]! - ats[i - 1]!).toBeGreaterThanOrEqual(150); // updatesMinIntervalMs 200, timer slack
-      expect(got.at(-1)!.workers.map((w) => w.workerId)).toEqual(expect.arrayContaining(['embedded', 'remote']));
+      expect(got.at(-1)!.workers.map((w) => w.workerId)).toEqual(expect.arrayContaining(['embedded', '@remote']));
       // five subscribers share one computation per update
       const after = gw.services.resources.computations;
       expect(after - before).toBeLessThanOrEqual(got.length + 1);
