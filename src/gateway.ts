@@ -37,6 +37,9 @@ import { Router } from './routing/router.ts';
 import { TrafficManager } from './traffic/traffic-manager.ts';
 import type { Services } from './services.ts';
 import { WorkerRegistry } from './workers/worker-registry.ts';
+import { ResourceInventory } from './resources/inventory.ts';
+import { LocalDevices } from './resources/local-devices.ts';
+import { registerResourceMetrics } from './resources/metrics.ts';
 import { WorkerRetention } from './workers/worker-retention.ts';
 import { checkPluginReferences, checkStartConfig } from './start-check.ts';
 
@@ -180,6 +183,12 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const workers = new WorkerRegistry(database, registry, fleet, plugins, events, logger.child({ component: 'workers' }));
     closers.push(() => workers.close());
     registerFleetMetrics(metricsRegistry, { fleet, health, workers });
+    const resources = new ResourceInventory(
+      { workers, fleet, plugins, local: LocalDevices.fromConfig(config.resources), logger: logger.child({ component: 'resources' }) },
+      config.resources,
+    );
+    closers.push(() => resources.close());
+    registerResourceMetrics(metricsRegistry, resources);
     const { history: metricsHistory, live: liveMetrics } = createMetricsHistory(config.monitoring.history, {
       metrics,
       fleet,
@@ -231,6 +240,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       metricsHistory,
       liveMetrics,
       workers,
+      resources,
       admin,
       auth,
       accounts,
@@ -265,6 +275,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     metrics.watch(events, watch.signal);
     metricsHistory.start();
     workers.startWatchdog();
+    resources.start();
     const retention = new WorkerRetention(config.workers.retentionMs, workers, admin, audit, logger.child({ component: 'workers' }));
     retention.start();
     closers.push(() => retention.close());

@@ -21,6 +21,7 @@ import type { GatewayMetrics } from './monitoring/metrics.ts';
 import type { MetricsHistory } from './monitoring/history/metrics-history.ts';
 import type { LiveMetrics } from './monitoring/history/live.ts';
 import type { WorkerRegistry } from './workers/worker-registry.ts';
+import type { ResourceInventory } from './resources/inventory.ts';
 import type { Tracing } from './tracing/tracing.ts';
 
 /** The domain services, wired once by createGateway and shared by every entry point. */
@@ -54,6 +55,8 @@ export interface Services {
   liveMetrics: LiveMetrics;
   /** Worker processes as stored (the workers table), their load reports, the watchdog and the command channel. */
   workers: WorkerRegistry;
+  /** The fleet's devices with live figures, per-instance memory, reserved and free memory (`devices`, `resources`, `resourceUpdates`). */
+  resources: ResourceInventory;
   /** Administrative operations (models, instances, workers): what GraphQL mutations and the worker protocol call. */
   admin: AdminService;
   /** Delivers alert notifications to the alert-sink plugins (queued, retried, dead-lettered): `alerts.notify(alert)`. */

@@ -10,6 +10,7 @@ import {
   definePlugin,
   type Backend,
   type BackendCall,
+  type DeviceInfo,
   type HealthReport,
   type InstanceSpec,
   type LoadedInstance,
@@ -39,6 +40,21 @@ export const openaiInstanceOptions = z.object({
     .array(z.enum(OPENAI_TASKS))
     .min(1)
     .default([...OPENAI_TASKS]),
+  /**
+   * The accelerator the server runs on, as its operator declares it (e.g. JetStream or vLLM on a TPU slice): shown in the
+   * gateway's device inventory as this instance's device (`tpu:<instance id>`), with its memory counted as held by the instance.
+   */
+  accelerator: z
+    .strictObject({
+      kind: z.enum(['tpu', 'gpu', 'cpu']),
+      /** Accelerator type, e.g. `v5litepod-8`, `v4-8`, `H100`. */
+      type: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/),
+      /** Device memory of the whole accelerator (every chip), bytes. */
+      memoryBytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+      /** Chips (or GPUs) of the accelerator. */
+      chips: z.number().int().min(1).max(100_000).optional(),
+    })
+    .optional(),
 });
 export type OpenAIInstanceOptions = z.output<typeof openaiInstanceOptions>;
 
@@ -127,6 +143,7 @@ class OpenAIInstance implements LoadedInstance {
     private readonly headers: Record<string, string>,
     tasks: readonly OpenAITask[],
     private readonly logger?: Logger,
+    private readonly declared?: DeviceInfo,
   ) {
     this.tasks = tasks;
     this.streamTasks = tasks.filter((t) => t !== 'embed');
@@ -253,7 +270,26 @@ class OpenAIInstance implements LoadedInstance {
   async unload(): Promise<void> {
     this.unloaded = true;
   }
+
+  /** The declared accelerator (options.accelerator), when any. */
+  deviceInfo(): DeviceInfo | undefined {
+    return this.unloaded ? undefined : this.declared;
+  }
+
+  /** A declared accelerator is the engine's alone: its memory counts as held by this instance. */
+  memoryBytes(): number | undefined {
+    return this.unloaded ? undefined : this.declared?.memoryTotalBytes;
+  }
 }
+
+/** Host (and port) of a URL, without credentials or path. */
+const hostOf = (url: string) => {
+  try {
+    return new URL(url).host.slice(0, 100);
+  } catch {
+    return 'the server';
+  }
+};
 
 /** The backend over a given client (one pooled Agent shared by all its instances). */
 export function createOpenAIBackend(client: UpstreamClient, logger?: Logger): Backend {
@@ -273,7 +309,16 @@ export function createOpenAIBackend(client: UpstreamClient, logger?: Logger): Ba
       const headers: Record<string, string> = { ...o.headers };
       if (o.apiKey) headers.authorization = `Bearer ${o.apiKey}`;
       logger?.debug({ instance: spec.id, endpoint: spec.endpoint }, 'openai instance loaded');
-      return new OpenAIInstance(client, spec.endpoint, o.model ?? spec.model, headers, o.tasks, logger);
+      const a = o.accelerator;
+      const declared: DeviceInfo | undefined = a && {
+        id: `${a.kind}:${spec.id}`.slice(0, 63),
+        kind: a.kind,
+        name: `${a.type} at ${hostOf(spec.endpoint)}`,
+        ...(a.memoryBytes !== undefined ? { memoryTotalBytes: a.memoryBytes } : {}),
+        ...(a.chips !== undefined ? { cores: a.chips } : {}),
+        source: 'declared',
+      };
+      return new OpenAIInstance(client, spec.endpoint, o.model ?? spec.model, headers, o.tasks, logger, declared);
     },
     devices: () => [{ id: 'remote', kind: 'remote', name: 'OpenAI-compatible server' }],
   };

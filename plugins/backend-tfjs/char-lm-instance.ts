@@ -5,6 +5,7 @@
  */
 import { randomInt } from 'node:crypto';
 import type * as tfTypes from '@tensorflow/tfjs';
+import { weightBytes } from './weights.ts';
 import {
   McpError,
   type FinishReason,
@@ -49,6 +50,7 @@ export class CharLmInstance implements LoadedInstance {
   private readonly batcher: DynamicBatcher<Int32Array, Float32Array>;
   private readonly tf: typeof tfTypes;
   private unloaded = false;
+  private weights: number | undefined;
   private active = 0;
 
   constructor(
@@ -120,6 +122,12 @@ export class CharLmInstance implements LoadedInstance {
       ok: true,
       detail: `${this.runtime} on ${this.device}; ${this.active} generating, queue ${s.queueDepth}, avg batch ${s.averageBatchSize.toFixed(2)}`,
     };
+  }
+
+  /** Bytes of the model's weights while loaded (0 once unloaded). */
+  memoryBytes(): number {
+    if (this.unloaded) return 0;
+    return (this.weights ??= weightBytes(this.model));
   }
 
   async unload(): Promise<void> {

@@ -272,9 +272,12 @@ function devicesOf(rt: TfRuntime): DeviceInfo[] {
       name: `${cpuList[0]?.model?.trim() ?? 'cpu'} (${cpuList.length} cores, ${rt.name})`,
       memoryTotalBytes: totalmem(),
       memoryUsedBytes: rt.device === 'cpu' ? tf.memory().numBytes : process.memoryUsage().rss,
+      cores: cpuList.length,
+      source: 'tfjs',
     },
   ];
-  if (rt.device === 'gpu:0') devices.push({ id: 'gpu:0', kind: 'gpu', name: 'CUDA device 0 (tfjs-node-gpu)', memoryUsedBytes: tf.memory().numBytes });
+  if (rt.device === 'gpu:0')
+    devices.push({ id: 'gpu:0', kind: 'gpu', name: 'CUDA device 0 (tfjs-node-gpu)', memoryUsedBytes: tf.memory().numBytes, source: 'tfjs' });
   return devices;
 }
 

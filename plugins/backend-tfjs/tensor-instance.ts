@@ -3,6 +3,7 @@
  * concatenated along the batch dimension by a DynamicBatcher.
  */
 import type * as tfTypes from '@tensorflow/tfjs';
+import { weightBytes } from './weights.ts';
 import {
   McpError,
   type InferenceInput,
@@ -48,6 +49,7 @@ export class TensorInstance implements LoadedInstance {
   readonly signature: ModelSignature;
   private readonly batcher: DynamicBatcher<Job, Tensor[]>;
   private unloaded = false;
+  private weights: number | undefined;
   private readonly tf: typeof tfTypes;
 
   constructor(
@@ -95,6 +97,12 @@ export class TensorInstance implements LoadedInstance {
       ok: true,
       detail: `${this.runtime} on ${this.device}; queue ${s.queueDepth}, ${s.batchesRun} batches, avg batch ${s.averageBatchSize.toFixed(2)}`,
     };
+  }
+
+  /** Bytes of the model's weights while loaded (0 once unloaded). */
+  memoryBytes(): number {
+    if (this.unloaded) return 0;
+    return (this.weights ??= weightBytes(this.m.model));
   }
 
   async unload(): Promise<void> {

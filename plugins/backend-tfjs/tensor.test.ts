@@ -197,6 +197,20 @@ describe('tfjs backend: tensor models', () => {
     await inst.unload();
   });
 
+  it("memoryBytes(): the weights' bytes a loaded instance holds (what tf.memory() grows by), 0 once unloaded", async () => {
+    const before = tf.memory().numBytes;
+    const dense = await backend.load(spec(denseDir), new AbortController().signal);
+    // dense 4→8 and 8→3 with biases: 67 float32
+    expect(dense.memoryBytes?.()).toBe(67 * 4);
+    expect(tf.memory().numBytes - before).toBe(67 * 4);
+    const graph = await backend.load(spec(graphDir), new AbortController().signal);
+    expect(graph.memoryBytes?.()).toBe(6 * 4);
+    await dense.unload();
+    await graph.unload();
+    expect(dense.memoryBytes?.()).toBe(0);
+    expect(tf.memory().numBytes).toBe(before);
+  });
+
   it('serves a graph model (format auto-detected)', async () => {
     const inst = await backend.load(spec(graphDir), new AbortController().signal);
     expect(inst.signature).toEqual({

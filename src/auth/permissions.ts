@@ -11,6 +11,7 @@ export const PERMISSIONS = [
   'models:write',
   'inference:invoke',
   'metrics:read',
+  'resources:read',
   'alerts:read',
   'alerts:write',
   'keys:manage',
@@ -26,9 +27,19 @@ export type BuiltInRole = (typeof BUILT_IN_ROLES)[number];
 
 export const ROLE_PERMISSIONS: Readonly<Record<BuiltInRole, readonly Permission[]>> = Object.freeze({
   admin: PERMISSIONS,
-  operator: ['models:read', 'models:write', 'inference:invoke', 'metrics:read', 'alerts:read', 'alerts:write', 'workers:manage', 'audit:read'],
-  developer: ['models:read', 'inference:invoke', 'metrics:read', 'alerts:read'],
-  viewer: ['models:read', 'metrics:read', 'alerts:read'],
+  operator: [
+    'models:read',
+    'models:write',
+    'inference:invoke',
+    'metrics:read',
+    'resources:read',
+    'alerts:read',
+    'alerts:write',
+    'workers:manage',
+    'audit:read',
+  ],
+  developer: ['models:read', 'inference:invoke', 'metrics:read', 'resources:read', 'alerts:read'],
+  viewer: ['models:read', 'metrics:read', 'resources:read', 'alerts:read'],
   worker: ['workers:register'],
 });
 

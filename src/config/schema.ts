@@ -335,6 +335,21 @@ export const configSchema = z.strictObject({
       heapGrowingPercent: z.number().int().min(0).max(1000).default(60),
     })
     .prefault({}),
+  /** Device inventory (CPU, memory, GPUs, TPUs) of the embedded worker and of every `capibara-mcp worker` (same keys). */
+  resources: z
+    .strictObject({
+      /** How often the gateway samples its own (embedded worker's) devices, ms; workers sample at each heartbeat. */
+      sampleIntervalMs: z.number().int().min(100).max(600_000).default(2_000),
+      /** `nvidia-smi` binary (name on PATH or a path) for NVIDIA GPUs; false: do not look for GPUs that way. Absent binary: no GPUs. */
+      nvidiaSmi: z.union([z.string().min(1).max(1024), z.literal(false)]).default('nvidia-smi'),
+      /** Longest one `nvidia-smi` run may take, ms (killed then; that sample has no GPU figures). */
+      nvidiaSmiTimeoutMs: z.number().int().min(100).max(60_000).default(3_000),
+      /** Folder of device files where TPU chips appear (`accel*`, `vfio/*`). */
+      devDir: z.string().min(1).default('/dev'),
+      /** Least time between two `resourceUpdates` events, ms (changes in between are merged into the next one). */
+      updatesMinIntervalMs: z.number().int().min(50).max(600_000).default(1_000),
+    })
+    .prefault({}),
   /** The gateway's side of worker processes. */
   workers: z
     .strictObject({

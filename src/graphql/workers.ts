@@ -156,7 +156,23 @@ const WorkerCallTokenInput = builder.inputType('WorkerCallTokenInput', {
 });
 
 const WorkerDeviceUsageInput = builder.inputType('WorkerDeviceUsageInput', {
-  fields: (t) => ({ id: t.string({ required: true }), memoryUsedBytes: t.float({ required: true }) }),
+  description: 'Live figures of one registered device; figures that are not finite and non-negative (utilization above 1) are dropped.',
+  fields: (t) => ({
+    id: t.string({ required: true }),
+    memoryUsedBytes: t.float({ description: 'Memory in use on the device now (all processes), bytes.' }),
+    memoryTotalBytes: t.float({ description: 'Memory of the device, bytes (when it differs from the registration, e.g. a resized container).' }),
+    utilization: t.float({ description: 'Busy fraction over the last interval, 0 … 1.' }),
+    cores: t.int({ description: 'Cores (cpu) or chips the device stands for.' }),
+  }),
+});
+
+const WorkerInstanceUsageInput = builder.inputType('WorkerInstanceUsageInput', {
+  description: "Memory one of the worker's instances holds, as its backend reports it.",
+  fields: (t) => ({
+    remoteInstanceId: t.string({ required: true }),
+    memoryBytes: t.float({ required: true }),
+    device: t.string({ description: 'Device id it holds the memory on (gpu:0, cpu, …).' }),
+  }),
 });
 
 const WorkerLoadInput = builder.inputType('WorkerLoadInput', {
@@ -167,7 +183,11 @@ const WorkerLoadInput = builder.inputType('WorkerLoadInput', {
     residentMemoryBytes: t.float({ description: 'Resident memory of the worker process, bytes.' }),
     devices: t.field({
       type: [WorkerDeviceUsageInput],
-      description: 'Memory used now on devices the worker registered (others are ignored); at most 64.',
+      description: 'Live figures of devices the worker registered (others are ignored); at most 64.',
+    }),
+    instances: t.field({
+      type: [WorkerInstanceUsageInput],
+      description: 'Memory held per instance of this worker; at most 256.',
     }),
   }),
 });

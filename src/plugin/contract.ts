@@ -315,6 +315,10 @@ export interface LoadedInstance {
   health(signal: AbortSignal): Promise<HealthReport>;
   /** Releases memory and connections. */
   unload(): Promise<void>;
+  /** Bytes of device memory this instance holds now as its backend reports it (tfjs: its weights' bytes); absent when unknown. */
+  memoryBytes?(): number | undefined;
+  /** The device this instance brings with it, when it is not one of its backend's `devices()` (a remote TPU engine declared by its options). */
+  deviceInfo?(): DeviceInfo | undefined;
 }
 
 export interface Backend {
@@ -337,8 +341,16 @@ export interface DeviceInfo {
   id: string;
   kind: 'cpu' | 'gpu' | 'tpu' | 'remote';
   name?: string;
+  /** Memory of the device (system memory for `cpu`, HBM/VRAM for accelerators), bytes. */
   memoryTotalBytes?: number;
+  /** Memory in use on the device now, bytes (every process, not only this one). */
   memoryUsedBytes?: number;
+  /** Busy fraction over the last sampling interval, 0 … 1 (CPU time of all cores; GPU `utilization.gpu` / 100). */
+  utilization?: number;
+  /** Cores (`cpu`) or chips/cores of an accelerator this entry stands for. */
+  cores?: number;
+  /** Where the figures come from (`os`, `nvidia-smi`, `tfjs`, `tpu-env`, `declared`). */
+  source?: string;
 }
 
 // ───────────────────────────── alerts ─────────────────────────────

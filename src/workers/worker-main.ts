@@ -9,7 +9,7 @@
  * each change. SIGTERM/SIGINT: deregister, let in-flight requests finish, unload, exit 0.
  */
 import { mkdirSync } from 'node:fs';
-import { cpus, hostname, totalmem } from 'node:os';
+import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
@@ -30,6 +30,7 @@ import type { InferenceChunk, InferenceInput } from '../inference/types.ts';
 import { DEMO_MODEL_DIR, DEMO_MODEL_ID } from '../models/seed.ts';
 import type { BackendCall, DeviceInfo, LoadedInstance } from '../plugin/contract.ts';
 import { PluginHost } from '../plugin/host.ts';
+import { LocalDevices } from '../resources/local-devices.ts';
 import { newWorkerSession } from './call-auth.ts';
 import { createWorkerHttpServer } from './http-server.ts';
 
@@ -132,6 +133,14 @@ const remoteIdOf = (m: { id: string; version: string; instanceId?: string | unde
     .replace(/[^a-z0-9._-]/g, '-')
     .slice(0, 63);
 
+function safely<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch {
+    return undefined;
+  }
+}
+
 /** Counts requests in flight and served, for the heartbeat's load report. */
 class LoadCounter {
   inflight = 0;
@@ -164,6 +173,8 @@ class LoadCounter {
       health: (signal) => inst.health(signal),
       unload: () => inst.unload(),
     };
+    if (inst.memoryBytes) wrapped.memoryBytes = inst.memoryBytes.bind(inst);
+    if (inst.deviceInfo) wrapped.deviceInfo = inst.deviceInfo.bind(inst);
     if (inst.stream) {
       const stream = inst.stream.bind(inst);
       wrapped.stream = async function* (input: InferenceInput, call: BackendCall): AsyncGenerator<InferenceChunk> {
@@ -318,26 +329,36 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const authHeaders: Record<string, string> = wc.token ? { authorization: `Bearer ${wc.token}` } : {};
   const gateway = new GatewayClient(wc.gateway.replace(/\/+$/, ''), authHeaders);
 
-  /** The devices of the backends served here, with the memory they use now (heartbeats report it). */
+  const local = LocalDevices.fromConfig(config.resources);
+  /** This host's devices (CPU and memory, GPUs, TPUs) with live figures, merged with what the served backends and instances report. */
   const liveDevices = async (): Promise<DeviceInfo[]> => {
-    const out: DeviceInfo[] = [];
-    const seen = new Set<string>();
+    const extra: DeviceInfo[][] = [];
     for (const b of new Set([...served.values()].map((s) => s.backend))) {
       const list = await Promise.resolve(plugins.get('backend', b).devices?.()).catch(() => undefined);
-      for (const d of list ?? [])
-        if (d.kind !== 'remote' && !seen.has(d.id)) {
-          seen.add(d.id);
-          out.push(d);
-        }
+      if (list) extra.push(list);
     }
-    if (!seen.has('cpu')) out.unshift({ id: 'cpu', kind: 'cpu', name: cpus()[0]?.model ?? 'cpu', memoryTotalBytes: totalmem() });
-    return out;
+    const declared: DeviceInfo[] = [];
+    for (const s of served.values()) {
+      const d = safely(() => s.loaded.deviceInfo?.());
+      if (d) declared.push(d);
+    }
+    return local.sample([...extra, declared]);
+  };
+  /** Memory each served instance's backend holds now (instances whose backend does not say are left out). */
+  const instanceMemory = () => {
+    const out: Array<{ remoteInstanceId: string; memoryBytes: number; device: string }> = [];
+    for (const [remoteInstanceId, s] of served) {
+      const bytes = safely(() => s.loaded.memoryBytes?.());
+      if (typeof bytes !== 'number' || !Number.isFinite(bytes) || bytes < 0) continue;
+      out.push({ remoteInstanceId, memoryBytes: bytes, device: (safely(() => s.loaded.deviceInfo?.()) ?? { id: s.loaded.device }).id });
+    }
+    return out.slice(0, 256);
   };
   const devices = async (): Promise<DeviceInfo[]> =>
     (await liveDevices()).map((d) => ({
       id: d.id,
       kind: d.kind,
-      ...(d.name ? { name: d.name } : {}),
+      ...(d.name ? { name: d.name.slice(0, 200) } : {}),
       ...(d.memoryTotalBytes !== undefined ? { memoryTotalBytes: d.memoryTotalBytes } : {}),
     }));
 
@@ -369,14 +390,16 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     }
   };
 
+  let registeredDeviceIds = new Set<string>();
   const register = async () => {
+    const registering = await devices();
     callToken = await gateway.gql<{ workerCallToken: string }>(CALL_TOKEN, { input: { name, endpoint, session } }).then((d) => d.workerCallToken);
     const input = {
       name,
       endpoint,
       session,
       heartbeatIntervalMs: wc.heartbeatIntervalMs,
-      devices: await devices(),
+      devices: registering,
       instances: [...served.entries()].map(([remoteInstanceId, s]) => ({
         model: s.model,
         version: s.version,
@@ -388,6 +411,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     };
     const { registerWorker: answer } = await gateway.gql<{ registerWorker: { instances: InstanceOutcome[] } }>(REGISTER, { input }, 60_000);
     needsRegistration = false;
+    registeredDeviceIds = new Set(registering.map((d) => d.id));
     noteRefusals(answer.instances);
     const servedCount = answer.instances.filter((o) => o.accepted).length;
     logger.info(
@@ -415,14 +439,23 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       if (needsRegistration) await register();
       else {
         const cpu = process.cpuUsage();
-        const used = (await liveDevices()).filter((d) => d.memoryUsedBytes !== undefined);
+        const live = await liveDevices();
         const load = {
           inflight: counter.inflight,
           requestsTotal: counter.total,
           cpuSeconds: (cpu.user + cpu.system) / 1e6,
           residentMemoryBytes: process.memoryUsage.rss(),
-          ...(used.length ? { devices: used.map((d) => ({ id: d.id, memoryUsedBytes: d.memoryUsedBytes! })) } : {}),
+          devices: live.map((d) => ({
+            id: d.id,
+            ...(d.memoryUsedBytes !== undefined ? { memoryUsedBytes: d.memoryUsedBytes } : {}),
+            ...(d.memoryTotalBytes !== undefined ? { memoryTotalBytes: d.memoryTotalBytes } : {}),
+            ...(d.utilization !== undefined ? { utilization: d.utilization } : {}),
+            ...(d.cores !== undefined ? { cores: d.cores } : {}),
+          })),
+          instances: instanceMemory(),
         };
+        // a device appeared (an instance declared its accelerator, a GPU came back): register again at the next beat
+        if (live.some((d) => !registeredDeviceIds.has(d.id))) needsRegistration = true;
         const beat = await gateway.gql<{ workerHeartbeat: { assignedModels: string[] } }>(HEARTBEAT, { id, load }, Math.max(1000, wc.heartbeatIntervalMs * 2));
         // an operator assigned a model refused before, or took one away: register again (at the next beat) to serve what is assigned now
         const assigned = new Set(beat.workerHeartbeat.assignedModels);

@@ -27,8 +27,33 @@ export interface WorkerLoad {
   residentMemoryBytes?: number;
   /** Memory used now per registered device id, bytes. */
   deviceMemoryUsedBytes?: ReadonlyMap<string, number>;
+  /** Live figures of the registered devices the heartbeat reported. */
+  devices?: readonly DeviceSample[];
+  /** Memory each instance's backend holds, by the worker's instance id. */
+  instances?: readonly InstanceSample[];
   at: Date;
 }
+
+/** Live figures of one device, as a heartbeat reported them (validated). */
+export interface DeviceSample {
+  id: string;
+  memoryTotalBytes?: number;
+  memoryUsedBytes?: number;
+  /** 0 … 1. */
+  utilization?: number;
+  cores?: number;
+}
+
+/** Memory one instance holds on a worker, as its heartbeat reported it. */
+export interface InstanceSample {
+  /** The worker's own instance id. */
+  remoteInstanceId: string;
+  memoryBytes: number;
+  device?: string;
+}
+
+/** Instances a heartbeat may report (more are ignored). */
+const MAX_INSTANCE_SAMPLES = 256;
 
 /** The load a heartbeat reports (GraphQL `WorkerLoadInput`); nulls mean not reported. */
 export interface HeartbeatLoad {
@@ -36,12 +61,19 @@ export interface HeartbeatLoad {
   requestsTotal?: number | null;
   cpuSeconds?: number | null;
   residentMemoryBytes?: number | null;
-  devices?: ReadonlyArray<{ id: string; memoryUsedBytes: number }> | null;
+  devices?: ReadonlyArray<{
+    id: string;
+    memoryUsedBytes?: number | null;
+    memoryTotalBytes?: number | null;
+    utilization?: number | null;
+    cores?: number | null;
+  }> | null;
+  instances?: ReadonlyArray<{ remoteInstanceId: string; memoryBytes: number; device?: string | null }> | null;
 }
 
-/** A reported figure kept when it is a finite, non-negative number. */
-function figure(v: number | null | undefined): number | undefined {
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
+/** A reported figure kept when it is a finite, non-negative number (at most `max`). */
+function figure(v: number | null | undefined, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= max ? v : undefined;
 }
 
 /**
@@ -57,11 +89,34 @@ function loadOf(load: HeartbeatLoad, registered: ReadonlyArray<{ id: string }>):
   if (load.devices?.length) {
     const known = new Set(registered.map((d) => d.id));
     const used = new Map<string, number>();
+    const samples = new Map<string, DeviceSample>();
     for (const d of load.devices.slice(0, 64)) {
+      if (!known.has(d.id) || samples.has(d.id)) continue;
+      const sample: DeviceSample = { id: d.id };
       const v = figure(d.memoryUsedBytes);
-      if (known.has(d.id) && v !== undefined) used.set(d.id, v);
+      const total = figure(d.memoryTotalBytes);
+      const util = figure(d.utilization, 1);
+      const cores = figure(d.cores, 100_000);
+      if (v !== undefined) used.set(d.id, (sample.memoryUsedBytes = v));
+      if (total !== undefined) sample.memoryTotalBytes = total;
+      if (util !== undefined) sample.utilization = util;
+      if (cores !== undefined) sample.cores = Math.round(cores);
+      samples.set(d.id, sample);
     }
     if (used.size) out.deviceMemoryUsedBytes = used;
+    if (samples.size) out.devices = [...samples.values()];
+  }
+  if (load.instances?.length) {
+    const seen = new Set<string>();
+    const list: InstanceSample[] = [];
+    for (const i of load.instances.slice(0, MAX_INSTANCE_SAMPLES)) {
+      const bytes = figure(i.memoryBytes);
+      if (bytes === undefined || seen.has(i.remoteInstanceId) || !instanceId.safeParse(i.remoteInstanceId).success) continue;
+      seen.add(i.remoteInstanceId);
+      const device = typeof i.device === 'string' && i.device.length <= 63 ? i.device : undefined;
+      list.push({ remoteInstanceId: i.remoteInstanceId, memoryBytes: bytes, ...(device ? { device } : {}) });
+    }
+    if (list.length) out.instances = list;
   }
   return out;
 }
@@ -180,6 +235,7 @@ const MAX_SWEEP_MS = 1000;
  */
 export class WorkerRegistry {
   private readonly loads = new Map<string, WorkerLoad>();
+  private readonly loadListeners = new Set<(workerId: string) => void>();
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly localBackends = new Map<string, boolean>();
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -226,6 +282,22 @@ export class WorkerRegistry {
   }
 
   // ─────────────── queries ───────────────
+
+  /** Calls fn after each heartbeat load is recorded and when a worker's load is forgotten (stopped, removed); returns an unsubscribe. */
+  onLoad(fn: (workerId: string) => void): () => void {
+    this.loadListeners.add(fn);
+    return () => this.loadListeners.delete(fn);
+  }
+
+  private loadChanged(workerId: string): void {
+    for (const fn of this.loadListeners) {
+      try {
+        fn(workerId);
+      } catch (err) {
+        this.logger.warn({ err, worker: workerId }, 'load listener failed');
+      }
+    }
+  }
 
   /** The last load each worker reported, by worker id (in memory; the metrics history samples it). */
   loadReports(): ReadonlyMap<string, WorkerLoad> {
@@ -340,7 +412,10 @@ export class WorkerRegistry {
       throw new McpError('MCP_WORKER_NOT_FOUND', `worker "${workerId}" deregistered: register again`, { details: { worker: workerId } });
     const [row] = await this.db.update(workers).set({ lastHeartbeatAt: new Date(), status: 'healthy' }).where(eq(workers.id, workerId)).returning();
     this.noteInterval(before.heartbeatIntervalMs);
-    if (load) this.loads.set(workerId, loadOf(load, before.devices));
+    if (load) {
+      this.loads.set(workerId, loadOf(load, before.devices));
+      this.loadChanged(workerId);
+    }
     return { worker: this.view(row!), was: before.status as WorkerStatus };
   }
 
@@ -349,6 +424,7 @@ export class WorkerRegistry {
     const [row] = await this.db.update(workers).set({ status: 'stopped' }).where(eq(workers.id, workerId)).returning();
     if (!row) throw new McpError('MCP_WORKER_NOT_FOUND', `no worker "${workerId}"`, { details: { worker: workerId } });
     this.loads.delete(workerId);
+    this.loadChanged(workerId);
     return this.view(row);
   }
 
@@ -365,6 +441,7 @@ export class WorkerRegistry {
     if (!row) return undefined;
     await this.db.delete(workerModels).where(eq(workerModels.worker, workerId));
     this.loads.delete(workerId);
+    this.loadChanged(workerId);
     return this.view(row);
   }
 
