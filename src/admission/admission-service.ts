@@ -58,6 +58,8 @@ export class AdmissionService {
     const q = this.queue(model, version);
     if (q.idle) return PASS;
     const tenant = tenantOf(this.config, req.principal);
+    const now = q.tryGrant(tenant);
+    if (now) return now;
     return q.admit({
       tenant,
       weight: this.config.weights[tenant] ?? 1,

@@ -111,6 +111,12 @@ export class ModelQueue {
     return !this.limited && this.holdUntil === 0 && this.waiting.size === 0;
   }
 
+  /** A slot now when one is free and nobody waits (the uncontended path: no priority or deadline needed); else undefined. */
+  tryGrant(tenant: string): AdmissionTicket | undefined {
+    if (this.waiting.size !== 0 || this.inFlight >= this.capacity()) return undefined;
+    return this.grant(this.tenants.of(tenant), performance.now());
+  }
+
   /** A slot now (synchronously) when one is free and nobody waits; otherwise a wait in the queue, or a refusal. */
   admit(r: AdmitRequest): AdmissionTicket | Promise<AdmissionTicket> {
     const stats = this.tenants.of(r.tenant);
