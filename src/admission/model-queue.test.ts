@@ -190,6 +190,26 @@ describe('ModelQueue', () => {
     expect(e2.message).toMatch(/the load failed/);
   });
 
+  it('whoever sees an expired hold first (the capacity poll, a newcomer) answers MCP_NO_CAPACITY, never a pass to the router', async () => {
+    const { q, req } = setup({}, 0);
+    q.hold(20);
+    const held = q.admit(req());
+    const until = Date.now() + 40;
+    while (Date.now() < until) {
+      /* block: the hold's timer cannot run before the drain below */
+    }
+    q.drain();
+    expect((await refusal(() => held)).code).toBe('MCP_NO_CAPACITY');
+    q.hold(20);
+    const again = q.admit(req());
+    const until2 = Date.now() + 40;
+    while (Date.now() < until2) {
+      /* block */
+    }
+    expect(q.admit(req())).toBe(PASS); // the hold is over: admission steps aside for the newcomer…
+    expect((await refusal(() => again)).code).toBe('MCP_NO_CAPACITY'); // …and the one that waited is answered
+  });
+
   it('an unlimited model (maxConcurrentPerInstance 0) is idle: no counting at all, but a hold still holds it at zero', async () => {
     const { q, req, fleet } = setup({ maxConcurrentPerInstance: 0 }, 0);
     expect(q.idle).toBe(true);

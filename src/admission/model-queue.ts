@@ -123,11 +123,20 @@ export class ModelQueue {
     const cap = this.capacity();
     if (this.inFlight < cap && this.waiting.size === 0) return this.grant(stats, performance.now());
     const now = Date.now();
-    if (cap === 0 && this.holdUntil <= now) return PASS;
+    if (cap === 0 && this.holdUntil <= now) {
+      if (this.holdUntil !== 0) this.holdExpired();
+      return PASS;
+    }
     if (cap > 0 && this.limited && this.policy.deadlineShedding && this.samples >= MIN_SAMPLES) {
       const wait = this.estimateWait(r.level, cap);
       if (now + wait + this.serviceMs > r.deadline) {
-        throw this.refuse(stats, 'unmeetable', 'MCP_DEADLINE_UNMEETABLE', `the deadline is ${r.deadline - now} ms away; the expected queue wait is ${Math.round(wait)} ms plus ${Math.round(this.serviceMs)} ms of service`, wait);
+        throw this.refuse(
+          stats,
+          'unmeetable',
+          'MCP_DEADLINE_UNMEETABLE',
+          `the deadline is ${r.deadline - now} ms away; the expected queue wait is ${Math.round(wait)} ms plus ${Math.round(this.serviceMs)} ms of service`,
+          wait,
+        );
       }
     }
     if (this.waiting.size >= this.policy.maxQueueSize) this.makeRoom(r, stats);
@@ -158,7 +167,8 @@ export class ModelQueue {
     const cap = this.capacity();
     if (cap === 0) {
       // No capacity and none coming: the router decides (it may wait for a load, or answer MCP_NO_HEALTHY_INSTANCE).
-      if (this.holdUntil <= Date.now()) for (let w = this.waiting.pop(); w; w = this.waiting.pop()) this.leave(w).resolve(PASS);
+      if (this.holdUntil === 0) for (let w = this.waiting.pop(); w; w = this.waiting.pop()) this.leave(w).resolve(PASS);
+      else if (this.holdUntil <= Date.now()) this.holdExpired();
     } else {
       // The capacity that was coming is here: the hold has done its work.
       if (this.holdUntil !== 0) {
@@ -236,7 +246,10 @@ export class ModelQueue {
     const victim = this.waiting.victim();
     if (victim) {
       const displaced = victim.state === 'delayed' || victim.level > r.level;
-      const fairer = victim.level === r.level && victim.tenant !== r.tenant && this.waiting.load(r.level, r.tenant) + 1 / r.weight < this.waiting.load(r.level, victim.tenant);
+      const fairer =
+        victim.level === r.level &&
+        victim.tenant !== r.tenant &&
+        this.waiting.load(r.level, r.tenant) + 1 / r.weight < this.waiting.load(r.level, victim.tenant);
       if (displaced || fairer) {
         this.waiting.remove(victim);
         const [outcome, code] = displaced ? (['displaced', 'MCP_ADMISSION_QUEUE_FULL'] as const) : (['over_share', 'MCP_TENANT_OVER_SHARE'] as const);
@@ -299,7 +312,15 @@ export class ModelQueue {
     }
     this.waiting.remove(w);
     const cap = this.capacity();
-    this.leave(w).reject(this.refuse(w.stats, 'timeout', 'MCP_QUEUE_TIMEOUT', `waited ${Math.round(performance.now() - w.enqueuedAt)} ms in the admission queue`, this.estimateWait(w.level, cap)));
+    this.leave(w).reject(
+      this.refuse(
+        w.stats,
+        'timeout',
+        'MCP_QUEUE_TIMEOUT',
+        `waited ${Math.round(performance.now() - w.enqueuedAt)} ms in the admission queue`,
+        this.estimateWait(w.level, cap),
+      ),
+    );
     this.watch();
   }
 
@@ -313,11 +334,21 @@ export class ModelQueue {
     return w;
   }
 
+  /** The hold's time is up (its timer, or whoever sees it first): no capacity means MCP_NO_CAPACITY for the waiters. */
   private holdExpired(): void {
+    const left = this.holdUntil - Date.now();
+    if (left > 0) {
+      // The timer fired early or the hold was extended: wait for the rest.
+      clearTimeout(this.holdTimer);
+      this.holdTimer = setTimeout(() => this.holdExpired(), left);
+      this.holdTimer.unref();
+      return;
+    }
+    clearTimeout(this.holdTimer);
     this.holdTimer = undefined;
-    if (this.holdUntil > Date.now() + 1) return;
     this.holdUntil = 0;
-    if (this.capacity() === 0) this.failAll('no_capacity', 'MCP_NO_CAPACITY', `model "${this.model}" version ${this.version} got no ready instance within the hold`);
+    if (this.capacity() === 0)
+      this.failAll('no_capacity', 'MCP_NO_CAPACITY', `model "${this.model}" version ${this.version} got no ready instance within the hold`);
     else this.drain();
   }
 

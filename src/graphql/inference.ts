@@ -118,8 +118,7 @@ function taskOf(input: Record<string, unknown>): InferenceTask {
   return 'generate';
 }
 
-const PRIORITY_DESCRIPTION =
-  'Admission priority: critical, high, normal or low (0…3), capped by what the principal may use (or header x-mcp-priority).';
+const PRIORITY_DESCRIPTION = 'Admission priority: critical, high, normal or low (0…3), capped by what the principal may use (or header x-mcp-priority).';
 
 const GRAPHQL_INFER: EntryInfo = { entry: 'graphql', name: 'graphql infer' };
 const GRAPHQL_STREAM: EntryInfo = { entry: 'graphql', name: 'graphql inferStream' };

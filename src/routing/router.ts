@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AdmissionService } from '../admission/admission-service.ts';
+import { PASS } from '../admission/ticket.ts';
 import { McpError, toMcpError } from '../errors.ts';
 import type { InferenceOutput, InferenceRequest, InferenceTask, RoutingDecision } from '../inference/types.ts';
 import type { Fleet, InstanceHandle, ModelView } from '../models/fleet.ts';
@@ -275,7 +276,7 @@ export class Router {
       ticket.release();
       throw err;
     }
-    if (typeof step === 'string') {
+    if (typeof step === 'string' || ticket === PASS) {
       ticket.release();
       return step;
     }
