@@ -213,6 +213,18 @@ describe('admission queues', () => {
       expect(a).toMatchObject({ status: 503, code: 'MCP_QUEUE_TIMEOUT' });
       expect(Number(a.retryAfter)).toBeGreaterThanOrEqual(1);
     }
+    // A streamed answer takes a slot and gives it back when the stream ends.
+    const rejectQueue = () => gw.services.admission.snapshot((m) => m === 'reject')[0]!;
+    const admittedBefore = rejectQueue().tenants.find((t) => t.tenant === 'a')!.admitted;
+    const streamed = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: auth('a'),
+      body: JSON.stringify({ model: 'reject', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(streamed.status).toBe(200);
+    expect(await streamed.text()).toContain('[DONE]');
+    expect(rejectQueue().tenants.find((t) => t.tenant === 'a')!.admitted).toBe(admittedBefore + 1);
+    expect(await until(() => rejectQueue().inFlight === 0, 5000)).toBe(true);
     const delayed = await Promise.all([chat('delay', 'a'), chat('delay', 'a'), chat('delay', 'a')]);
     expect(delayed.map((a) => a.status)).toEqual([200, 200, 200]);
     const metrics = await (await fetch(`${gw.url}/metrics`, { headers: auth('admin') })).text();
