@@ -260,6 +260,12 @@ export class Router {
    * the next model with its error (429/503 with Retry-After when none is left).
    */
   private async tryTarget<T>(trip: Trip<T>, target: Target): Promise<Step<T>> {
+    // A task no ready instance serves is refused before it takes a slot or waits for one.
+    const unsupported = this.unsupportedTask(target, trip.req.input.task);
+    if (unsupported) {
+      trip.lastError = unsupported;
+      return 'stop';
+    }
     if (!this.admission) return this.attemptTarget(trip, target);
     let ticket;
     try {
@@ -293,11 +299,6 @@ export class Router {
 
   /** Attempts on one model version, up to maxAttempts, each on an instance not tried yet. */
   private async attemptTarget<T>(trip: Trip<T>, target: Target): Promise<Step<T>> {
-    const unsupported = this.unsupportedTask(target, trip.req.input.task);
-    if (unsupported) {
-      trip.lastError = unsupported;
-      return 'stop';
-    }
     const tried = new Set<string>();
     for (let n = 0; n < this.options.maxAttempts; n++) {
       if (trip.limit.signal.aborted) return 'stop';
