@@ -26,6 +26,17 @@ export const ERROR_CODES = {
   MCP_NO_HEALTHY_INSTANCE: { status: 503, message: 'No ready, healthy instance can serve the model now.' },
   MCP_QUEUE_FULL: { status: 503, message: 'The request queue is full.' },
   MCP_OVERLOADED: { status: 503, message: 'The request was shed under load.' },
+  MCP_ADMISSION_QUEUE_FULL: {
+    status: 429,
+    message: "The model version's admission queue is full (or the request was displaced by a more urgent one); retry after Retry-After.",
+  },
+  MCP_TENANT_OVER_SHARE: {
+    status: 429,
+    message: "The tenant holds more than its weighted share of the model version's full admission queue; retry after Retry-After.",
+  },
+  MCP_QUEUE_TIMEOUT: { status: 503, message: 'The request waited in the admission queue longer than its queue timeout.' },
+  MCP_DEADLINE_UNMEETABLE: { status: 503, message: 'The request cannot meet its deadline given the current queue wait; refused at once.' },
+  MCP_NO_CAPACITY: { status: 503, message: 'The model version had no capacity and none arrived within the hold.' },
   MCP_CIRCUIT_OPEN: { status: 503, message: 'Every candidate instance has an open circuit breaker.' },
   MCP_UPSTREAM_ERROR: { status: 502, message: 'The model server answered with an error.' },
   MCP_UPSTREAM_UNAVAILABLE: { status: 503, message: 'The model server could not be reached.' },

@@ -34,6 +34,7 @@ import type { LookupFunction } from './security/address-policy.ts';
 import { PluginHost } from './plugin/host.ts';
 import { InstanceHealth } from './routing/resilience/instance-health.ts';
 import { Router } from './routing/router.ts';
+import { AdmissionService } from './admission/admission-service.ts';
 import { TrafficManager } from './traffic/traffic-manager.ts';
 import type { Services } from './services.ts';
 import { WorkerRegistry } from './workers/worker-registry.ts';
@@ -164,6 +165,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const traffic = new TrafficManager({ database, registry, fleet, config: config.router, logger: logger.child({ component: 'traffic' }) });
     closers.push(() => traffic.close());
     router.setListener(traffic);
+    const admission = new AdmissionService(config.admission, fleet, metricsRegistry);
+    router.setAdmission(admission);
+    closers.push(async () => admission.close());
     const limits = createLimits(config.limits, plugins, logger.child({ component: 'limits' }), metricsRegistry);
     closers.push(() => limits.idle());
     const inference = new InferenceService(router, logger, limits);
@@ -234,6 +238,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       router,
       traffic,
       inference,
+      admission,
       metrics,
       tracing,
       metricsRegistry,

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { AdminService } from './admin/admin-service.ts';
+import type { AdmissionService } from './admission/admission-service.ts';
 import type { AlertDispatcher } from './alerts/dispatcher.ts';
 import type { AlertEngine } from './alerts/engine.ts';
 import type { Config } from './config/schema.ts';
@@ -37,6 +38,8 @@ export interface Services {
   /** Traffic splits, canaries, shadow, fallbacks, per-variant stats, inference records and feedback. */
   traffic: TrafficManager;
   inference: InferenceService;
+  /** Admission queues per model version (config `admission`); `hold(model, ms)` when capacity is coming (scale from zero). */
+  admission: AdmissionService;
   /** Authentication (the configured strategies), permissions, login/refresh/logout. */
   auth: AuthService;
   /** Rate and token limits (config `limits`): inference admission, `checkRequest` for every request, the failed-auth limit per IP. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { admissionConfigSchema } from '../admission/config.ts';
 import { alertsConfigSchema } from '../alerts/config.ts';
 import { auditConfigSchema } from '../audit/config.ts';
 import { authConfigSchema } from '../auth/config.ts';
@@ -207,6 +208,8 @@ export const configSchema = z.strictObject({
   auth: authConfigSchema,
   security: securityConfigSchema,
   limits: limitsConfigSchema,
+  /** Admission queues per model version: concurrency per instance, priorities, fair share across tenants, queue timeouts, shedding. */
+  admission: admissionConfigSchema,
   /** Metrics history (ring buffer and per-minute rollups) behind GraphQL `metrics` and `metricsUpdates`. */
   monitoring: monitoringConfigSchema,
   audit: auditConfigSchema,

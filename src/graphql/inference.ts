@@ -108,6 +108,7 @@ interface InferArgs {
   input: Record<string, unknown>;
   timeoutMs?: number | null;
   explain?: boolean | null;
+  priority?: string | null;
 }
 
 function taskOf(input: Record<string, unknown>): InferenceTask {
@@ -116,6 +117,8 @@ function taskOf(input: Record<string, unknown>): InferenceTask {
   if (input.tensors) return 'tensor';
   return 'generate';
 }
+
+const PRIORITY_DESCRIPTION = 'Admission priority: critical, high, normal or low (0…3), capped by what the principal may use (or header x-mcp-priority).';
 
 const GRAPHQL_INFER: EntryInfo = { entry: 'graphql', name: 'graphql infer' };
 const GRAPHQL_STREAM: EntryInfo = { entry: 'graphql', name: 'graphql inferStream' };
@@ -146,6 +149,7 @@ function buildRequest(args: InferArgs, ctx: GraphQLContext, stream: boolean, tra
     timeoutMs: args.timeoutMs,
     principal: ctx.principal,
     explain: args.explain ?? undefined,
+    priority: args.priority ?? undefined,
     headers: ctx.headers,
     trace,
   });
@@ -162,6 +166,7 @@ builder.mutationFields((t) => ({
       input: t.arg({ type: InferInput, required: true }),
       timeoutMs: t.arg.int({ description: 'Deadline from now, ms (or header x-mcp-timeout-ms).' }),
       explain: t.arg.boolean({ description: 'Return the routing decision in `routing`.' }),
+      priority: t.arg.string({ description: PRIORITY_DESCRIPTION }),
     },
     resolve: (_r, args, ctx) => ctx.services.inference.infer(requestOf(args as InferArgs, ctx, false)),
   }),
@@ -177,6 +182,7 @@ builder.subscriptionFields((t) => ({
       version: t.arg.string(),
       input: t.arg({ type: InferInput, required: true }),
       timeoutMs: t.arg.int(),
+      priority: t.arg.string({ description: PRIORITY_DESCRIPTION }),
     },
     subscribe: async function* (_r, args, ctx) {
       const stream = ctx.services.inference.stream(requestOf(args as InferArgs, ctx, true));

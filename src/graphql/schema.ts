@@ -10,6 +10,7 @@ import './audit.ts';
 import './alerts.ts';
 import './metrics.ts';
 import './resources.ts';
+import './queues.ts';
 
 let schema: GraphQLSchema | undefined;
 

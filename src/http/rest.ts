@@ -164,6 +164,7 @@ async function restInference(services: Services, x: HttpExchange, modelParam: st
       signal: x.signal,
       principal,
       trace,
+      priority: b.priority,
     }),
   );
   sendJson(res, 200, {

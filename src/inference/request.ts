@@ -3,6 +3,7 @@ import { McpError } from '../errors.ts';
 import { checkId, parseInput } from '../validation.ts';
 import type { InferenceInput, InferenceRequest, Principal } from './types.ts';
 import { inferenceInputSchema, liftExtraParameters } from './schema.ts';
+import { parsePriority } from '../admission/priority.ts';
 
 export interface RequestParts {
   model: string;
@@ -23,6 +24,8 @@ export interface RequestParts {
   headers?: InferenceRequest['headers'];
   /** The entry's spans, when tracing is on. */
   trace?: InferenceRequest['trace'];
+  /** Admission priority (a GraphQL/REST argument: name or 0…3); otherwise the `x-mcp-priority` header. */
+  priority?: unknown;
 }
 
 /** Longest per-request deadline an entry point may ask for, ms. */
@@ -78,5 +81,27 @@ export function buildInferenceRequest(parts: RequestParts): InferenceRequest {
     ...(parts.headers ? { headers: parts.headers } : {}),
     ...(parts.trace ? { trace: parts.trace } : {}),
     ...(parts.ip ? { ip: parts.ip } : {}),
+    ...admissionOf(parts),
   };
+}
+
+/** The admission priority and queue timeout a request asks for (argument, else header); nothing when it asks for neither. */
+function admissionOf(parts: RequestParts): Pick<InferenceRequest, 'priority' | 'queueTimeoutMs'> {
+  const out: Pick<InferenceRequest, 'priority' | 'queueTimeoutMs'> = {};
+  if (parts.priority !== undefined && parts.priority !== null) out.priority = parsePriority(parts.priority, 'priority');
+  else {
+    const h = headerValue(parts.headers, 'x-mcp-priority');
+    if (h !== undefined) out.priority = parsePriority(h, 'x-mcp-priority');
+  }
+  const qt = headerValue(parts.headers, 'x-mcp-queue-timeout-ms');
+  if (qt !== undefined) {
+    const ms = Number(qt);
+    if (!Number.isInteger(ms) || ms < 1 || ms > MAX_TIMEOUT_MS) {
+      throw new McpError('MCP_VALIDATION_FAILED', `x-mcp-queue-timeout-ms: a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}`, {
+        details: { path: 'x-mcp-queue-timeout-ms' },
+      });
+    }
+    out.queueTimeoutMs = ms;
+  }
+  return out;
 }

@@ -80,6 +80,10 @@ export interface InferenceRequest {
   explain?: boolean;
   /** Which entry point the request came in through (graphql, rest, openai, kserve). */
   entry: string;
+  /** Admission priority asked for, 0 (critical) … 3 (low): header `x-mcp-priority` or a `priority` argument; capped by the principal's maximum. */
+  priority?: number;
+  /** Longest wait in an admission queue the request accepts, ms (header `x-mcp-queue-timeout-ms`; at most the model's queueTimeoutMs). */
+  queueTimeoutMs?: number;
   /** The request's spans, when tracing is on (config `tracing`); absent otherwise, and nothing is traced. */
   trace?: InferenceTrace;
 }

@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import type { AdmissionService } from '../admission/admission-service.ts';
+import { PASS } from '../admission/ticket.ts';
 import { McpError, toMcpError } from '../errors.ts';
 import type { InferenceOutput, InferenceRequest, InferenceTask, RoutingDecision } from '../inference/types.ts';
 import type { Fleet, InstanceHandle, ModelView } from '../models/fleet.ts';
@@ -131,6 +133,7 @@ export class Router {
   private readonly readiness: InstanceReadiness;
   private readonly describe = (h: InstanceHandle): string => this.stateOf(h);
   private listener: RoutingListener | undefined;
+  private admission: AdmissionService | undefined;
 
   constructor(
     private readonly fleet: Fleet,
@@ -149,6 +152,11 @@ export class Router {
   /** Registers the traffic manager (shadow answers). */
   setListener(listener: RoutingListener): void {
     this.listener = listener;
+  }
+
+  /** Admission queues per model version (src/admission): a request takes a slot before its attempts and gives it back when it ends. */
+  setAdmission(admission: AdmissionService): void {
+    this.admission = admission;
   }
 
   healthOf(instanceId: string): string {
@@ -246,13 +254,51 @@ export class Router {
     };
   }
 
-  /** Attempts on one model version, up to maxAttempts, each on an instance not tried yet. */
+  /**
+   * The version's admission slot (src/admission), then its attempts; the slot goes back when the
+   * answer is out (Routed.finish) or the attempts end without one. A refused admission goes to
+   * the next model with its error (429/503 with Retry-After when none is left).
+   */
   private async tryTarget<T>(trip: Trip<T>, target: Target): Promise<Step<T>> {
+    // A task no ready instance serves is refused before it takes a slot or waits for one.
     const unsupported = this.unsupportedTask(target, trip.req.input.task);
     if (unsupported) {
       trip.lastError = unsupported;
       return 'stop';
     }
+    if (!this.admission) return this.attemptTarget(trip, target);
+    let ticket;
+    try {
+      const t = this.admission.admit(trip.req, target.modelId, target.version, trip.deadline, trip.limit.signal);
+      ticket = t instanceof Promise ? await t : t;
+    } catch (err) {
+      trip.lastError = this.classify(err, trip);
+      return trip.limit.signal.aborted ? 'stop' : 'next';
+    }
+    let step: Step<T>;
+    try {
+      step = await this.attemptTarget(trip, target);
+    } catch (err) {
+      ticket.release();
+      throw err;
+    }
+    if (typeof step === 'string' || ticket === PASS) {
+      ticket.release();
+      return step;
+    }
+    const finish = step.finish;
+    const slot = ticket;
+    return {
+      ...step,
+      finish: (ok, error) => {
+        slot.release();
+        finish(ok, error);
+      },
+    };
+  }
+
+  /** Attempts on one model version, up to maxAttempts, each on an instance not tried yet. */
+  private async attemptTarget<T>(trip: Trip<T>, target: Target): Promise<Step<T>> {
     const tried = new Set<string>();
     for (let n = 0; n < this.options.maxAttempts; n++) {
       if (trip.limit.signal.aborted) return 'stop';

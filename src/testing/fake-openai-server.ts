@@ -19,6 +19,8 @@ export interface FakeOpenAIBehavior {
   paceAnswers: boolean;
   /** Delay before the response headers (every route). */
   delayMs: number;
+  /** A random extra delay, uniform in 0 … delayJitterMs, added to delayMs (answers that do not all take the same time). */
+  delayJitterMs: number;
   finishReason: 'stop' | 'length';
   promptTokens: number;
   embeddingDim: number;
@@ -61,6 +63,7 @@ const DEFAULTS: FakeOpenAIBehavior = {
   tokenDelayMs: 0,
   paceAnswers: false,
   delayMs: 0,
+  delayJitterMs: 0,
   finishReason: 'stop',
   promptTokens: 5,
   embeddingDim: 4,
@@ -158,7 +161,8 @@ export async function startFakeOpenAI(opts: Partial<FakeOpenAIBehavior> = {}): P
     const p = pre;
     const b = p.behavior;
     if (b.hang) return;
-    if (b.delayMs > 0 && !(await sleep(b.delayMs, res))) return;
+    const delay = b.delayMs + (b.delayJitterMs > 0 ? Math.random() * b.delayJitterMs : 0);
+    if (delay > 0 && !(await sleep(delay, res))) return;
     if (b.gate) {
       await b.gate;
       if (res.destroyed) return;
