@@ -8,6 +8,7 @@ import type { Database } from './db/client.ts';
 import type { StorageHealth, StorageState } from './db/storage-health.ts';
 import type { EventBus } from './events/bus.ts';
 import type { InferenceService } from './inference/service.ts';
+import type { ResponseCache } from './cache/response-cache.ts';
 import type { Fleet } from './models/fleet.ts';
 import type { ModelRegistry } from './models/registry.ts';
 import type { Accounts } from './auth/accounts.ts';
@@ -36,6 +37,8 @@ export interface Services {
   /** Traffic splits, canaries, shadow, fallbacks, per-variant stats, inference records and feedback. */
   traffic: TrafficManager;
   inference: InferenceService;
+  /** The response cache (config `cache`; per model with setModelCache). */
+  cache: ResponseCache;
   /** Authentication (the configured strategies), permissions, login/refresh/logout. */
   auth: AuthService;
   /** Rate and token limits (config `limits`): inference admission, `checkRequest` for every request, the failed-auth limit per IP. */
