@@ -268,6 +268,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     fleet.watch(watch.signal);
     health.watch(watch.signal);
     metrics.watch(events, watch.signal);
+    services.cache.watch(events, watch.signal);
     metricsHistory.start();
     workers.startWatchdog();
     const retention = new WorkerRetention(config.workers.retentionMs, workers, admin, audit, logger.child({ component: 'workers' }));

@@ -59,6 +59,17 @@ export class MemoryStore implements CacheStore {
     this.total += bytes;
   }
 
+  async purge(prefix: string): Promise<number> {
+    let n = 0;
+    for (const [k, e] of this.entries) {
+      if (!k.startsWith(prefix)) continue;
+      this.entries.delete(k);
+      this.total -= e.bytes;
+      n++;
+    }
+    return n;
+  }
+
   async close(): Promise<void> {
     this.entries.clear();
     this.total = 0;

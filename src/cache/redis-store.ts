@@ -18,8 +18,10 @@ export class RedisStore implements CacheStore {
   readonly kind = 'redis';
   private readonly client: Redis;
   private readonly connecting: Promise<void>;
+  private readonly keyPrefix: string;
 
   constructor(o: RedisStoreOptions) {
+    this.keyPrefix = o.keyPrefix;
     this.client = new Redis(o.url, {
       lazyConnect: true,
       keyPrefix: o.keyPrefix,
@@ -46,6 +48,20 @@ export class RedisStore implements CacheStore {
 
   async set(key: string, value: string, ttlMs: number): Promise<void> {
     await (await this.ready()).set(key, value, 'PX', Math.max(1, Math.round(ttlMs)));
+  }
+
+  /** SCAN for the prefix (keys are `<model>:<hash>`; model ids hold no glob characters) and DEL what it finds, in batches. */
+  async purge(prefix: string): Promise<number> {
+    const c = await this.ready();
+    let n = 0;
+    let cursor = '0';
+    do {
+      const [next, keys] = await c.scan(cursor, 'MATCH', `${this.keyPrefix}${prefix}*`, 'COUNT', 500);
+      cursor = next;
+      // DEL adds the client's keyPrefix itself: give it the keys without it.
+      if (keys.length) n += await c.del(...keys.map((k) => k.slice(this.keyPrefix.length)));
+    } while (cursor !== '0');
+    return n;
   }
 
   async close(): Promise<void> {

@@ -5,6 +5,7 @@ import { mayUseModel } from '../auth/permissions.ts';
 import type { Config } from '../config/schema.ts';
 import type { ModelRouting } from '../db/schema.ts';
 import { McpError } from '../errors.ts';
+import type { EventBus, ModelEventType } from '../events/bus.ts';
 import type { InferenceChunk, InferenceOutput, InferenceRequest, RoutingDecision } from '../inference/types.ts';
 import type { Fleet } from '../models/fleet.ts';
 import type { ModelRegistry, ModelRow } from '../models/registry.ts';
@@ -13,6 +14,9 @@ import { cacheControl, cacheKey, isDeterministic } from './key.ts';
 import { MemoryStore } from './memory-store.ts';
 import { RedisStore } from './redis-store.ts';
 import type { CacheStore } from './store.ts';
+
+/** Registry changes after which a model's cached answers are dropped. */
+const PURGE_ON: ReadonlySet<ModelEventType> = new Set(['INSTANCE_ADDED', 'INSTANCE_REMOVED', 'VERSION_ADDED', 'MODEL_DELETED']);
 
 export type CacheOutcome = 'hit' | 'miss' | 'bypass';
 export type ModelCacheSettings = NonNullable<ModelRouting['cache']>;
@@ -162,12 +166,28 @@ export class ResponseCache {
     this.store.set(plan.key, value, plan.ttlMs).catch((err: unknown) => this.failed('set', err));
   }
 
-  private failed(op: 'get' | 'set', err: unknown): void {
+  private failed(op: 'get' | 'set' | 'purge', err: unknown): void {
     this.errors.inc({ op });
     if (Date.now() - this.lastWarn > 30_000) {
       this.lastWarn = Date.now();
       this.deps.logger.warn({ op, err: (err as Error).message, store: this.store.kind }, 'response cache store failed; requests go on uncached');
     }
+  }
+
+  /**
+   * Drops a model's answers when its instances or versions change (the keys change then too, but a
+   * set of instances can come back to one seen before, e.g. an instance added and removed again).
+   * The memory store follows every replica's changes; the Redis store is purged once, by the replica
+   * that made the change.
+   */
+  watch(events: EventBus, signal: AbortSignal): void {
+    void (async () => {
+      for await (const e of events.subscribe('modelEvents', signal)) {
+        if (!PURGE_ON.has(e.type) || !this.settingsOf(e.modelId)) continue;
+        if (this.store.kind === 'redis' && e.origin !== this.deps.registry.origin) continue;
+        await this.store.purge(`${e.modelId}:`).catch((err: unknown) => this.failed('purge', err));
+      }
+    })();
   }
 
   close(): Promise<void> {

@@ -5,5 +5,7 @@ export interface CacheStore {
   get(key: string): Promise<string | undefined>;
   /** Keeps the value for ttlMs. */
   set(key: string, value: string, ttlMs: number): Promise<void>;
+  /** Drops every value whose key starts with `prefix` (a model's answers); how many. */
+  purge(prefix: string): Promise<number>;
   close(): Promise<void>;
 }
