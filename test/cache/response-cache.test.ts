@@ -81,6 +81,17 @@ describe('response cache (memory store)', () => {
     expect(calls()).toBe(before + 3);
   });
 
+  it('GraphQL infer shares the same path: a repeat is answered without an upstream call', async () => {
+    const q =
+      'mutation { infer(model: "chat-model", input: { messages: [{ role: "user", content: "gql" }], parameters: { temperature: 0 } }) { text version } }';
+    const before = calls();
+    const a = await s.gw.gql(q, {}, bearer(CHAT_ONLY));
+    const b = await s.gw.gql(q, {}, bearer(CHAT_ONLY));
+    expect(a.errors).toBeUndefined();
+    expect(b.data).toEqual(a.data);
+    expect(calls()).toBe(before + 1);
+  });
+
   it('a non-deterministic request is never answered from the cache', async () => {
     const before = calls();
     for (const body of [{}, { temperature: 0.7 }, { temperature: 0.7 }, {}]) {
@@ -148,6 +159,31 @@ describe('response cache (memory store)', () => {
     expect(s.gw.services.cache.plan(req)).toBeUndefined();
     expect(outcome).toBeUndefined();
     expect(calls()).toBe(before);
+  });
+
+  it('cache.scope partitions answers by tenant or principal', async () => {
+    const { ResponseCache } = await import('../../src/cache/response-cache.ts');
+    const { MemoryStore } = await import('../../src/cache/memory-store.ts');
+    const { Registry } = await import('prom-client');
+    const { buildInferenceRequest } = await import('../../src/inference/request.ts');
+    const { registry, instances: fleet, logger } = s.gw.services;
+    const keyOf = (scope: 'model' | 'tenant' | 'principal', id: string, tenant?: string) => {
+      const cache = new ResponseCache({ ...s.gw.config.cache, scope }, new MemoryStore(1 << 20), { registry, fleet, logger, metrics: new Registry() });
+      const req = buildInferenceRequest({
+        model: 'chat-model',
+        input: { task: 'chat', messages: [{ role: 'user', content: 'hi' }], parameters: { temperature: 0 } },
+        entry: 'openai',
+        signal: new AbortController().signal,
+        principal: { id, via: 'api-key', roles: ['developer'], ...(tenant ? { claims: { tenant } } : {}) },
+      });
+      return cache.plan(req)!.key!;
+    };
+    expect(keyOf('model', 'u1')).toBe(keyOf('model', 'u2'));
+    expect(keyOf('principal', 'u1')).not.toBe(keyOf('principal', 'u2'));
+    expect(keyOf('tenant', 'u1', 'acme')).toBe(keyOf('tenant', 'u2', 'acme'));
+    expect(keyOf('tenant', 'u1', 'acme')).not.toBe(keyOf('tenant', 'u3', 'globex'));
+    // Without a tenant claim, a tenant-scoped answer is the principal's own.
+    expect(keyOf('tenant', 'u1')).not.toBe(keyOf('tenant', 'u2'));
   });
 
   it('a streamed answer is kept whole and replayed as a stream; a stream that fails mid-way is not kept', async () => {
