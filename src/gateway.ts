@@ -21,6 +21,7 @@ import { createLocalEventBus, type EventBus } from './events/bus.ts';
 import { createGraphQLServer } from './graphql/yoga.ts';
 import { createGatewayHttpServer, type HttpAdapter } from './http/server.ts';
 import { InferenceService } from './inference/service.ts';
+import { createResponseCache } from './cache/response-cache.ts';
 import { createTracing } from './tracing/tracing.ts';
 import { createLimits } from './limits/create.ts';
 import { seedModels } from './models/seed.ts';
@@ -171,6 +172,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const limits = createLimits(config.limits, plugins, logger.child({ component: 'limits' }), metricsRegistry);
     closers.push(() => limits.idle());
     const inference = new InferenceService(router, logger, limits);
+    const cache = createResponseCache(config, { registry, fleet, logger: logger.child({ component: 'cache' }), metrics: metricsRegistry });
+    closers.push(() => cache.close());
+    inference.useCache(cache);
     const tracing = await createTracing(config.tracing, logger.child({ component: 'tracing' }));
     if (tracing) closers.push(() => tracing.shutdown());
     const metrics = new GatewayMetrics(metricsRegistry, {
@@ -239,6 +243,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       traffic,
       inference,
       admission,
+      cache,
       metrics,
       tracing,
       metricsRegistry,
@@ -278,6 +283,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     fleet.watch(watch.signal);
     health.watch(watch.signal);
     metrics.watch(events, watch.signal);
+    services.cache.watch(events, watch.signal);
     metricsHistory.start();
     workers.startWatchdog();
     resources.start();

@@ -9,6 +9,7 @@ import type { Database } from './db/client.ts';
 import type { StorageHealth, StorageState } from './db/storage-health.ts';
 import type { EventBus } from './events/bus.ts';
 import type { InferenceService } from './inference/service.ts';
+import type { ResponseCache } from './cache/response-cache.ts';
 import type { Fleet } from './models/fleet.ts';
 import type { ModelRegistry } from './models/registry.ts';
 import type { Accounts } from './auth/accounts.ts';
@@ -40,6 +41,8 @@ export interface Services {
   inference: InferenceService;
   /** Admission queues per model version (config `admission`); `hold(model, ms)` when capacity is coming (scale from zero). */
   admission: AdmissionService;
+  /** The response cache (config `cache`; per model with setModelCache). */
+  cache: ResponseCache;
   /** Authentication (the configured strategies), permissions, login/refresh/logout. */
   auth: AuthService;
   /** Rate and token limits (config `limits`): inference admission, `checkRequest` for every request, the failed-auth limit per IP. */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { sortKeys } from '../canonical-json.ts';
 import type { AuditEntry } from './types.ts';
 
 /** The prev_hash of the first row of the chain. */
@@ -30,17 +31,6 @@ export interface AuditRow {
 
 /** The columns the canonical form covers (the derived actors, models and outcomes are checked against entries instead). */
 export type CanonicalFields = Omit<AuditRow, 'prevHash' | 'hash' | 'actors' | 'models' | 'outcomes'>;
-
-/** A JSON value with object keys sorted at every level (jsonb does not keep the order keys were written in). */
-function sortKeys(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(sortKeys);
-  if (v && typeof v === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v).sort()) out[k] = sortKeys((v as Record<string, unknown>)[k]);
-    return out;
-  }
-  return v;
-}
 
 /**
  * The canonical form of a row, the one input of its hash: the JSON array

@@ -183,6 +183,48 @@ export const configSchema = z.strictObject({
       probeTimeoutMs: z.number().int().min(100).default(2_000),
     })
     .prefault({}),
+  /**
+   * Response cache (opt-in per model with setModelCache): exact-match answers to deterministic requests
+   * (tensor and embedding models; generation with temperature 0 or a fixed seed).
+   */
+  cache: z
+    .strictObject({
+      /** memory: an LRU in this process, bounded by maxBytes; redis: shared by every gateway replica (redisUrl). */
+      store: z.enum(['memory', 'redis']).default('memory'),
+      /** Memory store: the most bytes of cached answers (keys included) kept; least recently used go first. */
+      maxBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(64 * 1024 ** 3)
+        .default(64 * 1024 * 1024),
+      /** An answer larger than this is not cached (either store), bytes of its JSON. */
+      maxEntryBytes: z
+        .number()
+        .int()
+        .min(256)
+        .max(64 * 1024 * 1024)
+        .default(1024 * 1024),
+      /** The longest TTL setModelCache accepts, ms. */
+      maxTtlMs: z
+        .number()
+        .int()
+        .min(1000)
+        .max(30 * 24 * 3_600_000)
+        .default(24 * 3_600_000),
+      /**
+       * Who shares answers: `model` (every principal allowed to call the model), `tenant` (also the same
+       * `tenant` claim), `principal` (only the same principal).
+       */
+      scope: z.enum(['model', 'tenant', 'principal']).default('model'),
+      /** Redis store: redis://… (default: events.redisUrl). */
+      redisUrl: z.string().optional(),
+      /** Redis store: key prefix, so several deployments can share one Redis. */
+      keyPrefix: z.string().min(1).max(100).default('capibara-mcp:cache:'),
+      /** Redis store: a command without an answer after this long counts as a miss (the request goes on uncached), ms. */
+      redisTimeoutMs: z.number().int().min(10).max(60_000).default(250),
+    })
+    .prefault({}),
   /** Live events (registry changes, health, worker commands) between gateway replicas. */
   events: z
     .strictObject({

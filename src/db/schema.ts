@@ -35,6 +35,8 @@ export interface ModelRouting {
   previousDefault?: string | null;
   /** false: calls may have side effects; failures after the model may have run are not retried (default true). */
   idempotent?: boolean;
+  /** Response cache for this model (setModelCache): deterministic answers kept for ttlMs. */
+  cache?: { enabled: boolean; ttlMs: number } | null;
 }
 
 export const models = pgTable(

@@ -11,6 +11,7 @@ import './alerts.ts';
 import './metrics.ts';
 import './resources.ts';
 import './queues.ts';
+import './cache.ts';
 
 let schema: GraphQLSchema | undefined;
 

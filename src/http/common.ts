@@ -139,3 +139,10 @@ export function inClientTerms(err: unknown, rename: (path: string) => string): u
   const message = err.message.startsWith(`${path}:`) ? `${renamed}${err.message.slice(path.length)}` : err.message;
   return new McpError(err.code, message, { details: { ...err.details, path: renamed, ...(issues ? { issues } : {}) }, cause: err, status: err.status });
 }
+
+/** The response cache's outcome as the `x-mcp-cache` header (hit, miss, bypass), set before the answer is written. */
+export function cacheHeader(res: ServerResponse): (outcome: 'hit' | 'miss' | 'bypass') => void {
+  return (outcome) => {
+    if (!res.headersSent) res.setHeader('x-mcp-cache', outcome);
+  };
+}

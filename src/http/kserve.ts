@@ -6,7 +6,7 @@ import type { ModelView } from '../models/fleet.ts';
 import type { Services } from '../services.ts';
 import { tracedAuth } from '../tracing/entry.ts';
 import type { EntryInfo } from '../tracing/tracing.ts';
-import { authRequestOf, inClientTerms, pathParam, readJson, sendJson } from './common.ts';
+import { authRequestOf, inClientTerms, pathParam, readJson, sendJson, cacheHeader } from './common.ts';
 import { handleRepository } from './kserve-repository.ts';
 import type { HttpAdapter } from './server.ts';
 
@@ -185,6 +185,7 @@ export const kserveAdapter: HttpAdapter = {
           entry: 'kserve',
           ip: req.socket.remoteAddress,
           onLimits: (p) => setRateLimitHeaders(res, p),
+          onCache: cacheHeader(res),
           signal: x.signal,
           principal,
           trace,

@@ -8,7 +8,7 @@ import type { Services } from '../services.ts';
 import { traced, tracedAuth } from '../tracing/entry.ts';
 import type { InferenceTrace } from '../tracing/inference-trace.ts';
 import type { EntryInfo } from '../tracing/tracing.ts';
-import { authRequestOf, inClientTerms, pathParam, readJson, sendJson, type HttpExchange } from './common.ts';
+import { authRequestOf, inClientTerms, pathParam, readJson, sendJson, type HttpExchange, cacheHeader } from './common.ts';
 import type { HttpAdapter } from './server.ts';
 import { checkId } from '../validation.ts';
 
@@ -173,6 +173,7 @@ async function completions(services: Services, x: HttpExchange, chat: boolean, t
     entry: 'openai',
     ip: x.req.socket.remoteAddress,
     onLimits: (p) => setRateLimitHeaders(x.res, p),
+    onCache: cacheHeader(x.res),
     signal: x.signal,
     principal,
     trace,
@@ -270,6 +271,7 @@ async function embeddings(services: Services, x: HttpExchange, trace: InferenceT
       entry: 'openai',
       ip: x.req.socket.remoteAddress,
       onLimits: (p) => setRateLimitHeaders(x.res, p),
+      onCache: cacheHeader(x.res),
       signal: x.signal,
       principal,
       trace,

@@ -7,7 +7,7 @@ import type { Services } from '../services.ts';
 import { traced, tracedAuth } from '../tracing/entry.ts';
 import type { InferenceTrace } from '../tracing/inference-trace.ts';
 import type { EntryInfo } from '../tracing/tracing.ts';
-import { authRequestOf, pathParam, readJson, sendJson, type HttpExchange } from './common.ts';
+import { authRequestOf, pathParam, readJson, sendJson, type HttpExchange, cacheHeader } from './common.ts';
 
 const MODEL_INFERENCE = /^\/api\/v1\/models\/([^/]+)\/inference$/;
 const MODEL_ONE = /^\/api\/v1\/models\/([^/]+)$/;
@@ -161,6 +161,7 @@ async function restInference(services: Services, x: HttpExchange, modelParam: st
       entry: 'rest',
       ip: req.socket.remoteAddress,
       onLimits: (p) => setRateLimitHeaders(res, p),
+      onCache: cacheHeader(res),
       signal: x.signal,
       principal,
       trace,

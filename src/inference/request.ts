@@ -19,6 +19,7 @@ export interface RequestParts {
   /** Client address (rate limits per IP, audit rows). */
   ip?: string;
   onLimits?: InferenceRequest['onLimits'];
+  onCache?: InferenceRequest['onCache'];
   affinityKey?: string;
   explain?: boolean;
   headers?: InferenceRequest['headers'];
@@ -74,6 +75,7 @@ export function buildInferenceRequest(parts: RequestParts): InferenceRequest {
     principal: parts.principal,
     ...(parts.ip ? { ip: parts.ip } : {}),
     ...(parts.onLimits ? { onLimits: parts.onLimits } : {}),
+    ...(parts.onCache ? { onCache: parts.onCache } : {}),
     // The x-mcp-affinity-key header wins over what the entry point proposes, then the principal.
     affinityKey: headerValue(parts.headers, 'x-mcp-affinity-key') ?? parts.affinityKey ?? parts.principal?.id,
     explain: parts.explain ?? headerValue(parts.headers, 'x-mcp-explain') === '1',

@@ -2,8 +2,9 @@ import type { Logger } from 'pino';
 import { McpError, toMcpError } from '../errors.ts';
 import { RoutingFailure } from '../routing/decision.ts';
 import type { Admission, LimitsService } from '../limits/limits-service.ts';
+import type { ResponseCache } from '../cache/response-cache.ts';
 import type { Routed, Router } from '../routing/router.ts';
-import type { InferenceChunk, InferenceRequest, InferenceResult, RoutingDecision } from './types.ts';
+import type { InferenceChunk, InferenceOutput, InferenceRequest, InferenceResult, RoutingDecision } from './types.ts';
 
 export interface InferenceOutcome {
   ok: boolean;
@@ -38,6 +39,7 @@ function failureDecision(err: unknown): RoutingDecision | undefined {
 /** The one inference path: every entry point builds an InferenceRequest and calls this. */
 export class InferenceService {
   private readonly observers: InferenceObserver[] = [];
+  private cache: ResponseCache | undefined;
 
   constructor(
     private readonly router: Router,
@@ -48,6 +50,11 @@ export class InferenceService {
 
   observe(observer: InferenceObserver): void {
     this.observers.push(observer);
+  }
+
+  /** Answers deterministic requests of models that opted in from the response cache (after admission), and keeps their answers. */
+  useCache(cache: ResponseCache): void {
+    this.cache = cache;
   }
 
   /**
@@ -86,22 +93,33 @@ export class InferenceService {
     let admission: Admission | undefined;
     let result: InferenceResult | undefined;
     let done: { result: InferenceResult; wait: Promise<unknown> | undefined };
+    const cache = this.cache;
     try {
       if (this.limits?.active) admission = await this.limits.admit(req);
       if (admission?.policies.length) req.onLimits?.(admission.policies);
-      const { value, handle, decision, finish } = await this.router.route(req, (h, call) => h.loaded!.infer(req.input, call));
-      result = {
-        ...value,
-        id: req.id,
-        model: req.model,
-        version: handle.version,
-        instanceId: handle.id,
-        latencyMs: performance.now() - started,
-        runtime: handle.loaded?.runtime,
-        routing: req.explain ? decision : undefined,
-      };
-      finish(true);
-      done = { result, wait: this.report(req, started, { ok: true, result }, decision) };
+      const plan = cache?.plan(req);
+      const hit = plan ? await cache!.lookup(req, plan) : undefined;
+      if (hit?.kind === 'result') {
+        const { instanceId, runtime } = hit;
+        result = { ...hit.output, id: req.id, model: req.model, version: plan!.version!, instanceId, latencyMs: performance.now() - started, runtime };
+        done = { result, wait: this.report(req, started, { ok: true, result }) };
+      } else {
+        const { value, handle, decision, finish } = await this.router.route(req, (h, call) => h.loaded!.infer(req.input, call));
+        result = {
+          ...value,
+          id: req.id,
+          model: req.model,
+          version: handle.version,
+          instanceId: handle.id,
+          latencyMs: performance.now() - started,
+          runtime: handle.loaded?.runtime,
+          routing: req.explain ? decision : undefined,
+        };
+        finish(true);
+        if (plan)
+          cache!.keep(plan, { kind: 'result', output: outputOf(value), instanceId: handle.id, runtime: handle.loaded?.runtime }, decision, handle.version);
+        done = { result, wait: this.report(req, started, { ok: true, result }, decision) };
+      }
     } catch (err) {
       const e = toMcpError(err);
       await this.report(req, started, { ok: false, errorCode: e.code }, failureDecision(err))?.catch(() => {});
@@ -135,51 +153,86 @@ export class InferenceService {
       let settled = false;
       let admission: Admission | undefined;
       let wait: Promise<unknown> | undefined;
+      const cache = self.cache;
       try {
         if (self.limits?.active) admission = await self.limits.admit(req);
         if (admission?.policies.length) req.onLimits?.(admission.policies);
-        routed = await self.router.route(
-          req,
-          async (h, call) => {
-            const loaded = h.loaded!;
-            if (!loaded.stream) {
-              const out = await loaded.infer(req.input, call);
-              return { first: { text: out.text ?? '', finishReason: out.finishReason ?? 'stop', usage: out.usage } as InferenceChunk, rest: undefined };
-            }
-            const it = loaded.stream(req.input, call)[Symbol.asyncIterator]();
-            const first = await it.next();
-            return { first: first.done ? undefined : first.value, rest: first.done ? undefined : it };
-          },
-          { streaming: true },
-        );
-        const h = routed.handle;
-        const routing = req.explain ? routed.decision : undefined;
-        meta = { id: req.id, model: req.model, version: h.version, instanceId: h.id, runtime: h.loaded?.runtime, routing };
-        const first = routed.value.first;
-        rest = routed.value.rest;
-        if (first) {
-          firstTokenMs = performance.now() - started;
-          chunks++;
-          text += first.text;
-          usage = first.usage ?? usage;
-          finishReason = first.finishReason ?? finishReason;
-          yield first;
-        }
-        if (rest) {
-          for (;;) {
-            const next = await rest.next();
-            if (next.done) break;
-            chunks++;
-            text += next.value.text;
-            usage = next.value.usage ?? usage;
-            finishReason = next.value.finishReason ?? finishReason;
-            yield next.value;
+        const plan = cache?.plan(req);
+        const hit = plan ? await cache!.lookup(req, plan) : undefined;
+        if (hit?.kind === 'stream') {
+          // Replayed as it was streamed: the same chunks, in order.
+          meta = { id: req.id, model: req.model, version: plan!.version!, instanceId: hit.instanceId, runtime: hit.runtime, routing: undefined };
+          for (const c of hit.chunks) {
+            if (chunks++ === 0) firstTokenMs = performance.now() - started;
+            text += c.text;
+            usage = c.usage ?? usage;
+            finishReason = c.finishReason ?? finishReason;
+            yield c;
           }
+          settled = true;
+          wait = self.report(req, started, {
+            ok: true,
+            result: { ...meta, text, usage, finishReason, latencyMs: performance.now() - started },
+            firstTokenMs,
+            chunks,
+          });
+        } else {
+          // The chunks kept for the cache, while they fit cache.maxEntryBytes.
+          let kept: InferenceChunk[] | undefined = plan?.write ? [] : undefined;
+          let keptChars = 0;
+          const keep = (c: InferenceChunk) => {
+            if (!kept) return;
+            keptChars += c.text.length + 64;
+            if (keptChars > cache!.maxEntryBytes) kept = undefined;
+            else kept.push(c);
+          };
+          routed = await self.router.route(
+            req,
+            async (h, call) => {
+              const loaded = h.loaded!;
+              if (!loaded.stream) {
+                const out = await loaded.infer(req.input, call);
+                return { first: { text: out.text ?? '', finishReason: out.finishReason ?? 'stop', usage: out.usage } as InferenceChunk, rest: undefined };
+              }
+              const it = loaded.stream(req.input, call)[Symbol.asyncIterator]();
+              const first = await it.next();
+              return { first: first.done ? undefined : first.value, rest: first.done ? undefined : it };
+            },
+            { streaming: true },
+          );
+          const h = routed.handle;
+          const routing = req.explain ? routed.decision : undefined;
+          meta = { id: req.id, model: req.model, version: h.version, instanceId: h.id, runtime: h.loaded?.runtime, routing };
+          const first = routed.value.first;
+          rest = routed.value.rest;
+          if (first) {
+            firstTokenMs = performance.now() - started;
+            chunks++;
+            text += first.text;
+            usage = first.usage ?? usage;
+            finishReason = first.finishReason ?? finishReason;
+            keep(first);
+            yield first;
+          }
+          if (rest) {
+            for (;;) {
+              const next = await rest.next();
+              if (next.done) break;
+              chunks++;
+              text += next.value.text;
+              usage = next.value.usage ?? usage;
+              finishReason = next.value.finishReason ?? finishReason;
+              keep(next.value);
+              yield next.value;
+            }
+          }
+          settled = true;
+          routed.finish(true);
+          // Only a stream that ended well is kept (a failure mid-way throws before this line).
+          if (plan && kept) cache!.keep(plan, { kind: 'stream', chunks: kept, instanceId: h.id, runtime: h.loaded?.runtime }, routed.decision, h.version);
+          const result = { ...meta, text, usage, finishReason, latencyMs: performance.now() - started };
+          wait = self.report(req, started, { ok: true, result, firstTokenMs, chunks }, routed.decision);
         }
-        settled = true;
-        routed.finish(true);
-        const result = { ...meta, text, usage, finishReason, latencyMs: performance.now() - started };
-        wait = self.report(req, started, { ok: true, result, firstTokenMs, chunks }, routed.decision);
       } catch (err) {
         settled = true;
         const e = toMcpError(req.signal.aborted ? new McpError('MCP_CANCELLED') : err);
@@ -208,4 +261,10 @@ export class InferenceService {
     const gen = run();
     return { [Symbol.asyncIterator]: () => gen, meta: () => meta };
   }
+}
+
+/** What the cache keeps of a backend's answer: the output fields, nothing the backend added besides. */
+function outputOf(v: InferenceOutput): InferenceOutput {
+  const { text, finishReason, tensors, embeddings, usage } = v;
+  return { text, finishReason, tensors, embeddings, usage };
 }

@@ -72,6 +72,8 @@ export interface InferenceRequest {
   ip?: string;
   /** Called once the call is admitted by the rate limits that apply to it, with their state (HTTP entry points set RateLimit headers). */
   onLimits?: (policies: readonly LimitPolicyState[]) => void;
+  /** Called once with what the response cache did (hit, miss, bypass) when the model has one (HTTP entry points set x-mcp-cache). */
+  onCache?: (outcome: 'hit' | 'miss' | 'bypass') => void;
   /** Key for sticky routing (header, principal or prompt prefix, chosen by the router config). */
   affinityKey?: string;
   /** Lower-cased request headers, when the entry point passes them (sticky traffic splits by header). */
