@@ -45,6 +45,13 @@ export interface PhaseReport {
   errorCodes: Record<string, number>;
   /** Latency of the 2xx answers, ms. */
   okMs: { p50: number; p99: number; max: number };
+  /**
+   * Latency of the 2xx answers sent on a connection the server had already accepted (not the first
+   * request of a connection, which also waits for the server to accept it), ms.
+   */
+  okOnAcceptedMs: { p50: number; p99: number; max: number };
+  /** Latency of each connection's first answer (connect, the kernel's accept queue, then the request), ms. */
+  firstAnswerMs: { p50: number; p99: number; max: number };
   /** Latency of the 503 answers, ms. */
   rejectedMs: { p50: number; p99: number; max: number };
 }
@@ -65,6 +72,8 @@ async function runPhase(plan: LoadPlan, phase: LoadPhase): Promise<PhaseReport> 
   const sources = plan.sourceAddresses ?? 4;
   const okMs: number[] = [];
   const rejectedMs: number[] = [];
+  const okOnAcceptedMs: number[] = [];
+  const firstAnswerMs: number[] = [];
   const report: PhaseReport = {
     name: phase.name,
     connections: phase.connections,
@@ -78,6 +87,8 @@ async function runPhase(plan: LoadPlan, phase: LoadPhase): Promise<PhaseReport> 
     errors: 0,
     errorCodes: {},
     okMs: quantiles([]),
+    okOnAcceptedMs: quantiles([]),
+    firstAnswerMs: quantiles([]),
     rejectedMs: quantiles([]),
   };
   const clients = Array.from(
@@ -95,6 +106,7 @@ async function runPhase(plan: LoadPlan, phase: LoadPhase): Promise<PhaseReport> 
   const until = started + phase.seconds * 1000;
   await Promise.all(
     clients.map(async (client) => {
+      let answered = false;
       while (performance.now() < until) {
         const t0 = performance.now();
         try {
@@ -102,9 +114,11 @@ async function runPhase(plan: LoadPlan, phase: LoadPhase): Promise<PhaseReport> 
           const text = await res.body.text();
           const ms = performance.now() - t0;
           if (t0 > until) break;
+          if (!answered) firstAnswerMs.push(ms);
           if (res.statusCode >= 200 && res.statusCode < 300) {
             report.ok++;
             okMs.push(ms);
+            if (answered) okOnAcceptedMs.push(ms);
           } else if (res.statusCode === 503) {
             report.rejected++;
             rejectedMs.push(ms);
@@ -114,10 +128,12 @@ async function runPhase(plan: LoadPlan, phase: LoadPhase): Promise<PhaseReport> 
           } else {
             report.otherStatus[res.statusCode] = (report.otherStatus[res.statusCode] ?? 0) + 1;
           }
+          answered = true;
         } catch (err) {
           report.errors++;
           const code = (err as { code?: string }).code ?? (err as Error).name;
           report.errorCodes[code] = (report.errorCodes[code] ?? 0) + 1;
+          answered = false;
           await new Promise((r) => setTimeout(r, 10));
         }
       }
@@ -127,6 +143,8 @@ async function runPhase(plan: LoadPlan, phase: LoadPhase): Promise<PhaseReport> 
   await Promise.all(clients.map((c) => c.destroy().catch(() => undefined)));
   report.okPerSecond = Math.round((report.ok / elapsed) * 10) / 10;
   report.okMs = quantiles(okMs.sort((a, b) => a - b));
+  report.okOnAcceptedMs = quantiles(okOnAcceptedMs.sort((a, b) => a - b));
+  report.firstAnswerMs = quantiles(firstAnswerMs.sort((a, b) => a - b));
   report.rejectedMs = quantiles(rejectedMs.sort((a, b) => a - b));
   return report;
 }
