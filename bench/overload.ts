@@ -5,13 +5,14 @@
  * Load from test/support/overload-load.ts in its own process: 4 connections for --pre s, 500 for --load s,
  * then 4 connections for two --post s windows, all POST /v1/chat/completions (max_tokens 8) with an access token.
  *
- *   npx tsx bench/overload.ts [--load=20] [--pre=5] [--post=5] [--connections=500] [--bound=32]
+ *   npx tsx bench/overload.ts [--load=20] [--pre=5] [--post=5] [--connections=500] [--bound=<server.overload.maxInflight default>]
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { configSchema } from '../src/config/schema.ts';
 import { freeLoopbackPort } from '../src/testing/loopback-server.ts';
 import type { LoadPlan, LoadReport, PhaseReport } from '../test/support/overload-load.ts';
 
@@ -21,7 +22,7 @@ const LOAD = Number(arg('load', '20'));
 const PRE = Number(arg('pre', '5'));
 const POST = Number(arg('post', '5'));
 const CONNECTIONS = Number(arg('connections', '500'));
-const BOUND = Number(arg('bound', '32'));
+const BOUND = Number(arg('bound', String(configSchema.parse({}).server.overload.maxInflight)));
 const PASSWORD = 'bench-overload-admin-0123';
 
 async function startGateway(dataDir: string, maxInflight: number): Promise<{ url: string; stop(): Promise<void> }> {

@@ -140,11 +140,14 @@ describe('500 connections against the embedded default', () => {
     expect(load!.rejected, summary).toBeGreaterThan(0);
     expect(load!.rejectedWithRetryAfter, summary).toBe(load!.rejected);
     expect(Object.keys(load!.rejectedCodes), summary).toEqual(['MCP_OVERLOADED']);
-    // Admitted requests keep a bounded latency: ~maxInflight / throughput (32 / ~60 per s on a busy 2-vCPU machine:
-    // measured p99 ~1 s; 4.6 s without the bound). A connection's first request also waits for the server to accept
-    // the connection (libuv accepts one per event-loop iteration), which the bound does not remove: it is reported
-    // in firstAnswerMs, not asserted. Refusals on accepted connections come at once.
-    expect(load!.okOnAcceptedMs.p99, summary).toBeLessThan(3_000);
+    // Admitted requests keep a bounded latency. With at most maxInflight admitted, an admitted request waits about
+    // maxInflight / throughput (Little's law); without the bound ~500 would be in flight and waits ~8× longer. The
+    // bound asserted is 3× that plus 0.5 s, relative to the throughput measured in this run, so a slow machine does
+    // not fail it. A connection's first request also waits for the server to accept the connection (libuv accepts
+    // one per event-loop iteration), which the bound does not remove: reported in firstAnswerMs, not asserted.
+    const maxInflight = gw.config.server.overload.maxInflight;
+    const bound = 3 * ((1000 * maxInflight) / load!.okPerSecond) + 500;
+    expect(load!.okOnAcceptedMs.p99, `${summary} bound ${bound} ms`).toBeLessThan(bound);
     expect(load!.rejectedMs.p50, summary).toBeLessThan(1_000);
     // Throughput at low concurrency comes back as soon as the load stops (generous: the machine is shared).
     expect(before!.ok, summary).toBeGreaterThan(0);
