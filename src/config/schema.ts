@@ -91,6 +91,26 @@ export const configSchema = z.strictObject({
       maxHeadersCount: z.number().int().min(10).max(2000).default(100),
       /** Most open TCP connections (HTTP and WebSocket) from one IP address; beyond, new connections are closed at once. */
       maxSocketsPerIp: z.number().int().min(1).default(256),
+      /**
+       * The gateway's own protection: past these bounds a new request is refused at once with 503
+       * MCP_OVERLOADED and Retry-After, before its body is read. /healthz, /readyz and /metrics are exempt.
+       */
+      overload: z
+        .strictObject({
+          /**
+           * Most HTTP requests in flight at once (GraphQL, REST, OpenAI, KServe, dashboard; an SSE stream counts
+           * until it ends); 0: no bound. Sized for the embedded CPU model on a small machine; raise it in front of
+           * remote model servers with many long streams.
+           */
+          maxInflight: z.number().int().min(0).default(64),
+          /** Shed new requests for a window when the event loop was delayed more than this in the last one, ms; 0: off. */
+          maxEventLoopDelayMs: z.number().int().min(0).default(0),
+          /** Window over which the event-loop delay is measured, ms. */
+          eventLoopWindowMs: z.number().int().min(50).max(10_000).default(500),
+          /** The Retry-After of a refused request, seconds. */
+          retryAfterSeconds: z.number().int().min(1).max(3600).default(1),
+        })
+        .prefault({}),
       /** GraphQL limits, checked on every document (HTTP and WebSocket). */
       graphql: z
         .strictObject({

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { Config } from '../config/schema.ts';
 import { McpError } from '../errors.ts';
 import type { GraphQLServer } from '../graphql/yoga.ts';
+import { OverloadGuard } from '../limits/overload-guard.ts';
 import { recordDenial } from '../audit/denials.ts';
 import { renderMetrics, wantsOpenMetrics } from '../monitoring/exposition.ts';
 import type { Services } from '../services.ts';
@@ -25,6 +26,9 @@ export interface HttpAdapter {
 }
 
 const restAdapter: HttpAdapter = { prefix: '/api/v1/', handle: handleRest };
+
+/** The `entry` label of mcp_overload_rejected_total per mounted API. */
+const ENTRY_OF_PREFIX: Record<string, string> = { '/api/v1/': 'rest', '/v1/': 'openai', '/v2': 'kserve' };
 
 function defaultErrorBody(e: McpError): unknown {
   return { error: e.toJSON() };
@@ -172,7 +176,40 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
     }
   }
 
+  const guard = new OverloadGuard(services.config.server.overload, services.metricsRegistry);
+
+  /**
+   * Refuses a request past the overload bound, from its URL alone (no body read, no auth, no parse):
+   * 503 MCP_OVERLOADED with Retry-After in the shape of the API it was sent to. The connection stays
+   * open unless a body larger than a small one is on its way (Node would read it to reuse the connection).
+   */
+  function refuseOverloaded(req: IncomingMessage, res: ServerResponse, path: string): boolean {
+    const reason = guard.tryAdmit();
+    if (reason === undefined) return false;
+    let entry = 'other';
+    let body: unknown;
+    if (path === '/graphql') {
+      entry = 'graphql';
+      body = { errors: [{ message: guard.error.message, extensions: { code: guard.error.code } }] };
+    } else {
+      const adapter = mounted.find((a) => path.startsWith(a.prefix));
+      if (adapter) entry = ENTRY_OF_PREFIX[adapter.prefix] ?? 'other';
+      body = (adapter?.errorBody ?? defaultErrorBody)(guard.error);
+    }
+    guard.rejected(reason, entry);
+    const headers = errorHeaders(guard.error);
+    if (Number(req.headers['content-length'] ?? 0) > 64 * 1024 || req.headers['transfer-encoding']) headers.connection = 'close';
+    sendJson(res, guard.error.status, body, headers);
+    return true;
+  }
+
   const server = createServer(serverOptions(services.config.server), (req, res) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const exempt = path === '/healthz' || path === '/readyz' || path === '/metrics';
+    const admitted = !exempt && !draining;
+    if (admitted && refuseOverloaded(req, res, path)) return;
     // In flight until the response is closed *and* its handler has finished: a client that hangs
     // up closes the response while resolvers may still be using storage, which shutdown closes next.
     inflight++;
@@ -180,6 +217,7 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
     const settled = () => {
       if (--open > 0) return;
       inflight--;
+      if (admitted) guard.release();
       if (inflight === 0 && onIdle) onIdle();
     };
     res.once('close', settled);
@@ -208,6 +246,7 @@ export function createGatewayHttpServer(services: Services, graphql: GraphQLServ
     server,
     async shutdown(graceMs) {
       draining = true;
+      guard.close();
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeIdleConnections();
       if (inflight > 0) {
