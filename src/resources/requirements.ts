@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { McpError } from '../errors.ts';
 import { parseInput } from '../validation.ts';
 
 /** Most memory one instance may ask for (1 TiB): a typo in units is refused, not placed nowhere forever. */
@@ -30,16 +29,16 @@ export const resourceRequirementsSchema = z.strictObject({
 });
 
 export type ResourceRequirements = z.infer<typeof resourceRequirementsSchema>;
-export type ResourceRequirementsInput = z.input<typeof resourceRequirementsSchema>;
 
-/** Parses client input (MCP_VALIDATION_FAILED naming the path); a client cannot state `measuredBytes`. */
+/** What clients state (`measuredBytes` is the gateway's); options at most 16 KiB of JSON. */
+export const resourceRequirementsInputSchema = resourceRequirementsSchema
+  .omit({ measuredBytes: true })
+  .refine((r) => JSON.stringify(r.options).length <= 16_384, { message: 'at most 16 KiB of JSON', path: ['options'] });
+export type ResourceRequirementsInput = z.input<typeof resourceRequirementsInputSchema>;
+
+/** Parses client input (MCP_VALIDATION_FAILED naming the path). */
 export function parseRequirements(raw: unknown, path = 'input'): ResourceRequirements {
-  const parsed = parseInput(resourceRequirementsSchema, raw, path);
-  delete parsed.measuredBytes;
-  if (JSON.stringify(parsed.options).length > 16_384) {
-    throw new McpError('MCP_VALIDATION_FAILED', `${path}.options: at most 16 KiB of JSON`, { details: { path: `${path}.options` } });
-  }
-  return parsed;
+  return parseInput(resourceRequirementsInputSchema, raw, path);
 }
 
 /** Bytes one instance reserves: stated, else measured, else 0 (not measured yet: placed where the kind exists). */

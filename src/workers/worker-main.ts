@@ -30,6 +30,8 @@ import type { InferenceChunk, InferenceInput } from '../inference/types.ts';
 import { DEMO_MODEL_DIR, DEMO_MODEL_ID } from '../models/seed.ts';
 import type { BackendCall, DeviceInfo, LoadedInstance } from '../plugin/contract.ts';
 import { PluginHost } from '../plugin/host.ts';
+import { MemoryAccounting, usageOf } from '../resources/memory-accounting.ts';
+import { parseBytes } from '../resources/requirements.ts';
 import { newWorkerSession } from './call-auth.ts';
 import { createWorkerHttpServer } from './http-server.ts';
 
@@ -241,6 +243,32 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   /** The token the gateway presents on every call (learned before registering); no token, no service. */
   let callToken: string | undefined;
 
+  /** The devices of the backends served here, with the memory they use now (heartbeats report it). */
+  const liveDevices = async (): Promise<DeviceInfo[]> => {
+    const out: DeviceInfo[] = [];
+    const seen = new Set<string>();
+    for (const b of new Set([...served.values()].map((s) => s.backend))) {
+      const list = await Promise.resolve(plugins.get('backend', b).devices?.()).catch(() => undefined);
+      for (const d of list ?? [])
+        if (d.kind !== 'remote' && !seen.has(d.id)) {
+          seen.add(d.id);
+          out.push(d);
+        }
+    }
+    if (!seen.has('cpu')) out.unshift({ id: 'cpu', kind: 'cpu', name: cpus()[0]?.model ?? 'cpu', memoryTotalBytes: totalmem() });
+    for (const [deviceId, size] of Object.entries(wc.memory)) {
+      const bytes = typeof size === 'number' ? size : parseBytes(size);
+      if (bytes === undefined) continue;
+      const found = out.find((d) => d.id === deviceId);
+      if (found) found.memoryTotalBytes = bytes;
+      else out.push({ id: deviceId, kind: deviceId.replace(/:.*/, '') as DeviceInfo['kind'], name: `${deviceId} (stated)`, memoryTotalBytes: bytes });
+    }
+    return out;
+  };
+  /** Memory used per device now, for the accounting around loads and unloads. */
+  const usage = async () => usageOf(await liveDevices().catch(() => []));
+  const accounting = new MemoryAccounting({ logger });
+
   const loadOne = async (
     m: {
       model: string;
@@ -268,10 +296,12 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     const declared = backend.secretOptions ?? [];
     const options = await upstream.secrets.resolve(upstream.secrets.seal(parsed.data, declared, from, 'options', 'keep'), declared);
     const source = m.source && !isAbsolute(m.source) && !/^[a-z]+:\/\//i.test(m.source) ? resolve(baseDir, m.source) : m.source;
-    const loaded = await backend.load({ id: remoteId, model: m.model, version: m.version, endpoint: source, options, device: m.device }, abort.signal);
     const old = served.get(remoteId);
+    if (old) await unloadOne(remoteId, old);
+    const before = await usage();
+    const loaded = await backend.load({ id: remoteId, model: m.model, version: m.version, endpoint: source, options, device: m.device }, abort.signal);
     served.set(remoteId, { model: m.model, version: m.version, task: m.task, backend: m.backend, loaded: counter.wrap(loaded) });
-    if (old) await old.loaded.unload().catch(() => {});
+    accounting.recordLoad(wc.name ?? 'worker', remoteId, before, await usage());
     logger.info({ instance: remoteId, model: m.model, version: m.version, runtime: loaded.runtime, device: loaded.device }, 'instance loaded');
   };
 
@@ -310,6 +340,14 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     throw err;
   }
 
+  /** Unloads one served instance; what it does not give back is logged (memory accounting). */
+  async function unloadOne(remoteId: string, s: Served): Promise<void> {
+    served.delete(remoteId);
+    const before = await usage();
+    await s.loaded.unload().catch((err) => logger.warn({ err, instance: remoteId }, 'unload failed'));
+    accounting.recordUnload(wc.name ?? 'worker', remoteId, before, await usage());
+  }
+
   const port = (server.address() as AddressInfo).port;
   const host = wc.host === '0.0.0.0' || wc.host === '::' ? '127.0.0.1' : wc.host.includes(':') ? `[${wc.host}]` : wc.host;
   const endpoint = wc.advertiseUrl ?? `http://${host}:${port}`;
@@ -318,21 +356,6 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const authHeaders: Record<string, string> = wc.token ? { authorization: `Bearer ${wc.token}` } : {};
   const gateway = new GatewayClient(wc.gateway.replace(/\/+$/, ''), authHeaders);
 
-  /** The devices of the backends served here, with the memory they use now (heartbeats report it). */
-  const liveDevices = async (): Promise<DeviceInfo[]> => {
-    const out: DeviceInfo[] = [];
-    const seen = new Set<string>();
-    for (const b of new Set([...served.values()].map((s) => s.backend))) {
-      const list = await Promise.resolve(plugins.get('backend', b).devices?.()).catch(() => undefined);
-      for (const d of list ?? [])
-        if (d.kind !== 'remote' && !seen.has(d.id)) {
-          seen.add(d.id);
-          out.push(d);
-        }
-    }
-    if (!seen.has('cpu')) out.unshift({ id: 'cpu', kind: 'cpu', name: cpus()[0]?.model ?? 'cpu', memoryTotalBytes: totalmem() });
-    return out;
-  };
   const devices = async (): Promise<DeviceInfo[]> =>
     (await liveDevices()).map((d) => ({
       id: d.id,
@@ -472,8 +495,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
         );
       } else {
         const s = served.get(c.instanceId);
-        served.delete(c.instanceId);
-        if (s) await s.loaded.unload().catch((err) => logger.warn({ err, instance: c.instanceId }, 'unload failed'));
+        if (s) await unloadOne(c.instanceId, s);
         logger.info({ instance: c.instanceId }, 'instance unloaded');
       }
     } catch (err) {
