@@ -37,6 +37,7 @@ import { Router } from './routing/router.ts';
 import { TrafficManager } from './traffic/traffic-manager.ts';
 import type { Services } from './services.ts';
 import { WorkerRegistry } from './workers/worker-registry.ts';
+import { createPlacement } from './resources/reconciler.ts';
 import { WorkerRetention } from './workers/worker-retention.ts';
 import { checkPluginReferences, checkStartConfig } from './start-check.ts';
 
@@ -190,6 +191,12 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     });
     closers.push(() => metricsHistory.close());
     const admin = new AdminService(registry, fleet, workers, router, logger.child({ component: 'admin' }));
+    const placement = createPlacement({
+      ...{ config: config.placement, db: database.db, registry, fleet, workers, admin, events },
+      metrics: metricsRegistry,
+      logger: logger.child({ component: 'placement' }),
+    });
+    closers.push(() => placement.close());
     const storage = new StorageHealth(() => database.ping(), logger.child({ component: 'storage' }), metricsRegistry, config.storage);
     closers.push(async () => storage.close());
     // Closed before storage and plugins: undelivered notifications are dead-lettered to the database.
@@ -239,6 +246,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       storage,
       alerts,
       alertEngine,
+      placement,
       async readiness(opts = {}) {
         const requireStorage = opts.strict || config.server.readiness.requireStorage;
         const checks: Record<string, { ok: boolean; detail?: string }> = {
@@ -265,6 +273,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     metrics.watch(events, watch.signal);
     metricsHistory.start();
     workers.startWatchdog();
+    placement.start();
     const retention = new WorkerRetention(config.workers.retentionMs, workers, admin, audit, logger.child({ component: 'workers' }));
     retention.start();
     closers.push(() => retention.close());

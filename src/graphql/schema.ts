@@ -8,6 +8,7 @@ import './workers.ts';
 import './auth.ts';
 import './audit.ts';
 import './alerts.ts';
+import './placement.ts';
 import './metrics.ts';
 
 let schema: GraphQLSchema | undefined;
