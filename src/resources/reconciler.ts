@@ -28,7 +28,11 @@ import { parseRequirements, reservedBytes, type ResourceRequirements } from './r
 /** Instance statuses that hold (or will hold) memory on their worker. */
 const LIVE = new Set(['ready', 'loading', 'registered', 'draining']);
 
-/** The default inventory: devices as workers registered them, used memory from their last heartbeat. */
+/**
+ * The default inventory: devices as workers registered them, used memory from their last heartbeat.
+ * (Commands are not queued: a LOAD sent before the worker subscribed is lost, and retried once its
+ * pending time runs out.)
+ */
 export class WorkerInventory implements PlacementInventory {
   constructor(private readonly registry: Pick<WorkerRegistry, 'list' | 'loadReports'>) {}
 
@@ -38,7 +42,8 @@ export class WorkerInventory implements PlacementInventory {
       .filter((w) => !w.embedded)
       .map((w) => ({
         id: w.id,
-        healthy: w.status === 'healthy',
+        // a worker takes placements once it heartbeated since registering: by then it listens for commands
+        healthy: w.status === 'healthy' && reports.has(w.id),
         devices: w.devices.map((d) => ({
           id: d.id,
           kind: d.kind,
