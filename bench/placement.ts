@@ -21,10 +21,7 @@ const rand = mulberry32(7);
 const workers: PlacementWorker[] = Array.from({ length: WORKERS }, (_, i) => ({
   id: `w${String(i).padStart(3, '0')}`,
   healthy: true,
-  devices: [
-    { id: 'cpu', kind: 'cpu', memoryTotalBytes: 64 * GiB },
-    ...[0, 1, 2].map((g) => ({ id: `gpu:${g}`, kind: 'gpu', memoryTotalBytes: 24 * GiB })),
-  ],
+  devices: [{ id: 'cpu', kind: 'cpu', memoryTotalBytes: 64 * GiB }, ...[0, 1, 2].map((g) => ({ id: `gpu:${g}`, kind: 'gpu', memoryTotalBytes: 24 * GiB }))],
 }));
 const sizes = Array.from({ length: INSTANCES }, () => Math.round((4 + rand() * 6) * GiB));
 const base = (i: number, bytes: number, count = 1): PlacementRequest => ({
@@ -77,7 +74,17 @@ function replicas(): number {
     const plan = planPlacement(workers, placed, base(v, 2 * GiB, 100));
     if (plan.shortfall) throw plan.shortfall;
     plan.placements.forEach((p, k) =>
-      placed.push({ ...p, instanceId: `r${v}-${k}`, modelId: `m${v}`, version: 'v1', reservedBytes: p.bytes, priority: 1, evictable: true, lastUsedAt: 0, inflight: 0 }),
+      placed.push({
+        ...p,
+        instanceId: `r${v}-${k}`,
+        modelId: `m${v}`,
+        version: 'v1',
+        reservedBytes: p.bytes,
+        priority: 1,
+        evictable: true,
+        lastUsedAt: 0,
+        inflight: 0,
+      }),
     );
     if (new Set(plan.placements.map((p) => p.workerId)).size !== 100) throw new Error('replicas not spread over 100 workers');
   }

@@ -55,7 +55,12 @@ VersionRef.implement({
     version: t.exposeString('version'),
     description: t.exposeString('description'),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
-    resources: t.field({ type: ResourceRequirementsRef, nullable: true, description: 'What one instance needs (placement); null: placed by hand.', resolve: (v) => v.resources }),
+    resources: t.field({
+      type: ResourceRequirementsRef,
+      nullable: true,
+      description: 'What one instance needs (placement); null: placed by hand.',
+      resolve: (v) => v.resources,
+    }),
     // From the registry's memory, without a promise: a nested read costs no SQL and no await per version.
     instances: t.field({ type: [InstanceRef], resolve: (v, _a, ctx) => ctx.services.registry.instancesOf(v.id) }),
   }),

@@ -83,7 +83,11 @@ describe('planPlacement', () => {
       inst('busy', 'c', 100, { inflight: 2 }),
       inst('recent', 'd', 100, { lastUsedAt: 999_999 }),
     ];
-    const plan = planPlacement(['a', 'b', 'c', 'd'].map((id) => w(id, 150)), current, req());
+    const plan = planPlacement(
+      ['a', 'b', 'c', 'd'].map((id) => w(id, 150)),
+      current,
+      req(),
+    );
     expect(plan.placements).toEqual([]);
     expect(plan.evictions).toEqual([]);
     expect(plan.shortfall?.code).toBe('MCP_INSUFFICIENT_RESOURCES');

@@ -171,7 +171,8 @@ function withEviction(devices: readonly DeviceState[], occupied: ReadonlySet<str
       (cand.spread && !best.spread) ||
       (cand.spread === best.spread &&
         (cand.newest < best.newest ||
-          (cand.newest === best.newest && (cand.victims.length < best.victims.length || (cand.victims.length === best.victims.length && cand.left < best.left)))))
+          (cand.newest === best.newest &&
+            (cand.victims.length < best.victims.length || (cand.victims.length === best.victims.length && cand.left < best.left)))))
     )
       best = cand;
   }

@@ -358,8 +358,19 @@ export class PlacementReconciler {
     this.pending.delete(p.instanceId);
     const now = Date.now();
     this.checks.push({ ...p, kind: 'unload', before, after: now, giveUpAt: now + this.o.config.pendingTimeoutMs });
-    this.o.logger.info({ worker: p.workerId, instance: p.instanceId, model: p.modelId, version: p.version, lastUsedAt: new Date(p.lastUsedAt) }, `instance evicted: ${why}`);
-    this.publish({ type: 'INSTANCE_EVICTED', modelId: p.modelId, version: p.version, instanceId: p.instanceId, workerId: p.workerId, device: p.deviceId, reason: why });
+    this.o.logger.info(
+      { worker: p.workerId, instance: p.instanceId, model: p.modelId, version: p.version, lastUsedAt: new Date(p.lastUsedAt) },
+      `instance evicted: ${why}`,
+    );
+    this.publish({
+      type: 'INSTANCE_EVICTED',
+      modelId: p.modelId,
+      version: p.version,
+      instanceId: p.instanceId,
+      workerId: p.workerId,
+      device: p.deviceId,
+      reason: why,
+    });
   }
 
   /**
@@ -412,7 +423,6 @@ function remoteIdFor(modelId: string, version: string, workerId: string, taken: 
     if (!taken.has(workerInstanceId(workerId, remote))) return remote;
   }
 }
-
 
 /** The placement domain as the gateway wires it: accounting (also around the Fleet's in-process loads), the reconciler under its lease. */
 export function createPlacement(o: {

@@ -46,7 +46,20 @@ export function reservedBytes(r: Pick<ResourceRequirements, 'memoryBytes' | 'mea
   return r.memoryBytes ?? r.measuredBytes ?? 0;
 }
 
-const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+const UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1e3,
+  kb: 1e3,
+  m: 1e6,
+  mb: 1e6,
+  g: 1e9,
+  gb: 1e9,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30,
+  tib: 2 ** 40,
+};
 
 /** "1GiB", "512MiB", "2e9": bytes; undefined when not a size. */
 export function parseBytes(text: string): number | undefined {

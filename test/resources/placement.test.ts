@@ -61,7 +61,13 @@ describe('memory-aware placement over worker processes', () => {
     return r.data!.infer.text;
   };
   const worker = (name: string, mib: number) => {
-    const w = spawnWorker({ gateway: gw.url, name, heartbeatIntervalMs: 1000, memory: { cpu: `${mib}MiB` }, models: [{ id: `${name}-base`, version: 'v1', backend: 'echo' }] });
+    const w = spawnWorker({
+      gateway: gw.url,
+      name,
+      heartbeatIntervalMs: 1000,
+      memory: { cpu: `${mib}MiB` },
+      models: [{ id: `${name}-base`, version: 'v1', backend: 'echo' }],
+    });
     procs.push(w);
     return w;
   };
@@ -95,7 +101,7 @@ describe('memory-aware placement over worker processes', () => {
       i: { id: 'pa', task: 'GENERATE', versions: [{ version: 'v1', resources: { backend: 'echo', memoryBytes: 500 * MiB, priority: 10 } }] },
     });
     expect(a.errors).toBeUndefined();
-    expect(await waitReady("pa")).toMatchObject({ workerId: "pw2", device: "cpu", reservedBytes: 500 * MiB });
+    expect(await waitReady('pa')).toMatchObject({ workerId: 'pw2', device: 'cpu', reservedBytes: 500 * MiB });
     // B (400) and C (300, not evictable) fit pw1 only; the workers are then full (free: pw1 300, pw2 100)
     for (const [id, mib, extra] of [
       ['pb', 400, { priority: 10 }],
@@ -120,7 +126,9 @@ describe('memory-aware placement over worker processes', () => {
     expect(after.find((p) => p.modelId === 'pb')).toBeUndefined();
     expect(after.find((p) => p.modelId === 'pa')).toMatchObject({ workerId: 'pw2', status: 'READY' });
     expect(after.find((p) => p.modelId === 'pc')).toMatchObject({ workerId: 'pw1', status: 'READY' });
-    const pb = await gw.gql<{ model: { versions: Array<{ instances: Array<{ status: string }> }> } }>(`{ model(id: "pb") { versions { instances { status } } } }`);
+    const pb = await gw.gql<{ model: { versions: Array<{ instances: Array<{ status: string }> }> } }>(
+      `{ model(id: "pb") { versions { instances { status } } } }`,
+    );
     expect(pb.data!.model.versions[0]!.instances.map((i) => i.status)).toEqual(['UNLOADED']);
 
     // E (2 GiB) fits nowhere, even evicting everything allowed: refused, nothing stored
