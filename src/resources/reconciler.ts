@@ -256,14 +256,18 @@ export class PlacementReconciler {
     this.leaseValidUntil = grant.validUntil;
     await this.runChecks();
     const wanted = this.o.registry.versionsWithResources().sort((a, b) => b.resources.priority - a.resources.priority);
+    // read once a round, and again only after a version changed something (a round may visit many versions)
+    let current: State | undefined;
     for (const { model, version, resources } of wanted) {
       if (this.closed || !this.isLeader) return;
-      const { workers, placed } = await this.state();
+      current ??= await this.state();
+      const { workers, placed } = current;
       const mine = placed.filter((p) => p.modelId === model.id && p.version === version.version);
       const key = `${model.id}@${version.version}`;
       if (mine.length > resources.replicas) {
         const extra = mine.filter((p) => !p.pending && p.inflight === 0).sort((a, b) => a.lastUsedAt - b.lastUsedAt);
         for (const p of extra.slice(0, mine.length - resources.replicas)) await this.evict(p, `${key} wants ${resources.replicas} replicas`);
+        current = undefined;
         continue;
       }
       if (mine.length === resources.replicas) {
@@ -271,6 +275,7 @@ export class PlacementReconciler {
         continue;
       }
       const plan = this.plan(workers, placed, model.id, version.version, resources, resources.replicas - mine.length);
+      if (plan.evictions.length || plan.placements.length) current = undefined;
       for (const v of plan.evictions) await this.evict(v, `room for ${key} (priority ${resources.priority})`);
       const taken = new Set(placed.map((p) => p.instanceId));
       for (const p of plan.placements) {

@@ -6,6 +6,7 @@
  * instances placed again on the others.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ModelEvent } from '../../src/events/bus.ts';
 import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
 import { spawnWorker, waitFor, type WorkerProcess } from '../workers/support.ts';
 
@@ -27,6 +28,8 @@ const PLACEMENTS = `{ placements { instanceId modelId workerId device reservedBy
 describe('memory-aware placement over worker processes', () => {
   let gw: TestGateway;
   const procs: WorkerProcess[] = [];
+  const events: ModelEvent[] = [];
+  const listening = new AbortController();
 
   const placements = async () => {
     const r = await gw.gql<{ placements: Placement[] }>(PLACEMENTS);
@@ -74,8 +77,11 @@ describe('memory-aware placement over worker processes', () => {
   const healthy = (names: string[]) =>
     waitFor(
       async () => {
-        const r = await gw.gql<{ workers: Array<{ id: string; status: string }> }>(`{ workers { id status } }`);
-        return names.every((n) => r.data?.workers.some((w) => w.id === n && w.status === 'HEALTHY'));
+        // placements go to workers that heartbeated since registering (the load they report)
+        const r = await gw.gql<{ workers: Array<{ id: string; status: string; load: { inflight: number } | null }> }>(
+          `{ workers { id status load { inflight } } }`,
+        );
+        return names.every((n) => r.data?.workers.some((w) => w.id === n && w.status === 'HEALTHY' && w.load));
       },
       30_000,
       `workers ${names.join(', ')} healthy`,
@@ -84,12 +90,16 @@ describe('memory-aware placement over worker processes', () => {
 
   beforeAll(async () => {
     gw = await startTestGateway({ placement: { intervalMs: 200, idleMs: 300, pendingTimeoutMs: 5000 } });
+    void (async () => {
+      for await (const e of gw.services.events.subscribe('modelEvents', listening.signal)) events.push(e);
+    })().catch(() => {});
     worker('pw1', 1000);
     worker('pw2', 600);
     await healthy(['pw1', 'pw2']);
   }, 60_000);
 
   afterAll(async () => {
+    listening.abort();
     for (const p of procs) p.kill('SIGKILL');
     await Promise.all(procs.map((p) => p.exited));
     await gw?.close();
@@ -154,5 +164,12 @@ describe('memory-aware placement over worker processes', () => {
     expect(on('pw1')).toBeLessThanOrEqual(1000 * MiB);
     expect(on('pw3')).toBeLessThanOrEqual(1000 * MiB);
     expect(final.filter((p) => p.workerId === 'pw2')).toEqual([]);
+    // what modelEvents subscribers saw
+    const seen = events.map((e) => [e.type, e.modelId, e.workerId ?? null]);
+    expect(seen).toContainEqual(['INSTANCE_PLACED', 'pa', 'pw2']);
+    expect(seen).toContainEqual(['INSTANCE_PLACED', 'pd', 'pw1']);
+    expect(seen).toContainEqual(['INSTANCE_PLACED', 'pa', 'pw3']);
+    expect(events.find((e) => e.type === 'INSTANCE_EVICTED' && e.modelId === 'pb')).toMatchObject({ workerId: 'pw1', reason: 'room for pd@v1 (priority 100)' });
+    expect(events.find((e) => e.type === 'PLACEMENT_FAILED' && e.modelId === 'pb')?.reason).toMatch(/^pb@v1 needs 400\.0 MiB cpu memory, largest free is/);
   }, 120_000);
 });
