@@ -150,6 +150,7 @@ export class PlacementReconciler {
     if (this.timer) clearInterval(this.timer);
     await this.running;
     if (this.isLeader) await this.o.lease.release().catch(() => {});
+    this.leaseValidUntil = 0;
   }
 
   // ─────────────── reads ───────────────
