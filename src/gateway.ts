@@ -192,7 +192,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     closers.push(() => metricsHistory.close());
     const admin = new AdminService(registry, fleet, workers, router, logger.child({ component: 'admin' }));
     const placement = createPlacement({
-      ...{ config: config.placement, db: database.db, registry, fleet, workers, admin, events },
+      config: config.placement,
+      db: database.db,
+      ...{ registry, fleet, workers, admin, events },
       metrics: metricsRegistry,
       logger: logger.child({ component: 'placement' }),
     });

@@ -5,7 +5,7 @@ import type { BalancerCandidate, LoadedInstance } from '../plugin/contract.ts';
 import type { PluginHost } from '../plugin/host.ts';
 import { modelStatus, type InstanceRow, type InstanceStatus, type ModelRegistry } from './registry.ts';
 import type { ViewDiff } from './registry-view.ts';
-import { usageOf, type MemoryAccounting } from '../resources/memory-accounting.ts';
+import { usageOf, type AccountingToken, type MemoryAccounting } from '../resources/memory-accounting.ts';
 
 /** The worker id memory accounting files the gateway's own (in-process) loads under. */
 const IN_PROCESS = 'embedded';
@@ -213,8 +213,10 @@ export class Fleet {
     }
     h.draining = false;
     await this.setStatus(h, 'loading');
+    let token: AccountingToken | undefined;
     try {
       const backend = this.plugins.get('backend', row.backend);
+      token = this.memory?.begin(IN_PROCESS);
       const before = await this.usage(row.backend);
       const loaded = await backend.load(
         {
@@ -229,13 +231,15 @@ export class Fleet {
       );
       h.loaded = loaded;
       h.lastUsedAt = Date.now();
-      if (this.memory && before.size) this.memory.recordLoad(IN_PROCESS, row.id, before, await this.usage(row.backend));
+      if (this.memory) this.memory.recordLoad(IN_PROCESS, row.id, before, await this.usage(row.backend), token);
+      token = undefined;
       // Into this replica's view before the registry says READY: a client that sees READY must
       // not get MCP_NO_HEALTHY_INSTANCE because the view was still being rebuilt.
       await this.ensureInView(h, row.modelId, row.version);
       await this.setStatus(h, 'ready', { runtime: loaded.runtime, device: loaded.device });
       this.logger.info({ instance: row.id, model: row.modelId, version: row.version, runtime: loaded.runtime, device: loaded.device }, 'instance ready');
     } catch (err) {
+      this.memory?.abandon(token);
       const e = toMcpError(err);
       const reason = e.code === 'MCP_INTERNAL' ? String((err as Error)?.message ?? err) : e.message;
       await this.setStatus(h, 'failed', { reason });
@@ -295,9 +299,10 @@ export class Fleet {
     if (h?.loaded) {
       const loaded = h.loaded;
       h.loaded = undefined;
+      const token = this.memory?.begin(IN_PROCESS);
       const before = await this.usage(h.backend);
       await loaded.unload().catch((err) => this.logger.warn({ err, instance: instanceId }, 'unload failed'));
-      if (this.memory && before.size) this.memory.recordUnload(IN_PROCESS, instanceId, before, await this.usage(h.backend));
+      if (this.memory) this.memory.recordUnload(IN_PROCESS, instanceId, before, await this.usage(h.backend), token);
     }
     await this.registry.setInstanceStatus(instanceId, 'unloaded', { reason });
     await this.refresh(row.modelId);

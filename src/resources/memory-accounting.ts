@@ -2,8 +2,9 @@
  * Memory accounting around loads and unloads: the device memory a worker reports before and after
  * each one. A load's growth is what the instance holds (and what "measured at first load" records);
  * an unload that gives back less than its load took raises `mcp_unload_unreleased_bytes_total` and
- * `mcp_memory_leak_bytes` (per worker and device) and logs a warning. Concurrent loads on one device
- * blur the figures (each sees the others' growth), so a tolerance applies.
+ * `mcp_memory_leak_bytes` (per worker and device) and logs a warning. Loads and unloads that overlap
+ * on one worker see each other's growth: with a token from begin(), such an operation is not
+ * measured (its unload is then not checked either); small differences are tolerated.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
@@ -36,8 +37,16 @@ function growth(before: DeviceUsage, after: DeviceUsage): Map<string, number> {
   return out;
 }
 
+/** One load or unload in progress (begin → record…): whether another ran on the worker meanwhile. */
+export interface AccountingToken {
+  workerId: string;
+  seq: number;
+  alone: boolean;
+}
+
 export class MemoryAccounting {
   private readonly held = new Map<string, Map<string, number>>();
+  private readonly running = new Map<string, { count: number; seq: number }>();
   private readonly unreleasedTotal: Counter<'worker' | 'device'> | undefined;
   private readonly leakGauge: Gauge<'worker' | 'device'> | undefined;
   private readonly leaks = new Map<string, number>();
@@ -71,8 +80,39 @@ export class MemoryAccounting {
     return `${workerId}\u0000${instanceId}`;
   }
 
-  /** Records a load's before/after figures; answers the bytes it took (summed over devices, never negative). */
-  recordLoad(workerId: string, instanceId: string, before: DeviceUsage, after: DeviceUsage): number {
+  /** Call before reading the `before` figures of a load or unload; pass the token to record…. */
+  begin(workerId: string): AccountingToken {
+    const r = this.running.get(workerId) ?? { count: 0, seq: 0 };
+    this.running.set(workerId, r);
+    r.count++;
+    r.seq++;
+    return { workerId, seq: r.seq, alone: r.count === 1 };
+  }
+
+  /** Ends an operation that failed (nothing to record). */
+  abandon(token: AccountingToken | undefined): void {
+    this.end(token);
+  }
+
+  /** Ends the operation; true when no other one ran on the worker between begin() and now. */
+  private end(token: AccountingToken | undefined): boolean {
+    if (!token) return true;
+    const r = this.running.get(token.workerId);
+    if (!r) return false;
+    const alone = token.alone && r.seq === token.seq;
+    if (--r.count === 0) this.running.delete(token.workerId);
+    return alone;
+  }
+
+  /**
+   * Records a load's before/after figures; answers the bytes it took (summed over devices, never
+   * negative), or undefined when another operation overlapped (not measured).
+   */
+  recordLoad(workerId: string, instanceId: string, before: DeviceUsage, after: DeviceUsage, token?: AccountingToken): number | undefined {
+    if (!this.end(token)) {
+      this.held.delete(this.key(workerId, instanceId));
+      return undefined;
+    }
     const g = growth(before, after);
     const positive = new Map([...g].filter(([, v]) => v > 0));
     this.held.set(this.key(workerId, instanceId), positive);
@@ -86,9 +126,10 @@ export class MemoryAccounting {
   }
 
   /** Records an unload's before/after figures; what was not given back raises the metrics and a warning. */
-  recordUnload(workerId: string, instanceId: string, before: DeviceUsage, after: DeviceUsage): UnloadReport {
+  recordUnload(workerId: string, instanceId: string, before: DeviceUsage, after: DeviceUsage, token?: AccountingToken): UnloadReport {
     const k = this.key(workerId, instanceId);
-    const held = this.held.get(k) ?? new Map<string, number>();
+    const alone = this.end(token);
+    const held = (alone && this.held.get(k)) || new Map<string, number>();
     this.held.delete(k);
     const report: UnloadReport = { held: 0, released: 0, unreleased: 0 };
     for (const [device, took] of held) {

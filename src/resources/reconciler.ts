@@ -402,7 +402,7 @@ export class PlacementReconciler {
         this.checks.splice(i, 1);
         const took = this.o.accounting.recordLoad(c.workerId, c.instanceId, c.before, report.deviceMemoryUsedBytes!);
         const v = this.o.registry.versionsOf(c.modelId).find((x) => x.version === c.version);
-        if (v?.resources && v.resources.memoryBytes === undefined && v.resources.measuredBytes === undefined && took > 0) {
+        if (v?.resources && v.resources.memoryBytes === undefined && v.resources.measuredBytes === undefined && took !== undefined && took > 0) {
           await this.o.registry.setVersionResources(c.modelId, c.version, { ...v.resources, measuredBytes: took });
           this.o.logger.info({ model: c.modelId, version: c.version, bytes: took }, 'instance memory measured at its first load');
         }

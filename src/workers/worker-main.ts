@@ -296,12 +296,14 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     const declared = backend.secretOptions ?? [];
     const options = await upstream.secrets.resolve(upstream.secrets.seal(parsed.data, declared, from, 'options', 'keep'), declared);
     const source = m.source && !isAbsolute(m.source) && !/^[a-z]+:\/\//i.test(m.source) ? resolve(baseDir, m.source) : m.source;
-    const old = served.get(remoteId);
-    if (old) await unloadOne(remoteId, old);
     const before = await usage();
     const loaded = await backend.load({ id: remoteId, model: m.model, version: m.version, endpoint: source, options, device: m.device }, abort.signal);
+    const old = served.get(remoteId);
     served.set(remoteId, { model: m.model, version: m.version, task: m.task, backend: m.backend, loaded: counter.wrap(loaded) });
-    accounting.recordLoad(wc.name ?? 'worker', remoteId, before, await usage());
+    const after = await usage();
+    // the new one serves before the old one goes (the old one's unload is accounted under its own key)
+    if (old) await unloadOne(`${remoteId}#replaced`, old, false);
+    accounting.recordLoad(wc.name ?? 'worker', remoteId, before, after);
     logger.info({ instance: remoteId, model: m.model, version: m.version, runtime: loaded.runtime, device: loaded.device }, 'instance loaded');
   };
 
@@ -341,8 +343,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   }
 
   /** Unloads one served instance; what it does not give back is logged (memory accounting). */
-  async function unloadOne(remoteId: string, s: Served): Promise<void> {
-    served.delete(remoteId);
+  async function unloadOne(remoteId: string, s: Served, stopServing = true): Promise<void> {
+    if (stopServing) served.delete(remoteId);
     const before = await usage();
     await s.loaded.unload().catch((err) => logger.warn({ err, instance: remoteId }, 'unload failed'));
     accounting.recordUnload(wc.name ?? 'worker', remoteId, before, await usage());

@@ -49,6 +49,17 @@ describe('memory accounting: 100 load/unload cycles of the tfjs demo model', () 
     // the process as a whole does not grow by a model per cycle either (100 cycles × the model would be far more)
     expect(process.memoryUsage().rss - rss).toBeLessThan(Math.max(100 * loadedBytes * 0.25, 64 * MiB));
   }, 120_000);
+
+  it('an unload that keeps the model raises mcp_unload_unreleased_bytes_total by what it kept', async () => {
+    const { admin, instances, metricsRegistry } = gw.services;
+    await admin.loadInstance('capibara-mini-local');
+    const h = instances.handle('capibara-mini-local')!;
+    h.loaded!.unload = async () => {}; // a backend that forgets to dispose its model
+    await admin.unloadInstance('capibara-mini-local');
+    const values = (await (metricsRegistry.getSingleMetric('mcp_unload_unreleased_bytes_total') as Counter).get()).values;
+    expect(values).toEqual([expect.objectContaining({ labels: { worker: 'embedded', device: 'cpu' } })]);
+    expect(values[0]!.value).toBeGreaterThan(0);
+  }, 60_000);
 });
 
 describe('MemoryAccounting', () => {
@@ -67,6 +78,14 @@ describe('MemoryAccounting', () => {
     const gauge = (await metrics.getSingleMetric('mcp_memory_leak_bytes')!.get()).values;
     expect(gauge[0]?.value).toBe(150 * MiB);
     expect(lines.some((l) => l.level === 40 && l.instance === 'b' && l.unreleasedBytes === 150 * MiB)).toBe(true);
+    // two loads at once see each other's growth: neither is measured, so their unloads are not checked
+    const t1 = acc.begin('w2');
+    const t2 = acc.begin('w2');
+    expect(acc.recordLoad('w2', 'x', m(0), m(200), t1)).toBeUndefined();
+    expect(acc.recordLoad('w2', 'y', m(100), m(200), t2)).toBeUndefined();
+    expect(acc.recordUnload('w2', 'x', m(200), m(100), acc.begin('w2')).unreleased).toBe(0);
+    // alone again: measured
+    expect(acc.recordLoad('w2', 'z', m(100), m(150), acc.begin('w2'))).toBe(50 * MiB);
     acc.forgetWorker('w1');
     expect((await metrics.getSingleMetric('mcp_memory_leak_bytes')!.get()).values).toEqual([]);
   });
