@@ -42,6 +42,7 @@ import { WorkerRegistry } from './workers/worker-registry.ts';
 import { ResourceInventory } from './resources/inventory.ts';
 import { LocalDevices } from './resources/local-devices.ts';
 import { registerResourceMetrics } from './resources/metrics.ts';
+import { createPlacement } from './resources/reconciler.ts';
 import { WorkerRetention } from './workers/worker-retention.ts';
 import { checkPluginReferences, checkStartConfig } from './start-check.ts';
 
@@ -207,6 +208,15 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     });
     closers.push(() => metricsHistory.close());
     const admin = new AdminService(registry, fleet, workers, router, logger.child({ component: 'admin' }));
+    const placement = createPlacement({
+      config: config.placement,
+      db: database.db,
+      ...{ registry, fleet, workers, admin, events },
+      metrics: metricsRegistry,
+      logger: logger.child({ component: 'placement' }),
+    });
+    resources.setReservations(() => placement.reservations());
+    closers.push(() => placement.close());
     const storage = new StorageHealth(() => database.ping(), logger.child({ component: 'storage' }), metricsRegistry, config.storage);
     closers.push(async () => storage.close());
     // Closed before storage and plugins: undelivered notifications are dead-lettered to the database.
@@ -259,6 +269,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       storage,
       alerts,
       alertEngine,
+      placement,
       async readiness(opts = {}) {
         const requireStorage = opts.strict || config.server.readiness.requireStorage;
         const checks: Record<string, { ok: boolean; detail?: string }> = {
@@ -287,6 +298,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     metricsHistory.start();
     workers.startWatchdog();
     resources.start();
+    placement.start();
     const retention = new WorkerRetention(config.workers.retentionMs, workers, admin, audit, logger.child({ component: 'workers' }));
     retention.start();
     closers.push(() => retention.close());

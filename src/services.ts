@@ -24,6 +24,7 @@ import type { MetricsHistory } from './monitoring/history/metrics-history.ts';
 import type { LiveMetrics } from './monitoring/history/live.ts';
 import type { WorkerRegistry } from './workers/worker-registry.ts';
 import type { ResourceInventory } from './resources/inventory.ts';
+import type { PlacementReconciler } from './resources/reconciler.ts';
 import type { Tracing } from './tracing/tracing.ts';
 
 /** The domain services, wired once by createGateway and shared by every entry point. */
@@ -69,6 +70,8 @@ export interface Services {
   alerts: AlertDispatcher;
   /** Alert rules, their evaluation (one replica at a time, only with a metric source) and the alerts' state and history. */
   alertEngine: AlertEngine;
+  /** Memory-aware placement: resource requirements, the reconciler (one replica at a time), the `placements` query. */
+  placement: PlacementReconciler;
   /** Whether the database answers now; what a request's error becomes at the edge (classify). */
   storage: StorageHealth;
   /**

@@ -2,7 +2,8 @@
  * A leader lease in the database: one row per lease name with its holder, expiry and epoch. A
  * replica takes the lease when it has expired (or renews its own) in one atomic statement; the epoch
  * grows whenever the holder changes, and writers check it (fencing) so a deposed leader's late
- * writes are refused. Times are the database's, so replica clocks do not matter.
+ * writes are refused. Times are the database's, so replica clocks do not matter. Shared by every
+ * run-once job (the alert evaluator, the placement reconciler), each under its own lease name.
  */
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';

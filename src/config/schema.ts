@@ -453,6 +453,30 @@ export const configSchema = z.strictObject({
       drainMs: z.number().int().min(0).default(10_000),
       /** Models to serve; empty: the demo model capibara-mini on the tfjs backend. */
       models: z.array(workerModelSchema).default([]),
+      /**
+       * Device memory this worker states, by device id (`{ cpu: "8GiB", "gpu:0": "24GiB" }`, or bytes): it replaces
+       * what the backends detect, and is what placement reserves against (flag --memory cpu=8GiB). A device not
+       * detected is added, its kind from the id (cpu, gpu…, tpu…).
+       */
+      memory: z
+        .record(
+          z.string().regex(/^(cpu|gpu|tpu)(:[0-9]{1,3})?$/, 'cpu, gpu:N or tpu:N'),
+          z.union([z.number().int().min(0), z.string().regex(/^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|KiB|MiB|GiB|TiB)?\s*$/i, 'a size like 8GiB')]),
+        )
+        .default({}),
+    })
+    .prefault({}),
+  /** Memory-aware placement (src/resources/): the reconciler that keeps versions with resource requirements placed on workers. */
+  placement: z
+    .strictObject({
+      /** Run the reconciler on this replica (it runs on one replica at a time, under a lease). */
+      enabled: z.boolean().default(true),
+      /** How often it compares the desired placements with the fleet, ms (also at once after a change). */
+      intervalMs: z.number().int().min(50).max(600_000).default(2_000),
+      /** An instance is idle (evictable) when nothing ran on it for this long, ms. */
+      idleMs: z.number().int().min(0).max(86_400_000).default(60_000),
+      /** A LOAD sent to a worker counts as reserved this long while the worker has not registered the instance, ms. */
+      pendingTimeoutMs: z.number().int().min(1000).max(3_600_000).default(60_000),
     })
     .prefault({}),
 });

@@ -15,6 +15,8 @@ import {
   uniqueIndex,
 } from 'drizzle-orm/pg-core';
 
+import type { ResourceRequirements } from '../resources/requirements.ts';
+
 const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow();
 const updatedAt = () => timestamp('updated_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow();
 
@@ -64,6 +66,8 @@ export const modelVersions = pgTable(
       .references(() => models.id, { onDelete: 'cascade' }),
     version: text('version').notNull(),
     description: text('description').notNull().default(''),
+    /** What one instance of the version needs and how many the placement reconciler keeps (src/resources/requirements.ts); null: placed by hand. */
+    resources: jsonb('resources').$type<ResourceRequirements>(),
     createdAt: createdAt(),
   },
   (t) => [uniqueIndex('model_versions_model_version').on(t.modelId, t.version)],

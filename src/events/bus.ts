@@ -24,6 +24,12 @@ export const MODEL_EVENT_TYPES = [
   'INSTANCE_STATUS',
   'INSTANCE_REMOVED',
   'TRAFFIC_CHANGED',
+  /** The placement reconciler put an instance on a worker (LOAD sent). */
+  'INSTANCE_PLACED',
+  /** The placement reconciler evicted an idle instance to make room (or trimmed an extra replica). */
+  'INSTANCE_EVICTED',
+  /** A version's instances could not all be placed: `reason` names what is short. */
+  'PLACEMENT_FAILED',
 ] as const;
 export type ModelEventType = (typeof MODEL_EVENT_TYPES)[number];
 
@@ -38,6 +44,11 @@ export interface ModelEvent {
   instanceId?: string;
   /** INSTANCE_STATUS: the instance's new status. */
   status?: InstanceStatus;
+  /** Placement events: the worker and device. */
+  workerId?: string;
+  device?: string;
+  /** Placement events: why (what is short, what the eviction made room for). */
+  reason?: string;
   at: Date;
   /** The ModelRegistry that made the change (one per gateway replica): that replica's Fleet applied it already. */
   origin?: string;

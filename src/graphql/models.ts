@@ -2,6 +2,7 @@ import { INSTANCE_STATUSES, TASKS, type InstanceRow, type ModelRow, type Version
 import { builder } from './builder.ts';
 import type { GraphQLContext } from './context.ts';
 import { compact } from './input.ts';
+import { requirementsFromInput, ResourceRequirementsInput, ResourceRequirementsRef } from './placement.ts';
 import { MODEL_EVENT_TYPES, type ModelEvent } from '../events/bus.ts';
 
 const InstanceStatusEnum = builder.enumType('InstanceStatus', {
@@ -54,6 +55,12 @@ VersionRef.implement({
     version: t.exposeString('version'),
     description: t.exposeString('description'),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    resources: t.field({
+      type: ResourceRequirementsRef,
+      nullable: true,
+      description: 'What one instance needs (placement); null: placed by hand.',
+      resolve: (v) => v.resources,
+    }),
     // From the registry's memory, without a promise: a nested read costs no SQL and no await per version.
     instances: t.field({ type: [InstanceRef], resolve: (v, _a, ctx) => ctx.services.registry.instancesOf(v.id) }),
   }),
@@ -126,8 +133,14 @@ const VersionInput = builder.inputType('ModelVersionInput', {
     version: t.string({ required: true }),
     description: t.string(),
     instances: t.field({ type: [InstanceInput] }),
+    resources: t.field({ type: ResourceRequirementsInput, description: 'What one instance needs; the placement reconciler keeps its replicas placed.' }),
   }),
 });
+
+/** A version input with its resource requirements as the domain takes them. */
+function versionIn<V extends { resources?: Record<string, unknown> | null }>(v: V): V {
+  return v.resources ? { ...v, resources: requirementsFromInput(v.resources) } : v;
+}
 
 const RegisterModelInput = builder.inputType('RegisterModelInput', {
   fields: (t) => ({
@@ -203,7 +216,7 @@ builder.mutationFields((t) => ({
     type: ModelRef,
     authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.input.id) } }),
     args: { input: t.arg({ type: RegisterModelInput, required: true }) },
-    resolve: (_r, { input }, ctx) => ctx.services.admin.registerModel(compact({ ...input, task: lower(input.task) })),
+    resolve: (_r, { input }, ctx) => ctx.services.admin.registerModel(compact({ ...input, task: lower(input.task), versions: input.versions?.map(versionIn) })),
   }),
   updateModel: t.field({
     type: ModelRef,
@@ -221,7 +234,7 @@ builder.mutationFields((t) => ({
     type: VersionRef,
     authScopes: (_r, args) => ({ model: { permission: 'models:write', id: String(args.model) } }),
     args: { model: t.arg.id({ required: true }), input: t.arg({ type: VersionInput, required: true }) },
-    resolve: (_r, { model, input }, ctx) => ctx.services.admin.addModelVersion(String(model), compact(input)),
+    resolve: (_r, { model, input }, ctx) => ctx.services.admin.addModelVersion(String(model), compact(versionIn(input))),
   }),
   addInstance: t.field({
     type: InstanceRef,
@@ -292,6 +305,9 @@ const ModelEventRef = builder.objectRef<ModelEvent>('ModelEvent').implement({
     version: t.exposeString('version', { nullable: true }),
     instanceId: t.exposeString('instanceId', { nullable: true }),
     status: t.string({ nullable: true, resolve: (e) => (e.status ? upper(e.status) : null) }),
+    workerId: t.exposeString('workerId', { nullable: true, description: 'Placement events: the worker.' }),
+    device: t.exposeString('device', { nullable: true, description: 'Placement events: the device on the worker.' }),
+    reason: t.exposeString('reason', { nullable: true, description: 'Placement events: what is short, or what an eviction made room for.' }),
     at: t.expose('at', { type: 'DateTime' }),
     model: t.field({
       type: ModelRef,

@@ -8,6 +8,7 @@ import './workers.ts';
 import './auth.ts';
 import './audit.ts';
 import './alerts.ts';
+import './placement.ts';
 import './metrics.ts';
 import './resources.ts';
 import './queues.ts';

@@ -5,6 +5,10 @@ import type { BalancerCandidate, LoadedInstance } from '../plugin/contract.ts';
 import type { PluginHost } from '../plugin/host.ts';
 import { modelStatus, type InstanceRow, type InstanceStatus, type ModelRegistry } from './registry.ts';
 import type { ViewDiff } from './registry-view.ts';
+import { usageOf, type AccountingToken, type MemoryAccounting } from '../resources/memory-accounting.ts';
+
+/** The worker id memory accounting files the gateway's own (in-process) loads under. */
+const IN_PROCESS = 'embedded';
 
 /** An instance as the router sees it: live counters, the loaded handle, status. */
 export interface InstanceHandle extends BalancerCandidate {
@@ -19,6 +23,8 @@ export interface InstanceHandle extends BalancerCandidate {
   loaded?: LoadedInstance;
   /** Resolves when `outstanding` drops to 0 while draining. */
   idle?: () => void;
+  /** When the last request began on it here, or it loaded (ms since epoch): eviction takes the least recently used. */
+  lastUsedAt?: number;
 }
 
 /** A model as the router sees it, cached in memory and refreshed on registry events. */
@@ -45,12 +51,23 @@ export class Fleet {
   private readonly pendingLoads = new Map<string, Promise<void>>();
   private refreshSeq = 0;
   private readonly appliedRefresh = new Map<string, number>();
+  private memory: MemoryAccounting | undefined;
 
   constructor(
     private readonly registry: ModelRegistry,
     private readonly plugins: PluginHost,
     private readonly logger: Logger,
   ) {}
+
+  /** Checks the device memory in-process backends report around every load and unload here. */
+  accountMemory(accounting: MemoryAccounting): void {
+    this.memory = accounting;
+  }
+
+  private async usage(backend: string): Promise<Map<string, number>> {
+    if (!this.memory || !this.plugins.has('backend', backend)) return new Map();
+    return usageOf(await Promise.resolve(this.plugins.get('backend', backend).devices?.()).catch(() => undefined));
+  }
 
   /** The router's view of a model; undefined when not registered. */
   view(modelId: string): ModelView | undefined {
@@ -196,8 +213,11 @@ export class Fleet {
     }
     h.draining = false;
     await this.setStatus(h, 'loading');
+    let token: AccountingToken | undefined;
     try {
       const backend = this.plugins.get('backend', row.backend);
+      token = this.memory?.begin(IN_PROCESS);
+      const before = await this.usage(row.backend);
       const loaded = await backend.load(
         {
           id: row.id,
@@ -210,12 +230,16 @@ export class Fleet {
         this.abort.signal,
       );
       h.loaded = loaded;
+      h.lastUsedAt = Date.now();
+      if (this.memory) this.memory.recordLoad(IN_PROCESS, row.id, before, await this.usage(row.backend), token);
+      token = undefined;
       // Into this replica's view before the registry says READY: a client that sees READY must
       // not get MCP_NO_HEALTHY_INSTANCE because the view was still being rebuilt.
       await this.ensureInView(h, row.modelId, row.version);
       await this.setStatus(h, 'ready', { runtime: loaded.runtime, device: loaded.device });
       this.logger.info({ instance: row.id, model: row.modelId, version: row.version, runtime: loaded.runtime, device: loaded.device }, 'instance ready');
     } catch (err) {
+      this.memory?.abandon(token);
       const e = toMcpError(err);
       const reason = e.code === 'MCP_INTERNAL' ? String((err as Error)?.message ?? err) : e.message;
       await this.setStatus(h, 'failed', { reason });
@@ -260,6 +284,7 @@ export class Fleet {
   /** Counts a request in flight on the instance; returns the function that ends it. */
   begin(h: InstanceHandle): () => void {
     h.outstanding++;
+    h.lastUsedAt = Date.now();
     return () => {
       h.outstanding--;
       if (h.outstanding === 0 && h.idle) h.idle();
@@ -274,7 +299,10 @@ export class Fleet {
     if (h?.loaded) {
       const loaded = h.loaded;
       h.loaded = undefined;
+      const token = this.memory?.begin(IN_PROCESS);
+      const before = await this.usage(h.backend);
       await loaded.unload().catch((err) => this.logger.warn({ err, instance: instanceId }, 'unload failed'));
+      if (this.memory) this.memory.recordUnload(IN_PROCESS, instanceId, before, await this.usage(h.backend), token);
     }
     await this.registry.setInstanceStatus(instanceId, 'unloaded', { reason });
     await this.refresh(row.modelId);

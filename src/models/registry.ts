@@ -15,6 +15,7 @@ import { currentAuditContext } from '../audit/context.ts';
 import type { AuditEntry } from '../audit/types.ts';
 import { AddressPolicy, checkEndpoint, type EndpointSource } from '../security/address-policy.ts';
 import { InstanceSecrets, SecretBox } from '../security/secrets.ts';
+import { resourceRequirementsInputSchema, type ResourceRequirements } from '../resources/requirements.ts';
 import { isAfter, RegistryView, type ModelEntry, type ViewDiff } from './registry-view.ts';
 
 export type ModelRow = typeof models.$inferSelect;
@@ -42,6 +43,8 @@ const versionInputSchema = z.strictObject({
   version: versionName,
   description: z.string().max(2000).default(''),
   instances: z.array(instanceInputSchema).max(256).default([]),
+  /** What one instance needs; with it, the placement reconciler keeps `replicas` instances placed on workers. */
+  resources: resourceRequirementsInputSchema.optional(),
 });
 const registerModelSchema = z.strictObject({
   id,
@@ -225,6 +228,29 @@ export class ModelRegistry {
     return this.view.versionsOf(modelId);
   }
 
+  /** Versions whose resource requirements are set (the placement reconciler keeps them placed), with their model. */
+  versionsWithResources(): Array<{ model: ModelRow; version: VersionRow; resources: ResourceRequirements }> {
+    return this.view
+      .models()
+      .flatMap((model) => this.view.versionsOf(model.id).flatMap((version) => (version.resources ? [{ model, version, resources: version.resources }] : [])));
+  }
+
+  /** Sets (null: clears) what one instance of the version needs; the reconciler places or trims its instances to match. */
+  async setVersionResources(modelId: string, version: string, resources: ResourceRequirements | null): Promise<VersionRow> {
+    const v = await this.requireVersion(modelId, version);
+    const { result: row, version: registryVersion } = await this.write(modelId, async (tx) => {
+      const [r] = await tx.update(modelVersions).set({ resources }).where(eq(modelVersions.id, v.id)).returning();
+      if (!r) throw new McpError('MCP_VERSION_NOT_FOUND', `model "${modelId}" has no version "${version}"`, { details: { model: modelId, version } });
+      // measured figures are the gateway's own bookkeeping, not an admin change
+      if (resources?.measuredBytes === undefined || resources.memoryBytes !== undefined || v.resources?.measuredBytes === resources.measuredBytes) {
+        await appendInTransaction(tx, [changeEntry('version.resources', `${modelId}@${version}`, modelId, resources ? { ...resources } : { cleared: true })]);
+      }
+      return r;
+    });
+    this.publish({ type: 'MODEL_UPDATED', modelId, version, registryVersion });
+    return row;
+  }
+
   /** A version's instances, oldest first (from memory, synchronously). */
   instancesOf(versionId: string): readonly InstanceRow[] {
     return this.view.instancesOf(versionId);
@@ -281,7 +307,13 @@ export class ModelRegistry {
         details: { path: 'input.defaultVersion' },
       });
     }
-    const versionRows = input.versions.map((v) => ({ id: randomUUID(), modelId: input.id, version: v.version, description: v.description }));
+    const versionRows = input.versions.map((v) => ({
+      id: randomUUID(),
+      modelId: input.id,
+      version: v.version,
+      description: v.description,
+      resources: v.resources ?? null,
+    }));
     const instanceRows = input.versions.flatMap((v, vi) =>
       v.instances.map((inst, ii) => this.instanceRow(input.id, versionRows[vi]!.id, inst, `input.versions.${vi}.instances.${ii}`, source)),
     );
@@ -364,7 +396,7 @@ export class ModelRegistry {
     const { result: row, version } = await this.write(modelId, async (tx) => {
       const [v] = await tx
         .insert(modelVersions)
-        .values({ id: versionId, modelId, version: input.version, description: input.description })
+        .values({ id: versionId, modelId, version: input.version, description: input.description, resources: input.resources ?? null })
         .onConflictDoNothing()
         .returning();
       if (!v) throw new McpError('MCP_DUPLICATE_ID', `model "${modelId}" already has version "${input.version}"`, { details: { path: 'input.version' } });

@@ -31,6 +31,8 @@ import { DEMO_MODEL_DIR, DEMO_MODEL_ID } from '../models/seed.ts';
 import type { BackendCall, DeviceInfo, LoadedInstance } from '../plugin/contract.ts';
 import { PluginHost } from '../plugin/host.ts';
 import { LocalDevices } from '../resources/local-devices.ts';
+import { MemoryAccounting, usageOf } from '../resources/memory-accounting.ts';
+import { parseBytes } from '../resources/requirements.ts';
 import { newWorkerSession } from './call-auth.ts';
 import { createWorkerHttpServer } from './http-server.ts';
 
@@ -252,6 +254,46 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   /** The token the gateway presents on every call (learned before registering); no token, no service. */
   let callToken: string | undefined;
 
+  /** Device memory stated in config (`worker.memory`) replaces what detection found (a share of a host, a test). */
+  const withStatedMemory = (list: DeviceInfo[]): DeviceInfo[] => {
+    for (const [deviceId, size] of Object.entries(wc.memory)) {
+      const bytes = typeof size === 'number' ? size : parseBytes(size);
+      if (bytes === undefined) continue;
+      const found = list.find((d) => d.id === deviceId);
+      if (found) found.memoryTotalBytes = bytes;
+      else list.push({ id: deviceId, kind: deviceId.replace(/:.*/, '') as DeviceInfo['kind'], name: `${deviceId} (stated)`, memoryTotalBytes: bytes });
+    }
+    return list;
+  };
+  const local = LocalDevices.fromConfig(config.resources);
+  /** This host's devices (CPU and memory, GPUs, TPUs) with live figures, merged with what the served backends and instances report. */
+  const liveDevices = async (): Promise<DeviceInfo[]> => {
+    const extra: DeviceInfo[][] = [];
+    for (const b of new Set([...served.values()].map((s) => s.backend))) {
+      const list = await Promise.resolve(plugins.get('backend', b).devices?.()).catch(() => undefined);
+      if (list) extra.push(list);
+    }
+    const declared: DeviceInfo[] = [];
+    for (const s of served.values()) {
+      const d = safely(() => s.loaded.deviceInfo?.());
+      if (d) declared.push(d);
+    }
+    return withStatedMemory(await local.sample([...extra, declared]));
+  };
+  /** Memory each served instance's backend holds now (instances whose backend does not say are left out). */
+  const instanceMemory = () => {
+    const out: Array<{ remoteInstanceId: string; memoryBytes: number; device: string }> = [];
+    for (const [remoteInstanceId, s] of served) {
+      const bytes = safely(() => s.loaded.memoryBytes?.());
+      if (typeof bytes !== 'number' || !Number.isFinite(bytes) || bytes < 0) continue;
+      out.push({ remoteInstanceId, memoryBytes: bytes, device: (safely(() => s.loaded.deviceInfo?.()) ?? { id: s.loaded.device }).id });
+    }
+    return out.slice(0, 256);
+  };
+  /** Memory used per device now, for the accounting around loads and unloads. */
+  const usage = async () => usageOf(await liveDevices().catch(() => []));
+  const accounting = new MemoryAccounting({ logger });
+
   const loadOne = async (
     m: {
       model: string;
@@ -279,10 +321,14 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     const declared = backend.secretOptions ?? [];
     const options = await upstream.secrets.resolve(upstream.secrets.seal(parsed.data, declared, from, 'options', 'keep'), declared);
     const source = m.source && !isAbsolute(m.source) && !/^[a-z]+:\/\//i.test(m.source) ? resolve(baseDir, m.source) : m.source;
+    const before = await usage();
     const loaded = await backend.load({ id: remoteId, model: m.model, version: m.version, endpoint: source, options, device: m.device }, abort.signal);
     const old = served.get(remoteId);
     served.set(remoteId, { model: m.model, version: m.version, task: m.task, backend: m.backend, loaded: counter.wrap(loaded) });
-    if (old) await old.loaded.unload().catch(() => {});
+    const after = await usage();
+    // the new one serves before the old one goes (the old one's unload is accounted under its own key)
+    if (old) await unloadOne(`${remoteId}#replaced`, old, false);
+    accounting.recordLoad(wc.name ?? 'worker', remoteId, before, after);
     logger.info({ instance: remoteId, model: m.model, version: m.version, runtime: loaded.runtime, device: loaded.device }, 'instance loaded');
   };
 
@@ -321,6 +367,14 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     throw err;
   }
 
+  /** Unloads one served instance; what it does not give back is logged (memory accounting). */
+  async function unloadOne(remoteId: string, s: Served, stopServing = true): Promise<void> {
+    if (stopServing) served.delete(remoteId);
+    const before = await usage();
+    await s.loaded.unload().catch((err) => logger.warn({ err, instance: remoteId }, 'unload failed'));
+    accounting.recordUnload(wc.name ?? 'worker', remoteId, before, await usage());
+  }
+
   const port = (server.address() as AddressInfo).port;
   const host = wc.host === '0.0.0.0' || wc.host === '::' ? '127.0.0.1' : wc.host.includes(':') ? `[${wc.host}]` : wc.host;
   const endpoint = wc.advertiseUrl ?? `http://${host}:${port}`;
@@ -329,31 +383,6 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const authHeaders: Record<string, string> = wc.token ? { authorization: `Bearer ${wc.token}` } : {};
   const gateway = new GatewayClient(wc.gateway.replace(/\/+$/, ''), authHeaders);
 
-  const local = LocalDevices.fromConfig(config.resources);
-  /** This host's devices (CPU and memory, GPUs, TPUs) with live figures, merged with what the served backends and instances report. */
-  const liveDevices = async (): Promise<DeviceInfo[]> => {
-    const extra: DeviceInfo[][] = [];
-    for (const b of new Set([...served.values()].map((s) => s.backend))) {
-      const list = await Promise.resolve(plugins.get('backend', b).devices?.()).catch(() => undefined);
-      if (list) extra.push(list);
-    }
-    const declared: DeviceInfo[] = [];
-    for (const s of served.values()) {
-      const d = safely(() => s.loaded.deviceInfo?.());
-      if (d) declared.push(d);
-    }
-    return local.sample([...extra, declared]);
-  };
-  /** Memory each served instance's backend holds now (instances whose backend does not say are left out). */
-  const instanceMemory = () => {
-    const out: Array<{ remoteInstanceId: string; memoryBytes: number; device: string }> = [];
-    for (const [remoteInstanceId, s] of served) {
-      const bytes = safely(() => s.loaded.memoryBytes?.());
-      if (typeof bytes !== 'number' || !Number.isFinite(bytes) || bytes < 0) continue;
-      out.push({ remoteInstanceId, memoryBytes: bytes, device: (safely(() => s.loaded.deviceInfo?.()) ?? { id: s.loaded.device }).id });
-    }
-    return out.slice(0, 256);
-  };
   const devices = async (): Promise<DeviceInfo[]> =>
     (await liveDevices()).map((d) => ({
       id: d.id,
@@ -505,8 +534,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
         );
       } else {
         const s = served.get(c.instanceId);
-        served.delete(c.instanceId);
-        if (s) await s.loaded.unload().catch((err) => logger.warn({ err, instance: c.instanceId }, 'unload failed'));
+        if (s) await unloadOne(c.instanceId, s);
         logger.info({ instance: c.instanceId }, 'instance unloaded');
       }
     } catch (err) {

@@ -14,7 +14,7 @@ function entry(id: string, created: number, opts: { status?: string; labels?: Re
     createdAt: at(created),
     updatedAt: at(created),
   };
-  const version = { id: `${id}-v1`, modelId: id, version: 'v1', description: '', createdAt: at(created) };
+  const version = { id: `${id}-v1`, modelId: id, version: 'v1', description: '', resources: null, createdAt: at(created) };
   const instance = {
     ...{ id: `${id}-i`, modelId: id, versionId: `${id}-v1`, backend: 'echo', endpoint: null, device: null, options: {}, weight: 1 },
     ...{ status: opts.status ?? 'ready', statusReason: null, runtime: null, workerId: null, createdAt: at(created), updatedAt: at(created) },

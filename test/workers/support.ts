@@ -63,6 +63,8 @@ export interface SpawnWorkerOptions {
   token?: string;
   /** URL the worker registers (worker.advertiseUrl), e.g. an attacker's server. */
   advertiseUrl?: string;
+  /** Device memory the worker states (worker.memory), e.g. `{ cpu: '1GiB' }`. */
+  memory?: Record<string, string | number>;
 }
 
 /** Spawns `capibara-mcp worker` as a real process (through tsx, like `npm run worker`) with a temp config file. */
@@ -82,6 +84,7 @@ export function spawnWorker(opts: SpawnWorkerOptions): WorkerProcess {
       models: opts.models ?? [{ id: 'echo', version: 'v1', backend: 'echo', task: 'generate' }],
       ...(opts.token ? { token: opts.token } : {}),
       ...(opts.advertiseUrl ? { advertiseUrl: opts.advertiseUrl } : {}),
+      ...(opts.memory ? { memory: opts.memory } : {}),
     },
   };
   const file = join(dir, 'capibara.json');
