@@ -159,7 +159,7 @@ describe('metrics history over GraphQL', () => {
     await waitFor(async () => {
       await history.flushed();
       const mine = await gw.services.database.db.select().from(metricRollups);
-      return mine.some((row) => row.metric === 'requests_per_second' && row.count > 1);
+      return mine.some((row) => row.metric === 'requests' && row.count > 1);
     }, 75_000);
   }, 90_000);
 
