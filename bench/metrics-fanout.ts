@@ -4,6 +4,10 @@
  * subscriptions each). Delivery lag = receive time − the snapshot's tick time (`at`); gateway CPU
  * = this process's user+system time over the measured window. Two rows in one run: all
  * subscribers on one filter (one shared computation per tick) and spread over 50 distinct filters.
+ * Each row runs twice in one run, on two gateways started in turn: `server.websocket.sharedWrites`
+ * off (every subscriber through graphql-ws: its own result object, JSON.stringify and write) and on
+ * (each snapshot serialised once per filter and written to the sockets within the tick).
+ * BENCH_SHARED_WRITES=on|off runs one of them only; BENCH_ROUNDS=n repeats the off/on pair.
  *
  *   npx tsx --conditions=capibara-source bench/metrics-fanout.ts
  */
@@ -110,10 +114,41 @@ async function row(url: string, distinct: number, computations: () => number): P
 }
 
 async function main(): Promise<void> {
+  const only = process.env.BENCH_SHARED_WRITES;
+  if (only === 'on' || only === 'off') {
+    const rows = await gateway(only === 'on');
+    console.table(rows);
+    if (process.send) await new Promise<void>((r) => process.send!({ type: 'rows', rows }, () => r()));
+    return;
+  }
+  // Each gateway in a fresh process (one after the other), so neither inherits the other's heap or timers.
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
+  const rows: Record<string, string | number>[] = [];
+  for (let r = 0; r < rounds; r++) {
+    for (const mode of ['off', 'on']) {
+      const child = fork(fileURLToPath(import.meta.url), [], {
+        env: { ...process.env, BENCH_SHARED_WRITES: mode },
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      });
+      const got = await new Promise<Record<string, string | number>[]>((res, rej) => {
+        child.on('message', (m: { type: string; rows?: Record<string, string | number>[] }) => m.type === 'rows' && res(m.rows!));
+        child.once('exit', (code) => rej(new Error(`the ${mode} run exited with ${code}`)));
+      });
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+      rows.push(...got);
+    }
+  }
+  console.table(rows);
+}
+
+async function gateway(sharedWrites: boolean): Promise<Record<string, string | number>[]> {
   const { startTestGateway } = await import('../src/testing/gateway.ts');
   const gw = await startTestGateway({
     plugins: [{ use: './examples/capibara-plugin-echo' }],
-    server: { maxSocketsPerIp: 1000, websocket: { maxSocketsPerIp: 200, maxSocketsPerPrincipal: 200, maxSubscriptionsPerSocket: PER_SOCKET } },
+    server: {
+      maxSocketsPerIp: 1000,
+      websocket: { maxSocketsPerIp: 200, maxSocketsPerPrincipal: 200, maxSubscriptionsPerSocket: PER_SOCKET, sharedWrites },
+    },
   });
   for (const id of ['alpha', 'beta', 'gamma'])
     await gw.gql(`mutation { registerModel(input: { id: "${id}", task: GENERATE, versions: [{ version: "v1", instances: [{ backend: "echo" }] }] }) { id } }`);
@@ -131,11 +166,11 @@ async function main(): Promise<void> {
   })();
   const url = `${gw.url.replace('http', 'ws')}/graphql`;
   const computations = () => gw.services.liveMetrics.computations;
-  const rows = [await row(url, 1, computations), await row(url, 50, computations)];
+  const rows = [await row(url, 1, computations), await row(url, 50, computations)].map((r) => ({ sharedWrites: sharedWrites ? 'on' : 'off', ...r }));
   stop = true;
   await traffic;
-  console.table(rows);
   await gw.close();
+  return rows;
 }
 
 if (process.argv[2] === 'client') void client();

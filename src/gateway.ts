@@ -6,6 +6,7 @@ import { createLogger, flushLogs } from './logging.ts';
 import { Registry } from 'prom-client';
 import { AdminService } from './admin/admin-service.ts';
 import { createAlertDispatcher } from './alerts/create.ts';
+import { AlertDeadLetters } from './alerts/dead-letters.ts';
 import { AlertEngine } from './alerts/engine.ts';
 import type { MetricSource } from './monitoring/metric-source.ts';
 import { Accounts } from './auth/accounts.ts';
@@ -268,6 +269,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       audit,
       storage,
       alerts,
+      alertDeadLetters: new AlertDeadLetters(database, alerts),
       alertEngine,
       placement,
       async readiness(opts = {}) {

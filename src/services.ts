@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { AdminService } from './admin/admin-service.ts';
 import type { AdmissionService } from './admission/admission-service.ts';
+import type { AlertDeadLetters } from './alerts/dead-letters.ts';
 import type { AlertDispatcher } from './alerts/dispatcher.ts';
 import type { AlertEngine } from './alerts/engine.ts';
 import type { Config } from './config/schema.ts';
@@ -68,6 +69,8 @@ export interface Services {
   admin: AdminService;
   /** Delivers alert notifications to the alert-sink plugins (queued, retried, dead-lettered): `alerts.notify(alert)`. */
   alerts: AlertDispatcher;
+  /** Notifications a sink did not take (`alert_dead_letters`): paged reads and redelivery by hand. */
+  alertDeadLetters: AlertDeadLetters;
   /** Alert rules, their evaluation (one replica at a time, only with a metric source) and the alerts' state and history. */
   alertEngine: AlertEngine;
   /** Memory-aware placement: resource requirements, the reconciler (one replica at a time), the `placements` query. */

@@ -30,6 +30,14 @@ export async function gql<T>(query: string, variables?: Record<string, unknown>)
 }
 
 let client: Client | undefined;
+/** Called on every (re)connection of the WebSocket: what was missed while it was down is read again. */
+const connectedListeners = new Set<() => void>();
+
+/** Runs `listener` each time the WebSocket (re)connects; returns its remover. */
+export function onConnected(listener: () => void): () => void {
+  connectedListeners.add(listener);
+  return () => connectedListeners.delete(listener);
+}
 
 /** One graphql-ws connection per session; connection_init carries the current access token. */
 function wsClient(): Client {
@@ -40,6 +48,11 @@ function wsClient(): Client {
     keepAlive: 15_000,
     retryAttempts: 1_000_000,
     shouldRetry: () => token() !== undefined,
+    on: {
+      connected: () => {
+        for (const l of connectedListeners) l();
+      },
+    },
   });
   return client;
 }

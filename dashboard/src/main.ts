@@ -1,5 +1,5 @@
 import './style.css';
-import { closeConnection, gql, subscribe } from './api.ts';
+import { closeConnection, gql, onConnected, subscribe } from './api.ts';
 import { LIVE_CHARTS, LineChart, linesOf, type MetricValue } from './charts.ts';
 import { AuthError, login, logout, onSessionChange, resume } from './session.ts';
 
@@ -106,13 +106,21 @@ function actionButton(label: string, run: () => Promise<unknown>, after: () => v
   return b;
 }
 
+/** Earliest silence end among the firing alerts hidden now (the list is read again then). */
+let silenceTimer: ReturnType<typeof setTimeout> | undefined;
+
 /** Firing alerts that are not silenced; silence and acknowledge for principals with alerts:write. */
+let alertsRead = 0;
+
 async function loadAlerts(canWrite: boolean): Promise<void> {
   const list = $('alerts');
+  const mine = ++alertsRead;
   let alerts: AlertRow[];
   let rules: Map<string, RuleRow>;
   try {
     const data = await gql<{ alerts: AlertRow[]; alertRules: RuleRow[] }>(ALERTS_QUERY);
+    // An older read answering after a newer one must not overwrite it.
+    if (mine !== alertsRead) return;
     alerts = data.alerts;
     rules = new Map(data.alertRules.map((r) => [r.name, r]));
   } catch (e) {
@@ -121,6 +129,10 @@ async function loadAlerts(canWrite: boolean): Promise<void> {
   }
   const now = Date.now();
   const shown = alerts.filter((a) => !a.silencedUntil || Date.parse(a.silencedUntil) <= now);
+  // A silence that ends publishes no event: read the list again when the first one does.
+  const ends = alerts.map((a) => (a.silencedUntil ? Date.parse(a.silencedUntil) : Number.NaN)).filter((t) => t > now);
+  clearTimeout(silenceTimer);
+  silenceTimer = ends.length ? setTimeout(() => void loadAlerts(canWrite), Math.min(Math.min(...ends) - now + 250, 2 ** 31 - 1)) : undefined;
   if (!shown.length) {
     list.replaceChildren(note('none'));
     return;
@@ -206,6 +218,35 @@ function startLive(): () => void {
   };
 }
 
+/** Alerts read again (debounced) on every `alertEvents` event, on every (re)connection and every minute. */
+const ALERTS_DEBOUNCE_MS = 150;
+/** Acknowledgements and silences by others publish no event: a slow refresh shows them. */
+const ALERTS_REFRESH_MS = 60_000;
+
+function watchAlerts(canWrite: boolean): () => void {
+  let pending: ReturnType<typeof setTimeout> | undefined;
+  const reload = (): void => {
+    if (pending !== undefined) return;
+    pending = setTimeout(() => {
+      pending = undefined;
+      void loadAlerts(canWrite);
+    }, ALERTS_DEBOUNCE_MS);
+  };
+  reload();
+  const stopEvents = subscribe<{ alertEvents: { rule: string; to: string } }>('subscription { alertEvents { alertId rule to } }', {}, reload, (message) =>
+    $('alerts').replaceChildren(note(`alert events: ${message}`)),
+  );
+  const stopConnected = onConnected(reload);
+  const slow = setInterval(reload, ALERTS_REFRESH_MS);
+  return () => {
+    stopEvents();
+    stopConnected();
+    clearInterval(slow);
+    clearTimeout(pending);
+    clearTimeout(silenceTimer);
+  };
+}
+
 async function signedIn(): Promise<void> {
   loginForm.hidden = true;
   app.hidden = false;
@@ -214,18 +255,19 @@ async function signedIn(): Promise<void> {
   $('who').textContent = `${me.id} (${me.roles.join(', ')})`;
   const canWriteAlerts = me.permissions.includes('ALERTS_WRITE');
   const stopLive = startLive();
-  const refreshTables = (): void => {
+  const stopAlerts = watchAlerts(canWriteAlerts);
+  const refreshModels = (): void => {
     loadModels().catch((e: unknown) => (status.textContent = `models: ${String(e)}`));
-    void loadAlerts(canWriteAlerts);
   };
-  refreshTables();
+  refreshModels();
   loadHistory().catch((e: unknown) => ($('history-note').textContent = `history: ${e instanceof Error ? e.message : String(e)}`));
-  const tables = setInterval(refreshTables, 2000);
+  const models = setInterval(refreshModels, 2000);
   const history = setInterval(() => void loadHistory().catch(() => undefined), 30_000);
   running = {
     stop: () => {
-      clearInterval(tables);
+      clearInterval(models);
       clearInterval(history);
+      stopAlerts();
       stopLive();
       historyChart?.destroy();
       historyChart = undefined;

@@ -1,27 +1,15 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { AlertsConfig } from './config.ts';
+import { writeDeadLetter } from './dead-letters.ts';
 import { AlertDispatcher, type DeadLetter } from './dispatcher.ts';
 import type { Database } from '../db/client.ts';
-import { alertDeadLetters } from '../db/schema.ts';
 import { McpError } from '../errors.ts';
 import type { PluginHost } from '../plugin/host.ts';
-import { alertToJson } from '../sdk/alert-delivery.ts';
 
 /** Writes one dead letter to `alert_dead_letters`. */
 export function deadLetterTable(database: Database): (letter: DeadLetter) => Promise<void> {
-  return async (l) => {
-    await database.db.insert(alertDeadLetters).values({
-      sink: l.sink,
-      alertId: l.alert.id,
-      rule: l.alert.rule,
-      state: l.alert.state,
-      reason: l.reason,
-      attempts: l.attempts,
-      lastError: l.lastError ?? null,
-      alert: alertToJson(l.alert) as unknown as Record<string, unknown>,
-    });
-  };
+  return (l) => writeDeadLetter(database, l);
 }
 
 /**

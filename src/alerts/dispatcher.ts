@@ -187,15 +187,25 @@ export class AlertDispatcher {
    */
   notify(alert: Alert): void {
     const copy: Alert = { ...alert, labels: { ...alert.labels } };
-    for (const lane of this.lanes) {
-      if (!this.closing && lane.queue.length < this.opts.delivery.queueSize) {
-        lane.push(copy);
-        continue;
-      }
-      const written = this.deadLetter({ sink: lane.name, alert: copy, reason: this.closing ? 'shutdown' : 'queue_full', attempts: 0 });
-      this.pendingLetters.add(written);
-      void written.finally(() => this.pendingLetters.delete(written));
-    }
+    for (const lane of this.lanes) this.enqueue(lane, copy);
+  }
+
+  /**
+   * Queues `alert` again for sink `sink` only (a dead letter redelivered by hand), as notify()
+   * does for every sink; false when no sink has that name.
+   */
+  redeliver(sink: string, alert: Alert): boolean {
+    const lane = this.lanes.find((l) => l.name === sink);
+    if (!lane) return false;
+    this.enqueue(lane, { ...alert, labels: { ...alert.labels } });
+    return true;
+  }
+
+  private enqueue(lane: SinkLane, copy: Alert): void {
+    if (!this.closing && lane.queue.length < this.opts.delivery.queueSize) return lane.push(copy);
+    const written = this.deadLetter({ sink: lane.name, alert: copy, reason: this.closing ? 'shutdown' : 'queue_full', attempts: 0 });
+    this.pendingLetters.add(written);
+    void written.finally(() => this.pendingLetters.delete(written));
   }
 
   /** Resolves when every queue is empty (tests, shutdown). */

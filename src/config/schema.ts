@@ -175,6 +175,12 @@ export const configSchema = z.strictObject({
             .default(1024 * 1024),
           /** Time a client has to send connection_init, ms. */
           connectionInitWaitTimeoutMs: z.number().int().min(100).default(3_000),
+          /**
+           * Shared subscriptions (`metricsUpdates`) write each snapshot's `next` message with its
+           * payload serialised once per filter, within the tick; false sends each through graphql-ws
+           * per subscriber (the path before; kept for comparison in bench/metrics-fanout.ts).
+           */
+          sharedWrites: z.boolean().default(true),
         })
         .prefault({}),
     })

@@ -1,4 +1,5 @@
 import type { AlertEvent, AlertState, InstanceRow } from '../alerts/engine.ts';
+import { MAX_DEAD_LETTER_PAGE, type DeadLetterPage, type DeadLetterRow } from '../alerts/dead-letters.ts';
 import type { StoredRule } from '../alerts/rule-store.ts';
 import { McpError } from '../errors.ts';
 import { builder } from './builder.ts';
@@ -63,6 +64,33 @@ const AlertEventRef = builder.objectRef<AlertEvent>('AlertEvent').implement({
   }),
 });
 
+const AlertDeadLetterRef = builder.objectRef<DeadLetterRow>('AlertDeadLetter').implement({
+  description: 'An alert notification a sink did not take: every attempt failed, its queue was full, or the gateway shut down first.',
+  fields: (t) => ({
+    id: t.id({ resolve: (d) => String(d.id) }),
+    sink: t.exposeString('sink', { description: 'Configured name of the alert sink.' }),
+    alertId: t.exposeID('alertId'),
+    rule: t.exposeString('rule'),
+    state: t.field({ type: AlertStateEnum, resolve: (d) => toEnum(d.state) }),
+    reason: t.exposeString('reason', { description: 'failed | queue_full | shutdown' }),
+    attempts: t.exposeInt('attempts', { description: 'Attempts made (0: never tried).' }),
+    lastError: t.exposeString('lastError', { nullable: true, description: "The last attempt's error." }),
+    alert: t.field({ type: 'JSON', description: 'The notification as the sink would have got it.', resolve: (d) => d.alert }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+  }),
+});
+
+const AlertDeadLetterPageRef = builder.objectRef<DeadLetterPage>('AlertDeadLetterPage').implement({
+  fields: (t) => ({
+    nodes: t.field({ type: [AlertDeadLetterRef], resolve: (p) => p.nodes }),
+    nextCursor: t.string({
+      nullable: true,
+      description: 'Pass as `after` for the next (older) page; null on the last page.',
+      resolve: (p) => p.nextCursor ?? null,
+    }),
+  }),
+});
+
 function notFound(id: string): never {
   throw new McpError('MCP_NOT_FOUND', `no alert with id "${id}"`, { details: { path: 'id' } });
 }
@@ -87,6 +115,24 @@ builder.queryFields((t) => ({
         first,
       );
     },
+  }),
+  alertDeadLetters: t.field({
+    type: AlertDeadLetterPageRef,
+    description: `Alert dead letters, newest first, a page at a time (first: 1 to ${MAX_DEAD_LETTER_PAGE}), optionally of one sink or rule. Needs alerts:read.`,
+    authScopes: { permission: 'alerts:read' },
+    args: {
+      first: t.arg.int({ defaultValue: 50 }),
+      after: t.arg.string({ description: 'nextCursor of the previous page.' }),
+      sink: t.arg.string(),
+      rule: t.arg.string(),
+    },
+    resolve: (_r, args, ctx) =>
+      ctx.services.alertDeadLetters.list({
+        first: args.first ?? 50,
+        ...(args.after != null ? { after: args.after } : {}),
+        ...(args.sink != null ? { sink: args.sink } : {}),
+        ...(args.rule != null ? { rule: args.rule } : {}),
+      }),
   }),
   alertHistory: t.field({
     type: [AlertTransitionRef],
@@ -133,6 +179,14 @@ builder.mutationFields((t) => ({
       }
       return (await ctx.services.alertEngine.silence(String(args.id), Date.now() + args.durationMs)) ?? notFound(String(args.id));
     },
+  }),
+  redeliverAlertDeadLetter: t.field({
+    type: AlertDeadLetterRef,
+    description:
+      'Takes a dead letter out of the table and queues its alert to its sink again (retried as any notification; a new dead letter if it fails again). Returns the record taken. Needs alerts:write.',
+    authScopes: { permission: 'alerts:write' },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_r, args, ctx) => ctx.services.alertDeadLetters.redeliver(String(args.id)),
   }),
   acknowledgeAlert: t.field({
     type: AlertRef,

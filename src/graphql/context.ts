@@ -16,6 +16,12 @@ export interface GraphQLContext {
   headers: Record<string, string | undefined>;
   /** When authentication started and ended (epoch ms), kept only when tracing is on. */
   authSpan?: readonly [number, number];
+  /**
+   * Set by a transport that can write a subscription's `next` message with a payload already
+   * serialised (graphql-ws): shared subscriptions (./shared-results.ts) then execute and
+   * serialise each event once for all their subscribers and hand the JSON here.
+   */
+  writeNext?: (payloadJson: string) => void;
   /** The error to throw when a scope check fails (401 without principal, 403 otherwise). */
   unauthorized(): Error;
 }

@@ -1,6 +1,6 @@
 import { McpError } from '../errors.ts';
 import type { MetricSeries } from '../monitoring/metric-source.ts';
-import { aggregationOf, HISTORY_METRIC_NAMES, HISTORY_METRICS, type SeriesFilter } from '../monitoring/history/catalog.ts';
+import { aggregationOf, HISTORY_METRIC_NAMES, HISTORY_METRICS, replicasOf, type SeriesFilter } from '../monitoring/history/catalog.ts';
 import { MIN_INTERVAL_MS } from '../monitoring/history/config.ts';
 import type { MetricsSnapshot } from '../monitoring/history/live.ts';
 import type { HistoryAnswer } from '../monitoring/history/metrics-history.ts';
@@ -134,6 +134,10 @@ const MetricInfoRef = builder.objectRef<{ name: string; help: string }>('MetricI
     name: t.exposeString('name'),
     help: t.exposeString('help'),
     aggregation: t.string({ description: 'How samples combine into a step: sum, avg or max.', resolve: (m) => aggregationOf(m.name) }),
+    replicas: t.string({
+      description: "How the rollups of several gateway replicas combine: sum (each replica's own counts, rates and in-flight), max or avg.",
+      resolve: (m) => replicasOf(m.name),
+    }),
   }),
 });
 

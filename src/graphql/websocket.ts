@@ -9,7 +9,11 @@
  * - each socket runs at most `maxSubscriptionsPerSocket` subscriptions and `maxOperationsInFlight`
  *   queries/mutations at once (one more is answered with an error, MCP_RATE_LIMITED);
  * - when the principal's `expiresAt` passes, its subscriptions end with an MCP_UNAUTHENTICATED error
- *   (./expiry.ts, for SSE too) and the socket is closed (4401).
+ *   (./expiry.ts, for SSE too) and the socket is closed (4401);
+ * - shared subscriptions (`metricsUpdates`, see ./shared-results.ts) get `writeNext` in their
+ *   context: their pre-serialised payloads are written as `next` messages straight to the socket,
+ *   the writes of one tick corked into one syscall per socket; a socket with more than
+ *   SLOW_READER_BYTES unsent skips snapshots instead of queueing them.
  */
 import { recordDenial } from '../audit/denials.ts';
 import type { IncomingMessage, Server } from 'node:http';
@@ -28,6 +32,9 @@ import type { GraphQLServerContext } from './json-post.ts';
 /** Close codes (graphql-ws uses 4400–4499 for protocol refusals). */
 export const WS_CLOSE = { unauthenticated: 4401, forbidden: 4403, tooManySockets: 4429 } as const;
 
+/** Unsent bytes past which a socket skips shared snapshots (a slow reader skips, never queues). */
+export const SLOW_READER_BYTES = 1024 * 1024;
+
 /** Grace between ending the subscriptions of an expired principal and closing its socket, ms. */
 const EXPIRY_CLOSE_GRACE_MS = 100;
 
@@ -45,6 +52,8 @@ interface SocketState {
   /** Set when the principal's credentials expired (the socket is then closed). */
   isExpired: boolean;
   timer?: NodeJS.Timeout;
+  /** The TCP socket is corked until the next tick (shared writes of one tick go out together). */
+  corked: boolean;
 }
 
 export function headersFromConnectionParams(params: Record<string, unknown> | undefined): Record<string, string> {
@@ -141,7 +150,7 @@ export function attachGraphQLWebSocket(
           return refuse(ctx, WS_CLOSE.tooManySockets, 'Too many connections for this principal');
         }
         perPrincipal.set(principal.id, (perPrincipal.get(principal.id) ?? 0) + 1);
-        const state: SocketState = { principal, subscriptions: new Set(), operations: new Set(), aborts: new Map(), isExpired: false };
+        const state: SocketState = { principal, subscriptions: new Set(), operations: new Set(), aborts: new Map(), isExpired: false, corked: false };
         if (principal.expiresAt !== undefined) {
           // setTimeout holds at most 2^31-1 ms (~24.8 days); a later expiry is re-armed then.
           const arm = () => {
@@ -214,6 +223,7 @@ export function attachGraphQLWebSocket(
           state.aborts.delete(id);
           return [mask(err) as GraphQLError];
         }
+        if (subscription && limits.sharedWrites) (contextValue as GraphQLContext).writeNext = nextWriter(ctx, id, state);
         return {
           schema: enveloped.schema,
           operationName: params.operationName,
@@ -226,6 +236,28 @@ export function attachGraphQLWebSocket(
     },
     wss,
   );
+  /** Writes `next` messages of subscription `id` whose payload is already JSON. */
+  function nextWriter(ctx: WsContext, id: string, state: SocketState): (payloadJson: string) => void {
+    const socket = ctx.extra.socket;
+    const tcp = ctx.extra.request.socket;
+    const prefix = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+    const uncork = () => {
+      state.corked = false;
+      tcp.uncork();
+    };
+    return (payloadJson) => {
+      // Not after the client completed it, nor past an expiry (its error is the last message).
+      if (socket.readyState !== WebSocket.OPEN || !(id in ctx.subscriptions) || state.isExpired) return;
+      if (socket.bufferedAmount > SLOW_READER_BYTES) return;
+      if (!state.corked) {
+        state.corked = true;
+        tcp.cork();
+        process.nextTick(uncork);
+      }
+      socket.send(prefix + payloadJson + '}');
+    };
+  }
+
   return {
     close: async () => {
       for (const c of wss.clients) c.terminate();

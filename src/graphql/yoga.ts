@@ -173,7 +173,7 @@ export function createGraphQLServer(services: Services): GraphQLServer {
       useGraphQLLimits(services.config.server.graphql, services.config.security.mode === 'strict'),
       useCsrfPrevention(services.config.server.graphql.csrfHeaders),
       useSubscriptionExpiry(),
-      useSharedSubscriptionResults(),
+      useSharedSubscriptionResults(mask),
       useCodedValidationErrors(),
       // Before the plugins that wrap execution (the audit log): they wrap whichever executor is set when they run.
       ...(services.config.server.graphql.jit ? [useCompiledExecution()] : []),

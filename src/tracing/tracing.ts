@@ -29,15 +29,30 @@ export interface Tracing {
     headers: IncomingHttpHeaders | Readonly<Record<string, string | string[] | undefined>> | undefined,
     startTime?: number,
   ): InferenceTrace;
+  /**
+   * Starts a worker's span for one backend call it serves (kind server), a child of the gateway's
+   * attempt when `headers` carry its `traceparent`.
+   */
+  workerSpan(name: string, headers: IncomingHttpHeaders, attributes: Record<string, string>): WorkerSpan;
   /** Exports the spans finished so far (tests, shutdown). */
   flush(): Promise<void>;
   /** Exports what is left and stops the exporter. */
   shutdown(): Promise<void>;
 }
 
-/** The tracing of `config`, or undefined when it is off (the SDK is loaded only when on). */
-export async function createTracing(config: TracingConfig, logger: Logger): Promise<Tracing | undefined> {
+/** A worker's span of one call: `traceparent` continues the trace further upstream (BackendCall.traceparent). */
+export interface WorkerSpan {
+  readonly traceparent: string | undefined;
+  /** Ends the span, with an error status when `error` is given. */
+  end(error?: unknown): void;
+}
+
+/**
+ * The tracing of `config`, or undefined when it is off (the SDK is loaded only when on). `exporter`
+ * (an OpenTelemetry SpanExporter, e.g. the in-memory one in tests) replaces the OTLP/HTTP exporter.
+ */
+export async function createTracing(config: TracingConfig, logger: Logger, exporter?: unknown): Promise<Tracing | undefined> {
   if (!config.enabled) return undefined;
   const { createOtelTracing } = await import('./provider.ts');
-  return createOtelTracing(config, logger);
+  return createOtelTracing(config, logger, exporter as Parameters<typeof createOtelTracing>[2]);
 }

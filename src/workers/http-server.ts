@@ -17,6 +17,7 @@
  * Headers: `x-request-id` (echoed; generated when absent), `x-mcp-deadline` (ms since epoch).
  * A client disconnect aborts the instance call's AbortSignal.
  */
+import type { Tracing } from '../tracing/tracing.ts';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -38,6 +39,8 @@ export interface WorkerHttpServerOptions {
   maxBodyBytes?: number;
   /** Budget of an instance health probe; default 10 s. */
   healthTimeoutMs?: number;
+  /** With tracing on: a span per infer/stream call, a child of the gateway's attempt (its `traceparent` header). */
+  tracing?: Tracing;
 }
 
 /** The JSON the health route returns. */
@@ -184,6 +187,15 @@ export function createWorkerHttpServer(opts: WorkerHttpServerOptions): Server {
     };
     res.once('close', onClose);
     let timer: ReturnType<typeof setTimeout> | undefined;
+    const span =
+      action === 'health'
+        ? undefined
+        : opts.tracing?.workerSpan(`worker ${action}`, req.headers, {
+            'capibara.instance': id,
+            'capibara.request_id': requestId,
+            'capibara.runtime': instance.runtime,
+          });
+    let failed: unknown;
     try {
       if (action === 'health') {
         timer = setTimeout(() => controller.abort(new McpError('MCP_DEADLINE_EXCEEDED', 'health probe timed out')), healthTimeoutMs);
@@ -206,6 +218,7 @@ export function createWorkerHttpServer(opts: WorkerHttpServerOptions): Server {
       }
       const call: BackendCall = { requestId, signal: controller.signal };
       if (deadline !== undefined) call.deadline = deadline;
+      if (span?.traceparent) call.traceparent = span.traceparent;
       const abortReason = (): McpError | undefined => (controller.signal.aborted ? toMcpError(controller.signal.reason) : undefined);
 
       if (action === 'infer') {
@@ -256,7 +269,11 @@ export function createWorkerHttpServer(opts: WorkerHttpServerOptions): Server {
         throw abortReason() ?? err;
       }
       res.end();
+    } catch (err) {
+      failed = err;
+      throw err;
     } finally {
+      span?.end(failed);
       if (timer !== undefined) clearTimeout(timer);
       res.off('close', onClose);
     }

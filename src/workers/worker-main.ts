@@ -34,6 +34,7 @@ import { LocalDevices } from '../resources/local-devices.ts';
 import { MemoryAccounting, usageOf } from '../resources/memory-accounting.ts';
 import { parseBytes } from '../resources/requirements.ts';
 import { newWorkerSession } from './call-auth.ts';
+import { createTracing, type Tracing } from '../tracing/tracing.ts';
 import { createWorkerHttpServer } from './http-server.ts';
 
 export interface RunWorkerOptions {
@@ -248,6 +249,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const served = new Map<string, Served>();
   const counter = new LoadCounter();
   let server: Server | undefined;
+  let tracing: Tracing | undefined;
   let ws: Client | undefined;
   /** Random per process: with the endpoint, it selects the gateway's call token for this process. */
   const session = newWorkerSession();
@@ -346,10 +348,13 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
         logger.error({ err, instance: remoteId, model: m.id }, 'instance failed to load; not served');
       }
     }
+    // With tracing on, each call the worker serves records its own span (a child of the gateway's attempt).
+    tracing = await createTracing(config.tracing, logger);
     server = createWorkerHttpServer({
       instances: { get: (id) => served.get(id)?.loaded },
       callToken: () => callToken,
       logger: logger.child({ component: 'worker-http' }),
+      ...(tracing ? { tracing } : {}),
     });
     const srv = server;
     await new Promise<void>((res, rej) => {
@@ -616,6 +621,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
         for (const s of served.values()) await s.loaded.unload().catch(() => {});
         served.clear();
         await plugins.close();
+        await tracing?.shutdown().catch((err: unknown) => logger.warn({ err }, 'tracing shutdown failed'));
         logger.info({ worker: id }, 'worker stopped');
       })();
       return closing;

@@ -134,6 +134,21 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard in a real browser', () => {
       if (m.type() === 'error' && !/401|Unauthorized/.test(m.text())) problems.push(m.text());
     });
     page.on('pageerror', (e) => problems.push(e.message));
+    // Alerts come from the alertEvents subscription: the list is read when an event arrives, not polled.
+    let alertReads = 0;
+    let alertEvents = 0;
+    let alertSubscribed = false;
+    page.on('request', (r) => {
+      if (r.method() === 'POST' && r.postData()?.includes('alerts(state')) alertReads++;
+    });
+    page.on('websocket', (ws) => {
+      ws.on('framesent', (f) => {
+        if (typeof f.payload === 'string' && f.payload.includes('alertEvents')) alertSubscribed = true;
+      });
+      ws.on('framereceived', (f) => {
+        if (typeof f.payload === 'string' && f.payload.includes('"alertEvents"')) alertEvents++;
+      });
+    });
 
     await page.goto(`${gw.url}/dashboard`);
     await page.locator('#login').waitFor({ state: 'visible', timeout: 20_000 });
@@ -204,10 +219,16 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard in a real browser', () => {
     await page.selectOption('#history-window', '900');
     await page.waitForFunction(() => /[1-9]\d* points/.test(document.getElementById('history-note')?.textContent ?? ''), undefined, { timeout: 30_000 });
 
-    // The alert shows up in the list (polled every 2 s) with its severity.
+    // The alert shows up in the list (read again on its alertEvents event) with its severity.
     const alertRow = page.locator('#alerts li[data-alert="sentiment-busy"]');
     await alertRow.waitFor({ timeout: 60_000 });
     expect(await alertRow.getAttribute('class')).toContain('severity-critical');
+    expect(alertSubscribed).toBe(true);
+    expect(alertEvents).toBeGreaterThan(0);
+    // No polling: over 4 s the list is read at most once per event received (it was read every 2 s before).
+    const [reads0, events0] = [alertReads, alertEvents];
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(alertReads - reads0).toBeLessThanOrEqual(alertEvents - events0);
 
     const shotDir = mkdtempSync(join(tmpdir(), 'dashboard-'));
     const shot = join(shotDir, 'dashboard.png');

@@ -159,7 +159,7 @@ describe('metrics history over GraphQL', () => {
     await waitFor(async () => {
       await history.flushed();
       const mine = await gw.services.database.db.select().from(metricRollups);
-      return mine.some((row) => row.metric === 'requests_per_second' && row.count > 1);
+      return mine.some((row) => row.metric === 'requests' && row.count > 1);
     }, 75_000);
   }, 90_000);
 
@@ -197,6 +197,52 @@ describe('metrics history over GraphQL', () => {
     } finally {
       for (const stop of stops) stop();
       await client.dispose();
+    }
+    await waitFor(() => live.size === 0);
+  });
+
+  it('metricsUpdates over graphql-ws writes pre-serialised snapshots: permissions per subscriber, complete stops them', async () => {
+    const url = `${gw.url.replace('http', 'ws')}/graphql`;
+    const live = gw.services.liveMetrics;
+    const asAdmin = createClient({ url, webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: admin.authorization! } });
+    const asLimited = createClient({ url, webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${limitedKey}` } });
+    const vars = { f: { metrics: ['requests'], includeGlobal: false }, i: 250 };
+    const seen = { admin: new Set<string>(), limited: new Set<string>() };
+    const counts = { admin: 0, limited: 0 };
+    let completed = 0;
+    const sub = (c: Client, who: 'admin' | 'limited') =>
+      c.subscribe<{ metricsUpdates: Snapshot }>(
+        { query: UPDATES, variables: vars },
+        {
+          next: (m) => {
+            expect(m.errors).toBeUndefined();
+            counts[who]++;
+            for (const s of m.data!.metricsUpdates.series) seen[who].add(String(s.model));
+          },
+          error: () => {},
+          complete: () => completed++,
+        },
+      );
+    const stops = [sub(asAdmin, 'admin'), sub(asAdmin, 'admin'), sub(asLimited, 'limited')];
+    try {
+      await waitFor(async () => {
+        await Promise.all([infer('alpha'), infer('beta')]);
+        return seen.admin.has('beta') && seen.limited.has('alpha') && counts.limited >= 3;
+      });
+      // The same variables, resolved per principal: the model-limited key never sees beta.
+      expect(seen.limited).toEqual(new Set(['alpha']));
+      expect(seen.admin).toEqual(new Set(['alpha', 'beta']));
+      expect(live.size).toBe(2);
+      // complete from the client: no message for it afterwards, and its feed closes.
+      stops[2]!();
+      await waitFor(() => live.size === 1);
+      const after = counts.limited;
+      await new Promise((r) => setTimeout(r, 800));
+      expect(counts.limited).toBe(after);
+      expect(counts.admin).toBeGreaterThan(0);
+    } finally {
+      for (const stop of stops) stop();
+      await Promise.all([asAdmin.dispose(), asLimited.dispose()]);
     }
     await waitFor(() => live.size === 0);
   });

@@ -18,7 +18,9 @@ export function createMetricsHistory(
   const sampler = new Sampler({ metrics: deps.metrics, handles: () => deps.fleet.allHandles(), workerLoads: () => deps.workers.loadReports() });
   const store = config.persist ? new RollupStore(deps.database.db) : undefined;
   const history = new MetricsHistory(config, sampler, store, deps.logger);
-  const live = new LiveMetrics(history, config.maxSeriesPerAnswer);
+  const live = new LiveMetrics(history, config.maxSeriesPerAnswer, (err) =>
+    deps.logger.warn({ err }, 'metricsUpdates: writing a snapshot to a subscriber failed'),
+  );
   new Counter({
     name: 'mcp_metrics_snapshots_computed_total',
     help: 'metricsUpdates snapshots computed (one per interval per distinct filter, shared by its subscribers).',

@@ -15,7 +15,10 @@ export interface MetricsSnapshot {
 class Subscriber {
   pending: MetricsSnapshot | undefined;
   wake: (() => void) | undefined;
+  /** Set by listen(): each snapshot goes to it at once, in the tick (no promise per subscriber). */
+  listener: ((s: MetricsSnapshot) => void) | undefined;
   push(s: MetricsSnapshot): void {
+    if (this.listener) return this.listener(s);
     this.pending = s;
     const w = this.wake;
     this.wake = undefined;
@@ -47,6 +50,8 @@ export class LiveMetrics {
   constructor(
     private readonly history: MetricsHistory,
     private readonly maxSeries: number,
+    /** Told when a subscriber's listener throws (the others still get the snapshot). */
+    private readonly onListenerError?: (err: unknown) => void,
   ) {}
 
   /** Feeds open now. */
@@ -54,8 +59,12 @@ export class LiveMetrics {
     return this.feeds.size;
   }
 
-  /** Snapshots every intervalMs (at least one tick) until `signal` aborts or the consumer stops. */
-  async *subscribe(filter: SeriesFilter, intervalMs: number, signal: AbortSignal): AsyncGenerator<MetricsSnapshot> {
+  /**
+   * Snapshots every intervalMs (at least one tick) until `signal` aborts or the consumer stops:
+   * iterate it, or call `listen` to take each snapshot by callback within the tick (what a
+   * transport that writes one pre-serialised message per subscriber does).
+   */
+  subscribe(filter: SeriesFilter, intervalMs: number, signal: AbortSignal): LiveSubscription {
     const interval = Math.max(intervalMs, this.history.tickMs);
     const key = `${interval}|${JSON.stringify(normalise(filter))}`;
     let feed = this.feeds.get(key);
@@ -65,24 +74,17 @@ export class LiveMetrics {
       f.detach = this.history.onTick((at) => this.due(f, at));
     }
     const sub = new Subscriber();
-    feed.subscribers.add(sub);
-    const onAbort = () => sub.push(undefined as never);
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      while (!signal.aborted) {
-        if (!sub.pending) await new Promise<void>((resolve) => (sub.wake = resolve));
-        const s = sub.pending;
-        sub.pending = undefined;
-        if (s && !signal.aborted) yield s;
-      }
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-      feed.subscribers.delete(sub);
-      if (!feed.subscribers.size && this.feeds.get(key) === feed) {
-        feed.detach?.();
+    const joined = feed;
+    const leave = () => {
+      joined.subscribers.delete(sub);
+      if (!joined.subscribers.size && this.feeds.get(key) === joined) {
+        joined.detach?.();
         this.feeds.delete(key);
       }
-    }
+    };
+    if (signal.aborted) return new LiveSubscription(sub, signal, () => undefined, true);
+    feed.subscribers.add(sub);
+    return new LiveSubscription(sub, signal, leave, false);
   }
 
   private due(feed: Feed, at: number): void {
@@ -91,7 +93,14 @@ export class LiveMetrics {
     feed.last = at;
     this.computations++;
     const snapshot: MetricsSnapshot = { at, intervalMs: feed.intervalMs, series: this.history.latest(feed.filter, feed.intervalMs, this.maxSeries) };
-    for (const s of feed.subscribers) s.push(snapshot);
+    for (const s of feed.subscribers) {
+      try {
+        s.push(snapshot);
+      } catch (err) {
+        // One listener failing (a transport's write) must not starve the others.
+        this.onListenerError?.(err);
+      }
+    }
   }
 }
 
@@ -99,4 +108,78 @@ export class LiveMetrics {
 export function normalise(f: SeriesFilter): SeriesFilter {
   const list = (l: readonly string[] | undefined) => (l ? [...new Set(l)].sort() : undefined);
   return { metrics: list(f.metrics), models: list(f.models), versions: list(f.versions), workers: list(f.workers), global: f.global };
+}
+
+/**
+ * One subscription to a feed: an async iterator of snapshots (a slow reader skips, never
+ * queues), or, after `listen`, a callback called in the tick with the feed's shared snapshot.
+ * It ends when the signal aborts or `return()` is called; iterating a listened subscription
+ * waits for that end.
+ */
+export class LiveSubscription implements AsyncIterableIterator<MetricsSnapshot> {
+  private ended = false;
+  private readonly onAbort = () => this.end();
+  private readonly endWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly sub: Subscriber,
+    private readonly signal: AbortSignal,
+    private readonly leave: () => void,
+    ended: boolean,
+  ) {
+    if (ended) this.ended = true;
+    else signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  /** Takes every later snapshot by callback instead of by iteration. */
+  listen(listener: (s: MetricsSnapshot) => void): void {
+    this.sub.listener = listener;
+    this.sub.pending = undefined;
+  }
+
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.signal.removeEventListener('abort', this.onAbort);
+    this.sub.listener = undefined;
+    this.leave();
+    const w = this.sub.wake;
+    this.sub.wake = undefined;
+    w?.();
+    for (const r of this.endWaiters.splice(0)) r();
+  }
+
+  async next(): Promise<IteratorResult<MetricsSnapshot>> {
+    for (;;) {
+      if (this.ended) return { done: true, value: undefined };
+      if (this.sub.listener) {
+        await new Promise<void>((r) => this.endWaiters.push(r));
+        continue;
+      }
+      const s = this.sub.pending;
+      if (s) {
+        this.sub.pending = undefined;
+        return { done: false, value: s };
+      }
+      await new Promise<void>((resolve) => (this.sub.wake = resolve));
+    }
+  }
+
+  async return(): Promise<IteratorResult<MetricsSnapshot>> {
+    this.end();
+    return { done: true, value: undefined };
+  }
+
+  async throw(err: unknown): Promise<IteratorResult<MetricsSnapshot>> {
+    this.end();
+    throw err;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
 }

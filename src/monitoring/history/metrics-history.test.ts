@@ -162,7 +162,7 @@ describe('MetricsHistory', () => {
     expect(second.series.length).toBeGreaterThan(0);
     expect(new Set(second.series.map((s) => s.metric))).toEqual(new Set(['errors']));
     ac.abort();
-    await other.return(undefined);
+    await other.return();
     expect(live.size).toBe(0);
   });
 });

@@ -1,7 +1,7 @@
 import { logBackgroundFailure } from '../../db/storage-errors.ts';
 import type { Logger } from 'pino';
 import type { MetricSelector, MetricSeries, MetricSource } from '../metric-source.ts';
-import { aggregationOf, HISTORY_METRIC_NAMES, labelsKey, matches, seriesKey, type SeriesFilter, type StepAggregation } from './catalog.ts';
+import { aggregationOf, HISTORY_METRIC_NAMES, isAdditiveMean, labelsKey, matches, seriesKey, type SeriesFilter, type StepAggregation } from './catalog.ts';
 import { ROLLUP_MS, type HistoryConfig } from './config.ts';
 import { Ring, type RingSeries } from './ring.ts';
 import type { Rollup, RollupStore } from './rollups.ts';
@@ -143,7 +143,20 @@ export class MetricsHistory implements MetricSource {
         if (v < min) min = v;
         if (v > max) max = v;
       });
-      if (count) rows.push({ metric: s.metric, labelsKey: labelsKey(s.labels), labels: s.labels, minute, count, sum, min, max });
+      if (!count) continue;
+      // A replica's time-weighted mean (count 0): the rows of several replicas add up to the fleet's figure.
+      if (isAdditiveMean(s.metric))
+        rows.push({
+          metric: s.metric,
+          labelsKey: labelsKey(s.labels),
+          labels: s.labels,
+          minute,
+          count: 0,
+          sum: (sum * this.config.tickMs) / ROLLUP_MS,
+          min,
+          max,
+        });
+      else rows.push({ metric: s.metric, labelsKey: labelsKey(s.labels), labels: s.labels, minute, count, sum, min, max });
     }
     if (rows.length) this.queue(() => this.store!.write(rows));
   }
@@ -237,7 +250,9 @@ export class MetricsHistory implements MetricSource {
       if (!b) continue;
       let acc = b.get(r.at);
       if (!acc) b.set(r.at, (acc = new Acc()));
-      acc.add(r.sum, r.count, r.max);
+      // Metrics whose replicas add up: the mean over the step's minutes of each minute's total.
+      if (isAdditiveMean(r.metric)) acc.add(r.minuteValues, r.minutes, r.max);
+      else acc.add(r.sum, r.count, r.max);
     }
     const slots: number[] = [];
     const times: number[] = [];
@@ -249,15 +264,25 @@ export class MetricsHistory implements MetricSource {
     for (const s of this.ring.all()) {
       if (!matches(filter, s.metric, s.labels)) continue;
       let b: Map<number, Acc> | undefined;
+      // Samples of additive means count as one minute (this replica's mean so far), like a rollup row.
+      const perMinute = isAdditiveMean(s.metric) ? new Map<number, Acc>() : undefined;
       for (let i = slots.length - 1; i >= 0; i--) {
         const v = s.values[slots[i]!]!;
         if (Number.isNaN(v)) continue;
         b ??= bucketOf(s.metric, s.labels, s.key);
         if (!b) break;
         const at = Math.floor(times[i]! / step) * step;
-        let acc = b.get(at);
-        if (!acc) b.set(at, (acc = new Acc()));
+        const into = perMinute ?? b;
+        let acc = into.get(at);
+        if (!acc) into.set(at, (acc = new Acc()));
         acc.add(v, 1, v);
+      }
+      if (b && perMinute) {
+        for (const [at, m] of perMinute) {
+          let acc = b.get(at);
+          if (!acc) b.set(at, (acc = new Acc()));
+          acc.add(m.sum / m.count, 1, m.max);
+        }
       }
     }
     const out: MetricSeries[] = [];

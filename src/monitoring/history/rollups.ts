@@ -2,7 +2,12 @@ import { and, gte, inArray, lt, sql } from 'drizzle-orm';
 import type { Db } from '../../db/client.ts';
 import { metricRollups } from '../../db/schema.ts';
 
-/** One minute of one series: what the ring's samples of that minute add up to. */
+/**
+ * One minute of one series: what the ring's samples of that minute add up to. For metrics whose
+ * replicas add up (catalog.ts isAdditiveMean) a replica writes count 0 and, as `sum`, its
+ * time-weighted mean over the minute (its samples' sum × tick ÷ minute): rows of several replicas
+ * (and of one replica restarted within the minute) then merge into the fleet's total.
+ */
 export interface Rollup {
   metric: string;
   labelsKey: string;
@@ -23,6 +28,10 @@ export interface RollupBucket {
   count: number;
   sum: number;
   max: number;
+  /** Minutes (rows) combined into the step. */
+  minutes: number;
+  /** Sum over those minutes of each minute's value: `sum` of a count-0 row, `sum / count` of the others. */
+  minuteValues: number;
 }
 
 const CHUNK = 500;
@@ -62,6 +71,8 @@ export class RollupStore {
         count: sql<string>`sum(${metricRollups.count})::bigint`,
         sum: sql<number>`sum(${metricRollups.sum})`,
         max: sql<number>`max(${metricRollups.max})`,
+        minutes: sql<string>`count(*)::bigint`,
+        minuteValues: sql<number>`sum(case when ${metricRollups.count} = 0 then ${metricRollups.sum} else ${metricRollups.sum} / ${metricRollups.count} end)`,
       })
       .from(metricRollups)
       .where(and(inArray(metricRollups.metric, [...metrics]), gte(metricRollups.minute, new Date(from)), lt(metricRollups.minute, new Date(to))))
@@ -73,6 +84,8 @@ export class RollupStore {
       count: Number(r.count),
       sum: Number(r.sum),
       max: Number(r.max),
+      minutes: Number(r.minutes),
+      minuteValues: Number(r.minuteValues),
     }));
   }
 
