@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   MCP_RATE_LIMITED: { status: 429, message: 'Too many requests; retry after the time in Retry-After.' },
   MCP_RATE_LIMIT_UNAVAILABLE: { status: 503, message: 'The rate-limit store cannot be reached and limits.failurePolicy is closed.' },
   MCP_NO_HEALTHY_INSTANCE: { status: 503, message: 'No ready, healthy instance can serve the model now.' },
+  MCP_SCALE_FROM_ZERO_TIMEOUT: { status: 503, message: 'The model version was at zero instances and none became ready within the hold time.' },
   MCP_QUEUE_FULL: { status: 503, message: 'The request queue is full.' },
   MCP_OVERLOADED: { status: 503, message: 'The request was shed under load.' },
   MCP_CIRCUIT_OPEN: { status: 503, message: 'Every candidate instance has an open circuit breaker.' },

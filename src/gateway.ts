@@ -1,3 +1,4 @@
+import { createScaling } from './scaling/create.ts';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -212,6 +213,11 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     if (!opts.metricSource && !config.monitoring.history.enabled && config.alerts.rules.length > 0) {
       logger.warn({ rules: config.alerts.rules.length }, 'alerts.rules are configured but no metric source exists; rules are not evaluated');
     }
+    let gatewayUrl = '';
+    const scaling = createScaling({ config: config.scaling, database, registry, fleet, router, plugins, admin, events, gatewayUrl: () => gatewayUrl, logger: logger.child({ component: 'scaling' }) });
+    router.setColdStart(scaling.hold);
+    inference.observe(scaling);
+    closers.push(() => scaling.close());
     const auth = new AuthService(plugins, config.auth, audit, logger.child({ component: 'auth' }), limits);
     const accounts = new Accounts(database.db, auth, credentials, audit);
     const services: Services = {
@@ -239,6 +245,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       storage,
       alerts,
       alertEngine,
+      scaling,
       async readiness(opts = {}) {
         const requireStorage = opts.strict || config.server.readiness.requireStorage;
         const checks: Record<string, { ok: boolean; detail?: string }> = {
@@ -285,6 +292,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const addr = http.server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
+    gatewayUrl = url;
+    await scaling.start();
     logger.info({ url, storage: database.kind, startupMs: Math.round(performance.now() - started), plugins: plugins.list().length }, 'gateway ready');
     if (auth.enabled && auth.hasSessions)
       logger.info({ login: `${url}/api/v1/auth/login` }, 'sign in with POST /api/v1/auth/login or the GraphQL login mutation');

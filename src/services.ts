@@ -22,6 +22,7 @@ import type { MetricsHistory } from './monitoring/history/metrics-history.ts';
 import type { LiveMetrics } from './monitoring/history/live.ts';
 import type { WorkerRegistry } from './workers/worker-registry.ts';
 import type { Tracing } from './tracing/tracing.ts';
+import type { ScalingController } from './scaling/controller.ts';
 
 /** The domain services, wired once by createGateway and shared by every entry point. */
 export interface Services {
@@ -60,6 +61,8 @@ export interface Services {
   alerts: AlertDispatcher;
   /** Alert rules, their evaluation (one replica at a time, only with a metric source) and the alerts' state and history. */
   alertEngine: AlertEngine;
+  /** Auto-scaling: policies per model version, the decision loop (one replica at a time), the cold-start hold. */
+  scaling: ScalingController;
   /** Whether the database answers now; what a request's error becomes at the edge (classify). */
   storage: StorageHealth;
   /**

@@ -24,6 +24,7 @@ export const MODEL_EVENT_TYPES = [
   'INSTANCE_STATUS',
   'INSTANCE_REMOVED',
   'TRAFFIC_CHANGED',
+  'SCALING_DECISION',
 ] as const;
 export type ModelEventType = (typeof MODEL_EVENT_TYPES)[number];
 
@@ -43,6 +44,8 @@ export interface ModelEvent {
   origin?: string;
   /** The registry version the change was stored at (replicas tell from it whether they missed one). */
   registryVersion?: number;
+  /** SCALING_DECISION: the instances asked for before and after, what the scaler recommended, why, and how it went. */
+  scaling?: { from: number; to: number; recommended: number; reason: string; outcome: 'applied' | 'failed'; error?: string };
 }
 
 export interface InstanceHealthEvent {

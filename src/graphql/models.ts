@@ -293,6 +293,12 @@ const ModelEventRef = builder.objectRef<ModelEvent>('ModelEvent').implement({
     instanceId: t.exposeString('instanceId', { nullable: true }),
     status: t.string({ nullable: true, resolve: (e) => (e.status ? upper(e.status) : null) }),
     at: t.expose('at', { type: 'DateTime' }),
+    scaling: t.field({
+      type: 'JSON',
+      nullable: true,
+      description: 'SCALING_DECISION: { from, to, recommended, reason, outcome, error? }.',
+      resolve: (e) => e.scaling ?? null,
+    }),
     model: t.field({
       type: ModelRef,
       nullable: true,

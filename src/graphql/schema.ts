@@ -9,6 +9,7 @@ import './auth.ts';
 import './audit.ts';
 import './alerts.ts';
 import './metrics.ts';
+import './scaling.ts';
 
 let schema: GraphQLSchema | undefined;
 
