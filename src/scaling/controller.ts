@@ -228,7 +228,7 @@ export class ScalingController implements InferenceObserver {
       s.current = out.desired;
       this.deps.logger.info({ model: s.target.model, version: s.target.version, from: current, to: out.desired, reason }, 'scaling');
       // The actuation runs on; this version decides again once it is over.
-      const run = this.apply(s, actuator, current, out.desired, recommended, reason).finally(() => {
+      const run = this.apply(s, actuator, new Date(now), current, out.desired, recommended, reason).finally(() => {
         s.busy = false;
         this.running.delete(run);
       });
@@ -256,7 +256,7 @@ export class ScalingController implements InferenceObserver {
     };
   }
 
-  private async apply(s: VersionState, actuator: Actuator, from: number, to: number, recommended: number, reason: string): Promise<void> {
+  private async apply(s: VersionState, actuator: Actuator, at: Date, from: number, to: number, recommended: number, reason: string): Promise<void> {
     let error: string | null = null;
     try {
       await actuator.scaleTo(s.target, to, this.abort.signal);
@@ -266,7 +266,7 @@ export class ScalingController implements InferenceObserver {
       s.current = undefined;
       this.deps.logger.warn({ err, model: s.target.model, version: s.target.version, to }, 'scaling actuation failed');
     }
-    const decision = { model: s.target.model, version: s.target.version, fromInstances: from, toInstances: to, recommended, scaler: s.stored.policy.scaler, actuator: actuator.name, reason, outcome: error ? ('failed' as const) : ('applied' as const), error };
+    const decision = { at, model: s.target.model, version: s.target.version, fromInstances: from, toInstances: to, recommended, scaler: s.stored.policy.scaler, actuator: actuator.name, reason, outcome: error ? ('failed' as const) : ('applied' as const), error };
     const recorded = await this.store.record(decision, this.deps.config.historyLimit).catch((err: unknown) => {
       this.deps.logger.warn({ err }, 'could not record a scaling decision');
       return undefined;
@@ -275,7 +275,7 @@ export class ScalingController implements InferenceObserver {
       type: 'SCALING_DECISION',
       modelId: s.target.model,
       version: s.target.version,
-      at: recorded?.at ?? new Date(),
+      at: recorded?.at ?? at,
       scaling: { from, to, recommended, reason, outcome: decision.outcome, ...(error ? { error } : {}) },
     });
   }

@@ -56,13 +56,14 @@ export class ScalingStore {
     return rows.map((r) => ({ model: r.modelId, version: r.version, policy: r.policy as unknown as ScalingPolicy, updatedAt: r.updatedAt }));
   }
 
-  /** Records a decision and keeps the newest `keep` of its version. */
-  async record(d: Omit<ScalingDecision, 'id' | 'at'>, keep: number): Promise<ScalingDecision> {
+  /** Records a decision (made at `at`, recorded once applied or failed) and keeps the newest `keep` of its version. */
+  async record(d: Omit<ScalingDecision, 'id'>, keep: number): Promise<ScalingDecision> {
     const [row] = await this.db
       .insert(scalingDecisions)
       .values({
         modelId: d.model,
         version: d.version,
+        at: d.at,
         fromInstances: d.fromInstances,
         toInstances: d.toInstances,
         recommended: d.recommended,
