@@ -80,19 +80,34 @@ async function measure(gw: TestGateway, model: string, row: Row): Promise<{ deci
   const ok = (r: { errors?: Array<{ message: string }> }, what: string) => {
     if (r.errors?.length) throw new Error(`${what}: ${r.errors[0]!.message}`);
   };
-  ok(await gw.gql(`mutation($id: String!) { registerModel(input: { id: $id, task: GENERATE, versions: [{ version: "v1" }] }) { id } }`, { id: model }), 'registerModel');
+  ok(
+    await gw.gql(`mutation($id: String!) { registerModel(input: { id: $id, task: GENERATE, versions: [{ version: "v1" }] }) { id } }`, { id: model }),
+    'registerModel',
+  );
   if (row.actuator === 'local') {
     // the worker config names the model: this row's processes serve `model` (the actuator holds this object)
     const a = gw.config.scaling.actuators[0]!;
     const wc = a.options.workerConfig as { worker: { models: Array<{ id: string }> } };
     wc.worker.models[0]!.id = model;
   }
-  const policy = { scaler: row.scaler, minInstances: 1, maxInstances: 3, scaleDownStabilizationMs: 1_000, actuator: { name: row.actuator, options: row.actuatorOptions ?? {} } };
-  ok(await gw.gql(`mutation($m: ID!, $p: ScalingPolicyInput!) { setScalingPolicy(model: $m, policy: $p) { model } }`, { m: model, p: policy }), 'setScalingPolicy');
+  const policy = {
+    scaler: row.scaler,
+    minInstances: 1,
+    maxInstances: 3,
+    scaleDownStabilizationMs: 1_000,
+    actuator: { name: row.actuator, options: row.actuatorOptions ?? {} },
+  };
+  ok(
+    await gw.gql(`mutation($m: ID!, $p: ScalingPolicyInput!) { setScalingPolicy(model: $m, policy: $p) { model } }`, { m: model, p: policy }),
+    'setScalingPolicy',
+  );
   const ready = async () => {
-    const r = await gw.gql<{ model: { versions: Array<{ instances: Array<{ status: string }> }> } }>(`query($id: ID!) { model(id: $id) { versions { instances { status } } } }`, {
-      id: model,
-    });
+    const r = await gw.gql<{ model: { versions: Array<{ instances: Array<{ status: string }> }> } }>(
+      `query($id: ID!) { model(id: $id) { versions { instances { status } } } }`,
+      {
+        id: model,
+      },
+    );
     return r.data!.model.versions.flatMap((v) => v.instances).filter((i) => i.status === 'READY').length;
   };
   // the minimum (1) comes first

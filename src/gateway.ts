@@ -214,7 +214,18 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       logger.warn({ rules: config.alerts.rules.length }, 'alerts.rules are configured but no metric source exists; rules are not evaluated');
     }
     let gatewayUrl = '';
-    const scaling = createScaling({ config: config.scaling, database, registry, fleet, router, plugins, admin, events, gatewayUrl: () => gatewayUrl, logger: logger.child({ component: 'scaling' }) });
+    const scaling = createScaling({
+      config: config.scaling,
+      database,
+      registry,
+      fleet,
+      router,
+      plugins,
+      admin,
+      events,
+      gatewayUrl: () => gatewayUrl,
+      logger: logger.child({ component: 'scaling' }),
+    });
     router.setColdStart(scaling.hold);
     inference.observe(scaling);
     closers.push(() => scaling.close());

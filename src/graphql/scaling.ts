@@ -82,7 +82,9 @@ builder.queryFields((t) => ({
     authScopes: (_r, args) => (args.model ? { model: { permission: 'models:read', id: String(args.model) } } : { permission: 'models:read' }),
     args: { model: t.arg.id() },
     resolve: async (_r, args, ctx) =>
-      (await ctx.services.scaling.policies(args.model ? String(args.model) : undefined)).filter((p) => ctx.services.auth.can(ctx.principal, 'models:read', p.model)),
+      (await ctx.services.scaling.policies(args.model ? String(args.model) : undefined)).filter((p) =>
+        ctx.services.auth.can(ctx.principal, 'models:read', p.model),
+      ),
   }),
   scalingDecisions: t.field({
     type: [ScalingDecisionRef],

@@ -23,7 +23,7 @@ import { parseInput } from '../validation.ts';
 import type { Actuator, ScalingTarget } from './actuator.ts';
 import type { ScalingConfig } from './config.ts';
 import { ColdStartHold } from './hold.ts';
-import { scalingPolicySchema, type ScalingPolicy } from './policy.ts';
+import { scalingPolicySchema } from './policy.ts';
 import { stabilise, type Recommendation } from './stabilise.ts';
 import { ScalingStore, type ScalingDecision, type StoredPolicy } from './store.ts';
 
@@ -188,7 +188,8 @@ export class ScalingController implements InferenceObserver {
   // ─────────────── the loop ───────────────
 
   private async tick(): Promise<void> {
-    if (Date.now() - this.lastRefresh > POLICY_REFRESH_MS) await this.refreshPolicies().catch((err) => this.deps.logger.warn({ err }, 'could not re-read scaling policies'));
+    if (Date.now() - this.lastRefresh > POLICY_REFRESH_MS)
+      await this.refreshPolicies().catch((err) => this.deps.logger.warn({ err }, 'could not re-read scaling policies'));
     if (!this.leading()) return;
     await Promise.all([...this.states.values()].map((s) => this.step(s)));
   }
@@ -216,7 +217,9 @@ export class ScalingController implements InferenceObserver {
       if (now < s.retryAt) return void (s.busy = false);
       const scaler = this.deps.plugins.get('scaler', policy.scaler);
       const signal = this.signal(s, current, now);
-      const rec = scaler.recommend ? scaler.recommend(signal) : { desired: scaler.desiredInstances(signal), reason: `${policy.scaler} asked for ${scaler.desiredInstances(signal)}` };
+      const rec = scaler.recommend
+        ? scaler.recommend(signal)
+        : { desired: scaler.desiredInstances(signal), reason: `${policy.scaler} asked for ${scaler.desiredInstances(signal)}` };
       const recommended = Number.isFinite(rec.desired) ? Math.max(0, Math.round(rec.desired)) : current;
       s.recs.push({ at: now, desired: recommended });
       trim(s.recs, now - Math.max(policy.scaleUpStabilizationMs, policy.scaleDownStabilizationMs) - 1);
@@ -266,7 +269,19 @@ export class ScalingController implements InferenceObserver {
       s.current = undefined;
       this.deps.logger.warn({ err, model: s.target.model, version: s.target.version, to }, 'scaling actuation failed');
     }
-    const decision = { at, model: s.target.model, version: s.target.version, fromInstances: from, toInstances: to, recommended, scaler: s.stored.policy.scaler, actuator: actuator.name, reason, outcome: error ? ('failed' as const) : ('applied' as const), error };
+    const decision = {
+      at,
+      model: s.target.model,
+      version: s.target.version,
+      fromInstances: from,
+      toInstances: to,
+      recommended,
+      scaler: s.stored.policy.scaler,
+      actuator: actuator.name,
+      reason,
+      outcome: error ? ('failed' as const) : ('applied' as const),
+      error,
+    };
     const recorded = await this.store.record(decision, this.deps.config.historyLimit).catch((err: unknown) => {
       this.deps.logger.warn({ err }, 'could not record a scaling decision');
       return undefined;
@@ -286,7 +301,8 @@ export class ScalingController implements InferenceObserver {
     this.abort.abort();
     await Promise.allSettled([...this.running]);
     await this.keeper.close();
-    for (const a of this.deps.actuators.values()) await a.close?.().catch((err: unknown) => this.deps.logger.warn({ err, actuator: a.name }, 'actuator close failed'));
+    for (const a of this.deps.actuators.values())
+      await a.close?.().catch((err: unknown) => this.deps.logger.warn({ err, actuator: a.name }, 'actuator close failed'));
   }
 }
 

@@ -1,5 +1,4 @@
 /** Builds the scaling controller with its actuators: `instances` always, and those of config `scaling.actuators`. */
-import type { Logger } from 'pino';
 import type { AdminService } from '../admin/admin-service.ts';
 import { McpError } from '../errors.ts';
 import type { ModelRegistry } from '../models/registry.ts';

@@ -80,11 +80,15 @@ export class ColdStartHold implements RouterColdStart {
         if (signal.aborted) return false;
         if (Date.now() >= until) {
           if (until >= deadline) return false;
-          throw new McpError('MCP_SCALE_FROM_ZERO_TIMEOUT', `model "${model}" version ${version} had no ready instance within ${holdMs} ms of scaling from zero`, {
-            retryable: false,
-            mayHaveExecuted: false,
-            details: { model, version, holdMs },
-          });
+          throw new McpError(
+            'MCP_SCALE_FROM_ZERO_TIMEOUT',
+            `model "${model}" version ${version} had no ready instance within ${holdMs} ms of scaling from zero`,
+            {
+              retryable: false,
+              mayHaveExecuted: false,
+              details: { model, version, holdMs },
+            },
+          );
         }
         await new Promise((r) => setTimeout(r, Math.min(POLL_MS, Math.max(1, until - Date.now()))));
       }

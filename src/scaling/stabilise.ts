@@ -37,7 +37,8 @@ export function stabilise(
   const windowMs = direction === 1 ? policy.scaleUpStabilizationMs : policy.scaleDownStabilizationMs;
   const inWindow = recommendations.filter((r) => r.at >= now - windowMs).map((r) => bound(r.desired));
   const stable = direction === 1 ? Math.min(...inWindow) : Math.max(...inWindow);
-  if (direction === 1 ? stable <= current : stable >= current) return { desired: current, note: `held by the ${windowMs} ms ${direction === 1 ? 'scale-up' : 'scale-down'} window` };
+  if (direction === 1 ? stable <= current : stable >= current)
+    return { desired: current, note: `held by the ${windowMs} ms ${direction === 1 ? 'scale-up' : 'scale-down'} window` };
   if (lastChange && lastChange.direction !== direction && now - lastChange.at < policy.reverseCooldownMs) {
     return { desired: current, note: `reverse cooldown (${policy.reverseCooldownMs} ms since the last change)` };
   }

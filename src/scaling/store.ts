@@ -35,7 +35,10 @@ export class ScalingStore {
     await this.db
       .insert(scalingPolicies)
       .values({ modelId: model, version, policy: policy as unknown as Record<string, unknown>, updatedAt: now })
-      .onConflictDoUpdate({ target: [scalingPolicies.modelId, scalingPolicies.version], set: { policy: policy as unknown as Record<string, unknown>, updatedAt: now } });
+      .onConflictDoUpdate({
+        target: [scalingPolicies.modelId, scalingPolicies.version],
+        set: { policy: policy as unknown as Record<string, unknown>, updatedAt: now },
+      });
     return { model, version, policy, updatedAt: now };
   }
 
@@ -80,7 +83,10 @@ export class ScalingStore {
         and(
           eq(scalingDecisions.modelId, d.model),
           eq(scalingDecisions.version, d.version),
-          lt(scalingDecisions.id, sql`(select min(id) from (select id from scaling_decisions where model_id = ${d.model} and version = ${d.version} order by id desc limit ${keep}) k)`),
+          lt(
+            scalingDecisions.id,
+            sql`(select min(id) from (select id from scaling_decisions where model_id = ${d.model} and version = ${d.version} order by id desc limit ${keep}) k)`,
+          ),
         ),
       );
     return toDecision(row!);

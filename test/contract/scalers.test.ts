@@ -65,7 +65,14 @@ describe('target-ongoing', () => {
 });
 
 describe('kpa', () => {
-  const s = createKpa({ targetConcurrency: 1, targetUtilization: 1, stableWindowMs: 60_000, panicWindowPercent: 10, panicThreshold: 2, scaleToZeroGracePeriodMs: 30_000 });
+  const s = createKpa({
+    targetConcurrency: 1,
+    targetUtilization: 1,
+    stableWindowMs: 60_000,
+    panicWindowPercent: 10,
+    panicThreshold: 2,
+    scaleToZeroGracePeriodMs: 30_000,
+  });
 
   it('follows the stable-window average outside panic', () => {
     // 3 concurrent for a minute on 2 instances: 3 wanted (panic would need 4)

@@ -29,7 +29,9 @@ describe('auto-scaling worker processes under a load trace', () => {
   beforeAll(async () => {
     gw = await startTestGateway({
       router: FAST_HEALTH,
-      plugins: [{ use: 'target-ongoing', name: 'ongoing-fast', options: { targetOngoingRequests: 2, lookbackMs: 1_000, upscaleDelayMs: 600, downscaleDelayMs: 2_500 } }],
+      plugins: [
+        { use: 'target-ongoing', name: 'ongoing-fast', options: { targetOngoingRequests: 2, lookbackMs: 1_000, upscaleDelayMs: 600, downscaleDelayMs: 2_500 } },
+      ],
       scaling: {
         intervalMs: 200,
         actuators: [
@@ -82,7 +84,9 @@ describe('auto-scaling worker processes under a load trace', () => {
       return { ok: true, instance: r.data!.infer.instanceId };
     };
     const readyWorkers = async () => {
-      const r = await gw.gql<{ model: { versions: Array<{ instances: Array<{ status: string; workerId: string | null }> }> } }>(`{ model(id: "slow") { versions { instances { status workerId } } } }`);
+      const r = await gw.gql<{ model: { versions: Array<{ instances: Array<{ status: string; workerId: string | null }> }> } }>(
+        `{ model(id: "slow") { versions { instances { status workerId } } } }`,
+      );
       return r.data!.model.versions.flatMap((v) => v.instances).filter((i) => i.status === 'READY').length;
     };
 
@@ -118,7 +122,11 @@ describe('auto-scaling worker processes under a load trace', () => {
     });
     clearInterval(watch);
     const failed = outcomes.filter((o) => !o.ok);
-    const soFar = async () => (await gw.gql<{ scalingDecisions: Decision[] }>(DECISIONS)).data!.scalingDecisions.map((d) => `${d.fromInstances}→${d.toInstances} ${d.reason}`).reverse().join(' | ');
+    const soFar = async () =>
+      (await gw.gql<{ scalingDecisions: Decision[] }>(DECISIONS))
+        .data!.scalingDecisions.map((d) => `${d.fromInstances}→${d.toInstances} ${d.reason}`)
+        .reverse()
+        .join(' | ');
     expect(failed, JSON.stringify(failed.slice(0, 5)) + (await soFar())).toEqual([]);
     expect(outcomes.length).toBeGreaterThan(50);
     expect(secondServingMs, `a new worker served during the step: ${await soFar()}`).toBeDefined();
@@ -126,23 +134,35 @@ describe('auto-scaling worker processes under a load trace', () => {
     expect(served.size).toBeGreaterThanOrEqual(2);
 
     // 3. Quiet: back to zero.
-    await waitFor(async () => (await readyWorkers()) === 0 && (await gw.gql<{ scalingDecisions: Decision[] }>(DECISIONS)).data!.scalingDecisions[0]!.toInstances === 0, 30_000, 'scale to zero');
+    await waitFor(
+      async () => (await readyWorkers()) === 0 && (await gw.gql<{ scalingDecisions: Decision[] }>(DECISIONS)).data!.scalingDecisions[0]!.toInstances === 0,
+      30_000,
+      'scale to zero',
+    );
     const decisions = (await gw.gql<{ scalingDecisions: Decision[] }>(DECISIONS)).data!.scalingDecisions.reverse();
     const path = decisions.map((d) => `${d.fromInstances}→${d.toInstances}`);
-    expect(decisions.every((d) => d.outcome === 'APPLIED'), path.join(' ')).toBe(true);
+    expect(
+      decisions.every((d) => d.outcome === 'APPLIED'),
+      path.join(' '),
+    ).toBe(true);
     expect(decisions[0]).toMatchObject({ fromInstances: 0, reason: expect.stringMatching(/demand at zero/) });
     expect(decisions[0]!.toInstances).toBeGreaterThanOrEqual(1);
     // No oscillation: every scale-up comes before every scale-down, and at most 6 changes in all
     // (0→1, up to two steps up to 3, up to two steps down, →0).
     const directions = decisions.map((d) => Math.sign(d.toInstances - d.fromInstances));
     const firstDown = directions.indexOf(-1);
-    expect(directions.slice(firstDown).every((d) => d === -1), path.join(' ')).toBe(true);
+    expect(
+      directions.slice(firstDown).every((d) => d === -1),
+      path.join(' '),
+    ).toBe(true);
     expect(decisions.length, path.join(' ')).toBeLessThanOrEqual(6);
     expect(Math.max(...decisions.map((d) => d.toInstances))).toBeLessThanOrEqual(3);
     // published on modelEvents too
     await waitFor(async () => events.length >= decisions.length, 5_000, 'scaling events');
     expect(events.map((e) => `${e.scaling!.from}→${e.scaling!.to}`)).toEqual(path);
     stop.abort();
-    console.log(`autoscale trace: cold start ${coldMs} ms; step → a new worker serving ${secondServingMs} ms; ${outcomes.length} requests, 0 failed; decisions ${path.join(' ')}`);
+    console.log(
+      `autoscale trace: cold start ${coldMs} ms; step → a new worker serving ${secondServingMs} ms; ${outcomes.length} requests, 0 failed; decisions ${path.join(' ')}`,
+    );
   }, 120_000);
 });

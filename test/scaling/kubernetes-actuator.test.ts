@@ -87,7 +87,12 @@ const actuator = (extra: Record<string, unknown> = {}) =>
     maxBackoffMs: 20,
     ...extra,
   });
-const target = (a: KubernetesActuator, options: Record<string, unknown>): ScalingTarget => ({ model: 'm', version: 'v1', options: a.checkOptions(options), drainMs: 0 });
+const target = (a: KubernetesActuator, options: Record<string, unknown>): ScalingTarget => ({
+  model: 'm',
+  version: 'v1',
+  options: a.checkOptions(options),
+  drainMs: 0,
+});
 const PATH = '/apis/apps/v1/namespaces/serving/deployments/llm/scale';
 
 describe('kubernetes actuator: the scale subresource', () => {
@@ -168,7 +173,10 @@ describe('kubernetes actuator: the scale subresource', () => {
 
   it('in-cluster defaults: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; options are validated', async () => {
     const a = new KubernetesActuator('k8s', { tokenFile: join(dir, 'token'), namespaceFile: join(dir, 'namespace'), maxAttempts: 1 }, {});
-    await expect(a.current(target(a, { name: 'llm' }))).rejects.toMatchObject({ code: 'MCP_UPSTREAM_UNAVAILABLE', message: expect.stringMatching(/KUBERNETES_SERVICE_HOST/) });
+    await expect(a.current(target(a, { name: 'llm' }))).rejects.toMatchObject({
+      code: 'MCP_UPSTREAM_UNAVAILABLE',
+      message: expect.stringMatching(/KUBERNETES_SERVICE_HOST/),
+    });
     expect(() => a.checkOptions({ name: 'Bad_Name' })).toThrow(/actuator\.options\.name/);
     expect(() => a.checkOptions({ name: 'x', replicas: 3 })).toThrow(/actuator\.options/);
   });

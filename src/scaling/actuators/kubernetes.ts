@@ -76,7 +76,8 @@ export class KubernetesActuator implements Actuator {
     if (this.config.apiServer) return this.config.apiServer.replace(/\/$/, '');
     const host = this.env.KUBERNETES_SERVICE_HOST;
     const port = this.env.KUBERNETES_SERVICE_PORT ?? '443';
-    if (!host) throw new McpError('MCP_UPSTREAM_UNAVAILABLE', `actuator "${this.name}": not in a cluster (KUBERNETES_SERVICE_HOST unset) and no apiServer configured`);
+    if (!host)
+      throw new McpError('MCP_UPSTREAM_UNAVAILABLE', `actuator "${this.name}": not in a cluster (KUBERNETES_SERVICE_HOST unset) and no apiServer configured`);
     return `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
   }
 
@@ -132,7 +133,11 @@ export class KubernetesActuator implements Actuator {
     });
   }
 
-  private async withRetries<T>(what: string, signal: AbortSignal, attempt: () => Promise<{ done: T } | { retry: { status: number; body: unknown; retryAfterMs?: number }; conflict?: boolean }>): Promise<T> {
+  private async withRetries<T>(
+    what: string,
+    signal: AbortSignal,
+    attempt: () => Promise<{ done: T } | { retry: { status: number; body: unknown; retryAfterMs?: number }; conflict?: boolean }>,
+  ): Promise<T> {
     let backoff = this.config.initialBackoffMs;
     let last: { status: number; body: unknown } = { status: 0, body: undefined };
     for (let n = 1; n <= this.config.maxAttempts; n++) {

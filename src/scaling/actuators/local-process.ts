@@ -117,7 +117,11 @@ export class LocalProcessActuator implements Actuator {
     const file = join(dir, 'capibara.json');
     writeFileSync(file, JSON.stringify({ storage: { dataDir: join(dir, 'data') }, ...wc, worker }));
     const [cmd, ...args] = this.config.command ?? [process.execPath, join(PACKAGE_ROOT, 'bin/capibara-mcp.js')];
-    const child = spawn(cmd!, [...args, 'worker', '--config', file], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, MCP_CONFIG: '' } });
+    const child = spawn(cmd!, [...args, 'worker', '--config', file], {
+      cwd: PACKAGE_ROOT,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, MCP_CONFIG: '' },
+    });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-2000);
