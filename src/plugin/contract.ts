@@ -441,7 +441,9 @@ export interface ScalingSample {
  * windows and cooldown (the same for every scaler), and asks the actuator.
  */
 export interface ScalingSignal {
+  /** Model id. */
   model: string;
+  /** Version name. */
   version: string;
   /** The time of the decision, ms since epoch (the newest sample's `at`). */
   now: number;

@@ -14,7 +14,8 @@ export default {
   options,
   setup(_ctx, opts) {
     return {
-      async load() {
+      async load(spec) {
+        if (spec.options.failLoad) throw new Error('this instance is configured to fail its load');
         return {
           runtime: 'slow',
           device: 'cpu',
