@@ -106,6 +106,7 @@ export class ScalingController implements InferenceObserver {
     policy.actuator.options = actuator.checkOptions(policy.actuator.options);
     const stored = await this.store.setPolicy(model, v, policy);
     this.adopt(stored);
+    this.states.get(key(model, v))!.retryAt = 0;
     return stored;
   }
 
@@ -205,6 +206,7 @@ export class ScalingController implements InferenceObserver {
       s.samples.push(this.sample(s, s.current ?? 0, Date.now()));
       return;
     }
+    if (Date.now() < s.retryAt) return;
     s.busy = true;
     try {
       const actuator = this.actuator(s.stored.policy.actuator.name);
@@ -214,7 +216,6 @@ export class ScalingController implements InferenceObserver {
       const policy = s.stored.policy;
       s.samples.push(this.sample(s, current, now));
       trim(s.samples, now - policy.historyMs);
-      if (now < s.retryAt) return void (s.busy = false);
       const scaler = this.deps.plugins.get('scaler', policy.scaler);
       const signal = this.signal(s, current, now);
       const rec = scaler.recommend
@@ -238,6 +239,13 @@ export class ScalingController implements InferenceObserver {
       this.running.add(run);
     } catch (err) {
       s.busy = false;
+      const code = toMcpError(err).code;
+      if (code === 'MCP_MODEL_NOT_FOUND' || code === 'MCP_VERSION_NOT_FOUND') {
+        // the version is gone: so is its policy
+        await this.removePolicy(s.target.model, s.target.version).catch(() => {});
+        return;
+      }
+      s.retryAt = Date.now() + FAILURE_BACKOFF_TICKS * this.deps.config.intervalMs;
       this.deps.logger.warn({ err, model: s.target.model, version: s.target.version }, 'scaling step failed');
     }
   }
