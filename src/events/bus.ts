@@ -12,6 +12,22 @@ export interface EventMap {
   authRevocations: CredentialRevocation;
   /** An alert changed state (inactive, pending, firing, resolved): the `alertEvents` subscription. */
   alertEvents: AlertEvent;
+  /** A replica's live load of a scaled model version, for the replica that makes scaling decisions. */
+  scalingSignals: ScalingReport;
+}
+
+/** What a replica that does not lead the scaling controller tells the one that does, each tick. */
+export interface ScalingReport {
+  /** The reporting controller (host:pid:random). */
+  origin: string;
+  model: string;
+  version: string;
+  /** Requests in flight on the version's instances from this replica. */
+  inflight: number;
+  /** Requests held at zero on this replica. */
+  held: number;
+  /** Ms since epoch. */
+  at: number;
 }
 
 /** What changed in the registry (also the GraphQL `ModelEventType` enum). */

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { Database } from '../db/client.ts';
 import { LeaderLease, LeaseKeeper } from '../db/lease.ts';
 import { McpError, toMcpError } from '../errors.ts';
-import type { EventBus } from '../events/bus.ts';
+import type { EventBus, ScalingReport } from '../events/bus.ts';
 import type { InferenceObserver, InferenceOutcome } from '../inference/service.ts';
 import type { InferenceRequest } from '../inference/types.ts';
 import type { Fleet } from '../models/fleet.ts';
@@ -69,6 +69,9 @@ export class ScalingController implements InferenceObserver {
   private readonly abort = new AbortController();
   private readonly running = new Set<Promise<unknown>>();
   private lastRefresh = 0;
+  private readonly origin = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  /** Other replicas' reports per version: origin → the latest. */
+  private readonly remote = new Map<string, Map<string, ScalingReport>>();
 
   constructor(private readonly deps: ScalingControllerDeps) {
     this.store = new ScalingStore(deps.database.db);
@@ -77,7 +80,7 @@ export class ScalingController implements InferenceObserver {
       return s?.stored.policy.scaleToZero ? s.stored.policy.holdMs : undefined;
     }, deps.config.maxHeld);
     this.hold.onDemand((m, v) => void this.onDemand(m, v));
-    const lease = new LeaderLease(deps.database.db, 'scaling-controller', `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`, deps.config.leaseTtlMs);
+    const lease = new LeaderLease(deps.database.db, 'scaling-controller', this.origin, deps.config.leaseTtlMs);
     this.keeper = new LeaseKeeper(lease, deps.config.leaseRenewMs, (err) => deps.logger.warn({ err }, 'scaling lease renewal failed'));
   }
 
@@ -85,6 +88,9 @@ export class ScalingController implements InferenceObserver {
     await this.refreshPolicies();
     if (!this.deps.config.enabled) return;
     await this.keeper.start();
+    void (async () => {
+      for await (const r of this.deps.events.subscribe('scalingSignals', this.abort.signal)) this.onReport(r);
+    })();
     this.timer = setInterval(() => void this.tick(), this.deps.config.intervalMs);
     this.timer.unref();
   }
@@ -154,6 +160,50 @@ export class ScalingController implements InferenceObserver {
 
   // ─────────────── signals ───────────────
 
+  /** Another replica's load: kept for the samples; a request held there wakes the leader at once. */
+  private onReport(r: ScalingReport): void {
+    if (r.origin === this.origin) return;
+    const k = key(r.model, r.version);
+    let m = this.remote.get(k);
+    if (!m) this.remote.set(k, (m = new Map()));
+    m.set(r.origin, r);
+    if (r.held > 0) void this.onDemand(r.model, r.version);
+  }
+
+  /** Held and in-flight requests other replicas reported within the last three ticks. */
+  private remoteLoad(k: string, now: number): { inflight: number; held: number } {
+    let inflight = 0;
+    let held = 0;
+    for (const [origin, r] of this.remote.get(k) ?? []) {
+      if (r.at < now - 3 * this.deps.config.intervalMs) {
+        this.remote.get(k)!.delete(origin);
+        continue;
+      }
+      inflight += r.inflight;
+      held += r.held;
+    }
+    return { inflight, held };
+  }
+
+  /** This replica's load of the version (in flight on its instances, held at zero). */
+  private localLoad(s: VersionState): { inflight: number; held: number; ready: number } {
+    const { model, version } = s.target;
+    const pool = this.deps.fleet.view(model)?.versions.get(version) ?? [];
+    let ready = 0;
+    let inflight = 0;
+    for (const h of pool) {
+      inflight += h.outstanding;
+      if (h.status === 'ready' && !h.draining && h.loaded) ready++;
+    }
+    return { inflight, held: this.hold.held(model, version), ready };
+  }
+
+  /** Not leading: tells the leader what this replica carries. */
+  private report(s: VersionState): void {
+    const { inflight, held } = this.localLoad(s);
+    this.deps.events.publish('scalingSignals', { origin: this.origin, model: s.target.model, version: s.target.version, inflight, held, at: Date.now() });
+  }
+
   /** InferenceObserver: time to first token of streamed answers, per version. */
   onFinished(_req: InferenceRequest, outcome: InferenceOutcome): void {
     if (outcome.firstTokenMs === undefined || !outcome.decision) return;
@@ -165,14 +215,11 @@ export class ScalingController implements InferenceObserver {
 
   private sample(s: VersionState, instances: number, now: number): ScalingSample {
     const { model, version } = s.target;
-    const pool = this.deps.fleet.view(model)?.versions.get(version) ?? [];
-    let ready = 0;
-    let inflight = 0;
-    for (const h of pool) {
-      inflight += h.outstanding;
-      if (h.status === 'ready' && !h.draining && h.loaded) ready++;
-    }
-    const held = this.hold.held(model, version);
+    const local = this.localLoad(s);
+    const remote = this.remoteLoad(key(model, version), now);
+    const inflight = local.inflight + remote.inflight;
+    const held = local.held + remote.held;
+    const ready = local.ready;
     const ttft = s.ttft.filter((t) => t.at > now - FIGURE_WINDOW_MS).map((t) => t.ms);
     return {
       at: now,
@@ -191,14 +238,19 @@ export class ScalingController implements InferenceObserver {
   private async tick(): Promise<void> {
     if (Date.now() - this.lastRefresh > POLICY_REFRESH_MS)
       await this.refreshPolicies().catch((err) => this.deps.logger.warn({ err }, 'could not re-read scaling policies'));
-    if (!this.leading()) return;
+    if (!this.leading()) {
+      if (this.deps.config.enabled) for (const s of this.states.values()) this.report(s);
+      return;
+    }
     await Promise.all([...this.states.values()].map((s) => this.step(s)));
   }
 
   /** A request started waiting for a version at zero: decide for it now rather than at the next tick. */
   private async onDemand(model: string, version: string): Promise<void> {
     const s = this.states.get(key(model, version));
-    if (s && this.leading() && !s.busy) await this.step(s);
+    if (!s) return;
+    if (!this.leading()) this.report(s);
+    else if (!s.busy) await this.step(s);
   }
 
   private async step(s: VersionState): Promise<void> {

@@ -144,6 +144,13 @@ describe('scaling controller (instances actuator)', () => {
   it('runs on one replica at a time: a second controller on the same database does not lead while the first does', async () => {
     const s = gw.services;
     expect(s.scaling.leading()).toBe(true);
+    const r = await gw.gql(`mutation { registerModel(input: { id: "r", task: GENERATE, versions: [{ version: "v1" }] }) { id } }`);
+    expect(r.errors).toBeUndefined();
+    const set = await gw.gql(SET, {
+      m: 'r',
+      p: { scaler: 'quick', minInstances: 0, scaleToZero: true, holdMs: 20000, actuator: { options: { backend: 'slow' } } },
+    });
+    expect(set.errors).toBeUndefined();
     const other = new ScalingController({
       config: s.config.scaling,
       database: s.database,
@@ -157,6 +164,18 @@ describe('scaling controller (instances actuator)', () => {
     });
     await other.start();
     expect(other.leading()).toBe(false);
+    // a request held at zero on the other replica reaches the leader (scalingSignals), which scales from zero
+    const readyHere = () => (s.instances.view('r')?.versions.get('v1') ?? []).some((h) => h.status === 'ready' && h.loaded !== undefined);
+    const held = await other.hold.hold('r', 'v1', new AbortController().signal, Date.now() + 20_000, readyHere);
+    expect(held).toBe(true);
+    const d = await gw.gql<{ scalingDecisions: Array<{ fromInstances: number; toInstances: number; reason: string }> }>(
+      `{ scalingDecisions(model: "r") { fromInstances toInstances reason } }`,
+    );
+    expect(d.data!.scalingDecisions[d.data!.scalingDecisions.length - 1]).toMatchObject({
+      fromInstances: 0,
+      toInstances: 1,
+      reason: expect.stringMatching(/demand at zero/),
+    });
     await other.close();
-  });
+  }, 40_000);
 });
