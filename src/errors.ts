@@ -28,6 +28,7 @@ export const ERROR_CODES = {
     status: 503,
     message: 'No worker has the device memory a placement needs, even after allowed evictions; the message names what is short.',
   },
+  MCP_SCALE_FROM_ZERO_TIMEOUT: { status: 503, message: 'The model version was at zero instances and none became ready within the hold time.' },
   MCP_QUEUE_FULL: { status: 503, message: 'The request queue is full.' },
   MCP_OVERLOADED: { status: 503, message: 'The request was shed under load.' },
   MCP_ADMISSION_QUEUE_FULL: {

@@ -1,3 +1,4 @@
+import { createScaling } from './scaling/create.ts';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -241,6 +242,22 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       logger.warn({ rules: config.alerts.rules.length }, 'alerts.rules are configured but no metric source exists; rules are not evaluated');
     }
     const auth = new AuthService(plugins, config.auth, audit, logger.child({ component: 'auth' }), limits, () => database.db);
+    let gatewayUrl = '';
+    const scaling = createScaling({
+      config: config.scaling,
+      database,
+      registry,
+      fleet,
+      router,
+      plugins,
+      admin,
+      events,
+      gatewayUrl: () => gatewayUrl,
+      logger: logger.child({ component: 'scaling' }),
+    });
+    router.setColdStart(scaling.hold);
+    inference.observe(scaling);
+    closers.push(() => scaling.close());
     const accounts = new Accounts(database.db, auth, credentials, audit);
     const services: Services = {
       config,
@@ -272,6 +289,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       alertDeadLetters: new AlertDeadLetters(database, alerts),
       alertEngine,
       placement,
+      scaling,
       async readiness(opts = {}) {
         const requireStorage = opts.strict || config.server.readiness.requireStorage;
         const checks: Record<string, { ok: boolean; detail?: string }> = {
@@ -321,6 +339,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const addr = http.server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
+    gatewayUrl = url;
+    await scaling.start();
     logger.info({ url, storage: database.kind, startupMs: Math.round(performance.now() - started), plugins: plugins.list().length }, 'gateway ready');
     if (auth.enabled && auth.hasSessions)
       logger.info({ login: `${url}/api/v1/auth/login` }, 'sign in with POST /api/v1/auth/login or the GraphQL login mutation');

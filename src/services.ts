@@ -27,6 +27,7 @@ import type { WorkerRegistry } from './workers/worker-registry.ts';
 import type { ResourceInventory } from './resources/inventory.ts';
 import type { PlacementReconciler } from './resources/reconciler.ts';
 import type { Tracing } from './tracing/tracing.ts';
+import type { ScalingController } from './scaling/controller.ts';
 
 /** The domain services, wired once by createGateway and shared by every entry point. */
 export interface Services {
@@ -75,6 +76,8 @@ export interface Services {
   alertEngine: AlertEngine;
   /** Memory-aware placement: resource requirements, the reconciler (one replica at a time), the `placements` query. */
   placement: PlacementReconciler;
+  /** Auto-scaling: policies per model version, the decision loop (one replica at a time), the cold-start hold. */
+  scaling: ScalingController;
   /** Whether the database answers now; what a request's error becomes at the edge (classify). */
   storage: StorageHealth;
   /**

@@ -18,7 +18,7 @@ import type { MetricSource } from '../monitoring/metric-source.ts';
 import type { Alert } from '../plugin/contract.ts';
 import { alertToJson, type AlertJson } from '../sdk/alert-delivery.ts';
 import { evaluateRule, labelKey } from './evaluate.ts';
-import { LeaderLease, type LeaseGrant } from './lease.ts';
+import { LeaderLease, type LeaseGrant } from '../db/lease.ts';
 import { AlertRuleStore } from './rule-store.ts';
 import { ruleWindow, type AlertEvaluationConfig, type AlertRule } from './rules.ts';
 

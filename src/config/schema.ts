@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { admissionConfigSchema } from '../admission/config.ts';
+import { scalingConfigSchema } from '../scaling/config.ts';
 import { alertsConfigSchema } from '../alerts/config.ts';
 import { auditConfigSchema } from '../audit/config.ts';
 import { authConfigSchema } from '../auth/config.ts';
@@ -284,6 +285,8 @@ export const configSchema = z.strictObject({
   /** Alert delivery: the sinks notifications go to, retries, backoff and dead letters. */
   alerts: alertsConfigSchema,
   tracing: tracingConfigSchema,
+  /** Auto-scaling: the controller loop and the actuators policies may name (README "Auto-scaling"). */
+  scaling: scalingConfigSchema,
   /** Load every first-party plugin with default options (those listed in `plugins` get their listed options). */
   defaultPlugins: z.boolean().default(true),
   plugins: z.array(pluginEntrySchema).default([]),

@@ -10,6 +10,7 @@ import {
   pgTable,
   primaryKey,
   real,
+  serial,
   text,
   timestamp,
   uniqueIndex,
@@ -400,4 +401,39 @@ export const metricRollups = pgTable(
     max: doublePrecision('max').notNull(),
   },
   (t) => [primaryKey({ columns: [t.metric, t.labelsKey, t.minute] }), index('metric_rollups_minute').on(t.minute)],
+);
+
+/** Auto-scaling policy of one model version (GraphQL `setScalingPolicy`); the policy itself is validated JSON (src/scaling/policy.ts). */
+export const scalingPolicies = pgTable(
+  'scaling_policies',
+  {
+    modelId: text('model_id').notNull(),
+    version: text('version').notNull(),
+    policy: jsonb('policy').$type<Record<string, unknown>>().notNull(),
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.modelId, t.version] })],
+);
+
+/** Decisions of the scaling controller with their reasons (GraphQL `scalingDecisions`); a bounded history per model version. */
+export const scalingDecisions = pgTable(
+  'scaling_decisions',
+  {
+    id: serial('id').primaryKey(),
+    modelId: text('model_id').notNull(),
+    version: text('version').notNull(),
+    at: timestamp('at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow(),
+    /** Instances asked for before and after. */
+    fromInstances: integer('from_instances').notNull(),
+    toInstances: integer('to_instances').notNull(),
+    /** What the scaler asked for before bounds and stabilisation. */
+    recommended: integer('recommended').notNull(),
+    scaler: text('scaler').notNull(),
+    actuator: text('actuator').notNull(),
+    reason: text('reason').notNull(),
+    /** applied | failed */
+    outcome: text('outcome').notNull(),
+    error: text('error'),
+  },
+  (t) => [index('scaling_decisions_model_at').on(t.modelId, t.version, t.id)],
 );

@@ -12,6 +12,22 @@ export interface EventMap {
   authRevocations: CredentialRevocation;
   /** An alert changed state (inactive, pending, firing, resolved): the `alertEvents` subscription. */
   alertEvents: AlertEvent;
+  /** A replica's live load of a scaled model version, for the replica that makes scaling decisions. */
+  scalingSignals: ScalingReport;
+}
+
+/** What a replica that does not lead the scaling controller tells the one that does, each tick. */
+export interface ScalingReport {
+  /** The reporting controller (host:pid:random). */
+  origin: string;
+  model: string;
+  version: string;
+  /** Requests in flight on the version's instances from this replica. */
+  inflight: number;
+  /** Requests held at zero on this replica. */
+  held: number;
+  /** Ms since epoch. */
+  at: number;
 }
 
 /** What changed in the registry (also the GraphQL `ModelEventType` enum). */
@@ -30,6 +46,7 @@ export const MODEL_EVENT_TYPES = [
   'INSTANCE_EVICTED',
   /** A version's instances could not all be placed: `reason` names what is short. */
   'PLACEMENT_FAILED',
+  'SCALING_DECISION',
 ] as const;
 export type ModelEventType = (typeof MODEL_EVENT_TYPES)[number];
 
@@ -54,6 +71,8 @@ export interface ModelEvent {
   origin?: string;
   /** The registry version the change was stored at (replicas tell from it whether they missed one). */
   registryVersion?: number;
+  /** SCALING_DECISION: the instances asked for before and after, what the scaler recommended, why, and how it went. */
+  scaling?: { from: number; to: number; recommended: number; reason: string; outcome: 'applied' | 'failed'; error?: string };
 }
 
 export interface InstanceHealthEvent {

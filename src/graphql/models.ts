@@ -309,6 +309,12 @@ const ModelEventRef = builder.objectRef<ModelEvent>('ModelEvent').implement({
     device: t.exposeString('device', { nullable: true, description: 'Placement events: the device on the worker.' }),
     reason: t.exposeString('reason', { nullable: true, description: 'Placement events: what is short, or what an eviction made room for.' }),
     at: t.expose('at', { type: 'DateTime' }),
+    scaling: t.field({
+      type: 'JSON',
+      nullable: true,
+      description: 'SCALING_DECISION: { from, to, recommended, reason, outcome, error? }.',
+      resolve: (e) => e.scaling ?? null,
+    }),
     model: t.field({
       type: ModelRef,
       nullable: true,

@@ -13,6 +13,7 @@ import './metrics.ts';
 import './resources.ts';
 import './queues.ts';
 import './cache.ts';
+import './scaling.ts';
 
 let schema: GraphQLSchema | undefined;
 

@@ -596,7 +596,7 @@ export class ModelRegistry {
       this.resync().catch((err: unknown) => logBackgroundFailure(logger, err, { why }, 'could not re-read the registry; will retry at the next check'));
     void (async () => {
       for await (const e of this.events.subscribe('modelEvents', signal)) {
-        if (e.origin === this.origin) continue;
+        if (e.origin === this.origin || e.type === 'SCALING_DECISION') continue;
         try {
           // Counted as seen only when memory took the read (else the periodic check re-reads everything).
           const { applied } = await this.readModel(e.modelId);

@@ -26,7 +26,7 @@ export const PLUGIN_API_VERSION = '1.0.0';
  * Built in: `auth`, `balancer` and `backend`, which the gateway calls on every request (first-party
  * plugins under plugins/), `rateLimitStore` (the `limits.store` the rate limits use, plugins/ratelimit-redis), `alertSink`
  * (every configured one receives alert notifications through the gateway's alert dispatcher, plugins/alert-*), and
- * `scaler`, which the host loads and sets up but nothing in the gateway calls yet (autoscaling will). A capability
+ * `scaler`, which the scaling controller asks for each model version with a scaling policy (src/scaling). A capability
  * of a built-in kind missing a method the gateway calls (`authenticate`, `pick`, `load`, `send`, `spend`,
  * `desiredInstances`) fails setup.
  *
@@ -426,17 +426,68 @@ export interface RateLimitStore {
 
 // ───────────────────────────── scaling ─────────────────────────────
 
-export interface ScalingSignal {
-  model: string;
-  version: string;
-  currentInstances: number;
-  /** Average in-flight + queued requests per instance over the look-back window. */
-  ongoingPerInstance: number;
+/** One observation of a model version, taken by the scaling controller at each tick. */
+export interface ScalingSample {
+  /** When it was taken, ms since epoch. */
+  at: number;
+  /** Instances the actuator was asked for at that time (serving and starting). */
+  instances: number;
+  /** Instances ready and serving at that time. */
+  readyInstances: number;
+  /** Requests in flight on the version's instances plus requests waiting for one (held or queued). */
+  ongoing: number;
+  /** Requests waiting for an instance (held from zero, or in an admission queue). */
   queueDepth: number;
+  /** p95 of request latency over the last few seconds, ms (0 when nothing finished). */
   p95LatencyMs: number;
+  /** p95 of the time a request waited before an instance took it, ms (0 when nothing waited). */
+  queueWaitMs: number;
+  /** p95 time to first token of streamed answers, ms (undefined when none streamed). */
+  ttftMs?: number;
+}
+
+/**
+ * What a scaler sees of one model version. The host keeps the history (`samples`, oldest first, over the
+ * policy's `historyMs`) so a scaler can be a pure function of its signal: look-back windows and the
+ * scaler's own delays are computed over `samples`; the host then applies min/max, its stabilisation
+ * windows and cooldown (the same for every scaler), and asks the actuator.
+ */
+export interface ScalingSignal {
+  /** Model id. */
+  model: string;
+  /** Version name. */
+  version: string;
+  /** The time of the decision, ms since epoch (the newest sample's `at`). */
+  now: number;
+  /** Instances the actuator is asked for now (serving and starting). */
+  currentInstances: number;
+  /** Average in-flight + queued requests per instance over the look-back window (total when at zero). */
+  ongoingPerInstance: number;
+  /** Requests waiting for an instance now. */
+  queueDepth: number;
+  /** p95 request latency now, ms. */
+  p95LatencyMs: number;
+  /** Observations, oldest first; the last one is now. Never empty. */
+  samples: readonly ScalingSample[];
+  /** Whether the policy allows zero instances (a scaler returning 0 otherwise is raised to the minimum). */
+  scaleToZero: boolean;
+}
+
+/** A scaler's answer with its reason, for the decision history. */
+export interface ScalingRecommendation {
+  /** Desired number of instances (a non-negative integer). */
+  desired: number;
+  /** Short human-readable reason, e.g. "ongoing 12.0 / target 2 per instance". */
+  reason: string;
 }
 
 export interface Scaler {
-  /** Desired number of instances for the version; the host applies delays and bounds. */
+  /**
+   * Desired number of instances for the version: a pure function of `signal` (same signal, same answer),
+   * a non-negative integer, at least 1 while requests are ongoing. The host applies bounds, stabilisation
+   * and cooldown. `describeScalerConformance` (capibara-mcp/testing) checks all this.
+   */
   desiredInstances(signal: ScalingSignal): number;
+  /** Optional: the same decision with its reason; when present the host calls it instead of `desiredInstances`. */
+  recommend?(signal: ScalingSignal): ScalingRecommendation;
 }

@@ -25,6 +25,9 @@ const FOLDERS = {
   'alert-email': 'alert-email',
   'alert-alertmanager': 'alert-alertmanager',
   'alert-log': 'alert-log',
+  'target-ongoing': 'scaler-target-ongoing',
+  kpa: 'scaler-kpa',
+  slo: 'scaler-slo',
 } as const;
 
 /**

@@ -13,7 +13,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { AdminService } from '../admin/admin-service.ts';
-import { LeaderLease } from '../alerts/lease.ts';
+import { LeaderLease } from '../db/lease.ts';
 import type { Config } from '../config/schema.ts';
 import { logBackgroundFailure } from '../db/storage-errors.ts';
 import { McpError, toMcpError } from '../errors.ts';

@@ -9,6 +9,7 @@ import type { PluginHost } from '../plugin/host.ts';
 import { Attempt, type AttemptSinks, type Run, type Settled } from './attempt.ts';
 import { RequestDeadline } from './deadline.ts';
 import { DecisionTrace, RoutingFailure, type DecisionTarget } from './decision.ts';
+import type { RouterColdStart } from '../scaling/hold.ts';
 import { LatencyWindow } from './latency-window.ts';
 import type { InstanceHealth } from './resilience/instance-health.ts';
 import type { RoutingTrace } from '../tracing/inference-trace.ts';
@@ -134,6 +135,7 @@ export class Router {
   private readonly describe = (h: InstanceHandle): string => this.stateOf(h);
   private listener: RoutingListener | undefined;
   private admission: AdmissionService | undefined;
+  private coldStart: RouterColdStart | undefined;
 
   constructor(
     private readonly fleet: Fleet,
@@ -157,6 +159,16 @@ export class Router {
   /** Admission queues per model version (src/admission): a request takes a slot before its attempts and gives it back when it ends. */
   setAdmission(admission: AdmissionService): void {
     this.admission = admission;
+  }
+
+  /** Where requests for a version at zero instances wait for the first one (src/scaling/hold.ts). */
+  setColdStart(coldStart: RouterColdStart): void {
+    this.coldStart = coldStart;
+  }
+
+  /** p95 latency of the version's last requests (up to 512), ms; undefined before any. */
+  latencyP95(modelId: string, version: string): number | undefined {
+    return this.latency.get(`${modelId}@${version}`)?.percentile(95);
   }
 
   healthOf(instanceId: string): string {
@@ -305,6 +317,7 @@ export class Router {
       let candidates = this.eligible(target, trip.req.input.task, tried);
       if (!candidates.length && (await this.awaitThrottled(trip, target, tried))) candidates = this.eligible(target, trip.req.input.task, tried);
       if (!candidates.length && (await this.awaitLoading(trip, target))) candidates = this.eligible(target, trip.req.input.task, tried);
+      if (!candidates.length && (await this.awaitColdStart(trip, target))) candidates = this.eligible(target, trip.req.input.task, tried);
       if (!candidates.length) return this.noCandidate(trip, target);
       if (trip.sent > 0 && !this.health.tryRetry()) {
         trip.budgetExhausted = true;
@@ -370,6 +383,24 @@ export class Router {
     await Promise.race([loads.finally(() => done.abort()), sleep(trip.deadline - Date.now(), AbortSignal.any([trip.limit.signal, done.signal]))]);
     done.abort();
     return !trip.limit.signal.aborted && Date.now() < trip.deadline;
+  }
+
+  /**
+   * When the version has no instance at all that could take the request (scaled to zero, or the first
+   * one still starting), holds it for the cold start (bounded; MCP_SCALE_FROM_ZERO_TIMEOUT after) and
+   * follows the view the new instance arrives in. Whether an instance became routable.
+   */
+  private async awaitColdStart<T>(trip: Trip<T>, target: Target): Promise<boolean> {
+    if (!this.coldStart || trip.sent > 0 || target.pool.some((h) => this.routable(h))) return false;
+    const fresh = () => this.fleet.view(target.modelId)?.versions.get(target.version) ?? [];
+    try {
+      const ok = await this.coldStart.hold(target.modelId, target.version, trip.limit.signal, trip.deadline, () => fresh().some((h) => this.routable(h)));
+      if (ok) target.pool = fresh();
+      return ok;
+    } catch (err) {
+      trip.lastError = toMcpError(err);
+      return false;
+    }
   }
 
   /** No instance left on this version: say why (unless an attempt failed already) and go to the next model. */

@@ -88,3 +88,5 @@ export { hashPassword, verifyPassword, DEFAULT_SCRYPT_PARAMS, type ScryptParams 
 export { KEY_PREFIX, checksumOf, looksLikeApiKey, sha256Hex, generateApiKey } from './api-key.ts';
 /** For alert-sink plugins: an alert as JSON, and a JSON POST whose errors name the sink and the status, never the URL. */
 export { alertSinkClient, alertToJson, deliveryFailure, postAlert, type AlertJson, type AlertPost } from './alert-delivery.ts';
+/** Window arithmetic over a scaling signal's samples, for scaler plugins. */
+export { windowAverage, slidingAverages, sinceCovered } from './scaling.ts';

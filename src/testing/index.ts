@@ -10,6 +10,7 @@
 export { describeBalancerConformance, type BalancerConformanceOptions } from './balancer.ts';
 export { describeBackendConformance, type BackendCheck, type BackendConformanceFixture, type BackendConformanceOptions, type SlowRequest } from './backend.ts';
 export { describeAuthConformance, startJwksServer, type AuthConformanceFixture, type AuthConformanceOptions, type JwksServer } from './auth.ts';
+export { describeScalerConformance, scalingSignal, type ScalerConformanceOptions } from './scaler.ts';
 export { describeRateLimitStoreConformance, type RateLimitStoreConformanceOptions } from './rate-limit-store.ts';
 export {
   describeAlertSinkConformance,

@@ -1,12 +1,14 @@
 /**
- * A leader lease in the database: one row per lease name with its holder, expiry and epoch. A
+ * A leader lease in the database, shared by everything that must run on one gateway replica at a
+ * time (the alert evaluator `alert-evaluator`, the scaling controller `scaling-controller`; the table
+ * keeps its first user's name, alert_leases): one row per lease name with its holder, expiry and epoch. A
  * replica takes the lease when it has expired (or renews its own) in one atomic statement; the epoch
  * grows whenever the holder changes, and writers check it (fencing) so a deposed leader's late
  * writes are refused. Times are the database's, so replica clocks do not matter. Shared by every
  * run-once job (the alert evaluator, the placement reconciler), each under its own lease name.
  */
 import { sql } from 'drizzle-orm';
-import type { Db } from '../db/client.ts';
+import type { Db } from './client.ts';
 
 export function rowsOf<T>(result: unknown): T[] {
   return ((result as { rows?: T[] }).rows ?? (result as T[])) as T[];
@@ -61,5 +63,48 @@ export class LeaderLease {
       ),
     );
     return rows.length === 1;
+  }
+}
+
+/**
+ * Keeps a lease: tries to take or renew it every `renewMs` and says whether this replica leads now
+ * (a grant not yet past its local `validUntil`). For loops that act only on the leader.
+ */
+export class LeaseKeeper {
+  private grant: LeaseGrant | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly lease: LeaderLease,
+    private readonly renewMs: number,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  /** Takes the lease now if free, then keeps renewing it. */
+  async start(): Promise<void> {
+    await this.renew();
+    this.timer = setInterval(() => void this.renew(), this.renewMs);
+    this.timer.unref();
+  }
+
+  /** The current grant while this replica leads. */
+  leading(): LeaseGrant | undefined {
+    return this.grant && Date.now() < this.grant.validUntil ? this.grant : undefined;
+  }
+
+  async renew(): Promise<LeaseGrant | undefined> {
+    try {
+      this.grant = await this.lease.acquire();
+    } catch (err) {
+      this.onError(err);
+    }
+    return this.leading();
+  }
+
+  /** Stops renewing and hands the lease on. */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    if (this.grant) await this.lease.release().catch(() => {});
+    this.grant = undefined;
   }
 }
