@@ -256,13 +256,14 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   /** The token the gateway presents on every call (learned before registering); no token, no service. */
   let callToken: string | undefined;
 
-  /** Device memory stated in config (`worker.memory`) replaces what detection found (a share of a host, a test). */
+  /** Device memory stated in config (`worker.memory`) replaces what detection found (a share of a host, a test), and its used figure. */
   const withStatedMemory = (list: DeviceInfo[]): DeviceInfo[] => {
     for (const [deviceId, size] of Object.entries(wc.memory)) {
       const bytes = typeof size === 'number' ? size : parseBytes(size);
       if (bytes === undefined) continue;
       const found = list.find((d) => d.id === deviceId);
-      if (found) found.memoryTotalBytes = bytes;
+      // The host's used figure says nothing of a stated share: the share is used by what runs in it (reservations).
+      if (found) Object.assign(found, { memoryTotalBytes: bytes, memoryUsedBytes: undefined });
       else list.push({ id: deviceId, kind: deviceId.replace(/:.*/, '') as DeviceInfo['kind'], name: `${deviceId} (stated)`, memoryTotalBytes: bytes });
     }
     return list;
