@@ -106,6 +106,9 @@ describe('admission queues', () => {
       // Less CPU per request on a busy machine: no per-inference records or audit rows (not what is tested here).
       router: { healthCheck: { enabled: false }, hedging: { enabled: false }, recording: { enabled: false } },
       audit: { inference: 'off' },
+      // The fair-share case runs 80+ requests at once: above the gateway-wide bound (64 by default) they would be
+      // shed with MCP_OVERLOADED before reaching the admission queues this file tests.
+      server: { overload: { maxInflight: 0 } },
       models: ['fair', 'prio', 'reject', 'delay', 'deadline'].map(model),
       admission: {
         maxPriority: { principals: { crit: 'critical' } },
