@@ -41,7 +41,6 @@ export const ERROR_CODES = {
   },
   MCP_QUEUE_TIMEOUT: { status: 503, message: 'The request waited in the admission queue longer than its queue timeout.' },
   MCP_DEADLINE_UNMEETABLE: { status: 503, message: 'The request cannot meet its deadline given the current queue wait; refused at once.' },
-  MCP_NO_CAPACITY: { status: 503, message: 'The model version had no capacity and none arrived within the hold.' },
   MCP_CIRCUIT_OPEN: { status: 503, message: 'Every candidate instance has an open circuit breaker.' },
   MCP_UPSTREAM_ERROR: { status: 502, message: 'The model server answered with an error.' },
   MCP_UPSTREAM_UNAVAILABLE: { status: 503, message: 'The model server could not be reached.' },

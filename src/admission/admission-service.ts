@@ -1,8 +1,8 @@
 /**
  * Admission per model version (see ./model-queue.ts): the router asks here once it knows the
  * version a request goes to, and releases the ticket when the answer is out. Owns the queues,
- * the tenants' weights and the priority caps; the autoscaler says here when capacity is coming
- * (hold) or will not (endHold).
+ * the tenants' weights and the priority caps. A version with no ready instance is not held here:
+ * admission steps aside and the router's cold-start hold (src/scaling/hold.ts) decides.
  */
 import type { Registry } from 'prom-client';
 import type { InferenceRequest } from '../inference/types.ts';
@@ -52,7 +52,8 @@ export class AdmissionService {
   /**
    * A slot for `req` on the model version: at once (synchronously) when one is free, after a wait
    * in the queue, or a refusal (McpError: MCP_ADMISSION_QUEUE_FULL, MCP_TENANT_OVER_SHARE,
-   * MCP_QUEUE_TIMEOUT, MCP_DEADLINE_UNMEETABLE, MCP_NO_CAPACITY; whatever aborted `signal`).
+   * MCP_QUEUE_TIMEOUT, MCP_DEADLINE_UNMEETABLE; whatever aborted `signal`). With no ready
+   * instance it steps aside (PASS): the router decides.
    */
   admit(req: InferenceRequest, model: string, version: string, deadline: number, signal: AbortSignal): AdmissionTicket | Promise<AdmissionTicket> {
     const q = this.queue(model, version);
@@ -73,19 +74,6 @@ export class AdmissionService {
   /** The level a request gets: what it asked for (or the default), capped by its principal. */
   priorityOf(req: Pick<InferenceRequest, 'priority' | 'principal'>): number {
     return effectivePriority(req.priority, this.defaultLevel, priorityCap(this.caps, req.principal));
-  }
-
-  /**
-   * Capacity is coming for the model (every version, or the one named): while it has no ready
-   * instance, requests wait up to `ms` for one (scale from zero), then get 503 MCP_NO_CAPACITY.
-   */
-  hold(model: string, ms: number, version?: string): void {
-    for (const q of this.queuesOf(model, version)) q.hold(ms);
-  }
-
-  /** The capacity that was coming will not: requests waiting with no capacity get MCP_NO_CAPACITY now. */
-  endHold(model: string, reason?: string, version?: string): void {
-    for (const q of this.queuesOf(model, version)) q.endHold(reason);
   }
 
   /** Re-reads capacity now (an instance became ready or went away); queues also re-read it every 20 ms while requests wait. */
@@ -113,14 +101,6 @@ export class AdmissionService {
     const base = this.config.models[model];
     if (!own && !base) return this.config.defaults;
     return admissionPolicySchema.parse({ ...this.config.defaults, ...base, ...own });
-  }
-
-  private queuesOf(model: string, version: string | undefined): ModelQueue[] {
-    if (version) return [this.queue(model, version)];
-    const view = this.fleet.view(model);
-    const versions = view ? [...view.versions.keys()] : [];
-    if (!versions.length && view?.defaultVersion) versions.push(view.defaultVersion);
-    return versions.map((v) => this.queue(model, v));
   }
 
   private queue(model: string, version: string): ModelQueue {

@@ -45,7 +45,8 @@ const idKey = z.string().min(1).max(256);
 /**
  * Admission queues per model version (src/admission): a concurrency limit per instance, a
  * bounded queue with priority levels, weighted fair queuing across tenants, queue timeouts
- * (REJECT/DELAY), deadline-aware shedding, and holding requests while capacity is coming.
+ * (REJECT/DELAY) and deadline-aware shedding. With no ready instance admission steps aside
+ * (scale from zero is the router's cold-start hold: the scaling policy's `holdMs`).
  */
 export const admissionConfigSchema = z
   .strictObject({

@@ -18,7 +18,7 @@ export class AdmissionMetrics {
   constructor(registry: Registry, snapshots: () => QueueSnapshot[]) {
     this.decisions = new CounterFamily(
       'mcp_admission_decisions_total',
-      'Admission decisions per model version: admitted, queued, full, over_share, displaced, timeout, delayed, unmeetable, no_capacity, cancelled.',
+      'Admission decisions per model version: admitted, queued, full, over_share, displaced, timeout, delayed, unmeetable, cancelled, shutdown.',
       ['model', 'version', 'outcome'],
       registry,
     );

@@ -158,66 +158,48 @@ describe('ModelQueue', () => {
     expect(q.admit(req())).toBe(PASS);
   });
 
-  it('capacity follows the fleet: requests held with no instance go once one is ready (0 → 1)', async () => {
+  it('capacity follows the fleet: waiters go when an instance becomes ready (1 → 2), the first instance after zero counts (0 → 1)', async () => {
     const { q, req, fleet } = setup({ maxConcurrentPerInstance: 2 }, 0);
-    q.hold(5000);
-    const held = [q.admit(req()), q.admit(req()), q.admit(req())] as Array<Promise<AdmissionTicket>>;
-    expect(q.snapshot()).toMatchObject({ capacity: 0, queued: 3 });
-    expect(q.snapshot().holdUntil).toBeGreaterThan(Date.now());
-    fleet.ready = 1; // noticed by the poll, no release needed
-    const [a, b] = await Promise.all([held[0]!, held[1]!]);
-    expect(await settled(held[2]!)).toBe('pending');
-    fleet.ready = 2;
-    const c = await held[2]!;
-    for (const t of [a!, b!, c]) t.release();
-    expect(q.snapshot()).toMatchObject({ capacity: 4, inFlight: 0, holdUntil: undefined });
+    expect(q.admit(req())).toBe(PASS); // at zero: the router's cold-start hold decides
+    fleet.ready = 1; // the first instance: capacity 2, requests beyond it wait
+    const first = [q.admit(req()), q.admit(req())] as AdmissionTicket[];
+    const waiting = [q.admit(req()), q.admit(req()), q.admit(req())] as Array<Promise<AdmissionTicket>>;
+    expect(q.snapshot()).toMatchObject({ capacity: 2, inFlight: 2, queued: 3 });
+    fleet.ready = 2; // noticed by the poll, no release needed
+    const [a, b] = await Promise.all([waiting[0]!, waiting[1]!]);
+    expect(await settled(waiting[2]!)).toBe('pending');
+    first[0]!.release();
+    const c = await waiting[2]!;
+    for (const t of [first[1]!, a!, b!, c]) t.release();
+    expect(q.snapshot()).toMatchObject({ capacity: 4, inFlight: 0, queued: 0 });
   });
 
-  it('a hold that ends without capacity answers 503 MCP_NO_CAPACITY with Retry-After; endHold answers at once', async () => {
-    const { q, req } = setup({}, 0);
-    q.hold(50);
-    const started = Date.now();
-    const e = await refusal(() => q.admit(req()));
-    expect(e.code).toBe('MCP_NO_CAPACITY');
-    expect(e.status).toBe(503);
-    expect(e.details?.retryAfterMs).toBeGreaterThanOrEqual(1000);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(40);
-    q.hold(60_000);
-    const p = q.admit(req());
-    q.endHold('the load failed');
-    const e2 = await refusal(() => p);
-    expect(e2.code).toBe('MCP_NO_CAPACITY');
-    expect(e2.message).toMatch(/the load failed/);
+  it('capacity gone under waiters (the last instance went away): they step aside to the router, never an admission error', async () => {
+    const { q, req, fleet, counts } = setup({ maxConcurrentPerInstance: 1 }, 1);
+    const busy = q.admit(req()) as AdmissionTicket;
+    const waiting = q.admit(req()) as Promise<AdmissionTicket>;
+    fleet.ready = 0;
+    expect(await waiting).toBe(PASS);
+    expect(q.snapshot()).toMatchObject({ capacity: 0, queued: 0 });
+    busy.release();
+    expect(counts).toMatchObject({ timeout: 0, full: 0 });
   });
 
-  it('whoever sees an expired hold first (the capacity poll, a newcomer) answers MCP_NO_CAPACITY, never a pass to the router', async () => {
-    const { q, req } = setup({}, 0);
-    q.hold(20);
-    const held = q.admit(req());
-    const until = Date.now() + 40;
-    while (Date.now() < until) {
-      /* block: the hold's timer cannot run before the drain below */
-    }
-    q.drain();
-    expect((await refusal(() => held)).code).toBe('MCP_NO_CAPACITY');
-    q.hold(20);
-    const again = q.admit(req());
-    const until2 = Date.now() + 40;
-    while (Date.now() < until2) {
-      /* block */
-    }
-    expect(q.admit(req())).toBe(PASS); // the hold is over: admission steps aside for the newcomer…
-    expect((await refusal(() => again)).code).toBe('MCP_NO_CAPACITY'); // …and the one that waited is answered
+  it('closing the gateway answers waiters 503 MCP_SHUTTING_DOWN (never ran)', async () => {
+    const { q, req, counts } = setup({ maxConcurrentPerInstance: 1 }, 1);
+    const busy = q.admit(req()) as AdmissionTicket;
+    const waiting = q.admit(req()) as Promise<AdmissionTicket>;
+    q.close();
+    const e = await refusal(() => waiting);
+    expect(e).toMatchObject({ code: 'MCP_SHUTTING_DOWN', status: 503, mayHaveExecuted: false });
+    expect(counts.shutdown).toBe(1);
+    busy.release();
   });
 
-  it('an unlimited model (maxConcurrentPerInstance 0) is idle: no counting at all, but a hold still holds it at zero', async () => {
-    const { q, req, fleet } = setup({ maxConcurrentPerInstance: 0 }, 0);
+  it('an unlimited model (maxConcurrentPerInstance 0) is idle: no counting at all', () => {
+    const { q, fleet } = setup({ maxConcurrentPerInstance: 0 }, 0);
     expect(q.idle).toBe(true);
-    q.hold(5000);
-    expect(q.idle).toBe(false);
-    const p = q.admit(req()) as Promise<AdmissionTicket>;
     fleet.ready = 1;
-    (await p).release();
     expect(q.idle).toBe(true);
     expect(q.snapshot().capacity).toBeNull();
   });

@@ -2,8 +2,8 @@
  * One model version's admission queue: capacity = ready instances × maxConcurrentPerInstance,
  * followed as instances come and go; requests beyond it wait in a FairQueue (priority levels,
  * SFQ across tenants) bounded in size and time, and are refused at once when their deadline
- * cannot be met. With no capacity, requests wait only while a hold says capacity is coming
- * (scale from zero), and get MCP_NO_CAPACITY when it ends without any.
+ * cannot be met. With no capacity (no ready instance) admission steps aside: the router decides
+ * (it holds the request for a cold start, src/scaling/hold.ts, then comes back here for a slot).
  */
 import { McpError, type ErrorCode } from '../errors.ts';
 import type { AdmissionPolicy } from './config.ts';
@@ -12,7 +12,7 @@ import { PRIORITY_LEVELS } from './priority.ts';
 import { PASS, type AdmissionTicket } from './ticket.ts';
 import type { TenantStats, TenantTable } from './tenant-stats.ts';
 
-export const OUTCOMES = ['admitted', 'queued', 'full', 'over_share', 'displaced', 'timeout', 'delayed', 'unmeetable', 'no_capacity', 'cancelled'] as const;
+export const OUTCOMES = ['admitted', 'queued', 'full', 'over_share', 'displaced', 'timeout', 'delayed', 'unmeetable', 'cancelled', 'shutdown'] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 
 export interface AdmitRequest {
@@ -67,8 +67,6 @@ export interface QueueSnapshot {
   queuedByPriority: number[];
   maxConcurrentPerInstance: number;
   maxQueueSize: number;
-  /** Until when requests are held with no capacity (epoch ms), when a hold is on. */
-  holdUntil: number | undefined;
   /** Moving average of how long a request holds its slot, ms (undefined before the first). */
   serviceMs: number | undefined;
   /** What a normal-priority newcomer would wait now, ms (0 when a slot is free). */
@@ -81,8 +79,6 @@ export class ModelQueue {
   private readonly waiting = new FairQueue<Waiter>(PRIORITY_LEVELS);
   private serviceMs = 0;
   private samples = 0;
-  private holdUntil = 0;
-  private holdTimer: NodeJS.Timeout | undefined;
   private poll: NodeJS.Timeout | undefined;
 
   constructor(
@@ -106,9 +102,9 @@ export class ModelQueue {
     return ready > 0 ? Infinity : 0;
   }
 
-  /** Nothing to do for this request: no limit, no hold, nobody waiting (the fast path of unlimited models). */
+  /** Nothing to do for this request: no limit, nobody waiting (the fast path of unlimited models). */
   get idle(): boolean {
-    return !this.limited && this.holdUntil === 0 && this.waiting.size === 0;
+    return !this.limited && this.waiting.size === 0;
   }
 
   /** A slot now when one is free and nobody waits (the uncontended path: no priority or deadline needed); else undefined. */
@@ -122,11 +118,9 @@ export class ModelQueue {
     const stats = this.tenants.of(r.tenant);
     const cap = this.capacity();
     if (this.inFlight < cap && this.waiting.size === 0) return this.grant(stats, performance.now());
+    // No capacity: admission steps aside, the router decides (cold-start hold, or MCP_NO_HEALTHY_INSTANCE).
+    if (cap === 0) return PASS;
     const now = Date.now();
-    if (cap === 0 && this.holdUntil <= now) {
-      if (this.holdUntil !== 0) this.holdExpired();
-      return PASS;
-    }
     if (cap > 0 && this.limited && this.policy.deadlineShedding && this.samples >= MIN_SAMPLES) {
       const wait = this.estimateWait(r.level, cap);
       if (now + wait + this.serviceMs > r.deadline) {
@@ -143,39 +137,13 @@ export class ModelQueue {
     return this.enqueue(r, stats);
   }
 
-  /** Capacity is coming (an instance is loading): requests wait for it up to `ms`, then get MCP_NO_CAPACITY. */
-  hold(ms: number): void {
-    const until = Date.now() + ms;
-    if (until <= this.holdUntil) return;
-    this.holdUntil = until;
-    clearTimeout(this.holdTimer);
-    this.holdTimer = setTimeout(() => this.holdExpired(), ms);
-    this.holdTimer.unref();
-  }
-
-  /** The capacity that was coming will not (the load failed): waiters with no capacity get MCP_NO_CAPACITY now. */
-  endHold(reason = 'the capacity that was coming will not arrive'): void {
-    clearTimeout(this.holdTimer);
-    this.holdTimer = undefined;
-    this.holdUntil = 0;
-    if (this.capacity() === 0) this.failAll('no_capacity', 'MCP_NO_CAPACITY', `model "${this.model}" version ${this.version}: ${reason}`);
-    else this.drain();
-  }
-
   /** Re-reads the capacity and lets waiters in (an instance became ready). */
   drain(): void {
     const cap = this.capacity();
     if (cap === 0) {
-      // No capacity and none coming: the router decides (it may wait for a load, or answer MCP_NO_HEALTHY_INSTANCE).
-      if (this.holdUntil === 0) for (let w = this.waiting.pop(); w; w = this.waiting.pop()) this.leave(w).resolve(PASS);
-      else if (this.holdUntil <= Date.now()) this.holdExpired();
+      // The capacity went away under the waiters: the router decides (the cold-start hold, or MCP_NO_HEALTHY_INSTANCE).
+      for (let w = this.waiting.pop(); w; w = this.waiting.pop()) this.leave(w).resolve(PASS);
     } else {
-      // The capacity that was coming is here: the hold has done its work.
-      if (this.holdUntil !== 0) {
-        clearTimeout(this.holdTimer);
-        this.holdTimer = undefined;
-        this.holdUntil = 0;
-      }
       const now = performance.now();
       while (this.inFlight < cap) {
         const w = this.waiting.pop();
@@ -207,7 +175,6 @@ export class ModelQueue {
       queuedByPriority: this.waiting.depthByLevel(),
       maxConcurrentPerInstance: this.policy.maxConcurrentPerInstance,
       maxQueueSize: this.policy.maxQueueSize,
-      holdUntil: this.holdUntil > Date.now() ? this.holdUntil : undefined,
       serviceMs: this.samples ? this.serviceMs : undefined,
       estimatedWaitMs: this.inFlight < cap && this.waiting.size === 0 ? 0 : Math.round(this.estimateWait(2, cap)),
       tenants: this.tenants.all().map((t) => ({
@@ -221,11 +188,9 @@ export class ModelQueue {
     };
   }
 
-  /** Stops the timers; waiters get MCP_NO_CAPACITY (the gateway is closing or the model went away). */
+  /** The gateway is closing: waiters get 503 MCP_SHUTTING_DOWN (never ran; another replica may take them). */
   close(): void {
-    clearTimeout(this.holdTimer);
-    this.holdUntil = 0;
-    this.failAll('no_capacity', 'MCP_NO_CAPACITY', `model "${this.model}" version ${this.version} is no longer served here`);
+    this.failAll('shutdown', 'MCP_SHUTTING_DOWN', `model "${this.model}" version ${this.version}: the gateway is shutting down`);
   }
 
   private grant(stats: TenantStats, now: number, enqueuedAt = now): Slot {
@@ -332,24 +297,6 @@ export class ModelQueue {
     w.onAbort = undefined;
     w.stats.queued--;
     return w;
-  }
-
-  /** The hold's time is up (its timer, or whoever sees it first): no capacity means MCP_NO_CAPACITY for the waiters. */
-  private holdExpired(): void {
-    const left = this.holdUntil - Date.now();
-    if (left > 0) {
-      // The timer fired early or the hold was extended: wait for the rest.
-      clearTimeout(this.holdTimer);
-      this.holdTimer = setTimeout(() => this.holdExpired(), left);
-      this.holdTimer.unref();
-      return;
-    }
-    clearTimeout(this.holdTimer);
-    this.holdTimer = undefined;
-    this.holdUntil = 0;
-    if (this.capacity() === 0)
-      this.failAll('no_capacity', 'MCP_NO_CAPACITY', `model "${this.model}" version ${this.version} got no ready instance within the hold`);
-    else this.drain();
   }
 
   private failAll(outcome: Outcome, code: ErrorCode, message: string): void {

@@ -39,12 +39,6 @@ const QueueRef = builder.objectRef<QueueSnapshot>('AdmissionQueue').implement({
       type: [QueuePriorityRef],
       resolve: (q) => q.queuedByPriority.map((queued, i) => ({ priority: PRIORITY_NAMES[i]!, queued })),
     }),
-    holdUntil: t.field({
-      type: 'DateTime',
-      nullable: true,
-      description: 'While set, requests wait for capacity that is coming (scale from zero).',
-      resolve: (q) => (q.holdUntil === undefined ? null : new Date(q.holdUntil)),
-    }),
     serviceMs: t.float({ nullable: true, description: 'Moving average of how long a request holds its slot, ms.', resolve: (q) => q.serviceMs ?? null }),
     estimatedWaitMs: t.exposeInt('estimatedWaitMs', { description: 'What a normal-priority request arriving now would wait, ms.' }),
     tenants: t.field({ type: [QueueTenantRef], resolve: (q) => q.tenants }),

@@ -279,6 +279,13 @@ export class Router {
       return 'stop';
     }
     if (!this.admission) return this.attemptTarget(trip, target);
+    // No instance yet (scaled to zero, or still loading): admission has no capacity to count, so the
+    // request waits for the first instance first, and then takes a slot of the capacity it brings.
+    if (!target.pool.some((h) => this.routable(h))) {
+      await this.awaitLoading(trip, target);
+      if (!this.freshPool(target).some((h) => this.routable(h)) && !(await this.awaitColdStart(trip, target))) return this.noCandidate(trip, target);
+      target.pool = this.freshPool(target);
+    }
     let ticket;
     try {
       const t = this.admission.admit(trip.req, target.modelId, target.version, trip.deadline, trip.limit.signal);
@@ -392,7 +399,7 @@ export class Router {
    */
   private async awaitColdStart<T>(trip: Trip<T>, target: Target): Promise<boolean> {
     if (!this.coldStart || trip.sent > 0 || target.pool.some((h) => this.routable(h))) return false;
-    const fresh = () => this.fleet.view(target.modelId)?.versions.get(target.version) ?? [];
+    const fresh = () => this.freshPool(target);
     try {
       const ok = await this.coldStart.hold(target.modelId, target.version, trip.limit.signal, trip.deadline, () => fresh().some((h) => this.routable(h)));
       if (ok) target.pool = fresh();
@@ -401,6 +408,11 @@ export class Router {
       trip.lastError = toMcpError(err);
       return false;
     }
+  }
+
+  /** The version's instances in the fleet's current view (a version that appeared since the target was built included). */
+  private freshPool(target: Target): InstanceHandle[] {
+    return this.fleet.view(target.modelId)?.versions.get(target.version) ?? [];
   }
 
   /** No instance left on this version: say why (unless an attempt failed already) and go to the next model. */

@@ -4,8 +4,9 @@
  * `hold` when a version has no routable instance (the seam: RouterColdStart); the scaling controller
  * reads the number held as demand and is woken at once by the first held request.
  *
- * This is the minimal hold of the router path; per-model admission queues (priorities, fair share)
- * can take the held requests over through the same seam.
+ * This is the one hold of scale from zero: the admission queues (src/admission) step aside while a
+ * version has no ready instance, and a request the hold lets through takes its admission slot
+ * after it, against the capacity the new instance brings (maxConcurrentPerInstance).
  */
 import { McpError } from '../errors.ts';
 

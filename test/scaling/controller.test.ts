@@ -39,8 +39,9 @@ describe('scaling controller (instances actuator)', () => {
         { use: 'target-ongoing', name: 'quick', options: { targetOngoingRequests: 1, lookbackMs: 500, upscaleDelayMs: 300, downscaleDelayMs: 1_000 } },
       ],
       scaling: { intervalMs: 100 },
+      admission: { models: { q: { maxConcurrentPerInstance: 1 } } },
     });
-    for (const id of ['a', 'z', 'f'])
+    for (const id of ['a', 'z', 'f', 'q'])
       expect(
         (await gw.gql(`mutation($id: String!) { registerModel(input: { id: $id, task: GENERATE, versions: [{ version: "v1" }] }) { id } }`, { id })).errors,
       ).toBeUndefined();
@@ -119,6 +120,31 @@ describe('scaling controller (instances actuator)', () => {
     expect(await ready('z')).toBe(0);
     const answers = await Promise.all([infer('z'), infer('z')]);
     expect(answers.map((a) => a.ok)).toEqual([true, true]);
+  }, 30_000);
+
+  it('at zero with an admission limit: held requests take admission slots of the first instance (one at a time), none bypasses the queue', async () => {
+    const r = await gw.gql(SET, {
+      m: 'q',
+      p: { scaler: 'quick', minInstances: 0, maxInstances: 1, scaleToZero: true, holdMs: 20000, actuator: { options: { backend: 'slow' } } },
+    });
+    expect(r.errors).toBeUndefined();
+    expect(await ready('q')).toBe(0);
+    const queue = () => gw.services.admission.snapshot((m) => m === 'q')[0];
+    let maxInFlight = 0;
+    let maxQueued = 0;
+    const sampler = setInterval(() => {
+      maxInFlight = Math.max(maxInFlight, queue()?.inFlight ?? 0);
+      maxQueued = Math.max(maxQueued, queue()?.queued ?? 0);
+    }, 5);
+    const answers = await Promise.all([infer('q'), infer('q'), infer('q')]);
+    clearInterval(sampler);
+    expect(answers.map((a) => a.ok)).toEqual([true, true, true]);
+    const q = queue()!;
+    // Admission counted all three (a request admission steps aside for is not counted) against capacity 1 × 1.
+    expect(q.tenants.reduce((n, t) => n + t.admitted, 0)).toBe(3);
+    expect(q).toMatchObject({ capacity: 1, inFlight: 0, queued: 0 });
+    expect(maxInFlight).toBe(1);
+    expect(maxQueued).toBeGreaterThanOrEqual(1);
   }, 30_000);
 
   it('when no instance comes up, a held request fails with MCP_SCALE_FROM_ZERO_TIMEOUT after holdMs; the failed decision is recorded', async () => {
