@@ -121,16 +121,19 @@ describe('instances actuator through placement (worker processes)', () => {
 
     // load on both replicas (300 ms per request, 6 clients), then down to one while requests are in flight
     let stop = false;
-    const outcomes: Array<{ ok: boolean; text?: string; error?: string }> = [];
+    const outcomes: Array<{ ok: boolean; text?: string; error?: string; at: number }> = [];
     const clients = Array.from({ length: 6 }, async (_, c) => {
       for (let i = 0; !stop; i++) {
         const r = await gw.gql<{ infer: { text: string } }>(INFER, { p: `${c}-${i}` });
         outcomes.push(
-          r.errors?.length ? { ok: false, error: `${String(r.errors[0]!.extensions?.code)} ${r.errors[0]!.message}` } : { ok: true, text: r.data!.infer.text },
+          r.errors?.length
+            ? { ok: false, error: `${String(r.errors[0]!.extensions?.code)} ${r.errors[0]!.message}`, at: Date.now() }
+            : { ok: true, text: r.data!.infer.text, at: Date.now() },
         );
       }
     });
     await waitFor(async () => ['sw1', 'sw2'].every((w) => outcomes.some((o) => o.text?.startsWith(`${w}:`))), 20_000, 'answers from both workers', 50);
+    const downAt = Date.now();
     const down = await gw.gql(SET, {
       p: { scaler: 'steady', minInstances: 1, maxInstances: 1, reverseCooldownMs: 0, scaleDownStabilizationMs: 0, drainMs: 10_000 },
     });
@@ -161,6 +164,8 @@ describe('instances actuator through placement (worker processes)', () => {
     ]);
     expect(path.every((x) => x.reason.endsWith('through placement (replicas ' + x.toInstances + ')'))).toBe(true);
     const gone = two.find((p) => p.instanceId !== left.instanceId)!;
+    // the replica that went had requests in flight when the decision came: they finished there (drained), none failed
+    expect(outcomes.some((o) => o.at > downAt && o.text?.startsWith(`${gone.workerId}:`))).toBe(true);
     const second = two.find((p) => p.workerId !== first.workerId)!;
     expect(events.filter((e) => e.type === 'INSTANCE_PLACED' && e.modelId === 'sp').map((e) => e.workerId)).toEqual([first.workerId, second.workerId]);
     expect(events.find((e) => e.type === 'INSTANCE_EVICTED' && e.modelId === 'sp')).toMatchObject({
