@@ -109,11 +109,15 @@ export class InstancesActuator implements Actuator {
       const end = Date.now() + target.drainMs + TRIM_GRACE_MS;
       for (;;) {
         const r = await this.placement!.replicasOf(target.model, target.version);
-        if (r.counted + r.leaving <= desired || r.counted > desired || signal.aborted) break;
+        if (r.counted + r.leaving <= desired || signal.aborted) break;
         if (Date.now() > end) {
-          throw new McpError('MCP_CONFLICT', `${target.model}@${target.version}: ${r.leaving} replica(s) still draining after ${target.drainMs} ms`, {
-            details: { model: target.model, version: target.version },
-          });
+          throw new McpError(
+            'MCP_CONFLICT',
+            `${target.model}@${target.version}: ${r.counted + r.leaving} replicas still placed (${r.leaving} draining), ${desired} wanted, after ${target.drainMs + TRIM_GRACE_MS} ms`,
+            {
+              details: { model: target.model, version: target.version },
+            },
+          );
         }
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
