@@ -251,6 +251,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       router,
       plugins,
       admin,
+      placement,
       events,
       gatewayUrl: () => gatewayUrl,
       logger: logger.child({ component: 'scaling' }),

@@ -5,7 +5,10 @@
  * with what they reserve, asks the engine (placement.ts) where missing replicas go, evicts what the
  * plan evicts (UNLOAD) and places the rest (LOAD) through the AdminService, the way an operator
  * would. Instances of a worker that died (heartbeat lost, deregistered) stop counting, so they are
- * placed again on the others. One replica at a time runs it, under the `placement-reconciler` lease.
+ * placed again on the others. Replicas beyond the count are trimmed: drained first (the router stops
+ * sending them requests and those in flight finish, up to the drain time), then unloaded, in the
+ * background so a drain does not hold the round. The `instances` scaling actuator changes the count
+ * with `setReplicas`. One replica at a time runs it, under the `placement-reconciler` lease.
  * Placements, evictions and shortfalls go out on `modelEvents`.
  */
 import { randomBytes } from 'node:crypto';
@@ -28,6 +31,9 @@ import { parseRequirements, reservedBytes, type ResourceRequirements } from './r
 
 /** Instance statuses that hold (or will hold) memory on their worker. */
 const LIVE = new Set(['ready', 'loading', 'registered', 'draining']);
+
+/** Time a trimmed replica gets for its in-flight requests when no drain time was given (setReplicas), ms. */
+const TRIM_DRAIN_MS = 10_000;
 
 /**
  * The default inventory: devices as workers registered them, used memory from their last heartbeat.
@@ -85,7 +91,7 @@ export interface ReconcilerOptions {
   registry: ModelRegistry;
   fleet: Pick<Fleet, 'handle'>;
   workers: Pick<WorkerRegistry, 'list' | 'loadReports' | 'instancesByWorker'>;
-  admin: Pick<AdminService, 'loadModelOnWorker' | 'unloadFromWorker'>;
+  admin: Pick<AdminService, 'loadModelOnWorker' | 'unloadFromWorker' | 'drainInstance'>;
   events: EventBus;
   lease: LeaderLease;
   inventory: PlacementInventory;
@@ -111,6 +117,10 @@ export class PlacementReconciler {
   private readonly abort = new AbortController();
   /** Bytes reserved per `<worker>/<device>` as of the last round (every replica computes it): the inventory's `reserved`. */
   private reserved: ReadonlyMap<string, number> = new Map();
+  /** Replicas being drained then unloaded (beyond the count): instance id → the work. */
+  private readonly trimming = new Map<string, Promise<void>>();
+  /** Drain time per `<model>@<version>` given by setReplicas (the scaling policy's drainMs). */
+  private readonly drainMs = new Map<string, number>();
 
   constructor(private readonly o: ReconcilerOptions) {}
 
@@ -157,6 +167,7 @@ export class PlacementReconciler {
     this.abort.abort();
     if (this.timer) clearInterval(this.timer);
     await this.running;
+    await Promise.allSettled([...this.trimming.values()]);
     if (this.isLeader) await this.o.lease.release().catch(() => {});
     this.leaseValidUntil = 0;
   }
@@ -235,8 +246,7 @@ export class PlacementReconciler {
     const v = await this.o.registry.requireVersion(modelId, version);
     if (r.memoryBytes === undefined && v.resources?.measuredBytes !== undefined) r.measuredBytes = v.resources.measuredBytes;
     const { workers, placed } = await this.state();
-    const mine = placed.filter((p) => p.modelId === modelId && p.version === version);
-    const missing = r.replicas - mine.length;
+    const missing = r.replicas - this.counted(placed, modelId, version).length;
     if (missing > 0) {
       const plan = this.plan(workers, placed, modelId, version, r, missing);
       if (plan.shortfall) throw plan.shortfall;
@@ -244,6 +254,53 @@ export class PlacementReconciler {
     const row = await this.o.registry.setVersionResources(modelId, version, r);
     await this.kick();
     return row;
+  }
+
+  /**
+   * Sets the version's replica count, keeping the rest of its stored requirements (the `instances`
+   * scaling actuator's path): MCP_CONFLICT when the version states no requirements; more replicas
+   * than can be placed even after allowed evictions are refused with MCP_INSUFFICIENT_RESOURCES
+   * (nothing stored). Fewer replicas are drained for up to `drainMs` before they are unloaded.
+   * Runs a round before answering (on the lease holder: LOADs sent, trims started).
+   */
+  async setReplicas(modelId: string, version: string, replicas: number, opts: { drainMs?: number } = {}): Promise<VersionRow> {
+    if (!Number.isInteger(replicas) || replicas < 0 || replicas > 64) {
+      throw new McpError('MCP_VALIDATION_FAILED', `replicas: ${replicas} is not a whole number from 0 to 64`, { details: { path: 'replicas' } });
+    }
+    const v = await this.o.registry.requireVersion(modelId, version);
+    if (!v.resources) {
+      throw new McpError('MCP_CONFLICT', `${modelId}@${version} states no resource requirements: placement does not keep its replicas`, {
+        details: { model: modelId, version },
+      });
+    }
+    const key = `${modelId}@${version}`;
+    if (opts.drainMs !== undefined) this.drainMs.set(key, opts.drainMs);
+    if (v.resources.replicas === replicas) {
+      await this.kick();
+      return v;
+    }
+    const r: ResourceRequirements = { ...v.resources, replicas };
+    const { workers, placed } = await this.state();
+    const missing = replicas - this.counted(placed, modelId, version).length;
+    if (missing > 0) {
+      const plan = this.plan(workers, placed, modelId, version, r, missing);
+      if (plan.shortfall) throw plan.shortfall;
+    }
+    const row = await this.o.registry.setVersionResources(modelId, version, r);
+    await this.kick();
+    return row;
+  }
+
+  /** The version's replicas that count towards its stated number: placed or loading, not draining or being trimmed. */
+  async replicasOf(modelId: string, version: string): Promise<{ counted: number; leaving: number }> {
+    const { placed } = await this.state();
+    const counted = this.counted(placed, modelId, version).length;
+    const all = placed.filter((p) => p.modelId === modelId && p.version === version).length;
+    return { counted, leaving: all - counted };
+  }
+
+  private counted<T extends PlacementView>(placed: T[], modelId: string, version: string): T[] {
+    return placed.filter((p) => p.modelId === modelId && p.version === version && p.status !== 'draining' && !this.trimming.has(p.instanceId));
   }
 
   private plan(workers: PlacementWorker[], placed: PlacedInstance[], modelId: string, version: string, r: ResourceRequirements, count: number): PlacementPlan {
@@ -278,12 +335,13 @@ export class PlacementReconciler {
       if (this.closed || !this.isLeader) return;
       current ??= await this.state();
       const { workers, placed } = current;
-      const mine = placed.filter((p) => p.modelId === model.id && p.version === version.version);
+      // replicas draining (trimmed, or drained by an operator) are leaving: they keep their memory, not their place in the count
+      const mine = this.counted(placed, model.id, version.version);
       const key = `${model.id}@${version.version}`;
       if (mine.length > resources.replicas) {
-        const extra = mine.filter((p) => !p.pending && p.inflight === 0).sort((a, b) => a.lastUsedAt - b.lastUsedAt);
-        for (const p of extra.slice(0, mine.length - resources.replicas)) await this.evict(p, `${key} wants ${resources.replicas} replicas`);
-        current = undefined;
+        // fewest requests in flight first, then least recently used; each is drained before it is unloaded
+        const extra = mine.filter((p) => !p.pending).sort((a, b) => a.inflight - b.inflight || a.lastUsedAt - b.lastUsedAt);
+        for (const p of extra.slice(0, mine.length - resources.replicas)) this.trim(p, key, `${key} wants ${resources.replicas} replicas`);
         continue;
       }
       if (mine.length === resources.replicas) {
@@ -367,6 +425,20 @@ export class PlacementReconciler {
     this.checks.push({ kind: 'load', workerId, instanceId, modelId, version, before, after: now, giveUpAt: now + this.o.config.pendingTimeoutMs });
     this.o.logger.info({ worker: workerId, device: deviceId, instance: instanceId, model: modelId, version, bytes: reservedBytes(r) }, 'instance placed');
     this.publish({ type: 'INSTANCE_PLACED', modelId, version, instanceId, workerId, device: deviceId });
+  }
+
+  /** Drains a replica beyond the count (its in-flight requests finish, no new ones come), then unloads it; in the background. */
+  private trim(p: PlacedInstance, key: string, why: string): void {
+    const work = (async () => {
+      await this.o.admin.drainInstance(p.instanceId, this.drainMs.get(key) ?? TRIM_DRAIN_MS);
+      await this.evict(p, why);
+    })()
+      .catch((err: unknown) => logBackgroundFailure(this.o.logger, err, { instance: p.instanceId }, 'placement: trimming a replica failed'))
+      .finally(() => {
+        this.trimming.delete(p.instanceId);
+        void this.kick();
+      });
+    this.trimming.set(p.instanceId, work);
   }
 
   private async evict(p: PlacedInstance, why: string): Promise<void> {

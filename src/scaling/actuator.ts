@@ -1,7 +1,8 @@
 /**
  * An actuator applies a scaling decision: it owns the instances (or processes, or pods) it started for
  * a model version and brings their number to what the controller asks. Built in: `instances`
- * (instances on existing workers, through the admin service), `local-process` (worker processes on
+ * (instances on existing workers: through placement when the version states resource requirements,
+ * else through the admin service), `local-process` (worker processes on
  * this machine) and `kubernetes` (the scale subresource of a Deployment or StatefulSet).
  */
 import { McpError } from '../errors.ts';
@@ -29,9 +30,10 @@ export interface Actuator {
   /**
    * Brings the target to `desired` instances: starts what is missing (answers once started, not
    * necessarily ready) or drains and stops the surplus (answers once they are gone, after their
-   * in-flight requests finished). Throws McpError when it could not.
+   * in-flight requests finished). May answer a note on how it did it (recorded with the decision's
+   * reason). Throws McpError when it could not.
    */
-  scaleTo(target: ScalingTarget, desired: number, signal: AbortSignal): Promise<void>;
+  scaleTo(target: ScalingTarget, desired: number, signal: AbortSignal): Promise<string | void>;
   /** Stops what the actuator runs on its own (processes), at gateway shutdown. */
   close?(): Promise<void>;
 }

@@ -319,10 +319,12 @@ export class ScalingController implements InferenceObserver {
     };
   }
 
-  private async apply(s: VersionState, actuator: Actuator, at: Date, from: number, to: number, recommended: number, reason: string): Promise<void> {
+  private async apply(s: VersionState, actuator: Actuator, at: Date, from: number, to: number, recommended: number, why: string): Promise<void> {
+    let reason = why;
     let error: string | null = null;
     try {
-      await actuator.scaleTo(s.target, to, this.abort.signal);
+      const how = await actuator.scaleTo(s.target, to, this.abort.signal);
+      if (how) reason = `${reason}; ${how}`;
     } catch (err) {
       error = toMcpError(err).message;
       s.retryAt = Date.now() + FAILURE_BACKOFF_TICKS * this.deps.config.intervalMs;

@@ -256,21 +256,26 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   /** The token the gateway presents on every call (learned before registering); no token, no service. */
   let callToken: string | undefined;
 
-  /** Device memory stated in config (`worker.memory`) replaces what detection found (a share of a host, a test), and its used figure. */
+  /**
+   * Device memory stated in config (`worker.memory`) replaces what detection found (a share of a host, a test).
+   * Such a device reports no used figure: the host-wide one says nothing about this worker's share, and
+   * placement then counts what it reserved there. (The worker's own load/unload accounting keeps the raw figures.)
+   */
   const withStatedMemory = (list: DeviceInfo[]): DeviceInfo[] => {
     for (const [deviceId, size] of Object.entries(wc.memory)) {
       const bytes = typeof size === 'number' ? size : parseBytes(size);
       if (bytes === undefined) continue;
       const found = list.find((d) => d.id === deviceId);
-      // The host's used figure says nothing of a stated share: the share is used by what runs in it (reservations).
-      if (found) Object.assign(found, { memoryTotalBytes: bytes, memoryUsedBytes: undefined });
-      else list.push({ id: deviceId, kind: deviceId.replace(/:.*/, '') as DeviceInfo['kind'], name: `${deviceId} (stated)`, memoryTotalBytes: bytes });
+      if (found) {
+        found.memoryTotalBytes = bytes;
+        delete found.memoryUsedBytes;
+      } else list.push({ id: deviceId, kind: deviceId.replace(/:.*/, '') as DeviceInfo['kind'], name: `${deviceId} (stated)`, memoryTotalBytes: bytes });
     }
     return list;
   };
   const local = LocalDevices.fromConfig(config.resources);
   /** This host's devices (CPU and memory, GPUs, TPUs) with live figures, merged with what the served backends and instances report. */
-  const liveDevices = async (): Promise<DeviceInfo[]> => {
+  const detectedDevices = async (): Promise<DeviceInfo[]> => {
     const extra: DeviceInfo[][] = [];
     for (const b of new Set([...served.values()].map((s) => s.backend))) {
       const list = await Promise.resolve(plugins.get('backend', b).devices?.()).catch(() => undefined);
@@ -281,8 +286,9 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       const d = safely(() => s.loaded.deviceInfo?.());
       if (d) declared.push(d);
     }
-    return withStatedMemory(await local.sample([...extra, declared]));
+    return local.sample([...extra, declared]);
   };
+  const liveDevices = async (): Promise<DeviceInfo[]> => withStatedMemory(await detectedDevices());
   /** Memory each served instance's backend holds now (instances whose backend does not say are left out). */
   const instanceMemory = () => {
     const out: Array<{ remoteInstanceId: string; memoryBytes: number; device: string }> = [];
@@ -294,7 +300,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     return out.slice(0, 256);
   };
   /** Memory used per device now, for the accounting around loads and unloads. */
-  const usage = async () => usageOf(await liveDevices().catch(() => []));
+  const usage = async () => usageOf(await detectedDevices().catch(() => []));
   const accounting = new MemoryAccounting({ logger });
 
   const loadOne = async (
