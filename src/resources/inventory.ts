@@ -4,6 +4,7 @@
  * what is reserved and what is free, per device, per worker and per device kind.
  */
 import type { Logger } from 'pino';
+import { logBackgroundFailure } from '../db/storage-errors.ts';
 import type { Fleet, InstanceHandle } from '../models/fleet.ts';
 import type { DeviceInfo } from '../plugin/contract.ts';
 import type { PluginHost } from '../plugin/host.ts';
@@ -293,7 +294,7 @@ export class ResourceInventory {
       this.computations++;
       for (const s of this.slots) s.push(snap);
     } catch (err) {
-      this.deps.logger.warn({ err }, 'resource update failed');
+      logBackgroundFailure(this.deps.logger, err, {}, 'resource update failed');
     } finally {
       this.emitTimer = undefined;
     }

@@ -7,6 +7,7 @@
  * `scaling-controller` lease); every replica keeps the policies for its cold-start hold.
  */
 import { randomUUID } from 'node:crypto';
+import { logBackgroundFailure } from '../db/storage-errors.ts';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.ts';
@@ -81,7 +82,7 @@ export class ScalingController implements InferenceObserver {
     }, deps.config.maxHeld);
     this.hold.onDemand((m, v) => void this.onDemand(m, v));
     const lease = new LeaderLease(deps.database.db, 'scaling-controller', this.origin, deps.config.leaseTtlMs);
-    this.keeper = new LeaseKeeper(lease, deps.config.leaseRenewMs, (err) => deps.logger.warn({ err }, 'scaling lease renewal failed'));
+    this.keeper = new LeaseKeeper(lease, deps.config.leaseRenewMs, (err) => logBackgroundFailure(deps.logger, err, {}, 'scaling lease renewal failed'));
   }
 
   async start(): Promise<void> {
@@ -237,7 +238,7 @@ export class ScalingController implements InferenceObserver {
 
   private async tick(): Promise<void> {
     if (Date.now() - this.lastRefresh > POLICY_REFRESH_MS)
-      await this.refreshPolicies().catch((err) => this.deps.logger.warn({ err }, 'could not re-read scaling policies'));
+      await this.refreshPolicies().catch((err: unknown) => logBackgroundFailure(this.deps.logger, err, {}, 'could not re-read scaling policies'));
     if (!this.leading()) {
       if (this.deps.config.enabled) for (const s of this.states.values()) this.report(s);
       return;
@@ -298,7 +299,7 @@ export class ScalingController implements InferenceObserver {
         return;
       }
       s.retryAt = Date.now() + FAILURE_BACKOFF_TICKS * this.deps.config.intervalMs;
-      this.deps.logger.warn({ err, model: s.target.model, version: s.target.version }, 'scaling step failed');
+      logBackgroundFailure(this.deps.logger, err, { model: s.target.model, version: s.target.version }, 'scaling step failed');
     }
   }
 
@@ -345,7 +346,7 @@ export class ScalingController implements InferenceObserver {
       error,
     };
     const recorded = await this.store.record(decision, this.deps.config.historyLimit).catch((err: unknown) => {
-      this.deps.logger.warn({ err }, 'could not record a scaling decision');
+      logBackgroundFailure(this.deps.logger, err, {}, 'could not record a scaling decision');
       return undefined;
     });
     this.deps.events.publish('modelEvents', {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyWebhookSignature, type WebhookBody } from '../../plugins/alert-webhook/index.ts';
+import { LEASE_NAME } from '../../src/alerts/engine.ts';
 import { createTestDatabase } from '../../src/testing/gateway.ts';
 import { startReadyProcess } from '../support/process.ts';
 
@@ -107,7 +108,7 @@ describe.runIf(process.env.DATABASE_URL)('alert leader killed with kill -9 while
       const { rows } = await check.query<{ id: string; epoch: number }>(`select id, epoch from alert_instances where state = 'pending'`);
       return rows[0];
     });
-    const { rows: lease } = await check.query<{ holder: string; epoch: number }>(`select holder, epoch from alert_leases`);
+    const { rows: lease } = await check.query<{ holder: string; epoch: number }>(`select holder, epoch from alert_leases where name = $1`, [LEASE_NAME]);
     const leaderPid = Number(lease[0]!.holder.split(':')[1]);
     const [leader, follower] = leaderPid === first.child.pid ? [first, second] : [second, first];
     expect([first.child.pid, second.child.pid]).toContain(leaderPid);
@@ -129,7 +130,7 @@ describe.runIf(process.env.DATABASE_URL)('alert leader killed with kill -9 while
     expect(history[1]!.epoch).toBeGreaterThan(history[0]!.epoch);
     const { rows: outbox } = await check.query<{ delivered: boolean }>(`select delivered_at is not null as delivered from alert_outbox`);
     expect(outbox).toEqual([{ delivered: true }]);
-    const { rows: after } = await check.query<{ holder: string }>(`select holder from alert_leases`);
+    const { rows: after } = await check.query<{ holder: string }>(`select holder from alert_leases where name = $1`, [LEASE_NAME]);
     expect(Number(after[0]!.holder.split(':')[1])).toBe(follower.child.pid);
     follower.child.kill('SIGTERM');
   }, 300_000);
