@@ -100,10 +100,10 @@ export const configSchema = z.strictObject({
         .strictObject({
           /**
            * Most HTTP requests in flight at once (GraphQL, REST, OpenAI, KServe, dashboard; an SSE stream counts
-           * until it ends); 0: no bound. Room for a few hundred concurrent calls through remote model servers; lower
-           * it for a CPU-bound embedded model (admitted latency ≈ maxInflight ÷ throughput), raise it for many long streams.
+           * until it ends); 0: no bound. Sized for the embedded CPU model on a small machine (admitted latency ≈
+           * maxInflight ÷ throughput); raise it in front of remote model servers with many concurrent calls or long streams.
            */
-          maxInflight: z.number().int().min(0).default(256),
+          maxInflight: z.number().int().min(0).default(64),
           /** Shed new requests for a window when the event loop was delayed more than this in the last one, ms; 0: off. */
           maxEventLoopDelayMs: z.number().int().min(0).default(0),
           /** Window over which the event-loop delay is measured, ms. */
