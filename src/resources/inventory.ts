@@ -4,6 +4,7 @@
  * what is reserved and what is free, per device, per worker and per device kind.
  */
 import type { Logger } from 'pino';
+import { McpError } from '../errors.ts';
 import { logBackgroundFailure } from '../db/storage-errors.ts';
 import type { Fleet, InstanceHandle } from '../models/fleet.ts';
 import type { DeviceInfo } from '../plugin/contract.ts';
@@ -176,10 +177,13 @@ export class ResourceInventory {
     }
   }
 
-  /** The devices of one worker (`embedded`, a worker id, or `remote`), or of all when workerId is undefined. */
+  /** The devices of one worker (`embedded`, a worker id, or `@remote`), or of all when workerId is undefined; MCP_WORKER_NOT_FOUND for an unknown id. */
   async devices(workerId?: string): Promise<WorkerDevices[]> {
     const snap = await this.snapshot();
-    return workerId === undefined ? snap.workers : snap.workers.filter((w) => w.workerId === workerId);
+    if (workerId === undefined) return snap.workers;
+    const found = snap.workers.filter((w) => w.workerId === workerId);
+    if (found.length === 0 && workerId !== REMOTE_GROUP_ID) throw new McpError('MCP_WORKER_NOT_FOUND', `no worker with id "${workerId}"`);
+    return found;
   }
 
   /** Everything now: per worker, and totals over healthy workers. */

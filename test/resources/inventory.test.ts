@@ -140,6 +140,9 @@ describe('resource inventory', () => {
       'a newer sample',
     );
     expect(again.devices[0]!.at! > cpu.at!).toBe(true);
+    // An unknown worker id is a coded error, not an empty answer.
+    const unknown = await gw.gql(`{ devices(workerId: "no-such-worker") { workerId } }`);
+    expect(unknown.errors?.[0]?.extensions?.code).toBe('MCP_WORKER_NOT_FOUND');
   }, 60_000);
 
   it('a remote TPU engine reached through the openai backend shows as its instance’s TPU, fully held by it', async () => {
