@@ -184,6 +184,9 @@ describe('tfjs backend: tensor models', () => {
     expect(await codeOf(inst.infer({ task: 'tensor', tensors: [fp32('a', [2], [1, 2]), ok[1]!] }, call()))).toMatch(
       /MCP_INVALID_INPUT_SHAPE.*rank 1 instead of 2/,
     );
+    // An empty batch (0 rows) is refused, not passed to the batcher (it has nothing to concatenate).
+    const empty = [fp32('a', [0, 2], []), { name: 'b', shape: [0, 3], datatype: 'INT32', data: [] } as Tensor];
+    expect(await codeOf(inst.infer({ task: 'tensor', tensors: empty }, call()))).toMatch(/MCP_INVALID_INPUT_SHAPE.*batch dimension must be at least 1/);
     await inst.unload();
   });
 

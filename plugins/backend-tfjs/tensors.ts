@@ -189,6 +189,7 @@ export function checkInputs(io: ModelIo, tensors: readonly Tensor[]): CheckedInp
 /** Rows (leading dimension) of a checked request for a batchable model; all inputs must agree. */
 export function rowsOf(inputs: readonly CheckedInput[]): number {
   const rows = inputs[0]?.shape[0] ?? 1;
+  if (rows < 1) throw new McpError('MCP_INVALID_INPUT_SHAPE', `'${inputs[0]!.spec.name}' has ${rows} rows: the batch dimension must be at least 1`);
   for (const i of inputs) {
     if (i.shape[0] !== rows) {
       throw new McpError(
