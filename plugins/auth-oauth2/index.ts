@@ -8,9 +8,8 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { request } from 'undici';
-import { Counter } from 'prom-client';
 import { McpError, definePlugin, type AuthRequest, type Principal } from 'capibara-mcp';
-import { claimMappingShape, createClaimMapper, readBody, resolveSecret, secretReference, TtlCache } from 'capibara-mcp/sdk';
+import { claimMappingShape, createClaimMapper, readBody, resolveSecret, secretReference, sharedCounter, TtlCache } from 'capibara-mcp/sdk';
 
 const API_KEY_PREFIX = 'mcp_sk_';
 
@@ -87,14 +86,7 @@ export default definePlugin({
   setup(ctx, opts) {
     const { value: secret, literal } = resolveSecret(opts.clientSecret);
     if (literal) ctx.logger.warn('oauth2: the client secret is written in the config; prefer clientSecret: env:NAME or file:PATH');
-    const calls =
-      (ctx.metrics.getSingleMetric('mcp_auth_introspections_total') as Counter<string> | undefined) ??
-      new Counter({
-        name: 'mcp_auth_introspections_total',
-        help: 'Token introspection calls by outcome.',
-        labelNames: ['plugin', 'outcome'],
-        registers: [ctx.metrics],
-      });
+    const calls = sharedCounter(ctx.metrics, 'mcp_auth_introspections_total', 'Token introspection calls by outcome.', ['plugin', 'outcome']);
     const mapClaims = createClaimMapper(opts);
     const issuers = listOf(opts.issuer);
     const audiences = listOf(opts.audience);

@@ -6,6 +6,7 @@
  * on one worker see each other's growth: with a token from begin(), such an operation is not
  * measured (its unload is then not checked either); small differences are tolerated.
  */
+import { sharedCounter, sharedGauge } from '../sdk/shared-metrics.ts';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { formatBytes } from './requirements.ts';
@@ -57,22 +58,16 @@ export class MemoryAccounting {
     this.tolBytes = opts.toleranceBytes ?? 2 ** 20;
     this.tolRatio = opts.toleranceRatio ?? 0.05;
     if (opts.metrics) {
-      this.unreleasedTotal =
-        (opts.metrics.getSingleMetric('mcp_unload_unreleased_bytes_total') as Counter<'worker' | 'device'> | undefined) ??
-        new Counter({
-          name: 'mcp_unload_unreleased_bytes_total',
-          help: 'Device memory an unload did not give back (what the load took minus what the unload released), bytes',
-          labelNames: ['worker', 'device'],
-          registers: [opts.metrics],
-        });
-      this.leakGauge =
-        (opts.metrics.getSingleMetric('mcp_memory_leak_bytes') as Gauge<'worker' | 'device'> | undefined) ??
-        new Gauge({
-          name: 'mcp_memory_leak_bytes',
-          help: 'Device memory left behind by unloads since the worker registered, bytes',
-          labelNames: ['worker', 'device'],
-          registers: [opts.metrics],
-        });
+      this.unreleasedTotal = sharedCounter(
+        opts.metrics,
+        'mcp_unload_unreleased_bytes_total',
+        'Device memory an unload did not give back (what the load took minus what the unload released), bytes',
+        ['worker', 'device'],
+      );
+      this.leakGauge = sharedGauge(opts.metrics, 'mcp_memory_leak_bytes', 'Device memory left behind by unloads since the worker registered, bytes', [
+        'worker',
+        'device',
+      ]);
     }
   }
 

@@ -245,15 +245,7 @@ export class PlacementReconciler {
     const r = parseRequirements(raw, 'requirements');
     const v = await this.o.registry.requireVersion(modelId, version);
     if (r.memoryBytes === undefined && v.resources?.measuredBytes !== undefined) r.measuredBytes = v.resources.measuredBytes;
-    const { workers, placed } = await this.state();
-    const missing = r.replicas - this.counted(placed, modelId, version).length;
-    if (missing > 0) {
-      const plan = this.plan(workers, placed, modelId, version, r, missing);
-      if (plan.shortfall) throw plan.shortfall;
-    }
-    const row = await this.o.registry.setVersionResources(modelId, version, r);
-    await this.kick();
-    return row;
+    return this.store(modelId, version, r);
   }
 
   /**
@@ -279,9 +271,13 @@ export class PlacementReconciler {
       await this.kick();
       return v;
     }
-    const r: ResourceRequirements = { ...v.resources, replicas };
+    return this.store(modelId, version, { ...v.resources, replicas });
+  }
+
+  /** Stores the requirements once the replicas they add fit (MCP_INSUFFICIENT_RESOURCES otherwise, nothing stored), then runs a round. */
+  private async store(modelId: string, version: string, r: ResourceRequirements): Promise<VersionRow> {
     const { workers, placed } = await this.state();
-    const missing = replicas - this.counted(placed, modelId, version).length;
+    const missing = r.replicas - this.counted(placed, modelId, version).length;
     if (missing > 0) {
       const plan = this.plan(workers, placed, modelId, version, r, missing);
       if (plan.shortfall) throw plan.shortfall;
@@ -320,7 +316,8 @@ export class PlacementReconciler {
   // ─────────────── one round ───────────────
 
   private async round(): Promise<void> {
-    await this.state();
+    // Every replica reads the state each round (it refreshes the reservations the inventory shows); the leader plans from it.
+    let current: State | undefined = await this.state();
     const grant = await this.o.lease.acquire();
     if (!grant) {
       this.leaseValidUntil = 0;
@@ -330,7 +327,6 @@ export class PlacementReconciler {
     await this.runChecks();
     const wanted = this.o.registry.versionsWithResources().sort((a, b) => b.resources.priority - a.resources.priority);
     // read once a round, and again only after a version changed something (a round may visit many versions)
-    let current: State | undefined;
     for (const { model, version, resources } of wanted) {
       if (this.closed || !this.isLeader) return;
       current ??= await this.state();

@@ -90,3 +90,5 @@ export { KEY_PREFIX, checksumOf, looksLikeApiKey, sha256Hex, generateApiKey } fr
 export { alertSinkClient, alertToJson, deliveryFailure, postAlert, type AlertJson, type AlertPost } from './alert-delivery.ts';
 /** Window arithmetic over a scaling signal's samples, for scaler plugins. */
 export { windowAverage, slidingAverages, sinceCovered } from './scaling.ts';
+/** Metrics several plugin instances record into together. */
+export { sharedCounter, sharedGauge } from './shared-metrics.ts';

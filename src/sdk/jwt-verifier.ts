@@ -3,9 +3,9 @@
  * (an HMAC secret, public keys) or a JWKS URL; claims mapped to the principal by the SDK's claim mapper.
  * Shared by the `jwt` and `auth0` plugins.
  */
+import { sharedCounter } from './shared-metrics.ts';
 import { createHash, createPublicKey } from 'node:crypto';
 import { z } from 'zod';
-import { Counter } from 'prom-client';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type CryptoKey, type JWK, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
 import { McpError } from '../errors.ts';
 import type { Principal } from '../inference/types.ts';
@@ -147,11 +147,6 @@ function toJwk(key: NonNullable<JwtOptions['publicKeys']>[number]): JWK {
   return key as JWK;
 }
 
-/** A counter shared by every plugin instance that registers it (jwt and auth0 may both be configured). */
-function sharedCounter(ctx: PluginContext, name: string, help: string, labelNames: string[]): Counter<string> {
-  return (ctx.metrics.getSingleMetric(name) as Counter<string> | undefined) ?? new Counter({ name, help, labelNames, registers: [ctx.metrics] });
-}
-
 /** The key resolver for the configured key source. */
 function keyResolver(ctx: PluginContext, opts: JwtOptions): { getKey: JWTVerifyGetKey; keySet?: RemoteKeySet } {
   if (opts.secret !== undefined) {
@@ -184,7 +179,7 @@ function keyResolver(ctx: PluginContext, opts: JwtOptions): { getKey: JWTVerifyG
     }
     return { getKey: createLocalJWKSet({ keys }) };
   }
-  const fetches = sharedCounter(ctx, 'mcp_auth_jwks_fetches_total', 'JWKS fetch attempts of JWT auth plugins.', ['plugin', 'outcome']);
+  const fetches = sharedCounter(ctx.metrics, 'mcp_auth_jwks_fetches_total', 'JWKS fetch attempts of JWT auth plugins.', ['plugin', 'outcome']);
   const keySet = new RemoteKeySet({
     url: opts.jwksUrl!,
     cooldownMs: opts.jwks.cooldownSec * 1000,
