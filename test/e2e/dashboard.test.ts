@@ -2,12 +2,12 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DASHBOARD_CSP, DASHBOARD_DIR } from '../../src/http/dashboard.ts';
 import { startTestGateway, TEST_ADMIN_PASSWORD, type TestGateway } from '../../src/testing/gateway.ts';
+import { hasChromium, launchChromium } from '../support/browser.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const MODELS = ['sentiment-echo', 'summarize-echo'];
 /** PALETTE of dashboard/src/charts.ts: the line colours (axes and grid are grey and black). */
 const LINE_COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#17becf', '#8c564b', '#e377c2'].map((c) =>
@@ -77,7 +77,7 @@ async function linePixels(page: Page, chart: string): Promise<number> {
 const chartPoints = (page: Page, chart: string) => page.locator(`[data-chart="${chart}"]`).getAttribute('data-points').then(Number);
 
 // .ci/run installs Debian's chromium; a developer machine without it skips this part.
-describe.skipIf(!existsSync(CHROMIUM))('dashboard in a real browser', () => {
+describe.skipIf(!hasChromium)('dashboard in a real browser', () => {
   let gw: TestGateway;
   let browser: Browser;
   let auth: Record<string, string>;
@@ -100,19 +100,7 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard in a real browser', () => {
       );
       expect(r.errors).toBeUndefined();
     }
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
   afterAll(async () => {
     traffic = false;

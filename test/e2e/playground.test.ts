@@ -1,30 +1,16 @@
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+import { hasChromium, launchChromium } from '../support/browser.ts';
 
 // .ci/run installs Debian's chromium; a developer machine without it skips this file.
-describe.skipIf(!existsSync(CHROMIUM))('GraphiQL playground in a real browser', () => {
+describe.skipIf(!hasChromium)('GraphiQL playground in a real browser', () => {
   let gw: TestGateway;
   let browser: Browser;
   beforeAll(async () => {
     gw = await startTestGateway({ plugins: [{ use: './examples/capibara-plugin-echo', options: { prefix: 'echo: ' } }] });
     await gw.gql('mutation { registerModel(input: { id: "play", task: GENERATE, versions: [{ version: "v1", instances: [{ backend: "echo" }] }] }) { id } }');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
   afterAll(async () => {
     await browser?.close();
