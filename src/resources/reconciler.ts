@@ -32,9 +32,6 @@ import { parseRequirements, reservedBytes, type ResourceRequirements } from './r
 /** Instance statuses that hold (or will hold) memory on their worker. */
 const LIVE = new Set(['ready', 'loading', 'registered', 'draining']);
 
-/** Time a trimmed replica gets for its in-flight requests when no drain time was given (setReplicas), ms. */
-const TRIM_DRAIN_MS = 10_000;
-
 /**
  * The default inventory: devices as workers registered them, used memory from their last heartbeat.
  * (Commands are not queued: a LOAD sent before the worker subscribed is lost, and retried once its
@@ -119,8 +116,6 @@ export class PlacementReconciler {
   private reserved: ReadonlyMap<string, number> = new Map();
   /** Replicas being drained then unloaded (beyond the count): instance id → the work. */
   private readonly trimming = new Map<string, Promise<void>>();
-  /** Drain time per `<model>@<version>` given by setReplicas (the scaling policy's drainMs). */
-  private readonly drainMs = new Map<string, number>();
 
   constructor(private readonly o: ReconcilerOptions) {}
 
@@ -252,7 +247,8 @@ export class PlacementReconciler {
    * Sets the version's replica count, keeping the rest of its stored requirements (the `instances`
    * scaling actuator's path): MCP_CONFLICT when the version states no requirements; more replicas
    * than can be placed even after allowed evictions are refused with MCP_INSUFFICIENT_RESOURCES
-   * (nothing stored). Fewer replicas are drained for up to `drainMs` before they are unloaded.
+   * (nothing stored). Fewer replicas are drained for up to `drainMs` (stored with the requirements, so
+   * the lease holder uses it whichever replica set it) before they are unloaded.
    * Runs a round before answering (on the lease holder: LOADs sent, trims started).
    */
   async setReplicas(modelId: string, version: string, replicas: number, opts: { drainMs?: number } = {}): Promise<VersionRow> {
@@ -265,13 +261,12 @@ export class PlacementReconciler {
         details: { model: modelId, version },
       });
     }
-    const key = `${modelId}@${version}`;
-    if (opts.drainMs !== undefined) this.drainMs.set(key, opts.drainMs);
-    if (v.resources.replicas === replicas) {
+    const drainMs = opts.drainMs ?? v.resources.drainMs;
+    if (v.resources.replicas === replicas && v.resources.drainMs === drainMs) {
       await this.kick();
       return v;
     }
-    return this.store(modelId, version, { ...v.resources, replicas });
+    return this.store(modelId, version, { ...v.resources, replicas, drainMs });
   }
 
   /** Stores the requirements once the replicas they add fit (MCP_INSUFFICIENT_RESOURCES otherwise, nothing stored), then runs a round. */
@@ -337,7 +332,7 @@ export class PlacementReconciler {
       if (mine.length > resources.replicas) {
         // fewest requests in flight first, then least recently used; each is drained before it is unloaded
         const extra = mine.filter((p) => !p.pending).sort((a, b) => a.inflight - b.inflight || a.lastUsedAt - b.lastUsedAt);
-        for (const p of extra.slice(0, mine.length - resources.replicas)) this.trim(p, key, `${key} wants ${resources.replicas} replicas`);
+        for (const p of extra.slice(0, mine.length - resources.replicas)) this.trim(p, resources.drainMs, `${key} wants ${resources.replicas} replicas`);
         continue;
       }
       if (mine.length === resources.replicas) {
@@ -424,9 +419,9 @@ export class PlacementReconciler {
   }
 
   /** Drains a replica beyond the count (its in-flight requests finish, no new ones come), then unloads it; in the background. */
-  private trim(p: PlacedInstance, key: string, why: string): void {
+  private trim(p: PlacedInstance, drainMs: number, why: string): void {
     const work = (async () => {
-      await this.o.admin.drainInstance(p.instanceId, this.drainMs.get(key) ?? TRIM_DRAIN_MS);
+      await this.o.admin.drainInstance(p.instanceId, drainMs);
       await this.evict(p, why);
     })()
       .catch((err: unknown) => logBackgroundFailure(this.o.logger, err, { instance: p.instanceId }, 'placement: trimming a replica failed'))

@@ -7,8 +7,8 @@ export const MAX_INSTANCE_BYTES = 2 ** 40;
 /**
  * What one instance of a model version needs and how the placement reconciler keeps it: the device
  * kind and memory it reserves (omitted: measured at its first load from the worker's report), how
- * many replicas, its priority for eviction, whether its idle instances may be evicted, and how a
- * worker loads it (backend, source, options).
+ * many replicas, its priority for eviction, whether its idle instances may be evicted, how long a
+ * surplus replica drains, and how a worker loads it (backend, source, options).
  */
 export const resourceRequirementsSchema = z.strictObject({
   deviceKind: z.enum(['cpu', 'gpu', 'tpu']).default('cpu'),
@@ -21,6 +21,12 @@ export const resourceRequirementsSchema = z.strictObject({
   priority: z.number().int().min(0).max(1000).default(100),
   /** Whether idle instances of this version may be evicted to make room for higher priorities. */
   evictable: z.boolean().default(true),
+  /**
+   * How long a replica beyond `replicas` drains (finishes its requests, takes no new ones) before it is unloaded, ms.
+   * Stored with the version, so whichever gateway replica holds the placement lease uses it; the `instances`
+   * scaling actuator sets it to its policy's drainMs.
+   */
+  drainMs: z.number().int().min(0).max(600_000).default(10_000),
   /** Backend plugin on the worker (default tfjs). */
   backend: z.string().min(1).max(63).default('tfjs'),
   /** Where the worker's backend finds the model (folder, model.json, URL). */

@@ -118,6 +118,11 @@ describe('instances actuator through placement (worker processes)', () => {
     );
     expect(new Set(two.map((p) => p.workerId))).toEqual(new Set(['sw1', 'sw2']));
     expect(two.find((p) => p.workerId !== first.workerId)).toBeDefined();
+    // the policy's drain time is stored with the requirements, so whichever replica holds the placement lease drains by it
+    const requirements = await gw.gql<{ model: { versions: Array<{ resources: { replicas: number; drainMs: number } }> } }>(
+      `{ model(id: "sp") { versions { resources { replicas drainMs } } } }`,
+    );
+    expect(requirements.data?.model.versions[0]?.resources).toEqual({ replicas: 2, drainMs: 10_000 });
 
     // load on both replicas (300 ms per request, 6 clients), then down to one while requests are in flight
     let stop = false;
