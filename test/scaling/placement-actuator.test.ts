@@ -52,7 +52,8 @@ describe('instances actuator through placement (worker processes)', () => {
           gateway: gw.url,
           port: 0,
           name,
-          heartbeatIntervalMs: 300,
+          // ~3 missed beats mark a worker unhealthy: 1 s keeps a worker process slowed by a busy machine healthy
+          heartbeatIntervalMs: 1000,
           drainMs: 2000,
           memory: { cpu: '600MiB' },
           models: [{ id: `${name}-base`, version: 'v1', backend: 'slow', task: 'generate' }],
