@@ -25,7 +25,7 @@ import {
   type WorkerView,
 } from '../workers/worker-registry.ts';
 
-/** How long unloadFromWorker waits for an instance's in-flight requests before unloading it, ms. */
+/** How long an operator's unload (unloadModel, unloadInstance, removeInstance, a worker's UNLOAD) waits for an instance's in-flight requests, ms. */
 const UNLOAD_DRAIN_MS = 10_000;
 
 type InstanceWithVersion = InstanceRow & { version: string };
@@ -110,11 +110,20 @@ export class AdminService {
     return model;
   }
 
-  /** Unloads every instance of the model (of one version when given) here, as unloadInstance does one by one; they stay registered. */
+  /** Unloads every instance of the model (of one version when given), draining them together first; they stay registered. */
   async unloadModel(modelId: string, version?: string): Promise<ModelRow> {
     const { model, instances } = await this.instancesOf(modelId, version);
-    for (const i of instances) await this.fleet.unload(i.id);
+    await this.drainAndUnload(instances.map((i) => i.id));
     return model;
+  }
+
+  /**
+   * Takes the instances out of routing, lets the requests in flight on them finish (up to UNLOAD_DRAIN_MS,
+   * as Triton's unload does), then unloads them: an operator's unload never cuts an answer short.
+   */
+  private async drainAndUnload(instanceIds: readonly string[]): Promise<void> {
+    await Promise.all(instanceIds.filter((id) => this.fleet.handle(id)).map((id) => this.fleet.drain(id, UNLOAD_DRAIN_MS)));
+    for (const id of instanceIds) await this.fleet.unload(id);
   }
 
   /** The model and its instances (of one version when given); MCP_CONFLICT when there are none. */
@@ -147,7 +156,7 @@ export class AdminService {
   }
 
   async unloadInstance(instanceId: string): Promise<InstanceWithVersion> {
-    await this.fleet.unload(instanceId);
+    await this.drainAndUnload([instanceId]);
     return this.registry.requireInstance(instanceId);
   }
 
@@ -164,9 +173,9 @@ export class AdminService {
     return row;
   }
 
-  /** Unloads the instance and deletes it; answers with it as it was last (unloaded). */
+  /** Unloads the instance (after its requests in flight) and deletes it; answers with it as it was last (unloaded). */
   async removeInstance(instanceId: string): Promise<InstanceWithVersion> {
-    await this.fleet.unload(instanceId);
+    await this.drainAndUnload([instanceId]);
     return this.remove(instanceId);
   }
 
@@ -461,8 +470,7 @@ export class AdminService {
     const row = rows.find((r) => r.id === instance || (r.options as { remoteInstanceId?: string }).remoteInstanceId === instance);
     if (!row) throw new McpError('MCP_INSTANCE_NOT_FOUND', `worker "${workerId}" has no instance "${instance}"`, { details: { worker: workerId, instance } });
     const version = (await this.registry.requireInstance(row.id)).version;
-    if (this.fleet.handle(row.id)) await this.fleet.drain(row.id, UNLOAD_DRAIN_MS);
-    await this.fleet.unload(row.id);
+    await this.drainAndUnload([row.id]);
     const remoteId = (row.options as { remoteInstanceId?: string }).remoteInstanceId ?? row.id;
     const command: WorkerCommand = {
       workerId,

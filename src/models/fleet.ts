@@ -294,7 +294,10 @@ export class Fleet {
   /** Unloads the instance's backend handle here and records it `unloaded` (with why, when given). */
   async unload(instanceId: string, reason?: string): Promise<void> {
     const h = this.handles.get(instanceId);
-    if (h) h.status = 'unloaded'; // out of routing at once
+    if (h) {
+      h.status = 'unloaded'; // out of routing at once
+      h.draining = false; // unloaded, no longer leaving
+    }
     const row = await this.registry.requireInstance(instanceId);
     if (h?.loaded) {
       const loaded = h.loaded;

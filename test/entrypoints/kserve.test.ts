@@ -223,6 +223,26 @@ describe('KServe v2 / Open Inference Protocol under /v2', () => {
     expect((await post('/v2/repository/models/gen-model/unload', { parameters: { unload_dependents: true } })).status).toBe(200);
     expect((await post('/v2/repository/models/gen-model/load', {})).status).toBe(200);
   });
+
+  it('an unload lets the requests in flight finish (as Triton does), then unloads; new requests are refused meanwhile', async () => {
+    s.kserve.setBehavior({ inferDelayMs: 1500 });
+    try {
+      const inflight = post('/v2/models/doubler/infer', DOUBLE).then(async (r) => ({ status: r.status, at: Date.now(), body: await r.json() }));
+      await new Promise((r) => setTimeout(r, 300)); // the request is at the upstream
+      const unloading = post('/v2/repository/models/doubler/unload', {}).then((r) => ({ status: r.status, at: Date.now() }));
+      await new Promise((r) => setTimeout(r, 200));
+      const during = await post('/v2/models/doubler/infer', DOUBLE);
+      expect(during.status).toBe(503); // out of routing at once
+      const [done, unloaded] = await Promise.all([inflight, unloading]);
+      expect(done.status).toBe(200);
+      expect(done.body.outputs[0].data).toEqual([2, 4, 6, 8]);
+      expect(unloaded.status).toBe(200);
+      expect(unloaded.at).toBeGreaterThanOrEqual(done.at - 50); // answered after the request it waited for
+    } finally {
+      s.kserve.setBehavior({ inferDelayMs: 0 });
+      expect((await post('/v2/repository/models/doubler/load', {})).status).toBe(200);
+    }
+  });
 });
 
 describe('KServe v2 with auth on: 401, 403 and 429 keep the {"error": …} body', () => {
