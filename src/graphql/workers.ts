@@ -3,6 +3,7 @@ import type { WorkerInstanceOutcome, WorkerRegistration } from '../admin/admin-s
 import { auditWorker, requireWorkerAccess } from '../workers/worker-access.ts';
 import { workerIdOf, type WorkerCommandOptions, type WorkerView } from '../workers/worker-registry.ts';
 import { builder } from './builder.ts';
+import { UNKNOWN_FIELDS_IGNORED } from './forward-compatible-inputs.ts';
 import { compact } from './input.ts';
 import { InstanceRef, TaskEnum } from './models.ts';
 
@@ -117,6 +118,7 @@ const WorkerCommandRef = builder.objectRef<WorkerCommand>('WorkerCommand').imple
 });
 
 const WorkerDeviceInput = builder.inputType('WorkerDeviceInput', {
+  extensions: UNKNOWN_FIELDS_IGNORED,
   fields: (t) => ({
     id: t.string({ required: true }),
     kind: t.string({ required: true, description: 'cpu, gpu, tpu or remote.' }),
@@ -126,6 +128,7 @@ const WorkerDeviceInput = builder.inputType('WorkerDeviceInput', {
 });
 
 const WorkerInstanceInput = builder.inputType('WorkerInstanceInput', {
+  extensions: UNKNOWN_FIELDS_IGNORED,
   fields: (t) => ({
     model: t.string({ required: true, description: 'Model id: it must be assigned to this worker (assignWorkerModels), else the instance is refused.' }),
     version: t.string({ required: true }),
@@ -137,6 +140,8 @@ const WorkerInstanceInput = builder.inputType('WorkerInstanceInput', {
 });
 
 const RegisterWorkerInput = builder.inputType('RegisterWorkerInput', {
+  extensions: UNKNOWN_FIELDS_IGNORED,
+  description: 'Fields this gateway does not know (sent by a newer worker, as variables) are ignored here and in its entries.',
   fields: (t) => ({
     name: t.string({ required: true, description: 'Unique per gateway; the worker id is its lower-case form.' }),
     endpoint: t.string({ required: true, description: 'Base URL the gateway reaches the worker at.' }),
@@ -148,6 +153,8 @@ const RegisterWorkerInput = builder.inputType('RegisterWorkerInput', {
 });
 
 const WorkerCallTokenInput = builder.inputType('WorkerCallTokenInput', {
+  extensions: UNKNOWN_FIELDS_IGNORED,
+  description: 'Fields this gateway does not know (sent by a newer worker, as variables) are ignored here and in its entries.',
   fields: (t) => ({
     name: t.string({ required: true }),
     endpoint: t.string({ required: true, description: 'The endpoint the worker will register.' }),
@@ -156,6 +163,7 @@ const WorkerCallTokenInput = builder.inputType('WorkerCallTokenInput', {
 });
 
 const WorkerDeviceUsageInput = builder.inputType('WorkerDeviceUsageInput', {
+  extensions: UNKNOWN_FIELDS_IGNORED,
   description: 'Live figures of one registered device; figures that are not finite and non-negative (utilization above 1) are dropped.',
   fields: (t) => ({
     id: t.string({ required: true }),
@@ -167,6 +175,7 @@ const WorkerDeviceUsageInput = builder.inputType('WorkerDeviceUsageInput', {
 });
 
 const WorkerInstanceUsageInput = builder.inputType('WorkerInstanceUsageInput', {
+  extensions: UNKNOWN_FIELDS_IGNORED,
   description: "Memory one of the worker's instances holds, as its backend reports it.",
   fields: (t) => ({
     remoteInstanceId: t.string({ required: true }),
@@ -176,6 +185,8 @@ const WorkerInstanceUsageInput = builder.inputType('WorkerInstanceUsageInput', {
 });
 
 const WorkerLoadInput = builder.inputType('WorkerLoadInput', {
+  extensions: UNKNOWN_FIELDS_IGNORED,
+  description: 'Fields this gateway does not know (sent by a newer worker, as variables) are ignored here and in its entries.',
   fields: (t) => ({
     inflight: t.int(),
     requestsTotal: t.float(),

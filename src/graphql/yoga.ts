@@ -13,6 +13,7 @@ import { useCompiledExecution } from './compiled-execution.ts';
 import { useBoundedDocuments } from './document-cache.ts';
 import { useSharedSubscriptionResults } from './shared-results.ts';
 import { useSubscriptionExpiry } from './expiry.ts';
+import { useForwardCompatibleInputs } from './forward-compatible-inputs.ts';
 import { useGraphQLLimits } from './limits.ts';
 import { buildSchema } from './schema.ts';
 import { attachGraphQLWebSocket, headersFromConnectionParams } from './websocket.ts';
@@ -175,6 +176,8 @@ export function createGraphQLServer(services: Services): GraphQLServer {
       useSubscriptionExpiry(),
       useSharedSubscriptionResults(mask),
       useCodedValidationErrors(),
+      // Before the compiled executor: it checks and coerces the variables this one prunes.
+      useForwardCompatibleInputs(),
       // Before the plugins that wrap execution (the audit log): they wrap whichever executor is set when they run.
       ...(services.config.server.graphql.jit ? [useCompiledExecution()] : []),
       useAuditLog(services.audit, services.config.audit.skipMutations),

@@ -5,7 +5,12 @@
  * KUBERNETES_SERVICE_HOST/PORT, every path injectable. Each change reads the scale first and writes it
  * with that resourceVersion (a merge patch, or a replace with `method: replace`): a 409 conflict (someone
  * else changed it) reads again and retries; 429, 5xx and transport errors retry with exponential backoff
- * (Retry-After honoured) up to `maxAttempts`. Pods going away get SIGTERM from Kubernetes: a worker
+ * (Retry-After honoured) up to `maxAttempts`. In the cluster (no `apiServer`) only the cluster CA (`caFile`,
+ * read again for every call: it rotates too) is trusted: a CA file that cannot be read refuses the call
+ * (MCP_CONFIG_INVALID) instead of falling back to the system CAs, and a server certificate it does not
+ * vouch for fails at once (MCP_UPSTREAM_UNAVAILABLE, `details.tls`), not retried. 401 and 403 fail at
+ * once too (MCP_UPSTREAM_ERROR naming the workload). Neither the token nor the CA appears in an error.
+ * Pods going away get SIGTERM from Kubernetes: a worker
  * deregisters and finishes its in-flight requests on SIGTERM (worker.drainMs; give the pod a
  * terminationGracePeriodSeconds above it).
  */
@@ -23,8 +28,11 @@ export const kubernetesConfig = z.strictObject({
   apiServer: z.string().url().optional(),
   /** Service-account token file, read for every call. */
   tokenFile: z.string().default(`${SA}/token`),
-  /** CA bundle the API server's certificate is checked against (https only). */
-  caFile: z.string().default(`${SA}/ca.crt`),
+  /**
+   * CA bundle (PEM) the API server's certificate is checked against, the only CA trusted (https only).
+   * Default: the service account's ca.crt in the cluster; with `apiServer` set and no caFile, the system CAs.
+   */
+  caFile: z.string().optional(),
   /** Namespace used when a policy names none. */
   namespaceFile: z.string().default(`${SA}/namespace`),
   /** `patch`: merge patch with the resourceVersion read; `replace`: PUT of the Scale object. */
@@ -55,10 +63,37 @@ interface Scale {
   status?: { replicas?: number };
 }
 
+/** OpenSSL's and Node's codes for a certificate the client does not accept (a retry will not change it). */
+const TLS_VERIFY_CODES = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_INVALID',
+  'INVALID_CA',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+interface Answer {
+  status: number;
+  body: unknown;
+  retryAfterMs?: number;
+}
+
 export class KubernetesActuator implements Actuator {
   readonly type = 'kubernetes';
   private readonly config: KubernetesConfig;
-  private dispatcher: Dispatcher | undefined;
+  /** The agent trusting the CA read last, rebuilt when the file's contents change. */
+  private tls: { ca: string | undefined; dispatcher: Dispatcher } | undefined;
+  /** The token read last: cut out of anything the API server answers before it reaches a message. */
+  private lastToken = '';
 
   constructor(
     readonly name: string,
@@ -77,33 +112,67 @@ export class KubernetesActuator implements Actuator {
     const host = this.env.KUBERNETES_SERVICE_HOST;
     const port = this.env.KUBERNETES_SERVICE_PORT ?? '443';
     if (!host)
-      throw new McpError('MCP_UPSTREAM_UNAVAILABLE', `actuator "${this.name}": not in a cluster (KUBERNETES_SERVICE_HOST unset) and no apiServer configured`);
+      throw new McpError('MCP_CONFIG_INVALID', `actuator "${this.name}": not in a cluster (KUBERNETES_SERVICE_HOST unset) and no apiServer configured`, {
+        details: { actuator: this.name },
+      });
     return `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
   }
 
-  private async agent(): Promise<Dispatcher | undefined> {
-    if (!this.base().startsWith('https:')) return undefined;
-    if (!this.dispatcher) {
-      const ca = await readFile(this.config.caFile, 'utf8').catch(() => undefined);
-      this.dispatcher = new Agent({ connect: ca ? { ca } : {} });
+  /** The CA file to trust: the configured one, else the service account's in the cluster; none (system CAs) for an explicit apiServer. */
+  private caFile(): string | undefined {
+    return this.config.caFile ?? (this.config.apiServer ? undefined : `${SA}/ca.crt`);
+  }
+
+  /** The dispatcher for an https API server: trusts the CA file's certificates only. Config errors throw (not retried). */
+  private async agent(base: string): Promise<Dispatcher | undefined> {
+    if (!base.startsWith('https:')) return undefined;
+    const file = this.caFile();
+    let ca: string | undefined;
+    if (file) {
+      ca = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        throw new McpError(
+          'MCP_CONFIG_INVALID',
+          `actuator "${this.name}": cannot read the cluster CA file ${file} (${err.code ?? 'unreadable'}); not calling the API server without it`,
+          {
+            details: { actuator: this.name, caFile: file },
+          },
+        );
+      });
+      if (!ca.includes('-----BEGIN CERTIFICATE-----'))
+        throw new McpError('MCP_CONFIG_INVALID', `actuator "${this.name}": the cluster CA file ${file} holds no PEM certificate`, {
+          details: { actuator: this.name, caFile: file },
+        });
     }
-    return this.dispatcher;
+    if (this.tls?.ca !== ca) {
+      const old = this.tls?.dispatcher;
+      this.tls = { ca, dispatcher: new Agent({ connect: ca ? { ca } : {} }) };
+      void old?.close().catch(() => {});
+    }
+    return this.tls!.dispatcher;
   }
 
-  private async path(t: K8sTarget): Promise<string> {
+  private async workload(t: K8sTarget): Promise<{ path: string; label: string }> {
     const ns = t.namespace ?? (await readFile(this.config.namespaceFile, 'utf8').catch(() => 'default')).trim();
-    return `/apis/apps/v1/namespaces/${ns}/${t.kind === 'statefulset' ? 'statefulsets' : 'deployments'}/${t.name}/scale`;
+    return {
+      path: `/apis/apps/v1/namespaces/${ns}/${t.kind === 'statefulset' ? 'statefulsets' : 'deployments'}/${t.name}/scale`,
+      label: `${t.kind} ${ns}/${t.name}`,
+    };
   }
 
-  /** One call: status and parsed body; transport errors become status 0. */
-  private async call(method: 'GET' | 'PATCH' | 'PUT', path: string, body?: unknown): Promise<{ status: number; body: unknown; retryAfterMs?: number }> {
+  /**
+   * One call: status and parsed body; transport errors become status 0. A configuration that cannot
+   * work (no CA, no cluster) and a certificate the CA does not vouch for throw: retrying will not help.
+   */
+  private async call(method: 'GET' | 'PATCH' | 'PUT', path: string, body?: unknown): Promise<Answer> {
+    const base = this.base();
+    const dispatcher = await this.agent(base);
     const token = (await readFile(this.config.tokenFile, 'utf8').catch(() => '')).trim();
+    this.lastToken = token;
     const headers: Record<string, string> = { accept: 'application/json' };
     if (token) headers.authorization = `Bearer ${token}`;
     if (body !== undefined) headers['content-type'] = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json';
     try {
-      const dispatcher = await this.agent();
-      const res = await request(this.base() + path, {
+      const res = await request(base + path, {
         method,
         headers,
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -120,26 +189,51 @@ export class KubernetesActuator implements Actuator {
       const ra = Number(res.headers['retry-after']);
       return { status: res.statusCode, body: parsed, ...(Number.isFinite(ra) && ra >= 0 ? { retryAfterMs: ra * 1000 } : {}) };
     } catch (err) {
-      return { status: 0, body: { message: (err as Error).message } };
+      const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+      const tls = [e.code, e.cause?.code].find((c) => c !== undefined && TLS_VERIFY_CODES.has(c));
+      if (tls) {
+        const trusted = dispatcher && this.tls?.ca ? `the CA in ${this.caFile()}` : 'the system CAs';
+        throw new McpError(
+          'MCP_UPSTREAM_UNAVAILABLE',
+          `actuator "${this.name}": the API server ${base} presented a certificate ${trusted} does not accept (${tls}); not retried`,
+          {
+            details: { actuator: this.name, status: 0, tls },
+          },
+        );
+      }
+      return { status: 0, body: { message: e.message } };
     }
   }
 
-  private failure(what: string, r: { status: number; body: unknown }): McpError {
+  /** The error for an answer that ends the change; names the workload and the call, never the token. */
+  private failure(what: string, workload: string, r: { status: number; body: unknown }): McpError {
     const msg = (r.body as { message?: unknown } | undefined)?.message;
-    const detail = typeof msg === 'string' ? msg.slice(0, 300) : '';
+    let detail = typeof msg === 'string' ? msg.slice(0, 300) : '';
+    if (this.lastToken) detail = detail.split(this.lastToken).join('[token]');
+    const details = { actuator: this.name, workload, status: r.status };
+    if (r.status === 401 || r.status === 403) {
+      const why =
+        r.status === 401
+          ? `the API server did not accept the service-account token (${this.config.tokenFile})`
+          : `the service account may not ${what.split(' ')[0]!.toLowerCase()} the scale of ${workload} (it needs get, patch and update on ${workload.split(' ')[0]}s/scale)`;
+      return new McpError('MCP_UPSTREAM_ERROR', `actuator "${this.name}": ${workload}: ${r.status} ${why}${detail ? `: ${detail}` : ''}; not retried`, {
+        details,
+      });
+    }
     const code = r.status === 0 || r.status >= 500 || r.status === 429 ? 'MCP_UPSTREAM_UNAVAILABLE' : 'MCP_UPSTREAM_ERROR';
-    return new McpError(code, `actuator "${this.name}": ${what} answered ${r.status || 'no connection'}${detail ? `: ${detail}` : ''}`, {
-      details: { actuator: this.name, status: r.status },
+    return new McpError(code, `actuator "${this.name}": ${workload}: ${what} answered ${r.status || 'no connection'}${detail ? `: ${detail}` : ''}`, {
+      details,
     });
   }
 
   private async withRetries<T>(
     what: string,
+    workload: string,
     signal: AbortSignal,
-    attempt: () => Promise<{ done: T } | { retry: { status: number; body: unknown; retryAfterMs?: number }; conflict?: boolean }>,
+    attempt: () => Promise<{ done: T } | { retry: Answer; conflict?: boolean }>,
   ): Promise<T> {
     let backoff = this.config.initialBackoffMs;
-    let last: { status: number; body: unknown } = { status: 0, body: undefined };
+    let last: Answer = { status: 0, body: undefined };
     for (let n = 1; n <= this.config.maxAttempts; n++) {
       if (signal.aborted) break;
       const r = await attempt();
@@ -152,35 +246,34 @@ export class KubernetesActuator implements Actuator {
         backoff = Math.min(this.config.maxBackoffMs, backoff * 2);
       }
     }
-    throw this.failure(what, last);
+    throw this.failure(what, workload, last);
   }
 
   private static transient(status: number): boolean {
     return status === 0 || status === 429 || status >= 500;
   }
 
-  private async read(path: string): Promise<{ status: number; body: unknown; retryAfterMs?: number; scale?: Scale }> {
+  private async read(path: string): Promise<Answer & { scale?: Scale }> {
     const r = await this.call('GET', path);
     return r.status === 200 ? { ...r, scale: r.body as Scale } : r;
   }
 
   async current(target: ScalingTarget): Promise<number> {
-    const path = await this.path(target.options as K8sTarget);
-    return this.withRetries<number>(`GET ${path}`, AbortSignal.timeout(this.config.timeoutMs * this.config.maxAttempts), async () => {
+    const { path, label } = await this.workload(target.options as K8sTarget);
+    return this.withRetries<number>(`GET ${path}`, label, AbortSignal.timeout(this.config.timeoutMs * this.config.maxAttempts), async () => {
       const r = await this.read(path);
       if (r.scale) return { done: r.scale.spec.replicas ?? 0 };
-      if (!KubernetesActuator.transient(r.status)) throw this.failure(`GET ${path}`, r);
+      if (!KubernetesActuator.transient(r.status)) throw this.failure(`GET ${path}`, label, r);
       return { retry: r };
     });
   }
 
   async scaleTo(target: ScalingTarget, desired: number, signal: AbortSignal): Promise<void> {
-    const t = target.options as K8sTarget;
-    const path = await this.path(t);
-    await this.withRetries(`scale ${path}`, signal, async () => {
+    const { path, label } = await this.workload(target.options as K8sTarget);
+    await this.withRetries(`scale ${path}`, label, signal, async () => {
       const r = await this.read(path);
       if (!r.scale) {
-        if (!KubernetesActuator.transient(r.status)) throw this.failure(`GET ${path}`, r);
+        if (!KubernetesActuator.transient(r.status)) throw this.failure(`GET ${path}`, label, r);
         return { retry: r };
       }
       if (r.scale.spec.replicas === desired) return { done: undefined };
@@ -196,12 +289,13 @@ export class KubernetesActuator implements Actuator {
             });
       if (w.status === 200 || w.status === 201) return { done: undefined };
       if (w.status === 409) return { retry: w, conflict: true };
-      if (!KubernetesActuator.transient(w.status)) throw this.failure(`${this.config.method === 'patch' ? 'PATCH' : 'PUT'} ${path}`, w);
+      if (!KubernetesActuator.transient(w.status)) throw this.failure(`${this.config.method === 'patch' ? 'PATCH' : 'PUT'} ${path}`, label, w);
       return { retry: w };
     });
   }
 
   async close(): Promise<void> {
-    await this.dispatcher?.close();
+    await this.tls?.dispatcher.close();
+    this.tls = undefined;
   }
 }
