@@ -2,8 +2,9 @@
  * Admission per model version (see ./model-queue.ts): the router asks here once it knows the
  * version a request goes to, and releases the ticket when the answer is out. Owns the queues,
  * the tenants' weights, the priority caps and this replica's share of each version's capacity
- * (./replica-share.ts: kept current by the gateway from replica presence, src/db/replica-presence.ts). A version with no ready instance is not held here:
- * admission steps aside and the router's cold-start hold (src/scaling/hold.ts) decides.
+ * (./replica-share.ts, kept current by the gateway from src/db/replica-presence.ts). A version with
+ * no ready instance is not held here: admission steps aside and the router's cold-start hold
+ * (src/scaling/hold.ts) decides.
  */
 import type { Registry } from 'prom-client';
 import type { InferenceRequest } from '../inference/types.ts';
