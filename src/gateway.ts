@@ -38,6 +38,7 @@ import { PluginHost } from './plugin/host.ts';
 import { InstanceHealth } from './routing/resilience/instance-health.ts';
 import { Router } from './routing/router.ts';
 import { AdmissionService } from './admission/admission-service.ts';
+import { ReplicaPresence } from './db/replica-presence.ts';
 import { TrafficManager } from './traffic/traffic-manager.ts';
 import type { Services } from './services.ts';
 import { WorkerRegistry } from './workers/worker-registry.ts';
@@ -172,6 +173,20 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     const admission = new AdmissionService(config.admission, fleet, metricsRegistry);
     router.setAdmission(admission);
     closers.push(async () => admission.close());
+    if (database.kind === 'postgres') {
+      // Replicas sharing the database share each version's capacity; stopped after the HTTP server
+      // (closers run in reverse), so the others take this replica's share once its requests are done.
+      const presence = new ReplicaPresence(database.db, {
+        beatMs: config.events.presenceMs,
+        expiryMs: config.events.presenceExpiryMs,
+        events,
+        registry: metricsRegistry,
+        onError: (err) => logger.warn({ err: (err as Error).message }, 'replica presence not renewed'),
+      });
+      presence.onChange((live) => admission.replicasChanged(live.length, live.indexOf(presence.id)));
+      await presence.start();
+      closers.push(() => presence.close());
+    }
     const limits = createLimits(config.limits, plugins, logger.child({ component: 'limits' }), metricsRegistry);
     closers.push(() => limits.idle());
     const inference = new InferenceService(router, logger, limits);

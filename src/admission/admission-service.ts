@@ -1,8 +1,10 @@
 /**
  * Admission per model version (see ./model-queue.ts): the router asks here once it knows the
  * version a request goes to, and releases the ticket when the answer is out. Owns the queues,
- * the tenants' weights and the priority caps. A version with no ready instance is not held here:
- * admission steps aside and the router's cold-start hold (src/scaling/hold.ts) decides.
+ * the tenants' weights, the priority caps and this replica's share of each version's capacity
+ * (./replica-share.ts, kept current by the gateway from src/db/replica-presence.ts). A version with
+ * no ready instance is not held here: admission steps aside and the router's cold-start hold
+ * (src/scaling/hold.ts) decides.
  */
 import type { Registry } from 'prom-client';
 import type { InferenceRequest } from '../inference/types.ts';
@@ -11,6 +13,7 @@ import { admissionPolicySchema, type AdmissionConfig, type AdmissionPolicy } fro
 import { AdmissionMetrics } from './metrics.ts';
 import { ModelQueue, OUTCOMES, type Outcome, type QueueSnapshot } from './model-queue.ts';
 import { PRIORITY_NAMES, effectivePriority, priorityCap, type PriorityCaps } from './priority.ts';
+import { ReplicaShare, versionOffset } from './replica-share.ts';
 import { TenantStats, TenantTable } from './tenant-stats.ts';
 import { tenantOf } from './tenant.ts';
 import { PASS, type AdmissionTicket } from './ticket.ts';
@@ -33,6 +36,7 @@ export class AdmissionService {
   private readonly caps: PriorityCaps;
   private readonly defaultLevel: number;
   private readonly metrics: AdmissionMetrics | undefined;
+  private readonly share = new ReplicaShare();
 
   constructor(
     private readonly config: AdmissionConfig,
@@ -81,6 +85,21 @@ export class AdmissionService {
     for (const q of this.queues.get(model)?.values() ?? []) q.drain();
   }
 
+  /**
+   * The live gateway replicas changed: `replicas` of them (this one included), this one at `rank` among
+   * their sorted ids. Each version's capacity is shared among them; a larger share lets waiters in at once.
+   */
+  replicasChanged(replicas: number, rank: number): void {
+    if (replicas === this.share.replicas && rank === this.share.rank) return;
+    this.share.set(replicas, rank);
+    for (const versions of this.queues.values()) for (const q of versions.values()) q.drain();
+  }
+
+  /** Live gateway replicas the capacities are shared among (1: this one alone). */
+  get replicas(): number {
+    return this.share.replicas;
+  }
+
   /** Every queue that has been used (optionally only the models `visible` allows). */
   snapshot(visible?: (model: string) => boolean): QueueSnapshot[] {
     const out: QueueSnapshot[] = [];
@@ -125,7 +144,7 @@ export class AdmissionService {
         if (pool) for (const h of pool) if (ready(h)) n++;
         return n;
       };
-      q = new ModelQueue(model, version, this.policyOf(model, version), readyInstances, tenants, count);
+      q = new ModelQueue(model, version, this.policyOf(model, version), readyInstances, tenants, count, this.share, versionOffset(model, version));
       versions.set(version, q);
     }
     return q;

@@ -6,7 +6,8 @@ const priority = z.enum(PRIORITY_NAMES);
 /** One model version's admission policy; every field optional in `models` (the rest from `defaults`). */
 const policyShape = {
   /**
-   * Requests running at once per ready instance (capacity = ready instances × this). 0: no limit,
+   * Requests running at once per ready instance, across the gateway replicas (capacity = ready
+   * instances × this; each replica admits its share, ./replica-share.ts). 0: no limit,
    * no queue (today's behaviour, and the default).
    */
   maxConcurrentPerInstance: z.number().int().min(0).max(100_000),

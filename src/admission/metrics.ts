@@ -51,12 +51,22 @@ export class AdmissionMetrics {
     });
     new Gauge({
       name: 'mcp_admission_capacity',
-      help: 'Requests a model version may run at once (ready instances × maxConcurrentPerInstance); absent without a limit.',
+      help: 'Requests a model version may run at once across the gateway replicas (ready instances × maxConcurrentPerInstance); absent without a limit.',
       labelNames: ['model', 'version'],
       registers: [registry],
       collect() {
         this.reset();
         for (const q of snapshots()) if (q.capacity !== null) this.set({ model: q.model, version: q.version }, q.capacity);
+      },
+    });
+    new Gauge({
+      name: 'mcp_admission_replica_capacity',
+      help: "This gateway replica's share of mcp_admission_capacity: the requests it may run at once; absent without a limit.",
+      labelNames: ['model', 'version'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const q of snapshots()) if (q.replicaCapacity !== null) this.set({ model: q.model, version: q.version }, q.replicaCapacity);
       },
     });
   }

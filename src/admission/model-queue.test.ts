@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { McpError } from '../errors.ts';
 import { admissionPolicySchema, type AdmissionPolicy } from './config.ts';
 import { ModelQueue, OUTCOMES, type AdmitRequest, type Outcome } from './model-queue.ts';
+import { ReplicaShare } from './replica-share.ts';
 import { TenantStats, TenantTable } from './tenant-stats.ts';
 import { PASS, type AdmissionTicket } from './ticket.ts';
 
-function setup(policy: Partial<AdmissionPolicy> = {}, instances = 1) {
+function setup(policy: Partial<AdmissionPolicy> = {}, instances = 1, share?: ReplicaShare) {
   const fleet = { ready: instances };
   const counts = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
   const counters = Object.fromEntries(OUTCOMES.map((o) => [o, { inc: () => void counts[o]++ }])) as Record<Outcome, { inc(): void }>;
@@ -16,6 +17,7 @@ function setup(policy: Partial<AdmissionPolicy> = {}, instances = 1) {
     () => fleet.ready,
     new TenantTable(2, (l) => new TenantStats(l, undefined)),
     counters,
+    share,
   );
   const ctl = new AbortController();
   const req = (r: Partial<AdmitRequest> = {}): AdmitRequest => ({ tenant: 'a', weight: 1, level: 2, deadline: Date.now() + 60_000, signal: ctl.signal, ...r });
@@ -55,6 +57,22 @@ describe('ModelQueue', () => {
     expect(counts).toMatchObject({ admitted: 3, queued: 1 });
     const t = q.snapshot().tenants[0]!;
     expect(t).toMatchObject({ tenant: 'a', admitted: 3, queued: 0, inFlight: 0 });
+  });
+
+  it('with two replicas it admits its share of the capacity; when the other goes, waiters take the slots it returns', async () => {
+    const share = new ReplicaShare();
+    share.set(2, 0);
+    const { q, req } = setup({ maxConcurrentPerInstance: 4 }, 1, share);
+    const held = [q.admit(req()), q.admit(req())];
+    expect(held.every((t) => !(t instanceof Promise))).toBe(true);
+    const waiting = [q.admit(req()), q.admit(req())] as Array<Promise<AdmissionTicket>>;
+    expect(await settled(waiting[0]!)).toBe('pending');
+    expect(q.snapshot()).toMatchObject({ capacity: 4, replicaCapacity: 2, replicas: 2, inFlight: 2, queued: 2 });
+    share.set(1, 0);
+    q.drain();
+    const granted = await Promise.all(waiting);
+    expect(q.snapshot()).toMatchObject({ capacity: 4, replicaCapacity: 4, replicas: 1, inFlight: 4, queued: 0 });
+    for (const t of [...held, ...granted]) (t as AdmissionTicket).release();
   });
 
   it('a full queue refuses with 429 MCP_ADMISSION_QUEUE_FULL and a Retry-After; a more urgent request displaces a less urgent one', async () => {

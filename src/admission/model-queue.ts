@@ -1,6 +1,7 @@
 /**
  * One model version's admission queue: capacity = ready instances × maxConcurrentPerInstance,
- * followed as instances come and go; requests beyond it wait in a FairQueue (priority levels,
+ * followed as instances come and go, counted across the gateway replicas (this replica admits its
+ * share of it, ./replica-share.ts); requests beyond the share wait in a FairQueue (priority levels,
  * SFQ across tenants) bounded in size and time, and are refused at once when their deadline
  * cannot be met. With no capacity (no ready instance) admission steps aside: the router decides
  * (it holds the request for a cold start, src/scaling/hold.ts, then comes back here for a slot).
@@ -9,6 +10,7 @@ import { McpError, type ErrorCode } from '../errors.ts';
 import type { AdmissionPolicy } from './config.ts';
 import { FairQueue, type QueueEntry } from './fair-queue.ts';
 import { PRIORITY_LEVELS } from './priority.ts';
+import type { ReplicaShare } from './replica-share.ts';
 import { PASS, type AdmissionTicket } from './ticket.ts';
 import type { TenantStats, TenantTable } from './tenant-stats.ts';
 
@@ -60,8 +62,12 @@ class Slot implements AdmissionTicket {
 export interface QueueSnapshot {
   model: string;
   version: string;
-  /** Requests that may run at once now; null without a limit (maxConcurrentPerInstance 0) and a ready instance. */
+  /** Requests that may run at once across the fleet (ready instances × maxConcurrentPerInstance); null without a limit (maxConcurrentPerInstance 0) and a ready instance. */
   capacity: number | null;
+  /** Of `capacity`, what this gateway replica may run at once (its share); null without a limit. */
+  replicaCapacity: number | null;
+  /** Live gateway replicas the capacity is shared among (this one included). */
+  replicas: number;
   inFlight: number;
   queued: number;
   queuedByPriority: number[];
@@ -89,17 +95,27 @@ export class ModelQueue {
     private readonly readyInstances: () => number,
     readonly tenants: TenantTable,
     private readonly count: Readonly<Record<Outcome, { inc(): void }>>,
+    /** The replicas the capacity is shared among, and `offset` (versionOffset) saying which get the remainder. */
+    private readonly share?: ReplicaShare,
+    private readonly offset = 0,
   ) {}
 
   get limited(): boolean {
     return this.policy.maxConcurrentPerInstance > 0;
   }
 
-  /** Requests that may run at once: ready instances × the per-instance limit (no limit: unbounded once one instance is ready). */
-  capacity(): number {
+  /** Requests that may run at once across the fleet: ready instances × the per-instance limit (no limit: unbounded once one instance is ready). */
+  fleetCapacity(): number {
     const ready = this.readyInstances();
     if (this.limited) return ready * this.policy.maxConcurrentPerInstance;
     return ready > 0 ? Infinity : 0;
+  }
+
+  /** Requests this replica may run at once: its share of the fleet capacity (all of it on a single replica). */
+  capacity(): number {
+    const cap = this.fleetCapacity();
+    const share = this.share;
+    return share === undefined || share.replicas === 1 ? cap : share.of(cap, this.offset);
   }
 
   /** Nothing to do for this request: no limit, nobody waiting (the fast path of unlimited models). */
@@ -165,11 +181,14 @@ export class ModelQueue {
   }
 
   snapshot(): QueueSnapshot {
+    const fleet = this.fleetCapacity();
     const cap = this.capacity();
     return {
       model: this.model,
       version: this.version,
-      capacity: Number.isFinite(cap) ? cap : null,
+      capacity: Number.isFinite(fleet) ? fleet : null,
+      replicaCapacity: Number.isFinite(cap) ? cap : null,
+      replicas: this.share?.replicas ?? 1,
       inFlight: this.inFlight,
       queued: this.waiting.size,
       queuedByPriority: this.waiting.depthByLevel(),

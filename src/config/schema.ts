@@ -265,6 +265,17 @@ export const configSchema = z.strictObject({
        * registry when behind. Bounds how stale a replica can be when events are lost (Redis down).
        */
       registryCheckMs: z.number().int().min(50).max(600_000).default(2000),
+      /**
+       * Replica presence (shared PostgreSQL only; src/db/replica-presence.ts): each replica renews its
+       * presence row every presenceMs; a replica whose row is not renewed for presenceExpiryMs counts as
+       * gone. Admission shares each version's capacity among the live replicas.
+       */
+      presenceMs: z.number().int().min(50).max(60_000).default(2000),
+      presenceExpiryMs: z.number().int().min(150).max(600_000).default(6000),
+    })
+    .refine((e) => e.presenceExpiryMs >= 2 * e.presenceMs, {
+      message: 'events.presenceExpiryMs must be at least twice events.presenceMs (a replica would expire between two beats)',
+      path: ['presenceExpiryMs'],
     })
     .prefault({}),
   log: z

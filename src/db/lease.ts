@@ -6,6 +6,7 @@
  * grows whenever the holder changes, and writers check it (fencing) so a deposed leader's late
  * writes are refused. Times are the database's, so replica clocks do not matter. Shared by every
  * run-once job (the alert evaluator, the placement reconciler), each under its own lease name.
+ * The table also holds the replicas' presence rows (`gateway-replica:<id>`, owned by ./replica-presence.ts).
  */
 import { sql } from 'drizzle-orm';
 import type { Db } from './client.ts';

@@ -374,7 +374,10 @@ export const alertOutbox = pgTable(
   ],
 );
 
-/** Leader leases (one row per lease name): who holds it until when; `epoch` grows at every change of holder (fencing token). */
+/**
+ * Leader leases (one row per lease name): who holds it until when; `epoch` grows at every change of holder (fencing token).
+ * Also the gateway replicas' presence rows, `gateway-replica:<id>` (src/db/replica-presence.ts: a lease each replica keeps for itself).
+ */
 export const alertLeases = pgTable('alert_leases', {
   name: text('name').primaryKey(),
   holder: text('holder').notNull(),

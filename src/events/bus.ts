@@ -14,6 +14,15 @@ export interface EventMap {
   alertEvents: AlertEvent;
   /** A replica's live load of a scaled model version, for the replica that makes scaling decisions. */
   scalingSignals: ScalingReport;
+  /** A gateway replica joined or left (src/db/replica-presence.ts): the others re-read the live replicas at once. */
+  replicaPresence: ReplicaPresenceEvent;
+}
+
+export interface ReplicaPresenceEvent {
+  /** The replica (host:pid:random). */
+  id: string;
+  state: 'joined' | 'left';
+  at: Date;
 }
 
 /** What a replica that does not lead the scaling controller tells the one that does, each tick. */

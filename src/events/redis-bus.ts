@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { McpError } from '../errors.ts';
 import { createLocalEventBus, type EventBus, type EventMap } from './bus.ts';
 
-const TOPICS: ReadonlyArray<keyof EventMap> = ['modelEvents', 'instanceHealth', 'workerCommands', 'authRevocations', 'scalingSignals'];
+const TOPICS: ReadonlyArray<keyof EventMap> = ['modelEvents', 'instanceHealth', 'workerCommands', 'authRevocations', 'scalingSignals', 'replicaPresence'];
 
 /**
  * The event bus shared by gateway replicas: every publish goes to Redis pub/sub, and every

@@ -22,19 +22,28 @@ const QueuePriorityRef = builder.objectRef<{ priority: string; queued: number }>
 });
 
 const QueueRef = builder.objectRef<QueueSnapshot>('AdmissionQueue').implement({
-  description: 'The admission queue of one model version: capacity, what runs, what waits, per priority and tenant.',
+  description:
+    "The admission queue of one model version on this gateway replica: the fleet's capacity and this replica's share, what runs, what waits, per priority and tenant.",
   fields: (t) => ({
     model: t.exposeString('model'),
     version: t.exposeString('version'),
     capacity: t.int({
       nullable: true,
-      description: 'Requests that may run at once (ready instances × maxConcurrentPerInstance); null without a limit.',
+      description: 'Requests that may run at once across the gateway replicas (ready instances × maxConcurrentPerInstance); null without a limit.',
       resolve: (q) => q.capacity,
     }),
+    replicaCapacity: t.int({
+      nullable: true,
+      description:
+        "This gateway replica's share of `capacity`: what it admits at once (⌊capacity ÷ replicas⌋, plus one on capacity mod replicas of them, at least 1). " +
+        'Equal to `capacity` on a single replica; null without a limit.',
+      resolve: (q) => q.replicaCapacity,
+    }),
+    replicas: t.exposeInt('replicas', { description: 'Live gateway replicas sharing the capacity, this one included.' }),
     maxConcurrentPerInstance: t.exposeInt('maxConcurrentPerInstance'),
     maxQueueSize: t.exposeInt('maxQueueSize'),
-    inFlight: t.exposeInt('inFlight'),
-    queued: t.exposeInt('queued'),
+    inFlight: t.exposeInt('inFlight', { description: 'Requests holding a slot on this replica.' }),
+    queued: t.exposeInt('queued', { description: 'Requests waiting on this replica.' }),
     priorities: t.field({
       type: [QueuePriorityRef],
       resolve: (q) => q.queuedByPriority.map((queued, i) => ({ priority: PRIORITY_NAMES[i]!, queued })),

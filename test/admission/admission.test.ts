@@ -270,7 +270,13 @@ describe('admission queues', () => {
   it('the queues query needs metrics:read', async () => {
     const r = await gw.gql('{ queues { model } }', {}, auth('worker'));
     expect(r.errors?.[0]?.extensions?.code).toBe('MCP_FORBIDDEN');
-    const ok = await gw.gql<{ queues: Array<{ model: string }> }>('{ queues { model inFlight priorities { priority queued } } }', {}, auth('b'));
+    const ok = await gw.gql<{ queues: Array<{ model: string; capacity: number; replicaCapacity: number; replicas: number }> }>(
+      '{ queues { model inFlight capacity replicaCapacity replicas priorities { priority queued } } }',
+      {},
+      auth('b'),
+    );
     expect(ok.data?.queues.map((q) => q.model)).toEqual(expect.arrayContaining(['fair', 'prio']));
+    // One replica (the embedded database): its share is the whole capacity.
+    expect(ok.data?.queues.find((q) => q.model === 'prio')).toMatchObject({ capacity: 4, replicaCapacity: 4, replicas: 1 });
   });
 });
