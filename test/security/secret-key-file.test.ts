@@ -16,7 +16,7 @@ import { authState } from '../../src/db/schema.ts';
 import { DATA_DIR_KEY_FILE } from '../../src/security/secret-key.ts';
 import { SecretBox } from '../../src/security/secrets.ts';
 import { startFakeOpenAI, type FakeOpenAIServer } from '../../src/testing/fake-openai-server.ts';
-import { startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
+import { createTestDatabase, startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
 import { everyTableText } from '../support/db-text.ts';
 
 const API_KEY = 'sk-live-PLAINTEXT-keyfile-7f3a2c';
@@ -262,6 +262,37 @@ describe.runIf(process.env.DATABASE_URL)('PostgreSQL without MCP_SECRET_KEY or M
       await gw.close();
     }
   }, 60_000);
+
+  it('a signing key stored unencrypted is sealed at the first start with a key (MCP_SECRET_KEY_FILE); tokens issued before stay valid', async () => {
+    const db = await createTestDatabase();
+    const dir = mkdtempSync(join(tmpdir(), 'mcp-keyfile-pg-'));
+    try {
+      const unsealed = await startTestGateway({ ...LEAN, storage: { url: db.url } });
+      let token: Record<string, string>;
+      try {
+        token = await unsealed.login();
+        const [row] = await unsealed.services.database.db.select().from(authState);
+        expect(row!.value).toMatch(/^plain:/);
+      } finally {
+        await unsealed.close();
+      }
+      const key = randomBytes(32).toString('base64');
+      writeFileSync(join(dir, 'key'), key);
+      process.env.MCP_SECRET_KEY_FILE = join(dir, 'key');
+      const sealed = await startTestGateway({ ...LEAN, storage: { url: db.url } });
+      try {
+        expect(await signingKeyOf(sealed, key)).toHaveLength(32);
+        expect((await sealed.gql(ME, {}, token)).errors).toBeUndefined();
+        expect(await everyTableText(sealed.services.database.db)).not.toContain('plain:');
+      } finally {
+        await sealed.close();
+      }
+    } finally {
+      delete process.env.MCP_SECRET_KEY_FILE;
+      await db.drop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('refuses to start in security.mode strict (MCP_CONFIG_INVALID)', async () => {
     const err = await startError({ ...LEAN, storageKind: 'postgres', security: { mode: 'strict' } });
