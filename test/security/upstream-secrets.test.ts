@@ -241,5 +241,5 @@ describe('in-memory PGlite without MCP_SECRET_KEY', () => {
       await gw.close();
       await fake.close();
     }
-  });
+  }, 120_000);
 });
