@@ -106,7 +106,11 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     mkdirSync(dataDir, { recursive: true });
     // A first PGlite start writes its data-dir key file now that the configuration is accepted.
     secretKey.persist();
-    if (secretKey.created) logger.info({ path: secretKey.path }, 'first start: created the secret key file (keep it with the data folder, and in its backups)');
+    if (secretKey.created)
+      logger.info(
+        { path: secretKey.path },
+        'first start: created the secret key file (back it up apart from database dumps: without it the stored secrets cannot be opened)',
+      );
     // One secret box seals instance secrets and the access-token signing key alike.
     const credentials = new GatewayCredentialStore(upstream.box);
     // Storage and plugins start side by side (plugins do not use storage; a new PGlite folder is
