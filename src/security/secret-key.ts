@@ -76,19 +76,20 @@ function readKeyFile(path: string, label: string, variable: string, opts: { priv
 /** Writes `key` to `path` unless a file is there already; answers whether this call wrote it. */
 function publishKeyFile(path: string, key: string): boolean {
   const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fd = openSync(temp, 'wx', 0o600);
+  const cannot = (err: unknown) => invalid(`cannot create the secret key file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 'storage.dataDir');
   try {
-    writeSync(fd, `${key}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
+    const fd = openSync(temp, 'wx', 0o600);
+    try {
+      writeSync(fd, `${key}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     linkSync(temp, path);
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw invalid(`cannot create the secret key file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 'storage.dataDir');
+    throw cannot(err);
   } finally {
     rmSync(temp, { force: true });
   }
