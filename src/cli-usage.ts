@@ -69,8 +69,11 @@ ${CONFIG_OPTION}
 
   config check     checks what \`start\` checks before it opens the database: the configuration
                    keys, the plugins (names, options, dependencies) and every name that refers to
-                   a plugin (router.balancer, auth.strategies, limits.store, models' backends).
-                   Exit 0 and "configuration ok", or exit 1 and the problems. Opens no database.
+                   a plugin (router.balancer, auth.strategies, limits.store, models' backends),
+                   and the secret key (MCP_SECRET_KEY, MCP_SECRET_KEY_FILE or the data-dir key file).
+                   Exit 0, "configuration ok" and where the secret key comes from (env, file,
+                   data-dir file, memory or none; never the key), or exit 1 and the problems.
+                   Opens no database and writes no file.
   config schema    prints the configuration's JSON Schema
 
 Options:

@@ -1,6 +1,7 @@
 import { createScaling } from './scaling/create.ts';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { McpError } from './errors.ts';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createLogger, flushLogs } from './logging.ts';
@@ -102,9 +103,16 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   };
   try {
     // Refused configurations fail here, before storage is opened (`capibara-mcp config check` runs the same).
-    const { upstream } = await checkStartConfig(config, { baseDir, logger, ...(opts.lookup ? { lookup: opts.lookup } : {}) });
+    const { upstream, secretKey } = await checkStartConfig(config, { baseDir, logger, ...(opts.lookup ? { lookup: opts.lookup } : {}) });
     mkdirSync(dataDir, { recursive: true });
-    // One secret box (MCP_SECRET_KEY) seals instance secrets and the access-token signing key alike.
+    // A first PGlite start writes its data-dir key file now that the configuration is accepted.
+    secretKey.persist();
+    if (secretKey.created)
+      logger.info(
+        { path: secretKey.path },
+        'first start: created the secret key file (back it up apart from database dumps: without it the stored secrets cannot be opened)',
+      );
+    // One secret box seals instance secrets and the access-token signing key alike.
     const credentials = new GatewayCredentialStore(upstream.box);
     // Storage and plugins start side by side (plugins do not use storage; a new PGlite folder is
     // made in a child process, so that overlaps the runtimes' start-up on another core).
@@ -320,8 +328,17 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     if (auth.enabled && auth.hasSessions) {
       firstAdmin = await ensureFirstAdmin(database.db, opts.adminPassword ?? (process.env.MCP_ADMIN_PASSWORD || undefined));
       if (firstAdmin.created) logger.info({ username: FIRST_ADMIN }, 'first start: created the admin user');
-      // Read (or create) the signing key now: a wrong MCP_SECRET_KEY fails the start, not the first login.
-      await credentials.signingKey();
+      // Read (or create) the signing key now: a wrong secret key fails the start, not the first login.
+      await credentials.signingKey().catch((err: unknown) => {
+        if (!secretKey.created || !(err instanceof McpError) || err.code !== 'MCP_CONFIG_INVALID') throw err;
+        // The key file was missing and a new one would open nothing stored: take it away so the old one can be put back.
+        secretKey.discard();
+        throw new McpError(
+          'MCP_CONFIG_INVALID',
+          `the secret key file ${secretKey.path} was missing, and the database holds an access-token signing key sealed with the key it held: put that file back (or set MCP_SECRET_KEY / MCP_SECRET_KEY_FILE to that key)`,
+          { details: { paths: ['storage.dataDir'] } },
+        );
+      });
     }
     await seedModels(services, baseDir);
     await fleet.start();

@@ -103,8 +103,10 @@ async function main(argv: string[]): Promise<number> {
       // What `start` checks before it opens storage or listens (src/start-check.ts), and nothing more.
       const { config, file, baseDir } = loadConfig({ file: values.config });
       const { checkStartConfig } = await import('./start-check.ts');
-      const { plugins } = await checkStartConfig(config, { baseDir, logger: createLogger('warn') });
+      const { plugins, secretKey } = await checkStartConfig(config, { baseDir, logger: createLogger('warn') });
       process.stdout.write(`configuration ok${file ? ` (${file})` : ' (defaults)'}: ${plugins.length} plugins (${plugins.map((p) => p.name).join(', ')})\n`);
+      // Where the secret key comes from, never the key.
+      process.stdout.write(`secret key: ${secretKey.describe()}\n`);
       return 0;
     }
     case 'config schema':

@@ -10,22 +10,36 @@ import { McpError } from './errors.ts';
 import type { PluginKind } from './plugin/contract.ts';
 import { PluginHost, type PlannedPlugin } from './plugin/host.ts';
 import type { LookupFunction } from './security/address-policy.ts';
+import { resolveSecretKey, type SecretKey } from './security/secret-key.ts';
 import { createUpstreamSafety, type UpstreamSafety } from './security/upstream.ts';
 
 export interface StartCheck {
   upstream: UpstreamSafety;
   /** The plugins the start sets up, in setup order. */
   plugins: PlannedPlugin[];
+  /** The secret key and its source; a first start's data-dir key file is written by `secretKey.persist()`. */
+  secretKey: SecretKey;
 }
 
 /**
  * Throws MCP_CONFIG_INVALID / MCP_PLUGIN_INVALID for what the start would refuse: `auth.enabled:
- * false` off loopback, bad upstream CIDRs or MCP_SECRET_KEY, unknown plugins, bad plugin options,
- * plugin dependencies, and names that refer to no configured plugin (checkPluginReferences).
+ * false` off loopback, a bad secret key or key file (or none in strict mode with PostgreSQL), bad
+ * upstream CIDRs, unknown plugins, bad plugin options, plugin dependencies, and names that refer to no
+ * configured plugin (checkPluginReferences). Writes nothing.
  */
-export async function checkStartConfig(config: Config, opts: { baseDir: string; logger: Logger; lookup?: LookupFunction }): Promise<StartCheck> {
+export async function checkStartConfig(
+  config: Config,
+  opts: { baseDir: string; logger: Logger; lookup?: LookupFunction; env?: NodeJS.ProcessEnv },
+): Promise<StartCheck> {
   guardAuthDisabled(config.auth.enabled, config.server.host, opts.logger);
-  const upstream = createUpstreamSafety(config.security, { baseDir: opts.baseDir, logger: opts.logger, ...(opts.lookup ? { lookup: opts.lookup } : {}) });
+  const secretKey = resolveSecretKey({ storage: config.storage, security: config.security, baseDir: opts.baseDir, ...(opts.env ? { env: opts.env } : {}) });
+  const upstream = createUpstreamSafety(config.security, {
+    box: secretKey.box,
+    baseDir: opts.baseDir,
+    logger: opts.logger,
+    ...(opts.lookup ? { lookup: opts.lookup } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
+  });
   const plugins = await PluginHost.plan({
     entries: config.plugins,
     defaultPlugins: config.defaultPlugins,
@@ -33,7 +47,7 @@ export async function checkStartConfig(config: Config, opts: { baseDir: string; 
     authStrategies: config.auth.enabled ? config.auth.strategies : [],
   });
   checkPluginReferences(config, (kind) => plugins.filter((p) => p.kind === kind).map((p) => p.name));
-  return { upstream, plugins };
+  return { upstream, plugins, secretKey };
 }
 
 /**

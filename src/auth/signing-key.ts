@@ -1,11 +1,13 @@
 /**
  * The access-token signing key, shared by every replica through the `auth_state` table.
  *
- * With `MCP_SECRET_KEY` set, the key is stored sealed by the gateway's one secret box (src/security/secrets.ts:
- * AES-256-GCM, key id in the envelope, `MCP_SECRET_KEY_PREVIOUS` still opens it): a database dump alone cannot
- * mint tokens. Without it the key is stored as is and a warning is logged at every start: whoever reads the
- * database can sign access tokens. Setting the variable later seals the stored key in place; losing or
- * changing it makes start-up fail (MCP_CONFIG_INVALID) rather than silently signing with a new key.
+ * With a secret key (src/security/secret-key.ts: MCP_SECRET_KEY, MCP_SECRET_KEY_FILE, or PGlite's data-dir key
+ * file) the key is stored sealed by the gateway's one secret box (src/security/secrets.ts: AES-256-GCM, key id in
+ * the envelope, `MCP_SECRET_KEY_PREVIOUS` still opens it): a database dump alone cannot mint tokens. Without one
+ * (PostgreSQL and neither variable) the key is stored as is and a warning is logged at every start: whoever reads
+ * the database can sign access tokens. A key stored as is is sealed in place at the first start with a secret
+ * key; losing or changing that key makes start-up fail (MCP_CONFIG_INVALID) rather than silently signing with a
+ * new one.
  */
 import { randomBytes } from 'node:crypto';
 import { eq } from 'drizzle-orm';
@@ -21,11 +23,19 @@ const PLAIN = 'plain:';
 function opened(value: string, box: SecretBox): Buffer {
   if (value.startsWith(PLAIN)) return Buffer.from(value.slice(PLAIN.length), 'base64');
   if (!isEnvelope(value)) throw new McpError('MCP_CONFIG_INVALID', 'auth_state: the stored signing key is unreadable');
-  if (!box.canSeal) throw new McpError('MCP_CONFIG_INVALID', 'the access-token signing key is stored encrypted: set MCP_SECRET_KEY (the one used before)');
+  if (!box.canSeal) {
+    throw new McpError(
+      'MCP_CONFIG_INVALID',
+      'the access-token signing key is stored encrypted and the gateway has no secret key: set MCP_SECRET_KEY or MCP_SECRET_KEY_FILE (the key used before)',
+    );
+  }
   try {
     return Buffer.from(box.open(value), 'base64');
   } catch {
-    throw new McpError('MCP_CONFIG_INVALID', 'MCP_SECRET_KEY does not open the stored access-token signing key (was it changed?)');
+    throw new McpError(
+      'MCP_CONFIG_INVALID',
+      `${box.source} does not open the stored access-token signing key (was the key changed? the one used before can go in MCP_SECRET_KEY_PREVIOUS)`,
+    );
   }
 }
 
@@ -46,9 +56,11 @@ export async function loadSigningKey(db: Db, box: SecretBox, logger: Logger): Pr
         .update(authState)
         .set({ value: box.seal(key.toString('base64')) })
         .where(eq(authState.key, ROW));
-      logger.info('access-token signing key sealed with MCP_SECRET_KEY');
+      logger.info({ keyId: box.keyId }, 'access-token signing key sealed with the secret key');
     } else {
-      logger.warn('MCP_SECRET_KEY is not set: the access-token signing key is stored unencrypted in the database');
+      logger.warn(
+        'no secret key (MCP_SECRET_KEY / MCP_SECRET_KEY_FILE): the access-token signing key is stored unencrypted in the database, whoever reads it can sign access tokens',
+      );
     }
   }
   return new Uint8Array(key);

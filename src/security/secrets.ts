@@ -4,10 +4,11 @@
  * - a reference `env:NAME` (read from the gateway's environment when the instance loads),
  * - a reference `file:PATH` (read when the instance loads; through the API only under
  *   `security.secrets.fileRoots`, from the configuration file anywhere),
- * - a literal, encrypted at rest with AES-256-GCM under `MCP_SECRET_KEY` (base64 of 32 bytes):
- *   `enc:v1:<key id>:<base64url(iv | ciphertext | tag)>`. Older keys listed in
- *   `MCP_SECRET_KEY_PREVIOUS` (comma-separated) still decrypt, so keys can rotate. Without a key a
- *   literal secret is refused.
+ * - a literal, encrypted at rest with AES-256-GCM under the gateway's secret key (32 bytes; where it
+ *   comes from: src/security/secret-key.ts): `enc:v1:<key id>:<base64url(iv | ciphertext | tag)>`.
+ *   Older keys listed in `MCP_SECRET_KEY_PREVIOUS` (comma-separated) still decrypt, so keys can
+ *   rotate. Without a key (PostgreSQL without MCP_SECRET_KEY / MCP_SECRET_KEY_FILE) a literal
+ *   secret is refused.
  * Plaintext exists only in memory, in the options handed to the backend's `load`. Every API shows
  * options through `redact`: references as they are, literals as `[redacted]`.
  */
@@ -82,7 +83,7 @@ interface Key {
 function parseKey(text: string, name: string): Key {
   const bytes = Buffer.from(text.trim(), 'base64');
   if (bytes.length !== 32) {
-    throw new McpError('MCP_CONFIG_INVALID', `${name} must be the base64 encoding of 32 random bytes (e.g. \`openssl rand -base64 32\`)`, {
+    throw new McpError('MCP_CONFIG_INVALID', `${name} must hold the base64 encoding of 32 random bytes (e.g. \`openssl rand -base64 32\`)`, {
       details: { paths: [name] },
     });
   }
@@ -94,9 +95,17 @@ export class SecretBox {
   private readonly current: Key | undefined;
   private readonly keys = new Map<string, Key>();
 
-  constructor(current?: string, previous: readonly string[] = []) {
+  /**
+   * `current`: base64 of 32 bytes (seals and opens); `previous`: older keys (open only); `source`:
+   * where `current` came from, as messages name it (never the key), e.g. `MCP_SECRET_KEY`.
+   */
+  constructor(
+    current?: string,
+    previous: readonly string[] = [],
+    readonly source = 'MCP_SECRET_KEY',
+  ) {
     if (current) {
-      this.current = parseKey(current, 'MCP_SECRET_KEY');
+      this.current = parseKey(current, source);
       this.keys.set(this.current.id, this.current);
     }
     for (const p of previous) {
@@ -105,13 +114,9 @@ export class SecretBox {
     }
   }
 
-  /** From MCP_SECRET_KEY and MCP_SECRET_KEY_PREVIOUS. */
+  /** From MCP_SECRET_KEY and MCP_SECRET_KEY_PREVIOUS only (the gateway resolves its key with resolveSecretKey). */
   static fromEnv(env: NodeJS.ProcessEnv = process.env): SecretBox {
-    const previous = (env.MCP_SECRET_KEY_PREVIOUS ?? '')
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
-    return new SecretBox(env.MCP_SECRET_KEY || undefined, previous);
+    return new SecretBox(env.MCP_SECRET_KEY || undefined, previousKeys(env));
   }
 
   get canSeal(): boolean {
@@ -124,7 +129,7 @@ export class SecretBox {
   }
 
   seal(plaintext: string): string {
-    if (!this.current) throw new Error('no MCP_SECRET_KEY');
+    if (!this.current) throw new Error('no secret key (MCP_SECRET_KEY / MCP_SECRET_KEY_FILE)');
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', this.current.bytes, iv);
     cipher.setAAD(AAD);
@@ -140,7 +145,7 @@ export class SecretBox {
     if (colon < 0 || !key) {
       throw new McpError(
         'MCP_CONFLICT',
-        `a stored secret was encrypted with key id "${kid}", which is not configured (MCP_SECRET_KEY / MCP_SECRET_KEY_PREVIOUS)`,
+        `a stored secret was encrypted with key id "${kid}", which is not configured (${this.source} / MCP_SECRET_KEY_PREVIOUS)`,
       );
     }
     const raw = Buffer.from(rest.slice(colon + 1), 'base64url');
@@ -153,6 +158,14 @@ export class SecretBox {
       throw new McpError('MCP_CONFLICT', `a stored secret (key id "${kid}") does not decrypt: it was altered or the key is wrong`);
     }
   }
+}
+
+/** The keys listed in MCP_SECRET_KEY_PREVIOUS (comma-separated). */
+export function previousKeys(env: NodeJS.ProcessEnv): string[] {
+  return (env.MCP_SECRET_KEY_PREVIOUS ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 export const isEnvelope = (v: string) => v.startsWith(ENVELOPE_PREFIX);
@@ -233,7 +246,7 @@ export class InstanceSecrets {
   /**
    * What is stored for `options`: each secret value checked (references) or encrypted (literals).
    * Throws MCP_VALIDATION_FAILED naming the option: a malformed `env:` name, a `file:` path outside
-   * the allowed folders (API), a literal while no MCP_SECRET_KEY is set. `literals: 'keep'` only
+   * the allowed folders (API), a literal while the gateway has no secret key. `literals: 'keep'` only
    * checks the references (options that are used at once and never stored, e.g. a worker's LOAD command).
    */
   seal(
@@ -255,7 +268,9 @@ export class InstanceSecrets {
       if (value.startsWith('file:')) return `file:${this.checkFile(value.slice(5), source, fail)}`;
       if (literals === 'keep') return value;
       if (!this.box.canSeal) {
-        fail('a literal secret cannot be stored: give a reference "env:NAME" (or "file:PATH"), or set MCP_SECRET_KEY so the gateway stores it encrypted');
+        fail(
+          'a literal secret cannot be stored: give a reference "env:NAME" (or "file:PATH"), or set MCP_SECRET_KEY (or MCP_SECRET_KEY_FILE) so the gateway stores it encrypted',
+        );
       }
       return this.box.seal(value);
     }) as Record<string, unknown>;

@@ -1,19 +1,19 @@
-/** Builds the upstream safety pieces from `security` and the environment: the address policy and the instance secrets. */
+/** Builds the upstream safety pieces from `security` and the gateway's secret box: the address policy and the instance secrets. */
 import type { Logger } from 'pino';
 import { AddressPolicy, validateCidrs, type LookupFunction } from './address-policy.ts';
 import type { SecurityConfig } from './config.ts';
-import { InstanceSecrets, SecretBox, SecretFields } from './secrets.ts';
+import { InstanceSecrets, SecretFields, type SecretBox } from './secrets.ts';
 
 export interface UpstreamSafety {
   policy: AddressPolicy;
   secrets: InstanceSecrets;
-  /** The gateway's one secret box (MCP_SECRET_KEY): instance secrets and the access-token signing key. */
+  /** The gateway's one secret box (secret-key.ts): instance secrets and the access-token signing key. */
   box: SecretBox;
 }
 
 export function createUpstreamSafety(
   security: SecurityConfig,
-  opts: { baseDir: string; logger: Logger; lookup?: LookupFunction; env?: NodeJS.ProcessEnv },
+  opts: { box: SecretBox; baseDir: string; logger: Logger; lookup?: LookupFunction; env?: NodeJS.ProcessEnv },
 ): UpstreamSafety {
   validateCidrs(security.upstream.allowCidrs, 'security.upstream.allowCidrs');
   const policy = new AddressPolicy({
@@ -25,8 +25,10 @@ export function createUpstreamSafety(
   if (security.mode === 'strict' && security.upstream.allowHosts.length === 0 && security.upstream.allowCidrs.length === 0) {
     opts.logger.warn('security.mode is strict and security.upstream lists no host or CIDR: every upstream connection will be refused');
   }
-  const box = SecretBox.fromEnv(opts.env);
-  if (!box.canSeal) opts.logger.info('MCP_SECRET_KEY is not set: secret instance options must be env: or file: references (literals are refused)');
+  const { box } = opts;
+  if (!box.canSeal) {
+    opts.logger.info('no secret key (MCP_SECRET_KEY / MCP_SECRET_KEY_FILE): secret instance options must be env: or file: references (literals are refused)');
+  }
   const secrets = new InstanceSecrets({
     box,
     fields: new SecretFields(security.secrets.extraKeys),

@@ -20,6 +20,7 @@ import { Registry } from 'prom-client';
 import { request } from 'undici';
 import WebSocket from 'ws';
 import { checkEndpoint, type EndpointSource } from '../security/address-policy.ts';
+import { SecretBox } from '../security/secrets.ts';
 import { createUpstreamSafety } from '../security/upstream.ts';
 import { loadConfig } from '../config/loader.ts';
 import { applyNodeTuning } from '../node-tuning.ts';
@@ -235,7 +236,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const logger = opts.logger ?? createLogger(config.log.level, 'capibara-mcp-worker');
   const dataDir = resolve(baseDir, config.storage.dataDir);
   mkdirSync(dataDir, { recursive: true });
-  const upstream = createUpstreamSafety(config.security, { baseDir, logger });
+  // A worker stores no secret (LOAD options are resolved and used at once): MCP_SECRET_KEY only, no key file.
+  const upstream = createUpstreamSafety(config.security, { box: SecretBox.fromEnv(), baseDir, logger });
   const plugins = await PluginHost.start({
     entries: config.plugins,
     defaultPlugins: config.defaultPlugins,

@@ -3,7 +3,8 @@
  * worker's lists its flags), an unknown option is one line (no stack trace), and `config check`
  * refuses what `start` refuses, with the same message, without opening a database.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -111,6 +112,47 @@ describe('capibara-mcp config check', () => {
     expect(r.stdout).toMatch(new RegExp(`^configuration ok \\(${file.replaceAll('/', '\\/')}\\): \\d+ plugins \\(.*round-robin.*tfjs`));
     expect(existsSync(join(dir, 'data'))).toBe(false);
   }, 60_000);
+
+  it('names where the secret key comes from (env, file, data-dir file, none), never the key, and writes no key file', async () => {
+    const file = write('key.json', {});
+    const dataDirKey = join(dir, 'data', 'secret.key');
+    const fresh = await runCli(['config', 'check', '--config', file]);
+    expect(fresh.code).toBe(0);
+    expect(fresh.stdout).toContain(`secret key: data-dir file (${dataDirKey}, created at the first start)`);
+    expect(existsSync(join(dir, 'data'))).toBe(false);
+
+    const key = randomBytes(32).toString('base64');
+    const fromEnv = await runCli(['config', 'check', '--config', file], { env: { MCP_SECRET_KEY: key } });
+    expect(fromEnv.stdout).toContain('secret key: env (MCP_SECRET_KEY)');
+    const keyFile = join(dir, 'mounted.key');
+    writeFileSync(keyFile, key, { mode: 0o644 });
+    const fromFile = await runCli(['config', 'check', '--config', file], { env: { MCP_SECRET_KEY_FILE: keyFile } });
+    expect(fromFile.stdout).toContain(`secret key: file (MCP_SECRET_KEY_FILE: ${keyFile})`);
+    for (const r of [fresh, fromEnv, fromFile]) expect(r.stdout + r.stderr).not.toContain(key);
+
+    // A data-dir key file others may read is refused by the check as by the start.
+    mkdirSync(join(dir, 'data'));
+    writeFileSync(dataDirKey, key, { mode: 0o644 });
+    chmodSync(dataDirKey, 0o644);
+    const loose = await runCli(['config', 'check', '--config', file]);
+    expect(loose.code).toBe(1);
+    expect(loose.stderr).toContain(`MCP_CONFIG_INVALID: the secret key file ${dataDirKey} may be read or written by group or others (mode 0644)`);
+    expect(loose.stderr).not.toContain(key);
+    rmSync(join(dir, 'data'), { recursive: true });
+
+    const pg = write('pg.json', { storage: { url: 'postgres://127.0.0.1:1/none' } });
+    const none = await runCli(['config', 'check', '--config', pg]);
+    expect(none.code).toBe(0);
+    expect(none.stdout).toContain('secret key: none (PostgreSQL without MCP_SECRET_KEY or MCP_SECRET_KEY_FILE');
+    const strict = await runCli([
+      'config',
+      'check',
+      '--config',
+      write('pg-strict.json', { storage: { url: 'postgres://127.0.0.1:1/none' }, security: { mode: 'strict' } }),
+    ]);
+    expect(strict.code).toBe(1);
+    expect(strict.stderr).toContain('MCP_CONFIG_INVALID: security.mode is strict and the gateway has no secret key');
+  }, 240_000);
 
   it('accepts the shipped sample worker config', async () => {
     const r = await runCli(['config', 'check', '--config', join(ROOT, 'examples/worker.yaml')]);

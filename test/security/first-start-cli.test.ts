@@ -3,7 +3,7 @@
  * (stderr) once, never into the JSON log (stdout); a second start on the same data prints nothing.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,7 +13,9 @@ const TSX = join(import.meta.dirname, '../../node_modules/.bin/tsx');
 
 /** Starts the CLI, waits for `gateway ready`, stops it with SIGTERM; returns its stdout, stderr and URL. */
 async function startOnce(dir: string, signIn?: (url: string, stderr: () => string) => Promise<void>): Promise<{ stdout: string; stderr: string }> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VITEST') && k !== 'MCP_ADMIN_PASSWORD'));
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('VITEST') && k !== 'MCP_ADMIN_PASSWORD' && !k.startsWith('MCP_SECRET_KEY')),
+  );
   const child = spawn(TSX, ['--conditions=capibara-source', CLI, 'start'], { cwd: dir, env: { ...env, DATABASE_URL: '', PORT: '' } });
   let stdout = '';
   let stderr = '';
@@ -74,6 +76,12 @@ describe('first start from the CLI', () => {
     expect(first.stderr.split(password).length - 1).toBe(1);
     expect(first.stdout).not.toContain(password);
     expect(first.stdout).toContain('sign in with POST /api/v1/auth/login');
+    // No MCP_SECRET_KEY: the data-dir key file seals the signing key (nothing stored unencrypted).
+    const keyFile = join(dir, 'data', 'secret.key');
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    expect(first.stdout).toContain('first start: created the secret key file');
+    expect(first.stdout).not.toContain('stored unencrypted');
+    expect(first.stdout + first.stderr).not.toContain(readFileSync(keyFile, 'utf8').trim());
 
     const second = await startOnce(dir);
     expect(second.stderr).not.toContain('Created user');

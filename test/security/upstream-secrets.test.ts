@@ -1,7 +1,8 @@
 /**
  * Issue 10: "an upstream `apiKey` in instance options is stored in plaintext and returned to any
  * authenticated caller by `versions { instances { options } }`". Literal secrets are stored
- * encrypted (MCP_SECRET_KEY), references (`env:`, `file:`) as they are; no API answer and no
+ * encrypted (the gateway's secret key: MCP_SECRET_KEY here; the key file sources are in
+ * secret-key-file.test.ts), references (`env:`, `file:`) as they are; no API answer and no
  * database dump shows a literal; the model server still receives the right key.
  */
 import { execFileSync } from 'node:child_process';
@@ -13,6 +14,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeOpenAI, type FakeOpenAIServer } from '../../src/testing/fake-openai-server.ts';
 import { STORAGES, startTestGateway, type TestGateway } from '../../src/testing/gateway.ts';
+import { everyTableText } from '../support/db-text.ts';
 
 const API_KEY = 'sk-live-PLAINTEXT-5c1e9a';
 const HEADER_KEY = 'hdr-PLAINTEXT-8b2d4f';
@@ -100,6 +102,14 @@ describe.each(STORAGES)('secret instance options (%s)', (storageKind) => {
     expect(stored).not.toContain(HEADER_KEY);
   });
 
+  it('no table of the database holds a plaintext secret (every row of every table, as text)', async () => {
+    const dump = await everyTableText(gw.services.database.db);
+    expect(dump).toContain('enc:v1:');
+    expect(dump).not.toContain(API_KEY);
+    expect(dump).not.toContain(HEADER_KEY);
+    expect(dump).not.toContain(process.env.MCP_SECRET_KEY!);
+  });
+
   it.runIf(storageKind === 'postgres')('a pg_dump of the database contains no plaintext secret', () => {
     const dump = execFileSync('pg_dump', ['--data-only', gw.config.storage.url!], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
     expect(dump).toContain('enc:v1:');
@@ -135,14 +145,16 @@ describe.each(STORAGES)('secret instance options (%s)', (storageKind) => {
   });
 });
 
-describe('without MCP_SECRET_KEY', () => {
+// Only PostgreSQL can be without a key: PGlite has its data-dir key file (or, in memory, a key per process).
+describe.runIf(process.env.DATABASE_URL)('without a secret key (PostgreSQL without MCP_SECRET_KEY or MCP_SECRET_KEY_FILE)', () => {
   let gw: TestGateway;
   let fake: FakeOpenAIServer;
   const previousKey = process.env.MCP_SECRET_KEY;
+  const noKey = { ...plugins, storageKind: 'postgres' as const };
   beforeAll(async () => {
     delete process.env.MCP_SECRET_KEY;
     fake = await startFakeOpenAI();
-    gw = await startTestGateway(plugins);
+    gw = await startTestGateway(noKey);
   });
   afterAll(async () => {
     await gw?.close();
@@ -167,7 +179,7 @@ describe('without MCP_SECRET_KEY', () => {
       task: 'chat' as const,
       versions: [{ version: 'v1', instances: [{ backend: 'openai', endpoint: fake.url, options: { apiKey: API_KEY } }] }],
     };
-    const err = await startTestGateway({ ...plugins, models: [seeded] }).then(
+    const err = await startTestGateway({ ...noKey, models: [seeded] }).then(
       async (g) => {
         await g.close();
         return undefined;
@@ -185,7 +197,7 @@ describe('without MCP_SECRET_KEY', () => {
     process.env.MCP_TEST_UPSTREAM_KEY = ENV_KEY;
     const instance = (apiKey: string) => ({ backend: 'openai', endpoint: fake.url, options: { model: 'fake-model', apiKey } });
     const g = await startTestGateway({
-      ...plugins,
+      ...noKey,
       models: [
         { id: 'seed-env', task: 'chat', versions: [{ version: 'v1', instances: [instance('env:MCP_TEST_UPSTREAM_KEY')] }] },
         { id: 'seed-file', task: 'chat', versions: [{ version: 'v1', instances: [instance(`file:${join(dir, 'key')}`)] }] },
@@ -205,4 +217,29 @@ describe('without MCP_SECRET_KEY', () => {
     const r = await gw.gql(REGISTER, { input: modelInput('no-key-env', fake.url, { apiKey: 'env:MCP_TEST_UPSTREAM_KEY' }) });
     expect(r.errors).toBeUndefined();
   });
+});
+
+describe('in-memory PGlite without MCP_SECRET_KEY', () => {
+  const previousKey = process.env.MCP_SECRET_KEY;
+  beforeAll(() => void delete process.env.MCP_SECRET_KEY);
+  afterAll(() => {
+    if (previousKey !== undefined) process.env.MCP_SECRET_KEY = previousKey;
+  });
+
+  it('seals a literal secret with a key of its own, which lives as long as the database (in memory)', async () => {
+    const fake = await startFakeOpenAI();
+    const gw = await startTestGateway(plugins);
+    try {
+      const r = await gw.gql(REGISTER, { input: modelInput('memory-key', fake.url, { apiKey: API_KEY }) });
+      expect(r.errors).toBeUndefined();
+      const dump = await everyTableText(gw.services.database.db);
+      expect(dump).toContain('enc:v1:');
+      expect(dump).not.toContain(API_KEY);
+      await gw.gql(chat('memory-key'));
+      expect(fake.lastRequest?.headers.authorization).toBe(`Bearer ${API_KEY}`);
+    } finally {
+      await gw.close();
+      await fake.close();
+    }
+  }, 120_000);
 });
