@@ -18,10 +18,13 @@
  * (req/s per core against open/admin).
  *
  *   npx tsx --conditions=capibara-source bench/graphql-secured-cost.ts [--n=3000] [--c=8] [--rounds=7]
- *     [--cases=open/admin,open/dev,…] [--paths=graphql,openai] [--profile=secured/dev,open/admin]
+ *     [--cases=open/admin,open/dev,…] [--paths=graphql,openai] [--profile=secured/dev,open/admin] [--hops]
  *
+ * --hops first counts the async resources (promises, ticks, timers) each gateway creates per request, one
+ * request at a time: a count the machine's load does not change (the CPU rounds follow; --rounds=0 skips them).
  * --profile=<case>,… runs those gateways under `node --cpu-prof` (profiles in bench/.out/prof when they exit).
  */
+import { createHook } from 'node:async_hooks';
 import { fork, type ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,7 +53,7 @@ async function upstream(): Promise<void> {
 
 /** A child: one gateway (settings name, key role, upstream URL, key hash in argv); answers `cpu` with process.cpuUsage(). */
 async function gateway(): Promise<void> {
-  const [settings, role, upstreamV1, sha256] = process.argv.slice(3) as [string, string, string, string];
+  const [settings, role, upstreamV1, sha256] = process.argv.slice(3, 7) as [string, string, string, string];
   const { startTestGateway } = await import('../src/testing/gateway.ts');
   const gw = await startTestGateway({
     ...SETTINGS[settings],
@@ -71,10 +74,27 @@ async function gateway(): Promise<void> {
       },
     ],
   } as never);
+  // --hops: async resources (promises, ticks, timers) the gateway creates per request, counted by an async hook
+  // while asked to: a figure the machine's load does not change.
+  const counts = new Map<string, number>();
+  let counting = false;
+  if (process.argv.includes('--hops'))
+    createHook({
+      init(_id, type) {
+        if (counting) counts.set(type, (counts.get(type) ?? 0) + 1);
+      },
+    }).enable();
   process.on('message', (m: string) => {
     if (m === 'cpu') {
       const u = process.cpuUsage();
       process.send!({ cpu: u.user + u.system });
+    } else if (m === 'count') {
+      counts.clear();
+      counting = true;
+      process.send!({ counting: true });
+    } else if (m === 'counted') {
+      counting = false;
+      process.send!({ counts: Object.fromEntries(counts) });
     }
   });
   process.on('disconnect', () => void gw.close().then(() => process.exit(0)));
@@ -122,6 +142,7 @@ async function main(): Promise<void> {
   const CASES = arg('cases', 'open/admin,open/dev,limit/dev,audit/dev,secured/dev,secured/admin').split(',');
   const PATHS = arg('paths', 'graphql,openai').split(',');
   const PROFILE = arg('profile', '').split(',');
+  const HOPS = process.argv.includes('--hops');
   if (CASES[0] !== 'open/admin') CASES.unshift('open/admin');
 
   const { generateApiKey } = await import('../plugins/auth-api-key/index.ts');
@@ -132,15 +153,18 @@ async function main(): Promise<void> {
     CASES.map(async (name) => {
       const [settings, who] = name.split('/') as [string, string];
       if (!SETTINGS[settings] || (who !== 'admin' && who !== 'dev')) throw new Error(`unknown case ${name}`);
-      const prof = PROFILE.includes(name) ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench/.out/prof')}`, `--cpu-prof-name=${name.replace('/', '-')}.cpuprofile`] : [];
-      const g = spawnChild(['--gateway', settings, who === 'admin' ? 'admin' : 'developer', upstreamV1!, key.sha256], prof);
+      const prof = PROFILE.includes(name)
+        ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench/.out/prof')}`, `--cpu-prof-name=${name.replace('/', '-')}.cpuprofile`]
+        : [];
+      const g = spawnChild(['--gateway', settings, who === 'admin' ? 'admin' : 'developer', upstreamV1!, key.sha256, ...(HOPS ? ['--hops'] : [])], prof);
       const { url } = await g.ready;
-      const cpu = () =>
-        new Promise<number>((res) => {
-          g.child.once('message', (m: { cpu: number }) => res(m.cpu));
-          g.child.send('cpu');
+      const ask = <T>(m: string) =>
+        new Promise<T>((res) => {
+          g.child.once('message', (a: T) => res(a));
+          g.child.send(m);
         });
-      return { name, url: url!, child: g.child, cpu };
+      const cpu = () => ask<{ cpu: number }>('cpu').then((a) => a.cpu);
+      return { name, url: url!, child: g.child, cpu, ask };
     }),
   );
   const headers = { authorization: `Bearer ${key.key}` };
@@ -152,25 +176,46 @@ async function main(): Promise<void> {
     const after = await Promise.all(gateways.map((g) => g.cpu()));
     return gateways.map((_, i) => (after[i]! - before[i]!) / n);
   };
-  for (const p of PATHS) await round(p, Math.min(N, 2000)); // warm-up: JIT, caches, graphql-jit compilation, PGlite
-  const samples = new Map<string, number[][]>(PATHS.map((p) => [p, []]));
-  for (let r = 0; r < ROUNDS; r++) {
-    for (const p of r % 2 ? [...PATHS].reverse() : PATHS) samples.get(p)!.push(await round(p, N));
-    console.error(`round ${r + 1}/${ROUNDS} done`);
+  if (HOPS) {
+    console.log('\nasync resources the gateway creates per request (one request at a time, 300 requests per case and path)');
+    console.log('| path | case | PROMISE | TickObject | Timeout | Immediate | other |');
+    console.log('|---|---|---:|---:|---:|---:|---:|');
+    for (const p of PATHS) {
+      for (const g of gateways) {
+        const url = `${g.url}${p === 'graphql' ? '/graphql' : '/v1/chat/completions'}`;
+        const body = p === 'graphql' ? INFER : CHAT;
+        await load(url, headers, body, 100, 1);
+        await g.ask('count');
+        await load(url, headers, body, 300, 1);
+        const { counts } = await g.ask<{ counts: Record<string, number> }>('counted');
+        const per = (t: string) => ((counts[t] ?? 0) / 300).toFixed(1);
+        const known = ['PROMISE', 'TickObject', 'Timeout', 'Immediate'];
+        const other = Object.entries(counts).reduce((a, [t, n]) => a + (known.includes(t) ? 0 : n), 0) / 300;
+        console.log(`| ${p} | ${g.name} | ${known.map(per).join(' | ')} | ${other.toFixed(1)} |`);
+      }
+    }
   }
-  console.log(`\n${CASES.length} gateways loaded at once, ${N} requests each per round, ${C} in flight each, ${ROUNDS} rounds`);
-  console.log('| path | case | CPU µs/req (median) | + µs over open/admin | open/admin ÷ case (median of rounds) | per round |');
-  console.log('|---|---|---:|---:|---:|---|');
-  for (const p of PATHS) {
-    const rows = samples.get(p)!;
-    const base = median(rows.map((x) => x[0]!));
-    gateways.forEach((g, i) => {
-      const us = median(rows.map((x) => x[i]!));
-      const ratios = rows.map((x) => x[0]! / x[i]!);
-      console.log(
-        `| ${p} | ${g.name} | ${us.toFixed(0)} | ${(us - base).toFixed(0)} | ${(100 * median(ratios)).toFixed(1)}% | ${ratios.map((x) => (100 * x).toFixed(0)).join(' ')} |`,
-      );
-    });
+  if (ROUNDS > 0) {
+    for (const p of PATHS) await round(p, Math.min(N, 2000)); // warm-up: JIT, caches, graphql-jit compilation, PGlite
+    const samples = new Map<string, number[][]>(PATHS.map((p) => [p, []]));
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const p of r % 2 ? [...PATHS].reverse() : PATHS) samples.get(p)!.push(await round(p, N));
+      console.error(`round ${r + 1}/${ROUNDS} done`);
+    }
+    console.log(`\n${CASES.length} gateways loaded at once, ${N} requests each per round, ${C} in flight each, ${ROUNDS} rounds`);
+    console.log('| path | case | CPU µs/req (median) | + µs over open/admin | open/admin ÷ case (median of rounds) | per round |');
+    console.log('|---|---|---:|---:|---:|---|');
+    for (const p of PATHS) {
+      const rows = samples.get(p)!;
+      const base = median(rows.map((x) => x[0]!));
+      gateways.forEach((g, i) => {
+        const us = median(rows.map((x) => x[i]!));
+        const ratios = rows.map((x) => x[0]! / x[i]!);
+        console.log(
+          `| ${p} | ${g.name} | ${us.toFixed(0)} | ${(us - base).toFixed(0)} | ${(100 * median(ratios)).toFixed(1)}% | ${ratios.map((x) => (100 * x).toFixed(0)).join(' ')} |`,
+        );
+      });
+    }
   }
   for (const g of gateways) {
     const exited = new Promise((res) => g.child.once('exit', res));
