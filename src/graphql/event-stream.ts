@@ -99,6 +99,19 @@ function sharedDocument(enveloped: ReturnType<Yoga['getEnveloped']>, params: Par
   return isSharedSubscription(getOperationAST(document, params.operationName)) ? document : undefined;
 }
 
+/** Resolves when `res` drained or closed. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
 /** Streams a web Response to `res` (Yoga's answers): its status and headers, then its body as it comes. */
 async function pipe(res: ServerResponse, response: Response): Promise<void> {
   const headers: Record<string, string> = {};
@@ -114,7 +127,7 @@ async function pipe(res: ServerResponse, response: Response): Promise<void> {
     for (;;) {
       const { value, done } = await reader.read();
       if (done || res.destroyed) break;
-      if (!res.write(value)) await new Promise<void>((r) => (res.once('drain', r), res.once('close', r)));
+      if (!res.write(value)) await drained(res);
     }
   } catch {
     // The stream failed or was cancelled: end what was sent.
