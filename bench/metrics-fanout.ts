@@ -7,7 +7,8 @@
  * Each row runs twice in one run, on two gateways started in turn: `server.websocket.sharedWrites`
  * off (every subscriber through graphql-ws: its own result object, JSON.stringify and write) and on
  * (each snapshot serialised once per filter and written to the sockets within the tick).
- * BENCH_SHARED_WRITES=on|off runs one of them only; BENCH_ROUNDS=n repeats the off/on pair.
+ * BENCH_SHARED_WRITES=on|off runs one of them only; BENCH_ROUNDS=n repeats the off/on pair;
+ * BENCH_ONE_FILTER=1 runs the one-filter row only (a quick check).
  *
  * BENCH_TRANSPORT=sse: the same over GraphQL over SSE (a JSON POST with `accept: text/event-stream`,
  * one HTTP connection per subscriber; 1,000 subscribers unless SUBSCRIBERS says otherwise), the
