@@ -2,7 +2,8 @@
  * Response cache (issue 13): a cache hit next to the uncached OpenAI path, in the same run, through
  * the same gateway process. Every server on 127.0.0.1 in its own process: the fake OpenAI upstream
  * (answers at once, bench/overhead/upstream.ts), one gateway (`capibara-mcp start` from the sources,
- * PGlite in memory, auth off, memory cache store), load from wrk in a separate process.
+ * PGlite in memory, auth off, memory cache store), load from wrk in a separate process (the upstream,
+ * the load and the c=1 latency from bench/load.ts, shared with bench/overhead.ts).
  *
  *   (a) direct to the upstream
  *   (b) /v1/chat/completions on a model without a cache (the uncached OpenAI path)
@@ -17,47 +18,16 @@
  * The gateway runs as shipped, per-inference records (router.recording, written to the embedded PGlite in the
  * gateway process) included, for hits too; --no-recording turns them off.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Client } from 'undici';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { arg, children, latencyC1, load, median, OUT, ROOT, startNode, type LoadTarget } from './load.ts';
 
-const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
-const OUT = join(ROOT, 'bench/.out');
-const arg = (name: string, dflt: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt;
 const DURATION = Number(arg('duration', '5'));
 const RUNS = Number(arg('runs', '3'));
 const CONNECTIONS = Number(arg('connections', '32'));
 const C1 = Number(arg('c1', '2000'));
 const RECORDING = !process.argv.includes('--no-recording');
-mkdirSync(OUT, { recursive: true });
-
-const children: ChildProcess[] = [];
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-});
-
-interface Target {
-  key: string;
-  label: string;
-  url: string;
-  body: string;
-  headers: Record<string, string>;
-}
-
-function startUpstream(): Promise<number> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/overhead/upstream.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, NODE_ENV: 'production' },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
-  children.push(child);
-  return new Promise((res, rej) => {
-    child.once('message', (m: { port: number }) => res(m.port));
-    child.once('exit', (code) => rej(new Error(`upstream exited with ${code}`)));
-  });
-}
 
 async function startGateway(upstream: string): Promise<string> {
   const inst = { backend: 'openai', endpoint: upstream, options: { model: 'fake-model' } };
@@ -100,70 +70,12 @@ async function startGateway(upstream: string): Promise<string> {
   return url;
 }
 
-function toMs(v: string, unit: string): number {
-  const n = Number(v);
-  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : n;
-}
-
-function wrk(t: Target): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
-  const lua = join(OUT, `wrk-cache-${t.key}.lua`);
-  writeFileSync(
-    lua,
-    [
-      'wrk.method = "POST"',
-      `wrk.body = [==[${t.body}]==]`,
-      ...Object.entries({ 'content-type': 'application/json', ...t.headers }).map(([k, v]) => `wrk.headers["${k}"] = [==[${v}]==]`),
-    ].join('\n'),
-  );
-  return new Promise((res, rej) => {
-    const p = spawn('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', '-s', lua, t.url], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    p.once('exit', (code) => {
-      if (code !== 0) return rej(new Error(`wrk exited ${code}: ${out}`));
-      const lat = (pct: string) => {
-        const m = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out);
-        return m ? toMs(m[1]!, m[2]!) : NaN;
-      };
-      res({
-        rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
-        p50: lat('50'),
-        p99: lat('99'),
-        errors: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
-      });
-    });
-  });
-}
-
-/** p50 of sequential requests on one keep-alive connection, ms. */
-async function latencyC1(t: Target): Promise<number> {
-  const u = new URL(t.url);
-  const client = new Client(u.origin, { pipelining: 1 });
-  const once = async () => {
-    const r = await client.request({ method: 'POST', path: u.pathname, headers: { 'content-type': 'application/json', ...t.headers }, body: t.body });
-    await r.body.text();
-    if (r.statusCode !== 200) throw new Error(`${t.label}: status ${r.statusCode}`);
-  };
-  for (let i = 0; i < 200; i++) await once();
-  const xs: number[] = [];
-  for (let i = 0; i < C1; i++) {
-    const s = process.hrtime.bigint();
-    await once();
-    xs.push(Number(process.hrtime.bigint() - s) / 1e6);
-  }
-  await client.close();
-  xs.sort((a, b) => a - b);
-  return xs[Math.floor(C1 * 0.5)]!;
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
 
-const upstreamPort = await startUpstream();
-const upstream = `http://127.0.0.1:${upstreamPort}/v1`;
+const upstream = `http://127.0.0.1:${(await startNode('bench/overhead/upstream.ts')).port}/v1`;
 const gw = await startGateway(upstream);
 const body = (model: string) => JSON.stringify({ model, temperature: 0, max_tokens: 16, messages: [{ role: 'user', content: 'What does a capybara eat?' }] });
-const targets: Target[] = [
+const targets: LoadTarget[] = [
   { key: 'a', label: '(a) direct to the upstream', url: `${upstream}/chat/completions`, body: body('fake-model'), headers: {} },
   { key: 'b', label: '(b) OpenAI path, no cache', url: `${gw}/v1/chat/completions`, body: body('plain'), headers: {} },
   { key: 'c', label: '(c) OpenAI path, cache hit', url: `${gw}/v1/chat/completions`, body: body('cached'), headers: {} },
@@ -185,8 +97,8 @@ for (let i = 0; i < 2; i++) {
 const rows = new Map(targets.map((t) => [t.key, { rps: [] as number[], p50: [] as number[], p99: [] as number[], c1: [] as number[], errors: 0 }]));
 for (let run = 0; run < RUNS; run++) {
   for (const t of targets) {
-    const r = await wrk(t);
-    const c1 = await latencyC1(t);
+    const r = await load(t, DURATION, CONNECTIONS);
+    const c1 = (await latencyC1(t, C1)).p50;
     const row = rows.get(t.key)!;
     row.rps.push(r.rps);
     row.p50.push(r.p50);

@@ -7,16 +7,27 @@
  * Each row runs twice in one run, on two gateways started in turn: `server.websocket.sharedWrites`
  * off (every subscriber through graphql-ws: its own result object, JSON.stringify and write) and on
  * (each snapshot serialised once per filter and written to the sockets within the tick).
- * BENCH_SHARED_WRITES=on|off runs one of them only; BENCH_ROUNDS=n repeats the off/on pair.
+ * BENCH_SHARED_WRITES=on|off runs one of them only; BENCH_ROUNDS=n repeats the off/on pair;
+ * BENCH_ONE_FILTER=1 runs the one-filter row only (a quick check).
+ *
+ * BENCH_TRANSPORT=sse: the same over GraphQL over SSE (a JSON POST with `accept: text/event-stream`,
+ * one HTTP connection per subscriber; 1,000 subscribers unless SUBSCRIBERS says otherwise), the
+ * pair being `server.graphql.sseSharedWrites` off (Yoga's SSE: a result object, JSON.stringify and
+ * web stream per subscriber) and on (each snapshot's frame serialised once per filter and written
+ * to the responses within the tick). The bench raises `server.maxSocketsPerIp` and turns off
+ * `server.overload.maxInflight` (every open stream counts as a request in flight).
  *
  *   npx tsx --conditions=capibara-source bench/metrics-fanout.ts
+ *   BENCH_TRANSPORT=sse npx tsx --conditions=capibara-source bench/metrics-fanout.ts
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { Agent, request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
-const SUBSCRIBERS = Number(process.env.SUBSCRIBERS ?? 5000);
+const TRANSPORT = process.env.BENCH_TRANSPORT === 'sse' ? 'sse' : 'ws';
+const SUBSCRIBERS = Number(process.env.SUBSCRIBERS ?? (TRANSPORT === 'sse' ? 1000 : 5000));
 const PROCESSES = 2;
 const PER_SOCKET = 100;
 const WARMUP_MS = 6000;
@@ -26,6 +37,8 @@ const UPDATES = 'subscription($f: MetricsFilter) { metricsUpdates(filter: $f, in
 
 type Msg = { type: 'ready' } | { type: 'lags'; lags: number[]; received: number; errors: number };
 
+const filterOf = (n: number, distinct: number) => (distinct > 1 ? { metrics: METRICS, versions: [`v${n % distinct}`, 'v1'] } : { metrics: METRICS });
+
 async function client(): Promise<void> {
   const { url, count, distinct, offset } = JSON.parse(process.argv[3]!) as { url: string; count: number; distinct: number; offset: number };
   const lags: number[] = [];
@@ -33,13 +46,79 @@ async function client(): Promise<void> {
   let received = 0;
   let errors = 0;
   let ready = 0;
-  const clients: ReturnType<typeof createClient>[] = [];
-  for (let s = 0; s * PER_SOCKET < count; s++) {
+  const clients: Array<{ dispose(): unknown }> = [];
+  if (TRANSPORT === 'sse') {
+    // One HTTP connection per subscriber: a POST answered by an event stream, read frame by frame.
+    const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
+    const target = new URL(url);
+    const logged = new Set<string>();
+    /** Opens subscriber i; resolves once its answer's headers came (or it failed), retrying a failed connection a few times. */
+    const open = (i: number, attempt = 0): Promise<void> =>
+      new Promise((settled) => {
+        const body = JSON.stringify({ query: UPDATES, variables: { f: filterOf(offset + i, distinct) } });
+        let first = true;
+        let answered = false;
+        const retry = (why: string) => {
+          if (!logged.has(why)) console.error(`sse client: ${why}${attempt < 10 ? ', retrying' : ''}`);
+          logged.add(why);
+          if (attempt < 10) setTimeout(() => void open(i, attempt + 1), 200);
+          else errors++;
+          settled();
+        };
+        const req = request(
+          {
+            host: target.hostname,
+            port: target.port,
+            path: target.pathname,
+            method: 'POST',
+            agent,
+            headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'content-length': Buffer.byteLength(body) },
+          },
+          (res) => {
+            answered = true;
+            settled();
+            if (res.statusCode !== 200) {
+              res.resume();
+              return retry(`status ${res.statusCode}`);
+            }
+            res.setEncoding('utf8');
+            let buf = '';
+            res.on('data', (chunk: string) => {
+              const now = Date.now();
+              buf += chunk;
+              let end: number;
+              while ((end = buf.indexOf('\n\n')) >= 0) {
+                const frame = buf.slice(0, end);
+                buf = buf.slice(end + 2);
+                const data = frame.indexOf('data: {');
+                if (data < 0) continue;
+                const m = JSON.parse(frame.slice(data + 6)) as { data?: { metricsUpdates: { at: number } } };
+                if (first) {
+                  first = false;
+                  if (++ready === count) process.send!({ type: 'ready' } satisfies Msg);
+                }
+                if (!m.data) errors++;
+                else if (measuring) {
+                  received++;
+                  lags.push(now - m.data.metricsUpdates.at);
+                }
+              }
+            });
+            res.on('error', () => undefined);
+          },
+        );
+        req.on('error', (err) => (answered ? undefined : retry((err as NodeJS.ErrnoException).code ?? err.message)));
+        req.end(body);
+        clients.push({ dispose: () => req.destroy() });
+      });
+    // 20 connections being opened at a time (a burst of 500 overflows the listen backlog on a busy machine).
+    for (let i = 0; i < count; i += 20) await Promise.all(Array.from({ length: Math.min(20, count - i) }, (_, k) => open(i + k)));
+  }
+  for (let s = 0; TRANSPORT === 'ws' && s * PER_SOCKET < count; s++) {
     const c = createClient({ url, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
     clients.push(c);
     for (let i = s * PER_SOCKET; i < Math.min(count, (s + 1) * PER_SOCKET); i++) {
-      const n = offset + i;
-      const f = distinct > 1 ? { metrics: METRICS, versions: [`v${n % distinct}`, 'v1'] } : { metrics: METRICS };
+      const f = filterOf(offset + i, distinct);
       let first = true;
       c.subscribe<{ metricsUpdates: { at: number } }>(
         { query: UPDATES, variables: { f } },
@@ -75,6 +154,7 @@ async function client(): Promise<void> {
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
 
 async function row(url: string, distinct: number, computations: () => number): Promise<Record<string, string | number>> {
+  if (process.env.BENCH_ONE_FILTER && distinct > 1) return {};
   const children: ChildProcess[] = [];
   const per = SUBSCRIBERS / PROCESSES;
   const readyAll = Promise.all(
@@ -101,6 +181,7 @@ async function row(url: string, distinct: number, computations: () => number): P
   await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
   const lags = got.flatMap((g) => g.lags).sort((a, b) => a - b);
   return {
+    transport: TRANSPORT,
     filters: distinct,
     subscribers: SUBSCRIBERS,
     'snapshots delivered/s': Math.round(lags.length / seconds),
@@ -146,8 +227,11 @@ async function gateway(sharedWrites: boolean): Promise<Record<string, string | n
   const gw = await startTestGateway({
     plugins: [{ use: './examples/capibara-plugin-echo' }],
     server: {
-      maxSocketsPerIp: 1000,
+      // SSE: one connection per subscriber, each an HTTP request in flight for as long as it reads.
+      maxSocketsPerIp: TRANSPORT === 'sse' ? SUBSCRIBERS + 100 : 1000,
+      ...(TRANSPORT === 'sse' ? { overload: { maxInflight: 0 } } : {}),
       websocket: { maxSocketsPerIp: 200, maxSocketsPerPrincipal: 200, maxSubscriptionsPerSocket: PER_SOCKET, sharedWrites },
+      graphql: { sseSharedWrites: sharedWrites },
     },
   });
   for (const id of ['alpha', 'beta', 'gamma'])
@@ -164,9 +248,11 @@ async function gateway(sharedWrites: boolean): Promise<Record<string, string | n
       await new Promise((r) => setTimeout(r, 50));
     }
   })();
-  const url = `${gw.url.replace('http', 'ws')}/graphql`;
+  const url = TRANSPORT === 'sse' ? `${gw.url}/graphql` : `${gw.url.replace('http', 'ws')}/graphql`;
   const computations = () => gw.services.liveMetrics.computations;
-  const rows = [await row(url, 1, computations), await row(url, 50, computations)].map((r) => ({ sharedWrites: sharedWrites ? 'on' : 'off', ...r }));
+  const rows = [await row(url, 1, computations), await row(url, 50, computations)]
+    .filter((r) => Object.keys(r).length)
+    .map((r) => ({ sharedWrites: sharedWrites ? 'on' : 'off', ...r }));
   stop = true;
   await traffic;
   await gw.close();

@@ -1,7 +1,7 @@
 /**
  * Gateway overhead, side by side in one run (issue 3, Performance): every server on 127.0.0.1 in its
  * own process, an OpenAI-compatible upstream that answers at once, load from wrk (or autocannon when
- * wrk is missing) in a separate process.
+ * wrk is missing) in a separate process (bench/load.ts, shared with bench/cache.ts).
  *
  *   (a) direct to the upstream                      (b) bare graphql-yoga + undici.request (the floor)
  *   (c) our GraphQL `infer`, api-key auth on        (d) our /v1/chat/completions, api-key auth on
@@ -30,17 +30,13 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Client } from 'undici';
+import { join } from 'node:path';
 import { generateApiKey } from '../plugins/auth-api-key/index.ts';
 import { createTestDatabase } from '../src/testing/gateway.ts';
 import { freeLoopbackPort } from '../src/testing/loopback-server.ts';
 import { REDIS_URL } from '../test/support/redis.ts';
+import { arg, children, HAS_WRK, latencyC1, load, median, OUT, ROOT, startNode, type LoadTarget } from './load.ts';
 
-const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
-const OUT = join(ROOT, 'bench/.out');
-const arg = (name: string, dflt: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt;
 const DURATION = Number(arg('duration', '6'));
 const RUNS = Number(arg('runs', '3'));
 const CONNECTIONS = Number(arg('connections', '32'));
@@ -50,34 +46,6 @@ const PORTKEY = !process.argv.includes('--no-portkey') && ONLY.includes('e');
 const PROFILE = process.argv.includes('--profile');
 const RECORDING = !process.argv.includes('--no-recording');
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-const HAS_WRK = (() => {
-  try {
-    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch (e) {
-    return (e as { status?: number }).status === 1;
-  }
-})();
-
-mkdirSync(OUT, { recursive: true });
-const children: ChildProcess[] = [];
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-});
-
-function startNode(file: string, env: Record<string, string> = {}, extraArgs: string[] = []): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [...extraArgs, '--import', 'tsx', file], {
-    cwd: ROOT,
-    env: { ...process.env, ...env, NODE_ENV: 'production' },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
-  children.push(child);
-  return new Promise((res, rej) => {
-    child.once('message', (m: { port: number }) => res({ child, port: m.port }));
-    child.once('exit', (code) => rej(new Error(`${file} exited with ${code}`)));
-  });
-}
-
 /** The auth, plugin, limit and audit settings of a bench profile. */
 function profileConfig(profile: GatewayProfile, keySha256: string): Record<string, unknown> {
   const base = [{ use: 'openai' }, { use: 'p2c-ewma' }];
@@ -203,13 +171,8 @@ async function startPortkey(): Promise<{ child: ChildProcess; port: number }> {
   throw new Error('Portkey did not start');
 }
 
-interface Target {
-  key: string;
-  label: string;
+interface Target extends LoadTarget {
   pid: number;
-  url: string;
-  headers: Record<string, string>;
-  body: string;
   expect: string;
 }
 
@@ -223,123 +186,11 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : 0;
 }
 
-function toMs(v: string, unit: string): number {
-  const n = Number(v);
-  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : n;
-}
-
-interface LoadResult {
-  requests: number;
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-}
-
-/** Runs wrk (or autocannon) against the target for DURATION seconds in a child process. */
-function load(t: Target, seconds: number): Promise<LoadResult> {
-  if (HAS_WRK) {
-    const lua = join(OUT, `wrk-${t.key}.lua`);
-    writeFileSync(
-      lua,
-      [
-        'wrk.method = "POST"',
-        `wrk.body = [==[${t.body}]==]`,
-        ...Object.entries({ 'content-type': 'application/json', ...t.headers }).map(([k, v]) => `wrk.headers["${k}"] = [==[${v}]==]`),
-      ].join('\n'),
-    );
-    return new Promise((res, rej) => {
-      const p = spawn('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', lua, t.url], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      p.stdout.on('data', (c: Buffer) => {
-        out += c.toString();
-      });
-      p.once('exit', (code) => {
-        if (code !== 0) return rej(new Error(`wrk exited ${code}: ${out}`));
-        const lat = (pct: string) => {
-          const m = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out);
-          return m ? toMs(m[1]!, m[2]!) : NaN;
-        };
-        res({
-          requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
-          rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
-          p50: lat('50'),
-          p99: lat('99'),
-          errors:
-            Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0) +
-            Number(
-              /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/
-                .exec(out)
-                ?.slice(1)
-                .reduce((a, b) => a + Number(b), 0) ?? 0,
-            ),
-        });
-      });
-    });
-  }
-  return new Promise((res, rej) => {
-    const p = spawn(
-      process.execPath,
-      [
-        join(ROOT, 'node_modules/autocannon/autocannon.js'),
-        '-j',
-        '-c',
-        String(CONNECTIONS),
-        '-d',
-        String(seconds),
-        '-m',
-        'POST',
-        '-b',
-        t.body,
-        ...Object.entries({ 'content-type': 'application/json', ...t.headers }).flatMap(([k, v]) => ['-H', `${k}=${v}`]),
-        t.url,
-      ],
-      { stdio: ['ignore', 'pipe', 'ignore'] },
-    );
-    let out = '';
-    p.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
-    p.once('exit', (code) => {
-      if (code !== 0) return rej(new Error(`autocannon exited ${code}`));
-      const j = JSON.parse(out) as { requests: { total: number; average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
-      res({ requests: j.requests.total, rps: j.requests.average, p50: j.latency.p50, p99: j.latency.p99, errors: j.non2xx + j.errors });
-    });
-  });
-}
-
-/** p50/p99 of sequential requests on one keep-alive connection (concurrency 1), ms. */
-async function latencyC1(t: Target, n: number): Promise<{ p50: number; p99: number }> {
-  const u = new URL(t.url);
-  const client = new Client(u.origin, { pipelining: 1 });
-  const headers = { 'content-type': 'application/json', ...t.headers };
-  const once = async () => {
-    const r = await client.request({ method: 'POST', path: u.pathname, headers, body: t.body });
-    await r.body.text();
-    if (r.statusCode !== 200) throw new Error(`${t.label}: status ${r.statusCode}`);
-  };
-  for (let i = 0; i < 200; i++) await once();
-  const xs: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const s = process.hrtime.bigint();
-    await once();
-    xs.push(Number(process.hrtime.bigint() - s) / 1e6);
-  }
-  await client.close();
-  xs.sort((a, b) => a - b);
-  return { p50: xs[Math.floor(n * 0.5)]!, p99: xs[Math.floor(n * 0.99)]! };
-}
-
 async function check(t: Target): Promise<void> {
   const r = await fetch(t.url, { method: 'POST', headers: { 'content-type': 'application/json', ...t.headers }, body: t.body });
   const text = await r.text();
   if (r.status !== 200 || !text.includes(t.expect)) throw new Error(`${t.label}: sanity request failed: ${r.status} ${text.slice(0, 300)}`);
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 async function main(): Promise<void> {
   const { key, sha256 } = generateApiKey();
@@ -475,7 +326,7 @@ async function main(): Promise<void> {
   type Row = { rps: number[]; cpuUs: number[]; p50: number[]; p99: number[]; rss: number[]; c1p50: number[]; c1p99: number[]; errors: number };
   const rows = new Map<string, Row>(targets.map((t) => [t.key, { rps: [], cpuUs: [], p50: [], p99: [], rss: [], c1p50: [], c1p99: [], errors: 0 }]));
   // Warm-up: JIT, connection pools.
-  for (const t of targets) await load(t, 2);
+  for (const t of targets) await load(t, 2, CONNECTIONS);
   for (let run = 0; run < RUNS; run++) {
     for (const t of targets) {
       const row = rows.get(t.key)!;
@@ -484,7 +335,7 @@ async function main(): Promise<void> {
       const sampler = setInterval(() => {
         rss = Math.max(rss, rssMb(t.pid));
       }, 250);
-      const r = await load(t, DURATION);
+      const r = await load(t, DURATION, CONNECTIONS);
       clearInterval(sampler);
       const cpuUs = (((cpuTicks(t.pid) - before) / CLK_TCK) * 1e6) / Math.max(1, r.requests);
       row.rps.push(r.rps);

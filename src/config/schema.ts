@@ -140,6 +140,12 @@ export const configSchema = z.strictObject({
           /** Queries and mutations that repeat run compiled by graphql-jit (false: graphql-js always). */
           jit: z.boolean().default(true),
           /**
+           * Shared subscriptions (`metricsUpdates`) over SSE (a JSON POST with `accept: text/event-stream`)
+           * are written straight to the responses, each snapshot's frame serialised once per filter; false
+           * serves them through Yoga per subscriber (the path before; kept for comparison in bench/metrics-fanout.ts).
+           */
+          sseSharedWrites: z.boolean().default(true),
+          /**
            * A GET operation (or any request without a JSON body) must carry one of these headers
            * (CSRF prevention: a browser cannot add them to a cross-site request without a preflight).
            */

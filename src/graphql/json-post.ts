@@ -46,14 +46,14 @@ export function eligible(req: IncomingMessage, corsEnabled: boolean): boolean {
   return acceptedJson(req.headers.accept) !== undefined;
 }
 
-interface Params {
+export interface Params {
   query: string;
   variables?: Record<string, unknown>;
   operationName?: string;
 }
 
 /** The body as GraphQL-over-HTTP parameters we can run directly, or undefined (Yoga decides). */
-function paramsOf(body: unknown): Params | undefined {
+export function paramsOf(body: unknown): Params | undefined {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
   const b = body as Record<string, unknown>;
   for (const k of Object.keys(b)) if (k !== 'query' && k !== 'variables' && k !== 'operationName' && k !== 'extensions') return undefined;

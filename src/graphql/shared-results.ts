@@ -1,6 +1,17 @@
 import type { Plugin } from '@envelop/core';
-import { createSourceEventStream, execute, getOperationAST, GraphQLError, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
-import type { GraphQLContext } from './context.ts';
+import {
+  createSourceEventStream,
+  execute,
+  getOperationAST,
+  GraphQLError,
+  type DocumentNode,
+  type ExecutionArgs,
+  type ExecutionResult,
+  type OperationDefinitionNode,
+} from 'graphql';
+import type { Counter, Registry } from 'prom-client';
+import { sharedCounter } from '../sdk/shared-metrics.ts';
+import type { GraphQLContext, SharedPayload } from './context.ts';
 
 /**
  * Subscriptions whose events are shared objects and whose result depends only on the event, the
@@ -8,6 +19,32 @@ import type { GraphQLContext } from './context.ts';
  * for every subscriber of a filter, the filter already resolved for the principal when it subscribed.
  */
 const SHARED_FIELDS = new Set(['metricsUpdates']);
+
+/** Whether an operation is a shared subscription (one field, in SHARED_FIELDS): what useSharedSubscriptionResults takes over. */
+export function isSharedSubscription(op: OperationDefinitionNode | null | undefined): boolean {
+  const only = op?.operation === 'subscription' && op.selectionSet.selections.length === 1 ? op.selectionSet.selections[0] : undefined;
+  return only?.kind === 'Field' && SHARED_FIELDS.has(only.name.value);
+}
+
+/** Shared snapshots a slow subscriber skipped (its transport had not sent the ones before), by transport. */
+export function snapshotsSkipped(registry: Registry): Counter<'transport'> {
+  return sharedCounter(
+    registry,
+    'mcp_metrics_snapshots_skipped_total',
+    'metricsUpdates snapshots not written to a subscriber whose connection had not sent the previous ones (a slow reader skips, never queues), by transport.',
+    ['transport'],
+  );
+}
+
+/** A result as JSON, its errors through `mask` as on the ordinary path. */
+export function serialiseResult(r: ExecutionResult, mask: (error: unknown) => Error): string {
+  if (!r.errors?.length) return JSON.stringify(r);
+  const errors = r.errors.map((e) => {
+    const m = mask(e);
+    return m instanceof GraphQLError ? m.toJSON() : { message: m.message };
+  });
+  return JSON.stringify({ ...r, errors });
+}
 
 type PerEvent<T> = WeakMap<object, Map<DocumentNode, Map<string, T>>>;
 
@@ -41,27 +78,18 @@ function cached<T>(map: PerEvent<T>, event: object, doc: DocumentNode, key: stri
 /**
  * Executes the selection of a shared subscription once per event, document and variables, and
  * hands the same result to every subscriber (5,000 subscribers of one snapshot: one execution,
- * not 5,000). When the transport can write pre-serialised messages (`ctx.writeNext`, graphql-ws)
- * and the source can push, the result is also serialised once and written to every subscriber
+ * not 5,000). When the transport can write pre-serialised messages (`ctx.writeNext`: graphql-ws,
+ * and SSE through ./event-stream.ts) and the source can push, the result is also serialised once and written to every subscriber
  * within the tick: no execution, JSON.stringify or promise per subscriber. Errors in such a
  * result go through `mask` as they would on the ordinary path. Other operations are left alone.
  */
 export function useSharedSubscriptionResults(mask: (error: unknown) => Error): Plugin<GraphQLContext> {
   const results: PerEvent<Promise<ExecutionResult>> = new WeakMap();
-  const payloads: PerEvent<string | Promise<string>> = new WeakMap();
-  const serialise = (r: ExecutionResult): string => {
-    if (!r.errors?.length) return JSON.stringify(r);
-    const errors = r.errors.map((e) => {
-      const m = mask(e);
-      return m instanceof GraphQLError ? m.toJSON() : { message: m.message };
-    });
-    return JSON.stringify({ ...r, errors });
-  };
+  const payloads: PerEvent<SharedPayload | Promise<SharedPayload>> = new WeakMap();
+  const serialise = (r: ExecutionResult): SharedPayload => ({ json: serialiseResult(r, mask) });
   return {
     onSubscribe({ args, setSubscribeFn }) {
-      const op = getOperationAST(args.document, args.operationName);
-      const only = op?.operation === 'subscription' && op.selectionSet.selections.length === 1 ? op.selectionSet.selections[0] : undefined;
-      if (only?.kind !== 'Field' || !SHARED_FIELDS.has(only.name.value)) return;
+      if (!isSharedSubscription(getOperationAST(args.document, args.operationName))) return;
       setSubscribeFn(async (a: ExecutionArgs) => {
         // The field's subscribe (its permission and the principal's filter) runs per subscriber.
         const stream = await createSourceEventStream(a);
@@ -76,10 +104,10 @@ export function useSharedSubscriptionResults(mask: (error: unknown) => Error): P
               const r = run(event);
               return r instanceof Promise ? r.then(serialise) : serialise(r);
             });
-            if (typeof payload === 'string') write(payload);
-            else void payload.then(write, () => undefined);
+            if (payload instanceof Promise) void payload.then(write, () => undefined);
+            else write(payload);
           });
-          // Yields nothing; done when the subscription ends (graphql-ws then sends `complete`).
+          // Yields nothing; done when the subscription ends (the transport then sends `complete`).
           return stream as AsyncIterable<never>;
         }
         const resultOf = (event: unknown): Promise<ExecutionResult> => {

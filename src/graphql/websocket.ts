@@ -13,7 +13,8 @@
  * - shared subscriptions (`metricsUpdates`, see ./shared-results.ts) get `writeNext` in their
  *   context: their pre-serialised payloads are written as `next` messages straight to the socket,
  *   the writes of one tick corked into one syscall per socket; a socket with more than
- *   SLOW_READER_BYTES unsent skips snapshots instead of queueing them.
+ *   SLOW_READER_BYTES unsent skips snapshots instead of queueing them (counted in
+ *   mcp_metrics_snapshots_skipped_total{transport="websocket"}).
  */
 import { recordDenial } from '../audit/denials.ts';
 import type { IncomingMessage, Server } from 'node:http';
@@ -25,9 +26,10 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { McpError, isMcpError } from '../errors.ts';
 import type { Principal } from '../inference/types.ts';
 import type { Services } from '../services.ts';
-import type { GraphQLContext } from './context.ts';
+import type { GraphQLContext, SharedPayload } from './context.ts';
 import { expiredError } from './expiry.ts';
 import type { GraphQLServerContext } from './json-post.ts';
+import { snapshotsSkipped } from './shared-results.ts';
 
 /** Close codes (graphql-ws uses 4400–4499 for protocol refusals). */
 export const WS_CLOSE = { unauthenticated: 4401, forbidden: 4403, tooManySockets: 4429 } as const;
@@ -236,8 +238,9 @@ export function attachGraphQLWebSocket(
     },
     wss,
   );
+  const skipped = snapshotsSkipped(services.metricsRegistry).labels('websocket');
   /** Writes `next` messages of subscription `id` whose payload is already JSON. */
-  function nextWriter(ctx: WsContext, id: string, state: SocketState): (payloadJson: string) => void {
+  function nextWriter(ctx: WsContext, id: string, state: SocketState): (payload: SharedPayload) => void {
     const socket = ctx.extra.socket;
     const tcp = ctx.extra.request.socket;
     const prefix = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
@@ -245,16 +248,16 @@ export function attachGraphQLWebSocket(
       state.corked = false;
       tcp.uncork();
     };
-    return (payloadJson) => {
+    return (payload) => {
       // Not after the client completed it, nor past an expiry (its error is the last message).
       if (socket.readyState !== WebSocket.OPEN || !(id in ctx.subscriptions) || state.isExpired) return;
-      if (socket.bufferedAmount > SLOW_READER_BYTES) return;
+      if (socket.bufferedAmount > SLOW_READER_BYTES) return void skipped.inc();
       if (!state.corked) {
         state.corked = true;
         tcp.cork();
         process.nextTick(uncork);
       }
-      socket.send(prefix + payloadJson + '}');
+      socket.send(prefix + payload.json + '}');
     };
   }
 

@@ -11,7 +11,8 @@ import type { Services } from '../services.ts';
 import type { GraphQLContext } from './context.ts';
 import { useCompiledExecution } from './compiled-execution.ts';
 import { useBoundedDocuments } from './document-cache.ts';
-import { useSharedSubscriptionResults } from './shared-results.ts';
+import { EventStreams, eventStreamEligible, serveEventStream } from './event-stream.ts';
+import { snapshotsSkipped, useSharedSubscriptionResults } from './shared-results.ts';
 import { useSubscriptionExpiry } from './expiry.ts';
 import { useForwardCompatibleInputs } from './forward-compatible-inputs.ts';
 import { useGraphQLLimits } from './limits.ts';
@@ -139,7 +140,8 @@ export interface GraphQLServer {
   yoga: YogaServerInstance<GraphQLServerContext, GraphQLContext>;
   /**
    * Serves a /graphql request (its declared size already checked): plain JSON POSTs directly
-   * through the envelop pipeline (json-post.ts), everything else through Yoga.
+   * through the envelop pipeline (json-post.ts), shared subscriptions over SSE written directly
+   * (event-stream.ts), everything else through Yoga.
    */
   handle(req: IncomingMessage, res: ServerResponse, ctx: GraphQLServerContext): Promise<void>;
   /** Serves graphql-ws on the same server and path; returns a closer. */
@@ -152,10 +154,12 @@ export function createGraphQLServer(services: Services): GraphQLServer {
   const corsEnabled = services.config.server.corsOrigins.length > 0;
   const served = new Counter({
     name: 'mcp_graphql_http_requests_total',
-    help: 'GraphQL HTTP requests by the path that answered: direct (plain JSON POSTs through the envelop pipeline) or yoga.',
+    help: 'GraphQL HTTP requests by the path that answered: direct (plain JSON POSTs through the envelop pipeline), sse (shared subscriptions over SSE written directly) or yoga.',
     labelNames: ['path'],
     registers: [services.metricsRegistry],
   });
+  const sharedSse = services.config.server.graphql.sseSharedWrites;
+  const streams = new EventStreams(snapshotsSkipped(services.metricsRegistry).labels('sse'));
   const yoga = createYoga<GraphQLServerContext, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -211,7 +215,8 @@ export function createGraphQLServer(services: Services): GraphQLServer {
         // Refused before reading or running anything: a form or text/plain POST is what a foreign page can send without a preflight.
         return sendGraphQLError(res, new McpError('MCP_BAD_REQUEST', 'POST /graphql takes a JSON body (content-type: application/json)', { status: 415 }));
       }
-      if (!eligible(req, corsEnabled)) {
+      const sse = sharedSse && eventStreamEligible(req, corsEnabled);
+      if (!sse && !eligible(req, corsEnabled)) {
         served.inc({ path: 'yoga' });
         return yoga(req, res, ctx);
       }
@@ -223,6 +228,8 @@ export function createGraphQLServer(services: Services): GraphQLServer {
         const e = err instanceof McpError ? err : new McpError('MCP_BAD_REQUEST', 'could not read the body');
         return sendGraphQLError(res, e);
       }
+      // An event stream is counted when it starts (it may last hours).
+      if (sse) return serveEventStream(yoga, mask, streams, raw, res, ctx, (path) => served.inc({ path }));
       served.inc({ path: await serve(yoga, mask, raw, res, ctx) });
     },
     attachWebSocket(server) {

@@ -27,11 +27,14 @@ import { ColdStartHold } from './hold.ts';
 import { scalingPolicySchema } from './policy.ts';
 import { stabilise, type Recommendation } from './stabilise.ts';
 import { ScalingStore, type ScalingDecision, type StoredPolicy } from './store.ts';
+import { RecentSamples } from '../recent-samples.ts';
 
 /** Samples kept per version at most (besides historyMs). */
 const MAX_SAMPLES = 4_000;
 /** Window of the queue-wait and time-to-first-token figures, ms. */
 const FIGURE_WINDOW_MS = 10_000;
+/** Time-to-first-token samples kept per version. */
+const TTFT_SAMPLES = 512;
 /** A failed actuation is retried after this many ticks. */
 const FAILURE_BACKOFF_TICKS = 5;
 /** Policies are re-read from the database this often, ms (changes made on other replicas). */
@@ -46,7 +49,8 @@ interface VersionState {
   current?: number;
   busy: boolean;
   retryAt: number;
-  ttft: Array<{ at: number; ms: number }>;
+  /** Time to first token of its streamed answers (the newest TTFT_SAMPLES). */
+  ttft: RecentSamples;
 }
 
 export interface ScalingControllerDeps {
@@ -145,7 +149,7 @@ export class ScalingController implements InferenceObserver {
     const target: ScalingTarget = { model: stored.model, version: stored.version, options: stored.policy.actuator.options, drainMs: stored.policy.drainMs };
     const s = this.states.get(k);
     if (s) Object.assign(s, { stored, target });
-    else this.states.set(k, { stored, target, samples: [], recs: [], busy: false, retryAt: 0, ttft: [] });
+    else this.states.set(k, { stored, target, samples: [], recs: [], busy: false, retryAt: 0, ttft: new RecentSamples(TTFT_SAMPLES) });
   }
 
   private async refreshPolicies(): Promise<void> {
@@ -210,8 +214,7 @@ export class ScalingController implements InferenceObserver {
     if (outcome.firstTokenMs === undefined || !outcome.decision) return;
     const s = this.states.get(key(outcome.decision.model, outcome.decision.version));
     if (!s) return;
-    s.ttft.push({ at: Date.now(), ms: outcome.firstTokenMs });
-    if (s.ttft.length > 512) s.ttft.splice(0, s.ttft.length - 512);
+    s.ttft.add(Date.now(), outcome.firstTokenMs);
   }
 
   private sample(s: VersionState, instances: number, now: number): ScalingSample {
@@ -221,7 +224,7 @@ export class ScalingController implements InferenceObserver {
     const inflight = local.inflight + remote.inflight;
     const held = local.held + remote.held;
     const ready = local.ready;
-    const ttft = s.ttft.filter((t) => t.at > now - FIGURE_WINDOW_MS).map((t) => t.ms);
+    const ttft = s.ttft.valuesAfter(now - FIGURE_WINDOW_MS);
     return {
       at: now,
       instances,

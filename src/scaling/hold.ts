@@ -9,6 +9,7 @@
  * after it, against the capacity the new instance brings (maxConcurrentPerInstance).
  */
 import { McpError } from '../errors.ts';
+import { RecentSamples } from '../recent-samples.ts';
 
 /** What the router needs of the hold. */
 export interface RouterColdStart {
@@ -23,7 +24,7 @@ export interface RouterColdStart {
 interface Waits {
   held: number;
   /** Recent waits (ms) with when they ended, for the queue-wait signal. */
-  recent: Array<{ at: number; ms: number }>;
+  recent: RecentSamples;
 }
 
 const POLL_MS = 20;
@@ -53,7 +54,7 @@ export class ColdStartHold implements RouterColdStart {
   waitP95(model: string, version: string, windowMs: number, now = Date.now()): number {
     const w = this.versions.get(key(model, version));
     if (!w) return 0;
-    const waits = w.recent.filter((r) => r.at > now - windowMs).map((r) => r.ms);
+    const waits = w.recent.valuesAfter(now - windowMs);
     if (!waits.length) return 0;
     waits.sort((a, b) => a - b);
     return waits[Math.min(waits.length - 1, Math.floor(waits.length * 0.95))]!;
@@ -64,7 +65,7 @@ export class ColdStartHold implements RouterColdStart {
     if (holdMs === undefined || holdMs <= 0) return false;
     const k = key(model, version);
     let w = this.versions.get(k);
-    if (!w) this.versions.set(k, (w = { held: 0, recent: [] }));
+    if (!w) this.versions.set(k, (w = { held: 0, recent: new RecentSamples(RECENT) }));
     if (w.held >= this.maxHeld) {
       throw new McpError('MCP_QUEUE_FULL', `${this.maxHeld} requests already wait for model "${model}" version ${version} to scale from zero`, {
         retryable: false,
@@ -96,8 +97,8 @@ export class ColdStartHold implements RouterColdStart {
       return true;
     } finally {
       w.held--;
-      w.recent.push({ at: Date.now(), ms: Date.now() - started });
-      if (w.recent.length > RECENT) w.recent.splice(0, w.recent.length - RECENT);
+      const now = Date.now();
+      w.recent.add(now, now - started);
     }
   }
 }

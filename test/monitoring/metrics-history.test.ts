@@ -2,7 +2,8 @@
  * The metrics history through a real gateway: the GraphQL `metrics` query (ring, then per-minute
  * rollups in PGlite beyond it, retention), argument bounds, metrics:read and model-limited keys,
  * and `metricsUpdates` over graphql-ws (a real client over `ws`) and SSE (fetch reading the event
- * stream), 50 subscribers with one filter sharing one computation per tick.
+ * stream), 50 subscribers with one filter sharing one computation per tick, 20 SSE subscribers one
+ * serialisation per tick.
  */
 import { createClient, type Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -247,37 +248,116 @@ describe('metrics history over GraphQL', () => {
     await waitFor(() => live.size === 0);
   });
 
-  it('metricsUpdates over SSE: fetch reads snapshots from the event stream', async () => {
+  /** An SSE subscriber (fetch reading the event stream): the snapshots and errors it got, and how to stop it. */
+  async function sseSubscriber(headers: Record<string, string>, variables: Record<string, unknown>) {
     const ac = new AbortController();
     const res = await fetch(`${gw.url}/graphql`, {
       method: 'POST',
-      headers: { ...admin, 'content-type': 'application/json', accept: 'text/event-stream' },
-      body: JSON.stringify({ query: UPDATES, variables: { f: { metrics: ['requests'] }, i: 500 } }),
+      headers: { ...headers, 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ query: UPDATES, variables }),
       signal: ac.signal,
     });
-    expect(res.headers.get('content-type')).toContain('text/event-stream');
-    const reader = res.body!.getReader();
-    const decoder = new TextDecoder();
-    let buf = '';
-    const snaps: Snapshot[] = [];
-    while (snaps.length < 3) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += decoder.decode(value, { stream: true });
-      let i: number;
-      while ((i = buf.indexOf('\n\n')) >= 0) {
-        const frame = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        const data = frame.split('\n').find((l) => l.startsWith('data:'));
-        if (!data) continue;
-        const body = JSON.parse(data.slice(5)) as { data?: { metricsUpdates: Snapshot }; errors?: unknown };
-        expect(body.errors).toBeUndefined();
-        if (body.data) snaps.push(body.data.metricsUpdates);
+    const got = {
+      status: res.status,
+      type: res.headers.get('content-type'),
+      snaps: [] as Snapshot[],
+      errors: [] as Array<{ extensions?: { code?: string } }>,
+      completed: false,
+    };
+    const reading = (async () => {
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += decoder.decode(value, { stream: true });
+        let i: number;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const frame = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          if (frame.startsWith('event: complete')) got.completed = true;
+          const data = frame.split('\n').find((l) => l.startsWith('data: {'));
+          if (!data) continue;
+          const body = JSON.parse(data.slice(6)) as { data?: { metricsUpdates: Snapshot }; errors?: Array<{ extensions?: { code?: string } }> };
+          if (body.errors) got.errors.push(...body.errors);
+          if (body.data) got.snaps.push(body.data.metricsUpdates);
+        }
       }
-    }
-    ac.abort();
-    expect(snaps.length).toBe(3);
+    })().catch(() => undefined);
+    return Object.assign(got, { stop: async () => (ac.abort(), await reading), ended: reading });
+  }
+
+  it('metricsUpdates over SSE: fetch reads snapshots from the event stream', async () => {
+    const sub = await sseSubscriber(admin, { f: { metrics: ['requests'] }, i: 500 });
+    expect(sub.type).toContain('text/event-stream');
+    await waitFor(() => sub.snaps.length >= 3);
+    await sub.stop();
+    const snaps = sub.snaps;
+    expect(sub.errors).toEqual([]);
     expect(snaps[2]!.at - snaps[1]!.at).toBeGreaterThanOrEqual(400);
     expect(snaps[2]!.series.some((s) => s.metric === 'requests' && s.model === null)).toBe(true);
+  });
+
+  it('metricsUpdates over SSE: 20 subscribers with one filter share one serialisation per tick; the stream ends when they leave', async () => {
+    const live = gw.services.liveMetrics;
+    const served = async () => {
+      const m = await gw.services.metricsRegistry.getSingleMetric('mcp_graphql_http_requests_total')!.get();
+      return m.values.find((v) => v.labels.path === 'sse')?.value ?? 0;
+    };
+    const servedBefore = await served();
+    const vars = { f: { metrics: ['requests_per_second'], models: ['alpha'] }, i: 250 };
+    const subs = await Promise.all(Array.from({ length: 20 }, () => sseSubscriber(admin, vars)));
+    // Snapshots serialised in the gateway (this process) while the 20 read: JSON.stringify calls that produce one.
+    const stringify = JSON.stringify;
+    let serialised = 0;
+    JSON.stringify = ((...a: Parameters<typeof stringify>) => {
+      const out = stringify(...a);
+      if (typeof out === 'string' && out.startsWith('{"data":{"metricsUpdates"')) serialised++;
+      return out;
+    }) as typeof JSON.stringify;
+    try {
+      await waitFor(() => subs.every((s) => s.snaps.length >= 1));
+      const ticksBefore = gw.services.metricsHistory.ticks;
+      const counted = serialised;
+      await waitFor(() => subs.every((s) => s.snaps.length >= 6));
+      const ticks = gw.services.metricsHistory.ticks - ticksBefore;
+      // One serialisation per tick for the 20 (allow for ticks around the reads), not one per subscriber.
+      expect(serialised - counted).toBeLessThanOrEqual(ticks + 1);
+      expect(serialised - counted).toBeGreaterThan(0);
+    } finally {
+      JSON.stringify = stringify;
+    }
+    expect(live.size).toBe(1);
+    expect((await served()) - servedBefore).toBe(20);
+    for (const s of subs) expect(s.errors).toEqual([]);
+    const ats = new Set(subs[0]!.snaps.map((s) => s.at));
+    for (const s of subs) expect(s.snaps.slice(1, 4).every((x) => ats.has(x.at))).toBe(true);
+    expect(subs[0]!.snaps.at(-1)!.series.every((x) => x.metric === 'requests_per_second' && x.model === 'alpha')).toBe(true);
+    await Promise.all(subs.map((s) => s.stop()));
+    await waitFor(() => live.size === 0);
+  });
+
+  it('metricsUpdates over SSE: permissions per subscriber (a model-limited key sees its models only; no credential is refused)', async () => {
+    const vars = { f: { metrics: ['requests'], includeGlobal: false }, i: 250 };
+    const asAdmin = await sseSubscriber(admin, vars);
+    const asLimited = await sseSubscriber({ authorization: `Bearer ${limitedKey}` }, vars);
+    const models = (s: { snaps: Snapshot[] }) => new Set(s.snaps.flatMap((x) => x.series.map((y) => String(y.model))));
+    try {
+      await waitFor(async () => {
+        await Promise.all([infer('alpha'), infer('beta')]);
+        return models(asAdmin).has('beta') && models(asLimited).has('alpha') && asLimited.snaps.length >= 3;
+      });
+      expect(models(asLimited)).toEqual(new Set(['alpha']));
+      expect(models(asAdmin)).toEqual(new Set(['alpha', 'beta']));
+    } finally {
+      await Promise.all([asAdmin.stop(), asLimited.stop()]);
+    }
+    const anonymous = await sseSubscriber({}, vars);
+    await anonymous.ended;
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.snaps).toEqual([]);
+    expect(anonymous.errors[0]?.extensions?.code).toBe('MCP_UNAUTHENTICATED');
+    expect(anonymous.completed).toBe(true);
   });
 });

@@ -359,4 +359,27 @@ describe('subscriptions end when the credentials expire', () => {
     expect(data.at(-1)?.errors?.[0]?.extensions?.code).toBe('MCP_UNAUTHENTICATED');
     expect(text).toMatch(/event: complete/);
   });
+  it('metricsUpdates over SSE (snapshots written by the shared path) ends the same way at expiresAt', async () => {
+    const expiresAt = Date.now() + 2500;
+    const r = await fetch(`${gw.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-test-user': 'carol', 'x-test-expires-at': String(expiresAt) },
+      body: JSON.stringify({ query: 'subscription { metricsUpdates(intervalMs: 250) { at } }' }),
+      signal: AbortSignal.timeout(15_000),
+    });
+    expect(r.status).toBe(200);
+    const text = await r.text();
+    expect(Date.now()).toBeGreaterThanOrEqual(expiresAt);
+    const data = text
+      .split('\n')
+      .filter((l) => l.startsWith('data: {'))
+      .map((l) => JSON.parse(l.slice(6)) as { data?: { metricsUpdates: { at: number } }; errors?: Array<{ extensions?: { code?: string } }> });
+    // Snapshots (one per tick, 1 s by default) before the expiry, none after it: the error, then complete.
+    expect(data.filter((d) => d.data).length).toBeGreaterThanOrEqual(1);
+    expect(data.filter((d) => d.data).every((d) => d.data!.metricsUpdates.at <= expiresAt)).toBe(true);
+    expect(data.at(-1)?.errors?.[0]?.extensions?.code).toBe('MCP_UNAUTHENTICATED');
+    expect(text.trimEnd().endsWith('event: complete\ndata:')).toBe(true);
+    await new Promise((res) => setTimeout(res, 100));
+    expect(gw.services.liveMetrics.size).toBe(0);
+  });
 });
