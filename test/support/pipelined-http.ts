@@ -45,7 +45,7 @@ export async function pipelinedRequests(
       const socket = net.connect(Number(url.port), url.hostname);
       sockets.add(socket);
       let inFlight = 0;
-      let buf = Buffer.alloc(0);
+      let buf: Buffer = Buffer.alloc(0);
       const fill = () => {
         let out = '';
         while (inFlight < (opts.window ?? 16) && next < count) {
