@@ -15,9 +15,10 @@ const COMMANDS = ['start', 'worker', 'migrate', 'config check', 'config schema',
 
 describe('capibara-mcp help and version', () => {
   it('--help, -h and help print every command and exit 0', async () => {
-    for (const args of [['--help'], ['-h'], ['help']]) {
-      const r = await runCli(args);
-      expect(r.code, args.join(' ')).toBe(0);
+    const argsList = [['--help'], ['-h'], ['help']];
+    const runs = await Promise.all(argsList.map((args) => runCli(args)));
+    for (const [i, r] of runs.entries()) {
+      expect(r.code, argsList[i]!.join(' ')).toBe(0);
       expect(r.stderr).toBe('');
       for (const c of COMMANDS) expect(r.stdout).toContain(`  ${c}`);
       expect(r.stdout).toContain('--version');
@@ -25,19 +26,20 @@ describe('capibara-mcp help and version', () => {
   }, 120_000);
 
   it('--version and -v print the package version and exit 0', async () => {
-    for (const flag of ['--version', '-v']) {
-      const r = await runCli([flag]);
+    for (const r of await Promise.all(['--version', '-v'].map((flag) => runCli([flag])))) {
       expect(r).toMatchObject({ code: 0, stderr: '' });
       expect(r.stdout.trim()).toBe(`capibara-mcp ${VERSION} (node ${process.version})`);
     }
   }, 120_000);
 
   it('worker --help and help worker list the worker flags', async () => {
-    for (const args of [
-      ['worker', '--help'],
-      ['help', 'worker'],
-    ]) {
-      const r = await runCli(args);
+    const runs = await Promise.all(
+      [
+        ['worker', '--help'],
+        ['help', 'worker'],
+      ].map((args) => runCli(args)),
+    );
+    for (const r of runs) {
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/^Usage: capibara-mcp worker/);
       for (const flag of ['--gateway URL', '--port N', '--config FILE', 'MCP_WORKER__TOKEN']) expect(r.stdout).toContain(flag);
@@ -45,19 +47,22 @@ describe('capibara-mcp help and version', () => {
   }, 120_000);
 
   it('an unknown option or command is one clear line and exit 2, never a stack trace', async () => {
-    const opt = await runCli(['start', '--verbose']);
+    // Four independent runs, side by side.
+    const [opt, cmd, misplaced, none] = await Promise.all([
+      runCli(['start', '--verbose']),
+      runCli(['help', 'frobnicate']),
+      runCli(['config', 'check', '--gateway', 'http://127.0.0.1:1']),
+      runCli([]),
+    ]);
     expect(opt.code).toBe(2);
     expect(opt.stderr).toContain("Unknown option '--verbose'");
     expect(opt.stderr).toContain('capibara-mcp --help');
     expect(opt.stderr + opt.stdout).not.toMatch(/\n\s+at /);
-    const cmd = await runCli(['help', 'frobnicate']);
     expect(cmd.code).toBe(2);
     expect(cmd.stderr).toContain('unknown command: frobnicate');
     // Flags of another command are refused, not ignored.
-    const misplaced = await runCli(['config', 'check', '--gateway', 'http://127.0.0.1:1']);
     expect(misplaced.code).toBe(2);
     expect(misplaced.stderr).toContain('--gateway is not an option of `config`');
-    const none = await runCli([]);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('Usage: capibara-mcp <command>');
   }, 120_000);
@@ -90,14 +95,16 @@ describe('capibara-mcp config check', () => {
     'refuses %s like start does, without opening the database',
     async (what, config, message) => {
       const file = write('bad.json', config);
-      const check = await runCli(['config', 'check', '--config', file]);
+      // `start` (run side by side with the check) refuses the same configuration with the same message, before it creates anything.
+      const [check, start] = await Promise.all([
+        runCli(['config', 'check', '--config', file]),
+        ALSO_START.has(what) ? runCli(['start', '--config', file]) : undefined,
+      ]);
       expect(check.code).toBe(1);
       expect(check.stderr).toContain(message);
       expect(check.stdout).not.toContain('configuration ok');
       expect(existsSync(join(dir, 'data'))).toBe(false);
-      if (!ALSO_START.has(what)) return;
-      // `start` refuses the same configuration with the same message, before it creates anything.
-      const start = await runCli(['start', '--config', file]);
+      if (!start) return;
       expect(start.code).toBe(1);
       expect(start.stderr.split('\n').find((l) => l.startsWith('MCP_'))).toBe(check.stderr.split('\n').find((l) => l.startsWith('MCP_')));
       expect(existsSync(join(dir, 'data', 'pglite'))).toBe(false);
