@@ -40,6 +40,7 @@ import { InstanceHealth } from './routing/resilience/instance-health.ts';
 import { Router } from './routing/router.ts';
 import { AdmissionService } from './admission/admission-service.ts';
 import { ReplicaPresence } from './db/replica-presence.ts';
+import { logBackgroundFailure } from './db/storage-errors.ts';
 import { TrafficManager } from './traffic/traffic-manager.ts';
 import type { Services } from './services.ts';
 import { WorkerRegistry } from './workers/worker-registry.ts';
@@ -189,7 +190,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
         expiryMs: config.events.presenceExpiryMs,
         events,
         registry: metricsRegistry,
-        onError: (err) => logger.warn({ err: (err as Error).message }, 'replica presence not renewed'),
+        onError: (err) => logBackgroundFailure(logger, err, { component: 'replica-presence' }, 'replica presence not renewed'),
       });
       presence.onChange((live) => admission.replicasChanged(live.length, live.indexOf(presence.id)));
       await presence.start();
