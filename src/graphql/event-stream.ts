@@ -21,7 +21,7 @@ import { getOperationAST, type DocumentNode, type ExecutionResult, type GraphQLE
 import { getSSEProcessor, type YogaServerInstance } from 'graphql-yoga';
 import type { Counter } from 'prom-client';
 import type { GraphQLContext, SharedPayload } from './context.ts';
-import { paramsOf, type GraphQLServerContext, type Params } from './json-post.ts';
+import { answerByYoga, bodyParams, type GraphQLServerContext, type Params } from './json-post.ts';
 import { isSharedSubscription, serialiseResult } from './shared-results.ts';
 
 type Yoga = YogaServerInstance<GraphQLServerContext, GraphQLContext>;
@@ -151,21 +151,12 @@ export async function serveEventStream(
   ctx: GraphQLServerContext,
   answeredBy: (path: 'sse' | 'yoga') => void,
 ): Promise<void> {
-  const text = raw.toString('utf8');
-  let params: Params | undefined;
-  try {
-    params = paramsOf(JSON.parse(text));
-  } catch {
-    params = undefined;
-  }
+  const { text, params } = bodyParams(raw);
   const enveloped = params ? yoga.getEnveloped(ctx) : undefined;
   const document = params && enveloped ? sharedDocument(enveloped, params) : undefined;
   if (!params || !enveloped || !document) {
-    const url = `http://${ctx.req.headers.host ?? 'localhost'}${ctx.req.url ?? '/graphql'}`;
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(ctx.req.headers)) if (typeof v === 'string') headers[k] = v;
     answeredBy('yoga');
-    return pipe(res, await yoga.fetch(url, { method: 'POST', headers, body: text }, ctx));
+    return pipe(res, await answerByYoga(yoga, ctx, text));
   }
   answeredBy('sse');
   let result: ExecutionResult | AsyncIterable<ExecutionResult>;

@@ -68,6 +68,24 @@ export function paramsOf(body: unknown): Params | undefined {
   };
 }
 
+/** A JSON POST body as its text and, when we can run it directly, its parameters. */
+export function bodyParams(raw: Buffer): { text: string; params: Params | undefined } {
+  const text = raw.toString('utf8');
+  try {
+    return { text, params: paramsOf(JSON.parse(text)) };
+  } catch {
+    return { text, params: undefined };
+  }
+}
+
+/** Yoga's own answer to a POST whose body was already read (`text`), for what the direct paths leave to it. */
+export function answerByYoga(yoga: Yoga, ctx: GraphQLServerContext, text: string): Promise<Response> {
+  const url = `http://${ctx.req.headers.host ?? 'localhost'}${ctx.req.url ?? '/graphql'}`;
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(ctx.req.headers)) if (typeof v === 'string') headers[k] = v;
+  return Promise.resolve(yoga.fetch(url, { method: 'POST', headers, body: text }, ctx));
+}
+
 /**
  * The parsed document when it is a valid query or mutation for these parameters; undefined for a
  * syntax or validation error, an unknown operation or a subscription (Yoga answers those).
@@ -107,21 +125,12 @@ export async function serve(
   res: ServerResponse,
   ctx: GraphQLServerContext,
 ): Promise<'direct' | 'yoga'> {
-  const text = raw.toString('utf8');
-  let params: Params | undefined;
-  try {
-    params = paramsOf(JSON.parse(text));
-  } catch {
-    params = undefined;
-  }
+  const { text, params } = bodyParams(raw);
   const enveloped = params ? yoga.getEnveloped(ctx) : undefined;
   const document = params && enveloped ? runnable(enveloped, params) : undefined;
   if (!params || !enveloped || !document) {
     // Not a plain query/mutation we can run: Yoga answers, with the body it would have read.
-    const url = `http://${ctx.req.headers.host ?? 'localhost'}${ctx.req.url ?? '/graphql'}`;
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(ctx.req.headers)) if (typeof v === 'string') headers[k] = v;
-    await send(res, await yoga.fetch(url, { method: 'POST', headers, body: text }, ctx));
+    await send(res, await answerByYoga(yoga, ctx, text));
     return 'yoga';
   }
   let result: ExecutionResult;

@@ -183,7 +183,9 @@ describe('resource inventory', () => {
     const first = await waitFor(
       async () => {
         const [w] = await devices('tfjs-host');
-        return w?.instances.length && w.devices.find((d) => d.id === 'cpu')?.utilization !== null ? w : undefined;
+        const cpu = w?.devices.find((d) => d.id === 'cpu');
+        // reservations follow the placement state, refreshed each round: they may trail the first heartbeat
+        return w?.instances.length && cpu?.utilization !== null && cpu?.memoryReservedBytes ? w : undefined;
       },
       45_000,
       'the worker to heartbeat with live figures',
