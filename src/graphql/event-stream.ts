@@ -17,11 +17,11 @@
  * stalled client holds at most that buffer plus one frame, whose bytes are shared with the others.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { getOperationAST, type DocumentNode, type ExecutionResult, type GraphQLError } from 'graphql';
+import type { ExecutionResult, GraphQLError } from 'graphql';
 import { getSSEProcessor, type YogaServerInstance } from 'graphql-yoga';
 import type { Counter } from 'prom-client';
 import type { GraphQLContext, SharedPayload } from './context.ts';
-import { answerByYoga, bodyParams, type GraphQLServerContext, type Params } from './json-post.ts';
+import { answerByYoga, bodyParams, validDocument, type GraphQLServerContext } from './json-post.ts';
 import { isSharedSubscription, serialiseResult } from './shared-results.ts';
 
 type Yoga = YogaServerInstance<GraphQLServerContext, GraphQLContext>;
@@ -87,18 +87,6 @@ export class EventStreams {
   }
 }
 
-/** A valid subscription to a shared field for these parameters, else undefined (Yoga answers). */
-function sharedDocument(enveloped: ReturnType<Yoga['getEnveloped']>, params: Params): DocumentNode | undefined {
-  let document: DocumentNode;
-  try {
-    document = enveloped.parse(params.query) as DocumentNode;
-  } catch {
-    return undefined;
-  }
-  if (enveloped.validate(enveloped.schema, document).length) return undefined;
-  return isSharedSubscription(getOperationAST(document, params.operationName)) ? document : undefined;
-}
-
 /** Resolves when `res` drained or closed. */
 function drained(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
@@ -153,7 +141,7 @@ export async function serveEventStream(
 ): Promise<void> {
   const { text, params } = bodyParams(raw);
   const enveloped = params ? yoga.getEnveloped(ctx) : undefined;
-  const document = params && enveloped ? sharedDocument(enveloped, params) : undefined;
+  const document = params && enveloped ? validDocument(enveloped, params, isSharedSubscription) : undefined;
   if (!params || !enveloped || !document) {
     answeredBy('yoga');
     return pipe(res, await answerByYoga(yoga, ctx, text));

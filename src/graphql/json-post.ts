@@ -9,7 +9,7 @@
  * hands a request whose body it cannot run to Yoga's fetch entry with the body it read.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { getOperationAST, type DocumentNode, type ExecutionResult, type GraphQLError } from 'graphql';
+import { getOperationAST, type DocumentNode, type OperationDefinitionNode, type ExecutionResult, type GraphQLError } from 'graphql';
 import { processRegularResult, type YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { GraphQLContext } from './context.ts';
@@ -87,10 +87,15 @@ export function answerByYoga(yoga: Yoga, ctx: GraphQLServerContext, text: string
 }
 
 /**
- * The parsed document when it is a valid query or mutation for these parameters; undefined for a
- * syntax or validation error, an unknown operation or a subscription (Yoga answers those).
+ * The parsed document when it is valid for these parameters and its operation is one `wanted`
+ * takes; undefined for a syntax or validation error, an unknown operation or one not wanted (Yoga
+ * answers those). Parse and validation go through the envelop pipeline (its caches and limits).
  */
-function runnable(enveloped: ReturnType<Yoga['getEnveloped']>, params: Params): DocumentNode | undefined {
+export function validDocument(
+  enveloped: ReturnType<Yoga['getEnveloped']>,
+  params: Params,
+  wanted: (op: OperationDefinitionNode | null | undefined) => boolean,
+): DocumentNode | undefined {
   let document: DocumentNode;
   try {
     document = enveloped.parse(params.query) as DocumentNode;
@@ -98,9 +103,11 @@ function runnable(enveloped: ReturnType<Yoga['getEnveloped']>, params: Params): 
     return undefined;
   }
   if (enveloped.validate(enveloped.schema, document).length) return undefined;
-  const op = getOperationAST(document, params.operationName);
-  return op && op.operation !== 'subscription' ? document : undefined;
+  return wanted(getOperationAST(document, params.operationName)) ? document : undefined;
 }
+
+/** A query or mutation (subscriptions are Yoga's, or the event-stream path's). */
+const queryOrMutation = (op: OperationDefinitionNode | null | undefined) => op != null && op.operation !== 'subscription';
 
 async function send(res: ServerResponse, response: Response): Promise<void> {
   const body = await response.text();
@@ -127,7 +134,7 @@ export async function serve(
 ): Promise<'direct' | 'yoga'> {
   const { text, params } = bodyParams(raw);
   const enveloped = params ? yoga.getEnveloped(ctx) : undefined;
-  const document = params && enveloped ? runnable(enveloped, params) : undefined;
+  const document = params && enveloped ? validDocument(enveloped, params, queryOrMutation) : undefined;
   if (!params || !enveloped || !document) {
     // Not a plain query/mutation we can run: Yoga answers, with the body it would have read.
     await send(res, await answerByYoga(yoga, ctx, text));
