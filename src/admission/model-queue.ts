@@ -114,8 +114,7 @@ export class ModelQueue {
   /** Requests this replica may run at once: its share of the fleet capacity (all of it on a single replica). */
   capacity(): number {
     const cap = this.fleetCapacity();
-    const share = this.share;
-    return share === undefined || share.replicas === 1 ? cap : share.of(cap, this.offset);
+    return this.share ? this.share.of(cap, this.offset) : cap;
   }
 
   /** Nothing to do for this request: no limit, nobody waiting (the fast path of unlimited models). */

@@ -17,9 +17,10 @@
  * Neither the key nor the key file's contents is ever logged or put in a message: only where it came from.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { McpError } from '../errors.ts';
+import { createPrivateFileOnce } from './private-file.ts';
 import { previousKeys, SecretBox } from './secrets.ts';
 
 /** The name of the key file PGlite starts make in the data folder. */
@@ -73,25 +74,12 @@ function readKeyFile(path: string, label: string, variable: string, opts: { priv
   }
 }
 
-/** Writes `key` to `path` unless a file is there already; answers whether this call wrote it. */
+/** Writes `key` to `path` unless a file is there already (createPrivateFileOnce); answers whether this call wrote it. */
 function publishKeyFile(path: string, key: string): boolean {
-  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const cannot = (err: unknown) => invalid(`cannot create the secret key file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 'storage.dataDir');
   try {
-    const fd = openSync(temp, 'wx', 0o600);
-    try {
-      writeSync(fd, `${key}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    linkSync(temp, path);
-    return true;
+    return createPrivateFileOnce(path, `${key}\n`);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw cannot(err);
-  } finally {
-    rmSync(temp, { force: true });
+    throw invalid(`cannot create the secret key file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 'storage.dataDir');
   }
 }
 

@@ -13,9 +13,10 @@
  * for any other URL (an instance someone pointed elsewhere) is worthless to the real worker.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { McpError } from '../errors.ts';
+import { createPrivateFileOnce } from '../security/private-file.ts';
 
 /** Environment variable holding the worker-call key (the same value on every gateway replica). */
 export const WORKER_CALL_KEY_ENV = 'MCP_WORKER_CALL_KEY';
@@ -63,15 +64,7 @@ export async function loadWorkerCallKey(dataDir: string, env: NodeJS.ProcessEnv 
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   await mkdir(dataDir, { recursive: true });
-  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`;
-  await writeFile(tmp, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600 });
-  try {
-    await link(tmp, file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  } finally {
-    await unlink(tmp).catch(() => {});
-  }
+  createPrivateFileOnce(file, `${randomBytes(32).toString('base64url')}\n`); // another start's file wins
   return read();
 }
 
