@@ -35,6 +35,9 @@ const MEASURE_MS = Number(process.env.MEASURE_MS ?? 20_000);
 const METRICS = ['requests_per_second', 'error_rate', 'latency_p95_ms', 'in_flight', 'queue_depth'];
 const UPDATES = 'subscription($f: MetricsFilter) { metricsUpdates(filter: $f, intervalMs: 1000) { at series { metric model version value } } }';
 
+/** A `metricsUpdates` message as a client reads it. */
+type Snapshot = { data?: { metricsUpdates: { at: number } } | null };
+
 type Msg = { type: 'ready' } | { type: 'lags'; lags: number[]; received: number; errors: number };
 
 const filterOf = (n: number, distinct: number) => (distinct > 1 ? { metrics: METRICS, versions: [`v${n % distinct}`, 'v1'] } : { metrics: METRICS });
@@ -47,6 +50,21 @@ async function client(): Promise<void> {
   let errors = 0;
   let ready = 0;
   const clients: Array<{ dispose(): unknown }> = [];
+  /** One subscriber's snapshot counter: ready at its first snapshot, then its errors and, while measuring, its lags. */
+  const recorder = () => {
+    let first = true;
+    return (m: Snapshot, now: number) => {
+      if (first) {
+        first = false;
+        if (++ready === count) process.send!({ type: 'ready' } satisfies Msg);
+      }
+      if (!m.data) errors++;
+      else if (measuring) {
+        received++;
+        lags.push(now - m.data.metricsUpdates.at);
+      }
+    };
+  };
   if (TRANSPORT === 'sse') {
     // One HTTP connection per subscriber: a POST answered by an event stream, read frame by frame.
     const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
@@ -56,7 +74,7 @@ async function client(): Promise<void> {
     const open = (i: number, attempt = 0): Promise<void> =>
       new Promise((settled) => {
         const body = JSON.stringify({ query: UPDATES, variables: { f: filterOf(offset + i, distinct) } });
-        let first = true;
+        const record = recorder();
         let answered = false;
         const retry = (why: string) => {
           if (!logged.has(why)) console.error(`sse client: ${why}${attempt < 10 ? ', retrying' : ''}`);
@@ -92,16 +110,7 @@ async function client(): Promise<void> {
                 buf = buf.slice(end + 2);
                 const data = frame.indexOf('data: {');
                 if (data < 0) continue;
-                const m = JSON.parse(frame.slice(data + 6)) as { data?: { metricsUpdates: { at: number } } };
-                if (first) {
-                  first = false;
-                  if (++ready === count) process.send!({ type: 'ready' } satisfies Msg);
-                }
-                if (!m.data) errors++;
-                else if (measuring) {
-                  received++;
-                  lags.push(now - m.data.metricsUpdates.at);
-                }
+                record(JSON.parse(frame.slice(data + 6)) as Snapshot, now);
               }
             });
             res.on('error', () => undefined);
@@ -119,22 +128,11 @@ async function client(): Promise<void> {
     clients.push(c);
     for (let i = s * PER_SOCKET; i < Math.min(count, (s + 1) * PER_SOCKET); i++) {
       const f = filterOf(offset + i, distinct);
-      let first = true;
+      const record = recorder();
       c.subscribe<{ metricsUpdates: { at: number } }>(
         { query: UPDATES, variables: { f } },
         {
-          next: (m) => {
-            const now = Date.now();
-            if (first) {
-              first = false;
-              if (++ready === count) process.send!({ type: 'ready' } satisfies Msg);
-            }
-            if (!m.data) errors++;
-            else if (measuring) {
-              received++;
-              lags.push(now - m.data.metricsUpdates.at);
-            }
-          },
+          next: (m) => record(m, Date.now()),
           error: () => errors++,
           complete: () => {},
         },

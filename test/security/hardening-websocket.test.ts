@@ -341,13 +341,13 @@ describe('subscriptions end when the credentials expire', () => {
     expect(s.closeCode).toBe(4401);
   });
 
-  it('a subscription over SSE ends the same way at expiresAt', async () => {
-    const expiresAt = Date.now() + 1500;
+  /** Subscribes over SSE as carol with credentials expiring at `expiresAt`; the whole stream once it ends, and its data frames. */
+  async function sseUntilExpiry<T>(query: string, expiresAt: number, timeoutMs: number): Promise<{ text: string; data: T[] }> {
     const r = await fetch(`${gw.url}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-test-user': 'carol', 'x-test-expires-at': String(expiresAt) },
-      body: JSON.stringify({ query: 'subscription { modelEvents { modelId } }' }),
-      signal: AbortSignal.timeout(10_000),
+      body: JSON.stringify({ query }),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     expect(r.status).toBe(200);
     const text = await r.text();
@@ -355,25 +355,27 @@ describe('subscriptions end when the credentials expire', () => {
     const data = text
       .split('\n')
       .filter((l) => l.startsWith('data: {'))
-      .map((l) => JSON.parse(l.slice(6)) as { errors?: Array<{ extensions?: { code?: string } }> });
+      .map((l) => JSON.parse(l.slice(6)) as T);
+    return { text, data };
+  }
+
+  it('a subscription over SSE ends the same way at expiresAt', async () => {
+    const expiresAt = Date.now() + 1500;
+    const { text, data } = await sseUntilExpiry<{ errors?: Array<{ extensions?: { code?: string } }> }>(
+      'subscription { modelEvents { modelId } }',
+      expiresAt,
+      10_000,
+    );
     expect(data.at(-1)?.errors?.[0]?.extensions?.code).toBe('MCP_UNAUTHENTICATED');
     expect(text).toMatch(/event: complete/);
   });
   it('metricsUpdates over SSE (snapshots written by the shared path) ends the same way at expiresAt', async () => {
     const expiresAt = Date.now() + 2500;
-    const r = await fetch(`${gw.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-test-user': 'carol', 'x-test-expires-at': String(expiresAt) },
-      body: JSON.stringify({ query: 'subscription { metricsUpdates(intervalMs: 250) { at } }' }),
-      signal: AbortSignal.timeout(15_000),
-    });
-    expect(r.status).toBe(200);
-    const text = await r.text();
-    expect(Date.now()).toBeGreaterThanOrEqual(expiresAt);
-    const data = text
-      .split('\n')
-      .filter((l) => l.startsWith('data: {'))
-      .map((l) => JSON.parse(l.slice(6)) as { data?: { metricsUpdates: { at: number } }; errors?: Array<{ extensions?: { code?: string } }> });
+    const { text, data } = await sseUntilExpiry<{ data?: { metricsUpdates: { at: number } }; errors?: Array<{ extensions?: { code?: string } }> }>(
+      'subscription { metricsUpdates(intervalMs: 250) { at } }',
+      expiresAt,
+      15_000,
+    );
     // Snapshots (one per tick, 1 s by default) before the expiry, none after it: the error, then complete.
     expect(data.filter((d) => d.data).length).toBeGreaterThanOrEqual(1);
     expect(data.filter((d) => d.data).every((d) => d.data!.metricsUpdates.at <= expiresAt)).toBe(true);
