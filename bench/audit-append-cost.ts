@@ -14,7 +14,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { appendInTransaction, INFERENCE_ACTION, verifyChain } from '../src/audit/chain.ts';
-import { batchEntry, rowFields, rowHash } from '../src/audit/canonical.ts';
+import { encodeCalls } from '../src/audit/batch-calls.ts';
+import { rowFields, rowHash } from '../src/audit/canonical.ts';
 import type { AuditEntry } from '../src/audit/types.ts';
 import { openDatabase } from '../src/db/client.ts';
 
@@ -91,8 +92,8 @@ function jsBatch(): number {
     let prev = '0'.repeat(64);
     const at = new Date();
     for (let b = 0; b < BATCHES; b++) {
-      const calls = Array.from({ length: BATCH }, (_, i) => batchEntry(entry(b * BATCH + i, INFERENCE_ACTION)));
-      const f = { id: b, ...rowFields({ action: INFERENCE_ACTION, outcome: 'ok', details: { calls: BATCH } }, at), entries: JSON.stringify(calls) };
+      const calls = encodeCalls(Array.from({ length: BATCH }, (_, i) => entry(b * BATCH + i, INFERENCE_ACTION)));
+      const f = { id: b, ...rowFields({ action: INFERENCE_ACTION, outcome: 'ok', details: { calls: BATCH } }, at), entries: calls.text };
       prev = rowHash(prev, f);
     }
     runs.push((cpuUs() - c0) / (BATCHES * BATCH));

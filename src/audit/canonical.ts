@@ -86,11 +86,16 @@ function cleanString(s: string, max: number): string {
   return t.length > max ? `${t.slice(0, max)}…` : t;
 }
 
+/** A string value of `details`: redacted when it looks like a credential, cleaned and cut short otherwise. */
+export function cleanDetailString(v: string): string {
+  return SECRET_VALUE.test(v) ? '[redacted]' : cleanString(v, MAX_DETAIL_STRING);
+}
+
 function cleanValue(v: unknown, depth: number): unknown {
   if (v === null || typeof v === 'boolean') return v;
   if (typeof v === 'number') return Number.isFinite(v) ? v : null;
   if (typeof v === 'bigint') return v.toString();
-  if (typeof v === 'string') return SECRET_VALUE.test(v) ? '[redacted]' : cleanString(v, MAX_DETAIL_STRING);
+  if (typeof v === 'string') return cleanDetailString(v);
   if (depth >= MAX_DEPTH) return '[too deep]';
   if (Array.isArray(v)) return v.slice(0, MAX_ITEMS).map((x) => cleanValue(x, depth + 1));
   if (v instanceof Date) return v.toISOString();
@@ -115,54 +120,26 @@ export function sanitizeDetails(details: Record<string, unknown> | undefined): R
   return { truncated: true, keys: Object.keys(clean).slice(0, MAX_ITEMS) };
 }
 
-const text = (s: string | undefined): string | null => (s === undefined || s === '' ? null : cleanString(s, MAX_TEXT));
+/** A text column's value: cleaned and cut short; absent or empty is null. */
+export function sanitizeText(s: string | undefined): string | null {
+  return s === undefined || s === '' ? null : cleanString(s, MAX_TEXT);
+}
 
 /** The stored fields of an entry (everything but id, prev_hash and hash), sanitised. */
 export function rowFields(e: AuditEntry, at: Date): Omit<CanonicalFields, 'id'> {
   return {
     at,
-    actor: text(e.actor),
-    actorVia: text(e.actorVia),
+    actor: sanitizeText(e.actor),
+    actorVia: sanitizeText(e.actorVia),
     action: cleanString(e.action, MAX_TEXT),
-    target: text(e.target),
-    model: text(e.model),
+    target: sanitizeText(e.target),
+    model: sanitizeText(e.model),
     outcome: e.outcome,
-    ip: text(e.ip),
-    requestId: text(e.requestId),
+    ip: sanitizeText(e.ip),
+    requestId: sanitizeText(e.requestId),
     // Stored as the float4 the `real` column keeps, so the hash of the stored row is the hash computed here.
     latencyMs: e.latencyMs === undefined || !Number.isFinite(e.latencyMs) ? null : Math.fround(e.latencyMs),
     details: sanitizeDetails(e.details),
     entries: null,
   };
-}
-
-/** One inference call inside a batch row's `entries`: the fields of its own (action and `at` are the row's), sanitised, absent ones left out. */
-export interface BatchEntry {
-  actor?: string;
-  actorVia?: string;
-  target?: string;
-  model?: string;
-  outcome: string;
-  ip?: string;
-  requestId?: string;
-  latencyMs?: number;
-  details?: Record<string, unknown>;
-}
-
-/** The batch form of an entry (sanitised like rowFields). */
-export function batchEntry(e: AuditEntry): BatchEntry {
-  const out: BatchEntry = { outcome: e.outcome };
-  const put = (k: 'actor' | 'actorVia' | 'target' | 'model' | 'ip' | 'requestId', v: string | undefined) => {
-    const t = text(v);
-    if (t !== null) out[k] = t;
-  };
-  put('actor', e.actor);
-  put('actorVia', e.actorVia);
-  put('target', e.target);
-  put('model', e.model);
-  put('ip', e.ip);
-  put('requestId', e.requestId);
-  if (e.latencyMs !== undefined && Number.isFinite(e.latencyMs)) out.latencyMs = Math.fround(e.latencyMs);
-  if (e.details) out.details = sanitizeDetails(e.details);
-  return out;
 }

@@ -3,7 +3,8 @@ import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Db } from '../db/client.ts';
 import { auditLog } from '../db/schema.ts';
 import { McpError } from '../errors.ts';
-import { batchEntry, GENESIS_HASH, rowFields, rowHash, type AuditRow, type BatchEntry } from './canonical.ts';
+import { decodeCalls, derivedOf, encodeCalls } from './batch-calls.ts';
+import { GENESIS_HASH, rowFields, rowHash, type AuditRow } from './canonical.ts';
 import type { AuditEntry } from './types.ts';
 
 /** What appends run on: the database handle or a transaction of it. */
@@ -36,27 +37,11 @@ const NAMES = COLUMNS.map(([n]) => n).join(', ');
 const INSERT_HEAD = sql.raw(`insert into audit_log (${NAMES}) select ${NAMES} from jsonb_to_recordset(`);
 const INSERT_TAIL = sql.raw(`::jsonb) as t(${COLUMNS.map(([n, t]) => `${n} ${t}`).join(', ')})`);
 
-/** The action of inference calls: appended as one batch row per append (batchEntry). */
+/** The action of inference calls: appended as one batch row per append (batch-calls.ts). */
 export const INFERENCE_ACTION = 'inference';
 
 /** A PostgreSQL text[] literal. */
 const textArray = (xs: readonly string[]) => `{${xs.map((x) => `"${x.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`;
-
-/** Distinct non-null values, sorted. */
-function distinct(values: Iterable<string | undefined>): string[] {
-  const set = new Set<string>();
-  for (const v of values) if (v !== undefined) set.add(v);
-  return [...set].sort();
-}
-
-/** The derived columns of a batch row. */
-function batchColumns(entries: readonly BatchEntry[]): { actors: string[]; models: string[]; outcomes: string[] } {
-  return {
-    actors: distinct(entries.map((e) => e.actor)),
-    models: distinct(entries.map((e) => e.model)),
-    outcomes: distinct(entries.map((e) => e.outcome)),
-  };
-}
 
 /**
  * Appends entries to the chain inside the caller's transaction: takes the chain lock (held until
@@ -70,11 +55,8 @@ function batchColumns(entries: readonly BatchEntry[]): { actors: string[]; model
 export async function appendInTransaction(tx: Executor, entries: readonly AuditEntry[], at: Date = new Date()): Promise<AuditRow[]> {
   if (entries.length === 0) return [];
   const events: AuditEntry[] = [];
-  const calls: BatchEntry[] = [];
-  for (const e of entries) {
-    if (e.action === INFERENCE_ACTION) calls.push(batchEntry(e));
-    else events.push(e);
-  }
+  const calls: AuditEntry[] = [];
+  for (const e of entries) (e.action === INFERENCE_ACTION ? calls : events).push(e);
   // The chain lock, the last hash and ids first … first + n - 1 reserved under it (migration 0004).
   const [reserved] = rowsOf<{ last_hash: string | null; first_id: string | number }>(
     await tx.execute(sql`select last_hash, first_id from audit_log_reserve(${AUDIT_CHAIN_LOCK}, ${entries.length})`),
@@ -90,7 +72,7 @@ export async function appendInTransaction(tx: Executor, entries: readonly AuditE
   }
   if (rows.length) await tx.execute(sql`${INSERT_HEAD}${JSON.stringify(rows.map(plainJson))}${INSERT_TAIL}`);
   if (calls.length) {
-    const derived = batchColumns(calls);
+    const { text, ...derived } = encodeCalls(calls);
     const fields = {
       id,
       at,
@@ -104,7 +86,7 @@ export async function appendInTransaction(tx: Executor, entries: readonly AuditE
       requestId: null,
       latencyMs: null,
       details: { calls: calls.length },
-      entries: JSON.stringify(calls),
+      entries: text,
     };
     const hash = rowHash(prevHash, fields);
     const row: AuditRow = { ...fields, prevHash, hash, ...derived };
@@ -140,14 +122,12 @@ function plainJson(r: AuditRow): Record<string, unknown> {
 /** Whether a batch row's actors, models and outcomes are those of its entries (they are outside the hash). */
 function derivedColumnsMatch(row: AuditRow): boolean {
   if (row.entries === null) return row.actors === null && row.models === null && row.outcomes === null;
-  let entries: unknown;
+  let want: ReturnType<typeof derivedOf>;
   try {
-    entries = JSON.parse(row.entries);
+    want = derivedOf(decodeCalls(row.entries));
   } catch {
     return false;
   }
-  if (!Array.isArray(entries)) return false;
-  const want = batchColumns(entries as BatchEntry[]);
   const same = (a: string[] | null, b: string[]) => a !== null && a.length === b.length && [...a].sort().every((x, i) => x === b[i]);
   return same(row.actors, want.actors) && same(row.models, want.models) && same(row.outcomes, want.outcomes);
 }
@@ -237,7 +217,7 @@ const hasValue = (derived: AnyPgColumn, value: string) => sql`${derived} @> arra
 
 /** The inference calls of a batch row, newest first, with ids below `before`, that match the filter. */
 function expandBatch(row: AuditRow, filter: AuditFilter, before: number): AuditItem[] {
-  const entries = JSON.parse(row.entries!) as BatchEntry[];
+  const entries = decodeCalls(row.entries!);
   const out: AuditItem[] = [];
   for (let i = entries.length - 1; i >= 0; i--) {
     const e = entries[i]!;

@@ -2,7 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendInTransaction, listAudit, verifyChain, type AuditFilter, type AuditItem } from '../../src/audit/chain.ts';
+import { decodeCalls } from '../../src/audit/batch-calls.ts';
+import { GENESIS_HASH, rowHash } from '../../src/audit/canonical.ts';
+import { appendInTransaction, AUDIT_CHAIN_LOCK, listAudit, verifyChain, type AuditFilter, type AuditItem } from '../../src/audit/chain.ts';
 import type { AuditEntry } from '../../src/audit/types.ts';
 import { openDatabase, type Database } from '../../src/db/client.ts';
 import { createTestDatabase, STORAGES } from '../../src/testing/gateway.ts';
@@ -72,7 +74,7 @@ describe.each(STORAGES)('inference calls in batch rows on %s', (storageKind) => 
 
   it('writes one row per event and one batch row per append of calls, and lists every call on its own with its own id', async () => {
     const rows = await sql<{ action: string; entries: string | null; actors: string[] | null }>('select action, entries, actors from audit_log order by id');
-    expect(rows.map((r) => [r.action, r.entries === null ? 'row' : `batch of ${(JSON.parse(r.entries) as unknown[]).length}`])).toEqual([
+    expect(rows.map((r) => [r.action, r.entries === null ? 'row' : `batch of ${decodeCalls(r.entries).length}`])).toEqual([
       ['model.register', 'row'],
       ['authz.denied', 'row'],
       ['inference', 'batch of 4'],
@@ -92,6 +94,7 @@ describe.each(STORAGES)('inference calls in batch rows on %s', (storageKind) => 
     expect(first).toMatchObject({ actor: 'alice', actorVia: 'api-key', model: 'chat', target: 'chat-v1-0', outcome: 'ok', ip: '127.0.0.1', latencyMs: 1.25 });
     expect(first.details).toEqual({ entry: 'openai', stream: false, version: 'v1' });
     expect(first.id).toBe(first.chainRowId);
+    expect(calls.find((r) => r.requestId === 'req-1')!.details).toEqual({ entry: 'openai', stream: false, version: 'v1', errorCode: 'MCP_UPSTREAM_ERROR' });
     const batchRow = (await sql<{ id: string; hash: string }>(`select id, hash from audit_log where id = ${first.chainRowId}`))[0]!;
     expect(
       calls
@@ -134,7 +137,9 @@ describe.each(STORAGES)('inference calls in batch rows on %s', (storageKind) => 
       `select id, entries, actors from audit_log where entries is not null order by id limit 1`,
     );
     const id = Number(batch!.id);
-    const entries = JSON.parse(batch!.entries) as Array<Record<string, unknown>>;
+    // Format 2: repeated strings stored once, each call an array naming them by index (src/audit/batch-calls.ts).
+    const table = JSON.parse(batch!.entries) as { format: number; strings: string[]; calls: unknown[][] };
+    expect(table.format).toBe(2);
     const escaped = (s: string) => s.replaceAll("'", "''");
     await sql('alter table audit_log disable trigger user');
     try {
@@ -144,11 +149,12 @@ describe.each(STORAGES)('inference calls in batch rows on %s', (storageKind) => 
       };
       const restore = () => sql(`update audit_log set entries = '${escaped(batch!.entries)}', actors = array['alice','anon','bob'] where id = ${id}`);
       // The outcome of one call rewritten.
-      const changed = entries.map((e, i) => (i === 1 ? { ...e, outcome: 'ok' } : e));
+      const changed = { ...table, calls: table.calls.map((c, i) => (i === 1 ? c.map((v, k) => (k === 4 ? table.strings.indexOf('ok') : v)) : c)) };
+      expect(changed.calls[1]).not.toEqual(table.calls[1]);
       expect(await tamper(`entries = '${escaped(JSON.stringify(changed))}'`)).toMatchObject({ ok: false, firstBrokenId: id });
       await restore();
       // One call removed from the batch.
-      expect(await tamper(`entries = '${escaped(JSON.stringify(entries.slice(1)))}'`)).toMatchObject({ ok: false, firstBrokenId: id });
+      expect(await tamper(`entries = '${escaped(JSON.stringify({ ...table, calls: table.calls.slice(1) }))}'`)).toMatchObject({ ok: false, firstBrokenId: id });
       await restore();
       // An actor hidden from the filters (the derived column is not in the hash; it is checked against entries).
       expect(await tamper(`actors = array['alice','anon']`)).toMatchObject({ ok: false, firstBrokenId: id });
@@ -158,5 +164,45 @@ describe.each(STORAGES)('inference calls in batch rows on %s', (storageKind) => 
       await sql('alter table audit_log enable trigger user');
     }
     await expect(sql(`update audit_log set entries = '[]' where id = ${id}`)).rejects.toThrow();
+  });
+
+  it('reads batch rows of format 1 (one object per call, as written before format 2) like format 2 ones, and keeps unusual details', async () => {
+    const escaped = (s: string) => s.replaceAll("'", "''");
+    const v1 = [
+      { outcome: 'ok', actor: 'dave', actorVia: 'jwt', target: 'chat-v1-0', model: 'chat', ip: '10.0.0.1', requestId: 'old-0', latencyMs: 2.5, details: { entry: 'graphql', stream: true, version: 'v1' } },
+      { outcome: 'failed', actor: 'dave', model: 'chat', requestId: 'old-1', details: { entry: 'rest', errorCode: 'MCP_TIMEOUT' } },
+    ];
+    const [r] = await sql<{ last_hash: string | null; first_id: string }>(`select last_hash, first_id from audit_log_reserve(${AUDIT_CHAIN_LOCK}, 2)`);
+    const id = Number(r!.first_id);
+    const at = new Date();
+    const entries = JSON.stringify(v1);
+    const prev = r!.last_hash ?? GENESIS_HASH;
+    const fields = { id, at, actor: null, actorVia: null, action: 'inference', target: null, model: null, outcome: 'mixed', ip: null, requestId: null, latencyMs: null, details: { calls: 2 }, entries };
+    await sql(
+      `insert into audit_log (id, at, action, outcome, details, prev_hash, hash, entries, actors, models, outcomes)
+       values (${id}, '${at.toISOString()}', 'inference', 'mixed', '{"calls":2}', '${prev}', '${rowHash(prev, fields)}', '${escaped(entries)}',
+               array['dave'], array['chat'], array['failed','ok'])`,
+    );
+    // A format 2 call whose details do not fit the columns: kept with the other details, secrets redacted.
+    await append([{ ...call(20, 'erin', 'chat'), details: { entry: 'openai', stream: 'yes', version: 7, note: 'kept', token: 'hidden' } }]);
+
+    expect(await verifyChain(database.db)).toMatchObject({ ok: true, checked: 6, firstBrokenId: null });
+    const dave = await listAll({ actor: 'dave' }, 500);
+    expect(dave.map((c) => [c.id - id, c.requestId, c.outcome, c.actorVia, c.latencyMs, c.details])).toEqual([
+      [1, 'old-1', 'failed', null, null, { entry: 'rest', errorCode: 'MCP_TIMEOUT' }],
+      [0, 'old-0', 'ok', 'jwt', 2.5, { entry: 'graphql', stream: true, version: 'v1' }],
+    ]);
+    const [erin] = await listAll({ actor: 'erin' }, 500);
+    expect(erin!.details).toEqual({ entry: 'openai', stream: 'yes', version: 7, note: 'kept', token: '[redacted]' });
+    // The SQL view expands both formats alike.
+    const view = await sql<{ request_id: string; actor_via: string | null; latency_ms: number | null; details: Record<string, unknown> }>(
+      `select request_id, actor_via, latency_ms, details from audit_entries where actor in ('dave', 'erin') or request_id = 'req-1' order by id`,
+    );
+    expect(view.map((v) => [v.request_id, v.actor_via, v.latency_ms === null ? null : Number(v.latency_ms), v.details])).toEqual([
+      ['req-1', 'api-key', 1.25, { entry: 'openai', stream: false, version: 'v1', errorCode: 'MCP_UPSTREAM_ERROR' }],
+      ['old-0', 'jwt', 2.5, { entry: 'graphql', stream: true, version: 'v1' }],
+      ['old-1', null, null, { entry: 'rest', errorCode: 'MCP_TIMEOUT' }],
+      ['req-20', 'api-key', 1.25, { entry: 'openai', stream: 'yes', version: 7, note: 'kept', token: '[redacted]' }],
+    ]);
   });
 });
