@@ -22,7 +22,7 @@
  *
  * --hops first counts the async resources (promises, ticks, timers) each gateway creates per request, one
  * request at a time: a count the machine's load does not change (the CPU rounds follow; --rounds=0 skips them).
- * --profile=<case>,… runs those gateways under `node --cpu-prof` (profiles in bench/.out/prof when they exit).
+ * --profile=<case>,… runs those gateways under `node --cpu-prof` (profiles in bench/.out/prof/<case> when they exit).
  */
 import { createHook } from 'node:async_hooks';
 import { fork, type ChildProcess } from 'node:child_process';
@@ -154,7 +154,8 @@ async function main(): Promise<void> {
       const [settings, who] = name.split('/') as [string, string];
       if (!SETTINGS[settings] || (who !== 'admin' && who !== 'dev')) throw new Error(`unknown case ${name}`);
       const prof = PROFILE.includes(name)
-        ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench/.out/prof')}`, `--cpu-prof-name=${name.replace('/', '-')}.cpuprofile`]
+        ? // A folder per case: the gateway's main thread and tsx's loader thread each write a profile (the larger is the gateway's).
+          ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench/.out/prof', name.replace('/', '-'))}`]
         : [];
       const g = spawnChild(['--gateway', settings, who === 'admin' ? 'admin' : 'developer', upstreamV1!, key.sha256, ...(HOPS ? ['--hops'] : [])], prof);
       const { url } = await g.ready;

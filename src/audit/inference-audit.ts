@@ -19,6 +19,14 @@ export class InferenceAudit implements InferenceObserver {
   onFinished(req: InferenceRequest, o: InferenceOutcome): Promise<void> | undefined {
     if (this.mode === 'off') return undefined;
     const d = o.decision;
+    const usage = o.result?.usage;
+    // Built field by field (no spreads): this runs on every call.
+    const details: Record<string, unknown> = { entry: req.entry, stream: req.stream, version: o.result?.version ?? (d?.version || null) };
+    if (!o.ok) details.errorCode = o.errorCode ?? 'MCP_INTERNAL';
+    if (usage) {
+      details.promptTokens = usage.promptTokens ?? 0;
+      details.completionTokens = usage.completionTokens ?? 0;
+    }
     const entry: AuditEntry = {
       actor: req.principal?.id,
       actorVia: req.principal?.via,
@@ -29,13 +37,7 @@ export class InferenceAudit implements InferenceObserver {
       ip: req.ip,
       requestId: req.id,
       latencyMs: o.latencyMs,
-      details: {
-        entry: req.entry,
-        stream: req.stream,
-        version: o.result?.version ?? (d?.version || null),
-        ...(o.ok ? {} : { errorCode: o.errorCode ?? 'MCP_INTERNAL' }),
-        ...(o.result?.usage ? { promptTokens: o.result.usage.promptTokens ?? 0, completionTokens: o.result.usage.completionTokens ?? 0 } : {}),
-      },
+      details,
     };
     try {
       return this.sink.appendAudit(entry, this.mode === 'durable');

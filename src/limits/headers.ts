@@ -20,19 +20,31 @@ export interface LimitPolicyState {
   t: number;
 }
 
+/** `RateLimit-Policy`'s value: each policy's quota and window. */
+function policyHeader(policies: readonly LimitPolicyState[]): string {
+  let s = '';
+  for (const p of policies) s += `${s ? ', ' : ''}"${p.name}";q=${p.q};w=${p.w}`;
+  return s;
+}
+
+/** `RateLimit`'s value: each policy's remaining units and seconds until they are back. */
+function stateHeader(policies: readonly LimitPolicyState[]): string {
+  let s = '';
+  for (const p of policies) s += `${s ? ', ' : ''}"${p.name}";r=${p.r};t=${p.t}`;
+  return s;
+}
+
 /** The RateLimit-Policy and RateLimit headers for these policies; none for an empty list. */
 export function rateLimitHeaders(policies: readonly LimitPolicyState[]): Record<string, string> {
   if (policies.length === 0) return {};
-  return {
-    'ratelimit-policy': policies.map((p) => `"${p.name}";q=${p.q};w=${p.w}`).join(', '),
-    ratelimit: policies.map((p) => `"${p.name}";r=${p.r};t=${p.t}`).join(', '),
-  };
+  return { 'ratelimit-policy': policyHeader(policies), ratelimit: stateHeader(policies) };
 }
 
-/** Sets the RateLimit headers on a response not yet sent (successful limited calls). */
+/** Sets the RateLimit headers on a response not yet sent (successful limited calls; on every call, so no intermediate object). */
 export function setRateLimitHeaders(res: ServerResponse, policies: readonly LimitPolicyState[]): void {
-  if (res.headersSent) return;
-  for (const [k, v] of Object.entries(rateLimitHeaders(policies))) res.setHeader(k, v);
+  if (res.headersSent || policies.length === 0) return;
+  res.setHeader('ratelimit-policy', policyHeader(policies));
+  res.setHeader('ratelimit', stateHeader(policies));
 }
 
 /** Reads the policies an McpError carries (`details.policies`), ignoring anything malformed. */

@@ -207,20 +207,25 @@ export class LimitsService {
       for (const a of applied) if (a.kind === 'tokens') a.charge = { ...a.charge, cost: 0 };
       return [];
     }
-    const policies = applied.map((a, i) => policyOf(a, decisions[i]!));
-    const refused = applied.map((a, i) => ({ a, d: decisions[i]! })).filter((x) => !x.d.allowed);
-    if (refused.length === 0) {
+    const policies = new Array<LimitPolicyState>(applied.length);
+    let worst = -1;
+    for (let i = 0; i < applied.length; i++) {
+      const d = decisions[i]!;
+      policies[i] = policyOf(applied[i]!, d);
+      if (!d.allowed && (worst < 0 || d.retryAfterMs > decisions[worst]!.retryAfterMs)) worst = i;
+    }
+    if (worst < 0) {
       for (const a of applied)
         if (a.kind === 'requests' || !applied.some((b) => b.compiled === a.compiled && b.kind === 'requests'))
           this.decisions.inc({ rule: a.compiled.rule.name, outcome: 'allowed' });
       return policies;
     }
-    const worst = refused.reduce((x, y) => (y.d.retryAfterMs > x.d.retryAfterMs ? y : x));
-    for (const { a } of refused) this.decisions.inc({ rule: a.compiled.rule.name, outcome: 'limited' });
-    const retryAfterMs = Math.max(1, Math.ceil(worst.d.retryAfterMs));
-    const rule = worst.a.compiled.rule.name;
-    throw new McpError('MCP_RATE_LIMITED', `rate limit "${rule}" (${worst.a.kind}) exceeded; retry in ${Math.ceil(retryAfterMs / 1000)}s`, {
-      details: { retryAfterMs, rule, limit: worst.a.kind, policies },
+    for (let i = 0; i < applied.length; i++) if (!decisions[i]!.allowed) this.decisions.inc({ rule: applied[i]!.compiled.rule.name, outcome: 'limited' });
+    const w = applied[worst]!;
+    const retryAfterMs = Math.max(1, Math.ceil(decisions[worst]!.retryAfterMs));
+    const rule = w.compiled.rule.name;
+    throw new McpError('MCP_RATE_LIMITED', `rate limit "${rule}" (${w.kind}) exceeded; retry in ${Math.ceil(retryAfterMs / 1000)}s`, {
+      details: { retryAfterMs, rule, limit: w.kind, policies },
     });
   }
 
