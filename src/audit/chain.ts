@@ -52,14 +52,33 @@ const textArray = (xs: readonly string[]) => `{${xs.map((x) => `"${x.replace(/[\
  * one row per group commit instead of one per call. The rows commit or roll back with the
  * caller's own changes.
  */
-export async function appendInTransaction(tx: Executor, entries: readonly AuditEntry[], at: Date = new Date()): Promise<AuditRow[]> {
-  if (entries.length === 0) return [];
+export async function appendInTransaction(
+  tx: Executor,
+  entries: readonly AuditEntry[],
+  opts: {
+    at?: Date;
+    /**
+     * A data-modifying statement of the caller's (an INSERT), run in the same statement as the chain
+     * reservation (a WITH clause): one round trip less, which the embedded database charges ~0.4 ms for.
+     */
+    alongside?: SQL;
+  } = {},
+): Promise<AuditRow[]> {
+  if (entries.length === 0) {
+    if (opts.alongside) await tx.execute(opts.alongside);
+    return [];
+  }
+  const at = opts.at ?? new Date();
   const events: AuditEntry[] = [];
   const calls: AuditEntry[] = [];
   for (const e of entries) (e.action === INFERENCE_ACTION ? calls : events).push(e);
   // The chain lock, the last hash and ids first … first + n - 1 reserved under it (migration 0004).
   const [reserved] = rowsOf<{ last_hash: string | null; first_id: string | number }>(
-    await tx.execute(sql`select last_hash, first_id from audit_log_reserve(${AUDIT_CHAIN_LOCK}, ${entries.length})`),
+    await tx.execute(
+      opts.alongside
+        ? sql`with alongside as (${opts.alongside}) select last_hash, first_id from audit_log_reserve(${AUDIT_CHAIN_LOCK}, ${entries.length})`
+        : sql`select last_hash, first_id from audit_log_reserve(${AUDIT_CHAIN_LOCK}, ${entries.length})`,
+    ),
   );
   let id = Number(reserved!.first_id);
   let prevHash = reserved!.last_hash ?? GENESIS_HASH;

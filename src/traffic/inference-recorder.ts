@@ -175,10 +175,8 @@ export class InferenceRecorder {
     }
     if (audits.length === 0) await this.database.db.execute(insertBatch(rows));
     else {
-      await this.database.db.transaction(async (tx) => {
-        if (rows.length) await tx.execute(insertBatch(rows));
-        await appendInTransaction(tx, audits);
-      });
+      // The records' INSERT goes with the audit chain's reservation, in one statement.
+      await this.database.db.transaction((tx) => appendInTransaction(tx, audits, { alongside: rows.length ? insertBatch(rows) : undefined }));
     }
     this.rowsWritten += rows.length;
   }
