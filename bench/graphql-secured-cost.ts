@@ -20,7 +20,7 @@
  *   npx tsx --conditions=capibara-source bench/graphql-secured-cost.ts [--n=3000] [--c=8] [--rounds=7]
  *     [--cases=open/admin,open/dev,…] [--paths=graphql,openai] [--profile=secured/dev,open/admin] [--hops]
  *
- * --hops first counts the async resources (promises, ticks, timers) each gateway creates per request, one
+ * --hops first counts the async resources (promises, ticks, timers) and SQL statements of each gateway per request, one
  * request at a time: a count the machine's load does not change (the CPU rounds follow; --rounds=0 skips them).
  * --profile=<case>,… runs those gateways under `node --cpu-prof` (profiles in bench/.out/prof/<case> when they exit).
  */
@@ -78,6 +78,7 @@ async function gateway(): Promise<void> {
   // while asked to: a figure the machine's load does not change.
   const counts = new Map<string, number>();
   let counting = false;
+  let statementsBefore = 0;
   if (process.argv.includes('--hops'))
     createHook({
       init(_id, type) {
@@ -90,10 +91,12 @@ async function gateway(): Promise<void> {
       process.send!({ cpu: u.user + u.system });
     } else if (m === 'count') {
       counts.clear();
+      statementsBefore = gw.services.database.statements.count;
       counting = true;
       process.send!({ counting: true });
     } else if (m === 'counted') {
       counting = false;
+      counts.set('SQL statement', gw.services.database.statements.count - statementsBefore);
       process.send!({ counts: Object.fromEntries(counts) });
     }
   });
@@ -179,8 +182,8 @@ async function main(): Promise<void> {
   };
   if (HOPS) {
     console.log('\nasync resources the gateway creates per request (one request at a time, 300 requests per case and path)');
-    console.log('| path | case | PROMISE | TickObject | Timeout | Immediate | other |');
-    console.log('|---|---|---:|---:|---:|---:|---:|');
+    console.log('| path | case | PROMISE | TickObject | Timeout | Immediate | other | SQL statements (all 300 requests) |');
+    console.log('|---|---|---:|---:|---:|---:|---:|---:|');
     for (const p of PATHS) {
       for (const g of gateways) {
         const url = `${g.url}${p === 'graphql' ? '/graphql' : '/v1/chat/completions'}`;
@@ -190,9 +193,9 @@ async function main(): Promise<void> {
         await load(url, headers, body, 300, 1);
         const { counts } = await g.ask<{ counts: Record<string, number> }>('counted');
         const per = (t: string) => ((counts[t] ?? 0) / 300).toFixed(1);
-        const known = ['PROMISE', 'TickObject', 'Timeout', 'Immediate'];
+        const known = ['PROMISE', 'TickObject', 'Timeout', 'Immediate', 'SQL statement'];
         const other = Object.entries(counts).reduce((a, [t, n]) => a + (known.includes(t) ? 0 : n), 0) / 300;
-        console.log(`| ${p} | ${g.name} | ${known.map(per).join(' | ')} | ${other.toFixed(1)} |`);
+        console.log(`| ${p} | ${g.name} | ${known.slice(0, 4).map(per).join(' | ')} | ${other.toFixed(1)} | ${counts['SQL statement'] ?? 0} |`);
       }
     }
   }

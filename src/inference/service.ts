@@ -95,7 +95,10 @@ export class InferenceService {
     let done: { result: InferenceResult; wait: Promise<unknown> | undefined };
     const cache = this.cache;
     try {
-      if (this.limits?.active) admission = await this.limits.admit(req);
+      if (this.limits?.active) {
+        const a = this.limits.admit(req); // synchronous with the memory store
+        admission = a instanceof Promise ? await a : a;
+      }
       if (admission?.policies.length) req.onLimits?.(admission.policies);
       const plan = cache?.plan(req);
       const hit = plan ? await cache!.lookup(req, plan) : undefined;
@@ -155,7 +158,10 @@ export class InferenceService {
       let wait: Promise<unknown> | undefined;
       const cache = self.cache;
       try {
-        if (self.limits?.active) admission = await self.limits.admit(req);
+        if (self.limits?.active) {
+          const a = self.limits.admit(req);
+          admission = a instanceof Promise ? await a : a;
+        }
         if (admission?.policies.length) req.onLimits?.(admission.policies);
         const plan = cache?.plan(req);
         const hit = plan ? await cache!.lookup(req, plan) : undefined;

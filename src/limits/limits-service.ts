@@ -5,6 +5,7 @@ import type { InferenceRequest } from '../inference/types.ts';
 import type { RateLimitCharge, RateLimitDecision, RateLimitStore } from '../plugin/contract.ts';
 import type { LimitsConfig } from './config.ts';
 import { type LimitPolicyState } from './headers.ts';
+import { MemoryRateLimitStore } from './memory-store.ts';
 import { compileRule, ipBucket, requestCharge, tokenCharge, type CompiledRule, type LimitSubject } from './rules.ts';
 import { estimateTokens, isGenerative, tokensUsed } from './tokens.ts';
 
@@ -25,7 +26,8 @@ export interface Admission {
   settle(usage: UsageReport): Promise<void>;
 }
 
-const UNLIMITED: Admission = { policies: [], settle: async () => {} };
+const SETTLED = Promise.resolve();
+const UNLIMITED: Admission = { policies: [], settle: () => SETTLED };
 
 /** One charge and where it came from. */
 interface Applied {
@@ -53,6 +55,8 @@ export class LimitsService {
   private readonly decisions: Counter<'rule' | 'outcome'>;
   private readonly storeErrors: Counter<'op'>;
   private lastWarn = 0;
+  /** The store when it is the in-process memory store (answered synchronously). */
+  private readonly memory: MemoryRateLimitStore | undefined;
   private readonly pending = new Set<Promise<void>>();
 
   constructor(
@@ -61,6 +65,7 @@ export class LimitsService {
     private readonly logger: Logger,
     registry: Registry,
   ) {
+    this.memory = store instanceof MemoryRateLimitStore ? store : undefined;
     const compiled = config.rules.map(compileRule);
     this.inferenceRules = compiled.filter((r) => r.rule.on === 'inference');
     this.requestRules = compiled.filter((r) => r.rule.on === 'all');
@@ -92,13 +97,17 @@ export class LimitsService {
    * Admits an inference call or throws MCP_RATE_LIMITED (429) / MCP_RATE_LIMIT_UNAVAILABLE (503, store down with
    * `failurePolicy: closed`). Spends one request of every matching rule and reserves the call's estimated tokens.
    */
-  async admit(req: InferenceRequest): Promise<Admission> {
+  admit(req: InferenceRequest): Admission | Promise<Admission> {
     if (this.inferenceRules.length === 0) return UNLIMITED;
     const subject: LimitSubject = { principal: req.principal, ip: req.ip, model: req.model, entry: req.entry };
     const estimate = isGenerative(req.input) ? estimateTokens(req.input, this.config.tokenEstimate) : 0;
     const applied = this.chargesFor(this.inferenceRules, subject, estimate);
     if (applied.length === 0) return UNLIMITED;
-    const policies = await this.decide(applied);
+    const policies = this.decide(applied);
+    return policies instanceof Promise ? policies.then((p) => this.admission(req, applied, p)) : this.admission(req, applied, policies);
+  }
+
+  private admission(req: InferenceRequest, applied: Applied[], policies: LimitPolicyState[]): Admission {
     const tokens = applied.filter((a) => a.kind === 'tokens');
     if (tokens.length === 0) return { policies, settle: UNLIMITED.settle };
     return { policies, settle: this.settler(req, tokens) };
@@ -189,24 +198,42 @@ export class LimitsService {
     return applied;
   }
 
-  /** One atomic spend for every applied charge; throws when one does not fit or (closed policy) the store fails. */
-  private async decide(applied: Applied[]): Promise<LimitPolicyState[]> {
-    let decisions: RateLimitDecision[];
+  /**
+   * One atomic spend for every applied charge; throws when one does not fit or (closed policy) the store fails.
+   * The in-process memory store answers at once (no promise on the inference path); other stores asynchronously.
+   */
+  private decide(applied: Applied[]): LimitPolicyState[] | Promise<LimitPolicyState[]> {
+    const charges = applied.map((a) => a.charge);
+    if (this.memory) return this.judge(applied, this.memory.spendNow(charges));
+    let spent: Promise<RateLimitDecision[]>;
     try {
-      decisions = await this.store.spend(applied.map((a) => a.charge));
+      spent = this.store.spend(charges);
     } catch (err) {
-      this.storeFailed(
-        'spend',
-        err,
-        applied.map((a) => a.compiled.rule.name),
-      );
-      if (this.config.failurePolicy === 'closed') {
-        throw new McpError('MCP_RATE_LIMIT_UNAVAILABLE', 'the rate-limit store cannot be reached; retry shortly', { details: { retryAfterMs: 1000 } });
-      }
-      // Open: the call goes through with nothing reserved; settling charges what it really used (if the store is back by then).
-      for (const a of applied) if (a.kind === 'tokens') a.charge = { ...a.charge, cost: 0 };
-      return [];
+      return this.spendFailed(applied, err);
     }
+    return spent.then(
+      (decisions) => this.judge(applied, decisions),
+      (err: unknown) => this.spendFailed(applied, err),
+    );
+  }
+
+  /** The store could not be asked: the failure policy decides. */
+  private spendFailed(applied: Applied[], err: unknown): LimitPolicyState[] {
+    this.storeFailed(
+      'spend',
+      err,
+      applied.map((a) => a.compiled.rule.name),
+    );
+    if (this.config.failurePolicy === 'closed') {
+      throw new McpError('MCP_RATE_LIMIT_UNAVAILABLE', 'the rate-limit store cannot be reached; retry shortly', { details: { retryAfterMs: 1000 } });
+    }
+    // Open: the call goes through with nothing reserved; settling charges what it really used (if the store is back by then).
+    for (const a of applied) if (a.kind === 'tokens') a.charge = { ...a.charge, cost: 0 };
+    return [];
+  }
+
+  /** The store's decisions: the policies' state, or MCP_RATE_LIMITED for the charge that waits longest. */
+  private judge(applied: Applied[], decisions: RateLimitDecision[]): LimitPolicyState[] {
     const policies = new Array<LimitPolicyState>(applied.length);
     let worst = -1;
     for (let i = 0; i < applied.length; i++) {
