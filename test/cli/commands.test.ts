@@ -85,7 +85,7 @@ describe.concurrent('capibara-mcp config check', () => {
 
   // `start` is run on the three the issue names too (the others go through the same src/start-check.ts).
   const ALSO_START = new Set(['a misspelt balancer', 'an unknown plugin', 'a bad plugin option']);
-  it.for([
+  it.for<[what: string, config: object, message: string]>([
     ['a misspelt balancer', { router: { balancer: 'round-robbin' } }, 'MCP_CONFIG_INVALID: router.balancer: no balancer plugin named "round-robbin"'],
     ['an unknown plugin', { plugins: [{ use: 'no-such-plugin' }] }, 'MCP_PLUGIN_INVALID: plugin "no-such-plugin" cannot be loaded'],
     ['a bad plugin option', { plugins: [{ use: 'tfjs', options: { runtime: 'cuda' } }] }, 'MCP_PLUGIN_INVALID: plugin "tfjs": option runtime:'],
@@ -97,26 +97,22 @@ describe.concurrent('capibara-mcp config check', () => {
       'MCP_CONFIG_INVALID: models.0.versions.0.instances.0.backend: no backend plugin named "vllm"',
     ],
     ['auth off on a public address', { auth: { enabled: false }, server: { host: '0.0.0.0', port: 0 } }, 'MCP_CONFIG_INVALID: auth.enabled: false'],
-  ] as const)(
-    'refuses %s like start does, without opening the database',
-    async ([what, config, message], { expect }) => {
-      const file = write(`bad-${what.replaceAll(' ', '-')}.json`, config);
-      // `start` (run side by side with the check) refuses the same configuration with the same message, before it creates anything.
-      const [check, start] = await Promise.all([
-        runCli(['config', 'check', '--config', file]),
-        ALSO_START.has(what) ? runCli(['start', '--config', file]) : undefined,
-      ]);
-      expect(check.code).toBe(1);
-      expect(check.stderr).toContain(message);
-      expect(check.stdout).not.toContain('configuration ok');
-      expect(existsSync(join(dir, 'data'))).toBe(false);
-      if (!start) return;
-      expect(start.code).toBe(1);
-      expect(start.stderr.split('\n').find((l) => l.startsWith('MCP_'))).toBe(check.stderr.split('\n').find((l) => l.startsWith('MCP_')));
-      expect(existsSync(join(dir, 'data', 'pglite'))).toBe(false);
-    },
-    120_000,
-  );
+  ])('refuses %s like start does, without opening the database', { timeout: 120_000 }, async ([what, config, message], { expect }) => {
+    const file = write(`bad-${what.replaceAll(' ', '-')}.json`, config);
+    // `start` (run side by side with the check) refuses the same configuration with the same message, before it creates anything.
+    const [check, start] = await Promise.all([
+      runCli(['config', 'check', '--config', file]),
+      ALSO_START.has(what) ? runCli(['start', '--config', file]) : undefined,
+    ]);
+    expect(check.code).toBe(1);
+    expect(check.stderr).toContain(message);
+    expect(check.stdout).not.toContain('configuration ok');
+    expect(existsSync(join(dir, 'data'))).toBe(false);
+    if (!start) return;
+    expect(start.code).toBe(1);
+    expect(start.stderr.split('\n').find((l) => l.startsWith('MCP_'))).toBe(check.stderr.split('\n').find((l) => l.startsWith('MCP_')));
+    expect(existsSync(join(dir, 'data', 'pglite'))).toBe(false);
+  });
 
   it('accepts a good configuration, names the plugins a start would set up, and touches no storage', async ({ expect }) => {
     const file = write('good.json', { router: { balancer: 'round-robin' }, plugins: [{ use: 'tfjs', options: { runtime: 'wasm' } }] });
