@@ -84,12 +84,16 @@ const chartPoints = (page: Page, chart: string) => page.locator(`[data-chart="${
 describe.skipIf(!hasChromium)('dashboard in a real browser', () => {
   let gw: TestGateway;
   let browser: Browser;
+  let launched: Promise<Browser> | undefined;
   let auth: Record<string, string>;
   let traffic = true;
   let sent = 0;
   let trafficDone: Promise<void> = Promise.resolve();
 
   beforeAll(async () => {
+    // Chromium starts while the gateway does.
+    launched = launchChromium();
+    launched.catch(() => undefined);
     gw = await startTestGateway({
       auth: {},
       alerts: { evaluation: { intervalMs: 500 } },
@@ -104,12 +108,13 @@ describe.skipIf(!hasChromium)('dashboard in a real browser', () => {
       );
       expect(r.errors).toBeUndefined();
     }
-    browser = await launchChromium();
+    browser = await launched;
   }, 60_000);
   afterAll(async () => {
     traffic = false;
     await trafficDone;
-    await browser?.close();
+    // The browser even when the gateway did not start (beforeAll ended before awaiting it).
+    await (browser ?? (await launched?.catch(() => undefined)))?.close();
     await gw?.close();
   });
 
