@@ -19,8 +19,10 @@ const BUNDLE_LIMIT_GZIP = 150 * 1024;
 /** Issuer of the short-lived tokens the session-expiry test signs (for the jwt strategy of its gateway). */
 const SHORT_ISSUER = 'dashboard-test';
 
-describe('dashboard bundle and route', () => {
-  it('is built (npm install / npm run build) and under 150 KB gzipped', () => {
+// The two suites run side by side (each test has its own gateway, or none): the browser one's gateway and Chromium
+// start while the route test runs.
+describe.concurrent('dashboard bundle and route', () => {
+  it('is built (npm install / npm run build) and under 150 KB gzipped', ({ expect }) => {
     expect(existsSync(join(DASHBOARD_DIR, 'index.html'))).toBe(true);
     const files = ['index.html', ...readdirSync(join(DASHBOARD_DIR, 'assets')).map((f) => `assets/${f}`)];
     const gzipped = files.reduce((n, f) => n + gzipSync(readFileSync(join(DASHBOARD_DIR, f))).length, 0);
@@ -32,7 +34,7 @@ describe('dashboard bundle and route', () => {
     expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
   });
 
-  it('serves the public page with a strict CSP; its data needs a token', async () => {
+  it('serves the public page with a strict CSP; its data needs a token', async ({ expect }) => {
     const gw = await startTestGateway({ defaultPlugins: false, plugins: [{ use: 'p2c-ewma' }], auth: {} });
     try {
       const page = await fetch(`${gw.url}/dashboard`);
@@ -81,7 +83,7 @@ async function linePixels(page: Page, chart: string): Promise<number> {
 const chartPoints = (page: Page, chart: string) => page.locator(`[data-chart="${chart}"]`).getAttribute('data-points').then(Number);
 
 // .ci/run installs Debian's chromium; a developer machine without it skips this part.
-describe.skipIf(!hasChromium)('dashboard in a real browser', () => {
+describe.skipIf(!hasChromium).concurrent('dashboard in a real browser', () => {
   let gw: TestGateway;
   let browser: Browser;
   let launched: Promise<Browser> | undefined;
