@@ -305,8 +305,12 @@ describe.skipIf(!hasChromium).concurrent('dashboard in a real browser', () => {
           await route.fulfill({ response: res, json: body });
         });
         const refreshed: number[] = [];
+        /** When the browser sent each refresh (its own clock, so a busy test process does not shift it). */
+        const refreshSentAt: number[] = [];
         page.on('response', (r) => {
-          if (r.url() === `${short.url}/api/v1/auth/refresh`) refreshed.push(r.status());
+          if (r.url() !== `${short.url}/api/v1/auth/refresh`) return;
+          refreshed.push(r.status());
+          refreshSentAt.push(r.request().timing().startTime);
         });
         await page.goto(`${short.url}/dashboard`);
         await page.fill('input[name=username]', 'admin');
@@ -319,7 +323,9 @@ describe.skipIf(!hasChromium).concurrent('dashboard in a real browser', () => {
         });
         expect(firstExpiresAt).toBeGreaterThan(0);
         await expect.poll(() => refreshed, { timeout: 20_000, interval: 250 }).toEqual([200]);
-        expect(Date.now()).toBeLessThan(firstExpiresAt);
+        // Sent while the first token was still valid, after 80% of its lifetime (whole seconds: `iat` is rounded down).
+        expect(refreshSentAt[0]).toBeGreaterThan(firstExpiresAt - TTL * 1000 + 0.8 * TTL * 1000 - 1000);
+        expect(refreshSentAt[0]).toBeLessThan(firstExpiresAt);
         await new Promise((r) => setTimeout(r, Math.max(0, firstExpiresAt + 1000 - Date.now())));
         // The first token is refused now; the dashboard's live updates go on with the refreshed one.
         const stale = await fetch(`${short.url}/graphql`, {
