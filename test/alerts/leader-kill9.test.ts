@@ -8,7 +8,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyWebhookSignature, type WebhookBody } from '../../plugins/alert-webhook/index.ts';
 import { LEASE_NAME } from '../../src/alerts/engine.ts';
-import { createTestDatabase } from '../../src/testing/gateway.ts';
+import { createTestDatabase } from '../../src/testing/database.ts';
 import { startReadyProcess } from '../support/process.ts';
 
 const ROOT = join(import.meta.dirname, '../..');

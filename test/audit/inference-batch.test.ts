@@ -7,7 +7,7 @@ import { GENESIS_HASH, rowHash } from '../../src/audit/canonical.ts';
 import { appendInTransaction, AUDIT_CHAIN_LOCK, listAudit, verifyChain, type AuditFilter, type AuditItem } from '../../src/audit/chain.ts';
 import type { AuditEntry } from '../../src/audit/types.ts';
 import { openDatabase, type Database } from '../../src/db/client.ts';
-import { createTestDatabase, STORAGES } from '../../src/testing/gateway.ts';
+import { createTestDatabase, STORAGES } from '../../src/testing/database.ts';
 import { query } from './support.ts';
 
 /** An inference call's audit entry, as src/audit/inference-audit.ts builds it. */
@@ -169,7 +169,17 @@ describe.each(STORAGES)('inference calls in batch rows on %s', (storageKind) => 
   it('reads batch rows of format 1 (one object per call, as written before format 2) like format 2 ones, and keeps unusual details', async () => {
     const escaped = (s: string) => s.replaceAll("'", "''");
     const v1 = [
-      { outcome: 'ok', actor: 'dave', actorVia: 'jwt', target: 'chat-v1-0', model: 'chat', ip: '10.0.0.1', requestId: 'old-0', latencyMs: 2.5, details: { entry: 'graphql', stream: true, version: 'v1' } },
+      {
+        outcome: 'ok',
+        actor: 'dave',
+        actorVia: 'jwt',
+        target: 'chat-v1-0',
+        model: 'chat',
+        ip: '10.0.0.1',
+        requestId: 'old-0',
+        latencyMs: 2.5,
+        details: { entry: 'graphql', stream: true, version: 'v1' },
+      },
       { outcome: 'failed', actor: 'dave', model: 'chat', requestId: 'old-1', details: { entry: 'rest', errorCode: 'MCP_TIMEOUT' } },
     ];
     const [r] = await sql<{ last_hash: string | null; first_id: string }>(`select last_hash, first_id from audit_log_reserve(${AUDIT_CHAIN_LOCK}, 2)`);
@@ -177,7 +187,21 @@ describe.each(STORAGES)('inference calls in batch rows on %s', (storageKind) => 
     const at = new Date();
     const entries = JSON.stringify(v1);
     const prev = r!.last_hash ?? GENESIS_HASH;
-    const fields = { id, at, actor: null, actorVia: null, action: 'inference', target: null, model: null, outcome: 'mixed', ip: null, requestId: null, latencyMs: null, details: { calls: 2 }, entries };
+    const fields = {
+      id,
+      at,
+      actor: null,
+      actorVia: null,
+      action: 'inference',
+      target: null,
+      model: null,
+      outcome: 'mixed',
+      ip: null,
+      requestId: null,
+      latencyMs: null,
+      details: { calls: 2 },
+      entries,
+    };
     await sql(
       `insert into audit_log (id, at, action, outcome, details, prev_hash, hash, entries, actors, models, outcomes)
        values (${id}, '${at.toISOString()}', 'inference', 'mixed', '{"calls":2}', '${prev}', '${rowHash(prev, fields)}', '${escaped(entries)}',

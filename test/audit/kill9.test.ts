@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/audit/chain.ts';
 import { openDatabase } from '../../src/db/client.ts';
 import { startFakeOpenAI, type FakeOpenAIServer } from '../../src/testing/fake-openai-server.ts';
-import { createTestDatabase } from '../../src/testing/gateway.ts';
+import { createTestDatabase } from '../../src/testing/database.ts';
 import { startReadyProcess } from '../support/process.ts';
 
 const ROOT = join(import.meta.dirname, '../..');

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeOpenAI, type FakeOpenAIServer } from '../../src/testing/fake-openai-server.ts';
-import { createTestDatabase } from '../../src/testing/gateway.ts';
+import { createTestDatabase } from '../../src/testing/database.ts';
 import { spawnCli, type LongRunning } from '../cli/support.ts';
 import { startOwnRedis, type OwnRedis } from '../support/redis-server.ts';
 import { waitFor } from '../workers/support.ts';

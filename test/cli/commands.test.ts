@@ -68,18 +68,24 @@ describe('capibara-mcp help and version', () => {
   }, 120_000);
 });
 
-describe('capibara-mcp config check', () => {
+// The cases run side by side (each spawns its own CLI processes): each writes its own file, and the one that
+// creates a data folder (the secret key's) has its own directory, so "touches no storage" holds for every other.
+describe.concurrent('capibara-mcp config check', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-config-check-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const write = (name: string, config: unknown) => {
-    const file = join(dir, name);
-    writeFileSync(file, JSON.stringify({ server: { host: '127.0.0.1', port: 0 }, storage: { dataDir: join(dir, 'data') }, ...(config as object) }));
+  const keyDir = mkdtempSync(join(tmpdir(), 'mcp-config-check-key-'));
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(keyDir, { recursive: true, force: true });
+  });
+  const write = (name: string, config: unknown, under = dir) => {
+    const file = join(under, name);
+    writeFileSync(file, JSON.stringify({ server: { host: '127.0.0.1', port: 0 }, storage: { dataDir: join(under, 'data') }, ...(config as object) }));
     return file;
   };
 
   // `start` is run on the three the issue names too (the others go through the same src/start-check.ts).
   const ALSO_START = new Set(['a misspelt balancer', 'an unknown plugin', 'a bad plugin option']);
-  it.each([
+  it.for<[what: string, config: object, message: string]>([
     ['a misspelt balancer', { router: { balancer: 'round-robbin' } }, 'MCP_CONFIG_INVALID: router.balancer: no balancer plugin named "round-robbin"'],
     ['an unknown plugin', { plugins: [{ use: 'no-such-plugin' }] }, 'MCP_PLUGIN_INVALID: plugin "no-such-plugin" cannot be loaded'],
     ['a bad plugin option', { plugins: [{ use: 'tfjs', options: { runtime: 'cuda' } }] }, 'MCP_PLUGIN_INVALID: plugin "tfjs": option runtime:'],
@@ -91,28 +97,24 @@ describe('capibara-mcp config check', () => {
       'MCP_CONFIG_INVALID: models.0.versions.0.instances.0.backend: no backend plugin named "vllm"',
     ],
     ['auth off on a public address', { auth: { enabled: false }, server: { host: '0.0.0.0', port: 0 } }, 'MCP_CONFIG_INVALID: auth.enabled: false'],
-  ])(
-    'refuses %s like start does, without opening the database',
-    async (what, config, message) => {
-      const file = write('bad.json', config);
-      // `start` (run side by side with the check) refuses the same configuration with the same message, before it creates anything.
-      const [check, start] = await Promise.all([
-        runCli(['config', 'check', '--config', file]),
-        ALSO_START.has(what) ? runCli(['start', '--config', file]) : undefined,
-      ]);
-      expect(check.code).toBe(1);
-      expect(check.stderr).toContain(message);
-      expect(check.stdout).not.toContain('configuration ok');
-      expect(existsSync(join(dir, 'data'))).toBe(false);
-      if (!start) return;
-      expect(start.code).toBe(1);
-      expect(start.stderr.split('\n').find((l) => l.startsWith('MCP_'))).toBe(check.stderr.split('\n').find((l) => l.startsWith('MCP_')));
-      expect(existsSync(join(dir, 'data', 'pglite'))).toBe(false);
-    },
-    120_000,
-  );
+  ])('refuses %s like start does, without opening the database', { timeout: 120_000 }, async ([what, config, message], { expect }) => {
+    const file = write(`bad-${what.replaceAll(' ', '-')}.json`, config);
+    // `start` (run side by side with the check) refuses the same configuration with the same message, before it creates anything.
+    const [check, start] = await Promise.all([
+      runCli(['config', 'check', '--config', file]),
+      ALSO_START.has(what) ? runCli(['start', '--config', file]) : undefined,
+    ]);
+    expect(check.code).toBe(1);
+    expect(check.stderr).toContain(message);
+    expect(check.stdout).not.toContain('configuration ok');
+    expect(existsSync(join(dir, 'data'))).toBe(false);
+    if (!start) return;
+    expect(start.code).toBe(1);
+    expect(start.stderr.split('\n').find((l) => l.startsWith('MCP_'))).toBe(check.stderr.split('\n').find((l) => l.startsWith('MCP_')));
+    expect(existsSync(join(dir, 'data', 'pglite'))).toBe(false);
+  });
 
-  it('accepts a good configuration, names the plugins a start would set up, and touches no storage', async () => {
+  it('accepts a good configuration, names the plugins a start would set up, and touches no storage', async ({ expect }) => {
     const file = write('good.json', { router: { balancer: 'round-robin' }, plugins: [{ use: 'tfjs', options: { runtime: 'wasm' } }] });
     const r = await runCli(['config', 'check', '--config', file]);
     expect(r.code).toBe(0);
@@ -120,48 +122,46 @@ describe('capibara-mcp config check', () => {
     expect(existsSync(join(dir, 'data'))).toBe(false);
   }, 60_000);
 
-  it('names where the secret key comes from (env, file, data-dir file, none), never the key, and writes no key file', async () => {
-    const file = write('key.json', {});
-    const dataDirKey = join(dir, 'data', 'secret.key');
-    const fresh = await runCli(['config', 'check', '--config', file]);
+  it('names where the secret key comes from (env, file, data-dir file, none), never the key, and writes no key file', async ({ expect }) => {
+    const file = write('key.json', {}, keyDir);
+    const dataDirKey = join(keyDir, 'data', 'secret.key');
+    const key = randomBytes(32).toString('base64');
+    const keyFile = join(keyDir, 'mounted.key');
+    writeFileSync(keyFile, key, { mode: 0o644 });
+    const pg = write('pg.json', { storage: { url: 'postgres://127.0.0.1:1/none' } }, keyDir);
+    const pgStrict = write('pg-strict.json', { storage: { url: 'postgres://127.0.0.1:1/none' }, security: { mode: 'strict' } }, keyDir);
+    // Five independent checks side by side (none of them creates the data folder), then the loose key file.
+    const [fresh, fromEnv, fromFile, none, strict] = await Promise.all([
+      runCli(['config', 'check', '--config', file]),
+      runCli(['config', 'check', '--config', file], { env: { MCP_SECRET_KEY: key } }),
+      runCli(['config', 'check', '--config', file], { env: { MCP_SECRET_KEY_FILE: keyFile } }),
+      runCli(['config', 'check', '--config', pg]),
+      runCli(['config', 'check', '--config', pgStrict]),
+    ]);
     expect(fresh.code).toBe(0);
     expect(fresh.stdout).toContain(`secret key: data-dir file (${dataDirKey}, created at the first start)`);
-    expect(existsSync(join(dir, 'data'))).toBe(false);
-
-    const key = randomBytes(32).toString('base64');
-    const fromEnv = await runCli(['config', 'check', '--config', file], { env: { MCP_SECRET_KEY: key } });
+    expect(existsSync(join(keyDir, 'data'))).toBe(false);
     expect(fromEnv.stdout).toContain('secret key: env (MCP_SECRET_KEY)');
-    const keyFile = join(dir, 'mounted.key');
-    writeFileSync(keyFile, key, { mode: 0o644 });
-    const fromFile = await runCli(['config', 'check', '--config', file], { env: { MCP_SECRET_KEY_FILE: keyFile } });
     expect(fromFile.stdout).toContain(`secret key: file (MCP_SECRET_KEY_FILE: ${keyFile})`);
     for (const r of [fresh, fromEnv, fromFile]) expect(r.stdout + r.stderr).not.toContain(key);
 
     // A data-dir key file others may read is refused by the check as by the start.
-    mkdirSync(join(dir, 'data'));
+    mkdirSync(join(keyDir, 'data'));
     writeFileSync(dataDirKey, key, { mode: 0o644 });
     chmodSync(dataDirKey, 0o644);
     const loose = await runCli(['config', 'check', '--config', file]);
     expect(loose.code).toBe(1);
     expect(loose.stderr).toContain(`MCP_CONFIG_INVALID: the secret key file ${dataDirKey} may be read or written by group or others (mode 0644)`);
     expect(loose.stderr).not.toContain(key);
-    rmSync(join(dir, 'data'), { recursive: true });
+    rmSync(join(keyDir, 'data'), { recursive: true });
 
-    const pg = write('pg.json', { storage: { url: 'postgres://127.0.0.1:1/none' } });
-    const none = await runCli(['config', 'check', '--config', pg]);
     expect(none.code).toBe(0);
     expect(none.stdout).toContain('secret key: none (PostgreSQL without MCP_SECRET_KEY or MCP_SECRET_KEY_FILE');
-    const strict = await runCli([
-      'config',
-      'check',
-      '--config',
-      write('pg-strict.json', { storage: { url: 'postgres://127.0.0.1:1/none' }, security: { mode: 'strict' } }),
-    ]);
     expect(strict.code).toBe(1);
     expect(strict.stderr).toContain('MCP_CONFIG_INVALID: security.mode is strict and the gateway has no secret key');
   }, 240_000);
 
-  it('accepts the shipped sample worker config', async () => {
+  it('accepts the shipped sample worker config', async ({ expect }) => {
     const r = await runCli(['config', 'check', '--config', join(ROOT, 'examples/worker.yaml')]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('configuration ok');

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/client.ts';
 import { storageFailure, storageFailureReason } from '../../src/db/storage-errors.ts';
 import { McpError } from '../../src/errors.ts';
-import { createTestDatabase } from '../../src/testing/gateway.ts';
+import { createTestDatabase } from '../../src/testing/database.ts';
 
 async function rejection(p: Promise<unknown>): Promise<unknown> {
   try {
