@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AuditEntry } from '../../src/audit/types.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import { loginLockouts, users } from '../../src/db/schema.ts';
@@ -68,6 +68,21 @@ describe.each(STORAGES)('password strategy (%s)', (storageKind) => {
     expect(audit.filter((e) => e.action === 'auth.login' && e.outcome === 'ok').length).toBeGreaterThanOrEqual(2);
   });
 
+
+  it('refuses an access token past its expiry on every entry point (the server checks exp, not only the client)', async () => {
+    const { body } = await post(gw, '/api/v1/auth/login', { username: 'admin', password: TEST_ADMIN_PASSWORD });
+    expect((await me(gw, bearer(body.access_token))).data?.me).toMatchObject({ roles: ['admin'] });
+    // The gateway's clock moves past the token's 900 s (only Date: timers and I/O run as usual).
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + (body.expires_in + 5) * 1000 });
+    try {
+      expect((await me(gw, bearer(body.access_token))).errors?.[0]?.extensions?.code).toBe('MCP_UNAUTHENTICATED');
+      const models = await fetch(`${gw.url}/v1/models`, { headers: bearer(body.access_token) });
+      expect(models.status).toBe(401);
+    } finally {
+      vi.useRealTimers();
+    }
+    expect((await me(gw, bearer(body.access_token))).data?.me).toMatchObject({ roles: ['admin'] });
+  });
   it('a wrong password and an unknown user get the same 401, and the password never reaches the audit log', async () => {
     const wrong = await post(gw, '/api/v1/auth/login', { username: 'admin', password: 'not-the-password-at-all' });
     const unknown = await post(gw, '/api/v1/auth/login', { username: 'nobody', password: 'not-the-password-at-all' });
