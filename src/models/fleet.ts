@@ -373,6 +373,11 @@ export class Fleet {
    * its own backend handles), removed ones unloaded, and a drain seen elsewhere stops routing here as
    * well. After a full re-read (the bus came back, or a change was missed) the same, per model, for
    * what changed. This replica's own changes never come here: whoever made one applied it already.
+   *
+   * What memory holds after the event decides, not the event's type alone: events are applied one at
+   * a time, so one may be read after a later change (the registry reads the model when it applies
+   * the event). A model found gone by that read left memory then, and no later event or re-read
+   * will name it as removed, so its handles and view go now, whatever the event said.
    */
   watch(signal: AbortSignal): void {
     this.registry.onChange(async (change) => {
@@ -383,7 +388,7 @@ export class Fleet {
       }
       const e = change.event;
       try {
-        if (e.type === 'MODEL_DELETED') await this.forgetModel(e.modelId);
+        if (e.type === 'MODEL_DELETED' || !(await this.registry.get(e.modelId))) await this.forgetModel(e.modelId);
         else if (e.type === 'INSTANCE_REMOVED' && e.instanceId) await this.forgetInstance(e.instanceId, e.modelId);
         else if (e.type === 'INSTANCE_STATUS' && e.instanceId) await this.followStatus(e.instanceId, e.status);
         else if (e.type === 'MODEL_REGISTERED' || e.type === 'VERSION_ADDED' || e.type === 'INSTANCE_ADDED') await this.reconcileModel(e.modelId);

@@ -98,6 +98,47 @@ describe.runIf(process.env.DATABASE_URL)('two replicas keep their in-memory regi
     expect((await b.gql(infer('both'))).errors?.[0]?.extensions?.code).toBe('MCP_MODEL_NOT_FOUND');
   });
 
+  it('a model registered on one replica answers on the other at once, however long the other takes to load it', async () => {
+    const { a, b } = await replicas(600_000);
+    expect(await busCarries(a, b)).toBe(true);
+    // b loads slower than a: a's READY reaches b, and b's health probes start (the first within
+    // 10% of the 5 s interval), while b's own load is still running.
+    const echo = b.services.plugins.get('backend', 'echo');
+    const load = echo.load.bind(echo);
+    echo.load = async (...args) => {
+      await sleep(1_500);
+      return load(...args);
+    };
+    expect((await a.gql(register('slow'))).errors).toBeUndefined();
+    expect(await eventually(() => listed(b, 'slow'))).toBe(true);
+    const answer = await b.gql<{ infer: { text: string } }>(infer('slow'));
+    expect(answer.errors).toBeUndefined();
+    expect(answer.data?.infer.text).toBe('hi slow');
+    const [h] = [...b.services.instances.allHandles()].filter((i) => i.modelId === 'slow');
+    expect(b.services.router.healthOf(h!.id)).not.toBe('unhealthy');
+  });
+
+  it('a model deleted while the other replica still works through the events of its registration is gone from that replica’s router too', async () => {
+    // No periodic check to speak of: what b reads for the events it had already heard of must do it.
+    const { a, b, redis } = await replicas(600_000);
+    expect(await busCarries(a, b)).toBe(true);
+    // b applies events one at a time: a slow load of the new model holds the later ones (a's
+    // loading and READY) until after the deletion, and reading the model for them finds it gone.
+    const echo = b.services.plugins.get('backend', 'echo');
+    const load = echo.load.bind(echo);
+    echo.load = async (...args) => {
+      await sleep(1_500);
+      return load(...args);
+    };
+    expect((await a.gql(register('brief'))).errors).toBeUndefined();
+    expect(await eventually(() => listed(b, 'brief'))).toBe(true);
+    await redis.stop(); // the deletion's own event never reaches b
+    expect((await a.gql('mutation { deleteModel(id: "brief") { id } }')).errors).toBeUndefined();
+    expect(await eventually(async () => !(await listed(b, 'brief')))).toBe(true);
+    expect(await eventually(async () => (await b.gql(infer('brief'))).errors?.[0]?.extensions?.code === 'MCP_MODEL_NOT_FOUND', 5_000)).toBe(true);
+    expect([...b.services.instances.allHandles()].filter((h) => h.modelId === 'brief')).toHaveLength(0);
+  });
+
   it('after Redis comes back, the other replica serves no model deleted meanwhile and the first request for one registered meanwhile', async () => {
     // The periodic check is out of the picture: the re-read when the bus reconnects must do it.
     const { a, b, redis } = await replicas(600_000);

@@ -70,6 +70,22 @@ describe('HealthProber', () => {
     expect(changes.find((c) => c.id === 'throws')!.detail).toBe('connection refused');
   });
 
+  it('a skipped probe (nothing to probe yet) gives no verdict: the first real answer decides', async () => {
+    const { p, changes } = make({ unhealthyThreshold: 1 });
+    let there = false;
+    let calls = 0;
+    p.add('late', () => {
+      calls++;
+      return there ? { ok: true } : { ok: false, skipped: true, detail: 'not loaded' };
+    });
+    await until(() => calls >= 3);
+    expect(p.state('late')).toBe('unknown');
+    expect(p.snapshot()[0]).toEqual({ id: 'late', state: 'unknown' });
+    there = true;
+    await until(() => p.state('late') === 'healthy');
+    expect(changes.map((c) => `${c.from}>${c.to}`)).toEqual(['unknown>healthy']);
+  });
+
   it('never overlaps probes of one target', async () => {
     const { p } = make({ intervalMs: 1, timeoutMs: 100 });
     let concurrent = 0;

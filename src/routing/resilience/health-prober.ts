@@ -9,8 +9,10 @@
  * Probes of one target never overlap (the next is scheduled when the previous ends). A
  * probe that throws, answers `{ ok: false }` or exceeds the timeout is a failure; its
  * AbortSignal aborts at the timeout (a probe that ignores the signal is still counted as
- * failed at the timeout and its late answer is dropped). Probes must be cheap (the
- * backend's `health()`, never a billable inference).
+ * failed at the timeout and its late answer is dropped). A probe that answers `{ skipped: true }`
+ * had nothing to probe yet (say the instance is not loaded here): no verdict, the state and the
+ * counts in a row stay as they were. Probes must be cheap (the backend's `health()`, never a
+ * billable inference).
  *
  * First probe of a target: after a random delay in [0, jitter × interval] so that targets
  * added together do not probe in lock-step. Timers are unref()'d; stop() clears every
@@ -23,6 +25,8 @@ export type HealthState = 'unknown' | 'healthy' | 'unhealthy';
 export interface ProbeResult {
   ok: boolean;
   detail?: string;
+  /** Nothing to probe yet (the target is not there to answer): no verdict either way, `ok` is ignored. */
+  skipped?: boolean;
 }
 
 export type Probe = (signal: AbortSignal) => Promise<ProbeResult> | ProbeResult;
@@ -192,9 +196,11 @@ export class HealthProber {
     const result = await this.probeOnce(t, ac);
     if (t.inFlight === ac) t.inFlight = undefined;
     if (t.removed) return;
-    t.lastProbeAt = Date.now();
-    t.lastDetail = result.detail;
-    this.apply(t, result);
+    if (!result.skipped) {
+      t.lastProbeAt = Date.now();
+      t.lastDetail = result.detail;
+      this.apply(t, result);
+    }
     this.schedule(t, this.nextDelay());
   }
 

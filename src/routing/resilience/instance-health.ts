@@ -86,12 +86,18 @@ export class InstanceHealth {
     return d;
   }
 
-  /** Starts probing an instance's health endpoint (no-op when probes are off or it is probed already). */
+  /**
+   * Starts probing an instance's health endpoint (no-op when probes are off or it is probed already).
+   * The instance may not be loaded on this replica yet: READY in the shared registry can be another
+   * replica's load, heard of while this one's own load of it is still running. Such a probe gives no
+   * verdict; were it a failure, the instance would be `unhealthy` here (no traffic) for as many probe
+   * intervals as `healthyThreshold` after its load ended.
+   */
   track(instanceId: string): void {
     if (!this.prober || this.prober.has(instanceId)) return;
     this.prober.add(instanceId, async (signal) => {
       const loaded = this.fleet.handle(instanceId)?.loaded;
-      if (!loaded) return { ok: false, detail: 'not loaded' };
+      if (!loaded) return { ok: false, skipped: true, detail: 'not loaded on this replica' };
       return loaded.health(signal);
     });
   }
