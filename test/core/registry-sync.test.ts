@@ -40,12 +40,19 @@ describe('registry reads from memory', () => {
     const gw = await startTestGateway({ plugins: ECHO });
     try {
       expect((await gw.gql(register('mem'))).errors).toBeUndefined();
-      const before = gw.services.database.statements.count;
-      const r = await gw.gql<{ models: { totalCount: number; nodes: Array<{ id: string; versions: Array<{ instances: Array<{ status: string }> }> }> } }>(
-        '{ models(filter: { search: "ME" }) { totalCount nodes { id versions { instances { status } } } } }',
-      );
-      expect(r.data?.models).toEqual({ totalCount: 1, nodes: [{ id: 'mem', versions: [{ instances: [{ status: 'READY' }] }] }] });
-      expect(gw.services.database.statements.count - before).toBe(0);
+      // The statement counter is the whole gateway's: a periodic job (the registry version check, metric
+      // rollups) can land inside one read. A read that needed SQL would need it every time, so one read of
+      // up to five without a statement shows reads are answered from memory.
+      const statementsPerRead: number[] = [];
+      for (let i = 0; i < 5 && !statementsPerRead.includes(0); i++) {
+        const before = gw.services.database.statements.count;
+        const r = await gw.gql<{ models: { totalCount: number; nodes: Array<{ id: string; versions: Array<{ instances: Array<{ status: string }> }> }> } }>(
+          '{ models(filter: { search: "ME" }) { totalCount nodes { id versions { instances { status } } } } }',
+        );
+        expect(r.data?.models).toEqual({ totalCount: 1, nodes: [{ id: 'mem', versions: [{ instances: [{ status: 'READY' }] }] }] });
+        statementsPerRead.push(gw.services.database.statements.count - before);
+      }
+      expect(statementsPerRead).toContain(0);
       expect((await gw.gql('mutation { updateModel(id: "mem", input: { labels: { team: "a" } }) { id } }')).errors).toBeUndefined();
       const byLabel = await gw.gql<{ models: { totalCount: number } }>('{ models(filter: { labels: [{ key: "team", value: "a" }] }) { totalCount } }');
       expect(byLabel.data?.models.totalCount).toBe(1);
@@ -149,9 +156,8 @@ describe.runIf(process.env.DATABASE_URL)('two replicas keep their in-memory regi
     await redis.stop();
     expect((await a.gql('mutation { deleteModel(id: "old") { id } }')).errors).toBeUndefined();
     expect((await a.gql(register('new'))).errors).toBeUndefined();
-    // While the bus is down (and the periodic check far away) b has not heard of either.
-    await sleep(500);
-    expect(await listed(b, 'old')).toBe(true);
+    // While the bus is down (and the periodic check far away) b may not have heard of either (an event of
+    // 'old' that b applies late reads the database and may already find it deleted: either is right).
 
     await redis.start();
     expect(await busCarries(a, b)).toBe(true);
