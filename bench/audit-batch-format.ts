@@ -60,13 +60,17 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const dir = mkdtempSync(join(tmpdir(), 'mcp-audit-format-'));
 const db = await openDatabase({ dataDir: dir, inMemory: !DISK });
 await db.migrate();
+await db.db.execute(sql.raw('create table bench_entries_f1 (id int8 primary key, entries text)'));
 await db.db.execute(sql.raw('create table bench_entries (id int8 primary key, entries text)'));
+await db.db.execute(sql.raw('create table bench_entries_external (id int8 primary key, entries text)'));
+await db.db.execute(sql.raw('alter table bench_entries_external alter entries set storage external'));
 let id = 0;
 const cases = {
   'format 1, JS only': { encode: format1, insert: false },
   'format 2, JS only': { encode: (e: readonly AuditEntry[]) => encodeCalls(e).text, insert: false },
   'format 1, JS + INSERT': { encode: format1, insert: true },
   'format 2, JS + INSERT': { encode: (e: readonly AuditEntry[]) => encodeCalls(e).text, insert: true },
+  'format 2, JS + INSERT, uncompressed (storage external)': { encode: (e: readonly AuditEntry[]) => encodeCalls(e).text, insert: 'external' },
 };
 const samples = new Map<string, number[]>(Object.keys(cases).map((k) => [k, []]));
 let bytes1 = 0;
@@ -76,13 +80,21 @@ for (let r = 0; r <= ROUNDS; r++) {
     const c0 = cpuUs();
     for (let b = 0; b < BATCHES; b++) {
       const text = c.encode(Array.from({ length: BATCH }, call));
-      if (c.insert) await db.db.execute(sql`insert into bench_entries values (${id++}, ${text})`);
+      if (c.insert === true) await db.db.execute(sql`insert into ${sql.raw(name.startsWith('format 1') ? 'bench_entries_f1' : 'bench_entries')} values (${id++}, ${text})`);
+      if (c.insert === 'external') await db.db.execute(sql`insert into bench_entries_external values (${id++}, ${text})`);
       if (name.startsWith('format 1')) bytes1 = text.length;
       else bytes2 = text.length;
     }
     if (r > 0) samples.get(name)!.push((cpuUs() - c0) / (BATCHES * BATCH)); // round 0 warms up
   }
 }
+const stored = async (table: string) => {
+  const r = (await db.db.execute(sql.raw(`select sum(pg_column_size(entries))::float8 / count(*) as b from ${table}`))) as unknown as { rows: Array<{ b: number }> };
+  return r.rows[0]!.b / BATCH;
+};
+const storedF1 = await stored('bench_entries_f1');
+const storedCompressed = await stored('bench_entries');
+const storedExternal = await stored('bench_entries_external');
 await db.close();
 rmSync(dir, { recursive: true, force: true });
 console.log(
@@ -90,8 +102,10 @@ console.log(
     `Batch row entries, format 1 against format 2 — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, PGlite ${DISK ? 'on disk' : 'in memory'}, ` +
       `batches of ${BATCH} calls, ${BATCHES} batches per case per round, ${ROUNDS} rounds interleaved (median)`,
     '',
-    '| case | CPU µs per call | bytes per call |',
+    '| case | CPU µs per call | bytes per call (text) |',
     '|---|---:|---:|',
     ...[...samples].map(([name, xs]) => `| ${name} | ${median(xs).toFixed(1)} | ${Math.round((name.startsWith('format 1') ? bytes1 : bytes2) / BATCH)} |`),
+    '',
+    `stored per call (pg_column_size): format 1 ${storedF1.toFixed(1)} B, format 2 ${storedCompressed.toFixed(1)} B, format 2 uncompressed ${storedExternal.toFixed(1)} B`,
   ].join('\n'),
 );
