@@ -214,6 +214,7 @@ export class Fleet {
     h.draining = false;
     await this.setStatus(h, 'loading');
     let token: AccountingToken | undefined;
+    let forgotten = false;
     try {
       const backend = this.plugins.get('backend', row.backend);
       token = this.memory?.begin(IN_PROCESS);
@@ -229,6 +230,16 @@ export class Fleet {
         },
         this.abort.signal,
       );
+      if (this.handles.get(row.id) !== h) {
+        // Forgotten while it loaded (its model or instance was deleted): nothing routes to
+        // this handle or will unload it later, so what the backend loaded is let go of now.
+        forgotten = true;
+        this.memory?.abandon(token);
+        token = undefined;
+        await loaded.unload().catch((err) => this.logger.warn({ err, instance: row.id }, 'unload of a forgotten instance failed'));
+        this.logger.info({ instance: row.id, model: row.modelId }, 'instance deleted while it loaded: unloaded');
+        return;
+      }
       h.loaded = loaded;
       h.lastUsedAt = Date.now();
       if (this.memory) this.memory.recordLoad(IN_PROCESS, row.id, before, await this.usage(row.backend), token);
@@ -248,7 +259,7 @@ export class Fleet {
         details: { instance: row.id },
       });
     } finally {
-      await this.ensureInView(h, row.modelId, row.version);
+      if (!forgotten) await this.ensureInView(h, row.modelId, row.version);
     }
   }
 

@@ -50,4 +50,39 @@ describe('instance readiness', () => {
       registry.setInstanceStatus = setInstanceStatus;
     }
   });
+
+  it('an instance deleted while it loads does not keep what its backend loaded', async () => {
+    const { registry, instances: fleet, plugins } = gw.services;
+    await registry.register({ id: 'brief', task: 'generate', versions: [{ version: 'v1', instances: [] }] });
+    await registry.addInstance('brief', 'v1', { id: 'brief-1', backend: 'echo' });
+    const echo = plugins.get('backend', 'echo');
+    const load = echo.load.bind(echo);
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const loadedHere: Array<{ unloaded: boolean }> = [];
+    echo.load = async (...args) => {
+      await held;
+      const loaded = await load(...args);
+      const seen = { unloaded: false };
+      loadedHere.push(seen);
+      const unload = loaded.unload.bind(loaded);
+      loaded.unload = async () => {
+        seen.unloaded = true;
+        await unload();
+      };
+      return loaded;
+    };
+    try {
+      const loading = fleet.load('brief-1');
+      await new Promise((r) => setTimeout(r, 50)); // the backend's load is under way
+      await fleet.forgetModel('brief'); // as when the model's deletion is heard
+      release();
+      await loading.catch(() => {});
+      expect(loadedHere).toEqual([{ unloaded: true }]);
+      expect([...fleet.allHandles()].filter((h) => h.modelId === 'brief')).toHaveLength(0);
+      expect(fleet.view('brief')).toBeUndefined();
+    } finally {
+      echo.load = load;
+    }
+  });
 });
