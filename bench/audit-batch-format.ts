@@ -80,7 +80,8 @@ for (let r = 0; r <= ROUNDS; r++) {
     const c0 = cpuUs();
     for (let b = 0; b < BATCHES; b++) {
       const text = c.encode(Array.from({ length: BATCH }, call));
-      if (c.insert === true) await db.db.execute(sql`insert into ${sql.raw(name.startsWith('format 1') ? 'bench_entries_f1' : 'bench_entries')} values (${id++}, ${text})`);
+      if (c.insert === true)
+        await db.db.execute(sql`insert into ${sql.raw(name.startsWith('format 1') ? 'bench_entries_f1' : 'bench_entries')} values (${id++}, ${text})`);
       if (c.insert === 'external') await db.db.execute(sql`insert into bench_entries_external values (${id++}, ${text})`);
       if (name.startsWith('format 1')) bytes1 = text.length;
       else bytes2 = text.length;
@@ -89,7 +90,9 @@ for (let r = 0; r <= ROUNDS; r++) {
   }
 }
 const stored = async (table: string) => {
-  const r = (await db.db.execute(sql.raw(`select sum(pg_column_size(entries))::float8 / count(*) as b from ${table}`))) as unknown as { rows: Array<{ b: number }> };
+  const r = (await db.db.execute(sql.raw(`select sum(pg_column_size(entries))::float8 / count(*) as b from ${table}`))) as unknown as {
+    rows: Array<{ b: number }>;
+  };
   return r.rows[0]!.b / BATCH;
 };
 const storedF1 = await stored('bench_entries_f1');

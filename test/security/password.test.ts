@@ -68,7 +68,6 @@ describe.each(STORAGES)('password strategy (%s)', (storageKind) => {
     expect(audit.filter((e) => e.action === 'auth.login' && e.outcome === 'ok').length).toBeGreaterThanOrEqual(2);
   });
 
-
   it('refuses an access token past its expiry on every entry point (the server checks exp, not only the client)', async () => {
     const { body } = await post(gw, '/api/v1/auth/login', { username: 'admin', password: TEST_ADMIN_PASSWORD });
     expect((await me(gw, bearer(body.access_token))).data?.me).toMatchObject({ roles: ['admin'] });
