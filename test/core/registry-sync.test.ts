@@ -35,6 +35,16 @@ async function busCarries(from: TestGateway, to: TestGateway): Promise<boolean> 
   }
 }
 
+/** The replica's echo backend takes `ms` longer to load each instance. */
+function slowLoads(gw: TestGateway, ms: number): void {
+  const echo = gw.services.plugins.get('backend', 'echo');
+  const load = echo.load.bind(echo);
+  echo.load = async (...args) => {
+    await sleep(ms);
+    return load(...args);
+  };
+}
+
 describe('registry reads from memory', () => {
   it('a write is visible to the next read on the same replica, on PGlite, without SQL for the read', async () => {
     const gw = await startTestGateway({ plugins: ECHO });
@@ -110,12 +120,7 @@ describe.runIf(process.env.DATABASE_URL)('two replicas keep their in-memory regi
     expect(await busCarries(a, b)).toBe(true);
     // b loads slower than a: a's READY reaches b, and b's health probes start (the first within
     // 10% of the 5 s interval), while b's own load is still running.
-    const echo = b.services.plugins.get('backend', 'echo');
-    const load = echo.load.bind(echo);
-    echo.load = async (...args) => {
-      await sleep(1_500);
-      return load(...args);
-    };
+    slowLoads(b, 1_500);
     expect((await a.gql(register('slow'))).errors).toBeUndefined();
     expect(await eventually(() => listed(b, 'slow'))).toBe(true);
     const answer = await b.gql<{ infer: { text: string } }>(infer('slow'));
@@ -131,12 +136,7 @@ describe.runIf(process.env.DATABASE_URL)('two replicas keep their in-memory regi
     expect(await busCarries(a, b)).toBe(true);
     // b applies events one at a time: a slow load of the new model holds the later ones (a's
     // loading and READY) until after the deletion, and reading the model for them finds it gone.
-    const echo = b.services.plugins.get('backend', 'echo');
-    const load = echo.load.bind(echo);
-    echo.load = async (...args) => {
-      await sleep(1_500);
-      return load(...args);
-    };
+    slowLoads(b, 1_500);
     expect((await a.gql(register('brief'))).errors).toBeUndefined();
     expect(await eventually(() => listed(b, 'brief'))).toBe(true);
     await redis.stop(); // the deletion's own event never reaches b
