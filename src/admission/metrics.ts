@@ -39,35 +39,30 @@ export class AdmissionMetrics {
         for (const q of snapshots()) for (const t of q.tenants) this.set({ model: q.model, version: q.version, tenant: t.tenant }, t.queued);
       },
     });
-    new Gauge({
-      name: 'mcp_admission_inflight',
-      help: 'Requests holding an admission slot, per model version.',
-      labelNames: ['model', 'version'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const q of snapshots()) this.set({ model: q.model, version: q.version }, q.inFlight);
-      },
-    });
-    new Gauge({
-      name: 'mcp_admission_capacity',
-      help: 'Requests a model version may run at once across the gateway replicas (ready instances × maxConcurrentPerInstance); absent without a limit.',
-      labelNames: ['model', 'version'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const q of snapshots()) if (q.capacity !== null) this.set({ model: q.model, version: q.version }, q.capacity);
-      },
-    });
-    new Gauge({
-      name: 'mcp_admission_replica_capacity',
-      help: "This gateway replica's share of mcp_admission_capacity: the requests it may run at once; absent without a limit.",
-      labelNames: ['model', 'version'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const q of snapshots()) if (q.replicaCapacity !== null) this.set({ model: q.model, version: q.version }, q.replicaCapacity);
-      },
-    });
+    const perVersion = (name: string, help: string, value: (q: QueueSnapshot) => number | null) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['model', 'version'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const q of snapshots()) {
+            const v = value(q);
+            if (v !== null) this.set({ model: q.model, version: q.version }, v);
+          }
+        },
+      });
+    perVersion('mcp_admission_inflight', 'Requests holding an admission slot, per model version.', (q) => q.inFlight);
+    perVersion(
+      'mcp_admission_capacity',
+      'Requests a model version may run at once across the gateway replicas (ready instances × maxConcurrentPerInstance); absent without a limit.',
+      (q) => q.capacity,
+    );
+    perVersion(
+      'mcp_admission_replica_capacity',
+      "This gateway replica's share of mcp_admission_capacity: the requests it may run at once; absent without a limit.",
+      (q) => q.replicaCapacity,
+    );
   }
 }
