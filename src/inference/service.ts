@@ -36,6 +36,12 @@ function failureDecision(err: unknown): RoutingDecision | undefined {
   return err instanceof RoutingFailure ? err.decision : undefined;
 }
 
+/** Hands the entry point an admitted call's limits state (for its RateLimit headers). */
+function announced(req: InferenceRequest, a: Admission): Admission {
+  if (a.policies.length) req.onLimits?.(a.policies);
+  return a;
+}
+
 /** The one inference path: every entry point builds an InferenceRequest and calls this. */
 export class InferenceService {
   private readonly observers: InferenceObserver[] = [];
@@ -87,6 +93,16 @@ export class InferenceService {
     return all;
   }
 
+  /**
+   * Admits the call under the rate and token limits and hands the entry point the limits' state (RateLimit
+   * headers); undefined without limits. Synchronous with the memory store: no promise on the hot path then.
+   */
+  private admit(req: InferenceRequest): Admission | Promise<Admission> | undefined {
+    if (!this.limits?.active) return undefined;
+    const a = this.limits.admit(req);
+    return a instanceof Promise ? a.then((x) => announced(req, x)) : announced(req, a);
+  }
+
   async infer(req: InferenceRequest): Promise<InferenceResult> {
     const started = performance.now();
     req.trace?.started(req);
@@ -95,11 +111,8 @@ export class InferenceService {
     let done: { result: InferenceResult; wait: Promise<unknown> | undefined };
     const cache = this.cache;
     try {
-      if (this.limits?.active) {
-        const a = this.limits.admit(req); // synchronous with the memory store
-        admission = a instanceof Promise ? await a : a;
-      }
-      if (admission?.policies.length) req.onLimits?.(admission.policies);
+      const admitting = this.admit(req);
+      admission = admitting instanceof Promise ? await admitting : admitting;
       const plan = cache?.plan(req);
       const hit = plan ? await cache!.lookup(req, plan) : undefined;
       if (hit?.kind === 'result') {
@@ -158,11 +171,8 @@ export class InferenceService {
       let wait: Promise<unknown> | undefined;
       const cache = self.cache;
       try {
-        if (self.limits?.active) {
-          const a = self.limits.admit(req);
-          admission = a instanceof Promise ? await a : a;
-        }
-        if (admission?.policies.length) req.onLimits?.(admission.policies);
+        const admitting = self.admit(req);
+        admission = admitting instanceof Promise ? await admitting : admitting;
         const plan = cache?.plan(req);
         const hit = plan ? await cache!.lookup(req, plan) : undefined;
         if (hit?.kind === 'stream') {
