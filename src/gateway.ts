@@ -192,7 +192,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
         registry: metricsRegistry,
         onError: (err) => logBackgroundFailure(logger, err, { component: 'replica-presence' }, 'replica presence not renewed'),
       });
-      presence.onChange((live) => admission.replicasChanged(live.length, live.indexOf(presence.id)));
+      presence.onChange((live) => admission.replicasChanged(live.length, presence.rank));
       await presence.start();
       closers.push(() => presence.close());
     }
