@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import plugin from './index.ts';
+import plugin, { mapUsage } from './index.ts';
 import { McpError, parseInferenceInput, type Backend, type BackendCall, type LoadedInstance, type InferenceChunk } from 'capibara-mcp';
 import { testPluginContext, startFakeOpenAI, type FakeOpenAIServer, startFaultProxy, type FaultProxy } from 'capibara-mcp/testing';
 
@@ -16,6 +16,16 @@ async function rejection(p: Promise<unknown>): Promise<McpError> {
   }
   throw new Error('expected a rejection');
 }
+
+describe('mapUsage', () => {
+  it('makes what an upstream reports as token counts integers in 0 … 2³¹−1, anything else 0', () => {
+    expect(mapUsage({ prompt_tokens: 5, completion_tokens: 4, total_tokens: 9 })).toEqual({ promptTokens: 5, completionTokens: 4, totalTokens: 9 });
+    expect(mapUsage({ prompt_tokens: 3.5, completion_tokens: 1e12 })).toEqual({ promptTokens: 4, completionTokens: 2_147_483_647, totalTokens: 2_147_483_647 });
+    const odd = { prompt_tokens: 'abc', completion_tokens: -3, total_tokens: Number.NaN } as unknown as Parameters<typeof mapUsage>[0];
+    expect(mapUsage(odd)).toEqual({ promptTokens: 0, completionTokens: 0, totalTokens: 0 });
+    expect(mapUsage(null)).toBeUndefined();
+  });
+});
 
 describe('openai backend', () => {
   let fake: FakeOpenAIServer;

@@ -82,11 +82,18 @@ export function mapFinishReason(reason: string | null | undefined): FinishReason
   return reason === 'length' ? 'length' : 'stop';
 }
 
+/** A token count as the upstream reported it, made an integer in 0 … 2³¹−1 (GraphQL's Int, the records' column); anything else is 0. */
+const tokenCount = (n: unknown): number => (typeof n === 'number' && Number.isFinite(n) ? Math.min(2_147_483_647, Math.max(0, Math.round(n))) : 0);
+
 export function mapUsage(u: OpenAIUsage | null | undefined): Usage | undefined {
   if (!u || typeof u !== 'object') return undefined;
-  const promptTokens = u.prompt_tokens ?? 0;
-  const completionTokens = u.completion_tokens ?? 0;
-  return { promptTokens, completionTokens, totalTokens: u.total_tokens ?? promptTokens + completionTokens };
+  const promptTokens = tokenCount(u.prompt_tokens);
+  const completionTokens = tokenCount(u.completion_tokens);
+  return {
+    promptTokens,
+    completionTokens,
+    totalTokens: u.total_tokens === undefined || u.total_tokens === null ? tokenCount(promptTokens + completionTokens) : tokenCount(u.total_tokens),
+  };
 }
 
 /** The request body for a chat or generate call (exported for tests). */

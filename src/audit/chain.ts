@@ -59,7 +59,7 @@ export async function appendInTransaction(
     at?: Date;
     /**
      * A data-modifying statement of the caller's (an INSERT), run in the same statement as the chain
-     * reservation (a WITH clause): one round trip less, which the embedded database charges ~0.4 ms for.
+     * reservation (a WITH clause): one round trip less.
      */
     alongside?: SQL;
   } = {},
