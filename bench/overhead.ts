@@ -414,21 +414,27 @@ async function main(): Promise<void> {
   }
   /**
    * req/s per core of k ÷ base. Loaded side by side with each other: the median of the runs' ratios. One of them
-   * loaded beside a third target (and the other alone): not comparable, NaN. Otherwise the medians' ratio.
+   * loaded beside a third target (and the other alone): not comparable, NaN. Otherwise the median of the runs'
+   * ratios too, each run's two figures taken minutes apart at most: the machine's speed drifts over a session
+   * (one target's CPU per request moved by up to 1.4× between consecutive runs), and a run's ratio cancels the
+   * part of that drift its targets share.
    */
   const relative = (k: string, base: string) => {
     const a = paired.get(k);
     const b = paired.get(base);
     if (a && b && pairOf.get(k) === base) return median(a.map((x, i) => b[i]! / x));
     if (pairOf.has(k) || pairOf.has(base)) return NaN;
-    return (perCore.get(k) ?? NaN) / (perCore.get(base) ?? NaN);
+    const ka = rows.get(k)?.cpuUs;
+    const kb = rows.get(base)?.cpuUs;
+    if (!ka || !kb) return NaN;
+    return median(ka.map((x, i) => kb[i]! / x));
   };
   const ratio = (k: string) => relative(k, 'e');
   const added = (k: string) => (rows.get(k) ? median(rows.get(k)!.c1p50) - directC1 : NaN);
   const rss = (k: string) => (rows.get(k) ? Math.max(...rows.get(k)!.rss) : NaN);
   /** met / MISSED, or "not run" when a figure it needs was not measured (a target left out with --only). */
   const mark = (ok: boolean, ...figures: number[]) => (figures.some((f) => Number.isNaN(f)) ? 'not run' : ok ? 'met' : 'MISSED');
-  lines.push('', 'Targets:', '');
+  lines.push('', "Targets (each ratio the median of the runs' own ratios):", '');
   if (PORTKEY) {
     if (SIDE_BY_SIDE.length) lines.push('- × Portkey: side by side where a target was paired with e; – where it was paired with another target');
     lines.push(`- GraphQL path req/s per core ≥ 2.5× Portkey (api-key only): ${fmt(ratio('c'), 2)}× — ${mark(ratio('c') >= 2.5, ratio('c'))}`);

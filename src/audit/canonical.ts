@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sortKeys } from '../canonical-json.ts';
+import { storableText } from '../db/storable-text.ts';
 import type { AuditEntry } from './types.ts';
 
 /** The prev_hash of the first row of the chain. */
@@ -75,14 +76,9 @@ const MAX_ITEMS = 32;
 /** Values that look like a credential whatever their key says (a bearer header, a JWT). */
 const SECRET_VALUE = /^(bearer|basic)\s|^eyJ[\w-]+\.[\w-]+\./i;
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-
-/**
- * PostgreSQL text refuses NUL and stores a lone surrogate as U+FFFD (the stored row would then hash
- * differently): both are fixed before hashing. Other control characters stay (JSON escapes them).
- */
+/** Made storable (storableText) before hashing, and cut short. Other control characters stay (JSON escapes them). */
 function cleanString(s: string, max: number): string {
-  const t = (s.includes('\0') ? s.replaceAll('\0', '') : s).replace(LONE_SURROGATE, '\uFFFD');
+  const t = storableText(s);
   return t.length > max ? `${t.slice(0, max)}…` : t;
 }
 

@@ -1,5 +1,6 @@
 import { getTableColumns, getTableName, sql, type SQL } from 'drizzle-orm';
 import { inferences } from '../db/schema.ts';
+import { storableText } from '../db/storable-text.ts';
 
 /** The columns the hot path fills; the others (feedback, created_at) keep their defaults. */
 const RECORD_COLUMNS = [
@@ -29,16 +30,12 @@ const INTEGER = new Set(RECORD_COLUMNS.filter((k) => columns[k].getSQLType() ===
 /**
  * A value as the column takes it. A row the database refuses would fail its whole batch on every retry and hold
  * up every record and inference audit entry behind it, and some values come from upstreams (token counts, a
- * shadow's output): counts become integers in 0 … 2³¹−1 (anything else 0), text loses NUL characters (which
- * PostgreSQL's text cannot hold) and lone surrogates (which its json cannot).
+ * shadow's output): counts become integers in 0 … 2³¹−1 (anything else 0), text is made storable (storableText).
  */
 function columnValue(key: (typeof RECORD_COLUMNS)[number], v: unknown): unknown {
   if (v === undefined || v === null) return null;
   if (INTEGER.has(key)) return typeof v === 'number' && Number.isFinite(v) ? Math.min(2_147_483_647, Math.max(0, Math.round(v))) : 0;
-  if (typeof v === 'string') {
-    const text = v.includes('\0') ? v.replaceAll('\0', '\uFFFD') : v;
-    return text.isWellFormed() ? text : text.toWellFormed();
-  }
+  if (typeof v === 'string') return storableText(v);
   return v;
 }
 
