@@ -454,7 +454,9 @@ async function main(): Promise<void> {
     `- secured within 10% of api-key only (req/s per core${SIDE_BY_SIDE.length ? `; side by side: ${SIDE_BY_SIDE.map((p) => p.join(' with ')).join(', ')}, median of the runs' ratios` : ''}): GraphQL ${fmt(within('h', 'c') * 100, 1)}% — ${mark(within('h', 'c') >= 0.9, within('h', 'c'))}; ` +
       `OpenAI ${fmt(within('i', 'd') * 100, 1)}% — ${mark(within('i', 'd') >= 0.9, within('i', 'd'))}; OpenAI with Redis ${fmt(within('j', 'd') * 100, 1)}%`,
   );
-  lines.push(`- gateway RSS under load < 300 MB: ${fmt(Math.max(rss('c'), rss('d')))} MB — ${mark(Math.max(rss('c'), rss('d')) < 300, Math.max(rss('c'), rss('d')))}`);
+  lines.push(
+    `- gateway RSS under load < 300 MB: ${fmt(Math.max(rss('c'), rss('d')))} MB — ${mark(Math.max(rss('c'), rss('d')) < 300, Math.max(rss('c'), rss('d')))}`,
+  );
   console.log(lines.join('\n'));
   writeFileSync(join(OUT, 'overhead.md'), `${lines.join('\n')}\n`);
 }
