@@ -11,6 +11,7 @@ import type { PGlite, Transaction } from '@electric-sql/pglite';
 import { McpError } from '../errors.ts';
 import * as schema from './schema.ts';
 import { PACKAGE_ROOT } from '../package-root.ts';
+import { processAlive } from '../process-alive.ts';
 
 export type Schema = typeof schema;
 /** The drizzle handle services use; the same type over PGlite and node-postgres. */
@@ -68,15 +69,6 @@ const PGLITE_OPTIONS = { postgresqlconf: ['shared_buffers=16MB'] };
 
 /** Where a first start makes the PGlite folder before renaming it into place: `pglite.init-<pid>`. */
 const INIT_FOLDER = /^pglite\.init-(\d+)$/;
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Removes `pglite.init-<pid>` folders whose process is gone: a first start that was killed (kill -9) before it finished. */
 function removeStaleInitFolders(dataDir: string, log?: StartupLog): void {

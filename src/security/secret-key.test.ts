@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -63,6 +64,19 @@ describe('resolveSecretKey', () => {
     const written = readFileSync(join(dataDir, DATA_DIR_KEY_FILE), 'utf8');
     expect(() => b.persist()).toThrow(expect.objectContaining({ code: 'MCP_CONFIG_INVALID', message: expect.stringContaining('start again') }));
     expect(readFileSync(join(dataDir, DATA_DIR_KEY_FILE), 'utf8')).toBe(written);
+  });
+
+  it('removes the temporary copies of the key that a start killed mid-write left, and only those of processes gone', () => {
+    const dataDir = folder();
+    resolveSecretKey({ ...pglite(dataDir), env: {} }).persist();
+    const file = join(dataDir, DATA_DIR_KEY_FILE);
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!; // a pid whose process has exited
+    const stale = `${file}.${gone}.0badcafe.tmp`;
+    const live = `${file}.${process.ppid}.0badcafe.tmp`; // the process that started this test runs
+    const other = `${file}.backup`;
+    for (const f of [stale, live, other]) writeFileSync(f, `${newKey()}\n`, { mode: 0o600 });
+    resolveSecretKey({ ...pglite(dataDir), env: {} }).persist(); // the file is there: a start with nothing to write
+    expect([existsSync(stale), existsSync(live), existsSync(other), existsSync(file)]).toEqual([false, true, true, true]);
   });
 
   it('refuses a data-dir key file group or others may read or write, and one that holds no 32-byte key', () => {

@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { McpError } from '../errors.ts';
-import { createPrivateFileOnce } from './private-file.ts';
+import { createPrivateFileOnce, removeStaleTemps } from './private-file.ts';
 import { previousKeys, SecretBox } from './secrets.ts';
 
 /** The name of the key file PGlite starts make in the data folder. */
@@ -106,8 +106,9 @@ export class SecretKey {
     return this.wrote;
   }
 
-  /** Writes a pending data-dir key file (nothing otherwise). */
+  /** Writes a pending data-dir key file, after removing what a start killed while writing it left (removeStaleTemps). */
   persist(): void {
+    if (this.kind === 'data-dir file' && this.path) removeStaleTemps(this.path);
     if (!this.pending || !this.path || !this.fresh) return;
     mkdirSync(dirname(this.path), { recursive: true });
     if (!publishKeyFile(this.path, this.fresh)) {

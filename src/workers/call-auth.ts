@@ -16,7 +16,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { McpError } from '../errors.ts';
-import { createPrivateFileOnce } from '../security/private-file.ts';
+import { createPrivateFileOnce, removeStaleTemps } from '../security/private-file.ts';
 
 /** Environment variable holding the worker-call key (the same value on every gateway replica). */
 export const WORKER_CALL_KEY_ENV = 'MCP_WORKER_CALL_KEY';
@@ -57,6 +57,7 @@ export async function loadWorkerCallKey(dataDir: string, env: NodeJS.ProcessEnv 
   const fromEnv = workerCallKeyFromEnv(env);
   if (fromEnv) return fromEnv;
   const file = join(dataDir, WORKER_CALL_KEY_FILE);
+  removeStaleTemps(file);
   const read = async () => Buffer.from((await readFile(file, 'utf8')).trim(), 'base64url');
   try {
     return await read();
