@@ -31,3 +31,33 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
     },
   };
 }
+
+/**
+ * A migrated database of `kind` for one test file: PGlite in memory, or a throwaway PostgreSQL database
+ * (createTestDatabase). close() closes it and drops or removes what it made.
+ */
+export async function openTestStorage(kind: Storage): Promise<{ database: import('../db/client.ts').Database; close(): Promise<void> }> {
+  const { openDatabase } = await import('../db/client.ts');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  let database: import('../db/client.ts').Database;
+  let cleanup: () => Promise<void>;
+  if (kind === 'postgres') {
+    const db = await createTestDatabase();
+    database = await openDatabase({ url: db.url, dataDir: '/tmp' });
+    cleanup = () => db.drop();
+  } else {
+    const dir = mkdtempSync(join(tmpdir(), 'mcp-storage-'));
+    database = await openDatabase({ dataDir: dir, inMemory: true });
+    cleanup = async () => rmSync(dir, { recursive: true, force: true });
+  }
+  await database.migrate();
+  return {
+    database,
+    async close() {
+      await database.close();
+      await cleanup();
+    },
+  };
+}

@@ -1,13 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pino from 'pino';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../audit/chain.ts';
 import type { AuditEntry } from '../audit/types.ts';
-import { openDatabase, type Database } from '../db/client.ts';
-import { createTestDatabase, STORAGES } from '../testing/database.ts';
+import { type Database } from '../db/client.ts';
+import { openTestStorage, STORAGES } from '../testing/database.ts';
 import { InferenceRecorder, type InferenceRecord } from './inference-recorder.ts';
 
 const record = (id: string, over: Partial<InferenceRecord> = {}): InferenceRecord => ({
@@ -57,16 +54,7 @@ describe.each(STORAGES)('inference records on %s', (storageKind) => {
     ).rows;
 
   beforeAll(async () => {
-    if (storageKind === 'postgres') {
-      const db = await createTestDatabase();
-      database = await openDatabase({ url: db.url, dataDir: '/tmp' });
-      cleanup = () => db.drop();
-    } else {
-      const dir = mkdtempSync(join(tmpdir(), 'mcp-records-'));
-      database = await openDatabase({ dataDir: dir, inMemory: true });
-      cleanup = async () => rmSync(dir, { recursive: true, force: true });
-    }
-    await database.migrate();
+    ({ database, close: cleanup } = await openTestStorage(storageKind));
     recorder = new InferenceRecorder(
       database,
       { flushIntervalMs: 10_000, maxBatch: 1000, maxBuffered: 10_000, retentionHours: 0, pruneIntervalMs: 60_000, retryBaseMs: 10, retryMaxMs: 20 },
@@ -75,7 +63,6 @@ describe.each(STORAGES)('inference records on %s', (storageKind) => {
   }, 60_000);
   afterAll(async () => {
     await recorder?.close();
-    await database?.close();
     await cleanup?.();
   });
 

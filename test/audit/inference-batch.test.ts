@@ -1,13 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeCalls } from '../../src/audit/batch-calls.ts';
 import { GENESIS_HASH, rowHash } from '../../src/audit/canonical.ts';
 import { appendInTransaction, AUDIT_CHAIN_LOCK, listAudit, verifyChain, type AuditFilter, type AuditItem } from '../../src/audit/chain.ts';
 import type { AuditEntry } from '../../src/audit/types.ts';
-import { openDatabase, type Database } from '../../src/db/client.ts';
-import { createTestDatabase, STORAGES } from '../../src/testing/database.ts';
+import { type Database } from '../../src/db/client.ts';
+import { openTestStorage, STORAGES } from '../../src/testing/database.ts';
 import { query } from './support.ts';
 
 /** An inference call's audit entry, as src/audit/inference-audit.ts builds it. */
@@ -46,16 +43,7 @@ describe.each(STORAGES)('inference calls in batch rows on %s', (storageKind) => 
   }
 
   beforeAll(async () => {
-    if (storageKind === 'postgres') {
-      const db = await createTestDatabase();
-      database = await openDatabase({ url: db.url, dataDir: '/tmp' });
-      cleanup = () => db.drop();
-    } else {
-      const dir = mkdtempSync(join(tmpdir(), 'mcp-audit-batch-'));
-      database = await openDatabase({ dataDir: dir, inMemory: true });
-      cleanup = async () => rmSync(dir, { recursive: true, force: true });
-    }
-    await database.migrate();
+    ({ database, close: cleanup } = await openTestStorage(storageKind));
     // Three appends: an event before, a mixed batch (events + calls), a batch of calls only.
     await append([{ actor: 'admin', action: 'model.register', target: 'chat', model: 'chat', outcome: 'ok' }]);
     await append([
@@ -68,7 +56,6 @@ describe.each(STORAGES)('inference calls in batch rows on %s', (storageKind) => 
     await append(Array.from({ length: 7 }, (_, i) => call(4 + i, i % 2 ? 'alice' : 'carol', i < 4 ? 'chat' : 'embed')));
   }, 60_000);
   afterAll(async () => {
-    await database?.close();
     await cleanup?.();
   });
 
