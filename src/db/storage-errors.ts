@@ -29,6 +29,15 @@ function isConnectionFailure(err: unknown): boolean {
   return CONNECTION_MESSAGES.some((m) => err.message.startsWith(m));
 }
 
+/** The SQLSTATE of a failed statement (PostgreSQL's or PGlite's error, or one in its `cause` chain), if any. */
+export function sqlStateOf(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+  }
+  return undefined;
+}
+
 /**
  * The one place that recognises a storage failure: a failed query or transaction because the
  * database cannot be reached (PostgreSQL down, restarting, partitioned, the pool timing out;

@@ -6,6 +6,10 @@ import { appendInTransaction } from '../audit/chain.ts';
 import { GroupCommit } from '../audit/group-commit.ts';
 import { RECORD_SQL_NAMES, RECORDS_TABLE, recordsCsv, recordsInsert, type InferenceRecord } from './record-rows.ts';
 import type { AuditEntry } from '../audit/types.ts';
+import { sqlStateOf } from '../db/storage-errors.ts';
+
+/** SQLSTATE unique_violation. */
+const UNIQUE_VIOLATION = '23505';
 
 export type { InferenceRecord } from './record-rows.ts';
 
@@ -136,16 +140,27 @@ export class InferenceRecorder {
       else audits.push(p.audit);
     }
     const bulk = this.database.bulk;
-    if (bulk) {
+    if (bulk && rows.length) {
       // The embedded database: the records by COPY, which PGlite takes for far less CPU per row than an INSERT.
-      if (audits.length === 0) await bulk.copy(RECORDS_TABLE, RECORD_SQL_NAMES, recordsCsv(rows));
-      else
-        await bulk.transaction(async (tx, copy) => {
-          if (rows.length) await copy(RECORDS_TABLE, RECORD_SQL_NAMES, recordsCsv(rows));
-          await appendInTransaction(tx, audits);
-        });
-    } else if (audits.length === 0) await this.database.db.execute(recordsInsert(rows));
-    // PostgreSQL: the records' INSERT goes with the audit chain's reservation, in one statement (a round trip less).
+      try {
+        if (audits.length === 0) await bulk.copy(RECORDS_TABLE, RECORD_SQL_NAMES, recordsCsv(rows));
+        else
+          await bulk.transaction(async (tx, copy) => {
+            await copy(RECORDS_TABLE, RECORD_SQL_NAMES, recordsCsv(rows));
+            await appendInTransaction(tx, audits);
+          });
+        this.rowsWritten += rows.length;
+        return;
+      } catch (err) {
+        // A record's id is its request's, which a client may choose (X-Request-Id): one id twice fails COPY, which
+        // has no ON CONFLICT, and would fail it on every retry. The batch (rolled back whole) goes in by INSERT
+        // instead, which keeps the first record of an id, as on PostgreSQL.
+        if (sqlStateOf(err) !== UNIQUE_VIOLATION) throw err;
+        this.logger.warn({ records: rows.length }, 'inference records: a request id came twice; this batch is written by INSERT, which keeps the first');
+      }
+    }
+    if (audits.length === 0) await this.database.db.execute(recordsInsert(rows));
+    // The records' INSERT goes with the audit chain's reservation, in one statement (a round trip less).
     else await this.database.db.transaction((tx) => appendInTransaction(tx, audits, { alongside: rows.length ? recordsInsert(rows) : undefined }));
     this.rowsWritten += rows.length;
   }

@@ -103,8 +103,29 @@ describe.each(STORAGES)('inference records on %s', (storageKind) => {
     ]);
   });
 
+  it('keeps the first record of a request id that comes twice (a client chooses it with X-Request-Id), within a batch and across batches', async () => {
+    recorder.record(record('d1', { latencyMs: 1 }));
+    await recorder.flush();
+    recorder.record(record('d2', { latencyMs: 2 }));
+    recorder.record(record('d1', { latencyMs: 3 })); // an earlier batch's id
+    recorder.record(record('d2', { latencyMs: 4 })); // this batch's
+    recorder.record(record('d3', { latencyMs: 5 }));
+    void recorder.appendAudit(call(99), false);
+    await recorder.flush();
+    expect(recorder.stats.failedWrites).toBe(0);
+    expect((await rows(['d1', 'd2', 'd3'])).map((r) => [r.id, r.latency_ms])).toEqual([
+      ['d1', 1],
+      ['d2', 2],
+      ['d3', 5],
+    ]);
+  });
+
   it('commits a batch of records and inference audit entries together, the chain intact', async () => {
+    const calls = async () =>
+      ((await database.db.execute(sql`select count(*)::int as n from audit_entries where action = 'inference'`)) as unknown as { rows: Array<{ n: number }> })
+        .rows[0]!.n;
     const before = recorder.stats.batches;
+    const callsBefore = await calls();
     for (let i = 0; i < 5; i++) {
       recorder.record(record(`a${i}`));
       void recorder.appendAudit(call(i), false);
@@ -112,10 +133,7 @@ describe.each(STORAGES)('inference records on %s', (storageKind) => {
     await recorder.flush();
     expect(recorder.stats.batches).toBe(before + 1);
     expect((await rows(['a0', 'a1', 'a2', 'a3', 'a4'])).length).toBe(5);
-    const calls = (await database.db.execute(sql`select count(*)::int as n from audit_entries where action = 'inference'`)) as unknown as {
-      rows: Array<{ n: number }>;
-    };
-    expect(calls.rows[0]!.n).toBe(5);
+    expect((await calls()) - callsBefore).toBe(5);
     expect(await verifyChain(database.db)).toMatchObject({ ok: true, firstBrokenId: null });
   });
 });
