@@ -155,6 +155,30 @@ describe.each(STORAGES)('audit log on %s', (storageKind) => {
     expect(v.checked).toBe(Number((await sql<{ n: string }>('select count(*) as n from audit_log'))[0]!.n));
   });
 
+  it('a request id a client sends twice (X-Request-Id) is answered and audited each time, and later calls still commit', async () => {
+    const call = async (requestId: string) => {
+      const res = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...as('erin', 'developer', requestId) },
+        body: JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'hello' }] }),
+        signal: AbortSignal.timeout(20_000),
+      });
+      await res.arrayBuffer();
+      return res.status;
+    };
+    // durable: each answer waits for its batch to commit, so a batch that could not commit would show here.
+    expect(await Promise.all([call('req-twice'), call('req-twice')])).toEqual([200, 200]);
+    expect(await call('req-twice')).toBe(200);
+    expect(await call('req-after-twice')).toBe(200);
+    expect(await sql(`select id from inferences where id in ('req-twice', 'req-after-twice') order by id`)).toEqual([
+      { id: 'req-after-twice' },
+      { id: 'req-twice' },
+    ]);
+    const audited = await sql<{ n: number }>(`select count(*)::int as n from audit_entries where request_id = 'req-twice' and action = 'inference'`);
+    expect(audited[0]!.n).toBe(3);
+    expect((await verify()).ok).toBe(true);
+  });
+
   it('writes no change without its row and no row without its change: a failed audit insert rolls the change back', async () => {
     const dup = await gw.gql(`mutation { registerModel(input: { id: "chat", task: CHAT }) { id } }`, {}, as('alice', 'admin', 'req-dup'));
     expect(dup.errors?.[0]?.extensions?.code).toBe('MCP_DUPLICATE_ID');
