@@ -9,7 +9,7 @@ import type { AuditEntry, AuditRecorder } from './types.ts';
 /** Where the audit rows of inference calls go (InferenceRecorder: with the `inferences` rows, in the same transaction). */
 export interface InferenceAuditSink {
   appendAudit(entry: AuditEntry, durable: boolean): Promise<void> | undefined;
-  readonly stats: { written: number; batches: number; failedWrites: number; refused: number; buffered: number };
+  readonly stats: { written: number; batches: number; failedWrites: number; refused: number; rejected: number; buffered: number };
 }
 
 /**
@@ -81,7 +81,7 @@ export class AuditLog implements AuditRecorder, InferenceAuditSink {
 
   private registerMetrics(registry: Registry): void {
     const buffers = () => {
-      const out: Array<[string, { written: number; failedWrites: number; refused: number; buffered: number }]> = [['audit', this.stats]];
+      const out: Array<[string, { written: number; failedWrites: number; refused: number; rejected: number; buffered: number }]> = [['audit', this.stats]];
       if (this.inferenceSink) out.push(['inferences', this.inferenceSink.stats]);
       return out;
     };
@@ -110,5 +110,10 @@ export class AuditLog implements AuditRecorder, InferenceAuditSink {
     counter('mcp_audit_written_total', 'Rows written since start (audit: audit rows; inferences: inference records).', (s) => s.written);
     counter('mcp_audit_write_failures_total', 'Failed group-commit writes since start (their rows were kept and retried).', (s) => s.failedWrites);
     counter('mcp_audit_refused_total', 'Records refused since start because the buffer was full (the request failed with 503).', (s) => s.refused);
+    counter(
+      'mcp_audit_rejected_total',
+      'Records the database refused on their own since start (a data or constraint error), dropped so the records behind them were written.',
+      (s) => s.rejected,
+    );
   }
 }

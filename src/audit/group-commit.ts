@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { storageFailure, storageFailureReason } from '../db/storage-errors.ts';
+import { sqlStateOf, storageFailure, storageFailureReason } from '../db/storage-errors.ts';
 import { McpError } from '../errors.ts';
 
 export interface GroupCommitOptions {
@@ -38,6 +38,17 @@ export interface GroupCommitStats {
   failedWrites: number;
   /** Items refused because the buffer was full. */
   refused: number;
+  /** Items the database refused on their own (a data or constraint error), dropped so the items behind them are written. */
+  rejected: number;
+}
+
+/**
+ * A write refused for what it holds, not because the database is unreachable: SQLSTATE class 22 (data exception)
+ * or 23 (integrity constraint violation). Retrying the same items fails the same way.
+ */
+function refusedForContent(err: unknown): boolean {
+  const state = sqlStateOf(err);
+  return state !== undefined && (state.startsWith('22') || state.startsWith('23'));
 }
 
 /** The error push() throws (or a durable wait rejects with) when the buffer is full. */
@@ -52,6 +63,11 @@ export function bufferFull(name: string): McpError {
  * nothing is dropped while the buffer has room. A full buffer refuses new items (an error, counted
  * and logged), never drops old ones. A durable push resolves when its item is committed; since
  * writes are in order, that also means every item pushed before it is committed.
+ *
+ * A write the database refuses for its content (refusedForContent) would fail on every retry and hold up
+ * everything behind it. The batch is then split: the next writes take half as many items, again and again, until
+ * the one item it refuses is written alone. That item is dropped (counted in stats.rejected, logged with the
+ * error's code, its durable waiter rejected), and writes go on in order.
  */
 export class GroupCommit<T> {
   private buffer: Array<Item<T>> = [];
@@ -65,7 +81,9 @@ export class GroupCommit<T> {
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private lastRefusalLog = 0;
   private closed = false;
-  readonly stats: GroupCommitStats = { written: 0, batches: 0, failedWrites: 0, refused: 0 };
+  readonly stats: GroupCommitStats = { written: 0, batches: 0, failedWrites: 0, refused: 0, rejected: 0 };
+  /** While a refused batch is split: the items at the front it held (`left`) go in writes of at most `size`. */
+  private splitting: { left: number; size: number } | undefined;
 
   constructor(
     private readonly name: string,
@@ -170,7 +188,8 @@ export class GroupCommit<T> {
   private async writeOnce(): Promise<void> {
     let n = 0;
     let cost = 0;
-    while (n < this.buffer.length && n < 2 * this.o.maxBatch) {
+    const most = Math.min(2 * this.o.maxBatch, this.splitting?.size ?? Infinity);
+    while (n < this.buffer.length && n < most) {
       const c = this.costOf(this.buffer[n]!.value);
       if (cost + c > this.o.maxBatch) break;
       cost += c;
@@ -187,13 +206,23 @@ export class GroupCommit<T> {
       await this.write(batch.map((i) => i.value));
     } catch (err) {
       this.inflight = 0;
+      this.stats.failedWrites++;
+      const content = refusedForContent(err);
+      if (content) {
+        if (batch.length === 1) return this.reject(batch[0]!, err);
+        this.splitting = { left: this.splitting?.left ?? batch.length, size: Math.ceil(batch.length / 2) };
+      } else this.failures++;
       this.buffer = batch.concat(this.buffer);
       this.bufferedCost += cost;
-      this.stats.failedWrites++;
-      this.failures++;
-      const delay = Math.min(this.o.retryBaseMs * 2 ** Math.min(this.failures - 1, 20), this.o.retryMaxMs);
+      // A split batch is tried again soon (no backoff: the database is fine, the halves are what changed).
+      const delay = content ? this.o.retryBaseMs : Math.min(this.o.retryBaseMs * 2 ** Math.min(this.failures - 1, 20), this.o.retryMaxMs);
       // An unreachable database: the first failure of the streak says so (no SQL, no parameters), the retries at debug.
-      if (!storageFailure(err))
+      if (content)
+        this.logger.warn(
+          { reason: storageFailureReason(err), buffer: this.name, rows: batch.length, retryInMs: delay },
+          'the database refuses this batch for its content; writing it in halves to find the record',
+        );
+      else if (!storageFailure(err))
         this.logger.warn({ err, buffer: this.name, rows: batch.length, buffered: this.size, retryInMs: delay }, 'write failed; rows kept, retrying');
       else {
         const fields = { reason: storageFailureReason(err), buffer: this.name, rows: batch.length, buffered: this.size, retryInMs: delay };
@@ -210,6 +239,7 @@ export class GroupCommit<T> {
       throw err;
     }
     this.inflight = 0;
+    this.narrowed(batch.length);
     if (this.failures) this.logger.info({ buffer: this.name, afterFailures: this.failures }, 'writes succeed again');
     this.failures = 0;
     this.stats.batches++;
@@ -218,6 +248,27 @@ export class GroupCommit<T> {
       if (!i.waiter) continue;
       this.durableWaiting--;
       i.waiter.resolve();
+    }
+  }
+
+  /** `n` items of a split batch are done with (written, or the one refused dropped); the split ends with the batch. */
+  private narrowed(n: number): void {
+    if (!this.splitting) return;
+    this.splitting.left -= n;
+    if (this.splitting.left <= 0) this.splitting = undefined;
+  }
+
+  /** Drops the one item the database refuses on its own (see the class comment), so the writes behind it go on. */
+  private reject(item: Item<T>, err: unknown): void {
+    this.stats.rejected++;
+    this.narrowed(1);
+    this.logger.error(
+      { buffer: this.name, reason: storageFailureReason(err), rejected: this.stats.rejected },
+      'the database refuses one record for its content; dropped so the records behind it are written',
+    );
+    if (item.waiter) {
+      this.durableWaiting--;
+      item.waiter.reject(new McpError('MCP_INTERNAL', `the ${this.name} record could not be stored`));
     }
   }
 

@@ -70,9 +70,9 @@ export class InferenceRecorder {
   }
 
   /** `inferences` rows written, write transactions, failed writes (retried), records refused (buffer full); `buffered` now. */
-  get stats(): { written: number; batches: number; failedWrites: number; refused: number; buffered: number } {
-    const { batches, failedWrites, refused } = this.journal.stats;
-    return { written: this.rowsWritten, batches, failedWrites, refused, buffered: this.journal.size };
+  get stats(): { written: number; batches: number; failedWrites: number; refused: number; rejected: number; buffered: number } {
+    const { batches, failedWrites, refused, rejected } = this.journal.stats;
+    return { written: this.rowsWritten, batches, failedWrites, refused, rejected, buffered: this.journal.size };
   }
 
   /**

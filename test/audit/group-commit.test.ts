@@ -94,4 +94,45 @@ describe('GroupCommit', () => {
     expect(await durable).toMatchObject({ code: 'MCP_STORAGE_UNAVAILABLE' });
     expect(gc.size).toBe(0);
   });
+
+  it('splits a batch the database refuses for its content until the refused records are alone, drops only those, and writes the rest in order', async () => {
+    // Negative numbers stand for records a column cannot hold: any write holding one fails with a data exception.
+    const committed: number[] = [];
+    const writes: number[][] = [];
+    const write = async (values: number[]) => {
+      writes.push(values);
+      if (values.some((v) => v < 0)) throw Object.assign(new Error('invalid input syntax for type integer'), { code: '22P02' });
+      committed.push(...values);
+    };
+    const gc = new GroupCommit<number>('test', write, { ...options, maxBuffered: 100 }, quiet);
+    const items = [0, 1, 2, -3, 4, 5, 6, 7, -8, 9];
+    const refused = gc.push(items[3]!, true).catch((e: unknown) => e);
+    for (const v of items.filter((_, i) => i !== 3)) gc.push(v);
+    const after = gc.push(10, true);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(committed).toEqual([0, 1, 2, 4, 5, 6, 7, 9, 10]);
+    expect(gc.stats.rejected).toBe(2);
+    expect(await refused).toMatchObject({ code: 'MCP_INTERNAL' });
+    await expect(after).resolves.toBeUndefined();
+    expect(writes.every((w) => w.length <= 10)).toBe(true);
+    expect(writes.filter((w) => w.length === 1 && w[0]! < 0)).toEqual([[-3], [-8]]); // each refused record tried alone once
+    expect(gc.size).toBe(0);
+    // The split is over: the next items go in one write again.
+    for (let i = 20; i < 25; i++) gc.push(i);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(writes.at(-1)).toEqual([20, 21, 22, 23, 24]);
+  });
+
+  it('never splits or drops on an unreachable database: a connection failure keeps the whole batch', async () => {
+    const s = sink();
+    const gc = new GroupCommit<number>('test', s.write, options, quiet);
+    s.state.down = true;
+    for (let i = 0; i < 8; i++) gc.push(i);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(gc.stats).toMatchObject({ rejected: 0 });
+    expect(gc.size).toBe(8);
+    s.state.down = false;
+    await vi.advanceTimersByTimeAsync(500);
+    expect(s.committed).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  });
 });
