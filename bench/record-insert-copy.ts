@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from '../src/db/client.ts';
-import { RECORD_SQL_NAMES, RECORDS_TABLE, recordsCsv, recordsInsert } from '../src/traffic/record-rows.ts';
+import { copyRecords, recordsInsert } from '../src/traffic/record-rows.ts';
 import type { InferenceRecord } from '../src/traffic/inference-recorder.ts';
 import { arg } from './load.ts';
 
@@ -44,7 +44,7 @@ const rows = (): InferenceRecord[] =>
   }));
 const bulk = database.bulk!;
 const json = () => database.db.execute(recordsInsert(rows()));
-const copy = () => bulk.copy(RECORDS_TABLE, RECORD_SQL_NAMES, recordsCsv(rows()));
+const copy = () => copyRecords(bulk.copy, rows());
 const totals = { json: [] as number[], copy: [] as number[] };
 for (let r = 0; r < ROUNDS; r++)
   for (const [name, f] of [

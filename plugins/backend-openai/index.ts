@@ -89,11 +89,7 @@ export function mapUsage(u: OpenAIUsage | null | undefined): Usage | undefined {
   if (!u || typeof u !== 'object') return undefined;
   const promptTokens = tokenCount(u.prompt_tokens);
   const completionTokens = tokenCount(u.completion_tokens);
-  return {
-    promptTokens,
-    completionTokens,
-    totalTokens: u.total_tokens === undefined || u.total_tokens === null ? tokenCount(promptTokens + completionTokens) : tokenCount(u.total_tokens),
-  };
+  return { promptTokens, completionTokens, totalTokens: tokenCount(u.total_tokens ?? promptTokens + completionTokens) };
 }
 
 /** The request body for a chat or generate call (exported for tests). */

@@ -3,13 +3,13 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Database } from '../db/client.ts';
 import { appendInTransaction, listAudit, verifyChain, type AuditFilter, type AuditPage, type ChainVerdict } from './chain.ts';
 import type { AuditConfig } from './config.ts';
-import { GroupCommit, type GroupCommitStats } from './group-commit.ts';
+import { GroupCommit, type JournalStats } from './group-commit.ts';
 import type { AuditEntry, AuditRecorder } from './types.ts';
 
 /** Where the audit rows of inference calls go (InferenceRecorder: with the `inferences` rows, in the same transaction). */
 export interface InferenceAuditSink {
   appendAudit(entry: AuditEntry, durable: boolean): Promise<void> | undefined;
-  readonly stats: { written: number; batches: number; failedWrites: number; refused: number; rejected: number; buffered: number };
+  readonly stats: JournalStats;
 }
 
 /**
@@ -40,7 +40,7 @@ export class AuditLog implements AuditRecorder, InferenceAuditSink {
     this.registerMetrics(metrics);
   }
 
-  get stats(): GroupCommitStats & { buffered: number } {
+  get stats(): JournalStats {
     return { ...this.journal.stats, buffered: this.journal.size };
   }
 
@@ -81,7 +81,7 @@ export class AuditLog implements AuditRecorder, InferenceAuditSink {
 
   private registerMetrics(registry: Registry): void {
     const buffers = () => {
-      const out: Array<[string, { written: number; failedWrites: number; refused: number; rejected: number; buffered: number }]> = [['audit', this.stats]];
+      const out: Array<[string, JournalStats]> = [['audit', this.stats]];
       if (this.inferenceSink) out.push(['inferences', this.inferenceSink.stats]);
       return out;
     };

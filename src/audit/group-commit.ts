@@ -42,6 +42,9 @@ export interface GroupCommitStats {
   rejected: number;
 }
 
+/** A journal's running totals and the items waiting now (buffered or being written). */
+export type JournalStats = GroupCommitStats & { buffered: number };
+
 /**
  * A write refused for what it holds, not because the database is unreachable: SQLSTATE class 22 (data exception)
  * or 23 (integrity constraint violation). Retrying the same items fails the same way.
@@ -209,7 +212,7 @@ export class GroupCommit<T> {
       this.stats.failedWrites++;
       const content = refusedForContent(err);
       if (content) {
-        if (batch.length === 1) return this.reject(batch[0]!, err);
+        if (batch.length === 1) return this.drop(batch[0]!, err);
         this.splitting = { left: this.splitting?.left ?? batch.length, size: Math.ceil(batch.length / 2) };
       } else this.failures++;
       this.buffer = batch.concat(this.buffer);
@@ -259,7 +262,7 @@ export class GroupCommit<T> {
   }
 
   /** Drops the one item the database refuses on its own (see the class comment), so the writes behind it go on. */
-  private reject(item: Item<T>, err: unknown): void {
+  private drop(item: Item<T>, err: unknown): void {
     this.stats.rejected++;
     this.narrowed(1);
     this.logger.error(

@@ -3,7 +3,7 @@
  * fsynced and then hard-linked into place, so a reader never sees half a file and an existing file is
  * never overwritten (concurrent starts agree on whichever link came first). Used for the keys a
  * gateway keeps in its data folder (secret.key, worker-call.key). A temporary file left by a process
- * killed mid-write (kill -9) holds a copy of the key: removeStaleTemps (run by this and at every start) removes
+ * killed mid-write (kill -9) holds a copy of the key: the callers run removeStaleTemps at every start, which removes
  * those whose process is gone.
  */
 import { randomBytes } from 'node:crypto';
@@ -29,7 +29,6 @@ export function removeStaleTemps(path: string): void {
 
 /** Writes `content` to `path` unless a file is there already; answers whether this call wrote it. Other errors are thrown. */
 export function createPrivateFileOnce(path: string, content: string): boolean {
-  removeStaleTemps(path);
   const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
     const fd = openSync(temp, 'wx', 0o600);

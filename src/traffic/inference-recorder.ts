@@ -3,8 +3,8 @@ import type { Logger } from 'pino';
 import type { Database } from '../db/client.ts';
 import { inferences } from '../db/schema.ts';
 import { appendInTransaction } from '../audit/chain.ts';
-import { GroupCommit } from '../audit/group-commit.ts';
-import { RECORD_SQL_NAMES, RECORDS_TABLE, recordsCsv, recordsInsert, type InferenceRecord } from './record-rows.ts';
+import { GroupCommit, type JournalStats } from '../audit/group-commit.ts';
+import { copyRecords, recordsInsert, type InferenceRecord } from './record-rows.ts';
 import type { AuditEntry } from '../audit/types.ts';
 import { sqlStateOf } from '../db/storage-errors.ts';
 
@@ -70,9 +70,8 @@ export class InferenceRecorder {
   }
 
   /** `inferences` rows written, write transactions, failed writes (retried), records refused (buffer full); `buffered` now. */
-  get stats(): { written: number; batches: number; failedWrites: number; refused: number; rejected: number; buffered: number } {
-    const { batches, failedWrites, refused, rejected } = this.journal.stats;
-    return { written: this.rowsWritten, batches, failedWrites, refused, rejected, buffered: this.journal.size };
+  get stats(): JournalStats {
+    return { ...this.journal.stats, written: this.rowsWritten, buffered: this.journal.size };
   }
 
   /**
@@ -143,10 +142,10 @@ export class InferenceRecorder {
     if (bulk && rows.length) {
       // The embedded database: the records by COPY, which PGlite takes for far less CPU per row than an INSERT.
       try {
-        if (audits.length === 0) await bulk.copy(RECORDS_TABLE, RECORD_SQL_NAMES, recordsCsv(rows));
+        if (audits.length === 0) await copyRecords(bulk.copy, rows);
         else
           await bulk.transaction(async (tx, copy) => {
-            await copy(RECORDS_TABLE, RECORD_SQL_NAMES, recordsCsv(rows));
+            await copyRecords(copy, rows);
             await appendInTransaction(tx, audits);
           });
         this.rowsWritten += rows.length;

@@ -1,5 +1,6 @@
 import { getTableColumns, getTableName, sql, type SQL } from 'drizzle-orm';
 import { inferences } from '../db/schema.ts';
+import type { CopyCsv } from '../db/client.ts';
 import { storableText } from '../db/storable-text.ts';
 
 /** The columns the hot path fills; the others (feedback, created_at) keep their defaults. */
@@ -23,8 +24,8 @@ const RECORD_COLUMNS = [
 export type InferenceRecord = Pick<typeof inferences.$inferInsert, (typeof RECORD_COLUMNS)[number]>;
 
 const columns = getTableColumns(inferences);
-export const RECORDS_TABLE = getTableName(inferences);
-export const RECORD_SQL_NAMES: readonly string[] = RECORD_COLUMNS.map((k) => columns[k].name);
+const RECORDS_TABLE = getTableName(inferences);
+const RECORD_SQL_NAMES: readonly string[] = RECORD_COLUMNS.map((k) => columns[k].name);
 const INTEGER = new Set(RECORD_COLUMNS.filter((k) => columns[k].getSQLType() === 'integer'));
 
 /**
@@ -64,7 +65,7 @@ export function recordsInsert(rows: readonly InferenceRecord[]): SQL {
  * takes for ~40% less CPU per row than the JSON INSERT (bench/record-insert-copy.ts). Text is always quoted, so an
  * empty string stays one and an unquoted empty field is NULL.
  */
-export function recordsCsv(rows: readonly InferenceRecord[]): string {
+function recordsCsv(rows: readonly InferenceRecord[]): string {
   let csv = '';
   for (let j = 0; j < rows.length; j++) {
     const r = rows[j]!;
@@ -79,4 +80,9 @@ export function recordsCsv(rows: readonly InferenceRecord[]): string {
     csv += '\n';
   }
   return csv;
+}
+
+/** Loads the rows with `copy` (a BulkLoad's, or its transaction's) into the records table. */
+export function copyRecords(copy: CopyCsv, rows: readonly InferenceRecord[]): Promise<void> {
+  return copy(RECORDS_TABLE, RECORD_SQL_NAMES, recordsCsv(rows));
 }
